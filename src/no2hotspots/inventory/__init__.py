@@ -1,0 +1,1 @@
+"""Emission inventories: readers (one per layout) returning point sources or gridded emissions."""

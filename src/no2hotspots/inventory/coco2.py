@@ -1,0 +1,55 @@
+"""Reader for the CoCO2 global power-plant catalogue (Guevara et al. 2023, v1.1, year 2018).
+
+The catalogue lists generating *units*; several units share one site (e.g. Matimba has 6 rows at one location).
+:func:`read_coco2` aggregates units at the same coordinates into one point source per site, summing emissions.
+Emissions in the file are tonnes per year (``*_emis_ty``); NOx is expressed as NO2 mass, as usual for inventories.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputFileError
+
+REQUIRED = ("ID", "ISO3", "fuel", "longitude", "latitude", "co2_emis_ty", "nox_emis_ty")
+
+
+def read_coco2(path: str | Path) -> pd.DataFrame:
+    """Return one row per site: ``id, iso3, fuel, lat, lon, nox_t_per_yr, co2_t_per_yr, n_units``.
+
+    Raises :class:`InputFileError` naming the file and the missing column / bad value.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "not found")
+    try:
+        df = pd.read_csv(path)
+    except Exception as e:  # noqa: BLE001
+        raise InputFileError(path, f"not a readable CSV ({type(e).__name__}: {e})") from None
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise InputFileError(path, f"missing column(s) {', '.join(missing)} (not a CoCO2 catalogue?)")
+    for col, lo, hi in (("latitude", -90, 90), ("longitude", -180, 180)):
+        bad = ~df[col].between(lo, hi)
+        if bad.any():
+            raise InputFileError(path, f"column {col} has values outside {lo}..{hi}, e.g. {df.loc[bad, col].iloc[0]!r}")
+    for col in ("co2_emis_ty", "nox_emis_ty"):
+        if (df[col] < 0).any() or not np.isfinite(df[col]).all():
+            raise InputFileError(path, f"column {col} has negative or non-finite emissions")
+    sites = (
+        df.groupby(["latitude", "longitude"], sort=False)
+        .agg(
+            id=("ID", "first"),
+            iso3=("ISO3", "first"),
+            fuel=("fuel", lambda s: s.mode().iloc[0]),
+            nox_t_per_yr=("nox_emis_ty", "sum"),
+            co2_t_per_yr=("co2_emis_ty", "sum"),
+            n_units=("ID", "size"),
+        )
+        .reset_index()
+        .rename(columns={"latitude": "lat", "longitude": "lon"})
+    )
+    return sites[["id", "iso3", "fuel", "lat", "lon", "nox_t_per_yr", "co2_t_per_yr", "n_units"]]

@@ -1,0 +1,24 @@
+"""Logging set-up shared by the entry points (library code only uses ``logging.getLogger(__name__)``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+
+def setup(level: str | int | None = None) -> None:
+    level = level or os.environ.get("NO2HOTSPOTS_LOG", "INFO")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # Telemetry/analytics off for the libraries we drive (no network beyond what the user asks for).
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+    for noisy in ("alembic", "urllib3", "matplotlib", "h5py", "git", "great_expectations"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def progress_disabled() -> bool:
+    """Progress bars are on in a terminal, off when NO2HOTSPOTS_PROGRESS=0 (tests set it)."""
+    return os.environ.get("NO2HOTSPOTS_PROGRESS", "1") == "0"
