@@ -1,0 +1,106 @@
+"""The detection input: a gridded TROPOMI collection as written by ``ingest`` (docs/contracts.md, Gridded TROPOMI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ..errors import InputFileError
+
+EARTH_RADIUS_M = 6_371_008.8
+M_PER_DEG = np.pi * EARTH_RADIUS_M / 180.0
+REQUIRED_VARS = ("no2",)
+
+
+def open_grid(path: str | Path) -> xr.Dataset:
+    """Load an ingest grid into memory; one-line :class:`InputFileError` if missing or not in the contract format."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "not found; run the ingest stage first (python -m no2hotspots ingest)")
+    try:
+        with xr.open_dataset(path) as ds:
+            ds = ds.load()
+    except Exception as e:  # noqa: BLE001
+        raise InputFileError(path, f"not a readable NetCDF grid ({type(e).__name__}: {e})") from None
+    missing = [v for v in REQUIRED_VARS if v not in ds]
+    if missing:
+        raise InputFileError(path, f"missing variable(s) {', '.join(missing)} (not an ingest grid?)")
+    if tuple(ds["no2"].dims) != ("time", "lat", "lon"):
+        raise InputFileError(path, f"no2 must have dims (time, lat, lon), has {tuple(ds['no2'].dims)}")
+    for c in ("lat", "lon"):
+        v = ds[c].values
+        if v.size > 1 and not np.all(np.diff(v) > 0):
+            raise InputFileError(path, f"coordinate {c} must be strictly ascending")
+    return ds
+
+
+def valid_mask(ds: xr.Dataset, coverage_min: float = 0.0) -> np.ndarray:
+    """Valid cells ``(time, lat, lon)``: finite NO2 and coverage > 0 and coverage >= ``coverage_min``.
+
+    A grid without a ``coverage`` variable counts every finite NO2 cell as valid.
+    """
+    no2 = ds["no2"].values
+    valid = np.isfinite(no2)
+    if "coverage" in ds:
+        cov = np.nan_to_num(ds["coverage"].transpose("time", "lat", "lon").values, nan=0.0)
+        valid &= (cov > 0) & (cov >= coverage_min)
+    return valid
+
+
+def cell_size_m(ds: xr.Dataset) -> tuple[float, float]:
+    """Median cell size (north-south, east-west) in metres at the grid's mean latitude."""
+    lat, lon = ds["lat"].values, ds["lon"].values
+    dlat = float(np.median(np.diff(lat))) if lat.size > 1 else float(ds.attrs.get("resolution_deg", np.nan))
+    dlon = float(np.median(np.diff(lon))) if lon.size > 1 else float(ds.attrs.get("resolution_deg", np.nan))
+    coslat = float(np.cos(np.deg2rad(np.mean(lat))))
+    return dlat * M_PER_DEG, dlon * M_PER_DEG * coslat
+
+
+def resolution_ratio(ds: xr.Dataset, pixel_size_m: float) -> float:
+    """How far the grid's cells are from the model pixel: max over both axes of max(d/p, p/d) (1 = identical)."""
+    dy, dx = cell_size_m(ds)
+    ratios = [max(d / pixel_size_m, pixel_size_m / d) for d in (dy, dx) if np.isfinite(d) and d > 0]
+    return max(ratios) if ratios else 1.0
+
+
+def cell_area_km2(ds: xr.Dataset) -> np.ndarray:
+    """Area of each cell ``(lat, lon)`` on the sphere: R^2 * dlon * (sin(lat_n) - sin(lat_s)), i.e. ~ cos(lat)."""
+    lat, lon = ds["lat"].values.astype(float), ds["lon"].values.astype(float)
+    if "lat_bnds" in ds and "lon_bnds" in ds:
+        lat_b, lon_b = ds["lat_bnds"].values.astype(float), ds["lon_bnds"].values.astype(float)
+        lat_lo, lat_hi = lat_b.min(axis=1), lat_b.max(axis=1)
+        dlon = np.abs(lon_b[:, 1] - lon_b[:, 0])
+    else:
+        lat_lo, lat_hi = _edges(lat)
+        lon_lo, lon_hi = _edges(lon)
+        dlon = lon_hi - lon_lo
+    band = np.sin(np.deg2rad(lat_hi)) - np.sin(np.deg2rad(lat_lo))
+    return (EARTH_RADIUS_M**2 * np.outer(band, np.deg2rad(dlon))) / 1e6
+
+
+def _edges(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if c.size == 1:
+        return c - 0.025, c + 0.025
+    mid = 0.5 * (c[1:] + c[:-1])
+    lo = np.concatenate([[c[0] - (mid[0] - c[0])], mid])
+    hi = np.concatenate([mid, [c[-1] + (c[-1] - mid[-1])]])
+    return lo, hi
+
+
+def obs_count(ds: xr.Dataset, valid: np.ndarray) -> np.ndarray:
+    """The grid's ``obs_count(lat, lon)``; if the grid lacks it, the number of valid time steps per cell."""
+    if "obs_count" in ds:
+        return np.nan_to_num(ds["obs_count"].transpose("lat", "lon").values, nan=0).astype(np.int64)
+    return valid.sum(axis=0).astype(np.int64)
+
+
+def mean_no2(ds: xr.Dataset, valid: np.ndarray) -> np.ndarray:
+    """The NO2 field for the map: ``no2_mean`` if present and not empty, else the mean of valid cells over time."""
+    if "no2_mean" in ds and np.isfinite(ds["no2_mean"].values).any():
+        return ds["no2_mean"].transpose("lat", "lon").values.astype(float)
+    no2 = np.where(valid, ds["no2"].values, np.nan)
+    with np.errstate(invalid="ignore"):
+        n = valid.sum(axis=0)
+        return np.where(n > 0, np.nansum(no2, axis=0) / np.maximum(n, 1), np.nan)

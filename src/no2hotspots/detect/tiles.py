@@ -1,0 +1,142 @@
+"""Tiling, batched inference and seamless stitching of a gridded field.
+
+The model sees 64x64 tiles; a detection grid is larger (or smaller). Each time step of the grid is cut into tiles
+whose origins are ``0, stride, 2*stride, ...`` plus one last tile flush with the far edge, so every cell is covered
+without padding when the grid is at least one tile wide. A grid dimension smaller than a tile is padded at its far
+end; padded cells are invalid input (NaN, mask 0) exactly like cloud gaps, and are cropped from the result.
+
+Predictions of overlapping tiles are blended with a smooth 2-D window (the outer product of a Hann window lifted by
+``window_floor`` so tile borders still count), and normalised by the summed weights. A cell covered by one tile gets
+exactly that tile's value; a constant prediction stitches to the same constant; a prediction that only depends on
+the cell itself stitches back to it exactly, i.e. the blending adds no seams.
+
+Orientation: tiles are fed in the grid's array order, row 0 = the southernmost latitude (grids have ascending lat),
+column 0 = the westernmost longitude. Compared with the usual image convention (north up) every tile is mirrored
+north-south. The training scenes have random wind directions and a Gaussian plume is symmetric about its axis, so
+a mirrored plume is just a plume with a mirrored wind direction; what matters is that every tile is fed the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..logs import progress_disabled
+
+#: ``predict(no2 (N,T,T) float32 with NaN where invalid, valid (N,T,T) bool) -> (N,T,T) relative emission``
+Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def tile_starts(n: int, tile: int, stride: int) -> list[int]:
+    """Tile origins along one axis of length ``n``: every ``stride``, plus one tile flush with the end."""
+    if tile < 1 or stride < 1:
+        raise ValueError("tile and stride must be >= 1")
+    if n <= tile:
+        return [0]
+    starts = list(range(0, n - tile + 1, stride))
+    if starts[-1] != n - tile:
+        starts.append(n - tile)
+    return starts
+
+
+def blend_window(tile: int, floor: float) -> np.ndarray:
+    """2-D blending weights: outer product of ``floor + (1 - floor) * hann``; strictly positive everywhere."""
+    if not 0.0 < floor <= 1.0:
+        raise ValueError("window floor must be in (0, 1]")
+    w1 = floor + (1.0 - floor) * np.hanning(tile)
+    return np.outer(w1, w1).astype(np.float64)
+
+
+def count_tiles(shape: tuple[int, int], tile: int, stride: int) -> int:
+    return len(tile_starts(shape[0], tile, stride)) * len(tile_starts(shape[1], tile, stride))
+
+
+def stitch(
+    no2: np.ndarray,
+    valid: np.ndarray,
+    predict: Predictor,
+    *,
+    tile: int = 64,
+    stride: int = 32,
+    batch_size: int = 64,
+    window_floor: float = 0.1,
+    desc: str = "detect",
+) -> tuple[np.ndarray, dict]:
+    """Run ``predict`` over overlapping tiles of every time step and blend the results.
+
+    ``no2`` and ``valid`` are ``(time, ny, nx)`` (or ``(ny, nx)``). Cells outside ``valid`` are passed as NaN.
+    Tiles without a single valid cell are not run; cells covered only by such tiles are NaN in the result.
+    Returns the stitched ``(time, ny, nx)`` float32 map and a small dict of counts (tiles run / skipped).
+    """
+    no2 = np.asarray(no2, dtype=np.float32)
+    valid = np.asarray(valid, dtype=bool)
+    squeeze = no2.ndim == 2
+    if squeeze:
+        no2, valid = no2[None], valid[None]
+    if no2.shape != valid.shape or no2.ndim != 3:
+        raise ValueError(f"no2 {no2.shape} and valid {valid.shape} must both be (time, lat, lon)")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    nt, ny, nx = no2.shape
+    valid = valid & np.isfinite(no2)
+    # pad to at least one tile (padding = invalid input)
+    py, px = max(tile - ny, 0), max(tile - nx, 0)
+    no2p = np.pad(np.where(valid, no2, np.nan), ((0, 0), (0, py), (0, px)), constant_values=np.nan)
+    validp = np.pad(valid, ((0, 0), (0, py), (0, px)), constant_values=False)
+    rows, cols = tile_starts(ny, tile, stride), tile_starts(nx, tile, stride)
+    window = blend_window(tile, window_floor)
+
+    acc = np.zeros(validp.shape, dtype=np.float64)
+    wsum = np.zeros(validp.shape, dtype=np.float64)
+    todo = [(t, r, c) for t in range(nt) for r in rows for c in cols]
+    jobs = [(t, r, c) for (t, r, c) in todo if validp[t, r : r + tile, c : c + tile].any()]
+    counts = {"tiles_total": len(todo), "tiles_run": len(jobs), "tiles_skipped_empty": len(todo) - len(jobs)}
+
+    with tqdm(total=len(jobs), desc=desc, unit="tile", disable=progress_disabled(), leave=False) as bar:
+        for b0 in range(0, len(jobs), batch_size):
+            batch = jobs[b0 : b0 + batch_size]
+            x = np.stack([no2p[t, r : r + tile, c : c + tile] for t, r, c in batch])
+            m = np.stack([validp[t, r : r + tile, c : c + tile] for t, r, c in batch])
+            y = np.asarray(predict(x, m), dtype=np.float64).reshape(len(batch), tile, tile)
+            for (t, r, c), yi in zip(batch, y):
+                acc[t, r : r + tile, c : c + tile] += window * yi
+                wsum[t, r : r + tile, c : c + tile] += window
+            bar.update(len(batch))
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(wsum > 0, acc / wsum, np.nan)[:, :ny, :nx].astype(np.float32)
+    return (out[0] if squeeze else out), counts
+
+
+def model_predictor(net, input_scale: float, *, device: str = "cpu") -> Predictor:
+    """A :data:`Predictor` running ``net`` on the training input (:func:`no2hotspots.model.inputs.prepare_input`).
+
+    The input scaling and mask convention are therefore exactly the training ones. Runs under
+    ``torch.inference_mode``; the output is clipped to the contract's range [0, 1].
+    """
+    import torch
+
+    from ..model.inputs import prepare_input
+
+    dev = torch.device(resolve_device(device))
+    net = net.to(dev).eval()
+
+    def predict(no2: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        x = prepare_input(no2, valid, input_scale).to(dev)
+        with torch.inference_mode():
+            y = net(x)
+        y = y.float().reshape(no2.shape).clamp_(0.0, 1.0)
+        return y.cpu().numpy()
+
+    return predict
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; anything else is passed to torch as is."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device

@@ -1,0 +1,157 @@
+"""Building blocks of the hotspot CNN, in the manner of torchvision's ``resnet.py``: small modules with explicit
+input/output channels, so the parameter count of a network is a visible consequence of its config.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+    """3x3 convolution with padding 1 and no bias (a batch norm follows)."""
+    return nn.Conv2d(in_ch, out_ch, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_ch: int, out_ch: int, bias: bool = False) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, kernel_size=1, bias=bias)
+
+
+class SpatialAttention(nn.Module):
+    """CBAM-style spatial attention: ``x * sigmoid(conv([mean_c(x), max_c(x)]))``.
+
+    The attention map (N,1,H,W) is computed from the channel-wise mean and max of the features, passed through one
+    ``kernel_size`` x ``kernel_size`` convolution (2 -> 1 channels) and a sigmoid, and multiplied onto every channel.
+    The last map is kept in ``self.last_map`` (detached) for inspection/plots.
+    """
+
+    def __init__(self, kernel_size: int = 7):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError("attention kernel_size must be odd")
+        self.conv = nn.Conv2d(2, 1, kernel_size=kernel_size, padding=kernel_size // 2, bias=True)
+        self.last_map: torch.Tensor | None = None
+
+    def attention_map(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        return torch.sigmoid(self.conv(pooled))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.attention_map(x)
+        self.last_map = a.detach()
+        return x * a
+
+
+class Stem(nn.Module):
+    """The full-resolution first stage: brings (N,in,64,64) to (N,width,64/f,64/f) cheaply.
+
+    ``kind``:
+      - ``unshuffle``: space-to-depth by ``factor`` (pixel unshuffle: every f x f block becomes f*f channels, nothing
+        is lost), then conv3x3 -> BN -> ReLU at the reduced resolution;
+      - ``strided_conv``: conv3x3 with stride ``factor`` -> BN -> ReLU;
+      - ``conv``: conv3x3 at full resolution (factor must be 1) -> BN -> ReLU (slow; the naive design).
+    """
+
+    def __init__(self, in_ch: int, width: int, kind: str = "unshuffle", factor: int = 2):
+        super().__init__()
+        self.kind, self.factor = kind, factor
+        if kind == "unshuffle":
+            self.pre: nn.Module = nn.PixelUnshuffle(factor) if factor > 1 else nn.Identity()
+            self.conv = conv3x3(in_ch * factor * factor, width)
+        elif kind == "strided_conv":
+            self.pre = nn.Identity()
+            self.conv = conv3x3(in_ch, width, stride=factor)
+        elif kind == "conv":
+            if factor != 1:
+                raise ValueError("stem kind 'conv' needs factor 1")
+            self.pre = nn.Identity()
+            self.conv = conv3x3(in_ch, width)
+        else:
+            raise ValueError(f"unknown stem kind {kind!r} (unshuffle, strided_conv, conv)")
+        self.bn = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn(self.conv(self.pre(x))))
+
+
+class ResidualBlock(nn.Module):
+    """torchvision's BasicBlock: conv3x3-BN-ReLU-conv3x3-BN + shortcut, ReLU. The shortcut is the identity, or a
+    1x1 conv + BN when the number of channels changes."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.conv1 = conv3x3(in_ch, out_ch)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = conv3x3(out_ch, out_ch)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut: nn.Module = (
+            nn.Sequential(conv1x1(in_ch, out_ch), nn.BatchNorm2d(out_ch)) if in_ch != out_ch else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class Stage(nn.Module):
+    """``n_blocks`` residual blocks at one resolution, then (optionally) 2x2 max pooling.
+
+    ``forward`` returns ``(pooled, unpooled)`` so a decoder head can take a skip connection at full stage resolution.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, n_blocks: int, pool: bool):
+        super().__init__()
+        self.blocks = nn.Sequential(*[ResidualBlock(in_ch if i == 0 else out_ch, out_ch) for i in range(n_blocks)])
+        self.pool: nn.Module = nn.MaxPool2d(2) if pool else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.blocks(x)
+        return self.pool(y), y
+
+
+class FCHead(nn.Module):
+    """The paper's head: flatten -> dropout -> fully connected -> sigmoid -> (N, tile, tile)."""
+
+    def __init__(self, in_features: int, tile: int, dropout: float, bias_init: float):
+        super().__init__()
+        self.tile = tile
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_features, tile * tile)
+        nn.init.constant_(self.fc.bias, bias_init)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        z = self.fc(self.dropout(torch.flatten(x, 1)))
+        return torch.sigmoid(z).view(-1, self.tile, self.tile)
+
+
+class ShuffleHead(nn.Module):
+    """A light decoder that keeps spatial resolution (not in the paper; ``head.kind: shuffle``).
+
+    The deepest features are upsampled (bilinear) to the resolution of the first stage, concatenated with that
+    stage's (unpooled) output as a skip connection, mixed by conv3x3-BN-ReLU, then dropout and a 1x1 conv give
+    ``up*up`` channels that a pixel shuffle turns into the full-resolution (N, tile, tile) map, through a sigmoid.
+    Translation-equivariant, so it learns "where" from every scene instead of per output pixel as an FC layer must.
+    """
+
+    def __init__(self, deep_ch: int, skip_ch: int, width: int, up: int, tile: int, dropout: float, bias_init: float):
+        super().__init__()
+        self.tile, self.up = tile, up
+        self.mix = conv3x3(deep_ch + skip_ch, width)
+        self.bn = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.dropout = nn.Dropout(dropout)
+        self.out = conv1x1(width, up * up, bias=True)
+        self.shuffle = nn.PixelShuffle(up) if up > 1 else nn.Identity()
+        nn.init.constant_(self.out.bias, bias_init)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        assert skip is not None
+        if x.shape[-1] != skip.shape[-1]:
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        z = self.relu(self.bn(self.mix(torch.cat([x, skip], dim=1))))
+        z = self.shuffle(self.out(self.dropout(z)))
+        return torch.sigmoid(z).view(-1, self.tile, self.tile)

@@ -1,0 +1,195 @@
+"""Streaming access to the simulated shards (``outputs/simulated/<split>/shard-*.nc``, see docs/contracts.md).
+
+The training set is never loaded whole: :class:`ShardStream` opens one shard at a time, shuffles the shard order and
+the scenes within each shard with a generator seeded by ``(seed, epoch)``, and yields fixed-size batches (a batch may
+span two shards). The same seed and epoch therefore give the same batches, which is what lets an interrupted epoch be
+redone identically after a resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import InputFileError
+
+log = logging.getLogger(__name__)
+
+#: global attributes every shard must carry for training (contracts.md)
+REQUIRED_ATTRS = ("input_scale", "emission_min_t_per_yr", "emission_max_t_per_yr", "pixel_size_m")
+REQUIRED_VARS = ("no2", "valid", "emission")
+
+
+@dataclass(frozen=True)
+class Batch:
+    no2: np.ndarray  # (n, y, x) float32 mol m-2, NaN where invalid
+    valid: np.ndarray  # (n, y, x) uint8
+    emission: np.ndarray  # (n, y, x) float32 relative emission (target)
+
+
+def split_shards(sim_dir: str | Path, split: str) -> list[Path]:
+    """The shard files of one split, in the manifest's order when a manifest exists, else sorted by name."""
+    sim_dir = Path(sim_dir)
+    split_dir = sim_dir / split
+    manifest = sim_dir / "manifest.json"
+    shards: list[Path] = []
+    if manifest.exists():
+        try:
+            entry = json.loads(manifest.read_text()).get("splits", {}).get(split, {})
+        except json.JSONDecodeError as e:
+            raise InputFileError(manifest, f"not valid JSON ({e.msg})") from None
+        for name in entry.get("shards", []):
+            p = Path(name)
+            cands = [p, sim_dir / p, split_dir / p, split_dir / p.name]
+            found = next((c for c in cands if c.is_file()), None)
+            if found is None:
+                raise InputFileError(manifest, f"lists shard {name} of split {split!r}, which does not exist")
+            shards.append(found)
+    if not shards:
+        shards = sorted(split_dir.glob("shard-*.nc"))
+    if not shards:
+        raise InputFileError(split_dir, f"no shard-*.nc files for split {split!r}; run the simulate stage first")
+    return shards
+
+
+def read_attrs(shard: Path) -> dict:
+    """Global attributes and variable shapes of one shard (cheap: no data read)."""
+    import netCDF4
+
+    try:
+        with netCDF4.Dataset(shard) as nc:
+            attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
+            shapes = {v: tuple(nc.variables[v].shape) for v in nc.variables}
+            dims = {d: len(nc.dimensions[d]) for d in nc.dimensions}
+    except OSError as e:
+        raise InputFileError(shard, f"cannot open as NetCDF ({e})") from None
+    return {"attrs": attrs, "shapes": shapes, "dims": dims}
+
+
+def check_dataset(shards: list[Path], tile_size: int, in_channels: int = 2, input_scale: float | None = None) -> dict:
+    """Check that every shard fits the model: 64x64 tiles, the variables the model needs, one input scaling.
+
+    Returns the dataset attributes the model keeps (input_scale, emission min/max, pixel size, tile size). Raises a
+    one-line :class:`InputFileError` naming the shard and what differs.
+    """
+    if in_channels != 2:
+        raise InputFileError(shards[0], f"the model expects {in_channels} input channels but the data give 2 "
+                                        "(NO2 and valid mask); set model.in_channels: 2")
+    ref: dict | None = None
+    for shard in shards:
+        info = read_attrs(shard)
+        attrs, shapes = info["attrs"], info["shapes"]
+        for v in REQUIRED_VARS:
+            if v not in shapes:
+                raise InputFileError(shard, f"variable {v!r} is missing")
+            shp = shapes[v]
+            if len(shp) != 3 or shp[1:] != (tile_size, tile_size):
+                raise InputFileError(shard, f"variable {v!r} has shape {shp}, expected (scene, {tile_size}, "
+                                            f"{tile_size}) for model tile_size {tile_size}")
+        for a in REQUIRED_ATTRS:
+            if a not in attrs:
+                raise InputFileError(shard, f"global attribute {a!r} is missing (needed to scale model inputs "
+                                            "and map outputs back to emissions)")
+        scale = float(attrs["input_scale"])
+        if not np.isfinite(scale) or scale <= 0:
+            raise InputFileError(shard, f"input_scale is {attrs['input_scale']!r}, expected a positive number")
+        cur = {
+            "input_scale": scale,
+            "emission_min_t_per_yr": float(attrs["emission_min_t_per_yr"]),
+            "emission_max_t_per_yr": float(attrs["emission_max_t_per_yr"]),
+            "pixel_size_m": float(attrs["pixel_size_m"]),
+            "tile_size": int(tile_size),
+        }
+        if ref is None:
+            ref = cur
+        else:
+            for k in ("input_scale", "emission_min_t_per_yr", "emission_max_t_per_yr", "pixel_size_m"):
+                if not np.isclose(cur[k], ref[k], rtol=1e-9):
+                    raise InputFileError(shard, f"{k} = {cur[k]!r} differs from {ref[k]!r} in {shards[0].name}; "
+                                                "all shards must share one scaling")
+    assert ref is not None
+    if input_scale is not None and not np.isclose(ref["input_scale"], input_scale, rtol=1e-9):
+        raise InputFileError(shards[0], f"input_scale = {ref['input_scale']!r} differs from the model's "
+                                        f"{input_scale!r} (scaling mismatch between data sets)")
+    return ref
+
+
+def count_scenes(shards: list[Path]) -> int:
+    return sum(read_attrs(s)["shapes"]["no2"][0] for s in shards)
+
+
+def _load_shard(shard: Path) -> Batch:
+    import netCDF4
+
+    with netCDF4.Dataset(shard) as nc:
+        nc.set_auto_mask(False)
+        no2 = np.asarray(nc.variables["no2"][:], dtype=np.float32)
+        valid = np.asarray(nc.variables["valid"][:], dtype=np.uint8)
+        emission = np.asarray(nc.variables["emission"][:], dtype=np.float32)
+    return Batch(no2, valid, emission)
+
+
+class ShardStream:
+    """Iterate over one split in batches, one shard in memory at a time.
+
+    ``shuffle=True``: shard order and scene order within each shard come from ``np.random.default_rng([seed,
+    epoch])``. ``max_scenes`` caps the scenes per pass (the first ones in stream order).
+    """
+
+    def __init__(self, shards: list[Path], batch_size: int, *, shuffle: bool, seed: int = 0,
+                 max_scenes: int | None = None, drop_last: bool = False):
+        self.shards = list(shards)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.max_scenes = max_scenes
+        self.drop_last = drop_last
+        self._n = None
+
+    def n_scenes(self) -> int:
+        if self._n is None:
+            self._n = count_scenes(self.shards)
+        return self._n if self.max_scenes is None else min(self._n, int(self.max_scenes))
+
+    def n_batches(self) -> int:
+        n = self.n_scenes()
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def batches(self, epoch: int = 0) -> Iterator[Batch]:
+        rng = np.random.default_rng([self.seed, int(epoch)]) if self.shuffle else None
+        order = rng.permutation(len(self.shards)) if rng is not None else np.arange(len(self.shards))
+        budget = self.n_scenes()
+        carry: list[Batch] = []
+        n_carry = 0
+        for i in order:
+            if budget <= 0:
+                break
+            data = _load_shard(self.shards[i])
+            n = data.no2.shape[0]
+            idx = rng.permutation(n) if rng is not None else np.arange(n)
+            idx = idx[:budget]
+            budget -= len(idx)
+            part = Batch(data.no2[idx], data.valid[idx], data.emission[idx])
+            carry.append(part)
+            n_carry += len(idx)
+            while n_carry >= self.batch_size:
+                merged = _concat(carry)
+                yield Batch(merged.no2[: self.batch_size], merged.valid[: self.batch_size],
+                            merged.emission[: self.batch_size])
+                rest = Batch(merged.no2[self.batch_size:], merged.valid[self.batch_size:],
+                             merged.emission[self.batch_size:])
+                carry, n_carry = [rest], rest.no2.shape[0]
+        if n_carry and not self.drop_last:
+            yield _concat(carry)
+
+
+def _concat(parts: list[Batch]) -> Batch:
+    if len(parts) == 1:
+        return parts[0]
+    return Batch(np.concatenate([p.no2 for p in parts]), np.concatenate([p.valid for p in parts]),
+                 np.concatenate([p.emission for p in parts]))
