@@ -10,6 +10,8 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 export PYTHONUNBUFFERED := 1
+# DVC stage commands run `python`: make it the project's venv.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: demo test venv data params repro ui sweep bench clean-outputs
 

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stage", choices=sorted(STAGES), help="what to run")
     parser.add_argument("--params", default="params.yaml", help="composed parameters (default: params.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides applied on top of params.yaml")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # allows `STAGE --params FILE key=value` (options between positionals)
 
     from . import logs
 

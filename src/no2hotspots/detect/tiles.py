@@ -126,9 +126,8 @@ def model_predictor(net, input_scale: float, *, device: str = "cpu") -> Predicto
     def predict(no2: np.ndarray, valid: np.ndarray) -> np.ndarray:
         x = prepare_input(no2, valid, input_scale).to(dev)
         with torch.inference_mode():
-            y = net(x)
-        y = y.float().reshape(no2.shape).clamp_(0.0, 1.0)
-        return y.cpu().numpy()
+            y = net(x).float().reshape(no2.shape).clamp(0.0, 1.0)
+            return y.cpu().numpy()
 
     return predict
 

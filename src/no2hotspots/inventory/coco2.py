@@ -39,17 +39,28 @@ def read_coco2(path: str | Path) -> pd.DataFrame:
     for col in ("co2_emis_ty", "nox_emis_ty"):
         if (df[col] < 0).any() or not np.isfinite(df[col]).all():
             raise InputFileError(path, f"column {col} has negative or non-finite emissions")
+    key = ["latitude", "longitude"]
     sites = (
-        df.groupby(["latitude", "longitude"], sort=False)
+        df.groupby(key, sort=False)
         .agg(
             id=("ID", "first"),
             iso3=("ISO3", "first"),
-            fuel=("fuel", lambda s: s.mode().iloc[0]),
             nox_t_per_yr=("nox_emis_ty", "sum"),
             co2_t_per_yr=("co2_emis_ty", "sum"),
             n_units=("ID", "size"),
         )
         .reset_index()
-        .rename(columns={"latitude": "lat", "longitude": "lon"})
     )
+    sites["fuel"] = site_mode(df, key, "fuel", sites)
+    sites = sites.rename(columns={"latitude": "lat", "longitude": "lon"})
     return sites[["id", "iso3", "fuel", "lat", "lon", "nox_t_per_yr", "co2_t_per_yr", "n_units"]]
+
+
+def site_mode(df: pd.DataFrame, key: list[str], col: str, sites: pd.DataFrame) -> np.ndarray:
+    """Most common ``col`` per site (ties: the smallest value, as ``Series.mode().iloc[0]``), aligned to ``sites``.
+
+    Vectorised: a per-row ``Series.mode`` lambda takes ~25 s on the 12k-row catalogue.
+    """
+    counts = df.groupby(key + [col], sort=False).size().rename("_n").reset_index()
+    counts = counts.sort_values(["_n", col], ascending=[False, True], kind="stable").drop_duplicates(key)
+    return sites[key].merge(counts[key + [col]], on=key, how="left")[col].to_numpy()

@@ -122,7 +122,7 @@ def grid_points(
     flat = iy[inside] * nx + ix[inside]
     data_vars = {}
     for col in value_cols:
-        vals = points_df[col].to_numpy(float)[inside]
+        vals = np.nan_to_num(points_df[col].to_numpy(float)[inside], nan=0.0)  # NaN = species not in the inventory
         grid = np.bincount(flat, weights=vals, minlength=ny * nx).reshape(ny, nx)
         short = col.split("_")[0].upper()
         data_vars[_cell_var_name(col)] = (

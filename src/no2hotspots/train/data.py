@@ -113,10 +113,28 @@ def check_dataset(shards: list[Path], tile_size: int, in_channels: int = 2, inpu
                     raise InputFileError(shard, f"{k} = {cur[k]!r} differs from {ref[k]!r} in {shards[0].name}; "
                                                 "all shards must share one scaling")
     assert ref is not None
+    _check_scaling(shards[0], ref["input_scale"])
     if input_scale is not None and not np.isclose(ref["input_scale"], input_scale, rtol=1e-9):
         raise InputFileError(shards[0], f"input_scale = {ref['input_scale']!r} differs from the model's "
                                         f"{input_scale!r} (scaling mismatch between data sets)")
     return ref
+
+
+def _check_scaling(shard: Path, input_scale: float, n: int = 16) -> None:
+    """Scale the first scenes of ``shard`` as training will and check the values look like a scaled NO2 field."""
+    import netCDF4
+
+    from ..errors import UserError
+    from ..model.inputs import check_scaling
+
+    with netCDF4.Dataset(shard) as nc:
+        nc.set_auto_mask(False)
+        no2 = np.asarray(nc.variables["no2"][:n], dtype=np.float64)
+        valid = np.asarray(nc.variables["valid"][:n])
+    try:
+        check_scaling(no2 * input_scale, valid)
+    except UserError as e:
+        raise InputFileError(shard, f"input_scale {input_scale!r}: {e}") from None
 
 
 def count_scenes(shards: list[Path]) -> int:

@@ -1,0 +1,159 @@
+"""Training/inference throughput of the hotspot CNN on this machine, against a dense 3x3-conv baseline.
+
+For each model config (conf/model/<name>.yaml): training samples/s (forward + MSE backward + Adam step, batch 32),
+inference tiles/s (no_grad, eval mode, batch 256), FLOPs per sample (torch.utils.flop_counter.FlopCounterMode),
+achieved GFLOP/s and its share of the baseline: a dense 3x3 conv 64->64 ch at 64x64, batch 32, forward, measured in
+the same run. Threads: torch.set_num_threads(2) (the target box has 2 cores).
+
+    .venv/bin/python benchmarks/train.py [--models demo paper] [--seconds 6] [--out benchmarks/results/train.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from no2hotspots.atomic import write_json  # noqa: E402
+from no2hotspots.model.net import build_model, count_parameters  # noqa: E402
+
+
+def timed(fn, seconds: float, min_iters: int = 3) -> float:
+    """Median seconds per call of fn() over repeated calls (after 2 warm-up calls)."""
+    for _ in range(2):
+        fn()
+    times, t_end = [], time.perf_counter() + seconds
+    while time.perf_counter() < t_end or len(times) < min_iters:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def count_flops(fn) -> int:
+    with FlopCounterMode(display=False) as fc:
+        fn()
+    return fc.get_total_flops()
+
+
+def conv_baseline(seconds: float, device: str = "cpu") -> dict:
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).to(device)
+    x = torch.randn(32, 64, 64, 64, device=device)
+
+    def fwd():
+        with torch.no_grad():
+            conv(x)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    flops = count_flops(fwd)
+    t = timed(fwd, seconds)
+    return {"what": "conv3x3 64->64 @64x64, batch 32, forward", "flops": flops, "gflops_per_s": flops / t / 1e9}
+
+
+def bench_model(name: str, seconds: float, device: str = "cpu", batch_train: int = 32, batch_infer: int = 256) -> dict:
+    cfg = OmegaConf.load(REPO / "conf" / "model" / f"{name}.yaml")
+    torch.manual_seed(0)
+    net = build_model(cfg).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x = torch.randn(batch_train, 2, 64, 64, device=device)
+    y = (torch.rand(batch_train, 64, 64, device=device) > 0.99).float()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(net(x), y)
+        loss.backward()
+        opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    net.train()
+    train_flops = count_flops(step) / batch_train  # Adam's elementwise ops are not counted (negligible)
+    t_train = timed(step, seconds)
+
+    net.eval()
+    xi = torch.randn(batch_infer, 2, 64, 64, device=device)
+
+    def infer():
+        with torch.no_grad():
+            net(xi)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    infer_flops = count_flops(infer) / batch_infer
+    t_infer = timed(infer, seconds)
+    return {
+        "model": name,
+        "device": device,
+        "parameters": count_parameters(net),
+        "train_batch": batch_train,
+        "train_samples_per_s": batch_train / t_train,
+        "train_flops_per_sample": train_flops,
+        "train_gflops_per_s": train_flops * batch_train / t_train / 1e9,
+        "infer_batch": batch_infer,
+        "infer_tiles_per_s": batch_infer / t_infer,
+        "infer_flops_per_tile": infer_flops,
+        "infer_gflops_per_s": infer_flops * batch_infer / t_infer / 1e9,
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["demo", "paper"])
+    ap.add_argument("--seconds", type=float, default=6.0, help="timing window per measurement")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "train.json"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    base = conv_baseline(args.seconds)
+    rows = []
+    for name in args.models:
+        r = bench_model(name, args.seconds)
+        r["train_share_of_conv"] = r["train_gflops_per_s"] / base["gflops_per_s"]
+        r["infer_share_of_conv"] = r["infer_gflops_per_s"] / base["gflops_per_s"]
+        rows.append(r)
+    cuda = []
+    if torch.cuda.is_available():
+        gbase = conv_baseline(args.seconds, "cuda")
+        r = bench_model("paper", args.seconds, "cuda")
+        r["train_share_of_conv"] = r["train_gflops_per_s"] / gbase["gflops_per_s"]
+        r["infer_share_of_conv"] = r["infer_gflops_per_s"] / gbase["gflops_per_s"]
+        cuda = [{"baseline": gbase, **r, "gpu": torch.cuda.get_device_name(0)}]
+
+    print(f"baseline {base['what']}: {base['gflops_per_s']:.1f} GFLOP/s ({args.threads} threads)")
+    hdr = f"{'model':<7}{'dev':<5}{'params':>10}{'train/s':>9}{'MFLOP/s.':>10}{'GFLOP/s':>9}{'share':>7}" \
+          f"{'infer/s':>9}{'GFLOP/s':>9}{'share':>7}"
+    print(hdr)
+    for r in rows + cuda:
+        print(f"{r['model']:<7}{r['device']:<5}{r['parameters']:>10,}{r['train_samples_per_s']:>9.0f}"
+              f"{r['train_flops_per_sample'] / 1e6:>10.1f}{r['train_gflops_per_s']:>9.1f}"
+              f"{r['train_share_of_conv']:>7.0%}{r['infer_tiles_per_s']:>9.0f}{r['infer_gflops_per_s']:>9.1f}"
+              f"{r['infer_share_of_conv']:>7.0%}")
+    result = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": args.threads,
+                    "torch": torch.__version__},
+        "baseline": base,
+        "models": rows,
+        "cuda": cuda,
+        "goals_demo": {"train_share_of_conv": 0.40, "infer_tiles_per_s": 1000},
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    write_json(args.out, result)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

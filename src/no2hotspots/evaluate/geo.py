@@ -1,0 +1,70 @@
+"""Great-circle distances and radius searches on the sphere (km)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+EARTH_RADIUS_KM = 6371.0088
+
+
+def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
+    lat1, lon1, lat2, lon2 = (np.deg2rad(np.asarray(v, dtype=float)) for v in (lat1, lon1, lat2, lon2))
+    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def unit_vectors(lat, lon) -> np.ndarray:
+    lat = np.deg2rad(np.asarray(lat, dtype=float))
+    lon = np.deg2rad(np.asarray(lon, dtype=float))
+    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1).reshape(-1, 3)
+
+
+def chord(distance_km: float) -> float:
+    """Straight-line distance on the unit sphere for a great-circle distance (for KD-tree radius queries)."""
+    return 2.0 * np.sin(min(distance_km / EARTH_RADIUS_KM, np.pi) / 2.0)
+
+
+def distance_to_box_km(lat, lon, lat0, lat1, lon0, lon1) -> np.ndarray:
+    """Distance from points to lat/lon rectangles (0 inside); the nearest point is the clamped coordinate."""
+    lat = np.asarray(lat, dtype=float)
+    lon = np.asarray(lon, dtype=float)
+    return haversine_km(lat, lon, np.clip(lat, lat0, lat1), np.clip(lon, lon0, lon1))
+
+
+class PointIndex:
+    """KD-tree over points on the sphere answering 'which points lie within d km' and 'nearest point'."""
+
+    def __init__(self, lat, lon):
+        from scipy.spatial import cKDTree
+
+        self.lat = np.asarray(lat, dtype=float)
+        self.lon = np.asarray(lon, dtype=float)
+        self._tree = cKDTree(unit_vectors(self.lat, self.lon)) if len(self.lat) else None
+
+    def __len__(self) -> int:
+        return len(self.lat)
+
+    def within(self, lat, lon, distance_km: float) -> list[np.ndarray]:
+        """For each query point, the indices of indexed points within ``distance_km`` (great circle)."""
+        lat = np.atleast_1d(np.asarray(lat, dtype=float))
+        lon = np.atleast_1d(np.asarray(lon, dtype=float))
+        if self._tree is None:
+            return [np.zeros(0, dtype=int) for _ in lat]
+        cands = self._tree.query_ball_point(unit_vectors(lat, lon), r=chord(distance_km) * (1 + 1e-9))
+        out = []
+        for q, idx in enumerate(cands):
+            idx = np.asarray(sorted(idx), dtype=int)
+            if len(idx):
+                idx = idx[haversine_km(lat[q], lon[q], self.lat[idx], self.lon[idx]) <= distance_km]
+            out.append(idx)
+        return out
+
+    def nearest(self, lat, lon) -> tuple[np.ndarray, np.ndarray]:
+        """(index, distance_km) of the nearest indexed point for each query point (-1, NaN when empty)."""
+        lat = np.atleast_1d(np.asarray(lat, dtype=float))
+        lon = np.atleast_1d(np.asarray(lon, dtype=float))
+        if self._tree is None or len(lat) == 0:
+            return np.full(len(lat), -1, dtype=int), np.full(len(lat), np.nan)
+        _, idx = self._tree.query(unit_vectors(lat, lon), k=1)
+        idx = np.asarray(idx, dtype=int)
+        return idx, haversine_km(lat, lon, self.lat[idx], self.lon[idx])

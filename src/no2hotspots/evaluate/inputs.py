@@ -1,0 +1,166 @@
+"""Read and check the evaluation inputs: ingest grid, hotspot table, detect.json and the inventory of point sources.
+
+Every problem a user can fix is raised as a one-line :class:`~no2hotspots.errors.InputFileError` / ConfigError that
+names the file (or config key) and the column or value at fault.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from omegaconf import DictConfig, OmegaConf
+
+from ..errors import ConfigError, InputFileError
+
+log = logging.getLogger(__name__)
+
+#: columns of a point-source inventory (the contract of no2hotspots.inventory readers)
+INVENTORY_COLUMNS = ("id", "lat", "lon", "nox_t_per_yr", "co2_t_per_yr")
+HOTSPOT_COLUMNS = ("hotspot_id", "time", "peak_lat", "peak_lon")
+#: more than any single point source on Earth emits (largest plants: ~0.1 Mt NOx, ~40 Mt CO2 per year); values above
+#: these mean the file is in other units (kg, g) or not point sources at all
+PLAUSIBLE_MAX_T_PER_YR = {"nox_t_per_yr": 1.0e6, "co2_t_per_yr": 2.0e8}
+
+
+def _show(v) -> str:
+    """repr of a table value without numpy's type wrapper (95.0, not np.float64(95.0))."""
+    return repr(v.item() if hasattr(v, "item") else v)
+
+
+def read_ingest(path: str | Path, *, need_coverage: bool) -> xr.Dataset:
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "not found; run the ingest stage for this collection first")
+    try:
+        ds = xr.open_dataset(path).load()
+    except Exception as e:  # noqa: BLE001
+        raise InputFileError(path, f"not a readable NetCDF file ({type(e).__name__}: {e})") from None
+    need = ["obs_count"] + (["coverage"] if need_coverage else [])
+    missing = [v for v in need if v not in ds]
+    if missing or "lat" not in ds.coords or "lon" not in ds.coords:
+        raise InputFileError(path, f"missing variable(s) {', '.join(missing or ['lat/lon'])} (not an ingest grid?)")
+    return ds
+
+
+def read_hotspots(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "not found; run the detect stage for this collection first")
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise InputFileError(path, "empty file (expected at least the header row)") from None
+    except Exception as e:  # noqa: BLE001
+        raise InputFileError(path, f"not a readable CSV ({type(e).__name__}: {e})") from None
+    missing = [c for c in HOTSPOT_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputFileError(path, f"missing column(s) {', '.join(missing)} (not a detect hotspots.csv?)")
+    for col, lim in (("peak_lat", 90), ("peak_lon", 180)):
+        vals = pd.to_numeric(df[col], errors="coerce")
+        bad = ~vals.between(-lim, lim)
+        if bad.any():
+            raise InputFileError(path, f"column {col} has values outside -{lim}..{lim}, e.g. {_show(df.loc[bad, col].iloc[0])}")
+        df[col] = vals.astype(float)
+    df["time"] = pd.to_datetime(df["time"], errors="coerce", utc=True)
+    if df["time"].isna().any():
+        raise InputFileError(path, "column time has unparseable timestamps")
+    if "peak_rel_emission" not in df.columns:
+        df["peak_rel_emission"] = 1.0
+    return df.reset_index(drop=True)
+
+
+def read_detect_json(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        log.warning("%s not found: cannot tie this evaluation to a model run", path)
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except Exception as e:  # noqa: BLE001
+        raise InputFileError(path, f"not valid JSON ({type(e).__name__})") from None
+
+
+def check_points(df: pd.DataFrame, source: str, *, allow_nan: bool = False) -> pd.DataFrame:
+    """Check a point-source table (id, lat, lon, nox_t_per_yr, co2_t_per_yr); ``source`` names it in errors.
+
+    ``allow_nan``: an empty emission means "species not in this inventory" (the inventory readers' convention); such
+    sources add nothing to that species' cell sums and never pass the CO2 threshold."""
+    missing = [c for c in INVENTORY_COLUMNS if c not in df.columns]
+    for col in missing:
+        species = col.split("_")[0]
+        other = [c for c in df.columns if re.fullmatch(rf"{species}_.+", str(c), flags=re.IGNORECASE)]
+        if col.endswith("_t_per_yr") and other:
+            raise InputFileError(
+                source, f"column {other[0]} is in other units; expected {col} (tonnes per year) - convert it first"
+            )
+    if missing:
+        raise InputFileError(source, f"missing column(s) {', '.join(missing)} (need {', '.join(INVENTORY_COLUMNS)})")
+    df = df.copy()
+    for col, lim in (("lat", 90), ("lon", 180)):
+        vals = pd.to_numeric(df[col], errors="coerce")
+        bad = ~vals.between(-lim, lim)
+        if bad.any():
+            raise InputFileError(source, f"column {col} has values outside -{lim}..{lim}, e.g. {_show(df.loc[bad, col].iloc[0])}")
+        df[col] = vals.astype(float)
+    for col, vmax in PLAUSIBLE_MAX_T_PER_YR.items():
+        vals = pd.to_numeric(df[col], errors="coerce")
+        nonnum = vals.isna() & (df[col].notna() | (not allow_nan))
+        badmask = nonnum | np.isinf(vals) | (vals < 0)
+        if badmask.any():
+            bad = df.loc[badmask, col].iloc[0]
+            raise InputFileError(source, f"column {col} has a negative or non-numeric value, e.g. {_show(bad)}")
+        if (vals > vmax).any():
+            raise InputFileError(
+                source,
+                f"column {col} has {vals.max():.3g}, more than any point source emits ({vmax:.0e} t/yr): wrong units? "
+                "expected tonnes per year",
+            )
+        df[col] = vals.astype(float)
+    df["id"] = df["id"].astype(str)
+    return df.reset_index(drop=True)
+
+
+def read_points_csv(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "not found")
+    try:
+        df = pd.read_csv(path)
+    except Exception as e:  # noqa: BLE001
+        raise InputFileError(path, f"not a readable CSV ({type(e).__name__}: {e})") from None
+    return check_points(df, str(path))
+
+
+def load_inventory(spec, key: str) -> pd.DataFrame:
+    """Point sources for one collection.
+
+    ``spec`` is a path to a CSV with the inventory columns (``id, lat, lon, nox_t_per_yr, co2_t_per_yr``), or an
+    inventory config (``{kind: coco2|csv, path: ..., ...}``) read by ``no2hotspots.inventory.load_points``.
+    """
+    if spec is None:
+        raise ConfigError(key, "no inventory configured for this collection")
+    if isinstance(spec, (str, Path)):
+        return read_points_csv(spec)
+    if isinstance(spec, DictConfig):
+        spec_d = OmegaConf.to_container(spec, resolve=True)
+    else:
+        spec_d = dict(spec)
+    kind = spec_d.get("kind")
+    path = spec_d.get("path")
+    from .. import inventory
+
+    loader = getattr(inventory, "load_points", None)
+    if loader is not None:
+        df = loader(spec if isinstance(spec, DictConfig) else OmegaConf.create(spec_d), key=key)
+        return check_points(df, str(path or key), allow_nan=True)
+    if kind == "coco2" and path:
+        from ..inventory.coco2 import read_coco2
+
+        return check_points(read_coco2(path), str(path))
+    raise ConfigError(key, f"unknown inventory kind {kind!r} (use a CSV path, or kind: coco2 with path)")

@@ -1,0 +1,118 @@
+"""Generic point-source CSV reader: column names and emission units come from config.
+
+Returns the project's point-source schema (see :data:`POINT_COLUMNS`): ``id, name, iso3, fuel, lat, lon,
+nox_t_per_yr, co2_t_per_yr, n_units``. NOx is NOx expressed as NO2 mass (the inventory convention). A species
+whose column is not configured is NaN (e.g. the JRC power-plant database has CO2 but no NOx). Rows with empty
+coordinates are skipped with a warning; non-numeric/out-of-range coordinates or negative emissions are an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError, InputFileError
+from .coco2 import site_mode
+from .units import KNOWN_RATE_UNITS, rate_factor
+
+log = logging.getLogger(__name__)
+
+POINT_COLUMNS = ("id", "name", "iso3", "fuel", "lat", "lon", "nox_t_per_yr", "co2_t_per_yr", "n_units")
+
+
+def read_points_csv(
+    path: str | Path,
+    columns: Mapping[str, str | None],
+    units: Mapping[str, str] | None = None,
+    *,
+    aggregate_sites: bool = True,
+    key: str = "inventory",
+    sep: str = ",",
+) -> pd.DataFrame:
+    """Read point sources from a CSV whose column names are given in ``columns``.
+
+    ``columns`` maps schema names to file columns: ``lat``, ``lon`` required; ``nox``, ``co2``, ``id``, ``name``,
+    ``iso3``, ``fuel`` optional (None/absent = not in the file). ``units`` gives the unit of ``nox`` and ``co2``
+    (e.g. ``"kt/yr"``, ``"kg/s"``; default ``t/yr``); rates are converted to t/yr. With ``aggregate_sites`` rows at
+    identical coordinates (units of one plant) are summed into one site. ``key`` is the config prefix used in
+    error messages (``inventory.columns.lat`` ...).
+    """
+    path = Path(path)
+    units = dict(units or {})
+    columns = {k: v for k, v in dict(columns).items() if v not in (None, "")}
+    for req in ("lat", "lon"):
+        if req not in columns:
+            raise ConfigError(f"{key}.columns.{req}", "required (name of the CSV column)")
+    if "nox" not in columns and "co2" not in columns:
+        raise ConfigError(f"{key}.columns", "give at least one of nox, co2")
+    factors = {}
+    for sp in ("nox", "co2"):
+        if sp in columns:
+            unit = units.get(sp, "t/yr")
+            f = rate_factor(unit)
+            if f is None:
+                raise ConfigError(f"{key}.units.{sp}", f"unknown emission unit {unit!r} (known: {KNOWN_RATE_UNITS})")
+            factors[sp] = f
+    if not path.exists():
+        raise InputFileError(path, "not found")
+    try:
+        df = pd.read_csv(path, sep=sep)
+    except Exception as e:  # noqa: BLE001
+        raise InputFileError(path, f"not a readable CSV ({type(e).__name__}: {e})") from None
+    missing = [f"{v} (for {k})" for k, v in columns.items() if v not in df.columns]
+    if missing:
+        raise InputFileError(path, f"missing column(s) {', '.join(missing)}; set {key}.columns to the file's names")
+
+    empty = df[columns["lat"]].isna() | df[columns["lon"]].isna()
+    if empty.any():
+        log.warning("%s: %d row(s) without coordinates skipped", path, int(empty.sum()))
+        df = df.loc[~empty].reset_index(drop=True)
+    out = pd.DataFrame(index=df.index)
+    for name in ("lat", "lon"):
+        col = columns[name]
+        vals = pd.to_numeric(df[col], errors="coerce")
+        if vals.isna().any():
+            bad = df.loc[vals.isna(), col].iloc[0]
+            raise InputFileError(path, f"column {col} has non-numeric values, e.g. {bad!r}")
+        lo, hi = (-90, 90) if name == "lat" else (-180, 180)
+        bad = ~vals.between(lo, hi)
+        if bad.any():
+            raise InputFileError(path, f"column {col} has values outside {lo}..{hi}, e.g. {float(vals[bad].iloc[0])}")
+        out[name] = vals.astype(float)
+    for sp in ("nox", "co2"):
+        target = f"{sp}_t_per_yr"
+        if sp not in columns:
+            out[target] = np.nan
+            continue
+        col = columns[sp]
+        vals = pd.to_numeric(df[col], errors="coerce")
+        if (vals < 0).any() or np.isinf(vals).any():
+            raise InputFileError(path, f"column {col} has negative or infinite emissions")
+        if vals.isna().all():
+            raise InputFileError(path, f"column {col} has no numeric emission values")
+        out[target] = vals.astype(float) * factors[sp]
+    for name in ("id", "name", "iso3", "fuel"):
+        out[name] = df[columns[name]].astype(str).to_numpy() if name in columns else None
+    if "id" not in columns:
+        out["id"] = [f"{path.stem}_{i:05d}" for i in range(len(df))]
+    out["n_units"] = 1
+
+    if aggregate_sites and len(out):
+        key = ["lat", "lon"]
+        sites = (
+            out.groupby(key, sort=False)
+            .agg(id=("id", "first"), name=("name", "first"), iso3=("iso3", "first"),
+                 nox_t_per_yr=("nox_t_per_yr", "sum"), co2_t_per_yr=("co2_t_per_yr", "sum"),
+                 n_units=("n_units", "sum"))
+            .reset_index()
+        )
+        for sp in ("nox", "co2"):  # a site without any value stays NaN (sum would give 0)
+            has = out[f"{sp}_t_per_yr"].notna().groupby([out[k] for k in key], sort=False).any().to_numpy()
+            sites.loc[~has, f"{sp}_t_per_yr"] = np.nan
+        sites["fuel"] = site_mode(out, key, "fuel", sites) if "fuel" in columns else None
+        out = sites
+    return out[list(POINT_COLUMNS)].reset_index(drop=True)

@@ -1,0 +1,140 @@
+"""Load a trained model from MLflow for detection: ``load_model("models:/no2hotspots-cnn@champion")``.
+
+The logged model's artifacts are downloaded and read directly: ``model.json`` (model config, data scaling) and
+``state_dict.pt`` with ``torch.load(weights_only=True)``; neither a pickle nor the logged code is executed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import InputFileError, UserError
+
+_MODELS_ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
+_MODELS_VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+_RUNS = re.compile(r"^runs:/(?P<run_id>[^/]+)/(?P<path>.+)$")
+
+
+class LoadedModel:
+    """A network in eval mode plus its metadata; ``predict`` maps NO2 [mol m-2] + valid mask to relative emission."""
+
+    def __init__(self, net: torch.nn.Module, meta: dict[str, Any]):
+        self.net = net.eval()
+        self.meta = dict(meta)
+
+    @property
+    def input_scale(self) -> float:
+        return float(self.meta["input_scale"])
+
+    def predict(self, no2, valid, batch_size: int = 256) -> np.ndarray:
+        """(N, 64, 64) or (64, 64) NO2 columns and validity mask -> (N, 64, 64) relative emission (numpy float32)."""
+        from ..model.inputs import prepare_input
+
+        x = prepare_input(no2, valid, self.input_scale)
+        out = []
+        self.net.eval()
+        with torch.no_grad():
+            for i in range(0, x.shape[0], batch_size):
+                out.append(self.net(x[i:i + batch_size]).numpy())
+        if not out:
+            return np.zeros((0,) + tuple(x.shape[2:]), dtype=np.float32)
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def _tracking_uri(tracking) -> str | None:
+    if tracking is None:
+        return None
+    if isinstance(tracking, str):
+        return tracking
+    uri = tracking.get("uri") if hasattr(tracking, "get") else None
+    if uri is None and hasattr(tracking, "get") and tracking.get("tracking") is not None:
+        uri = tracking["tracking"]["uri"]
+    return str(uri) if uri is not None else None
+
+
+def from_dir(model_dir: str | Path, extra_meta: dict | None = None) -> LoadedModel:
+    """Build a LoadedModel from a folder holding ``model.json`` and ``state_dict.pt`` (searched recursively)."""
+    from ..model.net import build_model, check_state_dict
+
+    model_dir = Path(model_dir)
+    mj = next(iter(sorted(model_dir.rglob("model.json"))), None)
+    sd = next(iter(sorted(model_dir.rglob("state_dict.pt"))), None)
+    if mj is None or sd is None:
+        raise InputFileError(model_dir, "no model.json/state_dict.pt in the model artifacts (not a no2hotspots model?)")
+    meta = json.loads(mj.read_text())
+    net = build_model(meta["model"])
+    try:
+        state = torch.load(sd, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise InputFileError(sd, f"not a readable state dict ({str(e).splitlines()[0] if str(e) else e!r})") from None
+    try:
+        check_state_dict(net, state)
+    except UserError as e:
+        raise InputFileError(sd, str(e)) from None
+    net.load_state_dict(state)
+    meta.update(extra_meta or {})
+    return LoadedModel(net, meta)
+
+
+def load_model(uri: str, tracking=None) -> LoadedModel:
+    """Load ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``runs:/RUN_ID/model`` (or a local folder).
+
+    ``tracking``: the tracking URI (str), the ``tracking`` config group or the whole config; ``None`` keeps MLflow's
+    current URI. ``meta`` gets ``name``/``version`` (registry URIs) and ``run_id``.
+    """
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if "://" not in uri and ":/" not in uri and Path(uri).is_dir():
+        return from_dir(uri)
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from ..logs import progress_disabled
+
+    if progress_disabled():
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    turi = _tracking_uri(tracking)
+    if turi:
+        mlflow.set_tracking_uri(turi)
+        mlflow.set_registry_uri(turi)
+    client = mlflow.MlflowClient()
+    extra: dict[str, Any] = {"uri": uri, "name": None, "version": None}
+    try:
+        if m := _MODELS_ALIAS.match(uri):
+            mv = client.get_model_version_by_alias(m["name"], m["alias"])
+            extra.update(name=mv.name, version=int(mv.version), run_id=mv.run_id, alias=m["alias"])
+            source = f"models:/{mv.name}/{mv.version}"
+        elif m := _MODELS_VERSION.match(uri):
+            mv = client.get_model_version(m["name"], m["version"])
+            extra.update(name=mv.name, version=int(mv.version), run_id=mv.run_id)
+            source = uri
+        elif m := _RUNS.match(uri):
+            extra["run_id"] = m["run_id"]
+            source = _run_model_uri(client, m["run_id"], m["path"])
+        else:
+            raise UserError(f"model URI {uri!r}: expected models:/NAME@ALIAS, models:/NAME/VERSION or "
+                            "runs:/RUN_ID/model")
+        with tempfile.TemporaryDirectory() as d:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=d)
+            return from_dir(local, {k: v for k, v in extra.items() if v is not None or k in ("name", "version")})
+    except MlflowException as e:
+        msg = str(e.message if hasattr(e, "message") else e).strip().splitlines()[0]
+        raise UserError(f"model URI {uri!r}: {msg}") from None
+
+
+def _run_model_uri(client, run_id: str, name: str) -> str:
+    """MLflow 3 stores a run's logged models as LoggedModels; find the one named ``name`` for ``run_id``."""
+    run = client.get_run(run_id)
+    models = client.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                         filter_string=f"source_run_id = '{run_id}'")
+    for lm in models:
+        if lm.name == name:
+            return f"models:/{lm.model_id}"
+    return f"runs:/{run_id}/{name}"

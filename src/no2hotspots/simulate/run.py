@@ -1,0 +1,130 @@
+"""``python -m no2hotspots simulate``: write train/val/test shards of simulated scenes and a manifest.
+
+Each shard is simulated and written by one worker from its own seed,
+``np.random.SeedSequence(seed, spawn_key=(split_index, shard_index))``, so the output is byte-identical for any
+``simulate.workers``; a worker holds one shard at a time, so memory stays flat as ``n_scenes`` grows. Shards are
+written atomically inside a temporary output folder that replaces ``paths.simulated`` only when all succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import resource
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from ..atomic import atomic_path, write_json
+from ..logs import progress_disabled
+from .dataset import encoding, global_attrs, make_dataset
+from .scenes import sample_scenes, simulate_batch
+from .settings import SPLITS, Settings, from_config
+from .sources import EmissionPopulation, load_population
+
+log = logging.getLogger(__name__)
+
+
+def split_sizes(st: Settings) -> dict[str, int]:
+    n = st.n_scenes
+    val = int(round(n * st.split_fractions[1]))
+    test = int(round(n * st.split_fractions[2]))
+    return {"train": n - val - test, "val": val, "test": test}
+
+
+def plan_shards(st: Settings) -> list[dict]:
+    """One task per shard: split, shard index, first global scene_id, number of scenes."""
+    tasks, first = [], 0
+    for si, (split, n) in enumerate(split_sizes(st).items()):
+        for k, lo in enumerate(range(0, n, st.shard_size)):
+            m = min(st.shard_size, n - lo)
+            tasks.append({"split": split, "split_index": si, "shard": k, "first_id": first + lo, "n": m})
+        first += n
+    return tasks
+
+
+def shard_seed(seed: int, split_index: int, shard: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence(seed, spawn_key=(split_index, shard))
+
+
+def simulate_shard(task: dict, st: Settings, pop: EmissionPopulation, out_dir: Path) -> dict:
+    """Simulate one shard and write it atomically to ``out_dir/<split>/shard-NNNNN.nc``."""
+    rng = np.random.default_rng(shard_seed(st.seed, task["split_index"], task["shard"]))
+    params = sample_scenes(rng, task["n"], st, pop)
+    out = simulate_batch(params, st, rng)
+    attrs = global_attrs(st, pop.emission_min, pop.emission_max) | {"split": task["split"], "shard": int(task["shard"])}
+    ids = np.arange(task["first_id"], task["first_id"] + task["n"], dtype=np.int64)
+    ds = make_dataset(params, out, ids, attrs)
+    rel = f"{task['split']}/shard-{task['shard']:05d}.nc"
+    path = out_dir / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding(ds, st.compression_level))
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"split": task["split"], "path": rel, "n": task["n"], "bytes": path.stat().st_size, "peak_rss_mb": rss_mb}
+
+
+_WORKER: dict = {}
+#: figures of the last :func:`write_dataset` in this process (not written anywhere; for benchmarks and logs)
+LAST_RUN_STATS: dict = {}
+
+
+def _init_worker(st, pop, out_dir):
+    _WORKER.update(st=st, pop=pop, out_dir=out_dir)
+
+
+def _work(task):
+    return simulate_shard(task, _WORKER["st"], _WORKER["pop"], _WORKER["out_dir"])
+
+
+def write_dataset(st: Settings, pop: EmissionPopulation, out_dir: Path) -> dict:
+    """Simulate all shards into the (existing) folder ``out_dir`` and write its manifest; return the manifest."""
+    tasks = plan_shards(st)
+    workers = min(st.workers, len(tasks))
+    bar = tqdm(total=len(tasks), desc="simulate", unit="shard", disable=progress_disabled())
+    results = []
+    if workers <= 1:
+        for t in tasks:
+            results.append(simulate_shard(t, st, pop, out_dir))
+            bar.update()
+    else:
+        ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(st, pop, out_dir)) as pool:
+            for res in pool.imap_unordered(_work, tasks):
+                results.append(res)
+                bar.update()
+    bar.close()
+    order = {(t["split"], t["shard"]): i for i, t in enumerate(tasks)}
+    results.sort(key=lambda r: order[(r["split"], int(Path(r["path"]).stem.split("-")[1]))])
+    LAST_RUN_STATS.update(
+        n_shards=len(results), bytes=sum(r["bytes"] for r in results),
+        peak_worker_rss_mb=max(r["peak_rss_mb"] for r in results),
+    )
+    sizes = split_sizes(st)
+    manifest = {
+        "splits": {s: {"n_scenes": sizes[s], "shards": [r["path"] for r in results if r["split"] == s]} for s in SPLITS},
+        "attrs": global_attrs(st, pop.emission_min, pop.emission_max),
+    }
+    write_json(out_dir / "manifest.json", manifest)
+    return manifest
+
+
+def run(cfg: DictConfig) -> dict:
+    st = from_config(cfg)
+    pop = load_population(st.inventory_csv, st.min_nox_t_per_yr, st.class_weights)
+    target = Path(cfg.paths.simulated)
+    sizes = split_sizes(st)
+    log.info(
+        "simulating %d scenes (train %d, val %d, test %d) in shards of %d with %d worker(s) -> %s; "
+        "population %d CoCO2 sites, NOx %.0f-%.0f t/yr",
+        st.n_scenes, sizes["train"], sizes["val"], sizes["test"], st.shard_size, st.workers, target,
+        pop.nox_t_per_yr.size, pop.emission_min, pop.emission_max,
+    )
+    os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+    with atomic_path(target, is_dir=True) as tmp:
+        manifest = write_dataset(st, pop, tmp)
+    log.info("wrote %s", target / "manifest.json")
+    return manifest

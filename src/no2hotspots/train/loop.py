@@ -1,0 +1,95 @@
+"""One training epoch and one evaluation pass.
+
+Determinism: before each epoch the torch RNG is seeded from ``(seed, epoch)`` (dropout masks) and the data order comes
+from the same pair (``ShardStream``), so an epoch redone after a crash repeats exactly what the lost attempt did.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..logs import progress_disabled
+from ..model.inputs import prepare_input
+from .data import ShardStream
+
+log = logging.getLogger(__name__)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The torch seed of one epoch: a fixed function of (seed, epoch) only."""
+    return int(np.random.SeedSequence([int(seed), int(epoch), 7]).generate_state(1, dtype=np.uint32)[0])
+
+
+def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stream: ShardStream, *, epoch: int,
+                seed: int, input_scale: float, desc: str = "train") -> float:
+    """Train for one pass over ``stream``; return the mean (per-scene) MSE loss."""
+    torch.manual_seed(epoch_seed(seed, epoch))
+    model.train()
+    total, n = 0.0, 0
+    bar = tqdm(stream.batches(epoch), total=stream.n_batches(), desc=desc, unit="batch", leave=False,
+               disable=progress_disabled())
+    for b in bar:
+        x = prepare_input(b.no2, b.valid, input_scale)
+        y = torch.as_tensor(b.emission)
+        optimizer.zero_grad(set_to_none=True)
+        pred = model(x)
+        loss = torch.nn.functional.mse_loss(pred, y)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(y)
+        n += len(y)
+        bar.set_postfix(loss=f"{total / n:.4g}")
+    if n == 0:
+        raise RuntimeError("the training stream yielded no batch")
+    return total / n
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    metrics: dict
+    examples: dict = field(default_factory=dict)  # first k scenes: no2, valid, emission, pred (numpy)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, stream: ShardStream, *, input_scale: float, threshold: float,
+             match_distance_px: float, keep_examples: int = 0, desc: str = "eval") -> EvalResult:
+    """Mean MSE and :class:`no2hotspots.metrics.EmissionMetrics` over ``stream`` (in its fixed order)."""
+    from ..metrics import EmissionMetrics
+
+    model.eval()
+    metric = EmissionMetrics(threshold=threshold, match_distance_px=match_distance_px)
+    total, n = 0.0, 0
+    kept: dict[str, list] = {"no2": [], "valid": [], "emission": [], "pred": []}
+    n_kept = 0
+    for b in tqdm(stream.batches(0), total=stream.n_batches(), desc=desc, unit="batch", leave=False,
+                  disable=progress_disabled()):
+        x = prepare_input(b.no2, b.valid, input_scale)
+        y = torch.as_tensor(b.emission)
+        pred = model(x)
+        total += float(torch.nn.functional.mse_loss(pred, y, reduction="sum")) / (y.shape[1] * y.shape[2])
+        n += len(y)
+        metric.update(pred, y)
+        if n_kept < keep_examples:
+            k = min(keep_examples - n_kept, len(y))
+            kept["no2"].append(b.no2[:k])
+            kept["valid"].append(b.valid[:k])
+            kept["emission"].append(b.emission[:k])
+            kept["pred"].append(pred[:k].numpy())
+            n_kept += k
+    values = {k: _scalar(v) for k, v in metric.compute().items()}
+    examples = {k: np.concatenate(v) for k, v in kept.items() if v}
+    return EvalResult(loss=total / max(n, 1), metrics=values, examples=examples)
+
+
+def _scalar(v):
+    if isinstance(v, torch.Tensor):
+        return float(v) if v.numel() == 1 else v.tolist()
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    return v

@@ -1,0 +1,257 @@
+"""Summaries of the simulated dataset (docs/contracts.md, "Simulated dataset") for its data-quality suite.
+
+:func:`scene_table` streams the shards of ``outputs/simulated/{train,val,test}/`` one at a time and returns one row
+per scene (NaN/inf among valid pixels, NO2 range, emission range, emission-map/source-list consistency, class, wind,
+...). :func:`dataset_table` reduces it, with the manifest, to one row of dataset-level figures (split sizes against
+the configured fractions, class balance). :func:`validate_simulated` runs the configured expectations on both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError, InputFileError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+#: variables every shard must hold
+REQUIRED_VARS = ("no2", "valid", "emission", "scene_id", "n_sources", "emission_class", "source_row", "source_col",
+                 "source_rel_emission")
+#: per-scene variables copied into the summary when present
+SCENE_VARS = ("wind_speed", "wind_from_direction", "stability_class", "no2_lifetime", "cloud_fraction", "noise_std",
+              "background_mean")
+CLASS_NAMES = ("empty", "low", "mid", "high")
+
+
+def list_shards(root: str | os.PathLike, splits=SPLITS) -> dict[str, list[Path]]:
+    """Shard files per split, in name order (``<root>/<split>/shard-NNNNN.nc``)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputFileError(root, "simulated dataset folder not found; run the simulate stage first")
+    shards = {s: sorted((root / s).glob("shard-*.nc")) for s in splits}
+    if not any(shards.values()):
+        raise InputFileError(root, f"no shard-*.nc files under {', '.join(splits)}/; run the simulate stage first")
+    return shards
+
+
+def read_manifest(root: str | os.PathLike) -> dict:
+    path = Path(root) / "manifest.json"
+    if not path.exists():
+        raise InputFileError(path, "manifest not found; run the simulate stage first")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputFileError(path, f"not valid JSON ({e.msg} at line {e.lineno})") from e
+
+
+def emission_class_of(rmax: np.ndarray, n_sources: np.ndarray, edges=(0.33, 0.66)) -> np.ndarray:
+    """Class from the scene's largest relative emission: 0 empty (no source and no emission), 1 low, 2 mid, 3 high."""
+    lo, hi = edges
+    rmax = np.nan_to_num(np.asarray(rmax, dtype=float), nan=0.0)
+    cls = np.where(rmax < lo, 1, np.where(rmax > hi, 3, 2))
+    empty = (np.asarray(n_sources) == 0) & (rmax <= 0)
+    return np.where(empty, 0, cls).astype(np.int8)
+
+
+def footprint_checks(emission: np.ndarray, rows: np.ndarray, cols: np.ndarray, rel: np.ndarray, half: float,
+                     rel_min: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per scene of a stack: (sources whose footprint holds no emission > 0, emission blobs with no source nearby).
+
+    ``emission`` is (scene, y, x); ``rows``/``cols``/``rel`` are (scene, source), NaN-padded. A source "covers" the
+    pixels whose centres lie within ``half`` pixels of it in both directions; a blob is a 4-connected group of
+    pixels with emission > 0 within one scene. Sources with a relative emission <= ``rel_min`` (e.g. the catalogue
+    minimum, r = 0) are not expected to show.
+    """
+    from scipy import ndimage
+
+    n, ny, nx = emission.shape
+    positive = emission > 0
+    yy = np.arange(ny, dtype=float)[None, :, None]
+    xx = np.arange(nx, dtype=float)[None, None, :]
+    covered = np.zeros_like(positive)
+    without = np.zeros(n, dtype=np.int64)
+    with np.errstate(invalid="ignore"):
+        for k in range(rows.shape[1]):
+            r, c, q = rows[:, k], cols[:, k], rel[:, k]
+            listed = np.isfinite(r) & np.isfinite(c)
+            win = (np.abs(yy - r[:, None, None]) <= half) & (np.abs(xx - c[:, None, None]) <= half)
+            win &= listed[:, None, None]
+            covered |= win
+            expected = listed & ~(q <= rel_min)
+            without += (expected & ~(positive & win).any(axis=(1, 2))).astype(np.int64)
+    structure = np.zeros((3, 3, 3), bool)
+    structure[1] = ndimage.generate_binary_structure(2, 1)  # connect within a scene, never across scenes
+    labels, n_labels = ndimage.label(positive, structure=structure)
+    blobs = np.zeros(n, dtype=np.int64)
+    if n_labels:
+        scene_of = np.zeros(n_labels + 1, dtype=np.int64)
+        idx = np.nonzero(labels)
+        scene_of[labels[idx]] = idx[0]
+        hit = np.zeros(n_labels + 1, dtype=bool)
+        hit[labels[covered & positive]] = True
+        unhit = np.nonzero(~hit[1:])[0] + 1
+        blobs = np.bincount(scene_of[unhit], minlength=n).astype(np.int64)
+    return without, blobs
+
+
+def _shard_rows(path: Path, split: str, cfg) -> pd.DataFrame:
+    import xarray as xr
+
+    try:
+        ds = xr.open_dataset(path, engine="netcdf4", mask_and_scale=True, decode_times=False)
+    except Exception as e:  # noqa: BLE001 - any reader failure is a bad input file
+        raise InputFileError(path, f"cannot be read as NetCDF ({type(e).__name__}: {e})") from e
+    with ds:
+        missing = [v for v in REQUIRED_VARS if v not in ds.variables]
+        if missing:
+            raise InputFileError(path, f"missing variable(s) {', '.join(missing)} (see docs/contracts.md)")
+        if "footprint_px" not in ds.attrs:
+            raise InputFileError(path, "missing global attribute footprint_px (see docs/contracts.md)")
+        k = float(ds.attrs["footprint_px"])
+        no2 = ds["no2"].values.astype(np.float64)
+        valid = ds["valid"].values
+        emission = ds["emission"].values.astype(np.float64)
+        n = no2.shape[0]
+        srow = ds["source_row"].values.astype(float).reshape(n, -1)
+        scol = ds["source_col"].values.astype(float).reshape(n, -1)
+        srel = ds["source_rel_emission"].values.astype(float).reshape(n, -1)
+        extra = {v: ds[v].values for v in SCENE_VARS if v in ds.variables}
+        scene_id = ds["scene_id"].values.astype(np.int64)
+        n_sources = ds["n_sources"].values.astype(np.int64)
+        emission_class = ds["emission_class"].values.astype(np.int64)
+        attr_split = ds.attrs.get("split", split)
+
+    isvalid = valid == 1
+    finite = np.isfinite(no2)
+    axes = (1, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices (fully clouded scenes)
+        good = np.where(isvalid & finite, no2, np.nan)
+        no2_min = np.nanmin(good, axis=axes)
+        no2_max = np.nanmax(good, axis=axes)
+        em_fin = np.where(np.isfinite(emission), emission, np.nan)
+        emission_min = np.nanmin(em_fin, axis=axes)
+        emission_max = np.nanmax(em_fin, axis=axes)
+        src_rel_min = np.nanmin(np.where(np.isfinite(srow), srel, np.nan), axis=1)
+        src_rel_max = np.nanmax(np.where(np.isfinite(srow), srel, np.nan), axis=1)
+    n_listed = np.isfinite(srow).sum(axis=1)
+    half = k / 2.0 + float(cfg.source_match_px)
+    rel_min = float(cfg.source_rel_emission_visible_above)
+    without, blobs = footprint_checks(emission, srow, scol, srel, half, rel_min)
+    expected_class = emission_class_of(emission_max, n_listed, tuple(cfg.class_edges))
+    df = pd.DataFrame({
+        "split": split,
+        "shard": path.name,
+        "scene_id": scene_id,
+        "split_attr_mismatch": int(attr_split != split),
+        "n_valid": isvalid.sum(axis=axes),
+        "n_valid_bad_values": ((valid != 0) & (valid != 1)).sum(axis=axes),
+        "n_nonfinite_valid": (isvalid & ~finite).sum(axis=axes),
+        "n_finite_invalid": (~isvalid & finite).sum(axis=axes),
+        "no2_min": no2_min,
+        "no2_max": no2_max,
+        "n_nonfinite_emission": (~np.isfinite(emission)).sum(axis=axes),
+        "emission_min": emission_min,
+        "emission_max": emission_max,
+        "n_emission_pixels": (emission > 0).sum(axis=axes),
+        "n_sources": n_sources,
+        "n_sources_listed_mismatch": (n_sources != n_listed).astype(np.int64),
+        "source_rel_emission_min": src_rel_min,
+        "source_rel_emission_max": src_rel_max,
+        "n_sources_without_emission": without,
+        "n_emission_blobs_without_source": blobs,
+        "emission_class": emission_class,
+        "emission_class_from_map": expected_class,
+        "emission_class_mismatch": (emission_class != expected_class).astype(np.int64),
+    })
+    for v, values in extra.items():
+        df[v] = np.asarray(values).astype(float)
+    df.index = [f"{split}:{s}" for s in scene_id]
+    return df
+
+
+def scene_table(root: str | os.PathLike, cfg, *, splits=SPLITS) -> pd.DataFrame:
+    """One row per scene over all shards (read one shard at a time); index ``split:scene_id``."""
+    from tqdm import tqdm
+
+    from ..logs import progress_disabled
+
+    shards = list_shards(root, splits)
+    items = [(s, p) for s in splits for p in shards[s]]
+    parts = []
+    for split, path in tqdm(items, desc="validate shards", unit="shard", disable=progress_disabled()):
+        parts.append(_shard_rows(path, split, cfg))
+    return pd.concat(parts) if parts else pd.DataFrame()
+
+
+def dataset_table(scenes: pd.DataFrame, manifest: Mapping, cfg) -> pd.DataFrame:
+    """One row of dataset-level figures: split sizes and their deviation from the configured fractions, manifest
+    agreement, and the class balance among non-empty scenes (by the scene's largest relative emission)."""
+    fractions = dict(cfg.split_fractions)
+    total = max(len(scenes), 1)
+    row: dict[str, float] = {"n_scenes": len(scenes)}
+    counts = scenes["split"].value_counts() if len(scenes) else pd.Series(dtype=int)
+    fsum = sum(float(f) for f in fractions.values())
+    if not fsum > 0:
+        raise ConfigError("validate.simulated.split_fractions", "must hold positive fractions per split")
+    errors = []
+    mism = 0
+    msplits = (manifest or {}).get("splits", {})
+    for split in sorted(set(fractions) | set(counts.index)):
+        n = int(counts.get(split, 0))
+        expected = float(fractions.get(split, 0.0)) / fsum
+        err = abs(n / total - expected)
+        row[f"n_{split}"] = n
+        row[f"split_fraction_error_{split}"] = err
+        errors.append(err)
+        m = msplits.get(split, {}).get("n_scenes")
+        if (m is None and n > 0) or (m is not None and int(m) != n):
+            mism += 1
+    row["split_fraction_error_max"] = max(errors) if errors else 0.0
+    row["n_manifest_mismatches"] = mism
+    cls = scenes["emission_class_from_map"] if len(scenes) else pd.Series(dtype=int)
+    nonempty = int((cls > 0).sum())
+    row["n_nonempty"] = nonempty
+    row["fraction_empty"] = float((cls == 0).sum()) / total
+    for code, name in enumerate(CLASS_NAMES[1:], start=1):
+        row[f"fraction_{name}"] = float((cls == code).sum()) / nonempty if nonempty else 0.0
+    return pd.DataFrame([row], index=["dataset"])
+
+
+def validate_simulated(root: str | os.PathLike, cfg_validate, report_path, *, raise_on_failure: bool = True,
+                       scene_csv: str | os.PathLike | None = None):
+    """Summarise the dataset at ``root``, run ``cfg_validate.simulated`` expectations, write the report.
+
+    Returns a :class:`~no2hotspots.validate.suite.SuiteResult`; raises ValidationFailed (report written first).
+    """
+    from ..atomic import write_csv
+    from .suite import run_suite
+
+    scfg = cfg_validate.simulated
+    manifest = read_manifest(root)
+    scenes = scene_table(root, scfg)
+    dataset = dataset_table(scenes, manifest, scfg)
+    if scene_csv is not None:
+        write_csv(scenes, scene_csv, index=True, index_label="key")
+    log.info("validating %d scenes from %s", len(scenes), root)
+    extra = {"dataset": str(root), **{k: v for k, v in dataset.iloc[0].items()}}
+    if scene_csv is not None:
+        extra["scene_table"] = str(scene_csv)
+    return run_suite(
+        {"scenes": scenes, "dataset": dataset},
+        {"scenes": scfg.expectations.scenes, "dataset": scfg.expectations.dataset},
+        name="simulated",
+        report_path=report_path,
+        config_key="validate.simulated.expectations",
+        raise_on_failure=raise_on_failure,
+        extra=extra,
+    )

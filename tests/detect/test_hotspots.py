@@ -1,0 +1,81 @@
+"""Hotspot extraction on hand-made maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from no2hotspots.detect.grid import cell_area_km2
+from no2hotspots.detect.hotspots import COLUMNS, find_hotspots, label_regions
+
+from .helpers import make_grid
+
+
+def _two_blobs():
+    rel = np.zeros((1, 40, 50), np.float32)
+    rel[0, 5:8, 5:9] = 0.3          # blob A: 3x4 = 12 cells, peak 0.9 at (6, 7)
+    rel[0, 6, 7] = 0.9
+    rel[0, 30, 40] = 0.5            # blob B: 2 cells joined diagonally (8-connectivity), peak 0.5
+    rel[0, 31, 41] = 0.25
+    rel[0, 20, 20] = 0.19           # below threshold
+    rel[0, 21, 21] = np.nan         # NaN = no input: never a hotspot
+    return rel
+
+
+def test_two_blobs_give_two_hotspots_with_peaks_areas_and_nox_estimate():
+    ds = make_grid(None, ny=40, nx=50, nt=1, lat0=-24.0, lon0=27.0)
+    lat, lon = ds["lat"].values, ds["lon"].values
+    area = cell_area_km2(ds)
+    obs = np.arange(40 * 50).reshape(40, 50)
+    df, ids = find_hotspots(
+        _two_blobs(), lat, lon, ds["time"].values, cell_area_km2=area, obs_count=obs,
+        emission_min=100.0, emission_max=20100.0, threshold=0.2,
+    )
+    assert list(df.columns) == list(COLUMNS)
+    assert len(df) == 2
+    a, b = df.iloc[0], df.iloc[1]  # ordered by peak, descending
+    assert a.hotspot_id == 1 and b.hotspot_id == 2
+    assert (a.peak_lat, a.peak_lon) == pytest.approx((lat[6], lon[7]))
+    assert (b.peak_lat, b.peak_lon) == pytest.approx((lat[30], lon[40]))
+    assert a.peak_rel_emission == pytest.approx(0.9) and b.peak_rel_emission == pytest.approx(0.5)
+    assert a.sum_rel_emission == pytest.approx(11 * 0.3 + 0.9, rel=1e-5)
+    assert (a.n_cells, b.n_cells) == (12, 2)
+    # area: 0.05 deg cells ~ (5.56 km)^2 cos(lat), independent of the exact formula used by the code
+    km_per_deg = 6371.0088 * np.pi / 180
+    expect_a = 12 * (0.05 * km_per_deg) ** 2 * np.cos(np.deg2rad(lat[6]))
+    assert a.area_km2 == pytest.approx(expect_a, rel=1e-3)
+    assert a.nox_rate_estimate_t_per_yr == pytest.approx(100 + 0.9 * 20000)
+    assert b.nox_rate_estimate_t_per_yr == pytest.approx(100 + 0.5 * 20000)
+    assert (a.obs_count, b.obs_count) == (6 * 50 + 7, 30 * 50 + 40)
+    assert a.time == "2021-07-25T11:07:15"
+    assert ids.shape == (1, 40, 50) and (ids == 1).sum() == 12 and (ids == 2).sum() == 2 and ids[0, 20, 20] == 0
+
+
+def test_threshold_is_inclusive_and_min_cells_drops_small_regions():
+    rel = _two_blobs()[0]
+    lab, n = label_regions(rel, 0.19)
+    assert n == 3
+    lab, n = label_regions(rel, 0.2, min_cells=3)
+    assert n == 1 and (lab == 1).sum() == 12
+    lab, n = label_regions(rel, 0.95)
+    assert n == 0 and not lab.any()
+
+
+def test_hotspots_per_time_step_and_unique_ids():
+    rel = np.concatenate([_two_blobs(), _two_blobs()[:, ::-1]])
+    ds = make_grid(None, ny=40, nx=50, nt=2)
+    df, ids = find_hotspots(
+        rel, ds["lat"].values, ds["lon"].values, ds["time"].values, cell_area_km2=cell_area_km2(ds),
+        obs_count=np.ones((40, 50), int), emission_min=0, emission_max=1, threshold=0.2,
+    )
+    assert list(df.hotspot_id) == [1, 2, 3, 4]
+    assert df.time.nunique() == 2 and set(np.unique(ids)) == {0, 1, 2, 3, 4}
+
+
+def test_no_hotspot_gives_an_empty_table_with_the_columns():
+    ds = make_grid(None, ny=10, nx=10, nt=1)
+    df, ids = find_hotspots(
+        np.zeros((1, 10, 10)), ds["lat"].values, ds["lon"].values, ds["time"].values,
+        cell_area_km2=cell_area_km2(ds), obs_count=np.ones((10, 10), int), emission_min=0, emission_max=1,
+    )
+    assert df.empty and list(df.columns) == list(COLUMNS) and not ids.any()

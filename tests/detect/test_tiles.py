@@ -1,0 +1,113 @@
+"""Tiling and stitching: full coverage, no seams, small grids, skipped empty tiles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from no2hotspots.detect.tiles import blend_window, count_tiles, stitch, tile_starts
+
+
+@pytest.mark.parametrize(
+    "n,tile,stride,expected",
+    [(64, 64, 32, [0]), (20, 64, 32, [0]), (128, 64, 32, [0, 32, 64]), (150, 64, 32, [0, 32, 64, 86]),
+     (100, 64, 64, [0, 36])],
+)
+def test_tile_starts_cover_the_axis(n, tile, stride, expected):
+    starts = tile_starts(n, tile, stride)
+    assert starts == expected
+    covered = np.zeros(max(n, tile), bool)
+    for s in starts:
+        covered[s : s + tile] = True
+    assert covered[:n].all()
+
+
+def test_blend_window_is_smooth_and_positive():
+    w = blend_window(64, 0.1)
+    assert w.shape == (64, 64) and (w > 0).all()
+    assert w.min() == pytest.approx(0.01) and w.max() <= 1.0
+    assert np.allclose(w, w.T) and np.allclose(w, w[::-1, ::-1])
+    with pytest.raises(ValueError):
+        blend_window(64, 0.0)
+
+
+def _field(shape, seed=0, gap=True):
+    rng = np.random.default_rng(seed)
+    no2 = (2e-5 + 1e-5 * rng.random(shape)).astype(np.float32)
+    valid = np.ones(shape, bool)
+    if gap:
+        valid[..., 10:25, 40:70] = False
+        no2[..., 10:25, 40:70] = np.nan
+    return no2, valid
+
+
+@pytest.mark.parametrize("shape,stride", [((2, 150, 170), 32), ((1, 97, 64), 24), ((1, 200, 131), 64)])
+def test_constant_prediction_stitches_to_a_constant_map(shape, stride):
+    no2, valid = _field(shape)
+    calls = []
+
+    def predict(x, m):
+        calls.append(len(x))
+        assert x.shape[1:] == (64, 64) and m.shape == x.shape and m.dtype == bool
+        return np.full(x.shape, 0.37, np.float32)
+
+    out, counts = stitch(no2, valid, predict, stride=stride, batch_size=5)
+    assert out.shape == shape
+    assert np.allclose(out, 0.37, atol=1e-6)  # no seams anywhere, gap cells included (tiles still cover them)
+    assert counts["tiles_run"] == shape[0] * count_tiles(shape[1:], 64, stride) == sum(calls)
+    assert max(calls) <= 5
+
+
+def test_identity_prediction_reassembles_the_input_exactly():
+    """A prediction that depends only on the cell itself survives the blending unchanged: no seams."""
+    no2, valid = _field((2, 150, 170), seed=1)
+
+    def predict(x, m):
+        return np.where(m, x * 1e4, -1.0)
+
+    out, _ = stitch(no2, valid, predict, stride=32, batch_size=7)
+    assert np.allclose(out[valid], no2[valid] * 1e4, rtol=1e-6)
+    assert np.allclose(out[~valid], -1.0)
+
+
+def test_position_dependent_prediction_would_show_seams():
+    """Sanity check that the identity test can fail: a tile-position-dependent output is not reassembled."""
+    no2, valid = _field((1, 150, 170), gap=False)
+
+    def predict(x, m):
+        return np.broadcast_to(np.arange(64, dtype=np.float32)[None, :, None], x.shape)
+
+    out, _ = stitch(no2, valid, predict, stride=32)
+    assert out.std() > 1.0
+
+
+def test_grid_smaller_than_a_tile_is_padded_as_invalid():
+    no2, valid = _field((3, 20, 30), gap=False)
+    seen = []
+
+    def predict(x, m):
+        seen.append((np.isnan(x[:, 20:, :]).all(), (~m[:, 20:, :]).all(), (~m[:, :, 30:]).all(), m[:, :20, :30].all()))
+        return np.where(m, 0.5, 0.0)
+
+    out, counts = stitch(no2, valid, predict)
+    assert out.shape == (3, 20, 30) and np.allclose(out, 0.5)
+    assert counts["tiles_run"] == 3
+    assert all(all(s) for s in seen)
+
+
+def test_tiles_without_valid_cells_are_not_run_and_give_nan():
+    no2, valid = _field((1, 64, 200), gap=False)
+    valid[:, :, 100:] = False
+    no2[:, :, 100:] = np.nan
+    out, counts = stitch(no2, valid, lambda x, m: np.ones(x.shape), stride=32)
+    # origins 0,32,64,96,128,136: the last two only see columns >= 128 (all invalid)
+    assert counts == {"tiles_total": 6, "tiles_run": 4, "tiles_skipped_empty": 2}
+    assert np.isfinite(out[:, :, :160]).all() and np.isnan(out[:, :, 160:]).all()
+
+
+def test_two_dimensional_input_and_shape_errors():
+    no2, valid = _field((80, 80), gap=False)
+    out, _ = stitch(no2, valid, lambda x, m: np.zeros(x.shape))
+    assert out.shape == (80, 80)
+    with pytest.raises(ValueError):
+        stitch(no2, valid[:10], lambda x, m: x)

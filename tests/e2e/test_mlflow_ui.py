@@ -1,0 +1,115 @@
+"""The MLflow UI, checked in a real browser (headless Debian Chromium driven by Selenium).
+
+A store is made by a tiny real pipeline run (simulate -> validate -> train twice -> register), the MLflow UI is
+started on 127.0.0.1 against it, and the browser opens the experiment, compares the two runs and opens the
+registered model with its `champion` alias. Screenshots land in the test's tmp folder (path printed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ui(tiny_pipeline):
+    port = _free_port()
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tiny_pipeline["tracking_uri"],
+         "--default-artifact-root", tiny_pipeline["artifact_root"], "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("mlflow server did not come up within 90 s")
+    yield url
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("Debian chromium + chromium-driver are not installed (.ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1600,1000",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _wait_for_text(driver, *texts, timeout=60):
+    deadline = time.time() + timeout
+    body = ""
+    while time.time() < deadline:
+        body = driver.find_element("tag name", "body").text
+        if all(t in body for t in texts):
+            return body
+        time.sleep(0.5)
+    raise AssertionError(f"page never showed {texts!r}; it showed:\n{body[:2000]}")
+
+
+def test_experiment_compare_and_registry_in_a_browser(ui, browser, tiny_pipeline, tmp_path):
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    exp_id = tiny_pipeline["experiment_id"]
+    run_names = tiny_pipeline["run_names"]
+
+    browser.get(f"{ui}/#/experiments/{exp_id}")
+    body = _wait_for_text(browser, *run_names)
+    browser.save_screenshot(str(shots / "experiment.png"))
+    assert "no2hotspots" in body
+
+    import json
+
+    runs = json.dumps(tiny_pipeline["run_ids"])
+    browser.get(f"{ui}/#/compare-runs?runs={runs}&experiments={json.dumps([exp_id])}")
+    body = _wait_for_text(browser, *run_names, "test/acc_q2_all")
+    browser.save_screenshot(str(shots / "compare.png"))
+
+    name = tiny_pipeline["model_name"]
+    browser.get(f"{ui}/#/models/{name}")
+    body = _wait_for_text(browser, name, "champion")
+    browser.save_screenshot(str(shots / "registered_model.png"))
+    assert "Version 1" in body or "version 1" in body.lower()
+    print(f"screenshots in {shots}")
+    assert all((shots / f).stat().st_size > 10_000 for f in ("experiment.png", "compare.png", "registered_model.png"))

@@ -1,0 +1,94 @@
+"""Readers on real files: the ddeq Matimba crop, an official-layout S5P L2 file built from it, real HARP L3."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from no2hotspots.errors import InputFileError
+from no2hotspots.ingest.gridding import Grid, grid_overpass
+from no2hotspots.ingest.readers import open_pixels, valid_pixels
+from no2hotspots.ingest.run import run
+
+from .conftest import write_s5p_l2
+
+SCHEMA = {"no2", "no2_precision", "qa", "lat", "lon", "lat_bounds", "lon_bounds", "time"}
+
+
+def test_ddeq_crop_reader(matimba_l2):
+    px = open_pixels(matimba_l2)
+    assert set(px.data_vars) == SCHEMA
+    assert px.attrs["layout"] == "ddeq_crop" and px.attrs["qa_filter"] == "> 0.75"
+    assert px.sizes == {"pixel": 132 * 169, "corner": 4}
+    assert px.no2.attrs["units"] == "mol m-2"
+    ok = valid_pixels(px, 0.75)
+    assert ok.sum() == 22308 - 11998  # the crop's own QA mask, nothing else
+    assert 1e-6 < np.nanmedian(px.no2.values[ok]) < 1e-4
+    assert px.time.values[0].astype("datetime64[s]") == np.datetime64("2021-07-25T11:44:52")
+    # centres lie inside their footprints
+    assert np.all(np.abs(px.lat - px.lat_bounds.mean("corner")) < 0.02)
+
+
+def test_s5p_l2_reader_matches_crop(matimba_l2, tmp_path):
+    f = write_s5p_l2(tmp_path / "S5P_RPRO_L2__NO2____20210725T110715_x.nc", matimba_l2)
+    px = open_pixels(f)
+    assert set(px.data_vars) == SCHEMA
+    assert px.attrs["layout"] == "s5p_l2" and px.attrs["product"] == "L2__NO2___"
+    assert px.attrs["pixel_size_era"] == "5.5x3.5km"
+    qa = px.qa.values
+    assert qa.min() == pytest.approx(0.40, abs=1e-6) and qa.max() == pytest.approx(1.0, abs=1e-6)
+    assert px.time.values[0].astype("datetime64[s]") == np.datetime64("2021-07-25T11:07:15")
+    assert px.time.values[-1] > px.time.values[0]
+    ok = valid_pixels(px, 0.75)
+    ref = open_pixels(matimba_l2)
+    ok_ref = valid_pixels(ref, 0.75)
+    assert ok.sum() == ok_ref.sum()  # qa filtering recovers exactly the crop's QA mask
+    grid = Grid.from_bbox([26.0, -25.0, 29.0, -22.0], 0.05)
+    a = grid_overpass(grid, px.lon_bounds.values[ok], px.lat_bounds.values[ok], px.no2.values[ok],
+                      px.no2_precision.values[ok])
+    b = grid_overpass(grid, ref.lon_bounds.values[ok_ref], ref.lat_bounds.values[ok_ref], ref.no2.values[ok_ref],
+                      ref.no2_precision.values[ok_ref])
+    np.testing.assert_allclose(a.no2, b.no2, rtol=1e-5, equal_nan=True)  # float32 storage in the L2 file
+    np.testing.assert_allclose(a.coverage, b.coverage, rtol=1e-5)
+
+
+def test_s5p_l2_old_pixel_era_and_some_nan_corners(matimba_l2, tmp_path, caplog):
+    f = write_s5p_l2(tmp_path / "old.nc", matimba_l2, start=dt.datetime(2019, 3, 1, 10, 0, 0), nan_corners="some")
+    px = open_pixels(f)
+    assert px.attrs["pixel_size_era"] == "7x3.5km"
+    assert px.sizes["pixel"] == (132 - 5) * 169
+    assert "NaN corner" in caplog.text
+
+
+def test_harp_l3_scenes_ingest(shared_dir, ingest_cfg, tmp_path):
+    files = sorted((shared_dir / "realdata" / "tropomi_l3_harp_nl").glob("*.nc"))
+    assert len(files) == 3
+    px = open_pixels(files[0])
+    assert px.attrs["layout"] == "harp_l3" and int(np.isfinite(px.no2).sum()) == 779
+    cfg = ingest_cfg(shared_dir / "realdata" / "tropomi_l3_harp_nl" / "*.nc")
+    run(cfg)
+    ds = xr.open_dataset(tmp_path / "outputs" / "ingest" / "test.nc")
+    # HARP edges (50.2753 N, 2.395 E) are not multiples of 0.05, so the grid snaps outward to 77 x 109 cells
+    assert ds.sizes["time"] == 3 and ds.sizes["lat"] == 77 and ds.sizes["lon"] == 109
+    assert list(ds.time.dt.strftime("%Y%m%dT%H%M").values) == ["20211217T1150", "20211218T1130", "20211218T1310"]
+    # conservation: a 0.1 deg HARP cell = 4 grid cells of area; column x area is conserved exactly
+    for t, f in enumerate(files):
+        harp = open_pixels(f).no2.values
+        assert float(ds.coverage[t].sum()) == pytest.approx(4 * np.isfinite(harp).sum(), rel=1e-5)
+        assert float((ds.no2[t] * ds.coverage[t]).sum()) == pytest.approx(4 * np.nansum(harp), rel=1e-5)
+    assert int(ds.obs_count.max()) == 3
+    # the Maasvlakte signal (18 Dec 11:27 scene): 3.1e-4 mol m-2, ~5.7x the scene median
+    v = float(ds.no2.isel(time=1).sel(lat=51.944, lon=4.067, method="nearest"))
+    assert v == pytest.approx(3.1e-4, rel=0.05)  # regridding a 0.1 deg cell onto 0.05 deg keeps the peak
+    assert v / float(ds.no2.isel(time=1).median()) > 4
+    assert (tmp_path / "outputs" / "ingest" / "test_validation.json").exists()
+
+
+def test_truncated_file_is_input_error(matimba_l2, tmp_path):
+    f = tmp_path / "trunc.nc"
+    f.write_bytes(matimba_l2.read_bytes()[:300_000])
+    with pytest.raises(InputFileError, match="trunc.nc"):
+        open_pixels(f)
