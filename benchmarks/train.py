@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -21,6 +22,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
+LOAD0 = float("nan")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
@@ -115,6 +117,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "train.json"))
     args = ap.parse_args(argv)
+    global LOAD0
+    LOAD0 = os.getloadavg()[0]
     torch.set_num_threads(args.threads)
 
     base = conv_baseline(args.seconds)
@@ -132,7 +136,8 @@ def main(argv=None) -> int:
         r["infer_share_of_conv"] = r["infer_gflops_per_s"] / gbase["gflops_per_s"]
         cuda = [{"baseline": gbase, **r, "gpu": torch.cuda.get_device_name(0)}]
 
-    print(f"baseline {base['what']}: {base['gflops_per_s']:.1f} GFLOP/s ({args.threads} threads)")
+    print(f"baseline {base['what']}: {base['gflops_per_s']:.1f} GFLOP/s ({args.threads} threads; "
+          f"load average {LOAD0:.1f} -> {os.getloadavg()[0]:.1f}: other processes distort timings)")
     hdr = f"{'model':<7}{'dev':<5}{'params':>10}{'train/s':>9}{'MFLOP/s.':>10}{'GFLOP/s':>9}{'share':>7}" \
           f"{'infer/s':>9}{'GFLOP/s':>9}{'share':>7}"
     print(hdr)
@@ -143,7 +148,7 @@ def main(argv=None) -> int:
               f"{r['infer_share_of_conv']:>7.0%}")
     result = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": args.threads,
-                    "torch": torch.__version__},
+                    "torch": torch.__version__, "loadavg_1min_at_start": LOAD0, "loadavg_1min_at_end": os.getloadavg()[0]},
         "baseline": base,
         "models": rows,
         "cuda": cuda,

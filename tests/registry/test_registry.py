@@ -71,8 +71,8 @@ def test_alias_moves_only_to_a_better_model(trained):
         outcomes.append((res["version"], res["alias"], res["champion_version"]))
     assert outcomes == [(1, "champion", 1), (2, "champion", 2), (3, "challenger", 2)]
     client = mlflow.MlflowClient()
-    assert client.get_model_version_by_alias("alias-test", "champion").version == "2"
-    assert client.get_model_version_by_alias("alias-test", "challenger").version == "3"
+    assert int(client.get_model_version_by_alias("alias-test", "champion").version) == 2
+    assert int(client.get_model_version_by_alias("alias-test", "challenger").version) == 3
     tags = client.get_model_version("alias-test", "3").tags
     assert tags["test/acc_q2_all"] == "0.6" and tags["data_version"] and tags["git_commit"]
 

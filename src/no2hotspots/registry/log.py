@@ -30,22 +30,17 @@ def log_model(model_dir: str | Path, input_example: np.ndarray, output_example: 
     import mlflow
     from mlflow.models import infer_signature
 
-    import warnings
-
     from ..logs import progress_disabled
 
     if progress_disabled():
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     model_dir = Path(model_dir)
     signature = infer_signature(input_example.astype(np.float32), output_example.astype(np.float32))
-    with warnings.catch_warnings():
-        # the pyfunc takes one ndarray; MLflow's type-hint validation (list/dict/pydantic inputs) does not apply
-        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*", category=UserWarning)
-        return mlflow.pyfunc.log_model(
-            name=name,
-            python_model=str(PYFUNC_CODE),
-            artifacts={"state_dict": str(model_dir / STATE_DICT), "model_json": str(model_dir / MODEL_JSON)},
-            signature=signature,
-            input_example=input_example.astype(np.float32),
-            pip_requirements=pip_requirements(),
-        )
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=str(PYFUNC_CODE),
+        artifacts={"state_dict": str(model_dir / STATE_DICT), "model_json": str(model_dir / MODEL_JSON)},
+        signature=signature,
+        input_example=input_example.astype(np.float32),
+        pip_requirements=pip_requirements(),
+    )

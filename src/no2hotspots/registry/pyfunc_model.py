@@ -6,7 +6,6 @@ model input ``(N, 2, 64, 64)`` float32 (``no2hotspots.model.inputs.prepare_input
 relative emission in [0, 1]. Needs the ``no2hotspots`` package installed where it is loaded.
 """
 
-from __future__ import annotations
 
 import json
 
@@ -28,7 +27,7 @@ class HotspotPyfunc(mlflow.pyfunc.PythonModel):
         net.load_state_dict(state)
         self.net = net.eval()
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
         import torch
 
         x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))

@@ -5,7 +5,7 @@ are the global normalisation, ``r = (Q - min) / (max - min)``, so ``r`` does not
 workers there are and maps back to t/yr. The real distribution is heavy-tailed (with the default 1000 t/yr cut,
 about 95 % of sites have r < 0.33 and a handful r > 0.66), so rates are drawn *stratified*: each source first draws
 its class (low r < 0.33, mid, high r > 0.66) with ``sources.class_weights``, then a site from the population inside
-that class range, then a small multiplicative log-normal jitter (``jitter_sigma``) clipped to the class range, so
+that class range, then a small multiplicative log-normal jitter (``jitter_sigma``), dropped where it would leave the class range, so
 rare strong sources are seen often enough without inventing rates outside the real ones' span.
 """
 
@@ -36,12 +36,15 @@ class EmissionPopulation:
         return (np.asarray(q, dtype=np.float64) - self.emission_min) / (self.emission_max - self.emission_min)
 
     def class_bounds(self):
-        """[(lo, hi)] NOx t/yr of the low, mid, high classes (lo inclusive; edges nudged so jitter keeps the class)."""
+        """[(lo, hi)] NOx t/yr of the low, mid, high classes, both ends inclusive.
+
+        The class edges are kept 1e-5 (relative) away from r = 0.33 / 0.66 so that a rate and its float32 relative
+        emission in the dataset always fall in the same class."""
         lo, hi = self.emission_min, self.emission_max
         d = hi - lo
         e1, e2 = lo + CLASS_EDGES[0] * d, lo + CLASS_EDGES[1] * d
-        eps = 1e-9 * d
-        return [(lo, e1 - eps), (e1, e2), (e2 + eps, hi)]
+        eps = 1e-5 * d
+        return [(lo, e1 - eps), (e1 + eps, e2 - eps), (e2 + eps, hi)]
 
 
 def load_population(csv_path: str, min_nox_t_per_yr: float, class_weights) -> EmissionPopulation:
@@ -74,7 +77,10 @@ def sample_rates(rng: np.random.Generator, n: int, pop: EmissionPopulation, clas
         i1 = np.searchsorted(pop.nox_t_per_yr, hi, side="right")
         members = pop.nox_t_per_yr[i0:i1]
         pick = members[np.minimum((u[sel] * members.size).astype(np.int64), members.size - 1)]
-        q[sel] = np.clip(pick * jit[sel], lo, hi)
+        jittered = pick * jit[sel]
+        # a jitter that would leave the class keeps the drawn site's own rate (clipping would pile rates up on the
+        # class edges)
+        q[sel] = np.where((jittered >= lo) & (jittered <= hi), jittered, pick)
     return q
 
 
