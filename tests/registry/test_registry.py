@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from no2hotspots.config import compose
 from no2hotspots.errors import UserError
 from no2hotspots.registry.load import LoadedModel, load_model
 from no2hotspots.registry.run import register_run
@@ -23,7 +22,7 @@ def test_register_stage_and_load_by_alias_reproduce_test_metrics(trained):
     result = register(cfg)
     assert result["version"] == 1 and result["alias"] == "champion" and result["champion_version"] == 1
     written = json.loads((root / "outputs" / "register" / "model.json").read_text())
-    assert written["name"] == "test-cnn" and written["compare_metric"] == "test/acc_q2_all"
+    assert written["name"] == "test-cnn" and written["compare_metric"] == cfg.register.compare_metric
 
     m = load_model("models:/test-cnn@champion", cfg.tracking)
     assert isinstance(m, LoadedModel) and not m.net.training

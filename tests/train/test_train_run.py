@@ -29,7 +29,6 @@ def test_stream_is_a_seeded_permutation_of_all_scenes(tiny_sim):
     np.testing.assert_array_equal(np.sort(a0), np.sort(a1))  # ... of the same scenes
 
 
-@pytest.mark.slow
 def test_trains_and_logs_an_mlflow_run(tmp_path, tiny_sim):
     import mlflow
 

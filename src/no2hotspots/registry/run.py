@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from ..atomic import write_json
 from ..config import require
-from ..errors import InputFileError, UserError
+from ..errors import InputFileError
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +108,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from .. import tracking
 
     tracking.setup(cfg)
-    try:
-        result = register_run(info["run_id"], model_name=name, compare_metric=metric,
-                              greater_is_better=bool(r.greater_is_better), champion_alias=str(r.champion_alias),
-                              challenger_alias=str(r.challenger_alias), model_uri=info["model_uri"],
-                              tag_metrics=list(r.tag_metrics or []))
-    except UserError:
-        raise
+    result = register_run(info["run_id"], model_name=name, compare_metric=metric,
+                          greater_is_better=bool(r.greater_is_better), champion_alias=str(r.champion_alias),
+                          challenger_alias=str(r.challenger_alias), model_uri=info["model_uri"],
+                          tag_metrics=list(r.tag_metrics or []))
     result["tracking_uri"] = str(cfg.tracking.uri)
     write_json(Path(str(r.out_dir)) / "model.json", result)
     return result

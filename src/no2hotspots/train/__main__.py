@@ -7,12 +7,18 @@ and returns its objective, which the Optuna sweeper maximises.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import hydra
 from omegaconf import DictConfig
 
 from no2hotspots.config import CONF_DIR
 from no2hotspots.errors import UserError
+
+# The Optuna sweeper (written for optuna 2) and optuna 4's TPE sampler emit deprecation FutureWarnings for every
+# sweep; filter exactly those (optuna's own and the sweeper's), nothing else.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"optuna(\.|$)")
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"hydra_plugins\.hydra_optuna_sweeper")
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")

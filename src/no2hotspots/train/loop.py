@@ -25,9 +25,18 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(epoch), 7]).generate_state(1, dtype=np.uint32)[0])
 
 
+def loss_fn(pred: torch.Tensor, target: torch.Tensor, positive_weight: float = 0.0) -> torch.Tensor:
+    """MSE (the paper's loss); with ``positive_weight`` > 0 the squared errors on emitting pixels (target > 0)
+    weigh ``1 + positive_weight`` (sources cover < 1 % of the pixels, so plain MSE favours predicting zero)."""
+    err = (pred - target) ** 2
+    if positive_weight > 0:
+        err = err * (1.0 + positive_weight * (target > 0).to(err.dtype))
+    return err.mean()
+
+
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stream: ShardStream, *, epoch: int,
-                seed: int, input_scale: float, desc: str = "train") -> float:
-    """Train for one pass over ``stream``; return the mean (per-scene) MSE loss."""
+                seed: int, input_scale: float, positive_weight: float = 0.0, desc: str = "train") -> float:
+    """Train for one pass over ``stream``; return the mean (per-scene) training loss."""
     torch.manual_seed(epoch_seed(seed, epoch))
     model.train()
     total, n = 0.0, 0
@@ -38,7 +47,7 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stream
         y = torch.as_tensor(b.emission)
         optimizer.zero_grad(set_to_none=True)
         pred = model(x)
-        loss = torch.nn.functional.mse_loss(pred, y)
+        loss = loss_fn(pred, y, positive_weight)
         loss.backward()
         optimizer.step()
         total += float(loss.detach()) * len(y)

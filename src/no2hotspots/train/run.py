@@ -46,11 +46,13 @@ def _validate(cfg: DictConfig) -> None:
     require(cfg, t + "lr_schedule.min_lr", lambda v: 0 <= float(v) <= float(cfg.train.lr), "must be in [0, train.lr]")
     require(cfg, t + "lr_schedule.factor", lambda v: 0 < float(v) < 1, "must be in (0, 1)")
     require(cfg, t + "lr_schedule.patience", lambda v: int(v) >= 0, "must be >= 0")
-    require(cfg, t + "loss", lambda v: v == "mse", "only 'mse' (the paper's loss) is implemented")
+    require(cfg, t + "loss", lambda v: v in ("mse", "weighted_mse"), "must be 'mse' (the paper's) or 'weighted_mse'")
+    require(cfg, t + "positive_weight", lambda v: float(v) >= 0, "must be >= 0")
     require(cfg, t + "select", lambda v: v in ("best", "last"), "must be 'best' or 'last'")
     require(cfg, t + "threshold", lambda v: 0 <= float(v) < 1, "must be in [0, 1)")
     require(cfg, t + "num_threads", lambda v: int(v) >= 1, "must be an integer >= 1")
-    require(cfg, t + "objective", lambda v: str(v).startswith("val/"), "must name a validation metric, e.g. val/source_f1")
+    require(cfg, t + "objective", lambda v: str(v).startswith("val/"),
+            "must name a validation metric, e.g. val/source_f1")
 
 
 def _lr(opt: torch.optim.Optimizer) -> float:
@@ -78,8 +80,9 @@ def _run_name(cfg: DictConfig) -> str:
     widths = OmegaConf.select(cfg, "model.stages.widths", default=None)
     w = "-".join(str(x) for x in widths) if widths is not None else "?"
     name = OmegaConf.select(cfg, "model.name", default="cnn")
-    return (f"train model={name} widths={w} head={OmegaConf.select(cfg, 'model.head.kind', default='?')} lr={float(t.lr):g} "
-            f"bs={int(t.batch_size)} ep={int(t.epochs)} seed={int(t.seed)}")
+    head = OmegaConf.select(cfg, "model.head.kind", default="?")
+    return (f"train model={name} widths={w} head={head} lr={float(t.lr):g} bs={int(t.batch_size)} "
+            f"ep={int(t.epochs)} seed={int(t.seed)}")
 
 
 def run(cfg: DictConfig) -> float:
@@ -177,6 +180,7 @@ def run(cfg: DictConfig) -> float:
 
         epochs = int(t.epochs)
         es = t.early_stopping
+        pos_weight = float(t.positive_weight) if str(t.loss) == "weighted_mse" else 0.0
         for epoch in range(start_epoch, epochs):
             if bool(es.enabled) and stale >= int(es.patience):
                 log.info("early stopping: no better validation loss for %d epochs", stale)
@@ -184,7 +188,7 @@ def run(cfg: DictConfig) -> float:
             t0 = time.perf_counter()
             lr = _lr(optimizer)
             train_loss = train_epoch(model, optimizer, train_stream, epoch=epoch, seed=seed, input_scale=scale,
-                                     desc=f"epoch {epoch + 1}/{epochs}")
+                                     positive_weight=pos_weight, desc=f"epoch {epoch + 1}/{epochs}")
             t_train = time.perf_counter() - t0
             val = evaluate(model, val_stream, input_scale=scale, threshold=float(t.threshold),
                            match_distance_px=float(t.match_distance_px), desc="validate")
