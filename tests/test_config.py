@@ -12,7 +12,7 @@ import pytest
 
 
 def test_params_yaml_is_the_composition_of_conf(repo_root):
-    composed = OmegaConf.to_container(compose(), resolve=False)
+    composed = OmegaConf.to_container(compose(), resolve=True)
     on_disk = yaml.safe_load((repo_root / "params.yaml").read_text())
     assert on_disk == composed, "params.yaml drifted from conf/: run `make params` and commit it"
 

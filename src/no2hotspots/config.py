@@ -34,10 +34,13 @@ def compose(overrides: Iterable[str] = (), config_dir: str | os.PathLike = CONF_
 
 def params_yaml_text(cfg: DictConfig) -> str:
     header = (
-        "# GENERATED from conf/ by `make params` (Hydra composition of conf/config.yaml). Do not edit by hand:\n"
+        "# GENERATED from conf/ by `make params` (Hydra composition of conf/config.yaml, interpolations resolved).\n"
+        "# Do not edit by hand:\n"
         "# change conf/ or use `dvc exp run -S key=value`. A test fails if this file drifts from conf/.\n"
     )
-    return header + OmegaConf.to_yaml(cfg, resolve=False)
+    # resolved, exactly as DVC's Hydra composition writes it for `dvc exp run`: otherwise the same values written
+    # once as `${seed}` and once as `42` would look like a parameter change to DVC and re-run every stage
+    return header + OmegaConf.to_yaml(cfg, resolve=True)
 
 
 def load_params(path: str | os.PathLike = "params.yaml", overrides: Iterable[str] = ()) -> DictConfig:

@@ -7,6 +7,7 @@ from the same pair (``ShardStream``), so an epoch redone after a crash repeats e
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,17 +26,36 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(epoch), 7]).generate_state(1, dtype=np.uint32)[0])
 
 
-def loss_fn(pred: torch.Tensor, target: torch.Tensor, positive_weight: float = 0.0) -> torch.Tensor:
+def loss_fn(pred: torch.Tensor, target: torch.Tensor, positive_weight: float = 0.0, dice_weight: float = 0.0,
+            threshold: float = 0.05, dice_temperature: float = 0.5) -> torch.Tensor:
     """MSE (the paper's loss); with ``positive_weight`` > 0 the squared errors on emitting pixels (target > 0)
-    weigh ``1 + positive_weight`` (sources cover < 1 % of the pixels, so plain MSE favours predicting zero)."""
+    weigh ``1 + positive_weight`` (sources cover < 1 % of the pixels, so plain MSE favours predicting zero).
+
+    With ``dice_weight`` > 0 a soft-Dice term on the *marked-pixel mask* is added, ``dice_weight * (1 - Dice)``
+    over the whole batch, between the true footprints ``target > 0`` and the soft mask
+    ``sigmoid((logit(pred) - logit(threshold)) / dice_temperature)``, a smooth version of the metric's detection
+    rule ``pred >= threshold`` taken in logit space (so background pixels far below the threshold count ~0 and
+    the gradient does not vanish for footprints predicted near 0). MSE still fits the emission amplitude; the Dice
+    term asks that every true footprint ends above the detection threshold and the background below it, which
+    plain MSE does not ask for weak sources (r near the threshold)."""
     err = (pred - target) ** 2
     if positive_weight > 0:
         err = err * (1.0 + positive_weight * (target > 0).to(err.dtype))
-    return err.mean()
+    loss = err.mean()
+    if dice_weight > 0:
+        eps = 1e-7
+        z = torch.logit(pred.clamp(eps, 1.0 - eps))
+        z0 = math.log(threshold / (1.0 - threshold))
+        soft = torch.sigmoid((z - z0) / dice_temperature)
+        true = (target > 0).to(soft.dtype)
+        dice = (2.0 * (soft * true).sum() + 1.0) / (soft.sum() + true.sum() + 1.0)
+        loss = loss + dice_weight * (1.0 - dice)
+    return loss
 
 
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stream: ShardStream, *, epoch: int,
-                seed: int, input_scale: float, positive_weight: float = 0.0, desc: str = "train") -> float:
+                seed: int, input_scale: float, positive_weight: float = 0.0, dice_weight: float = 0.0,
+                threshold: float = 0.05, dice_temperature: float = 0.5, desc: str = "train") -> float:
     """Train for one pass over ``stream``; return the mean (per-scene) training loss."""
     torch.manual_seed(epoch_seed(seed, epoch))
     model.train()
@@ -47,7 +67,7 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stream
         y = torch.as_tensor(b.emission)
         optimizer.zero_grad(set_to_none=True)
         pred = model(x)
-        loss = loss_fn(pred, y, positive_weight)
+        loss = loss_fn(pred, y, positive_weight, dice_weight, threshold, dice_temperature)
         loss.backward()
         optimizer.step()
         total += float(loss.detach()) * len(y)

@@ -33,6 +33,8 @@ from .data import ShardStream, check_dataset, split_shards
 log = logging.getLogger(__name__)
 
 PARENT_ENV = "NO2HOTSPOTS_PARENT_RUN_ID"  # set by the sweep callback: trials become child runs
+#: train.loss values: MSE (the paper's), MSE with extra weight on emitting pixels, either plus a soft-Dice term
+LOSSES = ("mse", "weighted_mse", "mse_dice", "weighted_mse_dice")
 #: test metrics copied into metrics/train.json and the summary line
 HEADLINE = ("acc_q1_all", "acc_q2_all", "acc_q2_high", "precision_q2_all", "source_f1")
 
@@ -46,8 +48,12 @@ def _validate(cfg: DictConfig) -> None:
     require(cfg, t + "lr_schedule.min_lr", lambda v: 0 <= float(v) <= float(cfg.train.lr), "must be in [0, train.lr]")
     require(cfg, t + "lr_schedule.factor", lambda v: 0 < float(v) < 1, "must be in (0, 1)")
     require(cfg, t + "lr_schedule.patience", lambda v: int(v) >= 0, "must be >= 0")
-    require(cfg, t + "loss", lambda v: v in ("mse", "weighted_mse"), "must be 'mse' (the paper's) or 'weighted_mse'")
+    require(cfg, t + "loss", lambda v: v in LOSSES,
+            "must be 'mse' (the paper's), 'weighted_mse', 'mse_dice' or 'weighted_mse_dice'")
     require(cfg, t + "positive_weight", lambda v: float(v) >= 0, "must be >= 0")
+    if str(OmegaConf.select(cfg, t + "loss", default="mse")).endswith("_dice"):
+        require(cfg, t + "dice_weight", lambda v: float(v) >= 0, "must be >= 0")
+        require(cfg, t + "dice_temperature", lambda v: float(v) > 0, "must be > 0")
     require(cfg, t + "select", lambda v: v in ("best", "last"), "must be 'best' or 'last'")
     require(cfg, t + "threshold", lambda v: 0 <= float(v) < 1, "must be in [0, 1)")
     require(cfg, t + "num_threads", lambda v: int(v) >= 1, "must be an integer >= 1")
@@ -180,7 +186,10 @@ def run(cfg: DictConfig) -> float:
 
         epochs = int(t.epochs)
         es = t.early_stopping
-        pos_weight = float(t.positive_weight) if str(t.loss) == "weighted_mse" else 0.0
+        loss_kind = str(t.loss)
+        pos_weight = float(t.positive_weight) if loss_kind.startswith("weighted_mse") else 0.0
+        dice_weight = float(t.dice_weight) if loss_kind.endswith("_dice") else 0.0
+        dice_temperature = float(OmegaConf.select(cfg, "train.dice_temperature", default=0.5))
         for epoch in range(start_epoch, epochs):
             if bool(es.enabled) and stale >= int(es.patience):
                 log.info("early stopping: no better validation loss for %d epochs", stale)
@@ -188,7 +197,9 @@ def run(cfg: DictConfig) -> float:
             t0 = time.perf_counter()
             lr = _lr(optimizer)
             train_loss = train_epoch(model, optimizer, train_stream, epoch=epoch, seed=seed, input_scale=scale,
-                                     positive_weight=pos_weight, desc=f"epoch {epoch + 1}/{epochs}")
+                                     positive_weight=pos_weight, dice_weight=dice_weight,
+                                     threshold=float(t.threshold), dice_temperature=dice_temperature,
+                                     desc=f"epoch {epoch + 1}/{epochs}")
             t_train = time.perf_counter() - t0
             val = evaluate(model, val_stream, input_scale=scale, threshold=float(t.threshold),
                            match_distance_px=float(t.match_distance_px), desc="validate")
