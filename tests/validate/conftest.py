@@ -9,7 +9,9 @@ import pytest
 def cfg_validate():
     from no2hotspots.config import compose
 
-    return compose().validate
+    from .sample_data import SPLIT_OVERRIDES
+
+    return compose(SPLIT_OVERRIDES).validate
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,10 @@ def _scene(rng, cls: int):
     return no2, valid, emission, sources
 
 
+#: the sample datasets' split sizes (32/4/4 scenes) as config overrides, so the suite expects these fractions
+SPLIT_OVERRIDES = ["simulate.splits.train=0.8", "simulate.splits.val=0.1", "simulate.splits.test=0.1"]
+
+
 def write_dataset(root: Path, counts=None, shard_size: int = 12, seed: int = 0,
                   corrupt: Callable[[str, int, dict], None] | None = None) -> Path:
     """Write ``root/{split}/shard-NNNNN.nc`` + ``root/manifest.json`` following docs/contracts.md.

@@ -11,7 +11,7 @@ import pytest
 
 from no2hotspots.config import compose, params_yaml_text
 
-from .sample_data import write_dataset
+from .sample_data import SPLIT_OVERRIDES, write_dataset
 from .test_simulated import _emission_13
 
 DVC_YAML = """\
@@ -45,7 +45,7 @@ def test_dvc_repro_fails_on_corrupted_dataset(tmp_path):
     sh("git", "init", "-q")
     sh(dvc, "init", "-q")
     write_dataset(repo / "outputs" / "simulated", corrupt=_emission_13)
-    (repo / "params.yaml").write_text(params_yaml_text(compose()))  # default paths are relative to the repo root
+    (repo / "params.yaml").write_text(params_yaml_text(compose(SPLIT_OVERRIDES)))  # default paths are relative to the repo root
     (repo / "dvc.yaml").write_text(DVC_YAML.format(python=sys.executable))
 
     proc = sh(dvc, "repro", check=False)

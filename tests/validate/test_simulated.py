@@ -11,7 +11,7 @@ import pytest
 from no2hotspots.errors import InputFileError, ValidationFailed
 from no2hotspots.validate.simulated import validate_simulated
 
-from .sample_data import write_dataset
+from .sample_data import SPLIT_OVERRIDES, write_dataset
 
 
 def test_good_dataset_passes_stage_writes_report_and_table(tmp_path, gx_warm):
@@ -19,7 +19,7 @@ def test_good_dataset_passes_stage_writes_report_and_table(tmp_path, gx_warm):
     from no2hotspots.validate.run import run
 
     write_dataset(tmp_path / "sim")
-    cfg = compose([f"paths.outputs={tmp_path}/out", f"paths.simulated={tmp_path}/sim"])
+    cfg = compose([f"paths.outputs={tmp_path}/out", f"paths.simulated={tmp_path}/sim", *SPLIT_OVERRIDES])
     res = run(cfg)
     assert res.success, [o.short for o in res.failures]
     assert res.tables == {"scenes": 40, "dataset": 1} and len(res.outcomes) >= 25
@@ -87,7 +87,7 @@ def test_split_sizes_class_balance_and_unique_ids_checked(tmp_path, gx_warm):
     from no2hotspots.config import compose
 
     root = write_dataset(tmp_path / "simulated", counts={"train": 20, "val": 10, "test": 10}, corrupt=_duplicate_ids)
-    cfg = compose(["validate.simulated.class_fraction_min=0.4"]).validate  # tolerances interpolate into the suite
+    cfg = compose(["validate.simulated.class_fraction_min=0.4", *SPLIT_OVERRIDES]).validate  # tolerances interpolate into the suite
     with pytest.raises(ValidationFailed) as ei:
         validate_simulated(root, cfg, tmp_path / "rep.json")
     msg = str(ei.value)

@@ -1,0 +1,42 @@
+"""The training losses: the paper's MSE and the optional soft-Dice term on the marked-pixel mask."""
+
+from __future__ import annotations
+
+import torch
+
+from no2hotspots.train.loop import loss_fn
+
+
+def _maps():
+    target = torch.zeros(2, 64, 64)
+    target[0, 10:14, 20:24] = 0.03  # a weak source, just above a 0.02 detection threshold
+    target[1, 40:44, 40:44] = 0.8
+    return target
+
+
+def test_plain_mse_is_the_paper_loss():
+    target = _maps()
+    pred = torch.full_like(target, 0.01)
+    assert torch.isclose(loss_fn(pred, target), ((pred - target) ** 2).mean())
+
+
+def test_dice_term_rewards_marking_weak_footprints_and_a_clean_background():
+    target = _maps()
+    missed = torch.full_like(target, 1e-3)             # background right, the weak footprint below threshold
+    missed[1] = target[1].clamp(min=1e-3)
+    found = missed.clone()
+    found[0, 10:14, 20:24] = 0.03
+    noisy = found.clone() + 0.03                        # everything above threshold: a false alarm everywhere
+    kw = dict(dice_weight=0.1, threshold=0.02, dice_temperature=0.5)
+    l_missed, l_found, l_noisy = (loss_fn(p.clamp(max=1), target, **kw) for p in (missed, found, noisy))
+    assert l_found < l_missed and l_found < l_noisy
+    # MSE alone barely tells the weak footprint apart (it is 16 pixels of 0.03)
+    assert (loss_fn(missed, target) - loss_fn(found, target)) < 1e-5 < (l_missed - l_found)
+
+
+def test_dice_gradient_reaches_a_footprint_predicted_near_zero():
+    target = _maps()
+    pred = torch.full_like(target, 1e-4, requires_grad=True)
+    loss_fn(pred, target, dice_weight=0.1, threshold=0.02).backward()
+    assert pred.grad[0, 10:14, 20:24].abs().min() > 0
+    assert (pred.grad[0, 10:14, 20:24] < 0).all()      # gradient descent raises the footprint
