@@ -91,7 +91,7 @@ def case(tmp_path):
         f"paths.outputs={out}", f"paths.metrics={tmp_path}/metrics", f"paths.plots={tmp_path}/plots",
         f"paths.mlruns={tmp_path}/mlruns", "evaluate.collection=osse", "evaluate.log_to_mlflow=false", "evaluate.maps=false",
     ])
-    cfg.evaluate.regions = OmegaConf.create({
+    cfg.evaluate.collections.osse.regions = OmegaConf.create({
         "west": {"lat_min": 0.0, "lat_max": 0.5, "lon_min": 0.0, "lon_max": 0.25},
         "east": {"lat_min": 0.0, "lat_max": 0.5, "lon_min": 0.25, "lon_max": 0.75},
     })

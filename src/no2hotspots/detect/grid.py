@@ -8,6 +8,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputFileError
+from ..readfile import open_netcdf
 
 EARTH_RADIUS_M = 6_371_008.8
 M_PER_DEG = np.pi * EARTH_RADIUS_M / 180.0
@@ -17,13 +18,8 @@ REQUIRED_VARS = ("no2",)
 def open_grid(path: str | Path) -> xr.Dataset:
     """Load an ingest grid into memory; one-line :class:`InputFileError` if missing or not in the contract format."""
     path = Path(path)
-    if not path.exists():
-        raise InputFileError(path, "not found; run the ingest stage first (python -m no2hotspots ingest)")
-    try:
-        with xr.open_dataset(path) as ds:
-            ds = ds.load()
-    except Exception as e:  # noqa: BLE001
-        raise InputFileError(path, f"not a readable NetCDF grid ({type(e).__name__}: {e})") from None
+    ds = open_netcdf(path, not_found="not found; run the ingest stage first (python -m no2hotspots ingest)",
+                     load=True, what="NetCDF grid")
     missing = [v for v in REQUIRED_VARS if v not in ds]
     if missing:
         raise InputFileError(path, f"missing variable(s) {', '.join(missing)} (not an ingest grid?)")

@@ -17,6 +17,7 @@ import xarray as xr
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError, InputFileError
+from ..readfile import open_netcdf, read_csv
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,7 @@ def _show(v) -> str:
 
 def read_ingest(path: str | Path, *, need_coverage: bool) -> xr.Dataset:
     path = Path(path)
-    if not path.exists():
-        raise InputFileError(path, "not found; run the ingest stage for this collection first")
-    try:
-        ds = xr.open_dataset(path).load()
-    except Exception as e:  # noqa: BLE001
-        raise InputFileError(path, f"not a readable NetCDF file ({type(e).__name__}: {e})") from None
+    ds = open_netcdf(path, not_found="not found; run the ingest stage for this collection first", load=True)
     need = ["obs_count"] + (["coverage"] if need_coverage else [])
     missing = [v for v in need if v not in ds]
     if missing or "lat" not in ds.coords or "lon" not in ds.coords:
@@ -50,14 +46,7 @@ def read_ingest(path: str | Path, *, need_coverage: bool) -> xr.Dataset:
 
 def read_hotspots(path: str | Path) -> pd.DataFrame:
     path = Path(path)
-    if not path.exists():
-        raise InputFileError(path, "not found; run the detect stage for this collection first")
-    try:
-        df = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise InputFileError(path, "empty file (expected at least the header row)") from None
-    except Exception as e:  # noqa: BLE001
-        raise InputFileError(path, f"not a readable CSV ({type(e).__name__}: {e})") from None
+    df = read_csv(path, not_found="not found; run the detect stage for this collection first")
     missing = [c for c in HOTSPOT_COLUMNS if c not in df.columns]
     if missing:
         raise InputFileError(path, f"missing column(s) {', '.join(missing)} (not a detect hotspots.csv?)")
@@ -127,14 +116,7 @@ def check_points(df: pd.DataFrame, source: str, *, allow_nan: bool = False) -> p
 
 
 def read_points_csv(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError(path, "not found")
-    try:
-        df = pd.read_csv(path)
-    except Exception as e:  # noqa: BLE001
-        raise InputFileError(path, f"not a readable CSV ({type(e).__name__}: {e})") from None
-    return check_points(df, str(path))
+    return check_points(read_csv(path), str(path))
 
 
 def load_inventory(spec, key: str) -> pd.DataFrame:

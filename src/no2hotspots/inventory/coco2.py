@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputFileError
+from ..readfile import read_csv
 
 REQUIRED = ("ID", "ISO3", "fuel", "longitude", "latitude", "co2_emis_ty", "nox_emis_ty")
 
@@ -23,12 +24,7 @@ def read_coco2(path: str | Path) -> pd.DataFrame:
     Raises :class:`InputFileError` naming the file and the missing column / bad value.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputFileError(path, "not found")
-    try:
-        df = pd.read_csv(path)
-    except Exception as e:  # noqa: BLE001
-        raise InputFileError(path, f"not a readable CSV ({type(e).__name__}: {e})") from None
+    df = read_csv(path)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise InputFileError(path, f"missing column(s) {', '.join(missing)} (not a CoCO2 catalogue?)")

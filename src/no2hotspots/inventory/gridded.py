@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import ConfigError, InputFileError
+from ..readfile import open_netcdf
 from .units import KNOWN_FLUX_UNITS, KNOWN_RATE_UNITS, flux_factor, rate_factor
 
 EARTH_RADIUS_M = 6_371_008.8
@@ -56,12 +57,7 @@ def read_gridded_netcdf(
     path = Path(path)
     if not variables:
         raise ConfigError(f"{key}.variables", "give at least one species -> variable name, e.g. {nox: emi_nox}")
-    if not path.exists():
-        raise InputFileError(path, "not found")
-    try:
-        src = xr.open_dataset(path)
-    except Exception as e:  # noqa: BLE001
-        raise InputFileError(path, f"not a readable NetCDF file ({type(e).__name__}: {e})") from None
+    src = open_netcdf(path)
     with src:
         latn = _coord(src, LAT_NAMES, path, "latitude")
         lonn = _coord(src, LON_NAMES, path, "longitude")

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, InputFileError
+from ..readfile import read_csv
 from .coco2 import site_mode
 from .units import KNOWN_RATE_UNITS, rate_factor
 
@@ -57,12 +58,7 @@ def read_points_csv(
             if f is None:
                 raise ConfigError(f"{key}.units.{sp}", f"unknown emission unit {unit!r} (known: {KNOWN_RATE_UNITS})")
             factors[sp] = f
-    if not path.exists():
-        raise InputFileError(path, "not found")
-    try:
-        df = pd.read_csv(path, sep=sep)
-    except Exception as e:  # noqa: BLE001
-        raise InputFileError(path, f"not a readable CSV ({type(e).__name__}: {e})") from None
+    df = read_csv(path, sep=sep)
     missing = [f"{v} (for {k})" for k, v in columns.items() if v not in df.columns]
     if missing:
         raise InputFileError(path, f"missing column(s) {', '.join(missing)}; set {key}.columns to the file's names")

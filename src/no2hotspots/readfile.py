@@ -1,0 +1,43 @@
+"""Opening the user's input files with one-line errors: a missing or unreadable file is an
+:class:`~no2hotspots.errors.InputFileError` naming the file and the problem, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import InputFileError
+
+
+def _exists(path: str | Path, not_found: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, not_found)
+    return path
+
+
+def read_csv(path: str | Path, *, not_found: str = "not found", **kwargs):
+    """``pandas.read_csv`` of ``path``; an empty or unparsable file is a one-line error."""
+    import pandas as pd
+
+    path = _exists(path, not_found)
+    try:
+        return pd.read_csv(path, **kwargs)
+    except pd.errors.EmptyDataError:
+        raise InputFileError(path, "empty file (expected at least the header row)") from None
+    except Exception as e:  # noqa: BLE001 - any parser failure is the file's problem
+        raise InputFileError(path, f"not a readable CSV ({type(e).__name__}: {e})") from None
+
+
+def open_netcdf(path: str | Path, *, not_found: str = "not found", load: bool = False, what: str = "NetCDF file",
+                **kwargs):
+    """``xarray.open_dataset`` of ``path`` (loaded into memory and closed with ``load=True``)."""
+    import xarray as xr
+
+    path = _exists(path, not_found)
+    try:
+        if load:
+            with xr.open_dataset(path, **kwargs) as ds:
+                return ds.load()
+        return xr.open_dataset(path, **kwargs)
+    except Exception as e:  # noqa: BLE001 - truncated, not HDF5/NetCDF, ...
+        raise InputFileError(path, f"not a readable {what} ({type(e).__name__}: {e})") from None
