@@ -27,7 +27,7 @@ def test_register_stage_and_load_by_alias_reproduce_test_metrics(trained):
     m = load_model("models:/test-cnn@champion", cfg.tracking)
     assert isinstance(m, LoadedModel) and not m.net.training
     assert m.meta["name"] == "test-cnn" and m.meta["version"] == 1 and m.meta["input_scale"] == 1e5
-    assert m.meta["tile_size"] == 64 and m.meta["threshold"] == 0.05 and m.meta["emission_max_t_per_yr"] == 50000
+    assert m.meta["tile_size"] == 64 and m.meta["threshold"] == cfg.train.threshold and m.meta["emission_max_t_per_yr"] == 50000
     run_info = json.loads((root / "outputs" / "train" / "run.json").read_text())
     assert m.meta["run_id"] == run_info["run_id"]
 
