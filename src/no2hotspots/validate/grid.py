@@ -1,7 +1,7 @@
 """Data-quality suite for gridded TROPOMI NO2 (docs/contracts.md, "Gridded TROPOMI"; the ingest stage's output).
 
 :func:`grid_tables` reduces a gridded dataset to a per-time table and a one-row whole-grid table;
-:func:`validate_grid` runs the expectations of ``validate.grid.expectations`` on them and writes the report.
+:func:`validate_grid` runs the expectations of the grid suite (``validate/suites/grid.yaml`` or ``validate.grid.expectations``) on them and writes the report.
 """
 
 from __future__ import annotations
@@ -82,12 +82,12 @@ def validate_grid(ds, report_path: str | os.PathLike | None, cfg_validate, *, ra
     Returns a :class:`~no2hotspots.validate.suite.SuiteResult`; raises ValidationFailed (after writing the report)
     if an expectation fails and ``raise_on_failure``.
     """
-    from .suite import run_suite
+    from .suite import load_expectations, run_suite
 
     if "grid" not in cfg_validate and "validate" in cfg_validate:
         cfg_validate = cfg_validate["validate"]
     tables = grid_tables(ds)
-    exps = cfg_validate["grid"]["expectations"]
+    exps = load_expectations("grid", cfg_validate["grid"])
     extra = {"collection": ds.attrs.get("collection"), "source_files": ds.attrs.get("source_files"),
              **{k: v for k, v in tables["grid"].iloc[0].items()}}
     return run_suite(tables, {name: exps[name] for name in exps}, name=f"grid-{ds.attrs.get('collection', 'grid')}",

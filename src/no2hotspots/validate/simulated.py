@@ -234,7 +234,7 @@ def validate_simulated(root: str | os.PathLike, cfg_validate, report_path, *, ra
     Returns a :class:`~no2hotspots.validate.suite.SuiteResult`; raises ValidationFailed (report written first).
     """
     from ..atomic import write_csv
-    from .suite import run_suite
+    from .suite import load_expectations, run_suite
 
     scfg = cfg_validate.simulated
     manifest = read_manifest(root)
@@ -248,7 +248,7 @@ def validate_simulated(root: str | os.PathLike, cfg_validate, report_path, *, ra
         extra["scene_table"] = str(scene_csv)
     return run_suite(
         {"scenes": scenes, "dataset": dataset},
-        {"scenes": scfg.expectations.scenes, "dataset": scfg.expectations.dataset},
+        load_expectations("simulated", scfg),
         name="simulated",
         report_path=report_path,
         config_key="validate.simulated.expectations",

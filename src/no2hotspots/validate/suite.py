@@ -15,7 +15,6 @@ great_expectations is imported lazily (the import costs several seconds); this m
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import math
 import os
@@ -347,8 +346,7 @@ def write_report(result: SuiteResult, report_path: str | os.PathLike, *, extra: 
     report_path = Path(report_path)
     md_path = report_path.with_suffix(".md")
     result.report_json, result.report_md = report_path, md_path
-    doc = result.as_dict()
-    doc["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    doc = result.as_dict()  # no timestamp: the same data gives the same report, so DVC does not re-run what follows
     if extra:
         doc["extra"] = _jsonable(dict(extra))
     write_json(report_path, doc)
@@ -382,3 +380,30 @@ def markdown(result: SuiteResult, *, extra: Mapping | None = None) -> str:
         for k, v in extra.items():
             lines.append(f"- {k}: {_jsonable(v)}")
     return "\n".join(lines) + "\n"
+
+
+SUITES_DIR = Path(__file__).parent / "suites"
+
+
+def load_expectations(name: str, section) -> dict:
+    """The expectation lists of suite ``name`` (``simulated``, ``grid``): the packaged
+    ``validate/suites/<name>.yaml`` or the YAML file at ``section.expectations``, with ``${tolerances.KEY}``
+    resolved against ``section`` (the ``validate.<name>`` config, so tolerances stay config keys)."""
+    from omegaconf import OmegaConf
+
+    key = f"validate.{name}.expectations"
+    path = section.get("expectations") if hasattr(section, "get") else None
+    path = Path(path) if path else SUITES_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(key, f"suite file {path} not found")
+    try:
+        suite = OmegaConf.load(path)
+    except Exception as e:  # noqa: BLE001 - a broken YAML file is the user's mistake
+        raise ConfigError(key, f"{path} is not valid YAML ({type(e).__name__})") from None
+    values = OmegaConf.to_container(section, resolve=True) if OmegaConf.is_config(section) else dict(section)
+    tolerances = {k: v for k, v in values.items() if k != "expectations"}
+    merged = OmegaConf.merge({"tolerances": tolerances}, {"suite": suite})
+    try:
+        return OmegaConf.to_container(merged, resolve=True)["suite"]
+    except Exception as e:  # noqa: BLE001 - e.g. ${tolerances.KEY} naming a key the config lacks
+        raise ConfigError(key, f"{path}: {str(e).splitlines()[0]}") from None
