@@ -44,18 +44,23 @@ def read_ingest(path: str | Path, *, need_coverage: bool) -> xr.Dataset:
     return ds
 
 
+def _coordinates_in_range(df: pd.DataFrame, source, lat_col: str, lon_col: str) -> None:
+    """Make ``df[lat_col]``/``df[lon_col]`` floats in -90..90 / -180..180 (in place), else a one-line error."""
+    for col, lim in ((lat_col, 90), (lon_col, 180)):
+        vals = pd.to_numeric(df[col], errors="coerce")
+        bad = ~vals.between(-lim, lim)
+        if bad.any():
+            raise InputFileError(source, f"column {col} has values outside -{lim}..{lim}, e.g. {_show(df.loc[bad, col].iloc[0])}")
+        df[col] = vals.astype(float)
+
+
 def read_hotspots(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     df = read_csv(path, not_found="not found; run the detect stage for this collection first")
     missing = [c for c in HOTSPOT_COLUMNS if c not in df.columns]
     if missing:
         raise InputFileError(path, f"missing column(s) {', '.join(missing)} (not a detect hotspots.csv?)")
-    for col, lim in (("peak_lat", 90), ("peak_lon", 180)):
-        vals = pd.to_numeric(df[col], errors="coerce")
-        bad = ~vals.between(-lim, lim)
-        if bad.any():
-            raise InputFileError(path, f"column {col} has values outside -{lim}..{lim}, e.g. {_show(df.loc[bad, col].iloc[0])}")
-        df[col] = vals.astype(float)
+    _coordinates_in_range(df, path, "peak_lat", "peak_lon")
     df["time"] = pd.to_datetime(df["time"], errors="coerce", utc=True)
     if df["time"].isna().any():
         raise InputFileError(path, "column time has unparseable timestamps")
@@ -91,12 +96,7 @@ def check_points(df: pd.DataFrame, source: str, *, allow_nan: bool = False) -> p
     if missing:
         raise InputFileError(source, f"missing column(s) {', '.join(missing)} (need {', '.join(INVENTORY_COLUMNS)})")
     df = df.copy()
-    for col, lim in (("lat", 90), ("lon", 180)):
-        vals = pd.to_numeric(df[col], errors="coerce")
-        bad = ~vals.between(-lim, lim)
-        if bad.any():
-            raise InputFileError(source, f"column {col} has values outside -{lim}..{lim}, e.g. {_show(df.loc[bad, col].iloc[0])}")
-        df[col] = vals.astype(float)
+    _coordinates_in_range(df, source, "lat", "lon")
     for col, vmax in PLAUSIBLE_MAX_T_PER_YR.items():
         vals = pd.to_numeric(df[col], errors="coerce")
         nonnum = vals.isna() & (df[col].notna() | (not allow_nan))
