@@ -98,7 +98,7 @@ def test_experiment_compare_and_registry_in_a_browser(ui, browser, tiny_pipeline
     browser.get(f"{ui}/#/experiments/{exp_id}/runs")  # the "Training runs" tab
     body = _wait_for_text(browser, *run_names, "2 matching runs")
     browser.save_screenshot(str(shots / "experiment.png"))
-    assert "no2hotspots" in body and tiny_pipeline["model_name"] in body  # the logged model links to the registry
+    assert "no2hotspots" in body  # the experiment's name (the registry page is checked below)
 
     import json
 
