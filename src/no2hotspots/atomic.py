@@ -79,7 +79,8 @@ def save_figure(fig, path: str | os.PathLike, **kwargs) -> None:
         fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
 
 
-def _json_default(o):
+def to_builtin(o):
+    """numpy scalars/arrays and paths as plain Python values (JSON- and NetCDF-attribute-friendly); others unchanged."""
     import numpy as np
 
     if isinstance(o, np.integer):
@@ -90,4 +91,11 @@ def _json_default(o):
         return o.tolist()
     if isinstance(o, Path):
         return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    return o
+
+
+def _json_default(o):
+    converted = to_builtin(o)
+    if converted is o:
+        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    return converted

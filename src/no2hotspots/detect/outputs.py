@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..atomic import to_builtin
 from .hotspots import COLUMN_DOCS, COLUMNS
 
 ESTIMATE_NOTE = (
@@ -74,7 +75,7 @@ def write_tables(df: pd.DataFrame, folder: Path, meta: dict) -> None:
     df.to_csv(folder / "hotspots.csv", index=False)
     features = []
     for row in df.to_dict(orient="records"):
-        props = {k: _py(v) for k, v in row.items()}
+        props = {k: to_builtin(v) for k, v in row.items()}
         features.append(
             {
                 "type": "Feature",
@@ -89,11 +90,11 @@ def write_tables(df: pd.DataFrame, folder: Path, meta: dict) -> None:
         # foreign member (RFC 7946 section 6.1): what the properties mean and which model produced them
         "metadata": {**meta, "note": ESTIMATE_NOTE, "columns": COLUMN_DOCS},
     }
-    (folder / "hotspots.geojson").write_text(json.dumps(fc, indent=1, default=_py) + "\n")
+    (folder / "hotspots.geojson").write_text(json.dumps(fc, indent=1, default=to_builtin) + "\n")
 
 
 def write_summary(folder: Path, summary: dict) -> None:
-    (folder / "detect.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=_py) + "\n")
+    (folder / "detect.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=to_builtin) + "\n")
 
 
 def write_map(
@@ -150,19 +151,7 @@ def _nc_attr(v):
         return int(v)
     if isinstance(v, (int, float, str, np.integer, np.floating)):
         return v
-    return json.dumps(v, default=_py)
-
-
-def _py(v):
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, Path):
-        return str(v)
-    return v
+    return json.dumps(v, default=to_builtin)
 
 
 class _quiet:
