@@ -113,3 +113,51 @@ def test_accumulating_two_updates_equals_one():
     two.reset()
     with pytest.warns(UserWarning, match="before the ``update``"):
         assert two.compute()["n_samples"] == 0
+
+
+def test_a_perfect_prediction_scores_100_percent_and_sub_threshold_sources_are_hidden():
+    pred, target = _blank()
+    target[0, 10:14, 10:14] = 0.5
+    target[0, 40:44, 40:44] = 0.01  # true r below the 0.05 threshold: a perfect prediction does not mark it
+    m = EmissionMetrics(threshold=0.05)
+    m.update(target.clone(), target)
+    r = m.compute()
+    assert r["acc_q1_all"] == 1.0 and r["precision_q1_all"] == 1.0 and r["iou_q1_all"] == 1.0
+    assert r["source_recall"] == 1.0 and r["n_sources"] == 1 and r["n_sources_hidden"] == 1
+    assert r["acc_with_hidden_q2_all"] == pytest.approx(0.5)  # 16 of the 32 footprint pixels marked
+    # marking the hidden footprint, even with a blob wider than it, is not a false alarm either
+    over = target.clone()
+    over[0, 39:45, 39:45] = 0.3
+    m2 = EmissionMetrics(threshold=0.05)
+    m2.update(over, target)
+    r2 = m2.compute()
+    assert r2["precision_q2_all"] == 1.0 and r2["n_blobs"] == 1 and r2["acc_with_hidden_q2_all"] == 1.0
+
+
+def test_sources_under_cloud_gaps_are_left_out_given_the_valid_mask():
+    pred, target = _blank(3)
+    valid = torch.ones(3, 64, 64)
+    target[0, 10:14, 10:14] = 0.5
+    target[0, 30:34, 30:34] = 0.7
+    valid[0, 29:35, 29:35] = 0  # the second source's footprint is not observed
+    pred[0, 10:14, 10:14] = 0.5  # only the visible source is found
+    target[1, 20:24, 20:24] = 0.9
+    valid[1, 20:24, 20:23] = 0  # 12 of 16 footprint pixels masked: 25 % visible < 50 %
+    target[2, 5:9, 5:9] = 0.9
+    valid[2, 5:9, 5:7] = 0  # 50 % visible: scored
+    pred[2, 5:9, 5:9] = 0.9
+    m = EmissionMetrics(threshold=0.05, min_visible_fraction=0.5)
+    m.update(pred, target, valid)
+    r = m.compute()
+    assert r["acc_q1_all"] == 1.0 and r["n_samples"] == 2 and r["n_samples_hidden"] == 1
+    assert r["n_samples_empty"] == 0 and math.isnan(r["false_alarm_rate"])  # a hidden-only scene is not empty
+    assert r["n_sources"] == 2 and r["n_sources_hidden"] == 2 and r["source_recall"] == 1.0
+    # sample 0's class comes from its scored source (r 0.5: mid), not from the hidden 0.7 one
+    assert r["n_samples_mid"] == 1 and r["n_samples_high"] == 1 and r["acc_q2_mid"] == 1.0
+    # without the mask (or with min_visible_fraction 0) every source above the threshold counts
+    for kw, upd in (({}, (pred, target)), ({"min_visible_fraction": 0.0}, (pred, target, valid))):
+        m0 = EmissionMetrics(threshold=0.05, **kw)
+        m0.update(*upd)
+        r0 = m0.compute()
+        assert r0["n_samples"] == 3 and r0["n_sources"] == 4 and r0["n_sources_hidden"] == 0
+        assert r0["acc_q1_all"] == pytest.approx(0.25)  # sample 0: 0.5, sample 1: 0, sample 2: 1 -> 1Q 0.25

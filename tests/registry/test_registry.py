@@ -31,11 +31,12 @@ def test_register_stage_and_load_by_alias_reproduce_test_metrics(trained):
     run_info = json.loads((root / "outputs" / "train" / "run.json").read_text())
     assert m.meta["run_id"] == run_info["run_id"]
 
-    metric = EmissionMetrics(threshold=m.meta["threshold"], match_distance_px=m.meta["match_distance_px"])
+    metric = EmissionMetrics(threshold=m.meta["threshold"], match_distance_px=m.meta["match_distance_px"],
+                             min_visible_fraction=m.meta["min_visible_fraction"], min_scored_r=m.meta["min_scored_r"])
     for b in ShardStream(split_shards(cfg.paths.simulated, "test"), 7, shuffle=False).batches():
         pred = m.predict(b.no2, b.valid, batch_size=5)
         assert pred.shape == b.no2.shape and pred.dtype == np.float32
-        metric.update(torch.as_tensor(pred), torch.as_tensor(b.emission))
+        metric.update(torch.as_tensor(pred), torch.as_tensor(b.emission), torch.as_tensor(b.valid))
     got = metric.compute()
     import mlflow
 

@@ -40,3 +40,21 @@ def test_dice_gradient_reaches_a_footprint_predicted_near_zero():
     loss_fn(pred, target, dice_weight=0.1, threshold=0.02).backward()
     assert pred.grad[0, 10:14, 20:24].abs().min() > 0
     assert (pred.grad[0, 10:14, 20:24] < 0).all()      # gradient descent raises the footprint
+
+
+def test_tversky_beta_above_half_makes_a_missed_pixel_cost_more_than_an_extra_one():
+    target = torch.zeros(1, 64, 64)
+    target[0, 10:14, 20:24] = 0.5
+    base = torch.full_like(target, 1e-4)
+    base[target > 0] = 0.5
+    missed = base.clone()
+    missed[0, 10, 20] = 1e-4  # one footprint pixel below the threshold
+    extra = base.clone()
+    extra[0, 9, 20] = 0.5  # one background pixel above it
+    kw = dict(dice_weight=1.0, threshold=0.02, dice_temperature=0.5)
+    # Dice (beta 0.5) weighs a miss and an extra pixel alike; beta 0.7 penalises the miss more
+    d_miss, d_extra = (loss_fn(p, target, dice_beta=0.5, **kw) - loss_fn(p, target, **kw) for p in (missed, extra))
+    assert float(d_miss) == 0.0 and float(d_extra) == 0.0  # beta 0.5 is the default Dice
+    dice_gap = float(loss_fn(missed, target, dice_beta=0.5, **kw) - loss_fn(extra, target, dice_beta=0.5, **kw))
+    tv_gap = float(loss_fn(missed, target, dice_beta=0.7, **kw) - loss_fn(extra, target, dice_beta=0.7, **kw))
+    assert abs(dice_gap) < 0.01 and tv_gap > 0.01

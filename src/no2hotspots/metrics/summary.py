@@ -16,7 +16,8 @@ def _quartiles(values: np.ndarray) -> dict[str, float]:
     return {q: float(v) for q, v in zip(QUARTILES, p)}
 
 
-def summarize(acc, prec, iou, cls, n_sources, n_blobs, n_matched, loc_error, abs_error) -> dict[str, float]:
+def summarize(acc, prec, iou, cls, n_sources, n_blobs, n_matched, loc_error, abs_error, *, acc_with_hidden=None,
+              n_hidden=None) -> dict[str, float]:
     """Flat dict of floats with stable keys (see ``EmissionMetrics.compute``). Inputs are numpy arrays."""
     out: dict[str, float] = {}
     groups = {"all": cls > 0, **{name: cls == c for c, name in CLASS_NAMES.items()}}
@@ -28,6 +29,12 @@ def summarize(acc, prec, iou, cls, n_sources, n_blobs, n_matched, loc_error, abs
     for c, name in CLASS_NAMES.items():
         out[f"n_samples_{name}"] = float((cls == c).sum())
     out["n_samples_empty"] = float((cls == 0).sum())
+    out["n_samples_hidden"] = float((cls < 0).sum())
+    if acc_with_hidden is not None:
+        for q, v in _quartiles(acc_with_hidden).items():
+            out[f"acc_with_hidden_{q}_all"] = v
+    if n_hidden is not None:
+        out["n_sources_hidden"] = float(np.sum(n_hidden))
     n_src, n_blob, n_tp = float(n_sources.sum()), float(n_blobs.sum()), float(n_matched.sum())
     recall = n_tp / n_src if n_src else float("nan")
     precision = n_tp / n_blob if n_blob else float("nan")

@@ -27,7 +27,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def loss_fn(pred: torch.Tensor, target: torch.Tensor, positive_weight: float = 0.0, dice_weight: float = 0.0,
-            threshold: float = 0.05, dice_temperature: float = 0.5) -> torch.Tensor:
+            threshold: float = 0.05, dice_temperature: float = 0.5, dice_beta: float = 0.5) -> torch.Tensor:
     """MSE (the paper's loss); with ``positive_weight`` > 0 the squared errors on emitting pixels (target > 0)
     weigh ``1 + positive_weight`` (sources cover < 1 % of the pixels, so plain MSE favours predicting zero).
 
@@ -37,7 +37,12 @@ def loss_fn(pred: torch.Tensor, target: torch.Tensor, positive_weight: float = 0
     rule ``pred >= threshold`` taken in logit space (so background pixels far below the threshold count ~0 and
     the gradient does not vanish for footprints predicted near 0). MSE still fits the emission amplitude; the Dice
     term asks that every true footprint ends above the detection threshold and the background below it, which
-    plain MSE does not ask for weak sources (r near the threshold)."""
+    plain MSE does not ask for weak sources (r near the threshold).
+
+    ``dice_beta`` makes it a Tversky index, ``(2 TP + 1) / (2 TP + 2 (1 - beta) FP + 2 beta FN + 1)`` with soft
+    counts: 0.5 is the Dice coefficient (false positives and false negatives weigh alike); above 0.5 missed
+    footprint pixels cost more than extra marked pixels, which favours recall (the paper's recognition accuracy)
+    over pixel precision."""
     err = (pred - target) ** 2
     if positive_weight > 0:
         err = err * (1.0 + positive_weight * (target > 0).to(err.dtype))
@@ -48,14 +53,18 @@ def loss_fn(pred: torch.Tensor, target: torch.Tensor, positive_weight: float = 0
         z0 = math.log(threshold / (1.0 - threshold))
         soft = torch.sigmoid((z - z0) / dice_temperature)
         true = (target > 0).to(soft.dtype)
-        dice = (2.0 * (soft * true).sum() + 1.0) / (soft.sum() + true.sum() + 1.0)
-        loss = loss + dice_weight * (1.0 - dice)
+        tp = (soft * true).sum()
+        fp = soft.sum() - tp
+        fn = true.sum() - tp
+        index = (2.0 * tp + 1.0) / (2.0 * tp + 2.0 * (1.0 - dice_beta) * fp + 2.0 * dice_beta * fn + 1.0)
+        loss = loss + dice_weight * (1.0 - index)
     return loss
 
 
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stream: ShardStream, *, epoch: int,
                 seed: int, input_scale: float, positive_weight: float = 0.0, dice_weight: float = 0.0,
-                threshold: float = 0.05, dice_temperature: float = 0.5, desc: str = "train") -> float:
+                threshold: float = 0.05, dice_temperature: float = 0.5, dice_beta: float = 0.5,
+                desc: str = "train") -> float:
     """Train for one pass over ``stream``; return the mean (per-scene) training loss."""
     torch.manual_seed(epoch_seed(seed, epoch))
     model.train()
@@ -67,7 +76,7 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stream
         y = torch.as_tensor(b.emission)
         optimizer.zero_grad(set_to_none=True)
         pred = model(x)
-        loss = loss_fn(pred, y, positive_weight, dice_weight, threshold, dice_temperature)
+        loss = loss_fn(pred, y, positive_weight, dice_weight, threshold, dice_temperature, dice_beta)
         loss.backward()
         optimizer.step()
         total += float(loss.detach()) * len(y)
@@ -87,12 +96,15 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, stream: ShardStream, *, input_scale: float, threshold: float,
-             match_distance_px: float, keep_examples: int = 0, desc: str = "eval") -> EvalResult:
+             match_distance_px: float, min_visible_fraction: float = 0.5, min_scored_r: float | None = None,
+             keep_examples: int = 0,
+             desc: str = "eval") -> EvalResult:
     """Mean MSE and :class:`no2hotspots.metrics.EmissionMetrics` over ``stream`` (in its fixed order)."""
     from ..metrics import EmissionMetrics
 
     model.eval()
-    metric = EmissionMetrics(threshold=threshold, match_distance_px=match_distance_px)
+    metric = EmissionMetrics(threshold=threshold, match_distance_px=match_distance_px,
+                             min_visible_fraction=min_visible_fraction, min_scored_r=min_scored_r)
     total, n = 0.0, 0
     kept: dict[str, list] = {"no2": [], "valid": [], "emission": [], "pred": []}
     n_kept = 0
@@ -103,7 +115,7 @@ def evaluate(model: torch.nn.Module, stream: ShardStream, *, input_scale: float,
         pred = model(x)
         total += float(torch.nn.functional.mse_loss(pred, y, reduction="sum")) / (y.shape[1] * y.shape[2])
         n += len(y)
-        metric.update(pred, y)
+        metric.update(pred, y, torch.as_tensor(b.valid))
         if n_kept < keep_examples:
             k = min(keep_examples - n_kept, len(y))
             kept["no2"].append(b.no2[:k])

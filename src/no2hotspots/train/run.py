@@ -54,8 +54,11 @@ def _validate(cfg: DictConfig) -> None:
     if str(OmegaConf.select(cfg, t + "loss", default="mse")).endswith("_dice"):
         require(cfg, t + "dice_weight", lambda v: float(v) >= 0, "must be >= 0")
         require(cfg, t + "dice_temperature", lambda v: float(v) > 0, "must be > 0")
+        require(cfg, t + "dice_beta", lambda v: 0 < float(v) < 1, "must be in (0, 1) (0.5 = Dice)")
     require(cfg, t + "select", lambda v: v in ("best", "last"), "must be 'best' or 'last'")
-    require(cfg, t + "threshold", lambda v: 0 <= float(v) < 1, "must be in [0, 1)")
+    require(cfg, t + "threshold", lambda v: 0 < float(v) < 1, "must be in (0, 1)")
+    require(cfg, t + "min_visible_fraction", lambda v: 0 <= float(v) <= 1, "must be in [0, 1]")
+    require(cfg, t + "min_scored_r", lambda v: 0 <= float(v) <= 1, "must be in [0, 1]")
     require(cfg, t + "num_threads", lambda v: int(v) >= 1, "must be an integer >= 1")
     require(cfg, t + "objective", lambda v: str(v).startswith("val/"),
             "must name a validation metric, e.g. val/source_f1")
@@ -190,6 +193,7 @@ def run(cfg: DictConfig) -> float:
         pos_weight = float(t.positive_weight) if loss_kind.startswith("weighted_mse") else 0.0
         dice_weight = float(t.dice_weight) if loss_kind.endswith("_dice") else 0.0
         dice_temperature = float(OmegaConf.select(cfg, "train.dice_temperature", default=0.5))
+        dice_beta = float(OmegaConf.select(cfg, "train.dice_beta", default=0.5))
         for epoch in range(start_epoch, epochs):
             if bool(es.enabled) and stale >= int(es.patience):
                 log.info("early stopping: no better validation loss for %d epochs", stale)
@@ -199,10 +203,13 @@ def run(cfg: DictConfig) -> float:
             train_loss = train_epoch(model, optimizer, train_stream, epoch=epoch, seed=seed, input_scale=scale,
                                      positive_weight=pos_weight, dice_weight=dice_weight,
                                      threshold=float(t.threshold), dice_temperature=dice_temperature,
+                                     dice_beta=dice_beta,
                                      desc=f"epoch {epoch + 1}/{epochs}")
             t_train = time.perf_counter() - t0
             val = evaluate(model, val_stream, input_scale=scale, threshold=float(t.threshold),
-                           match_distance_px=float(t.match_distance_px), desc="validate")
+                           match_distance_px=float(t.match_distance_px),
+                           min_visible_fraction=float(t.min_visible_fraction),
+                           min_scored_r=float(t.min_scored_r), desc="validate")
             scheduler.step(val.loss)
             row = _history_row(epoch, train_loss, val, lr)
             row["epoch_seconds"] = time.perf_counter() - t0
@@ -235,7 +242,9 @@ def run(cfg: DictConfig) -> float:
         objective = float(sel_row.get(objective_key, float("nan")))
 
         test = evaluate(model, test_stream, input_scale=scale, threshold=float(t.threshold),
-                        match_distance_px=float(t.match_distance_px), keep_examples=int(t.panel_scenes),
+                        match_distance_px=float(t.match_distance_px),
+                        min_visible_fraction=float(t.min_visible_fraction), min_scored_r=float(t.min_scored_r),
+                        keep_examples=int(t.panel_scenes),
                         desc="test")
         test_metrics = {"loss": test.loss, **test.metrics}
         mlflow.log_metrics({**_mlflow_metrics("test", test_metrics), "selected_epoch": selected,
@@ -249,6 +258,7 @@ def run(cfg: DictConfig) -> float:
             "emission_max_t_per_yr": data_meta["emission_max_t_per_yr"],
             "pixel_size_m": data_meta["pixel_size_m"], "tile_size": tile, "in_channels": in_ch,
             "threshold": float(t.threshold), "match_distance_px": float(t.match_distance_px),
+            "min_visible_fraction": float(t.min_visible_fraction), "min_scored_r": float(t.min_scored_r),
             "run_id": run_id, "selected_epoch": selected, "n_parameters": n_params, "data_version": data_version,
         }
         model_dir = out_dir / "model"
