@@ -80,9 +80,8 @@ def count_sources(mask) -> np.ndarray:
     lab, n = ndimage.label(mask, structure=_STRUCTURE)
     if n == 0:
         return np.zeros(mask.shape[0], dtype=np.int64)
-    first = np.asarray(ndimage.minimum(np.arange(mask.shape[0])[:, None, None] * np.ones_like(lab), lab,
-                                       np.arange(1, n + 1)), dtype=np.int64)
-    return np.bincount(first, minlength=mask.shape[0]).astype(np.int64)
+    sample = np.asarray([sl[0].start for sl in ndimage.find_objects(lab)], dtype=np.int64)  # one image each
+    return np.bincount(sample, minlength=mask.shape[0]).astype(np.int64)
 
 
 def emission_class(target: torch.Tensor, edges=CLASS_EDGES, hidden: torch.Tensor | None = None) -> torch.Tensor:
