@@ -50,7 +50,7 @@ def test_different_seed_differs(sim_overrides, two_runs, tmp_path):
     assert not np.array_equal(np.nan_to_num(a), np.nan_to_num(b))
 
 
-def test_splits_disjoint_and_contract(two_runs):
+def test_splits_disjoint_and_contract(two_runs, population):
     d = two_runs[1]
     man = json.loads((d / "manifest.json").read_text())
     assert {s: man["splits"][s]["n_scenes"] for s in ("train", "val", "test")} == {"train": 42, "val": 8, "test": 10}
@@ -73,7 +73,9 @@ def test_splits_disjoint_and_contract(two_runs):
                     "split", "seed", "shard"):
             assert key in ds.attrs, key
         assert ds.attrs["Conventions"] == "CF-1.10" and ds.attrs["split"] == "test"
-        assert ds.attrs["emission_min_t_per_yr"] == 1000.0 and "history" not in ds.attrs
+        # the normalisation is that of the CoCO2 population (its smallest site >= simulate.sources.min_nox_t_per_yr)
+        assert ds.attrs["emission_min_t_per_yr"] == population.emission_min and "history" not in ds.attrs
+        assert ds.attrs["emission_max_t_per_yr"] == population.emission_max
         r = (ds.source_nox_rate - ds.attrs["emission_min_t_per_yr"]) / (
             ds.attrs["emission_max_t_per_yr"] - ds.attrs["emission_min_t_per_yr"])
         np.testing.assert_allclose(r.values, ds.source_rel_emission.values, rtol=1e-4, atol=1e-6)
