@@ -101,10 +101,14 @@ def write_granule(
             dims = ("time", "scanline", "ground_pixel")
 
             def f32(group, name, data, dims_, atts, fill=True):
+                """A float32 variable; with ``fill`` non-finite values are written as the fill value."""
                 v = group.createVariable(name, "f4", dims_, zlib=True, complevel=4,
                                          fill_value=FILL_F32 if fill else None)
                 v.setncatts(atts)
-                v[:] = np.asarray(data, np.float32)[None, ...]
+                data = np.asarray(data, np.float32)
+                if fill:
+                    data = np.where(np.isfinite(data), data, FILL_F32)
+                v[:] = data[None, ...]
                 return v
 
             f32(p, "latitude", lat, dims, {"units": "degrees_north", "standard_name": "latitude",
@@ -114,8 +118,7 @@ def write_granule(
                                             "long_name": "pixel center longitude", "valid_min": -180.0,
                                             "valid_max": 180.0,
                                             "bounds": "/PRODUCT/SUPPORT_DATA/GEOLOCATIONS/longitude_bounds"}, fill=False)
-            col = np.where(np.isfinite(no2), no2, FILL_F32)
-            f32(p, "nitrogendioxide_tropospheric_column", col, dims, {
+            f32(p, "nitrogendioxide_tropospheric_column", no2, dims, {
                 "units": "mol m-2",
                 "standard_name": "troposphere_mole_content_of_nitrogen_dioxide",
                 "long_name": "Tropospheric vertical column of nitrogen dioxide",
@@ -123,8 +126,7 @@ def write_granule(
                 "ancillary_variables": "nitrogendioxide_tropospheric_column_precision",
                 "multiplication_factor_to_convert_to_molecules_percm2": np.float32(6.02214e19),
             })
-            prec = np.where(np.isfinite(no2_precision), no2_precision, FILL_F32)
-            f32(p, "nitrogendioxide_tropospheric_column_precision", prec, dims, {
+            f32(p, "nitrogendioxide_tropospheric_column_precision", no2_precision, dims, {
                 "units": "mol m-2",
                 "standard_name": "troposphere_mole_content_of_nitrogen_dioxide standard_error",
                 "long_name": "Precision of the tropospheric vertical column of nitrogen dioxide",
