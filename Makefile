@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 # DVC stage commands run `python`: make it the project's venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test venv data params repro ui sweep bench clean-outputs
+.PHONY: demo test lint format venv data params repro ui sweep bench clean-outputs
 
 demo: venv data
 	$(BIN)/dvc repro
@@ -21,6 +21,15 @@ demo: venv data
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff: lint + format check (CI runs it before the tests; `make format` rewrites the files)
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: venv
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
 
 # The pinned stack (see README, Requirements): torch first on its own (a CPU wheel of exactly 2.13.0), then the
 # rest constrained to that torch, then the Optuna sweeper without its stale optuna<3 pin. Re-runs only when the

@@ -54,23 +54,44 @@ def bench_model(name: str, no2, valid, *, stride: int, batch_size: int, device: 
     obs = np.ones((n, n), int)
 
     warm, _ = stitch(no2[:, :64, :64], valid[:, :64, :64], predict, batch_size=batch_size)  # warm-up
-    find_hotspots(warm, lat[:64], lon[:64], np.array(["2021-01-01"]), cell_area_km2=area[:64, :64],
-                  obs_count=obs[:64, :64], emission_min=0.0, emission_max=1.0)
+    find_hotspots(
+        warm,
+        lat[:64],
+        lon[:64],
+        np.array(["2021-01-01"]),
+        cell_area_km2=area[:64, :64],
+        obs_count=obs[:64, :64],
+        emission_min=0.0,
+        emission_max=1.0,
+    )
     full = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         rel, counts = stitch(no2, valid, predict, stride=stride, batch_size=batch_size)
         t1 = time.perf_counter()
-        df, _ = find_hotspots(rel, lat, lon, np.array(["2021-01-01"]), cell_area_km2=area, obs_count=obs,
-                              emission_min=0.0, emission_max=1.0, threshold=0.2)
+        df, _ = find_hotspots(
+            rel,
+            lat,
+            lon,
+            np.array(["2021-01-01"]),
+            cell_area_km2=area,
+            obs_count=obs,
+            emission_min=0.0,
+            emission_max=1.0,
+            threshold=0.2,
+        )
         t2 = time.perf_counter()
         full.append((t2 - t0, t1 - t0, t2 - t1))
     n_tiles = counts["tiles_run"]
 
     # baseline: the same number of tiles, already prepared, through the bare model
     rng = np.random.default_rng(1)
-    tiles = np.stack([no2[0, r:r + 64, c:c + 64] for r, c in
-                      zip(rng.integers(0, n - 64, n_tiles), rng.integers(0, n - 64, n_tiles))])
+    tiles = np.stack(
+        [
+            no2[0, r : r + 64, c : c + 64]
+            for r, c in zip(rng.integers(0, n - 64, n_tiles), rng.integers(0, n - 64, n_tiles))
+        ]
+    )
     x = prepare_input(tiles, np.isfinite(tiles), INPUT_SCALE).to(device)
     bare = []
     for _ in range(repeats):
@@ -79,7 +100,7 @@ def bench_model(name: str, no2, valid, *, stride: int, batch_size: int, device: 
         t0 = time.perf_counter()
         with torch.inference_mode():
             for i in range(0, n_tiles, batch_size):
-                y = net(x[i:i + batch_size])
+                y = net(x[i : i + batch_size])
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         bare.append(time.perf_counter() - t0)
@@ -112,8 +133,10 @@ def main() -> None:
     args = ap.parse_args()
     device = resolve_device(args.device)
     no2, valid = synthetic_grid(args.size)
-    rows = [bench_model(m, no2, valid, stride=args.stride, batch_size=args.batch_size, device=device,
-                        repeats=args.repeats) for m in args.models]
+    rows = [
+        bench_model(m, no2, valid, stride=args.stride, batch_size=args.batch_size, device=device, repeats=args.repeats)
+        for m in args.models
+    ]
     result = {
         "benchmark": "detect",
         "grid": [args.size, args.size],
@@ -128,9 +151,11 @@ def main() -> None:
         "results": rows,
     }
     for r in rows:
-        print(f"{r['model']:>6} ({r['parameters']:,} params): {r['tiles']} tiles; full detection "
-              f"{r['full_tiles_per_s']:.1f} tiles/s ({r['full_s']:.2f} s, hotspots {r['hotspots_s'] * 1e3:.0f} ms); "
-              f"bare inference {r['bare_tiles_per_s']:.1f} tiles/s; overhead {r['overhead_pct']:+.1f} %")
+        print(
+            f"{r['model']:>6} ({r['parameters']:,} params): {r['tiles']} tiles; full detection "
+            f"{r['full_tiles_per_s']:.1f} tiles/s ({r['full_s']:.2f} s, hotspots {r['hotspots_s'] * 1e3:.0f} ms); "
+            f"bare inference {r['bare_tiles_per_s']:.1f} tiles/s; overhead {r['overhead_pct']:+.1f} %"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")

@@ -66,13 +66,19 @@ def main():
     area = 0.5 * np.abs(np.sum(lo * np.roll(la, -1, 1) - np.roll(lo, -1, 1) * la, axis=1)).sum()
     gridded = float(g.covered_area.sum()) * grid.cell_area_deg2
     res = {
-        "pixels": int(n), "scanlines": a.scanlines, "ground_pixels": 450,
-        "grid": [grid.nlat, grid.nlon], "resolution_deg": 0.05,
-        "exact_seconds_per_orbit": te, "exact_pixels_per_s": n / te,
-        "centre_binning_seconds": tb, "centre_binning_pixels_per_s": n / tb,
+        "pixels": int(n),
+        "scanlines": a.scanlines,
+        "ground_pixels": 450,
+        "grid": [grid.nlat, grid.nlon],
+        "resolution_deg": 0.05,
+        "exact_seconds_per_orbit": te,
+        "exact_pixels_per_s": n / te,
+        "centre_binning_seconds": tb,
+        "centre_binning_pixels_per_s": n / tb,
         "ratio_exact_over_baseline": te / tb,
         "area_conservation_rel_error": abs(gridded - area) / area,
-        "all_times_exact": t_exact, "all_times_baseline": t_base,
+        "all_times_exact": t_exact,
+        "all_times_baseline": t_base,
         "machine": f"{platform.machine()} {os.cpu_count()} cpus (shared with other jobs; timings noisy)",
         "numpy": np.__version__,
     }

@@ -44,12 +44,19 @@ def run_stage(overrides, data_dir):
         shutil.rmtree(tmp, ignore_errors=True)
     n = int(cfg.simulate.n_scenes)
     self_mb, kids_mb = _rss_mb()
-    return {"n_scenes": n, "workers": int(cfg.simulate.workers), "seconds": round(dt, 2),
-            "scenes_per_s": round(n / dt, 1), "mb_written": round(nbytes / 1e6, 1),
-            "mb_per_s": round(nbytes / 1e6 / dt, 1), "peak_rss_main_mb": round(self_mb, 1),
-            "peak_rss_worker_mb": round(max(kids_mb, LAST_RUN_STATS.get("peak_worker_rss_mb", 0.0)), 1),
-            "peak_rss_total_mb_upper_bound": round(self_mb + int(cfg.simulate.workers) * max(
-                kids_mb, LAST_RUN_STATS.get("peak_worker_rss_mb", 0.0)), 1)}
+    return {
+        "n_scenes": n,
+        "workers": int(cfg.simulate.workers),
+        "seconds": round(dt, 2),
+        "scenes_per_s": round(n / dt, 1),
+        "mb_written": round(nbytes / 1e6, 1),
+        "mb_per_s": round(nbytes / 1e6 / dt, 1),
+        "peak_rss_main_mb": round(self_mb, 1),
+        "peak_rss_worker_mb": round(max(kids_mb, LAST_RUN_STATS.get("peak_worker_rss_mb", 0.0)), 1),
+        "peak_rss_total_mb_upper_bound": round(
+            self_mb + int(cfg.simulate.workers) * max(kids_mb, LAST_RUN_STATS.get("peak_worker_rss_mb", 0.0)), 1
+        ),
+    }
 
 
 def baseline(data_dir, n):
@@ -68,9 +75,14 @@ def baseline(data_dir, n):
     t0 = time.perf_counter()
     simulate_loop(p, st, np.random.default_rng(1))
     t_loop = time.perf_counter() - t0
-    return {"n_scenes": n, "vectorised_s": round(t_vec, 3), "loop_s": round(t_loop, 3),
-            "vectorised_scenes_per_s_1core": round(n / t_vec, 1), "loop_scenes_per_s_1core": round(n / t_loop, 1),
-            "speedup": round(t_loop / t_vec, 1)}
+    return {
+        "n_scenes": n,
+        "vectorised_s": round(t_vec, 3),
+        "loop_s": round(t_loop, 3),
+        "vectorised_scenes_per_s_1core": round(n / t_vec, 1),
+        "loop_scenes_per_s_1core": round(n / t_loop, 1),
+        "speedup": round(t_loop / t_vec, 1),
+    }
 
 
 def main():
@@ -82,8 +94,13 @@ def main():
     from no2hotspots import logs
 
     logs.setup("WARNING")
-    res = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg(),
-                       "note": "shared 2-core machine; other jobs ran concurrently, timings are noisy"}}
+    res = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "loadavg_start": os.getloadavg(),
+            "note": "shared 2-core machine; other jobs ran concurrently, timings are noisy",
+        }
+    }
     res["baseline"] = baseline(args.data, args.baseline_scenes)
     print("baseline", res["baseline"], flush=True)
     res["demo"] = run_stage([], args.data)

@@ -11,7 +11,6 @@ the same run. Threads: torch.set_num_threads(2) (the target box has 2 cores).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -136,19 +135,31 @@ def main(argv=None) -> int:
         r["infer_share_of_conv"] = r["infer_gflops_per_s"] / gbase["gflops_per_s"]
         cuda = [{"baseline": gbase, **r, "gpu": torch.cuda.get_device_name(0)}]
 
-    print(f"baseline {base['what']}: {base['gflops_per_s']:.1f} GFLOP/s ({args.threads} threads; "
-          f"load average {LOAD0:.1f} -> {os.getloadavg()[0]:.1f}: other processes distort timings)")
-    hdr = f"{'model':<7}{'dev':<5}{'params':>10}{'train/s':>9}{'MFLOP/s.':>10}{'GFLOP/s':>9}{'share':>7}" \
-          f"{'infer/s':>9}{'GFLOP/s':>9}{'share':>7}"
+    print(
+        f"baseline {base['what']}: {base['gflops_per_s']:.1f} GFLOP/s ({args.threads} threads; "
+        f"load average {LOAD0:.1f} -> {os.getloadavg()[0]:.1f}: other processes distort timings)"
+    )
+    hdr = (
+        f"{'model':<7}{'dev':<5}{'params':>10}{'train/s':>9}{'MFLOP/s.':>10}{'GFLOP/s':>9}{'share':>7}"
+        f"{'infer/s':>9}{'GFLOP/s':>9}{'share':>7}"
+    )
     print(hdr)
     for r in rows + cuda:
-        print(f"{r['model']:<7}{r['device']:<5}{r['parameters']:>10,}{r['train_samples_per_s']:>9.0f}"
-              f"{r['train_flops_per_sample'] / 1e6:>10.1f}{r['train_gflops_per_s']:>9.1f}"
-              f"{r['train_share_of_conv']:>7.0%}{r['infer_tiles_per_s']:>9.0f}{r['infer_gflops_per_s']:>9.1f}"
-              f"{r['infer_share_of_conv']:>7.0%}")
+        print(
+            f"{r['model']:<7}{r['device']:<5}{r['parameters']:>10,}{r['train_samples_per_s']:>9.0f}"
+            f"{r['train_flops_per_sample'] / 1e6:>10.1f}{r['train_gflops_per_s']:>9.1f}"
+            f"{r['train_share_of_conv']:>7.0%}{r['infer_tiles_per_s']:>9.0f}{r['infer_gflops_per_s']:>9.1f}"
+            f"{r['infer_share_of_conv']:>7.0%}"
+        )
     result = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": args.threads,
-                    "torch": torch.__version__, "loadavg_1min_at_start": LOAD0, "loadavg_1min_at_end": os.getloadavg()[0]},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "threads": args.threads,
+            "torch": torch.__version__,
+            "loadavg_1min_at_start": LOAD0,
+            "loadavg_1min_at_end": os.getloadavg()[0],
+        },
         "baseline": base,
         "models": rows,
         "cuda": cuda,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from omegaconf import OmegaConf
 
 from no2hotspots.config import compose, load_params, require
 from no2hotspots.errors import ConfigError
-
-import pytest
 
 
 def test_params_yaml_is_the_composition_of_conf(repo_root):

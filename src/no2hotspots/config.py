@@ -8,8 +8,9 @@ with the override (DVC's Hydra integration, enabled in ``.dvc/config``).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 

@@ -28,8 +28,9 @@ def read_csv(path: str | Path, *, not_found: str = "not found", **kwargs):
         raise InputFileError(path, f"not a readable CSV ({type(e).__name__}: {e})") from None
 
 
-def open_netcdf(path: str | Path, *, not_found: str = "not found", load: bool = False, what: str = "NetCDF file",
-                **kwargs):
+def open_netcdf(
+    path: str | Path, *, not_found: str = "not found", load: bool = False, what: str = "NetCDF file", **kwargs
+):
     """``xarray.open_dataset`` of ``path`` (loaded into memory and closed with ``load=True``)."""
     import xarray as xr
 

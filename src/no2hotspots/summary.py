@@ -28,7 +28,9 @@ def summary_lines(cfg: DictConfig) -> list[str]:
         )
     train = _read_json(metrics / "train.json")
     if train:
-        keys = [k for k in ("test/acc_q1_all", "test/acc_q2_all", "test/precision_q2_all", "test/source_f1") if k in train]
+        keys = [
+            k for k in ("test/acc_q1_all", "test/acc_q2_all", "test/precision_q2_all", "test/source_f1") if k in train
+        ]
         if keys:
             lines.append("  test set     " + ", ".join(f"{k}={train[k]:.3g}" for k in keys))
     for coll in sorted(p.name for p in (out / "detect").glob("*") if p.is_dir()):

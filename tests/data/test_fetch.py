@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
@@ -52,5 +51,8 @@ def test_cli_reports_user_errors_in_one_line(tmp_path):
         text=True,
     )
     assert proc.returncode == 2
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    assert lines == [f"no2hotspots fetch-data: error: {tmp_path / 'missing.yaml'}: not found; run `make params` (or `dvc exp run`) to compose it from conf/"]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [
+        f"no2hotspots fetch-data: error: {tmp_path / 'missing.yaml'}: not found; "
+        "run `make params` (or `dvc exp run`) to compose it from conf/"
+    ]

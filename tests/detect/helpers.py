@@ -98,5 +98,3 @@ def make_grid(
         path.parent.mkdir(parents=True, exist_ok=True)
         ds.to_netcdf(path)
     return ds
-
-

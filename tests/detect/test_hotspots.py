@@ -13,12 +13,12 @@ from .helpers import make_grid
 
 def _two_blobs():
     rel = np.zeros((1, 40, 50), np.float32)
-    rel[0, 5:8, 5:9] = 0.3          # blob A: 3x4 = 12 cells, peak 0.9 at (6, 7)
+    rel[0, 5:8, 5:9] = 0.3  # blob A: 3x4 = 12 cells, peak 0.9 at (6, 7)
     rel[0, 6, 7] = 0.9
-    rel[0, 30, 40] = 0.5            # blob B: 2 cells joined diagonally (8-connectivity), peak 0.5
+    rel[0, 30, 40] = 0.5  # blob B: 2 cells joined diagonally (8-connectivity), peak 0.5
     rel[0, 31, 41] = 0.25
-    rel[0, 20, 20] = 0.19           # below threshold
-    rel[0, 21, 21] = np.nan         # NaN = no input: never a hotspot
+    rel[0, 20, 20] = 0.19  # below threshold
+    rel[0, 21, 21] = np.nan  # NaN = no input: never a hotspot
     return rel
 
 
@@ -28,8 +28,15 @@ def test_two_blobs_give_two_hotspots_with_peaks_areas_and_nox_estimate():
     area = cell_area_km2(ds)
     obs = np.arange(40 * 50).reshape(40, 50)
     df, ids = find_hotspots(
-        _two_blobs(), lat, lon, ds["time"].values, cell_area_km2=area, obs_count=obs,
-        emission_min=100.0, emission_max=20100.0, threshold=0.2,
+        _two_blobs(),
+        lat,
+        lon,
+        ds["time"].values,
+        cell_area_km2=area,
+        obs_count=obs,
+        emission_min=100.0,
+        emission_max=20100.0,
+        threshold=0.2,
     )
     assert list(df.columns) == list(COLUMNS)
     assert len(df) == 2
@@ -65,8 +72,15 @@ def test_hotspots_per_time_step_and_unique_ids():
     rel = np.concatenate([_two_blobs(), _two_blobs()[:, ::-1]])
     ds = make_grid(None, ny=40, nx=50, nt=2)
     df, ids = find_hotspots(
-        rel, ds["lat"].values, ds["lon"].values, ds["time"].values, cell_area_km2=cell_area_km2(ds),
-        obs_count=np.ones((40, 50), int), emission_min=0, emission_max=1, threshold=0.2,
+        rel,
+        ds["lat"].values,
+        ds["lon"].values,
+        ds["time"].values,
+        cell_area_km2=cell_area_km2(ds),
+        obs_count=np.ones((40, 50), int),
+        emission_min=0,
+        emission_max=1,
+        threshold=0.2,
     )
     assert list(df.hotspot_id) == [1, 2, 3, 4]
     assert df.time.nunique() == 2 and set(np.unique(ids)) == {0, 1, 2, 3, 4}
@@ -75,7 +89,13 @@ def test_hotspots_per_time_step_and_unique_ids():
 def test_no_hotspot_gives_an_empty_table_with_the_columns():
     ds = make_grid(None, ny=10, nx=10, nt=1)
     df, ids = find_hotspots(
-        np.zeros((1, 10, 10)), ds["lat"].values, ds["lon"].values, ds["time"].values,
-        cell_area_km2=cell_area_km2(ds), obs_count=np.ones((10, 10), int), emission_min=0, emission_max=1,
+        np.zeros((1, 10, 10)),
+        ds["lat"].values,
+        ds["lon"].values,
+        ds["time"].values,
+        cell_area_km2=cell_area_km2(ds),
+        obs_count=np.ones((10, 10), int),
+        emission_min=0,
+        emission_max=1,
     )
     assert df.empty and list(df.columns) == list(COLUMNS) and not ids.any()

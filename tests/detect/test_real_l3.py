@@ -26,8 +26,9 @@ def harp_grid(shared_dir, tmp_path_factory):
     from no2hotspots.ingest.run import ingest_collection
 
     cfg = compose()
-    ds = ingest_collection("harp", str(shared_dir / "realdata" / "tropomi_l3_harp_nl" / "S5P_*.nc"), None, cfg.ingest,
-                           progress=False)
+    ds = ingest_collection(
+        "harp", str(shared_dir / "realdata" / "tropomi_l3_harp_nl" / "S5P_*.nc"), None, cfg.ingest, progress=False
+    )
     path = tmp_path_factory.mktemp("harp") / "harp.nc"
     ds.to_netcdf(path)
     return path
@@ -47,4 +48,3 @@ def test_real_l3_scenes_find_the_maasvlakte_plant(harp_grid, detect_cfg, tmp_pat
     gj = json.loads((out / "hotspots.geojson").read_text())
     assert len(gj["features"]) == len(df) == summary["n_hotspots"]
     assert (out / "map.png").stat().st_size > 10_000
-

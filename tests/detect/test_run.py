@@ -32,7 +32,12 @@ def test_products_exist_and_are_valid(tmp_path, detect_cfg):
     summary = detect_collection(grid, out, loaded_model(RampNet()), s, collection="test", inventory=_inventory())
 
     assert sorted(p.name for p in out.iterdir()) == [
-        "detect.json", "emission.nc", "hotspots.csv", "hotspots.geojson", "map.png"]
+        "detect.json",
+        "emission.nc",
+        "hotspots.csv",
+        "hotspots.geojson",
+        "map.png",
+    ]
     assert not list(out.parent.glob(".test.tmp-*"))  # atomic: no temp folder left
 
     # RampNet is local: r >= 0.2 exactly where no2 >= 1e-4 -> one region per blob per time step
@@ -137,8 +142,9 @@ def test_cli_reports_a_missing_ingest_file_in_one_line(tmp_path, capsys):
 def test_coarse_grid_is_refused(tmp_path, detect_cfg):
     make_grid(tmp_path / "coarse.nc", ny=20, nx=20, nt=1, res=0.25)
     with pytest.raises(InputFileError, match="max_resolution_ratio"):
-        detect_collection(tmp_path / "coarse.nc", tmp_path / "o", loaded_model(RampNet()), settings(detect_cfg),
-                          collection="c")
+        detect_collection(
+            tmp_path / "coarse.nc", tmp_path / "o", loaded_model(RampNet()), settings(detect_cfg), collection="c"
+        )
     assert not (tmp_path / "o").exists()
 
 
@@ -174,8 +180,9 @@ def test_run_stage_end_to_end_with_load_model(tmp_path, detect_cfg):
     (mdir / "model.json").write_text(json.dumps({**META, "model": model_cfg}))
     make_grid(tmp_path / "outputs" / "ingest" / "test.nc", ny=50, nx=70, nt=1)
     make_grid(tmp_path / "outputs" / "ingest" / "other.nc", ny=30, nx=30, nt=2)
-    cfg = OmegaConf.merge(detect_cfg, {"detect": {"model_uri": str(mdir), "collections": ["test", "other"],
-                                                  "overlay_inventory": False}})
+    cfg = OmegaConf.merge(
+        detect_cfg, {"detect": {"model_uri": str(mdir), "collections": ["test", "other"], "overlay_inventory": False}}
+    )
     out = run(cfg)
     assert set(out) == {"test", "other"}
     for name, nt in (("test", 1), ("other", 2)):

@@ -10,8 +10,13 @@ from no2hotspots.detect.tiles import blend_window, count_tiles, stitch, tile_sta
 
 @pytest.mark.parametrize(
     "n,tile,stride,expected",
-    [(64, 64, 32, [0]), (20, 64, 32, [0]), (128, 64, 32, [0, 32, 64]), (150, 64, 32, [0, 32, 64, 86]),
-     (100, 64, 64, [0, 36])],
+    [
+        (64, 64, 32, [0]),
+        (20, 64, 32, [0]),
+        (128, 64, 32, [0, 32, 64]),
+        (150, 64, 32, [0, 32, 64, 86]),
+        (100, 64, 64, [0, 36]),
+    ],
 )
 def test_tile_starts_cover_the_axis(n, tile, stride, expected):
     starts = tile_starts(n, tile, stride)

@@ -22,7 +22,9 @@ from no2hotspots.download.run import run
 from no2hotspots.errors import InputFileError, UserError
 
 USER, PASSWORD, TOKEN = "alice@example.org", "s3cret-Pa55", "tok-abcdef123456"
-NAMES = [f"S5P_OFFL_L2__NO2____2021072{i}T110715_2021072{i}T124844_1959{i}_03_020400_20221104T141836.nc" for i in range(3)]
+NAMES = [
+    f"S5P_OFFL_L2__NO2____2021072{i}T110715_2021072{i}T124844_1959{i}_03_020400_20221104T141836.nc" for i in range(3)
+]
 NAMES.append("S5P_NRTI_L2__NO2____20210725T110715_20210725T111215_19594_03_020400_20210725T120000.nc")
 
 
@@ -48,8 +50,12 @@ class Server:
 
             def do_POST(self):
                 body = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
-                ok = (body.get("username") == [USER] and body.get("password") == [PASSWORD]
-                      and body.get("grant_type") == ["password"] and body.get("client_id") == ["cdse-public"])
+                ok = (
+                    body.get("username") == [USER]
+                    and body.get("password") == [PASSWORD]
+                    and body.get("grant_type") == ["password"]
+                    and body.get("client_id") == ["cdse-public"]
+                )
                 if not ok:
                     return self._json({"error": "invalid_grant"}, 401)
                 self._json({"access_token": TOKEN, "expires_in": 600, "token_type": "Bearer"})
@@ -63,14 +69,22 @@ class Server:
                     top = int(q["$top"][0])
                     items = list(srv.files.items())
                     page = []
-                    for pid, (name, data) in items[skip: skip + top]:
+                    for pid, (name, data) in items[skip : skip + top]:
                         md5 = hashlib.md5(data).hexdigest()
                         if pid in srv.bad_md5:
                             md5 = "0" * 32
-                        page.append({"Id": pid, "Name": name, "ContentLength": len(data),
-                                     "ContentDate": {"Start": "2021-07-25T11:07:15.000Z", "End": "2021-07-25T12:48:44.000Z"},
-                                     "Checksum": [{"Value": md5, "Algorithm": "MD5", "ChecksumDate": "2022-11-04"},
-                                                  {"Value": "ff" * 32, "Algorithm": "BLAKE3", "ChecksumDate": "2022-11-04"}]})
+                        page.append(
+                            {
+                                "Id": pid,
+                                "Name": name,
+                                "ContentLength": len(data),
+                                "ContentDate": {"Start": "2021-07-25T11:07:15.000Z", "End": "2021-07-25T12:48:44.000Z"},
+                                "Checksum": [
+                                    {"Value": md5, "Algorithm": "MD5", "ChecksumDate": "2022-11-04"},
+                                    {"Value": "ff" * 32, "Algorithm": "BLAKE3", "ChecksumDate": "2022-11-04"},
+                                ],
+                            }
+                        )
                     out = {"@odata.context": "$metadata#Products", "value": page}
                     if skip + top < len(items):
                         q2 = {k: v[0] for k, v in q.items()}
@@ -80,7 +94,7 @@ class Server:
                 if u.path.startswith("/odata/v1/Products(") and u.path.endswith("/$value"):
                     if self.headers.get("Authorization") != f"Bearer {TOKEN}":
                         return self._json({"detail": "unauthorised"}, 401)
-                    pid = u.path[len("/odata/v1/Products("):-len(")/$value")]
+                    pid = u.path[len("/odata/v1/Products(") : -len(")/$value")]
                     data = srv.files[pid][1]
                     rng = self.headers.get("Range")
                     srv.ranges.append(rng)
@@ -129,7 +143,7 @@ def test_search_pages_filters_and_downloads(server, tmp_path, creds):
     written = run(cfg)
     # 4 products over 2 pages; the NRTI one is dropped by download.timeliness
     assert [p.name for p in written] == NAMES[:3]
-    for pid, (name, data) in list(server.files.items())[:3]:
+    for _pid, (name, data) in list(server.files.items())[:3]:
         assert (tmp_path / "data" / "tropomi" / name).read_bytes() == data
     f = server.filters[0]
     assert "Collection/Name eq 'SENTINEL-5P'" in f and "contains(Name,'L2__NO2___')" in f
@@ -166,8 +180,13 @@ def test_checksum_mismatch_leaves_no_file(server, tmp_path, creds):
 def _cli(tmp_path, cfg, env):
     params = tmp_path / "params.yaml"
     params.write_text(OmegaConf.to_yaml(cfg))
-    return subprocess.run([sys.executable, "-m", "no2hotspots", "download", "--params", str(params)],
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "no2hotspots", "download", "--params", str(params)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_missing_credentials_one_line_error(server, tmp_path, monkeypatch):

@@ -51,7 +51,10 @@ def tiny_repo(tmp_path_factory, repo_root, ddeq_data) -> Path:
     repo = tmp_path_factory.mktemp("tiny") / "repo"
     files = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=repo_root, capture_output=True, text=True, check=True,
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split("\0")
     for f in filter(None, files):
         src = repo_root / f
@@ -90,8 +93,11 @@ def tiny_pipeline(tiny_repo) -> dict:
     # the second run writes beside the DVC outputs (scratch/), so the pipeline's workspace stays as dvc.lock says
     scratch = tiny_repo / "scratch"
     keep_outputs = [
-        f"train.out_dir={scratch}/train", f"paths.metrics={scratch}/metrics", f"paths.plots={scratch}/plots",
-        f"register.train_dir={scratch}/train", f"register.out_dir={scratch}/register",
+        f"train.out_dir={scratch}/train",
+        f"paths.metrics={scratch}/metrics",
+        f"paths.plots={scratch}/plots",
+        f"register.train_dir={scratch}/train",
+        f"register.out_dir={scratch}/register",
     ]
     run([sys.executable, "-m", "no2hotspots", "train", "train.lr=0.003", *keep_outputs], tiny_repo, env)
     run([sys.executable, "-m", "no2hotspots", "register", *keep_outputs], tiny_repo, env)

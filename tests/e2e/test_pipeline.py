@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 
 import pandas as pd
 import pytest
@@ -14,8 +13,19 @@ from .conftest import run, tiny_env
 
 pytestmark = pytest.mark.slow
 
-STAGES = {"simulate", "validate", "train", "register", "osse", "ingest@matimba", "ingest@osse", "detect@matimba",
-          "detect@osse", "evaluate@matimba", "evaluate@osse"}
+STAGES = {
+    "simulate",
+    "validate",
+    "train",
+    "register",
+    "osse",
+    "ingest@matimba",
+    "ingest@osse",
+    "detect@matimba",
+    "detect@osse",
+    "evaluate@matimba",
+    "evaluate@osse",
+}
 
 
 def _would_run(repo) -> set[str]:

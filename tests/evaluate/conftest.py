@@ -27,26 +27,30 @@ from omegaconf import OmegaConf
 
 from no2hotspots.config import compose
 
-SOURCES = pd.DataFrame({
-    "id": ["S1", "S2", "S3", "S4", "S5"],
-    "lat": [0.125, 0.125, 0.375, 0.375, 10.0],
-    "lon": [0.125, 0.375, 0.625, 0.125, 10.0],
-    "nox_t_per_yr": [6000.0, 6000.0, 6000.0, 1000.0, 3000.0],
-    "co2_t_per_yr": [2.0e6, 2.0e6, 2.0e6, 0.5e6, 3.0e6],
-})
+SOURCES = pd.DataFrame(
+    {
+        "id": ["S1", "S2", "S3", "S4", "S5"],
+        "lat": [0.125, 0.125, 0.375, 0.375, 10.0],
+        "lon": [0.125, 0.375, 0.625, 0.125, 10.0],
+        "nox_t_per_yr": [6000.0, 6000.0, 6000.0, 1000.0, 3000.0],
+        "co2_t_per_yr": [2.0e6, 2.0e6, 2.0e6, 0.5e6, 3.0e6],
+    }
+)
 TIMES = pd.to_datetime(["2021-07-01T11:00:00", "2021-07-02T11:00:00", "2021-07-03T11:00:00"])
-HOTSPOTS = pd.DataFrame({
-    "hotspot_id": [1, 2, 3],
-    "time": ["2021-07-01T11:00:00Z", "2021-07-02T11:00:00Z", "2021-07-02T11:00:00Z"],
-    "peak_lat": [0.130, 0.125, 0.450],
-    "peak_lon": [0.140, 0.125, 0.400],
-    "peak_rel_emission": [0.6, 0.7, 0.3],
-    "sum_rel_emission": [1.2, 1.5, 0.4],
-    "nox_rate_estimate_t_per_yr": [5000.0, 5800.0, 900.0],
-    "area_km2": [60.0, 90.0, 30.0],
-    "n_cells": [2, 3, 1],
-    "obs_count": [3, 3, 3],
-})
+HOTSPOTS = pd.DataFrame(
+    {
+        "hotspot_id": [1, 2, 3],
+        "time": ["2021-07-01T11:00:00Z", "2021-07-02T11:00:00Z", "2021-07-02T11:00:00Z"],
+        "peak_lat": [0.130, 0.125, 0.450],
+        "peak_lon": [0.140, 0.125, 0.400],
+        "peak_rel_emission": [0.6, 0.7, 0.3],
+        "sum_rel_emission": [1.2, 1.5, 0.4],
+        "nox_rate_estimate_t_per_yr": [5000.0, 5800.0, 900.0],
+        "area_km2": [60.0, 90.0, 30.0],
+        "n_cells": [2, 3, 1],
+        "obs_count": [3, 3, 3],
+    }
+)
 
 
 def make_ingest(path):
@@ -56,7 +60,7 @@ def make_ingest(path):
     lat = 0.5 * (lat_e[:-1] + lat_e[1:])
     lon = 0.5 * (lon_e[:-1] + lon_e[1:])
     cov = np.ones((3, 10, 15))
-    cov[:, 5:10, 10:15] = 0.0          # cell (1,2) (S3) cloud-covered on every overpass
+    cov[:, 5:10, 10:15] = 0.0  # cell (1,2) (S3) cloud-covered on every overpass
     no2 = np.where(cov > 0, 3e-5, np.nan)
     obs = (cov > 0.75).sum(axis=0).astype("int32")
     ds = xr.Dataset(
@@ -84,17 +88,27 @@ def case(tmp_path):
     (out / "osse" / "truth").mkdir(parents=True)
     make_ingest(out / "ingest" / "osse.nc")
     HOTSPOTS.to_csv(out / "detect" / "osse" / "hotspots.csv", index=False)
-    (out / "detect" / "osse" / "detect.json").write_text(json.dumps({"model_name": "m", "model_version": "1",
-                                                                      "n_hotspots": 3}))
+    (out / "detect" / "osse" / "detect.json").write_text(
+        json.dumps({"model_name": "m", "model_version": "1", "n_hotspots": 3})
+    )
     SOURCES.to_csv(out / "osse" / "truth" / "sources.csv", index=False)
-    cfg = compose([
-        f"paths.outputs={out}", f"paths.metrics={tmp_path}/metrics", f"paths.plots={tmp_path}/plots",
-        f"paths.mlruns={tmp_path}/mlruns", "evaluate.collection=osse", "evaluate.log_to_mlflow=false", "evaluate.maps=false",
-    ])
-    cfg.evaluate.collections.osse.regions = OmegaConf.create({
-        "west": {"lat_min": 0.0, "lat_max": 0.5, "lon_min": 0.0, "lon_max": 0.25},
-        "east": {"lat_min": 0.0, "lat_max": 0.5, "lon_min": 0.25, "lon_max": 0.75},
-    })
+    cfg = compose(
+        [
+            f"paths.outputs={out}",
+            f"paths.metrics={tmp_path}/metrics",
+            f"paths.plots={tmp_path}/plots",
+            f"paths.mlruns={tmp_path}/mlruns",
+            "evaluate.collection=osse",
+            "evaluate.log_to_mlflow=false",
+            "evaluate.maps=false",
+        ]
+    )
+    cfg.evaluate.collections.osse.regions = OmegaConf.create(
+        {
+            "west": {"lat_min": 0.0, "lat_max": 0.5, "lon_min": 0.0, "lon_max": 0.25},
+            "east": {"lat_min": 0.0, "lat_max": 0.5, "lon_min": 0.25, "lon_max": 0.75},
+        }
+    )
     return cfg
 
 

@@ -16,7 +16,7 @@ KM_PER_DEG = 6371.0088 * math.pi / 180  # great-circle km per degree
 def test_table2_unobserved_is_not_missed(case, tmp_path):
     m = run(case)["osse"]
     t2 = pd.read_csv(tmp_path / "outputs" / "evaluate" / "osse" / "table2.csv")
-    assert t2["bin"].tolist() == ["gt5000", "4000_5000", "2000_4000", "lt2000", "all"]   # the paper's order
+    assert t2["bin"].tolist() == ["gt5000", "4000_5000", "2000_4000", "lt2000", "all"]  # the paper's order
     gt = t2.set_index("bin").loc["gt5000"]
     # S1 found, S2 missed, S3 cloud-covered on every overpass -> unobserved, not missed
     assert (gt.n_total, gt.n_observed, gt.n_unobserved, gt.n_found, gt.n_missed) == (3, 2, 1, 1, 1)
@@ -59,7 +59,7 @@ def test_precision_and_localisation(case, tmp_path):
     assert det.loc[1, "nearest_source_km"] == pytest.approx(h1, rel=1e-3)
     assert det.loc[2, "nearest_source_km"] == pytest.approx(0.0, abs=1e-6)
     assert det.loc[3, "nearest_source_id"] == "S3" and det.loc[3, "nearest_source_km"] == pytest.approx(h3, rel=1e-3)
-    assert m["loc_error_km_median"] == pytest.approx(h1, rel=1e-3)       # median of {0, 1.76, 26.4}
+    assert m["loc_error_km_median"] == pytest.approx(h1, rel=1e-3)  # median of {0, 1.76, 26.4}
     assert m["loc_error_km_median_matched"] == pytest.approx(h1 / 2, rel=1e-3)
     loc = pd.read_csv(d / "localisation.csv").set_index("subset")
     assert loc.loc["all", "n"] == 3 and loc.loc["matched", "n"] == 2
@@ -69,39 +69,49 @@ def test_recall_curves(case, tmp_path):
     run(case)
     d = tmp_path / "outputs" / "evaluate" / "osse"
     em = pd.read_csv(d / "recall_by_emission.csv").set_index("bin")
-    assert (em.loc["4000_8000", "n_observed"], em.loc["4000_8000", "n_found"]) == (2, 1)   # S1, S2 (S3 unobserved)
+    assert (em.loc["4000_8000", "n_observed"], em.loc["4000_8000", "n_found"]) == (2, 1)  # S1, S2 (S3 unobserved)
     assert em.loc["4000_8000", "n_unobserved"] == 1
-    assert (em.loc["1000_2000", "n_observed"], em.loc["1000_2000", "n_found"]) == (1, 0)   # S4
+    assert (em.loc["1000_2000", "n_observed"], em.loc["1000_2000", "n_found"]) == (1, 0)  # S4
     ob = pd.read_csv(d / "recall_by_obs.csv").set_index("bin")
-    assert (ob.loc["lt1", "n_total"], ob.loc["lt1", "n_found"]) == (1, 0)                 # S3, 0 observations
-    assert (ob.loc["2_5", "n_total"], ob.loc["2_5", "n_found"]) == (3, 1)                 # S1, S2, S4: 3 each
+    assert (ob.loc["lt1", "n_total"], ob.loc["lt1", "n_found"]) == (1, 0)  # S3, 0 observations
+    assert (ob.loc["2_5", "n_total"], ob.loc["2_5", "n_found"]) == (3, 1)  # S1, S2, S4: 3 each
 
 
 def test_outputs_written(case, tmp_path):
     case.evaluate.maps = True
     run(case)
     d = tmp_path / "outputs" / "evaluate" / "osse"
-    for f in ("table2.csv", "co2_overlap.csv", "co2_overlap_by_region.csv", "precision.csv", "localisation.csv",
-              "recall_by_emission.csv", "recall_by_obs.csv", "hotspot_sites.csv", "map_no2_mean.png",
-              "map_obs_count.png", "map_hotspots.png"):
+    for f in (
+        "table2.csv",
+        "co2_overlap.csv",
+        "co2_overlap_by_region.csv",
+        "precision.csv",
+        "localisation.csv",
+        "recall_by_emission.csv",
+        "recall_by_obs.csv",
+        "hotspot_sites.csv",
+        "map_no2_mean.png",
+        "map_obs_count.png",
+        "map_hotspots.png",
+    ):
         assert (d / f).stat().st_size > 0, f
     metrics = json.loads((tmp_path / "metrics" / "evaluate_osse.json").read_text())
     assert metrics["n_hotspots"] == 3 and metrics["table2_rate_gt5000"] == 0.5
-    assert all(v is None or isinstance(v, (int, float)) for v in metrics.values())   # flat, DVC-readable
+    assert all(v is None or isinstance(v, (int, float)) for v in metrics.values())  # flat, DVC-readable
     plot = pd.read_csv(tmp_path / "plots" / "evaluate" / "osse_table2.csv")
     assert plot["bin"].iloc[0] == "gt5000" and plot["rate"].iloc[0] == 0.5
-    assert not [p for p in d.parent.iterdir() if p.name.startswith(".")]             # no temp leftovers
+    assert not [p for p in d.parent.iterdir() if p.name.startswith(".")]  # no temp leftovers
 
 
 def test_min_detections_counts_distinct_overpasses(case):
-    case.evaluate.min_detections = 2          # S1 is seen on t1 and t2 -> still found
+    case.evaluate.min_detections = 2  # S1 is seen on t1 and t2 -> still found
     assert run(case)["osse"]["table2_rate_gt5000"] == 0.5
     case.evaluate.min_detections = 3
     assert run(case)["osse"]["table2_rate_gt5000"] == 0.0
 
 
 def test_min_observations_turns_cells_unobserved(case):
-    case.evaluate.min_observations = 4        # only 3 overpasses -> nothing observed, nothing missed
+    case.evaluate.min_observations = 4  # only 3 overpasses -> nothing observed, nothing missed
     m = run(case)["osse"]
     assert m["table2_total_gt5000"] == 0 and m["table2_unobserved_gt5000"] == 3 and m["table2_rate_gt5000"] is None
 
@@ -115,6 +125,6 @@ def test_distance_mode_matches_near_the_cell():
     assert overlap.match_cells(cells, hs, mode="cell", distance_km=0, **kw).tolist() == [0]
     assert overlap.match_cells(cells, hs, mode="distance", distance_km=6.0, **kw).tolist() == [1]
     assert overlap.match_cells(cells, hs, mode="distance", distance_km=5.0, **kw).tolist() == [0]
-    pts = pd.DataFrame({"lat": [0.125], "lon": [0.25]})   # 0.05 deg from the peak
+    pts = pd.DataFrame({"lat": [0.125], "lon": [0.25]})  # 0.05 deg from the peak
     assert overlap.match_points(pts, hs, mode="distance", distance_km=5.0, **kw).tolist() == [0]
     assert overlap.match_points(pts, hs, mode="distance", distance_km=6.0, **kw).tolist() == [1]

@@ -20,8 +20,14 @@ def test_regular_edges_snap_outwards():
 
 
 def test_grid_points_sums_per_cell():
-    pts = pd.DataFrame({"lat": [0.1, 0.2, 0.3, 5.0, 0.5], "lon": [0.1, 0.24, 0.1, 5.0, 0.5],
-                        "nox_t_per_yr": [1.0, 2.0, 4.0, 8.0, 16.0], "co2_t_per_yr": [10.0, 20.0, 40.0, 80.0, 160.0]})
+    pts = pd.DataFrame(
+        {
+            "lat": [0.1, 0.2, 0.3, 5.0, 0.5],
+            "lon": [0.1, 0.24, 0.1, 5.0, 0.5],
+            "nox_t_per_yr": [1.0, 2.0, 4.0, 8.0, 16.0],
+            "co2_t_per_yr": [10.0, 20.0, 40.0, 80.0, 160.0],
+        }
+    )
     ds = grid_points(pts, [0, 0.25, 0.5], [0, 0.25, 0.5])
     np.testing.assert_allclose(ds["nox_t_per_cell_yr"].values, [[3.0, 0.0], [4.0, 16.0]])  # 0.5 = last edge, kept
     np.testing.assert_allclose(ds["co2_t_per_cell_yr"].values, [[30.0, 0.0], [40.0, 160.0]])
@@ -35,17 +41,19 @@ def test_grid_points_sums_per_cell():
 def _fine(cov):
     lat = 0.025 + 0.05 * np.arange(cov.shape[1])
     lon = 0.025 + 0.05 * np.arange(cov.shape[2])
-    return xr.Dataset({"coverage": (("time", "lat", "lon"), cov),
-                       "obs_count": (("lat", "lon"), (cov > 0.75).sum(0).astype("int32"))},
-                      coords={"lat": lat, "lon": lon}, attrs={"resolution_deg": 0.05})
+    return xr.Dataset(
+        {"coverage": (("time", "lat", "lon"), cov), "obs_count": (("lat", "lon"), (cov > 0.75).sum(0).astype("int32"))},
+        coords={"lat": lat, "lon": lon},
+        attrs={"resolution_deg": 0.05},
+    )
 
 
 def test_obs_count_counts_overpasses_covering_more_than_75_percent():
     cov = np.ones((3, 5, 10))
     cov[0, :, 5:] = 0.0
-    cov[0, 0, 5:] = 1.0                 # overpass 0 covers 1/5 of the right cell -> not counted
-    cov[1, :1, 5:] = 0.0                # overpass 1 covers 4/5 = 0.8 of the right cell -> counted
-    cov[2, :2, 5:] = 0.0                # overpass 2 covers 3/5 = 0.6 -> not counted
+    cov[0, 0, 5:] = 1.0  # overpass 0 covers 1/5 of the right cell -> not counted
+    cov[1, :1, 5:] = 0.0  # overpass 1 covers 4/5 = 0.8 of the right cell -> counted
+    cov[2, :2, 5:] = 0.0  # overpass 2 covers 3/5 = 0.6 -> not counted
     obs = aggregate_obs_count(_fine(cov), [0, 0.25], [0, 0.25, 0.5], coverage_min=0.75)
     np.testing.assert_array_equal(obs.values, [[3, 1]])
     # max and median of the fine obs_count say 2 for the right cell: no single overpass covered > 75 % twice

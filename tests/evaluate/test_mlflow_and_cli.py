@@ -18,7 +18,7 @@ def test_metrics_added_to_the_model_run(case, tmp_path):
     from no2hotspots.tracking import setup
 
     setup(case)
-    with mlflow.start_run(run_name="model") as r:          # the run that "trained" the detecting model
+    with mlflow.start_run(run_name="model") as r:  # the run that "trained" the detecting model
         mlflow.log_metric("val_loss", 0.1)
     run_id = r.info.run_id
     det = tmp_path / "outputs" / "detect" / "osse" / "detect.json"
@@ -29,8 +29,8 @@ def test_metrics_added_to_the_model_run(case, tmp_path):
     assert got.data.metrics["eval/osse/table2_rate_gt5000"] == 0.5
     assert got.data.metrics["eval/osse/hotspot_precision"] == pytest.approx(2 / 3)
     assert got.data.metrics["eval/osse/co2_overlap_pct"] == 50.0
-    assert got.data.metrics["val_loss"] == 0.1                    # the existing run, not a new one
-    assert "eval/osse/table2_rate_4000_5000" not in got.data.metrics   # NaN rates are not logged
+    assert got.data.metrics["val_loss"] == 0.1  # the existing run, not a new one
+    assert "eval/osse/table2_rate_4000_5000" not in got.data.metrics  # NaN rates are not logged
     assert got.info.status == "FINISHED"
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "evaluate/osse")}
     assert "evaluate/osse/table2.csv" in arts
@@ -46,15 +46,23 @@ def test_no_run_id_warns_and_skips(case, tmp_path, caplog):
 
 BAD_INVENTORIES = {
     "missing-column": (lambda df: df.drop(columns=["co2_t_per_yr"]), "missing column(s) co2_t_per_yr"),
-    "other-units-column": (lambda df: df.rename(columns={"nox_t_per_yr": "nox_kg_per_s"}),
-                           "column nox_kg_per_s is in other units; expected nox_t_per_yr"),
+    "other-units-column": (
+        lambda df: df.rename(columns={"nox_t_per_yr": "nox_kg_per_s"}),
+        "column nox_kg_per_s is in other units; expected nox_t_per_yr",
+    ),
     "kg-not-tonnes": (lambda df: df.assign(co2_t_per_yr=df["co2_t_per_yr"] * 1000), "column co2_t_per_yr has 3e+09"),
-    "lat-out-of-range": (lambda df: df.assign(lat=[0.125, 0.125, 95.0, 0.375, 10.0]),
-                         "column lat has values outside -90..90, e.g. 95.0"),
-    "lon-out-of-range": (lambda df: df.assign(lon=[0.125, 0.375, 0.625, -200.0, 10.0]),
-                         "column lon has values outside -180..180, e.g. -200.0"),
-    "negative-emission": (lambda df: df.assign(nox_t_per_yr=[1.0, -5.0, 1.0, 1.0, 1.0]),
-                          "column nox_t_per_yr has a negative or non-numeric value, e.g. -5.0"),
+    "lat-out-of-range": (
+        lambda df: df.assign(lat=[0.125, 0.125, 95.0, 0.375, 10.0]),
+        "column lat has values outside -90..90, e.g. 95.0",
+    ),
+    "lon-out-of-range": (
+        lambda df: df.assign(lon=[0.125, 0.375, 0.625, -200.0, 10.0]),
+        "column lon has values outside -180..180, e.g. -200.0",
+    ),
+    "negative-emission": (
+        lambda df: df.assign(nox_t_per_yr=[1.0, -5.0, 1.0, 1.0, 1.0]),
+        "column nox_t_per_yr has a negative or non-numeric value, e.g. -5.0",
+    ),
 }
 #: these go through the real CLI (a subprocess each, ~3-5 s); the rest call run() directly
 CLI_CASES = ("missing-column", "other-units-column", "lat-out-of-range")
@@ -67,13 +75,18 @@ def test_bad_inventory_through_cli(case, tmp_path, repo_root, truth_sources, nam
     mutate(truth_sources).to_csv(bad, index=False)
     params = tmp_path / "params.yaml"
     OmegaConf.save(case, params)
-    p = subprocess.run([sys.executable, "-m", "no2hotspots", "evaluate", "--params", str(params),
-                        "evaluate.collection=osse"], cwd=repo_root, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "no2hotspots", "evaluate", "--params", str(params), "evaluate.collection=osse"],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode != 0
     last = p.stderr.strip().splitlines()[-1]
     assert last.startswith("no2hotspots evaluate: error: ") and expected in last and str(bad) in last, p.stderr
     assert "Traceback" not in p.stderr
-    assert not (tmp_path / "outputs" / "evaluate" / "osse").exists()      # nothing half-written
+    assert not (tmp_path / "outputs" / "evaluate" / "osse").exists()  # nothing half-written
 
 
 @pytest.mark.parametrize("name", sorted(set(BAD_INVENTORIES) - set(CLI_CASES)))

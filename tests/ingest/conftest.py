@@ -14,8 +14,16 @@ from no2hotspots.config import compose
 FILL = np.float32(9.96921e36)
 
 
-def write_s5p_l2(path, crop, *, product_type="L2__NO2___", start=dt.datetime(2021, 7, 25, 11, 7, 15),
-                 nan_corners=None, drop_no2=False, qa_all=None):
+def write_s5p_l2(
+    path,
+    crop,
+    *,
+    product_type="L2__NO2___",
+    start=dt.datetime(2021, 7, 25, 11, 7, 15),
+    nan_corners=None,
+    drop_no2=False,
+    qa_all=None,
+):
     """Write the Matimba crop in the official S5P L2 NO2 layout (group PRODUCT, qa_value packed uint8, fills).
 
     Pixels the crop's QA filter removed (NaN) get a plausible column and qa 0.40, so the reader has to filter them.
@@ -86,8 +94,9 @@ def ingest_cfg(tmp_path):
 
     def make(inputs, bbox=None, **over):
         extra = [f"ingest.{k}={v}" for k, v in over.items()]
-        cfg = compose([f"paths.outputs={tmp_path}/outputs", f"paths.data={tmp_path}/data", "ingest.collection=test"]
-                      + extra)
+        cfg = compose(
+            [f"paths.outputs={tmp_path}/outputs", f"paths.data={tmp_path}/data", "ingest.collection=test"] + extra
+        )
         cfg.ingest.collections = OmegaConf.create({"test": {"inputs": str(inputs), "bbox": bbox}})
         return cfg
 

@@ -20,8 +20,12 @@ def _cli(cfg, tmp_path, capsys, subproc):
     params = tmp_path / "params.yaml"
     params.write_text(OmegaConf.to_yaml(cfg))
     if subproc:
-        p = subprocess.run([sys.executable, "-m", "no2hotspots", "ingest", "--params", str(params)],
-                           capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-m", "no2hotspots", "ingest", "--params", str(params)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         return p.returncode, p.stderr
     capsys.readouterr()
     rc = main(["ingest", "--params", str(params)])

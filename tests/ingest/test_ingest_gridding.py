@@ -30,15 +30,20 @@ def test_area_conservation_partly_outside_grid():
     p, c, w = overlap_weights(grid, lo, la)
     total = np.bincount(c, weights=w, minlength=grid.nlat * grid.nlon).sum() * grid.cell_area_deg2
     # reference: pixels wholly inside the grid contribute their whole area; compare with Monte Carlo for the rest
-    inside = ((lo.min(1) >= grid.bbox[0]) & (lo.max(1) <= grid.bbox[2]) & (la.min(1) >= grid.bbox[1])
-              & (la.max(1) <= grid.bbox[3]))
+    inside = (
+        (lo.min(1) >= grid.bbox[0])
+        & (lo.max(1) <= grid.bbox[2])
+        & (la.min(1) >= grid.bbox[1])
+        & (la.max(1) <= grid.bbox[3])
+    )
     per_pixel = np.bincount(p, weights=w, minlength=lo.shape[0]) * grid.cell_area_deg2
     np.testing.assert_allclose(per_pixel[inside], _area(lo[inside], la[inside]), rtol=1e-9)
     from matplotlib.path import Path as MPath
 
     rng = np.random.default_rng(1)
-    pts = np.column_stack([rng.uniform(grid.bbox[0], grid.bbox[2], 400_000),
-                           rng.uniform(grid.bbox[1], grid.bbox[3], 400_000)])
+    pts = np.column_stack(
+        [rng.uniform(grid.bbox[0], grid.bbox[2], 400_000), rng.uniform(grid.bbox[1], grid.bbox[3], 400_000)]
+    )
     hit = np.zeros(len(pts), bool)
     for k in np.flatnonzero(~inside & (per_pixel > 0)):
         hit |= MPath(np.column_stack([lo[k], la[k]])).contains_points(pts)

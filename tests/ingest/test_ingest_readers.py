@@ -47,10 +47,16 @@ def test_s5p_l2_reader_matches_crop(matimba_l2, tmp_path):
     ok_ref = valid_pixels(ref, 0.75)
     assert ok.sum() == ok_ref.sum()  # qa filtering recovers exactly the crop's QA mask
     grid = Grid.from_bbox([26.0, -25.0, 29.0, -22.0], 0.05)
-    a = grid_overpass(grid, px.lon_bounds.values[ok], px.lat_bounds.values[ok], px.no2.values[ok],
-                      px.no2_precision.values[ok])
-    b = grid_overpass(grid, ref.lon_bounds.values[ok_ref], ref.lat_bounds.values[ok_ref], ref.no2.values[ok_ref],
-                      ref.no2_precision.values[ok_ref])
+    a = grid_overpass(
+        grid, px.lon_bounds.values[ok], px.lat_bounds.values[ok], px.no2.values[ok], px.no2_precision.values[ok]
+    )
+    b = grid_overpass(
+        grid,
+        ref.lon_bounds.values[ok_ref],
+        ref.lat_bounds.values[ok_ref],
+        ref.no2.values[ok_ref],
+        ref.no2_precision.values[ok_ref],
+    )
     np.testing.assert_allclose(a.no2, b.no2, rtol=1e-5, equal_nan=True)  # float32 storage in the L2 file
     np.testing.assert_allclose(a.coverage, b.coverage, rtol=1e-5)
 

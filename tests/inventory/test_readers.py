@@ -48,9 +48,20 @@ def jrc_csv(shared_dir, tmp_path_factory):
 
 def _csv_cfg(path, **over):
     cfg = {
-        "kind": "csv", "path": str(path), "sep": ",", "aggregate_sites": True,
-        "columns": {"id": "eic_p", "name": "name_p", "iso3": None, "fuel": "type_g", "lat": "lat", "lon": "lon",
-                    "nox": None, "co2": "co2emitted"},
+        "kind": "csv",
+        "path": str(path),
+        "sep": ",",
+        "aggregate_sites": True,
+        "columns": {
+            "id": "eic_p",
+            "name": "name_p",
+            "iso3": None,
+            "fuel": "type_g",
+            "lat": "lat",
+            "lon": "lon",
+            "nox": None,
+            "co2": "co2emitted",
+        },
         "units": {"co2": "kg/yr"},
     }
     cfg.update(over)
@@ -73,13 +84,22 @@ def test_generic_csv_reads_real_jrc_plants_in_tonnes(jrc_csv):
     assert 51.0 < top.lat < 51.5 and 19.0 < top.lon < 19.6
 
 
-@pytest.mark.parametrize("unit,factor", [("t/yr", 1.0), ("kt/yr", 1e3), ("kg/s", SECONDS_PER_YEAR / 1e3),
-                                         ("g s-1", SECONDS_PER_YEAR / 1e6), ("t/d", 365.25)])
+@pytest.mark.parametrize(
+    "unit,factor",
+    [
+        ("t/yr", 1.0),
+        ("kt/yr", 1e3),
+        ("kg/s", SECONDS_PER_YEAR / 1e3),
+        ("g s-1", SECONDS_PER_YEAR / 1e6),
+        ("t/d", 365.25),
+    ],
+)
 def test_generic_csv_unit_conversion(tmp_path, unit, factor):
     p = tmp_path / "p.csv"
     pd.DataFrame({"Y": [10.0, 20.0], "X": [5.0, 6.0], "E": [2.0, 3.0]}).to_csv(p, index=False)
-    cfg = OmegaConf.create({"kind": "csv", "path": str(p), "columns": {"lat": "Y", "lon": "X", "nox": "E"},
-                            "units": {"nox": unit}})
+    cfg = OmegaConf.create(
+        {"kind": "csv", "path": str(p), "columns": {"lat": "Y", "lon": "X", "nox": "E"}, "units": {"nox": unit}}
+    )
     df = load_points(cfg)
     np.testing.assert_allclose(df.nox_t_per_yr, np.array([2.0, 3.0]) * factor)
     assert df.co2_t_per_yr.isna().all()
@@ -109,8 +129,9 @@ def _edgar(tmp_path, units="kg m-2 s-1"):
     flux = np.zeros((lat.size, lon.size))
     flux[3, 4] = 1e-9
     flux[7, 1] = 5e-10
-    ds = xr.Dataset({"emi_nox": (("lat", "lon"), flux, {"units": units, "long_name": "NOx flux"})},
-                    coords={"lat": lat, "lon": lon})
+    ds = xr.Dataset(
+        {"emi_nox": (("lat", "lon"), flux, {"units": units, "long_name": "NOx flux"})}, coords={"lat": lat, "lon": lon}
+    )
     p = tmp_path / "edgar.nc"
     ds.to_netcdf(p)
     return p, lat, flux
@@ -118,13 +139,18 @@ def _edgar(tmp_path, units="kg m-2 s-1"):
 
 def test_edgar_flux_converted_with_cell_areas(tmp_path):
     p, lat, flux = _edgar(tmp_path)
-    ds = load_gridded(OmegaConf.create({"kind": "edgar", "path": str(p), "variables": {"nox": "emi_nox"}, "bbox": None}))
+    ds = load_gridded(
+        OmegaConf.create({"kind": "edgar", "path": str(p), "variables": {"nox": "emi_nox"}, "bbox": None})
+    )
     assert ds.nox_t_per_yr.attrs["units"] == "t yr-1"
     area = EARTH_RADIUS_M**2 * np.radians(0.1) * (np.sin(np.radians(lat[3] + 0.05)) - np.sin(np.radians(lat[3] - 0.05)))
     assert float(ds.nox_t_per_yr[3, 4]) == pytest.approx(1e-9 * area * SECONDS_PER_YEAR / 1e3, rel=1e-6)
     assert area == pytest.approx(11.1e3 * 9.6e3, rel=0.02)  # ~0.1 deg cell at 30 N
-    sub = load_gridded(OmegaConf.create({"kind": "edgar", "path": str(p), "variables": {"nox": "emi_nox"},
-                                         "bbox": [110.0, 30.0, 110.3, 30.5]}))
+    sub = load_gridded(
+        OmegaConf.create(
+            {"kind": "edgar", "path": str(p), "variables": {"nox": "emi_nox"}, "bbox": [110.0, 30.0, 110.3, 30.5]}
+        )
+    )
     assert sub.sizes == {"lat": 5, "lon": 3}
     assert float(sub.nox_t_per_yr.sum()) == 0.0
 

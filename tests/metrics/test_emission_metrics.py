@@ -43,7 +43,7 @@ def test_quartiles_and_emission_classes():
     found_rows = [3, 2, 1, 0]
     for i, (r, k) in enumerate(zip(rs, found_rows)):
         target[i, 30:33, 30:33] = r
-        pred[i, 30:30 + k, 30:33] = 0.5
+        pred[i, 30 : 30 + k, 30:33] = 0.5
     m = EmissionMetrics(threshold=0.05)
     m.update(pred, target)
     r = m.compute()
@@ -54,7 +54,12 @@ def test_quartiles_and_emission_classes():
     assert r["acc_q2_mid"] == pytest.approx(2 / 3)
     assert r["acc_q2_high"] == pytest.approx(1 / 3)
     assert (r["n_samples"], r["n_samples_low"], r["n_samples_mid"], r["n_samples_high"], r["n_samples_empty"]) == (
-        4, 2, 1, 1, 1)
+        4,
+        2,
+        1,
+        1,
+        1,
+    )
     # precision: 1, 1, 1, 0 (nothing predicted where there are sources)
     assert r["precision_q1_all"] == pytest.approx(0.75) and r["precision_q2_all"] == pytest.approx(1.0)
 
@@ -98,7 +103,7 @@ def test_accumulating_two_updates_equals_one():
     target = torch.zeros(10, 64, 64)
     for i in range(8):
         r0, c0 = torch.randint(2, 60, (2,), generator=g).tolist()
-        target[i, r0 - 1:r0 + 2, c0 - 1:c0 + 2] = float(torch.rand(1, generator=g))
+        target[i, r0 - 1 : r0 + 2, c0 - 1 : c0 + 2] = float(torch.rand(1, generator=g))
     pred = (target + 0.1 * torch.rand(10, 64, 64, generator=g) - 0.06).clamp(0, 1)
     one = EmissionMetrics()
     one.update(pred, target)

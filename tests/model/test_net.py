@@ -59,11 +59,15 @@ def _scenes(n: int, seed: int = 0):
         dx, dy = xx - c0, yy - r0
         along = dx * torch.cos(torch.tensor(ang)) + dy * torch.sin(torch.tensor(ang))
         across = -dx * torch.sin(torch.tensor(ang)) + dy * torch.cos(torch.tensor(ang))
-        plume = rel * torch.exp(-across**2 / (2 * (1 + 0.15 * along.clamp(min=0)) ** 2)) * (along > -1) \
+        plume = (
+            rel
+            * torch.exp(-(across**2) / (2 * (1 + 0.15 * along.clamp(min=0)) ** 2))
+            * (along > -1)
             * torch.exp(-along.clamp(min=0) / 20)
+        )
         x[i, 0] = plume + 0.05 * torch.randn(64, 64, generator=g)
         x[i, 1] = 1.0
-        t[i, r0 - 1:r0 + 2, c0 - 1:c0 + 2] = rel
+        t[i, r0 - 1 : r0 + 2, c0 - 1 : c0 + 2] = rel
     return x, t
 
 

@@ -56,7 +56,7 @@ def test_granule_layout_matches_official_names(osse_run):
     files = sorted((out / "granules").glob("*.nc"))
     name = files[0].name
     assert name.startswith("S5P_OSSE_L2__NO2____") and name.endswith(".nc")
-    parts = name[len("S5P_OSSE_L2__NO2____"):-3].split("_")
+    parts = name[len("S5P_OSSE_L2__NO2____") : -3].split("_")
     assert len(parts) == 6 and len(parts[2]) == 5 and parts[3:5] == ["01", "020400"]
     assert all(len(p) == 15 and p[8] == "T" for p in (parts[0], parts[1], parts[5]))
     with netCDF4.Dataset(files[0]) as ds:
@@ -67,8 +67,13 @@ def test_granule_layout_matches_official_names(osse_run):
         p = ds["PRODUCT"]
         assert p.dimensions["time"].size == 1 and p.dimensions["corner"].size == 4
         ns, ng = p.dimensions["scanline"].size, p.dimensions["ground_pixel"].size
-        for v in ("latitude", "longitude", "nitrogendioxide_tropospheric_column",
-                  "nitrogendioxide_tropospheric_column_precision", "qa_value"):
+        for v in (
+            "latitude",
+            "longitude",
+            "nitrogendioxide_tropospheric_column",
+            "nitrogendioxide_tropospheric_column_precision",
+            "qa_value",
+        ):
             assert p[v].dimensions == ("time", "scanline", "ground_pixel"), v
         col = p["nitrogendioxide_tropospheric_column"]
         assert col.units == "mol m-2" and col.dtype == np.float32
@@ -81,7 +86,12 @@ def test_granule_layout_matches_official_names(osse_run):
         assert p["delta_time"].units.startswith("milliseconds since ")
         geo = ds["PRODUCT/SUPPORT_DATA/GEOLOCATIONS"]
         for v in ("latitude_bounds", "longitude_bounds"):
-            assert geo[v].dimensions == ("time", "scanline", "ground_pixel", "corner") and geo[v].shape == (1, ns, ng, 4)
+            assert geo[v].dimensions == ("time", "scanline", "ground_pixel", "corner") and geo[v].shape == (
+                1,
+                ns,
+                ng,
+                4,
+            )
     x = xr.open_dataset(files[0], group="PRODUCT")
     q = x.qa_value.values
     assert np.nanmin(q) >= 0 and np.nanmax(q) <= 1.0 and np.nanmax(q) > 0.9
@@ -138,15 +148,33 @@ LAT0, LON0 = 38.0, 112.0
 
 def _grid():
     edges = across_track_edges_km(120, 6.0, 824.0)  # ~3.5 km pixels, 170 km wide
-    return granule_grid(LAT0, LON0, azimuth_deg=0.0, full_edges=edges, along_km=3.5,
-                        outline=region_outline([LON0 - 0.9, LAT0 - 0.7, LON0 + 0.9, LAT0 + 0.7], 0.0), pad_km=0.0,
-                        min_overlap=0.0)
+    return granule_grid(
+        LAT0,
+        LON0,
+        azimuth_deg=0.0,
+        full_edges=edges,
+        along_km=3.5,
+        outline=region_outline([LON0 - 0.9, LAT0 - 0.7, LON0 + 0.9, LAT0 + 0.7], 0.0),
+        pad_km=0.0,
+        min_overlap=0.0,
+    )
 
 
 def _plume(wind, lifetime_h=4.0, T=6 * 3600.0):
     grid = _grid()
-    puffs = release_puffs([LAT0], [LON0], [100.0], wind, T, release_hours=6.0, release_interval_min=10.0,
-                          substeps=1, sigma0_m=800.0, diffusivity_m2_s=1500.0, lifetime_h=lifetime_h)
+    puffs = release_puffs(
+        [LAT0],
+        [LON0],
+        [100.0],
+        wind,
+        T,
+        release_hours=6.0,
+        release_interval_min=10.0,
+        substeps=1,
+        sigma0_m=800.0,
+        diffusivity_m2_s=1500.0,
+        lifetime_h=lifetime_h,
+    )
     field = render_puffs(puffs, grid)
     lat, lon = grid.centres()
     x, y = grid.plane.to_xy(lat, lon)  # km from the source

@@ -3,9 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from train.simdata import write_dataset  # noqa: F401  (re-exported for the registry tests)
 from train.conftest import tiny_overrides  # noqa: F401
+from train.simdata import write_dataset  # noqa: F401  (re-exported for the registry tests)
 
 
 @pytest.fixture(scope="module")

@@ -27,12 +27,20 @@ def test_register_stage_and_load_by_alias_reproduce_test_metrics(trained):
     m = load_model("models:/test-cnn@champion", cfg.tracking)
     assert isinstance(m, LoadedModel) and not m.net.training
     assert m.meta["name"] == "test-cnn" and m.meta["version"] == 1 and m.meta["input_scale"] == 1e5
-    assert m.meta["tile_size"] == 64 and m.meta["threshold"] == cfg.train.threshold and m.meta["emission_max_t_per_yr"] == 50000
+    assert (
+        m.meta["tile_size"] == 64
+        and m.meta["threshold"] == cfg.train.threshold
+        and m.meta["emission_max_t_per_yr"] == 50000
+    )
     run_info = json.loads((root / "outputs" / "train" / "run.json").read_text())
     assert m.meta["run_id"] == run_info["run_id"]
 
-    metric = EmissionMetrics(threshold=m.meta["threshold"], match_distance_px=m.meta["match_distance_px"],
-                             min_visible_fraction=m.meta["min_visible_fraction"], min_scored_r=m.meta["min_scored_r"])
+    metric = EmissionMetrics(
+        threshold=m.meta["threshold"],
+        match_distance_px=m.meta["match_distance_px"],
+        min_visible_fraction=m.meta["min_visible_fraction"],
+        min_scored_r=m.meta["min_scored_r"],
+    )
     for b in ShardStream(split_shards(cfg.paths.simulated, "test"), 7, shuffle=False).batches():
         pred = m.predict(b.no2, b.valid, batch_size=5)
         assert pred.shape == b.no2.shape and pred.dtype == np.float32
@@ -62,12 +70,17 @@ def test_alias_moves_only_to_a_better_model(trained):
     x = np.zeros((1, 2, 64, 64), np.float32)
     y = np.zeros((1, 64, 64), np.float32)
     outcomes = []
-    for i, value in enumerate((0.5, 0.7, 0.6)):
+    for _i, value in enumerate((0.5, 0.7, 0.6)):
         with mlflow.start_run(run_name=f"controlled {value}") as r:
             mlflow.log_metric("test/acc_q2_all", value)
             info = log_model(model_dir, x, y)
-        res = register_run(r.info.run_id, model_name="alias-test", compare_metric="test/acc_q2_all",
-                           model_uri=info.model_uri, tag_metrics=["test/acc_q2_all"])
+        res = register_run(
+            r.info.run_id,
+            model_name="alias-test",
+            compare_metric="test/acc_q2_all",
+            model_uri=info.model_uri,
+            tag_metrics=["test/acc_q2_all"],
+        )
         outcomes.append((res["version"], res["alias"], res["champion_version"]))
     assert outcomes == [(1, "champion", 1), (2, "champion", 2), (3, "challenger", 2)]
     client = mlflow.MlflowClient()

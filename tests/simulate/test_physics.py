@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from no2hotspots.simulate import fields
 from no2hotspots.simulate.physics import column_point, sigma_y
 from no2hotspots.simulate.reference import plume_scene
 from no2hotspots.simulate.scenes import plume_columns, sample_scenes, simulate_batch
-from no2hotspots.simulate import fields
 
 A = 5500.0
 
@@ -85,8 +85,9 @@ def test_empty_scene_is_background_plus_noise(one_source, settings):
     p = one_source(settings, n_src=0)
     p.noise_std[:] = 1.2e-5
     out = simulate_batch(p, settings, np.random.default_rng(7))
-    bg = fields.background(np.random.default_rng(7), p.background_mean, settings.background_rel_std, 64,
-                           settings.background_coarse_px)
+    bg = fields.background(
+        np.random.default_rng(7), p.background_mean, settings.background_rel_std, 64, settings.background_coarse_px
+    )
     resid = (out["no2"] - bg)[0]
     assert np.all(out["valid"] == 1) and np.isfinite(out["no2"]).all()
     assert abs(resid.mean()) < 4 * 1.2e-5 / 64

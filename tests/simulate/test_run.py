@@ -15,15 +15,33 @@ from no2hotspots.simulate.run import run
 from no2hotspots.simulate.settings import from_config
 
 CONTRACT_VARS = {
-    "no2", "valid", "emission", "scene_id", "wind_speed", "wind_from_direction", "stability_class", "no2_lifetime",
-    "cloud_fraction", "noise_std", "background_mean", "n_sources", "emission_class", "source_row", "source_col",
-    "source_nox_rate", "source_no2_rate", "source_rel_emission",
+    "no2",
+    "valid",
+    "emission",
+    "scene_id",
+    "wind_speed",
+    "wind_from_direction",
+    "stability_class",
+    "no2_lifetime",
+    "cloud_fraction",
+    "noise_std",
+    "background_mean",
+    "n_sources",
+    "emission_class",
+    "source_row",
+    "source_col",
+    "source_nox_rate",
+    "source_no2_rate",
+    "source_rel_emission",
 }
 
 
 def _hashes(root):
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +75,7 @@ def test_splits_disjoint_and_contract(two_runs, population):
     ids = {}
     for split in ("train", "val", "test"):
         ds = open_split(d, split)
-        assert CONTRACT_VARS <= set(ds.data_vars)
+        assert set(ds.data_vars) >= CONTRACT_VARS
         assert ds.sizes["scene"] == man["splits"][split]["n_scenes"]
         assert ds.sizes["y"] == ds.sizes["x"] == 64 and ds.sizes["source"] == 4
         assert ds.no2.dtype == np.float32 and ds.valid.dtype == np.uint8 and ds.emission.dtype == np.float32
@@ -69,15 +87,24 @@ def test_splits_disjoint_and_contract(two_runs, population):
     assert not (ids["train"] & ids["val"]) and not (ids["train"] & ids["test"]) and not (ids["val"] & ids["test"])
     assert set().union(*ids.values()) == set(range(60))
     with xr.open_dataset(shard_paths(d, "test")[0]) as ds:
-        for key in ("emission_min_t_per_yr", "emission_max_t_per_yr", "input_scale", "pixel_size_m", "footprint_px",
-                    "split", "seed", "shard"):
+        for key in (
+            "emission_min_t_per_yr",
+            "emission_max_t_per_yr",
+            "input_scale",
+            "pixel_size_m",
+            "footprint_px",
+            "split",
+            "seed",
+            "shard",
+        ):
             assert key in ds.attrs, key
         assert ds.attrs["Conventions"] == "CF-1.10" and ds.attrs["split"] == "test"
         # the normalisation is that of the CoCO2 population (its smallest site >= simulate.sources.min_nox_t_per_yr)
         assert ds.attrs["emission_min_t_per_yr"] == population.emission_min and "history" not in ds.attrs
         assert ds.attrs["emission_max_t_per_yr"] == population.emission_max
         r = (ds.source_nox_rate - ds.attrs["emission_min_t_per_yr"]) / (
-            ds.attrs["emission_max_t_per_yr"] - ds.attrs["emission_min_t_per_yr"])
+            ds.attrs["emission_max_t_per_yr"] - ds.attrs["emission_min_t_per_yr"]
+        )
         np.testing.assert_allclose(r.values, ds.source_rel_emission.values, rtol=1e-4, atol=1e-6)
         scaled = ds.no2.values * ds.attrs["input_scale"]
         assert 0.05 < np.nanmedian(scaled) < 5  # model inputs O(0.1-3)
@@ -104,8 +131,13 @@ def test_cli_config_error_is_one_line(sim_overrides, tmp_path, repo_root):
     cfg = compose(sim_overrides + [f"paths.simulated={tmp_path / 'sim'}", "simulate.wind.speed_min=-2"])
     params = tmp_path / "params.yaml"
     OmegaConf.save(cfg, params)
-    proc = subprocess.run([sys.executable, "-m", "no2hotspots", "simulate", "--params", str(params)],
-                          capture_output=True, text=True, cwd=repo_root, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "no2hotspots", "simulate", "--params", str(params)],
+        capture_output=True,
+        text=True,
+        cwd=repo_root,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "simulate.wind.speed_min" in lines[0], proc.stderr

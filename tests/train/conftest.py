@@ -12,15 +12,21 @@ TINY_MODEL = ["model.stem.width=8", "model.stages.widths=[8,16]", "model.head.wi
 
 def tiny_overrides(out: Path, sim: Path, *extra: str) -> list[str]:
     return [
-        f"paths.outputs={out}/outputs", f"paths.metrics={out}/metrics", f"paths.plots={out}/plots",
-        f"paths.mlruns={out}/mlruns", f"paths.simulated={sim}",
-        "train.epochs=2", "train.batch_size=16", "train.num_threads=1", "train.panel_scenes=2",
-        *TINY_MODEL, *extra,
+        f"paths.outputs={out}/outputs",
+        f"paths.metrics={out}/metrics",
+        f"paths.plots={out}/plots",
+        f"paths.mlruns={out}/mlruns",
+        f"paths.simulated={sim}",
+        "train.epochs=2",
+        "train.batch_size=16",
+        "train.num_threads=1",
+        "train.panel_scenes=2",
+        *TINY_MODEL,
+        *extra,
     ]
 
 
 @pytest.fixture(scope="session")
 def tiny_sim(tmp_path_factory) -> Path:
     """64 train / 32 val / 32 test scenes in shards of 24 (so batches span shards)."""
-    return write_dataset(tmp_path_factory.mktemp("sim"), {"train": 64, "val": 32, "test": 32}, seed=3,
-                         shard_size=24)
+    return write_dataset(tmp_path_factory.mktemp("sim"), {"train": 64, "val": 32, "test": 32}, seed=3, shard_size=24)

@@ -35,19 +35,19 @@ def make_scenes(n: int, rng: np.random.Generator, max_sources: int = 3, tile: in
             r0, c0 = rng.uniform(8, tile - 8, 2)
             r = float(rng.uniform(0.05, 1.0))
             ri, ci = int(r0), int(c0)
-            emis[i, ri:ri + 2, ci:ci + 2] = r
+            emis[i, ri : ri + 2, ci : ci + 2] = r
             dy, dx = yy - r0, xx - c0
             along = dx * np.cos(theta) + dy * np.sin(theta)
             across = -dx * np.sin(theta) + dy * np.cos(theta)
             sig = 1.0 + 0.15 * np.clip(along, 0, None)
-            plume = np.exp(-across**2 / (2 * sig**2)) * np.exp(-np.clip(along, 0, None) / 12) / sig
-            plume *= (along > -1.5)
+            plume = np.exp(-(across**2) / (2 * sig**2)) * np.exp(-np.clip(along, 0, None) / 12) / sig
+            plume *= along > -1.5
             field += (2e-5 + 1.5e-4 * r) * plume
             rows[i, s], cols[i, s], rel[i, s] = r0, c0, r
         field += rng.normal(0, 3e-6, field.shape)
         if rng.random() < 0.3:  # a cloud gap
             r0, c0 = rng.integers(0, tile - 12, 2)
-            valid[i, r0:r0 + 10, c0:c0 + 10] = 0
+            valid[i, r0 : r0 + 10, c0 : c0 + 10] = 0
         field[valid[i] == 0] = np.nan
         no2[i] = field
         n_src[i] = k
@@ -56,8 +56,15 @@ def make_scenes(n: int, rng: np.random.Generator, max_sources: int = 3, tile: in
     return no2, valid, emis, rows, cols, rel, n_src, eclass
 
 
-def write_dataset(root: Path, n: dict[str, int], seed: int = 0, shard_size: int = 64, tile: int = TILE,
-                  input_scale: float | None = INPUT_SCALE, no2_factor: float = 1.0) -> Path:
+def write_dataset(
+    root: Path,
+    n: dict[str, int],
+    seed: int = 0,
+    shard_size: int = 64,
+    tile: int = TILE,
+    input_scale: float | None = INPUT_SCALE,
+    no2_factor: float = 1.0,
+) -> Path:
     """Write ``root/{train,val,test}/shard-NNNNN.nc`` + ``root/manifest.json``; return ``root``."""
     rng = np.random.default_rng(seed)
     root = Path(root)
@@ -69,8 +76,16 @@ def write_dataset(root: Path, n: dict[str, int], seed: int = 0, shard_size: int 
         for j, start in enumerate(range(0, total, shard_size)):
             m = min(shard_size, total - start)
             no2, valid, emis, rows, cols, rel, n_src, eclass = make_scenes(m, rng, tile=tile)
-            attrs = {"Conventions": "CF-1.10", "emission_min_t_per_yr": EMIN, "emission_max_t_per_yr": EMAX,
-                     "pixel_size_m": 5500.0, "footprint_px": 2, "split": split, "seed": seed, "shard": j}
+            attrs = {
+                "Conventions": "CF-1.10",
+                "emission_min_t_per_yr": EMIN,
+                "emission_max_t_per_yr": EMAX,
+                "pixel_size_m": 5500.0,
+                "footprint_px": 2,
+                "split": split,
+                "seed": seed,
+                "shard": j,
+            }
             if input_scale is not None:
                 attrs["input_scale"] = input_scale
             ds = xr.Dataset(

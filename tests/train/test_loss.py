@@ -22,11 +22,11 @@ def test_plain_mse_is_the_paper_loss():
 
 def test_dice_term_rewards_marking_weak_footprints_and_a_clean_background():
     target = _maps()
-    missed = torch.full_like(target, 1e-3)             # background right, the weak footprint below threshold
+    missed = torch.full_like(target, 1e-3)  # background right, the weak footprint below threshold
     missed[1] = target[1].clamp(min=1e-3)
     found = missed.clone()
     found[0, 10:14, 20:24] = 0.03
-    noisy = found.clone() + 0.03                        # everything above threshold: a false alarm everywhere
+    noisy = found.clone() + 0.03  # everything above threshold: a false alarm everywhere
     kw = dict(dice_weight=0.1, threshold=0.02, dice_temperature=0.5)
     l_missed, l_found, l_noisy = (loss_fn(p.clamp(max=1), target, **kw) for p in (missed, found, noisy))
     assert l_found < l_missed and l_found < l_noisy
@@ -39,7 +39,7 @@ def test_dice_gradient_reaches_a_footprint_predicted_near_zero():
     pred = torch.full_like(target, 1e-4, requires_grad=True)
     loss_fn(pred, target, dice_weight=0.1, threshold=0.02).backward()
     assert pred.grad[0, 10:14, 20:24].abs().min() > 0
-    assert (pred.grad[0, 10:14, 20:24] < 0).all()      # gradient descent raises the footprint
+    assert (pred.grad[0, 10:14, 20:24] < 0).all()  # gradient descent raises the footprint
 
 
 def test_tversky_beta_above_half_makes_a_missed_pixel_cost_more_than_an_extra_one():

@@ -18,11 +18,14 @@ from .simdata import write_dataset
 SMALL = {"train": 16, "val": 8, "test": 8}
 
 
-@pytest.mark.parametrize("kwargs, expect", [
-    ({"tile": 32}, ["shape", "(scene, 64, 64)"]),
-    ({"input_scale": None}, ["input_scale", "missing"]),
-    ({"no2_factor": 1e-5}, ["input_scale", "raw mol m-2"]),
-])
+@pytest.mark.parametrize(
+    "kwargs, expect",
+    [
+        ({"tile": 32}, ["shape", "(scene, 64, 64)"]),
+        ({"input_scale": None}, ["input_scale", "missing"]),
+        ({"no2_factor": 1e-5}, ["input_scale", "raw mol m-2"]),
+    ],
+)
 def test_unfit_dataset_is_one_line(tmp_path, kwargs, expect):
     sim = write_dataset(tmp_path / "sim", SMALL, **kwargs)
     with pytest.raises(InputFileError) as e:
@@ -37,8 +40,13 @@ def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
     sim = write_dataset(tmp_path / "sim", SMALL, input_scale=None)
     params = tmp_path / "params.yaml"
     params.write_text(params_yaml_text(compose(tiny_overrides(tmp_path, sim))))
-    p = subprocess.run([sys.executable, "-m", "no2hotspots", "train", "--params", str(params)],
-                       env={**os.environ, "NO2HOTSPOTS_PROGRESS": "0"}, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "no2hotspots", "train", "--params", str(params)],
+        env={**os.environ, "NO2HOTSPOTS_PROGRESS": "0"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 2
     lines = [ln for ln in p.stderr.splitlines() if "error" in ln]
     assert len(lines) == 1 and "input_scale" in lines[0] and "Traceback" not in p.stderr

@@ -31,8 +31,13 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, tiny_sim):
     params.write_text(params_yaml_text(compose(tiny_overrides(tmp_path / "cut", tiny_sim, *common))))
     last = tmp_path / "cut/outputs/train/checkpoints/last.pt"
     env = {**os.environ, "NO2HOTSPOTS_PROGRESS": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "no2hotspots", "train", "--params", str(params)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "no2hotspots", "train", "--params", str(params)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 240
     while not last.exists():
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
@@ -59,8 +64,16 @@ def test_resume_with_a_checkpoint_of_another_model_is_one_line(tmp_path, tiny_si
     from no2hotspots.errors import InputFileError
 
     run(compose(tiny_overrides(tmp_path, tiny_sim, "train.epochs=1", "train.log_model=false")))
-    cfg = compose(tiny_overrides(tmp_path, tiny_sim, "train.epochs=2", "train.log_model=false", "train.resume=true",
-                                 "model.stages.widths=[8,24]"))
+    cfg = compose(
+        tiny_overrides(
+            tmp_path,
+            tiny_sim,
+            "train.epochs=2",
+            "train.log_model=false",
+            "train.resume=true",
+            "model.stages.widths=[8,24]",
+        )
+    )
     with pytest.raises(InputFileError) as e:
         run(cfg)
     msg = str(e.value)

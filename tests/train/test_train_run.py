@@ -20,12 +20,14 @@ def test_stream_is_a_seeded_permutation_of_all_scenes(tiny_sim):
     shards = split_shards(tiny_sim, "train")
     assert len(shards) == 3
     s = ShardStream(shards, 16, shuffle=True, seed=5, drop_last=True)
+
     def ids(epoch):
         return np.concatenate([b.no2.reshape(len(b.no2), -1)[:, :1].ravel() for b in s.batches(epoch)])
+
     a0, a0b, a1 = ids(0), ids(0), ids(1)
     assert len(a0) == 64 and all(len(b.no2) == 16 for b in s.batches(0))
-    np.testing.assert_array_equal(a0, a0b)          # same (seed, epoch) -> same order
-    assert not np.array_equal(a0, a1)               # another epoch -> another order
+    np.testing.assert_array_equal(a0, a0b)  # same (seed, epoch) -> same order
+    assert not np.array_equal(a0, a1)  # another epoch -> another order
     np.testing.assert_array_equal(np.sort(a0), np.sort(a1))  # ... of the same scenes
 
 
@@ -40,7 +42,8 @@ def test_trains_and_logs_an_mlflow_run(tmp_path, tiny_sim):
     meta = json.loads((out / "model" / "model.json").read_text())
     assert meta["input_scale"] == 1e5 and meta["tile_size"] == 64 and meta["model"]["stem"]["width"] == 8
     assert set(torch.load(out / "model" / "state_dict.pt", weights_only=True)) == set(
-        torch.load(out / "checkpoints" / "last.pt", weights_only=True)["model"])
+        torch.load(out / "checkpoints" / "last.pt", weights_only=True)["model"]
+    )
     curve = pd.read_csv(tmp_path / "plots" / "train" / "learning_curve.csv")
     assert list(curve.epoch) == [0, 1, 2] and {"train_loss", "val_loss", "lr", "val_acc_q2_all"} <= set(curve)
     assert curve.train_loss.iloc[-1] < curve.train_loss.iloc[0]  # it learns
@@ -56,8 +59,15 @@ def test_trains_and_logs_an_mlflow_run(tmp_path, tiny_sim):
     assert r.data.tags["data_version"].startswith("md5:") and r.data.tags["git_commit"]
     assert r.info.run_name.startswith("train model=demo")
     assert [m.step for m in client.get_metric_history(r.info.run_id, "train/loss")] == [0, 1, 2]
-    for k in ("val/loss", "val/acc_q2_all", "val/source_f1", "lr", "test/acc_q1_all", "test/acc_q2_high",
-              "test/precision_q2_all"):
+    for k in (
+        "val/loss",
+        "val/acc_q2_all",
+        "val/source_f1",
+        "lr",
+        "test/acc_q1_all",
+        "test/acc_q2_high",
+        "test/precision_q2_all",
+    ):
         assert k in r.data.metrics, k
     assert r.data.metrics["test/acc_q2_all"] == pytest.approx(metrics["test/acc_q2_all"])
     arts = {a.path for a in client.list_artifacts(r.info.run_id, "figures")}

@@ -17,10 +17,21 @@ def test_two_trial_sweep_groups_trials_under_one_parent_run(tmp_path, tiny_sim):
     import optuna
 
     out = tmp_path
-    cmd = [sys.executable, "-m", "no2hotspots.train", "--multirun", "hparams_search=optuna",
-           "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={out}/sweep", f"paths.mlruns={out}/mlruns",
-           f"paths.simulated={tiny_sim}", f"paths.outputs={out}/outputs", "train.epochs=1", "train.num_threads=1",
-           *[o for o in TINY_MODEL if "widths" not in o and "stem.width" not in o]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "no2hotspots.train",
+        "--multirun",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweep.dir={out}/sweep",
+        f"paths.mlruns={out}/mlruns",
+        f"paths.simulated={tiny_sim}",
+        f"paths.outputs={out}/outputs",
+        "train.epochs=1",
+        "train.num_threads=1",
+        *[o for o in TINY_MODEL if "widths" not in o and "stem.width" not in o],
+    ]
     env = {**os.environ, "NO2HOTSPOTS_PROGRESS": "0"}
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]

@@ -17,7 +17,8 @@ def test_data_version_prefers_dvc_lock_and_else_hashes_content(tmp_path, monkeyp
     assert data_version("outputs/simulated") != v1
     (tmp_path / "dvc.lock").write_text(
         "schema: '2.0'\nstages:\n  simulate:\n    cmd: x\n    outs:\n    - path: outputs/simulated\n"
-        "      md5: 0123456789abcdef0123456789abcdef.dir\n      size: 3\n")
+        "      md5: 0123456789abcdef0123456789abcdef.dir\n      size: 3\n"
+    )
     assert data_version("outputs/simulated") == "0123456789abcdef0123456789abcdef.dir"
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import xarray as xr
@@ -27,17 +27,22 @@ def _scene(rng, cls: int):
         wdir = rng.uniform(0, 2 * np.pi)
         for (r, c), q in zip(spots, rels):
             i, j = int(round(r)), int(round(c))
-            emission[i - K // 2:i + K // 2 + 1, j - K // 2:j + K // 2 + 1] = q
+            emission[i - K // 2 : i + K // 2 + 1, j - K // 2 : j + K // 2 + 1] = q
             # a crude plume: an elongated Gaussian downwind of the source
             along = (xx - c) * np.cos(wdir) + (yy - r) * np.sin(wdir)
             across = -(xx - c) * np.sin(wdir) + (yy - r) * np.cos(wdir)
             sig = 1.0 + 0.2 * np.clip(along, 0, None)
-            no2 += (q * 8e-4 + 2e-5) * np.exp(-across**2 / (2 * sig**2)) * np.exp(-np.clip(along, 0, None) / 15) * (
-                along > -2) / sig
+            no2 += (
+                (q * 8e-4 + 2e-5)
+                * np.exp(-(across**2) / (2 * sig**2))
+                * np.exp(-np.clip(along, 0, None) / 15)
+                * (along > -2)
+                / sig
+            )
             sources.append((r, c, q))
     valid = np.ones((N, N), np.uint8)
     r0, c0 = rng.integers(0, N - 8, 2)
-    valid[r0:r0 + 6, c0:c0 + 10] = 0  # a cloud gap
+    valid[r0 : r0 + 6, c0 : c0 + 10] = 0  # a cloud gap
     no2 = np.where(valid == 1, no2, np.nan).astype(np.float32)
     return no2, valid, emission, sources
 
@@ -46,8 +51,13 @@ def _scene(rng, cls: int):
 SPLIT_OVERRIDES = ["simulate.splits.train=0.8", "simulate.splits.val=0.1", "simulate.splits.test=0.1"]
 
 
-def write_dataset(root: Path, counts=None, shard_size: int = 12, seed: int = 0,
-                  corrupt: Callable[[str, int, dict], None] | None = None) -> Path:
+def write_dataset(
+    root: Path,
+    counts=None,
+    shard_size: int = 12,
+    seed: int = 0,
+    corrupt: Callable[[str, int, dict], None] | None = None,
+) -> Path:
     """Write ``root/{split}/shard-NNNNN.nc`` + ``root/manifest.json`` following docs/contracts.md.
 
     ``corrupt(split, shard_index, arrays)`` may edit the numpy arrays of a shard before it is written.
@@ -57,8 +67,15 @@ def write_dataset(root: Path, counts=None, shard_size: int = 12, seed: int = 0,
     root = Path(root)
     manifest = {"splits": {}, "attrs": {}}
     sid = 0
-    attrs = {"Conventions": "CF-1.10", "emission_min_t_per_yr": 10.0, "emission_max_t_per_yr": 50000.0,
-             "input_scale": 1e4, "pixel_size_m": 5500.0, "footprint_px": K, "seed": seed}
+    attrs = {
+        "Conventions": "CF-1.10",
+        "emission_min_t_per_yr": 10.0,
+        "emission_max_t_per_yr": 50000.0,
+        "input_scale": 1e4,
+        "pixel_size_m": 5500.0,
+        "footprint_px": K,
+        "seed": seed,
+    }
     for split, n in counts.items():
         (root / split).mkdir(parents=True, exist_ok=True)
         shards = []
@@ -87,16 +104,25 @@ def write_dataset(root: Path, counts=None, shard_size: int = 12, seed: int = 0,
                 corrupt(split, s, arrays)
             ds = xr.Dataset(
                 {
-                    "no2": (("scene", "y", "x"), arrays["no2"].astype(np.float32),
-                            {"units": "mol m-2", "long_name": "tropospheric NO2 column"}),
+                    "no2": (
+                        ("scene", "y", "x"),
+                        arrays["no2"].astype(np.float32),
+                        {"units": "mol m-2", "long_name": "tropospheric NO2 column"},
+                    ),
                     "valid": (("scene", "y", "x"), arrays["valid"].astype(np.uint8), {"long_name": "observed pixel"}),
-                    "emission": (("scene", "y", "x"), arrays["emission"].astype(np.float32),
-                                 {"units": "1", "long_name": "relative emission"}),
+                    "emission": (
+                        ("scene", "y", "x"),
+                        arrays["emission"].astype(np.float32),
+                        {"units": "1", "long_name": "relative emission"},
+                    ),
                     "scene_id": (("scene",), arrays["scene_id"]),
                     "wind_speed": (("scene",), rng.uniform(2, 10, m), {"units": "m s-1"}),
                     "wind_from_direction": (("scene",), rng.uniform(0, 360, m), {"units": "degree"}),
-                    "stability_class": (("scene",), rng.integers(0, 6, m).astype(np.int8),
-                                        {"flag_meanings": "A B C D E F", "flag_values": np.arange(6, dtype=np.int8)}),
+                    "stability_class": (
+                        ("scene",),
+                        rng.integers(0, 6, m).astype(np.int8),
+                        {"flag_meanings": "A B C D E F", "flag_values": np.arange(6, dtype=np.int8)},
+                    ),
                     "no2_lifetime": (("scene",), rng.uniform(2, 8, m), {"units": "h"}),
                     "cloud_fraction": (("scene",), rng.uniform(0, 0.1, m), {"units": "1"}),
                     "noise_std": (("scene",), np.full(m, 1e-5), {"units": "mol m-2"}),
@@ -142,8 +168,10 @@ def make_grid(nt: int = 3, ny: int = 8, nx: int = 10, seed: int = 0) -> xr.Datas
             "lat_bnds": (("lat", "bnds"), np.stack([lat - res / 2, lat + res / 2], 1)),
             "lon_bnds": (("lon", "bnds"), np.stack([lon - res / 2, lon + res / 2], 1)),
         },
-        coords={"time": np.array(["2021-07-25T11:07", "2021-07-26T10:48", "2021-07-27T11:27"][:nt],
-                                 dtype="datetime64[ns]"),
-                "lat": ("lat", lat, {"units": "degrees_north"}), "lon": ("lon", lon, {"units": "degrees_east"})},
+        coords={
+            "time": np.array(["2021-07-25T11:07", "2021-07-26T10:48", "2021-07-27T11:27"][:nt], dtype="datetime64[ns]"),
+            "lat": ("lat", lat, {"units": "degrees_north"}),
+            "lon": ("lon", lon, {"units": "degrees_east"}),
+        },
         attrs={"resolution_deg": res, "qa_threshold": 0.75, "source_files": "a.nc b.nc c.nc", "collection": "test"},
     )

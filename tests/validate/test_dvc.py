@@ -45,14 +45,16 @@ def test_dvc_repro_fails_on_corrupted_dataset(tmp_path):
     sh("git", "init", "-q")
     sh(dvc, "init", "-q")
     write_dataset(repo / "outputs" / "simulated", corrupt=_emission_13)
-    (repo / "params.yaml").write_text(params_yaml_text(compose(SPLIT_OVERRIDES)))  # default paths are relative to the repo root
+    (repo / "params.yaml").write_text(
+        params_yaml_text(compose(SPLIT_OVERRIDES))
+    )  # default paths are relative to the repo root
     (repo / "dvc.yaml").write_text(DVC_YAML.format(python=sys.executable))
 
     proc = sh(dvc, "repro", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
     expected = "expect_column_max_to_be_between(emission_max <= 1): observed 1.3"
-    assert f"no2hotspots validate: error: suite 'simulated'" in out and expected in out, out
+    assert "no2hotspots validate: error: suite 'simulated'" in out and expected in out, out
     md = (repo / "outputs" / "validate" / "simulated_report.md").read_text()
     assert "**FAILED**" in md and expected in md
     assert not (repo / "dvc.lock").exists()  # the failed stage was not recorded as done

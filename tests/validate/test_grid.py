@@ -37,13 +37,26 @@ def _break(ds, what):
     return ds
 
 
-@pytest.mark.parametrize("what, expected", [
-    (("coverage", "nan", "bounds"), ["expect_column_values_to_be_between(coverage_max <= 1)",
-                                     "expect_column_values_to_be_between(n_no2_nonfinite_covered == 0)",
-                                     "expect_column_values_to_be_between(no2_max <= 0.005)"]),
-    (("lat", "obs"), ["expect_column_values_to_be_in_set(lat_ascending in {True})",
-                      "expect_column_values_to_be_in_set(obs_count_integer in {True})"]),
-])
+@pytest.mark.parametrize(
+    "what, expected",
+    [
+        (
+            ("coverage", "nan", "bounds"),
+            [
+                "expect_column_values_to_be_between(coverage_max <= 1)",
+                "expect_column_values_to_be_between(n_no2_nonfinite_covered == 0)",
+                "expect_column_values_to_be_between(no2_max <= 0.005)",
+            ],
+        ),
+        (
+            ("lat", "obs"),
+            [
+                "expect_column_values_to_be_in_set(lat_ascending in {True})",
+                "expect_column_values_to_be_in_set(obs_count_integer in {True})",
+            ],
+        ),
+    ],
+)
 def test_bad_grid_fails_naming_expectations(tmp_path, cfg_validate, gx_warm, what, expected):
     with pytest.raises(ValidationFailed) as ei:
         validate_grid(_break(make_grid(), what), tmp_path / "grid.json", cfg_validate)

@@ -24,8 +24,7 @@ def test_good_dataset_passes_stage_writes_report_and_table(tmp_path, gx_warm):
     assert res.success, [o.short for o in res.failures]
     assert res.tables == {"scenes": 40, "dataset": 1} and len(res.outcomes) >= 25
     out = tmp_path / "out" / "validate"
-    assert {p.name for p in out.iterdir()} == {"simulated_report.json", "simulated_report.md",
-                                               "simulated_scenes.csv"}
+    assert {p.name for p in out.iterdir()} == {"simulated_report.json", "simulated_report.md", "simulated_scenes.csv"}
     scenes = pd.read_csv(out / "simulated_scenes.csv")
     assert len(scenes) == 40 and scenes["n_emission_pixels"].max() > 0
     assert (scenes["n_nonfinite_valid"] == 0).all() and (scenes["n_sources"] > 0).sum() == 30
@@ -54,7 +53,7 @@ def _emission_without_source(split, shard, a):
 def _source_without_emission(split, shard, a):
     if split == "test" and shard == 0:
         r, c = int(round(a["srow"][2, 0])), int(round(a["scol"][2, 0]))
-        a["emission"][2, r - 1:r + 2, c - 1:c + 2] = 0.0  # the mid source's footprint emptied
+        a["emission"][2, r - 1 : r + 2, c - 1 : c + 2] = 0.0  # the mid source's footprint emptied
 
 
 def _duplicate_ids(split, shard, a):
@@ -62,13 +61,23 @@ def _duplicate_ids(split, shard, a):
         a["scene_id"][:] = np.arange(len(a["scene_id"]))  # ids 0.. also used in train
 
 
-@pytest.mark.parametrize("corrupt, expected, where", [
-    (_nan_in_valid, "expect_column_values_to_be_between(n_nonfinite_valid == 0): 1 of 40 rows unexpected", "train:1"),
-    (_emission_13, "expect_column_max_to_be_between(emission_max <= 1): observed 1.3", None),
-    (_emission_without_source, "expect_column_values_to_be_between(n_emission_blobs_without_source == 0)",
-     "val:33"),
-    (_source_without_emission, "expect_column_values_to_be_between(n_sources_without_emission == 0)", "test:38"),
-])
+@pytest.mark.parametrize(
+    "corrupt, expected, where",
+    [
+        (
+            _nan_in_valid,
+            "expect_column_values_to_be_between(n_nonfinite_valid == 0): 1 of 40 rows unexpected",
+            "train:1",
+        ),
+        (_emission_13, "expect_column_max_to_be_between(emission_max <= 1): observed 1.3", None),
+        (
+            _emission_without_source,
+            "expect_column_values_to_be_between(n_emission_blobs_without_source == 0)",
+            "val:33",
+        ),
+        (_source_without_emission, "expect_column_values_to_be_between(n_sources_without_emission == 0)", "test:38"),
+    ],
+)
 def test_corrupted_dataset_fails_naming_expectation(tmp_path, cfg_validate, gx_warm, corrupt, expected, where):
     root = write_dataset(tmp_path / "simulated", corrupt=corrupt)
     with pytest.raises(ValidationFailed) as ei:
@@ -87,7 +96,9 @@ def test_split_sizes_class_balance_and_unique_ids_checked(tmp_path, gx_warm):
     from no2hotspots.config import compose
 
     root = write_dataset(tmp_path / "simulated", counts={"train": 20, "val": 10, "test": 10}, corrupt=_duplicate_ids)
-    cfg = compose(["validate.simulated.class_fraction_min=0.4", *SPLIT_OVERRIDES]).validate  # tolerances interpolate into the suite
+    cfg = compose(
+        ["validate.simulated.class_fraction_min=0.4", *SPLIT_OVERRIDES]
+    ).validate  # tolerances interpolate into the suite
     with pytest.raises(ValidationFailed) as ei:
         validate_simulated(root, cfg, tmp_path / "rep.json")
     msg = str(ei.value)

@@ -42,16 +42,24 @@ def test_failures_named_one_line_and_report_written_first(tmp_path, gx_warm):
 
 
 def test_missing_column_fails_not_crashes(tmp_path, gx_warm):
-    res = run_suite({"a": pd.DataFrame({"x": [1]})},
-                    {"a": [{"type": "expect_column_values_to_be_between", "column": "nope", "min_value": 0}]},
-                    name="t", report_path=None, raise_on_failure=False)
+    res = run_suite(
+        {"a": pd.DataFrame({"x": [1]})},
+        {"a": [{"type": "expect_column_values_to_be_between", "column": "nope", "min_value": 0}]},
+        name="t",
+        report_path=None,
+        raise_on_failure=False,
+    )
     assert not res.success and "nope" in res.failures[0].short
 
 
 def test_unknown_expectation_type_is_a_config_error(gx_warm):
     with pytest.raises(ConfigError, match=r"validate\.a\[0\].*expect_no_such_thing"):
-        run_suite({"a": pd.DataFrame({"x": [1]})}, {"a": [{"type": "expect_no_such_thing", "column": "x"}]},
-                  name="t", report_path=None)
+        run_suite(
+            {"a": pd.DataFrame({"x": [1]})},
+            {"a": [{"type": "expect_no_such_thing", "column": "x"}]},
+            name="t",
+            report_path=None,
+        )
 
 
 def test_packaged_suites_resolve_tolerances_and_a_user_suite_file_replaces_them(tmp_path, cfg_validate):
@@ -64,10 +72,15 @@ def test_packaged_suites_resolve_tolerances_and_a_user_suite_file_replaces_them(
     no2_max = [e for e in grid["times"] if e.get("column") == "no2_max"][0]
     assert no2_max["max_value"] == cfg_validate.grid.no2_max
     own = tmp_path / "mine.yaml"
-    own.write_text("times:\n  - {type: expect_column_values_to_be_between, column: no2_max, max_value: '${tolerances.no2_max}'}\n")
+    own.write_text(
+        "times:\n  - {type: expect_column_values_to_be_between, column: no2_max, max_value: '${tolerances.no2_max}'}\n"
+    )
     section = OmegaConf.merge(cfg_validate.grid, {"expectations": str(own), "no2_max": 1.0})
     assert load_expectations("grid", section) == {
-        "times": [{"type": "expect_column_values_to_be_between", "column": "no2_max", "max_value": 1.0}]}
-    own.write_text("times:\n  - {type: expect_column_values_to_be_between, column: x, max_value: '${tolerances.nope}'}\n")
+        "times": [{"type": "expect_column_values_to_be_between", "column": "no2_max", "max_value": 1.0}]
+    }
+    own.write_text(
+        "times:\n  - {type: expect_column_values_to_be_between, column: x, max_value: '${tolerances.nope}'}\n"
+    )
     with pytest.raises(ConfigError, match="validate.grid.expectations"):
         load_expectations("grid", section)

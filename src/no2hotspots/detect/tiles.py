@@ -18,7 +18,7 @@ a mirrored plume is just a plume with a mirrored wind direction; what matters is
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from tqdm.auto import tqdm

@@ -88,8 +88,9 @@ class CDSEClient:
         body = urllib.parse.urlencode(
             {"grant_type": "password", "client_id": self.cfg.client_id, "username": user, "password": pw}
         ).encode()
-        req = urllib.request.Request(self.cfg.token_url, data=body, method="POST",
-                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        req = urllib.request.Request(
+            self.cfg.token_url, data=body, method="POST", headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
         with _open(req, self.timeout, f"token request to {self.cfg.token_url}") as r:
             data = json.load(r)
         if "access_token" not in data:
@@ -124,10 +125,23 @@ class CDSEClient:
                 name = item["Name"]
                 if keep and not any(f"_{t}_" in name for t in keep):
                     continue
-                md5 = next((c.get("Value") for c in item.get("Checksum") or []
-                            if str(c.get("Algorithm", "")).upper() == "MD5" and c.get("Value")), None)
-                out.append(Product(str(item["Id"]), name, item.get("ContentLength"), md5,
-                                   (item.get("ContentDate") or {}).get("Start", "")))
+                md5 = next(
+                    (
+                        c.get("Value")
+                        for c in item.get("Checksum") or []
+                        if str(c.get("Algorithm", "")).upper() == "MD5" and c.get("Value")
+                    ),
+                    None,
+                )
+                out.append(
+                    Product(
+                        str(item["Id"]),
+                        name,
+                        item.get("ContentLength"),
+                        md5,
+                        (item.get("ContentDate") or {}).get("Start", ""),
+                    )
+                )
             url = page.get("@odata.nextLink")
         return out[: int(self.cfg.max_products)]
 
@@ -165,8 +179,11 @@ class CDSEClient:
             digest = _md5(part)
             if digest != product.md5.lower():
                 part.unlink()
-                raise InputFileError(target, f"MD5 {digest} differs from the catalogue's {product.md5}; the partial "
-                                             "download was removed, run again")
+                raise InputFileError(
+                    target,
+                    f"MD5 {digest} differs from the catalogue's {product.md5}; the partial "
+                    "download was removed, run again",
+                )
         else:
             log.warning("%s: the catalogue gives no MD5; size checked only", product.name)
         os.replace(part, target)

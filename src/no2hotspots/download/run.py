@@ -18,8 +18,12 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> list[Path]:
     d = cfg.download
-    require(cfg, "download.bbox", lambda b: len(b) == 4 and float(b[0]) < float(b[2]) and float(b[1]) < float(b[3]),
-            "must be [west, south, east, north] with west < east and south < north")
+    require(
+        cfg,
+        "download.bbox",
+        lambda b: len(b) == 4 and float(b[0]) < float(b[2]) and float(b[1]) < float(b[3]),
+        "must be [west, south, east, north] with west < east and south < north",
+    )
     require(cfg, "download.page_size", lambda v: 1 <= int(v) <= 1000, "must be in 1..1000")
     require(cfg, "download.max_products", lambda v: int(v) >= 1, "must be >= 1")
     client = CDSEClient(d)

@@ -50,7 +50,9 @@ def _coordinates_in_range(df: pd.DataFrame, source, lat_col: str, lon_col: str) 
         vals = pd.to_numeric(df[col], errors="coerce")
         bad = ~vals.between(-lim, lim)
         if bad.any():
-            raise InputFileError(source, f"column {col} has values outside -{lim}..{lim}, e.g. {_show(df.loc[bad, col].iloc[0])}")
+            raise InputFileError(
+                source, f"column {col} has values outside -{lim}..{lim}, e.g. {_show(df.loc[bad, col].iloc[0])}"
+            )
         df[col] = vals.astype(float)
 
 

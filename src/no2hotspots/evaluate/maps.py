@@ -36,13 +36,21 @@ def no2_map(ingest: xr.Dataset, sources: pd.DataFrame, lat_edges, lon_edges, pat
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 6))
     if "no2_mean" in ingest:
-        m = ax.pcolormesh(ingest["lon"], ingest["lat"], ingest["no2_mean"].values * 1e6, shading="nearest",
-                          cmap="viridis")
+        m = ax.pcolormesh(
+            ingest["lon"], ingest["lat"], ingest["no2_mean"].values * 1e6, shading="nearest", cmap="viridis"
+        )
         fig.colorbar(m, ax=ax, label="mean tropospheric NO2 [µmol m-2]")
     else:
         ax.text(0.5, 0.5, "no no2_mean in the ingest grid", transform=ax.transAxes, ha="center")
-    ax.scatter(sources["lon"], sources["lat"], s=_sizes(sources["nox_t_per_yr"]), facecolors="none",
-               edgecolors="white", linewidths=0.8, label="inventory source (size ~ NOx)")
+    ax.scatter(
+        sources["lon"],
+        sources["lat"],
+        s=_sizes(sources["nox_t_per_yr"]),
+        facecolors="none",
+        edgecolors="white",
+        linewidths=0.8,
+        label="inventory source (size ~ NOx)",
+    )
     _extent(ax, lat_edges, lon_edges)
     ax.legend(loc="upper right", fontsize=7)
     ax.set_title(title)
@@ -50,8 +58,9 @@ def no2_map(ingest: xr.Dataset, sources: pd.DataFrame, lat_edges, lon_edges, pat
     plt.close(fig)
 
 
-def obs_map(ingest: xr.Dataset, obs_coarse: xr.DataArray, lat_edges, lon_edges, min_observations: int, path,
-            title: str) -> None:
+def obs_map(
+    ingest: xr.Dataset, obs_coarse: xr.DataArray, lat_edges, lon_edges, min_observations: int, path, title: str
+) -> None:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(12, 5))
     m0 = axes[0].pcolormesh(ingest["lon"], ingest["lat"], ingest["obs_count"].values, shading="nearest", cmap="magma")
@@ -77,11 +86,26 @@ def hotspot_map(sources: pd.DataFrame, det: pd.DataFrame, lat_edges, lon_edges, 
     status = np.where(~sources["observed"], "unobserved", np.where(sources["matched"], "found", "missed"))
     for name, colour in (("found", "tab:green"), ("missed", "tab:red"), ("unobserved", "0.6")):
         sel = status == name
-        ax.scatter(sources.loc[sel, "lon"], sources.loc[sel, "lat"], s=_sizes(sources["nox_t_per_yr"])[sel],
-                   c=colour, alpha=0.6, edgecolors="k", linewidths=0.3, label=f"source {name} ({int(sel.sum())})")
+        ax.scatter(
+            sources.loc[sel, "lon"],
+            sources.loc[sel, "lat"],
+            s=_sizes(sources["nox_t_per_yr"])[sel],
+            c=colour,
+            alpha=0.6,
+            edgecolors="k",
+            linewidths=0.3,
+            label=f"source {name} ({int(sel.sum())})",
+        )
     if len(det):
-        ax.scatter(det["peak_lon"], det["peak_lat"], marker="x", c=np.where(det["matched"], "k", "tab:orange"),
-                   s=25, linewidths=1.0, label=f"hotspot peak ({len(det)}; orange = no source nearby)")
+        ax.scatter(
+            det["peak_lon"],
+            det["peak_lat"],
+            marker="x",
+            c=np.where(det["matched"], "k", "tab:orange"),
+            s=25,
+            linewidths=1.0,
+            label=f"hotspot peak ({len(det)}; orange = no source nearby)",
+        )
     _extent(ax, lat_edges, lon_edges)
     ax.legend(loc="upper right", fontsize=7)
     ax.set_title(title)

@@ -30,11 +30,18 @@ def log_to_run(cfg: DictConfig, collection: str, run_id: str | None, metrics: di
     try:
         client.get_run(run_id)
     except MlflowException:
-        log.warning("evaluate %s: run %s (from detect.json) is not in %s; metrics not logged to MLflow",
-                    collection, run_id, cfg.tracking.uri)
+        log.warning(
+            "evaluate %s: run %s (from detect.json) is not in %s; metrics not logged to MLflow",
+            collection,
+            run_id,
+            cfg.tracking.uri,
+        )
         return False
-    numeric = {f"eval/{collection}/{k}": float(v) for k, v in metrics.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None}
+    numeric = {
+        f"eval/{collection}/{k}": float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None
+    }
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics(numeric)
         mlflow.set_tag(f"eval.{collection}.evaluated", "true")

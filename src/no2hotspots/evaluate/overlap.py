@@ -15,7 +15,7 @@ Bins are lower-inclusive: ``[lo, hi)``; the last bin is ``>= its lower edge`` (t
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,8 +54,10 @@ def _n_overpasses(times: np.ndarray, matches: list[np.ndarray]) -> np.ndarray:
 
 
 def hotspot_cells(hotspots: pd.DataFrame, lat_edges, lon_edges) -> tuple[np.ndarray, np.ndarray]:
-    return (cell_index(hotspots["peak_lat"].to_numpy(float), lat_edges),
-            cell_index(hotspots["peak_lon"].to_numpy(float), lon_edges))
+    return (
+        cell_index(hotspots["peak_lat"].to_numpy(float), lat_edges),
+        cell_index(hotspots["peak_lon"].to_numpy(float), lon_edges),
+    )
 
 
 def match_cells(
@@ -107,13 +109,17 @@ def inventory_cells(gridded, obs_count) -> pd.DataFrame:
     obs_count``."""
     nox = gridded["nox_t_per_cell_yr"].values
     iy, ix = np.nonzero(nox > 0)
-    df = pd.DataFrame({
-        "iy": iy, "ix": ix,
-        "lat": gridded["lat"].values[iy], "lon": gridded["lon"].values[ix],
-        "nox_t_per_cell_yr": nox[iy, ix],
-        "n_sources": gridded["n_sources"].values[iy, ix],
-        "obs_count": np.asarray(obs_count)[iy, ix],
-    })
+    df = pd.DataFrame(
+        {
+            "iy": iy,
+            "ix": ix,
+            "lat": gridded["lat"].values[iy],
+            "lon": gridded["lon"].values[ix],
+            "nox_t_per_cell_yr": nox[iy, ix],
+            "n_sources": gridded["n_sources"].values[iy, ix],
+            "obs_count": np.asarray(obs_count)[iy, ix],
+        }
+    )
     if "co2_t_per_cell_yr" in gridded:
         df.insert(5, "co2_t_per_cell_yr", gridded["co2_t_per_cell_yr"].values[iy, ix])
     return df
@@ -133,9 +139,15 @@ def _rate_row(key, name, lo, hi, sel) -> dict:
     obs = sel[sel["observed"]]
     found = int(obs["found"].sum())
     return {
-        "bin": key, "range": name, "lower": lo, "upper": hi,
-        "n_total": int(len(sel)), "n_observed": int(len(obs)), "n_unobserved": int(len(sel) - len(obs)),
-        "n_found": found, "n_missed": int(len(obs) - found),
+        "bin": key,
+        "range": name,
+        "lower": lo,
+        "upper": hi,
+        "n_total": int(len(sel)),
+        "n_observed": int(len(obs)),
+        "n_unobserved": int(len(sel) - len(obs)),
+        "n_found": found,
+        "n_missed": int(len(obs) - found),
         "rate": found / len(obs) if len(obs) else np.nan,
     }
 
@@ -143,11 +155,13 @@ def _rate_row(key, name, lo, hi, sel) -> dict:
 def table2(cells: pd.DataFrame, nox_bins, min_observations: int) -> pd.DataFrame:
     """The paper's Table 2 (paper order: highest bin first, then an ``all`` row)."""
     edges, keys, names = bin_edges_and_labels([0.0, *nox_bins])
-    flags = pd.DataFrame({
-        "b": assign_bins(cells["nox_t_per_cell_yr"], edges),
-        "observed": cells["obs_count"].to_numpy() >= min_observations,
-        "found": cells["found"].to_numpy(bool),
-    })
+    flags = pd.DataFrame(
+        {
+            "b": assign_bins(cells["nox_t_per_cell_yr"], edges),
+            "observed": cells["obs_count"].to_numpy() >= min_observations,
+            "found": cells["found"].to_numpy(bool),
+        }
+    )
     t = rate_table(flags, "b", keys, names, edges)
     return pd.concat([t.iloc[:-1].iloc[::-1], t.iloc[-1:]], ignore_index=True)
 
@@ -178,9 +192,14 @@ def co2_overlap_by_region(sources: pd.DataFrame, regions: Mapping | None, key: s
         s = sources[sel]
         obs = s[s["observed"]]
         n = int(obs["matched"].sum())
-        rows.append({
-            "region": name, "n_sources": int(len(s)), "n_observed": int(len(obs)),
-            "n_unobserved": int(len(s) - len(obs)), "n_matched": n,
-            "pct_matched": 100.0 * n / len(obs) if len(obs) else np.nan,
-        })
+        rows.append(
+            {
+                "region": name,
+                "n_sources": int(len(s)),
+                "n_observed": int(len(obs)),
+                "n_unobserved": int(len(s) - len(obs)),
+                "n_matched": n,
+                "pct_matched": 100.0 * n / len(obs) if len(obs) else np.nan,
+            }
+        )
     return pd.DataFrame(rows)

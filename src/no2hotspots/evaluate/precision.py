@@ -32,7 +32,11 @@ def merge_sites(hotspots: pd.DataFrame, merge_distance_km: float) -> np.ndarray:
 
     tree = cKDTree(unit_vectors(hotspots["peak_lat"], hotspots["peak_lon"]))
     pairs = tree.query_pairs(r=chord(merge_distance_km) * (1 + 1e-9), output_type="ndarray")
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)) if len(pairs) else coo_matrix((n, n))
+    graph = (
+        coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+        if len(pairs)
+        else coo_matrix((n, n))
+    )
     _, labels = connected_components(graph, directed=False)
     # renumber in order of first appearance so the numbering is stable and readable
     _, first = np.unique(labels, return_index=True)
@@ -40,8 +44,9 @@ def merge_sites(hotspots: pd.DataFrame, merge_distance_km: float) -> np.ndarray:
     return order[labels]
 
 
-def match_hotspots(hotspots: pd.DataFrame, sources: pd.DataFrame, *, match_distance_km: float,
-                   merge_distance_km: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+def match_hotspots(
+    hotspots: pd.DataFrame, sources: pd.DataFrame, *, match_distance_km: float, merge_distance_km: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-detection and per-site tables with the nearest source, its distance and the ``matched`` flag."""
     index = PointIndex(sources["lat"], sources["lon"])
     det = hotspots[["hotspot_id", "time", "peak_lat", "peak_lon", "peak_rel_emission"]].copy()
@@ -54,18 +59,21 @@ def match_hotspots(hotspots: pd.DataFrame, sources: pd.DataFrame, *, match_dista
     if len(det):
         w = det["peak_rel_emission"].clip(lower=1e-12).fillna(1.0)
         g = det.assign(w=w, wlat=w * det["peak_lat"], wlon=w * det["peak_lon"]).groupby("site_id")
-        sites = pd.DataFrame({
-            "n_detections": g.size(),
-            "n_overpasses": g["time"].nunique(),
-            "lat": g["wlat"].sum() / g["w"].sum(),
-            "lon": g["wlon"].sum() / g["w"].sum(),
-            "max_peak_rel_emission": g["peak_rel_emission"].max(),
-        }).reset_index()
+        sites = pd.DataFrame(
+            {
+                "n_detections": g.size(),
+                "n_overpasses": g["time"].nunique(),
+                "lat": g["wlat"].sum() / g["w"].sum(),
+                "lon": g["wlon"].sum() / g["w"].sum(),
+                "max_peak_rel_emission": g["peak_rel_emission"].max(),
+            }
+        ).reset_index()
     else:
         sites = pd.DataFrame(columns=["site_id", "n_detections", "n_overpasses", "lat", "lon", "max_peak_rel_emission"])
     sidx, sdist = index.nearest(sites["lat"].to_numpy(float), sites["lon"].to_numpy(float))
-    sites["nearest_source_id"] = (np.where(sidx >= 0, sources["id"].to_numpy()[np.maximum(sidx, 0)], "")
-                                  if len(sites) else [])
+    sites["nearest_source_id"] = (
+        np.where(sidx >= 0, sources["id"].to_numpy()[np.maximum(sidx, 0)], "") if len(sites) else []
+    )
     sites["nearest_source_km"] = sdist
     sites["matched"] = sdist <= match_distance_km
     return det, sites

@@ -26,9 +26,20 @@ log = logging.getLogger(__name__)
 
 #: keys that may be set at evaluate.* and overridden per collection in evaluate.collections.<name>.*
 SETTINGS = (
-    "grid_res_deg", "obs_method", "coverage_min", "nox_bins", "min_observations", "match_mode", "match_distance_km",
-    "merge_distance_km", "min_detections", "co2_threshold_kt_per_month", "recall_emission_bins_t_per_yr",
-    "recall_obs_bins", "regions", "maps",
+    "grid_res_deg",
+    "obs_method",
+    "coverage_min",
+    "nox_bins",
+    "min_observations",
+    "match_mode",
+    "match_distance_km",
+    "merge_distance_km",
+    "min_detections",
+    "co2_threshold_kt_per_month",
+    "recall_emission_bins_t_per_yr",
+    "recall_obs_bins",
+    "regions",
+    "maps",
 )
 
 
@@ -81,7 +92,9 @@ def collections_to_run(cfg: DictConfig) -> list[str]:
     for c in set(known) - set(out):
         log.warning("evaluate: skipping collection %s (no ingest grid or hotspots.csv yet)", c)
     if not out:
-        raise ConfigError("evaluate.collection", f"no collection has ingest and detect outputs yet (configured: {known})")
+        raise ConfigError(
+            "evaluate.collection", f"no collection has ingest and detect outputs yet (configured: {known})"
+        )
     return out
 
 
@@ -101,8 +114,12 @@ def grid_bbox(ingest) -> dict:
         r = float(ingest.attrs.get("resolution_deg", abs(float(ingest["lat"][1] - ingest["lat"][0]))))
         lat = np.stack([ingest["lat"].values - r / 2, ingest["lat"].values + r / 2], axis=1)
         lon = np.stack([ingest["lon"].values - r / 2, ingest["lon"].values + r / 2], axis=1)
-    return {"lat_min": float(lat.min()), "lat_max": float(lat.max()),
-            "lon_min": float(lon.min()), "lon_max": float(lon.max())}
+    return {
+        "lat_min": float(lat.min()),
+        "lat_max": float(lat.max()),
+        "lon_min": float(lon.min()),
+        "lon_max": float(lon.max()),
+    }
 
 
 def _bin_flags(values, edges_cfg, observed, found):
@@ -149,15 +166,17 @@ def evaluate_collection(cfg: DictConfig, name: str) -> dict:
     co2_regions = overlap.co2_overlap_by_region(strong, s.regions, "evaluate.regions")
 
     # --- precision and localisation (nearest source from the whole inventory, also outside the grid)
-    det, sites = precision.match_hotspots(hotspots, inv, match_distance_km=dkm,
-                                          merge_distance_km=float(s.merge_distance_km))
+    det, sites = precision.match_hotspots(
+        hotspots, inv, match_distance_km=dkm, merge_distance_km=float(s.merge_distance_km)
+    )
     prec = precision.precision_table(det, sites)
     loc = precision.localisation_table(det)
 
     # --- recall curves over point sources
     rec_em = _bin_flags(src["nox_t_per_yr"], list(s.recall_emission_bins_t_per_yr), src["observed"], src["matched"])
-    rec_obs = _bin_flags(src["obs_count"], list(s.recall_obs_bins), np.ones(len(src), bool),
-                         src["n_detections"] >= int(s.min_detections))
+    rec_obs = _bin_flags(
+        src["obs_count"], list(s.recall_obs_bins), np.ones(len(src), bool), src["n_detections"] >= int(s.min_detections)
+    )
 
     metrics = _metrics(name, t2, co2_regions, prec, loc, cells, src, det, sites, hotspots, detect_meta, s)
 
@@ -174,8 +193,10 @@ def evaluate_collection(cfg: DictConfig, name: str) -> dict:
         write_csv(loc, tmp / "localisation.csv")
         write_csv(rec_em, tmp / "recall_by_emission.csv")
         write_csv(rec_obs, tmp / "recall_by_obs.csv")
-        write_json(tmp / "evaluate.json", {"settings": OmegaConf.to_container(s, resolve=True), "metrics": metrics,
-                                           "detect": detect_meta})
+        write_json(
+            tmp / "evaluate.json",
+            {"settings": OmegaConf.to_container(s, resolve=True), "metrics": metrics, "detect": detect_meta},
+        )
         if s.maps:
             from . import maps
 
@@ -184,10 +205,19 @@ def evaluate_collection(cfg: DictConfig, name: str) -> dict:
             maps.obs_map(ingest, obs, lat_edges, lon_edges, K, tmp / "map_obs_count.png", f"{name}: observations")
             maps.hotspot_map(src, det, lat_edges, lon_edges, tmp / "map_hotspots.png", title)
     write_json(Path(str(cfg.paths.metrics)) / f"evaluate_{name}.json", metrics)
-    write_csv(t2[["bin", "range", "n_total", "n_observed", "n_found", "rate"]],
-              Path(str(cfg.paths.plots)) / "evaluate" / f"{name}_table2.csv")
-    log.info("evaluate %s: %s", name, ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                                 for k, v in metrics.items() if k.startswith(("table2_rate", "co2_overlap_pct", "hotspot_precision"))))
+    write_csv(
+        t2[["bin", "range", "n_total", "n_observed", "n_found", "rate"]],
+        Path(str(cfg.paths.plots)) / "evaluate" / f"{name}_table2.csv",
+    )
+    log.info(
+        "evaluate %s: %s",
+        name,
+        ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in metrics.items()
+            if k.startswith(("table2_rate", "co2_overlap_pct", "hotspot_precision"))
+        ),
+    )
 
     if bool(OmegaConf.select(cfg, "evaluate.log_to_mlflow", default=False)):
         from .mlflow_log import log_to_run

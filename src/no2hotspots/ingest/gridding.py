@@ -41,7 +41,7 @@ class Grid:
     nlat: int
 
     @classmethod
-    def from_bbox(cls, bbox, res: float) -> "Grid":
+    def from_bbox(cls, bbox, res: float) -> Grid:
         """Grid covering ``bbox = [west, south, east, north]``, snapped outward to multiples of ``res``."""
         w, s, e, n = (float(b) for b in bbox)
         west = np.floor(w / res + 1e-9) * res
@@ -143,8 +143,11 @@ def overlap_weights(grid: Grid, lon_bounds: np.ndarray, lat_bounds: np.ndarray, 
     ky = np.floor(vmax).astype(np.int64) - iy0 + 1
     too_big = (kx > max_cells) | (ky > max_cells) | ((umax - umin) * grid.res > 180.0)
     if np.any(too_big & inside):
-        log.warning("skipped %d pixels spanning more than %d cells (or the antimeridian)",
-                    int((too_big & inside).sum()), max_cells)
+        log.warning(
+            "skipped %d pixels spanning more than %d cells (or the antimeridian)",
+            int((too_big & inside).sum()),
+            max_cells,
+        )
     keep = np.nonzero(inside & ~too_big)[0]
     if keep.size == 0:
         e = np.empty(0, np.int64)

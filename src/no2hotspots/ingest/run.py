@@ -34,7 +34,9 @@ def _check_bbox(bbox, key: str):
     except (TypeError, ValueError):
         raise ConfigError(key, f"must be [west, south, east, north] in degrees or null (got {bbox!r})") from None
     if not (-180 <= w < e <= 360 and -90 <= s < n <= 90):
-        raise ConfigError(key, f"must be [west, south, east, north] with west < east, south < north (got {[w, s, e, n]})")
+        raise ConfigError(
+            key, f"must be [west, south, east, north] with west < east, south < north (got {[w, s, e, n]})"
+        )
     return [w, s, e, n]
 
 
@@ -69,14 +71,21 @@ def ingest_collection(name: str, inputs: str, bbox, icfg, progress: bool = True)
             extents.append(ext)
         ok = valid_pixels(px, qa_thr)
         if not ok.any():
-            log.warning("%s: no pixel passes QA >= %.2f (or has a valid NO2 value); the granule contributes no "
-                        "overpass", Path(f).name, qa_thr)
+            log.warning(
+                "%s: no pixel passes QA >= %.2f (or has a valid NO2 value); the granule contributes no overpass",
+                Path(f).name,
+                qa_thr,
+            )
             continue
         sub = px.isel(pixel=np.flatnonzero(ok))
         if bbox is not None:
             e = sub
-            inb = ((e.lon_bounds.max("corner") > bbox[0]) & (e.lon_bounds.min("corner") < bbox[2])
-                   & (e.lat_bounds.max("corner") > bbox[1]) & (e.lat_bounds.min("corner") < bbox[3])).values
+            inb = (
+                (e.lon_bounds.max("corner") > bbox[0])
+                & (e.lon_bounds.min("corner") < bbox[2])
+                & (e.lat_bounds.max("corner") > bbox[1])
+                & (e.lat_bounds.min("corner") < bbox[3])
+            ).values
             sub = sub.isel(pixel=np.flatnonzero(inb))
             if sub.sizes["pixel"] == 0:
                 log.debug("%s: no valid pixel inside bbox %s", Path(f).name, bbox)
@@ -85,23 +94,44 @@ def ingest_collection(name: str, inputs: str, bbox, icfg, progress: bool = True)
 
     if bbox is not None:
         if not any(_intersects(e, bbox) for e in extents):
-            data = ([min(e[0] for e in extents), min(e[1] for e in extents), max(e[2] for e in extents),
-                     max(e[3] for e in extents)] if extents else None)
-            raise ConfigError(bbox_key, f"bbox {bbox} lies outside the data (extent [W, S, E, N] = "
-                                        f"{[round(x, 3) for x in data] if data else 'empty'} of {len(files)} files)")
+            data = (
+                [
+                    min(e[0] for e in extents),
+                    min(e[1] for e in extents),
+                    max(e[2] for e in extents),
+                    max(e[3] for e in extents),
+                ]
+                if extents
+                else None
+            )
+            raise ConfigError(
+                bbox_key,
+                f"bbox {bbox} lies outside the data (extent [W, S, E, N] = "
+                f"{[round(x, 3) for x in data] if data else 'empty'} of {len(files)} files)",
+            )
         grid = Grid.from_bbox(bbox, res)
     else:
         ext = [_extent(s) for _, s in granules] or extents
-        grid = Grid.from_bbox([min(e[0] for e in ext), min(e[1] for e in ext), max(e[2] for e in ext),
-                               max(e[3] for e in ext)], res)
+        grid = Grid.from_bbox(
+            [min(e[0] for e in ext), min(e[1] for e in ext), max(e[2] for e in ext), max(e[3] for e in ext)], res
+        )
     if grid.nlat * grid.nlon > int(icfg.max_grid_cells):
-        raise ConfigError(bbox_key, f"the grid would have {grid.nlat}x{grid.nlon} cells (> ingest.max_grid_cells "
-                                    f"= {icfg.max_grid_cells}); set a smaller bbox")
+        raise ConfigError(
+            bbox_key,
+            f"the grid would have {grid.nlat}x{grid.nlon} cells (> ingest.max_grid_cells "
+            f"= {icfg.max_grid_cells}); set a smaller bbox",
+        )
 
     times, no2, prec, cov, names = [], [], [], [], []
     for f, sub in tqdm(granules, desc=f"grid {name}", unit="granule", disable=progress_disabled() or not progress):
-        g = grid_overpass(grid, sub.lon_bounds.values, sub.lat_bounds.values, sub.no2.values,
-                          sub.no2_precision.values, int(icfg.max_cells_per_pixel))
+        g = grid_overpass(
+            grid,
+            sub.lon_bounds.values,
+            sub.lat_bounds.values,
+            sub.no2.values,
+            sub.no2_precision.values,
+            int(icfg.max_cells_per_pixel),
+        )
         if not np.any(g.covered_area > 0):
             log.info("%s: no valid pixel on the grid; no overpass", Path(f).name)
             continue
@@ -118,7 +148,7 @@ def build_dataset(name, grid: Grid, times, no2, prec, cov, names, icfg) -> xr.Da
     nt = len(times)
     shape = (nt, grid.nlat, grid.nlon)
     order = np.argsort(np.array(times, dtype="datetime64[ns]"), kind="stable") if nt else np.array([], int)
-    stack = lambda arrs: (np.stack([arrs[i] for i in order]) if nt else np.empty(shape, np.float32))  # noqa: E731
+    stack = lambda arrs: np.stack([arrs[i] for i in order]) if nt else np.empty(shape, np.float32)  # noqa: E731
     no2_a, prec_a, cov_a = stack(no2), stack(prec), stack(cov)
     counted = cov_a > float(icfg.coverage_min)
     obs = counted.sum(axis=0).astype(np.int32)
@@ -129,18 +159,39 @@ def build_dataset(name, grid: Grid, times, no2, prec, cov, names, icfg) -> xr.Da
     mol = "mol m-2"
     ds = xr.Dataset(
         {
-            "no2": (("time", "lat", "lon"), no2_a, {
-                "units": mol, "standard_name": "troposphere_mole_content_of_nitrogen_dioxide",
-                "long_name": "area-weighted mean tropospheric NO2 column (NaN where not covered)"}),
-            "no2_precision": (("time", "lat", "lon"), prec_a, {
-                "units": mol, "long_name": "precision of the cell mean, sqrt(sum w^2 s^2)/sum w (independent errors)"}),
-            "coverage": (("time", "lat", "lon"), cov_a, {
-                "units": "1", "long_name": "fraction of the cell covered by valid pixels"}),
-            "obs_count": (("lat", "lon"), obs, {
-                "units": "1", "long_name": f"number of overpasses covering more than {icfg.coverage_min} of the cell"}),
-            "no2_mean": (("lat", "lon"), mean, {
-                "units": mol, "standard_name": "troposphere_mole_content_of_nitrogen_dioxide",
-                "long_name": "mean tropospheric NO2 column over the counted overpasses"}),
+            "no2": (
+                ("time", "lat", "lon"),
+                no2_a,
+                {
+                    "units": mol,
+                    "standard_name": "troposphere_mole_content_of_nitrogen_dioxide",
+                    "long_name": "area-weighted mean tropospheric NO2 column (NaN where not covered)",
+                },
+            ),
+            "no2_precision": (
+                ("time", "lat", "lon"),
+                prec_a,
+                {"units": mol, "long_name": "precision of the cell mean, sqrt(sum w^2 s^2)/sum w (independent errors)"},
+            ),
+            "coverage": (
+                ("time", "lat", "lon"),
+                cov_a,
+                {"units": "1", "long_name": "fraction of the cell covered by valid pixels"},
+            ),
+            "obs_count": (
+                ("lat", "lon"),
+                obs,
+                {"units": "1", "long_name": f"number of overpasses covering more than {icfg.coverage_min} of the cell"},
+            ),
+            "no2_mean": (
+                ("lat", "lon"),
+                mean,
+                {
+                    "units": mol,
+                    "standard_name": "troposphere_mole_content_of_nitrogen_dioxide",
+                    "long_name": "mean tropospheric NO2 column over the counted overpasses",
+                },
+            ),
             "lat_bnds": (("lat", "bnds"), grid.lat_bnds, {"units": "degree_north"}),
             "lon_bnds": (("lon", "bnds"), grid.lon_bnds, {"units": "degree_east"}),
         },
@@ -195,8 +246,9 @@ def run(cfg: DictConfig) -> None:
     out_dir = Path(icfg.get("out_dir") or Path(cfg.paths.outputs) / "ingest")
     for name in names:
         c = collections[name]
-        bbox = _check_bbox(OmegaConf.to_container(c.bbox) if c.get("bbox") is not None else None,
-                           f"ingest.collections.{name}.bbox")
+        bbox = _check_bbox(
+            OmegaConf.to_container(c.bbox) if c.get("bbox") is not None else None, f"ingest.collections.{name}.bbox"
+        )
         if wanted is None and not glob.glob(str(c.inputs)):
             log.warning("collection %s: no files match %s; skipped", name, c.inputs)
             continue
@@ -205,6 +257,13 @@ def run(cfg: DictConfig) -> None:
         _validate(ds, out_dir / f"{name}_validation.json", cfg)
         enc = {v: {"zlib": True, "complevel": 4} for v in ("no2", "no2_precision", "coverage", "no2_mean")}
         write_netcdf(ds, out, encoding=enc)
-        log.info("%s: %d overpasses on a %dx%d grid (%.3g deg); max obs_count %d -> %s", name, ds.sizes["time"],
-                 ds.sizes["lat"], ds.sizes["lon"], ds.attrs["resolution_deg"],
-                 int(ds.obs_count.max()) if ds.obs_count.size else 0, out)
+        log.info(
+            "%s: %d overpasses on a %dx%d grid (%.3g deg); max obs_count %d -> %s",
+            name,
+            ds.sizes["time"],
+            ds.sizes["lat"],
+            ds.sizes["lon"],
+            ds.attrs["resolution_deg"],
+            int(ds.obs_count.max()) if ds.obs_count.size else 0,
+            out,
+        )

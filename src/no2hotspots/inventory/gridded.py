@@ -7,8 +7,8 @@ The unit is read from the variable's ``units`` attribute; an unknown or missing 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import xarray as xr
@@ -68,12 +68,17 @@ def read_gridded_netcdf(
         if np.any(np.abs(lat) > 90):
             raise InputFileError(path, f"{latn} has values outside -90..90, e.g. {float(lat[np.abs(lat) > 90][0])}")
         if np.any((lon < -180) | (lon > 360)):
-            raise InputFileError(path, f"{lonn} has values outside -180..360, e.g. {float(lon[(lon < -180) | (lon > 360)][0])}")
+            raise InputFileError(
+                path, f"{lonn} has values outside -180..360, e.g. {float(lon[(lon < -180) | (lon > 360)][0])}"
+            )
         area = cell_area_m2(lat, lon)
         out = {}
         for species, var in variables.items():
             if var not in src.variables:
-                raise InputFileError(path, f"no variable {var!r} (for {key}.variables.{species}); has {', '.join(map(str, src.data_vars))}")
+                raise InputFileError(
+                    path,
+                    f"no variable {var!r} (for {key}.variables.{species}); has {', '.join(map(str, src.data_vars))}",
+                )
             da = src[var]
             extra = [d for d in da.dims if d not in (latn, lonn)]
             if any(da.sizes[d] != 1 for d in extra):
@@ -101,13 +106,21 @@ def read_gridded_netcdf(
     lon_w = np.where(lon > 180, lon - 360, lon)
     ds = xr.Dataset(
         {
-            name: (("lat", "lon"), v.astype("float64"),
-                   {"units": "t yr-1", "long_name": f"{name.split('_')[0].upper()} emission per grid cell",
-                    "source_file": path.name})
+            name: (
+                ("lat", "lon"),
+                v.astype("float64"),
+                {
+                    "units": "t yr-1",
+                    "long_name": f"{name.split('_')[0].upper()} emission per grid cell",
+                    "source_file": path.name,
+                },
+            )
             for name, v in out.items()
         },
-        coords={"lat": ("lat", lat, {"units": "degrees_north", "standard_name": "latitude"}),
-                "lon": ("lon", lon_w, {"units": "degrees_east", "standard_name": "longitude"})},
+        coords={
+            "lat": ("lat", lat, {"units": "degrees_north", "standard_name": "latitude"}),
+            "lon": ("lon", lon_w, {"units": "degrees_east", "standard_name": "longitude"}),
+        },
     )
     ds["cell_area"] = (("lat", "lon"), area, {"units": "m2", "long_name": "grid cell area"})
     ds = ds.sortby(["lat", "lon"])

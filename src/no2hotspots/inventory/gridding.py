@@ -14,7 +14,7 @@ Conventions used everywhere in the evaluation:
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,9 @@ def bbox_tuple(bbox, key: str = "bbox") -> tuple[float, float, float, float]:
             lon0, lat0, lon1, lat1 = (float(v) for v in bbox)
     except Exception:  # noqa: BLE001
         raise ConfigError(
-            key, f"bbox must be {{lat_min, lat_max, lon_min, lon_max}} or [lon_min, lat_min, lon_max, lat_max] (got {bbox!r})"
+            key,
+            "bbox must be {lat_min, lat_max, lon_min, lon_max} or [lon_min, lat_min, lon_max, lat_max] "
+            f"(got {bbox!r})",
         ) from None
     if not (-90 <= lat0 < lat1 <= 90 and -180 <= lon0 < lon1 <= 180):
         raise ConfigError(key, f"bbox out of range or empty: lat {lat0}..{lat1}, lon {lon0}..{lon1}")
@@ -79,10 +81,26 @@ def _grid_coords(lat_edges, lon_edges) -> dict:
     lat = 0.5 * (lat_edges[:-1] + lat_edges[1:])
     lon = 0.5 * (lon_edges[:-1] + lon_edges[1:])
     return {
-        "lat": ("lat", lat, {"units": "degrees_north", "standard_name": "latitude", "long_name": "cell centre latitude",
-                             "bounds": "lat_bnds"}),
-        "lon": ("lon", lon, {"units": "degrees_east", "standard_name": "longitude", "long_name": "cell centre longitude",
-                             "bounds": "lon_bnds"}),
+        "lat": (
+            "lat",
+            lat,
+            {
+                "units": "degrees_north",
+                "standard_name": "latitude",
+                "long_name": "cell centre latitude",
+                "bounds": "lat_bnds",
+            },
+        ),
+        "lon": (
+            "lon",
+            lon,
+            {
+                "units": "degrees_east",
+                "standard_name": "longitude",
+                "long_name": "cell centre longitude",
+                "bounds": "lon_bnds",
+            },
+        ),
     }
 
 
@@ -128,11 +146,18 @@ def grid_points(
         data_vars[_cell_var_name(col)] = (
             ("lat", "lon"),
             grid,
-            {"units": "t yr-1", "long_name": f"{short} emission of the point sources in the cell",
-             "cell_methods": "area: sum"},
+            {
+                "units": "t yr-1",
+                "long_name": f"{short} emission of the point sources in the cell",
+                "cell_methods": "area: sum",
+            },
         )
     counts = np.bincount(flat, minlength=ny * nx).reshape(ny, nx).astype("int32")
-    data_vars["n_sources"] = (("lat", "lon"), counts, {"units": "1", "long_name": "number of point sources in the cell"})
+    data_vars["n_sources"] = (
+        ("lat", "lon"),
+        counts,
+        {"units": "1", "long_name": "number of point sources in the cell"},
+    )
     data_vars.update(_bnds(lat_edges, lon_edges))
     ds = xr.Dataset(data_vars, coords=_grid_coords(lat_edges, lon_edges))
     ds.attrs.update(

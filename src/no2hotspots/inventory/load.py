@@ -64,9 +64,13 @@ def load_points(inv_cfg, key: str = "inventory") -> pd.DataFrame:
             sep=_get(inv_cfg, "sep", ","),
         )
     elif kind in GRIDDED_KINDS:
-        raise ConfigError(f"{key}.kind", f"{kind!r} is a gridded inventory; point sources need one of {', '.join(POINT_KINDS)}")
+        raise ConfigError(
+            f"{key}.kind", f"{kind!r} is a gridded inventory; point sources need one of {', '.join(POINT_KINDS)}"
+        )
     else:
-        raise ConfigError(f"{key}.kind", f"unknown inventory kind {kind!r} (known: {', '.join(POINT_KINDS + GRIDDED_KINDS)})")
+        raise ConfigError(
+            f"{key}.kind", f"unknown inventory kind {kind!r} (known: {', '.join(POINT_KINDS + GRIDDED_KINDS)})"
+        )
     return df[list(POINT_COLUMNS)].reset_index(drop=True)
 
 
@@ -79,10 +83,14 @@ def load_gridded(inv_cfg, key: str = "inventory"):
     if kind == "edgar":
         from .gridded import read_gridded_netcdf
 
-        return read_gridded_netcdf(path, _plain(_get(inv_cfg, "variables")) or {}, bbox=_plain(_get(inv_cfg, "bbox")), key=key)
+        return read_gridded_netcdf(
+            path, _plain(_get(inv_cfg, "variables")) or {}, bbox=_plain(_get(inv_cfg, "bbox")), key=key
+        )
     if kind in POINT_KINDS:
         raise ConfigError(f"{key}.kind", f"{kind!r} is a point-source inventory; use load_points")
-    raise ConfigError(f"{key}.kind", f"unknown inventory kind {kind!r} (known: {', '.join(POINT_KINDS + GRIDDED_KINDS)})")
+    raise ConfigError(
+        f"{key}.kind", f"unknown inventory kind {kind!r} (known: {', '.join(POINT_KINDS + GRIDDED_KINDS)})"
+    )
 
 
 def check_bbox(bbox, key: str) -> tuple[float, float, float, float]:

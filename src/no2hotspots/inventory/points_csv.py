@@ -9,8 +9,8 @@ coordinates are skipped with a warning; non-numeric/out-of-range coordinates or 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -101,9 +101,14 @@ def read_points_csv(
         key = ["lat", "lon"]
         sites = (
             out.groupby(key, sort=False)
-            .agg(id=("id", "first"), name=("name", "first"), iso3=("iso3", "first"),
-                 nox_t_per_yr=("nox_t_per_yr", "sum"), co2_t_per_yr=("co2_t_per_yr", "sum"),
-                 n_units=("n_units", "sum"))
+            .agg(
+                id=("id", "first"),
+                name=("name", "first"),
+                iso3=("iso3", "first"),
+                nox_t_per_yr=("nox_t_per_yr", "sum"),
+                co2_t_per_yr=("co2_t_per_yr", "sum"),
+                n_units=("n_units", "sum"),
+            )
             .reset_index()
         )
         for sp in ("nox", "co2"):  # a site without any value stays NaN (sum would give 0)

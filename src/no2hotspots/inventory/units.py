@@ -13,14 +13,33 @@ SECONDS_PER_YEAR = 365.25 * 86400.0
 
 #: mass unit -> tonnes
 MASS_T = {
-    "g": 1e-6, "kg": 1e-3, "t": 1.0, "tonne": 1.0, "tonnes": 1.0, "ton": 1.0, "tons": 1.0, "mg": 1.0,
-    "kt": 1e3, "gg": 1e3, "mt": 1e6, "tg": 1e6,
+    "g": 1e-6,
+    "kg": 1e-3,
+    "t": 1.0,
+    "tonne": 1.0,
+    "tonnes": 1.0,
+    "ton": 1.0,
+    "tons": 1.0,
+    "mg": 1.0,
+    "kt": 1e3,
+    "gg": 1e3,
+    "mt": 1e6,
+    "tg": 1e6,
 }
 # Note: "Mg" (megagram) is a tonne; lower-cased keys, so "mg" here means Mg (milligram is never an emission unit).
 #: time unit -> seconds
 TIME_S = {
-    "s": 1.0, "sec": 1.0, "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0,
-    "yr": SECONDS_PER_YEAR, "y": SECONDS_PER_YEAR, "a": SECONDS_PER_YEAR, "year": SECONDS_PER_YEAR,
+    "s": 1.0,
+    "sec": 1.0,
+    "h": 3600.0,
+    "hr": 3600.0,
+    "hour": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+    "yr": SECONDS_PER_YEAR,
+    "y": SECONDS_PER_YEAR,
+    "a": SECONDS_PER_YEAR,
+    "year": SECONDS_PER_YEAR,
     "month": SECONDS_PER_YEAR / 12.0,
 }
 #: area unit -> m2

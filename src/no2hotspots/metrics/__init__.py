@@ -11,8 +11,14 @@ from __future__ import annotations
 
 from .summary import CLASS_NAMES, table1  # noqa: F401
 
-__all__ = ["EmissionMetrics", "table1", "CLASS_NAMES", "DEFAULT_THRESHOLD", "DEFAULT_MATCH_DISTANCE_PX",
-           "DEFAULT_MIN_VISIBLE_FRACTION"]
+__all__ = [
+    "EmissionMetrics",
+    "table1",
+    "CLASS_NAMES",
+    "DEFAULT_THRESHOLD",
+    "DEFAULT_MATCH_DISTANCE_PX",
+    "DEFAULT_MIN_VISIBLE_FRACTION",
+]
 
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_MATCH_DISTANCE_PX = 2.0

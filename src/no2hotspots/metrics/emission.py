@@ -10,7 +10,19 @@ from . import DEFAULT_MATCH_DISTANCE_PX, DEFAULT_MIN_VISIBLE_FRACTION, DEFAULT_T
 from .scores import CLASS_EDGES, count_sources, emission_class, hidden_mask, ignored_mask, pixel_scores, source_scores
 from .summary import summarize
 
-_STATES = ("acc", "acc_with_hidden", "prec", "iou", "cls", "n_hidden", "n_sources", "n_blobs", "n_matched", "loc_error", "abs_error")
+_STATES = (
+    "acc",
+    "acc_with_hidden",
+    "prec",
+    "iou",
+    "cls",
+    "n_hidden",
+    "n_sources",
+    "n_blobs",
+    "n_matched",
+    "loc_error",
+    "abs_error",
+)
 
 
 class EmissionMetrics(Metric):
@@ -50,10 +62,15 @@ class EmissionMetrics(Metric):
     higher_is_better = True
     is_differentiable = False
 
-    def __init__(self, threshold: float = DEFAULT_THRESHOLD, match_distance_px: float = DEFAULT_MATCH_DISTANCE_PX,
-                 class_edges: tuple[float, float] = CLASS_EDGES,
-                 min_visible_fraction: float = DEFAULT_MIN_VISIBLE_FRACTION, min_scored_r: float | None = None,
-                 **kwargs):
+    def __init__(
+        self,
+        threshold: float = DEFAULT_THRESHOLD,
+        match_distance_px: float = DEFAULT_MATCH_DISTANCE_PX,
+        class_edges: tuple[float, float] = CLASS_EDGES,
+        min_visible_fraction: float = DEFAULT_MIN_VISIBLE_FRACTION,
+        min_scored_r: float | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not 0.0 < float(threshold) <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
@@ -116,6 +133,16 @@ class EmissionMetrics(Metric):
             if isinstance(val, list):
                 val = dim_zero_cat(val) if val else torch.zeros(0, dtype=torch.float64)
             arrays[name] = val.detach().cpu().numpy()
-        return summarize(arrays["acc"], arrays["prec"], arrays["iou"], arrays["cls"].astype("int64"),
-                         arrays["n_sources"], arrays["n_blobs"], arrays["n_matched"], arrays["loc_error"],
-                         arrays["abs_error"], acc_with_hidden=arrays["acc_with_hidden"], n_hidden=arrays["n_hidden"])
+        return summarize(
+            arrays["acc"],
+            arrays["prec"],
+            arrays["iou"],
+            arrays["cls"].astype("int64"),
+            arrays["n_sources"],
+            arrays["n_blobs"],
+            arrays["n_matched"],
+            arrays["loc_error"],
+            arrays["abs_error"],
+            acc_with_hidden=arrays["acc_with_hidden"],
+            n_hidden=arrays["n_hidden"],
+        )

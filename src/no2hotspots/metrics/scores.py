@@ -97,8 +97,13 @@ def emission_class(target: torch.Tensor, edges=CLASS_EDGES, hidden: torch.Tensor
     return cls
 
 
-def pixel_scores(pred: torch.Tensor, target: torch.Tensor, threshold: float, hidden: torch.Tensor | None = None,
-                 ignored: torch.Tensor | None = None):
+def pixel_scores(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    threshold: float,
+    hidden: torch.Tensor | None = None,
+    ignored: torch.Tensor | None = None,
+):
     """Per-sample (accuracy, precision, iou) as float64 tensors (N,); NaN for samples without true pixels.
 
     ``hidden`` (bool, like ``target``): footprints left out of the true pixels (see :func:`hidden_mask`);
@@ -130,8 +135,14 @@ class SourceScores:
     abs_error: np.ndarray  # (S,) float64, |max pred over footprint - true r| per true source
 
 
-def source_scores(pred: np.ndarray, target: np.ndarray, threshold: float, match_distance_px: float,
-                  hidden: np.ndarray | None = None, ignored: np.ndarray | None = None) -> SourceScores:
+def source_scores(
+    pred: np.ndarray,
+    target: np.ndarray,
+    threshold: float,
+    match_distance_px: float,
+    hidden: np.ndarray | None = None,
+    ignored: np.ndarray | None = None,
+) -> SourceScores:
     """Source-level scores (see the module docstring); ``hidden`` footprints are no sources, ``ignored`` pixels
     (default ``hidden``) belong to no blob."""
     from scipy import ndimage

@@ -16,8 +16,9 @@ def _quartiles(values: np.ndarray) -> dict[str, float]:
     return {q: float(v) for q, v in zip(QUARTILES, p)}
 
 
-def summarize(acc, prec, iou, cls, n_sources, n_blobs, n_matched, loc_error, abs_error, *, acc_with_hidden=None,
-              n_hidden=None) -> dict[str, float]:
+def summarize(
+    acc, prec, iou, cls, n_sources, n_blobs, n_matched, loc_error, abs_error, *, acc_with_hidden=None, n_hidden=None
+) -> dict[str, float]:
     """Flat dict of floats with stable keys (see ``EmissionMetrics.compute``). Inputs are numpy arrays."""
     out: dict[str, float] = {}
     groups = {"all": cls > 0, **{name: cls == c for c, name in CLASS_NAMES.items()}}
@@ -38,10 +39,19 @@ def summarize(acc, prec, iou, cls, n_sources, n_blobs, n_matched, loc_error, abs
     n_src, n_blob, n_tp = float(n_sources.sum()), float(n_blobs.sum()), float(n_matched.sum())
     recall = n_tp / n_src if n_src else float("nan")
     precision = n_tp / n_blob if n_blob else float("nan")
-    f1 = 2 * recall * precision / (recall + precision) if n_src and n_blob and (recall + precision) > 0 else (
-        0.0 if n_src and n_blob else float("nan"))
-    out.update(source_recall=recall, source_precision=precision, source_f1=f1,
-               n_sources=n_src, n_blobs=n_blob, n_sources_found=n_tp)
+    f1 = (
+        2 * recall * precision / (recall + precision)
+        if n_src and n_blob and (recall + precision) > 0
+        else (0.0 if n_src and n_blob else float("nan"))
+    )
+    out.update(
+        source_recall=recall,
+        source_precision=precision,
+        source_f1=f1,
+        n_sources=n_src,
+        n_blobs=n_blob,
+        n_sources_found=n_tp,
+    )
     out["loc_error_px_median"] = float(np.median(loc_error)) if loc_error.size else float("nan")
     out["loc_error_px_mean"] = float(np.mean(loc_error)) if loc_error.size else float("nan")
     out["mae_at_sources"] = float(np.mean(abs_error)) if abs_error.size else float("nan")

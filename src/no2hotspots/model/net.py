@@ -10,7 +10,8 @@ Heads: ``fc`` is the paper's flatten -> dropout -> fully connected (most paramet
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn

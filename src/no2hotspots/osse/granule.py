@@ -67,8 +67,12 @@ def write_granule(
                 "Conventions": "CF-1.7",
                 "institution": "no2hotspots OSSE",
                 "source": "no2hotspots osse stage: synthetic observing-system simulation",
-                "summary": "SYNTHETIC DATA: simulated TROPOMI-like NO2 columns with known truth; not a satellite product",
-                "comment": "synthetic (OSSE); truth (sources, winds, per-granule fields) is stored in the osse truth folder",
+                "summary": (
+                    "SYNTHETIC DATA: simulated TROPOMI-like NO2 columns with known truth; not a satellite product"
+                ),
+                "comment": (
+                    "synthetic (OSSE); truth (sources, winds, per-granule fields) is stored in the osse truth folder"
+                ),
                 "processing_stream": "OSSE",
                 "orbit": np.int32(orbit),
                 "time_reference": f"{day}T00:00:00Z",
@@ -84,26 +88,39 @@ def write_granule(
             p.createDimension("scanline", n_scan)
             p.createDimension("ground_pixel", n_gp)
             p.createDimension("corner", 4)
-            for name, n, ln in (("scanline", n_scan, "along-track dimension index"),
-                                ("ground_pixel", n_gp, "across-track dimension index"),
-                                ("corner", 4, "pixel corner index")):
+            for name, n, ln in (
+                ("scanline", n_scan, "along-track dimension index"),
+                ("ground_pixel", n_gp, "across-track dimension index"),
+                ("corner", 4, "pixel corner index"),
+            ):
                 v = p.createVariable(name, "i4", (name,))
                 v[:] = np.arange(n, dtype=np.int32)
                 v.setncatts({"units": "1", "long_name": ln})
             t = p.createVariable("time", "i4", ("time",))
-            t.setncatts({"units": "seconds since 2010-01-01 00:00:00", "standard_name": "time", "axis": "T",
-                         "long_name": "reference time for the measurements"})
+            t.setncatts(
+                {
+                    "units": "seconds since 2010-01-01 00:00:00",
+                    "standard_name": "time",
+                    "axis": "T",
+                    "long_name": "reference time for the measurements",
+                }
+            )
             t[:] = np.int32((np.datetime64(day, "s") - EPOCH_2010) / np.timedelta64(1, "s"))
             dtv = p.createVariable("delta_time", "i4", ("time", "scanline"))
-            dtv.setncatts({"units": f"milliseconds since {day} 00:00:00",
-                           "long_name": "offset from reference start time of measurement"})
+            dtv.setncatts(
+                {
+                    "units": f"milliseconds since {day} 00:00:00",
+                    "long_name": "offset from reference start time of measurement",
+                }
+            )
             dtv[:] = delta_time_ms.astype(np.int32)[None, :]
             dims = ("time", "scanline", "ground_pixel")
 
             def f32(group, name, data, dims_, atts, fill=True):
                 """A float32 variable; with ``fill`` non-finite values are written as the fill value."""
-                v = group.createVariable(name, "f4", dims_, zlib=True, complevel=4,
-                                         fill_value=FILL_F32 if fill else None)
+                v = group.createVariable(
+                    name, "f4", dims_, zlib=True, complevel=4, fill_value=FILL_F32 if fill else None
+                )
                 v.setncatts(atts)
                 data = np.asarray(data, np.float32)
                 if fill:
@@ -111,42 +128,109 @@ def write_granule(
                 v[:] = data[None, ...]
                 return v
 
-            f32(p, "latitude", lat, dims, {"units": "degrees_north", "standard_name": "latitude",
-                                           "long_name": "pixel center latitude", "valid_min": -90.0, "valid_max": 90.0,
-                                           "bounds": "/PRODUCT/SUPPORT_DATA/GEOLOCATIONS/latitude_bounds"}, fill=False)
-            f32(p, "longitude", lon, dims, {"units": "degrees_east", "standard_name": "longitude",
-                                            "long_name": "pixel center longitude", "valid_min": -180.0,
-                                            "valid_max": 180.0,
-                                            "bounds": "/PRODUCT/SUPPORT_DATA/GEOLOCATIONS/longitude_bounds"}, fill=False)
-            f32(p, "nitrogendioxide_tropospheric_column", no2, dims, {
-                "units": "mol m-2",
-                "standard_name": "troposphere_mole_content_of_nitrogen_dioxide",
-                "long_name": "Tropospheric vertical column of nitrogen dioxide",
-                "coordinates": "longitude latitude",
-                "ancillary_variables": "nitrogendioxide_tropospheric_column_precision",
-                "multiplication_factor_to_convert_to_molecules_percm2": np.float32(6.02214e19),
-            })
-            f32(p, "nitrogendioxide_tropospheric_column_precision", no2_precision, dims, {
-                "units": "mol m-2",
-                "standard_name": "troposphere_mole_content_of_nitrogen_dioxide standard_error",
-                "long_name": "Precision of the tropospheric vertical column of nitrogen dioxide",
-                "coordinates": "longitude latitude",
-            })
+            f32(
+                p,
+                "latitude",
+                lat,
+                dims,
+                {
+                    "units": "degrees_north",
+                    "standard_name": "latitude",
+                    "long_name": "pixel center latitude",
+                    "valid_min": -90.0,
+                    "valid_max": 90.0,
+                    "bounds": "/PRODUCT/SUPPORT_DATA/GEOLOCATIONS/latitude_bounds",
+                },
+                fill=False,
+            )
+            f32(
+                p,
+                "longitude",
+                lon,
+                dims,
+                {
+                    "units": "degrees_east",
+                    "standard_name": "longitude",
+                    "long_name": "pixel center longitude",
+                    "valid_min": -180.0,
+                    "valid_max": 180.0,
+                    "bounds": "/PRODUCT/SUPPORT_DATA/GEOLOCATIONS/longitude_bounds",
+                },
+                fill=False,
+            )
+            f32(
+                p,
+                "nitrogendioxide_tropospheric_column",
+                no2,
+                dims,
+                {
+                    "units": "mol m-2",
+                    "standard_name": "troposphere_mole_content_of_nitrogen_dioxide",
+                    "long_name": "Tropospheric vertical column of nitrogen dioxide",
+                    "coordinates": "longitude latitude",
+                    "ancillary_variables": "nitrogendioxide_tropospheric_column_precision",
+                    "multiplication_factor_to_convert_to_molecules_percm2": np.float32(6.02214e19),
+                },
+            )
+            f32(
+                p,
+                "nitrogendioxide_tropospheric_column_precision",
+                no2_precision,
+                dims,
+                {
+                    "units": "mol m-2",
+                    "standard_name": "troposphere_mole_content_of_nitrogen_dioxide standard_error",
+                    "long_name": "Precision of the tropospheric vertical column of nitrogen dioxide",
+                    "coordinates": "longitude latitude",
+                },
+            )
             q = p.createVariable("qa_value", "u1", dims, zlib=True, complevel=4, fill_value=np.uint8(255))
             q.set_auto_maskandscale(False)
-            q.setncatts({"units": "1", "scale_factor": np.float32(0.01), "add_offset": np.float32(0.0),
-                         "valid_min": np.uint8(0), "valid_max": np.uint8(100), "long_name": "data quality value",
-                         "comment": "A continuous quality descriptor, varying between 0 (no data) and 1 (full quality data). Recommend to ignore data with qa_value < 0.5",
-                         "coordinates": "longitude latitude"})
+            q.setncatts(
+                {
+                    "units": "1",
+                    "scale_factor": np.float32(0.01),
+                    "add_offset": np.float32(0.0),
+                    "valid_min": np.uint8(0),
+                    "valid_max": np.uint8(100),
+                    "long_name": "data quality value",
+                    "comment": (
+                        "A continuous quality descriptor, varying between 0 (no data) and 1 (full quality data). "
+                        "Recommend to ignore data with qa_value < 0.5"
+                    ),
+                    "coordinates": "longitude latitude",
+                }
+            )
             q[:] = np.clip(np.round(np.asarray(qa) * 100), 0, 100).astype(np.uint8)[None, ...]
             sd = p.createGroup("SUPPORT_DATA")
             geo = sd.createGroup("GEOLOCATIONS")
-            f32(geo, "latitude_bounds", lat_bounds, dims + ("corner",),
-                {"units": "degrees_north", "long_name": "latitude of the ground pixel corners"}, fill=False)
-            f32(geo, "longitude_bounds", lon_bounds, dims + ("corner",),
-                {"units": "degrees_east", "long_name": "longitude of the ground pixel corners"}, fill=False)
+            f32(
+                geo,
+                "latitude_bounds",
+                lat_bounds,
+                dims + ("corner",),
+                {"units": "degrees_north", "long_name": "latitude of the ground pixel corners"},
+                fill=False,
+            )
+            f32(
+                geo,
+                "longitude_bounds",
+                lon_bounds,
+                dims + ("corner",),
+                {"units": "degrees_east", "long_name": "longitude of the ground pixel corners"},
+                fill=False,
+            )
             inp = sd.createGroup("INPUT_DATA")
-            f32(inp, "cloud_fraction_crb", cloud, dims, {"units": "1", "long_name": "cloud fraction (simulated)",
-                                                         "coordinates": "/PRODUCT/longitude /PRODUCT/latitude"})
+            f32(
+                inp,
+                "cloud_fraction_crb",
+                cloud,
+                dims,
+                {
+                    "units": "1",
+                    "long_name": "cloud fraction (simulated)",
+                    "coordinates": "/PRODUCT/longitude /PRODUCT/latitude",
+                },
+            )
         finally:
             ds.close()

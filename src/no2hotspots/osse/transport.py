@@ -2,9 +2,10 @@
 
 Each source releases a Gaussian puff every ``release_interval_min`` over the ``release_hours`` before overpass.
 Puffs are advected on the sphere by the day's time- and space-varying wind (midpoint/RK2 steps), grow as
-sigma^2 = sigma0^2 + 2 K_h age (+ the variance of the plume segment a puff stands for), and lose NO2 as exp(-age / lifetime). The column seen by a pixel is the exact
-pixel-area average of the isotropic Gaussians: in the granule's (along, across) frame each puff factorises into
-an along-track and an across-track erf term, so the whole rendering is one matrix product per chunk of puffs.
+sigma^2 = sigma0^2 + 2 K_h age (+ the variance of the plume segment a puff stands for), and lose NO2 as
+exp(-age / lifetime). The column seen by a pixel is the exact pixel-area average of the isotropic Gaussians: in
+the granule's (along, across) frame each puff factorises into an along-track and an across-track erf term, so
+the whole rendering is one matrix product per chunk of puffs.
 """
 
 from __future__ import annotations
@@ -90,8 +91,13 @@ def release_puffs(
     seg = np.zeros((S, K))
     if K > 1:
         dy = np.diff(plat, axis=1) * np.radians(1) * EARTH_R_KM * 1e3
-        dx = ((np.diff(plon, axis=1) + 180) % 360 - 180) * np.radians(1) * EARTH_R_KM * 1e3 * np.cos(
-            np.radians(0.5 * (plat[:, 1:] + plat[:, :-1])))
+        dx = (
+            ((np.diff(plon, axis=1) + 180) % 360 - 180)
+            * np.radians(1)
+            * EARTH_R_KM
+            * 1e3
+            * np.cos(np.radians(0.5 * (plat[:, 1:] + plat[:, :-1])))
+        )
         d = np.hypot(dx, dy)
         seg[:, :-1] += 0.5 * d
         seg[:, 1:] += 0.5 * d
@@ -99,7 +105,14 @@ def release_puffs(
         seg[:, -1] += 0.5 * d[:, -1]
     sigma = np.sqrt(float(sigma0_m) ** 2 + 2.0 * float(diffusivity_m2_s) * age + seg**2 / 12.0)
     src = np.repeat(np.arange(S)[:, None], K, 1)
-    return Puffs(plat.ravel(), (plon.ravel() + 180.0) % 360.0 - 180.0, sigma.ravel(), mass.ravel(), age.ravel().copy(), src.ravel())
+    return Puffs(
+        plat.ravel(),
+        (plon.ravel() + 180.0) % 360.0 - 180.0,
+        sigma.ravel(),
+        mass.ravel(),
+        age.ravel().copy(),
+        src.ravel(),
+    )
 
 
 def _box_fraction(centres_lo, centres_hi, pos, sigma):
@@ -117,7 +130,11 @@ def render_puffs(puffs: Puffs, grid: GranuleGrid, *, chunk: int = 4096, cutoff_s
     c_lo, c_hi = grid.c_edges[:-1], grid.c_edges[1:]
     reach = cutoff_sigma * sig_km
     keep = (
-        (a + reach > a_lo[0]) & (a - reach < a_hi[-1]) & (c + reach > c_lo[0]) & (c - reach < c_hi[-1]) & (puffs.mass_mol > 0)
+        (a + reach > a_lo[0])
+        & (a - reach < a_hi[-1])
+        & (c + reach > c_lo[0])
+        & (c - reach < c_hi[-1])
+        & (puffs.mass_mol > 0)
     )
     idx = np.flatnonzero(keep)
     mass = np.zeros(grid.shape)

@@ -26,7 +26,10 @@ class FieldFrame:
 
     def xy(self, lat, lon):
         dlon = (np.asarray(lon, float) - self.lon_c + 180.0) % 360.0 - 180.0
-        return (EARTH_R_KM * np.radians(dlon) * self._coslat, EARTH_R_KM * np.radians(np.asarray(lat, float) - self.lat_c))
+        return (
+            EARTH_R_KM * np.radians(dlon) * self._coslat,
+            EARTH_R_KM * np.radians(np.asarray(lat, float) - self.lat_c),
+        )
 
 
 @dataclass
@@ -38,7 +41,7 @@ class FourierField:
     phase: np.ndarray
 
     @classmethod
-    def random(cls, rng: np.random.Generator, wavelength_km: float, n_modes: int = 24) -> "FourierField":
+    def random(cls, rng: np.random.Generator, wavelength_km: float, n_modes: int = 24) -> FourierField:
         ang = rng.uniform(0, 2 * np.pi, n_modes)
         lam = wavelength_km * np.exp(rng.normal(0.0, 0.35, n_modes))
         k = 2 * np.pi / lam
@@ -77,7 +80,7 @@ class DayWind:
     _table: tuple | None = field(default=None, repr=False)
 
     @classmethod
-    def constant(cls, speed: float, direction_from: float) -> "DayWind":
+    def constant(cls, speed: float, direction_from: float) -> DayWind:
         return cls(np.array([-1e7, 1e7]), np.array([speed, speed], float), np.array([direction_from] * 2, float))
 
     def series(self, t_s) -> tuple[np.ndarray, np.ndarray]:
@@ -102,8 +105,14 @@ class DayWind:
     def _perturbation(self, x, y):
         """Spatial modes, tabulated once on a km grid and interpolated bilinearly (the modes are static)."""
         if self._table is None:
-            lam = 2 * np.pi / max(np.abs(np.hypot(self.spatial_u.kx, self.spatial_u.ky)).max(),
-                                  np.abs(np.hypot(self.spatial_v.kx, self.spatial_v.ky)).max())
+            lam = (
+                2
+                * np.pi
+                / max(
+                    np.abs(np.hypot(self.spatial_u.kx, self.spatial_u.ky)).max(),
+                    np.abs(np.hypot(self.spatial_v.kx, self.spatial_v.ky)).max(),
+                )
+            )
             step = lam / 40.0
             n = int(np.ceil(2 * self.table_half_km / step)) + 1
             ax = np.linspace(-self.table_half_km, self.table_half_km, n)
@@ -117,7 +126,12 @@ class DayWind:
 
 
 def random_day_wind(
-    rng: np.random.Generator, wind_cfg, t_start_s: float, t_end_s: float, frame: FieldFrame, table_half_km: float = 2500.0
+    rng: np.random.Generator,
+    wind_cfg,
+    t_start_s: float,
+    t_end_s: float,
+    frame: FieldFrame,
+    table_half_km: float = 2500.0,
 ) -> DayWind:
     """Draw one day's wind: mean speed/direction, then smooth turning and speed changes, then spatial modes."""
     step = 900.0
@@ -131,8 +145,14 @@ def random_day_wind(
     speed = np.clip(s_mean * np.exp(float(wind_cfg.speed_variability) * g_spd), float(wind_cfg.speed_min_m_s), None)
     wl = float(wind_cfg.spatial_wavelength_km)
     return DayWind(
-        t, speed, direction, frame, float(wind_cfg.spatial_amplitude),
-        FourierField.random(rng, wl, 8), FourierField.random(rng, wl, 8), float(table_half_km),
+        t,
+        speed,
+        direction,
+        frame,
+        float(wind_cfg.spatial_amplitude),
+        FourierField.random(rng, wl, 8),
+        FourierField.random(rng, wl, 8),
+        float(table_half_km),
     )
 
 
@@ -169,13 +189,20 @@ class Background:
 
     def __call__(self, lat, lon) -> np.ndarray:
         x, y = self.frame.xy(lat, lon)
-        out = self.day_mean + self.smooth_amplitude * self.smooth(x, y) + self.gradient_per_km[0] * x + self.gradient_per_km[1] * y
+        out = (
+            self.day_mean
+            + self.smooth_amplitude * self.smooth(x, y)
+            + self.gradient_per_km[0] * x
+            + self.gradient_per_km[1] * y
+        )
         for (bx, by), r, a, f in zip(self.blob_xy, self.blob_radius_km, self.blob_amplitude, self.day_blob_factor):
             out = out + a * f * np.exp(-((x - bx) ** 2 + (y - by) ** 2) / (2 * r * r))
         return np.clip(out, 0.0, None)
 
 
-def make_background(rng: np.random.Generator, bg_cfg, frame: FieldFrame, half_x_km: float, half_y_km: float) -> Background:
+def make_background(
+    rng: np.random.Generator, bg_cfg, frame: FieldFrame, half_x_km: float, half_y_km: float
+) -> Background:
     """The persistent part of the background (blobs, gradient) drawn once per run."""
     n = int(bg_cfg.urban.n_blobs)
     blob_xy = np.column_stack([rng.uniform(-half_x_km, half_x_km, n), rng.uniform(-half_y_km, half_y_km, n)])
@@ -184,8 +211,13 @@ def make_background(rng: np.random.Generator, bg_cfg, frame: FieldFrame, half_x_
     gdir = rng.uniform(0, 2 * np.pi)
     g = float(bg_cfg.gradient_mol_m2_per_100km) / 100.0
     return Background(
-        frame, FourierField.random(rng, float(bg_cfg.smooth_wavelength_km)), float(bg_cfg.smooth_amplitude_mol_m2),
-        np.array([g * np.cos(gdir), g * np.sin(gdir)]), blob_xy, r, amp,
+        frame,
+        FourierField.random(rng, float(bg_cfg.smooth_wavelength_km)),
+        float(bg_cfg.smooth_amplitude_mol_m2),
+        np.array([g * np.cos(gdir), g * np.sin(gdir)]),
+        blob_xy,
+        r,
+        amp,
     )
 
 
@@ -193,7 +225,13 @@ def background_for_day(bg: Background, rng: np.random.Generator, bg_cfg) -> Back
     lo, hi = (float(v) for v in bg_cfg.mean_mol_m2)
     v = float(bg_cfg.urban.day_variability)
     return Background(
-        bg.frame, FourierField.random(rng, float(bg_cfg.smooth_wavelength_km)), bg.smooth_amplitude,
-        bg.gradient_per_km, bg.blob_xy, bg.blob_radius_km, bg.blob_amplitude,
-        rng.uniform(lo, hi), np.clip(1.0 + v * rng.standard_normal(bg.blob_xy.shape[0]), 0.2, None),
+        bg.frame,
+        FourierField.random(rng, float(bg_cfg.smooth_wavelength_km)),
+        bg.smooth_amplitude,
+        bg.gradient_per_km,
+        bg.blob_xy,
+        bg.blob_radius_km,
+        bg.blob_amplitude,
+        rng.uniform(lo, hi),
+        np.clip(1.0 + v * rng.standard_normal(bg.blob_xy.shape[0]), 0.2, None),
     )

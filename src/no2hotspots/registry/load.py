@@ -43,7 +43,7 @@ class LoadedModel:
         self.net.eval()
         with torch.no_grad():
             for i in range(0, x.shape[0], batch_size):
-                out.append(self.net(x[i:i + batch_size]).numpy())
+                out.append(self.net(x[i : i + batch_size]).numpy())
         if not out:
             return np.zeros((0,) + tuple(x.shape[2:]), dtype=np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)
@@ -119,8 +119,9 @@ def load_model(uri: str, tracking=None) -> LoadedModel:
             extra["run_id"] = m["run_id"]
             source = _run_model_uri(client, m["run_id"], m["path"])
         else:
-            raise UserError(f"model URI {uri!r}: expected models:/NAME@ALIAS, models:/NAME/VERSION or "
-                            "runs:/RUN_ID/model")
+            raise UserError(
+                f"model URI {uri!r}: expected models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model"
+            )
         with tempfile.TemporaryDirectory() as d:
             local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=d)
             return from_dir(local, {k: v for k, v in extra.items() if v is not None or k in ("name", "version")})
@@ -132,8 +133,9 @@ def load_model(uri: str, tracking=None) -> LoadedModel:
 def _run_model_uri(client, run_id: str, name: str) -> str:
     """MLflow 3 stores a run's logged models as LoggedModels; find the one named ``name`` for ``run_id``."""
     run = client.get_run(run_id)
-    models = client.search_logged_models(experiment_ids=[run.info.experiment_id],
-                                         filter_string=f"source_run_id = '{run_id}'")
+    models = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+    )
     for lm in models:
         if lm.name == name:
             return f"models:/{lm.model_id}"

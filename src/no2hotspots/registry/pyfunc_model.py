@@ -6,7 +6,6 @@ model input ``(N, 2, 64, 64)`` float32 (``no2hotspots.model.inputs.prepare_input
 relative emission in [0, 1]. Needs the ``no2hotspots`` package installed where it is loaded.
 """
 
-
 import json
 
 import mlflow.pyfunc

@@ -22,9 +22,17 @@ from ..errors import InputFileError
 log = logging.getLogger(__name__)
 
 
-def register_run(run_id: str, *, model_name: str, compare_metric: str, greater_is_better: bool = True,
-                 champion_alias: str = "champion", challenger_alias: str = "challenger",
-                 model_uri: str | None = None, tag_metrics: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+def register_run(
+    run_id: str,
+    *,
+    model_name: str,
+    compare_metric: str,
+    greater_is_better: bool = True,
+    champion_alias: str = "champion",
+    challenger_alias: str = "challenger",
+    model_uri: str | None = None,
+    tag_metrics: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
     """Register the model logged by ``run_id`` and set its alias; return what happened (for model.json).
 
     Uses MLflow's current tracking/registry URI. The compared value is the training run's metric
@@ -41,17 +49,21 @@ def register_run(run_id: str, *, model_name: str, compare_metric: str, greater_i
     new_value = run.data.metrics.get(compare_metric)
     from .. import tracking
 
-    tags = {"data_version": run.data.tags.get("data_version", "unknown"),
-            "git_commit": run.data.tags.get("git_commit", tracking.git_commit()),
-            "compare_metric": compare_metric}
+    tags = {
+        "data_version": run.data.tags.get("data_version", "unknown"),
+        "git_commit": run.data.tags.get("git_commit", tracking.git_commit()),
+        "compare_metric": compare_metric,
+    }
     for k in tag_metrics:
         if k in run.data.metrics:
             tags[k] = f"{run.data.metrics[k]:.6g}"
     try:
         client.get_registered_model(model_name)
     except mlflow.exceptions.MlflowException:
-        client.create_registered_model(model_name, description="no2hotspots CNN: 64x64 NO2 field -> relative "
-                                                               "emission map (see the training run for details)")
+        client.create_registered_model(
+            model_name,
+            description="no2hotspots CNN: 64x64 NO2 field -> relative emission map (see the training run for details)",
+        )
     mv = mlflow.register_model(model_uri, model_name, tags=tags)
     version = int(mv.version)
 
@@ -74,20 +86,43 @@ def register_run(run_id: str, *, model_name: str, compare_metric: str, greater_i
         client.set_registered_model_alias(model_name, champion_alias, str(version))
         alias = champion_alias
         new_champion = version
-        log.info("%s version %d is the new %s (%s %s vs %s)", model_name, version, champion_alias, compare_metric,
-                 new_value, champ_value)
+        log.info(
+            "%s version %d is the new %s (%s %s vs %s)",
+            model_name,
+            version,
+            champion_alias,
+            compare_metric,
+            new_value,
+            champ_value,
+        )
     else:
         client.set_registered_model_alias(model_name, challenger_alias, str(version))
         alias = challenger_alias
         new_champion = champ_version
-        log.info("%s version %d is a %s: %s %s does not beat %s's %s", model_name, version, challenger_alias,
-                 compare_metric, new_value, champion_alias, champ_value)
+        log.info(
+            "%s version %d is a %s: %s %s does not beat %s's %s",
+            model_name,
+            version,
+            challenger_alias,
+            compare_metric,
+            new_value,
+            champion_alias,
+            champ_value,
+        )
     client.set_model_version_tag(model_name, str(version), "alias_given", alias)
     return {
-        "name": model_name, "version": version, "alias": alias, "champion_version": new_champion,
-        "previous_champion_version": champ_version, "compare_metric": compare_metric,
-        "greater_is_better": bool(greater_is_better), "new_value": new_value, "champion_value": champ_value,
-        "run_id": run_id, "model_uri": model_uri, "registered_uri": f"models:/{model_name}/{version}",
+        "name": model_name,
+        "version": version,
+        "alias": alias,
+        "champion_version": new_champion,
+        "previous_champion_version": champ_version,
+        "compare_metric": compare_metric,
+        "greater_is_better": bool(greater_is_better),
+        "new_value": new_value,
+        "champion_value": champ_value,
+        "run_id": run_id,
+        "model_uri": model_uri,
+        "registered_uri": f"models:/{model_name}/{version}",
         "champion_uri": f"models:/{model_name}@{champion_alias}",
     }
 
@@ -108,10 +143,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from .. import tracking
 
     tracking.setup(cfg)
-    result = register_run(info["run_id"], model_name=name, compare_metric=metric,
-                          greater_is_better=bool(r.greater_is_better), champion_alias=str(r.champion_alias),
-                          challenger_alias=str(r.challenger_alias), model_uri=info["model_uri"],
-                          tag_metrics=list(r.tag_metrics or []))
+    result = register_run(
+        info["run_id"],
+        model_name=name,
+        compare_metric=metric,
+        greater_is_better=bool(r.greater_is_better),
+        champion_alias=str(r.champion_alias),
+        challenger_alias=str(r.challenger_alias),
+        model_uri=info["model_uri"],
+        tag_metrics=list(r.tag_metrics or []),
+    )
     result["tracking_uri"] = str(cfg.tracking.uri)
     write_json(Path(str(r.out_dir)) / "model.json", result)
     return result

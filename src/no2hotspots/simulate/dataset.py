@@ -34,36 +34,116 @@ def make_dataset(p: SceneParams, out: dict, scene_id: np.ndarray, attrs: dict) -
     sc, px, src = ("scene",), ("scene", "y", "x"), ("scene", "source")
     ds = xr.Dataset(
         {
-            "no2": (px, out["no2"], {"units": "mol m-2", "long_name": "simulated tropospheric NO2 vertical column",
-                                      "standard_name": "troposphere_mole_content_of_nitrogen_dioxide"}),
-            "valid": (px, out["valid"], {"long_name": "observed pixel (0 = cloud gap)", "flag_values": np.array([0, 1], np.uint8),
-                                         "flag_meanings": "cloud_gap observed"}),
-            "emission": (px, out["emission"], {"units": "1", "long_name": "relative emission (target) over source footprints"}),
+            "no2": (
+                px,
+                out["no2"],
+                {
+                    "units": "mol m-2",
+                    "long_name": "simulated tropospheric NO2 vertical column",
+                    "standard_name": "troposphere_mole_content_of_nitrogen_dioxide",
+                },
+            ),
+            "valid": (
+                px,
+                out["valid"],
+                {
+                    "long_name": "observed pixel (0 = cloud gap)",
+                    "flag_values": np.array([0, 1], np.uint8),
+                    "flag_meanings": "cloud_gap observed",
+                },
+            ),
+            "emission": (
+                px,
+                out["emission"],
+                {"units": "1", "long_name": "relative emission (target) over source footprints"},
+            ),
             "scene_id": (sc, scene_id.astype(np.int64), {"long_name": "scene identifier, unique over all splits"}),
             "wind_speed": (sc, p.wind_speed.astype(f32), {"units": "m s-1", "standard_name": "wind_speed"}),
-            "wind_from_direction": (sc, p.wind_from_direction.astype(f32), {"units": "degree", "standard_name": "wind_from_direction"}),
-            "stability_class": (sc, p.stability_class.astype(np.int8), {"long_name": "Pasquill-Gifford stability class",
-                                                                        "flag_values": np.arange(6, dtype=np.int8),
-                                                                        "flag_meanings": " ".join(STABILITY_CLASSES)}),
+            "wind_from_direction": (
+                sc,
+                p.wind_from_direction.astype(f32),
+                {"units": "degree", "standard_name": "wind_from_direction"},
+            ),
+            "stability_class": (
+                sc,
+                p.stability_class.astype(np.int8),
+                {
+                    "long_name": "Pasquill-Gifford stability class",
+                    "flag_values": np.arange(6, dtype=np.int8),
+                    "flag_meanings": " ".join(STABILITY_CLASSES),
+                },
+            ),
             "no2_lifetime": (sc, p.no2_lifetime_h.astype(f32), {"units": "h", "long_name": "NO2 lifetime"}),
-            "cloud_fraction": (sc, out["cloud_fraction"].astype(f32), {"units": "1", "long_name": "fraction of pixels in cloud gaps"}),
-            "noise_std": (sc, p.noise_std.astype(f32), {"units": "mol m-2", "long_name": "per-pixel random noise standard deviation"}),
-            "background_mean": (sc, p.background_mean.astype(f32), {"units": "mol m-2", "long_name": "mean of the smooth background"}),
+            "cloud_fraction": (
+                sc,
+                out["cloud_fraction"].astype(f32),
+                {"units": "1", "long_name": "fraction of pixels in cloud gaps"},
+            ),
+            "noise_std": (
+                sc,
+                p.noise_std.astype(f32),
+                {"units": "mol m-2", "long_name": "per-pixel random noise standard deviation"},
+            ),
+            "background_mean": (
+                sc,
+                p.background_mean.astype(f32),
+                {"units": "mol m-2", "long_name": "mean of the smooth background"},
+            ),
             "n_sources": (sc, p.n_sources.astype(np.int8), {"long_name": "number of point sources in the scene"}),
-            "emission_class": (sc, out["emission_class"], {"long_name": "emission class of the largest source",
-                                                           "flag_values": np.arange(4, dtype=np.int8),
-                                                           "flag_meanings": "empty low mid high"}),
-            "source_row": (src, p.source_row.astype(f32), {"units": "1", "long_name": "source position, fractional row index (north)"}),
-            "source_col": (src, p.source_col.astype(f32), {"units": "1", "long_name": "source position, fractional column index (east)"}),
-            "source_nox_rate": (src, p.source_nox_rate.astype(f32), {"units": "t yr-1", "long_name": "source NOx emission rate (as NO2 mass)"}),
-            "source_no2_rate": (src, p.source_no2_rate.astype(f32), {"units": "mol s-1", "long_name": "source NO2 emission rate"}),
-            "source_rel_emission": (src, p.source_rel_emission.astype(f32), {"units": "1", "long_name": "relative emission r = (Q - min) / (max - min)"}),
+            "emission_class": (
+                sc,
+                out["emission_class"],
+                {
+                    "long_name": "emission class of the largest source",
+                    "flag_values": np.arange(4, dtype=np.int8),
+                    "flag_meanings": "empty low mid high",
+                },
+            ),
+            "source_row": (
+                src,
+                p.source_row.astype(f32),
+                {"units": "1", "long_name": "source position, fractional row index (north)"},
+            ),
+            "source_col": (
+                src,
+                p.source_col.astype(f32),
+                {"units": "1", "long_name": "source position, fractional column index (east)"},
+            ),
+            "source_nox_rate": (
+                src,
+                p.source_nox_rate.astype(f32),
+                {"units": "t yr-1", "long_name": "source NOx emission rate (as NO2 mass)"},
+            ),
+            "source_no2_rate": (
+                src,
+                p.source_no2_rate.astype(f32),
+                {"units": "mol s-1", "long_name": "source NO2 emission rate"},
+            ),
+            "source_rel_emission": (
+                src,
+                p.source_rel_emission.astype(f32),
+                {"units": "1", "long_name": "relative emission r = (Q - min) / (max - min)"},
+            ),
         },
         coords={
-            "y": ("y", (np.arange(n) * a).astype(f32), {"units": "m", "standard_name": "projection_y_coordinate",
-                                                        "long_name": "northward distance of pixel centre from row 0"}),
-            "x": ("x", (np.arange(n) * a).astype(f32), {"units": "m", "standard_name": "projection_x_coordinate",
-                                                        "long_name": "eastward distance of pixel centre from column 0"}),
+            "y": (
+                "y",
+                (np.arange(n) * a).astype(f32),
+                {
+                    "units": "m",
+                    "standard_name": "projection_y_coordinate",
+                    "long_name": "northward distance of pixel centre from row 0",
+                },
+            ),
+            "x": (
+                "x",
+                (np.arange(n) * a).astype(f32),
+                {
+                    "units": "m",
+                    "standard_name": "projection_x_coordinate",
+                    "long_name": "eastward distance of pixel centre from column 0",
+                },
+            ),
         },
         attrs=attrs,
     )
@@ -73,7 +153,9 @@ def make_dataset(p: SceneParams, out: dict, scene_id: np.ndarray, attrs: dict) -
 def encoding(ds: xr.Dataset, level: int) -> dict:
     enc = {v: {"_FillValue": None} for v in ds.variables if ds[v].dtype.kind in "iu"}
     for v in ("no2", "emission", "valid") if level else ():
-        enc.setdefault(v, {}).update(zlib=True, complevel=level, shuffle=True, chunksizes=(min(ds.sizes["scene"], 64),) + ds[v].shape[1:])
+        enc.setdefault(v, {}).update(
+            zlib=True, complevel=level, shuffle=True, chunksizes=(min(ds.sizes["scene"], 64),) + ds[v].shape[1:]
+        )
     return enc
 
 
@@ -87,7 +169,9 @@ def read_manifest(simulated_dir) -> dict:
 def shard_paths(simulated_dir, split: str) -> list[Path]:
     man = read_manifest(simulated_dir)
     if split not in man["splits"]:
-        raise InputFileError(Path(simulated_dir) / "manifest.json", f"has no split {split!r} (have {', '.join(man['splits'])})")
+        raise InputFileError(
+            Path(simulated_dir) / "manifest.json", f"has no split {split!r} (have {', '.join(man['splits'])})"
+        )
     return [Path(simulated_dir) / s for s in man["splits"][split]["shards"]]
 
 
@@ -97,6 +181,8 @@ def open_split(simulated_dir, split: str) -> xr.Dataset:
     for path in shard_paths(simulated_dir, split):
         with xr.open_dataset(path, engine="netcdf4") as ds:
             parts.append(ds.load())
-    out = xr.concat(parts, dim="scene", data_vars="all", coords="minimal", compat="override", combine_attrs="drop_conflicts")
+    out = xr.concat(
+        parts, dim="scene", data_vars="all", coords="minimal", compat="override", combine_attrs="drop_conflicts"
+    )
     out.attrs["split"] = split
     return out

@@ -186,9 +186,7 @@ def plume_pixels(
             flat, gs, kp = flat[far], gs[far], kp[far]
         if flat.size == 0:
             continue
-        v = _pixel_column(
-            s.ravel()[flat], t.ravel()[flat], amp[gs], inv_ut[gs], cc[gs], sig0sq, ha[gs], hb[gs]
-        )
+        v = _pixel_column(s.ravel()[flat], t.ravel()[flat], amp[gs], inv_ut[gs], cc[gs], sig0sq, ha[gs], hb[gs])
         keys_all.append(scene_index[gs] * npix + kp)
         vals_all.append(v)
 

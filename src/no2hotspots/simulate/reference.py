@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import fields
 from .physics import BRIGGS_RURAL_C, _pixel_column, wind_unit_vector
 from .scenes import SceneParams, emission_class, emission_map
 from .settings import Settings
-from . import fields
 
 
 def plume_scene(p: SceneParams, i: int, st: Settings) -> np.ndarray:
@@ -36,8 +36,13 @@ def plume_scene(p: SceneParams, i: int, st: Settings) -> np.ndarray:
                 if 0 <= pr < n and 0 <= pc < n:
                     sr, sc = np.meshgrid(pr + off, pc + off, indexing="ij")
                     de, dn = (sc - col) * a, (sr - row) * a
-                    sub = _pixel_column((de * ex + dn * ey).astype(f32), (dn * ex - de * ey).astype(f32), *args,
-                                        ha / f32(fct), hb / f32(fct))
+                    sub = _pixel_column(
+                        (de * ex + dn * ey).astype(f32),
+                        (dn * ex - de * ey).astype(f32),
+                        *args,
+                        ha / f32(fct),
+                        hb / f32(fct),
+                    )
                     v[pr, pc] = sub.mean(dtype=np.float64)
         out += v
     return out.astype(f32)
@@ -50,11 +55,18 @@ def simulate_loop(p: SceneParams, st: Settings, rng: np.random.Generator) -> dic
     valid = np.empty((p.n, n, n), dtype=np.uint8)
     for i in range(p.n):
         col = plume_scene(p, i, st)
-        col += fields.background(rng, p.background_mean[i : i + 1], st.background_rel_std, n, st.background_coarse_px)[0]
+        col += fields.background(rng, p.background_mean[i : i + 1], st.background_rel_std, n, st.background_coarse_px)[
+            0
+        ]
         cloud = fields.cloud_mask(rng, p.cloud_fraction[i : i + 1], n, st.cloud_coarse_px)[0]
         col += rng.standard_normal((n, n), dtype=np.float32) * np.float32(p.noise_std[i])
         col += rng.standard_normal((1, n), dtype=np.float32) * np.float32(p.stripe_std[i])
         col[cloud] = np.nan
         no2[i], valid[i] = col, ~cloud
-    return {"no2": no2, "valid": valid, "emission": emission_map(p, st),
-            "cloud_fraction": 1.0 - valid.reshape(p.n, -1).mean(axis=1), "emission_class": emission_class(p)}
+    return {
+        "no2": no2,
+        "valid": valid,
+        "emission": emission_map(p, st),
+        "cloud_fraction": 1.0 - valid.reshape(p.n, -1).mean(axis=1),
+        "emission_class": emission_class(p),
+    }

@@ -100,12 +100,15 @@ def write_dataset(st: Settings, pop: EmissionPopulation, out_dir: Path) -> dict:
     order = {(t["split"], t["shard"]): i for i, t in enumerate(tasks)}
     results.sort(key=lambda r: order[(r["split"], int(Path(r["path"]).stem.split("-")[1]))])
     LAST_RUN_STATS.update(
-        n_shards=len(results), bytes=sum(r["bytes"] for r in results),
+        n_shards=len(results),
+        bytes=sum(r["bytes"] for r in results),
         peak_worker_rss_mb=max(r["peak_rss_mb"] for r in results),
     )
     sizes = split_sizes(st)
     manifest = {
-        "splits": {s: {"n_scenes": sizes[s], "shards": [r["path"] for r in results if r["split"] == s]} for s in SPLITS},
+        "splits": {
+            s: {"n_scenes": sizes[s], "shards": [r["path"] for r in results if r["split"] == s]} for s in SPLITS
+        },
         "attrs": global_attrs(st, pop.emission_min, pop.emission_max),
     }
     write_json(out_dir / "manifest.json", manifest)
@@ -120,8 +123,16 @@ def run(cfg: DictConfig) -> dict:
     log.info(
         "simulating %d scenes (train %d, val %d, test %d) in shards of %d with %d worker(s) -> %s; "
         "population %d CoCO2 sites, NOx %.0f-%.0f t/yr",
-        st.n_scenes, sizes["train"], sizes["val"], sizes["test"], st.shard_size, st.workers, target,
-        pop.nox_t_per_yr.size, pop.emission_min, pop.emission_max,
+        st.n_scenes,
+        sizes["train"],
+        sizes["val"],
+        sizes["test"],
+        st.shard_size,
+        st.workers,
+        target,
+        pop.nox_t_per_yr.size,
+        pop.emission_min,
+        pop.emission_max,
     )
     os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
     with atomic_path(target, is_dir=True) as tmp:

@@ -36,7 +36,7 @@ class SceneParams:
     def n(self) -> int:
         return int(self.wind_speed.size)
 
-    def subset(self, idx) -> "SceneParams":
+    def subset(self, idx) -> SceneParams:
         return SceneParams(**{k: v[idx] for k, v in self.__dict__.items()})
 
 
@@ -80,10 +80,21 @@ def plume_columns(p: SceneParams, st: Settings) -> np.ndarray:
     """Noise-free plume columns (n, size, size) float32 [mol m-2] of all sources of the batch (the physics core)."""
     scene, has = _source_arrays(p)
     return plume_pixels(
-        scene, p.source_row[has], p.source_col[has], p.source_no2_rate[has], p.wind_speed[scene],
-        p.wind_from_direction[scene], p.no2_lifetime_h[scene] * 3600.0, p.stability_class[scene],
-        n_scenes=p.n, size_px=st.size_px, pixel_size_m=st.pixel_size_m, sigma0_m=st.sigma0_m,
-        subpixel_factor=st.subpixel_factor, subpixel_radius_px=st.subpixel_radius_px, truncate_sigma=st.truncate_sigma,
+        scene,
+        p.source_row[has],
+        p.source_col[has],
+        p.source_no2_rate[has],
+        p.wind_speed[scene],
+        p.wind_from_direction[scene],
+        p.no2_lifetime_h[scene] * 3600.0,
+        p.stability_class[scene],
+        n_scenes=p.n,
+        size_px=st.size_px,
+        pixel_size_m=st.pixel_size_m,
+        sigma0_m=st.sigma0_m,
+        subpixel_factor=st.subpixel_factor,
+        subpixel_radius_px=st.subpixel_radius_px,
+        truncate_sigma=st.truncate_sigma,
     )
 
 

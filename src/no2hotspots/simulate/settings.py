@@ -96,21 +96,31 @@ def from_config(cfg: DictConfig) -> Settings:
     if margin < fp / 2:
         raise ConfigError(k + "sources.edge_margin_px", f"must be >= footprint_px / 2 = {fp / 2:g} (got {margin!r})")
     if sep < fp:
-        raise ConfigError(k + "sources.min_separation_px", f"must be >= footprint_px = {fp} so footprints do not overlap (got {sep!r})")
+        raise ConfigError(
+            k + "sources.min_separation_px",
+            f"must be >= footprint_px = {fp} so footprints do not overlap (got {sep!r})",
+        )
     mx = r("sources.max_per_scene", lambda x: _int(x) and 1 <= x <= 127, "must be an integer in 1..127")
     fit = max_sources_that_fit(size, margin, sep)
     if mx > fit:
         raise ConfigError(
             k + "sources.max_per_scene",
-            f"{mx} sources do not fit in a {size}x{size} scene with edge_margin_px={margin} and min_separation_px={sep} "
-            f"(at most {fit}); lower it or the separation/margin",
+            f"{mx} sources do not fit in a {size}x{size} scene with edge_margin_px={margin} and "
+            f"min_separation_px={sep} (at most {fit}); lower it or the separation/margin",
         )
-    cw = r("sources.class_weights", lambda x: len(x) == 3 and all(nonneg(v) for v in x) and sum(x) > 0,
-           "must be 3 non-negative weights (low, mid, high) with a positive sum")
-    sw = r("stability.weights", lambda x: isinstance(x, DictConfig) and len(x) > 0, "must map class letters A-F to weights")
-    for letter in sw.keys():
+    cw = r(
+        "sources.class_weights",
+        lambda x: len(x) == 3 and all(nonneg(v) for v in x) and sum(x) > 0,
+        "must be 3 non-negative weights (low, mid, high) with a positive sum",
+    )
+    sw = r(
+        "stability.weights", lambda x: isinstance(x, DictConfig) and len(x) > 0, "must map class letters A-F to weights"
+    )
+    for letter in sw:
         if letter not in STABILITY_CLASSES:
-            raise ConfigError(k + f"stability.weights.{letter}", f"unknown stability class (use {', '.join(STABILITY_CLASSES)})")
+            raise ConfigError(
+                k + f"stability.weights.{letter}", f"unknown stability class (use {', '.join(STABILITY_CLASSES)})"
+            )
         r(f"stability.weights.{letter}", nonneg, "must be a weight >= 0")
     if sum(float(v) for v in sw.values()) <= 0:
         raise ConfigError(k + "stability.weights", "weights must have a positive sum")
@@ -153,7 +163,9 @@ def from_config(cfg: DictConfig) -> Settings:
         sigma0_m=float(r("plume.sigma0_m", pos, "must be > 0 m (the initial plume width keeps the column finite)")),
         truncate_sigma=float(r("plume.truncate_sigma", lambda x: _num(x) and x >= 2, "must be >= 2")),
         subpixel_factor=r("subpixel.factor", lambda x: _int(x) and x >= 1, "must be an integer >= 1"),
-        subpixel_radius_px=r("subpixel.radius_px", lambda x: _int(x) and x >= -1, "must be an integer >= -1 (-1 = off)"),
+        subpixel_radius_px=r(
+            "subpixel.radius_px", lambda x: _int(x) and x >= -1, "must be an integer >= -1 (-1 = off)"
+        ),
         background_mean_min=float(bmin),
         background_mean_max=float(cfg.simulate.background.mean_max),
         background_rel_std=float(r("background.rel_std", nonneg, "must be >= 0")),
@@ -166,7 +178,9 @@ def from_config(cfg: DictConfig) -> Settings:
         cloud_fraction_min=float(cmin),
         cloud_fraction_max=float(cfg.simulate.clouds.fraction_max),
         cloud_coarse_px=r("clouds.coarse_px", lambda x: _int(x) and x >= 2, "must be an integer >= 2"),
-        compression_level=r("output.compression_level", lambda x: _int(x) and 0 <= x <= 9, "must be an integer 0..9 (0 = none)"),
+        compression_level=r(
+            "output.compression_level", lambda x: _int(x) and 0 <= x <= 9, "must be an integer 0..9 (0 = none)"
+        ),
     )
 
 

@@ -5,8 +5,8 @@ are the global normalisation, ``r = (Q - min) / (max - min)``, so ``r`` does not
 workers there are and maps back to t/yr. The real distribution is heavy-tailed (with the default 1000 t/yr cut,
 about 95 % of sites have r < 0.33 and a handful r > 0.66), so rates are drawn *stratified*: each source first draws
 its class (low r < 0.33, mid, high r > 0.66) with ``sources.class_weights``, then a site from the population inside
-that class range, then a small multiplicative log-normal jitter (``jitter_sigma``), dropped where it would leave the class range, so
-rare strong sources are seen often enough without inventing rates outside the real ones' span.
+that class range, then a small multiplicative log-normal jitter (``jitter_sigma``), dropped where it would leave
+the class range, so rare strong sources are seen often enough without inventing rates outside the real ones' span.
 """
 
 from __future__ import annotations
@@ -54,11 +54,15 @@ def load_population(csv_path: str, min_nox_t_per_yr: float, class_weights) -> Em
     q = read_coco2(csv_path)["nox_t_per_yr"].to_numpy(dtype=np.float64)
     q = np.sort(q[q >= min_nox_t_per_yr])
     if q.size < 2 or q[-1] <= q[0]:
-        raise ConfigError("simulate.sources.min_nox_t_per_yr", f"leaves {q.size} distinct site(s) in {csv_path}; lower it")
+        raise ConfigError(
+            "simulate.sources.min_nox_t_per_yr", f"leaves {q.size} distinct site(s) in {csv_path}; lower it"
+        )
     pop = EmissionPopulation(q)
     for i, ((lo, hi), w) in enumerate(zip(pop.class_bounds(), class_weights)):
         if w > 0 and not np.any((q >= lo) & (q <= hi)):
-            raise ConfigError(f"simulate.sources.class_weights[{i}]", "has weight but the population has no site in that class")
+            raise ConfigError(
+                f"simulate.sources.class_weights[{i}]", "has weight but the population has no site in that class"
+            )
     return pop
 
 
@@ -84,8 +88,15 @@ def sample_rates(rng: np.random.Generator, n: int, pop: EmissionPopulation, clas
     return q
 
 
-def place_sources(rng: np.random.Generator, n_sources: np.ndarray, max_sources: int, size_px: int, margin: float,
-                  separation: float, max_tries: int = 2000):
+def place_sources(
+    rng: np.random.Generator,
+    n_sources: np.ndarray,
+    max_sources: int,
+    size_px: int,
+    margin: float,
+    separation: float,
+    max_tries: int = 2000,
+):
     """Float (row, col) pixel positions ``(n_scenes, max_sources)`` (NaN-padded), >= ``separation`` px apart."""
     b = n_sources.size
     rows = np.full((b, max_sources), np.nan)
@@ -107,5 +118,7 @@ def place_sources(rng: np.random.Generator, n_sources: np.ndarray, max_sources: 
             cols[todo[ok], k] = c[ok]
             todo = todo[~ok]
         if todo.size:
-            raise ConfigError("simulate.sources.min_separation_px", f"could not place {k + 1} sources {separation} px apart; lower it")
+            raise ConfigError(
+                "simulate.sources.min_separation_px", f"could not place {k + 1} sources {separation} px apart; lower it"
+            )
     return rows, cols

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -78,8 +78,11 @@ def check_dataset(shards: list[Path], tile_size: int, in_channels: int = 2, inpu
     one-line :class:`InputFileError` naming the shard and what differs.
     """
     if in_channels != 2:
-        raise InputFileError(shards[0], f"the model expects {in_channels} input channels but the data give 2 "
-                                        "(NO2 and valid mask); set model.in_channels: 2")
+        raise InputFileError(
+            shards[0],
+            f"the model expects {in_channels} input channels but the data give 2 "
+            "(NO2 and valid mask); set model.in_channels: 2",
+        )
     ref: dict | None = None
     for shard in shards:
         info = read_attrs(shard)
@@ -89,12 +92,18 @@ def check_dataset(shards: list[Path], tile_size: int, in_channels: int = 2, inpu
                 raise InputFileError(shard, f"variable {v!r} is missing")
             shp = shapes[v]
             if len(shp) != 3 or shp[1:] != (tile_size, tile_size):
-                raise InputFileError(shard, f"variable {v!r} has shape {shp}, expected (scene, {tile_size}, "
-                                            f"{tile_size}) for model tile_size {tile_size}")
+                raise InputFileError(
+                    shard,
+                    f"variable {v!r} has shape {shp}, expected (scene, {tile_size}, "
+                    f"{tile_size}) for model tile_size {tile_size}",
+                )
         for a in REQUIRED_ATTRS:
             if a not in attrs:
-                raise InputFileError(shard, f"global attribute {a!r} is missing (needed to scale model inputs "
-                                            "and map outputs back to emissions)")
+                raise InputFileError(
+                    shard,
+                    f"global attribute {a!r} is missing (needed to scale model inputs "
+                    "and map outputs back to emissions)",
+                )
         scale = float(attrs["input_scale"])
         if not np.isfinite(scale) or scale <= 0:
             raise InputFileError(shard, f"input_scale is {attrs['input_scale']!r}, expected a positive number")
@@ -110,13 +119,19 @@ def check_dataset(shards: list[Path], tile_size: int, in_channels: int = 2, inpu
         else:
             for k in ("input_scale", "emission_min_t_per_yr", "emission_max_t_per_yr", "pixel_size_m"):
                 if not np.isclose(cur[k], ref[k], rtol=1e-9):
-                    raise InputFileError(shard, f"{k} = {cur[k]!r} differs from {ref[k]!r} in {shards[0].name}; "
-                                                "all shards must share one scaling")
+                    raise InputFileError(
+                        shard,
+                        f"{k} = {cur[k]!r} differs from {ref[k]!r} in {shards[0].name}; "
+                        "all shards must share one scaling",
+                    )
     assert ref is not None
     _check_scaling(shards[0], ref["input_scale"])
     if input_scale is not None and not np.isclose(ref["input_scale"], input_scale, rtol=1e-9):
-        raise InputFileError(shards[0], f"input_scale = {ref['input_scale']!r} differs from the model's "
-                                        f"{input_scale!r} (scaling mismatch between data sets)")
+        raise InputFileError(
+            shards[0],
+            f"input_scale = {ref['input_scale']!r} differs from the model's "
+            f"{input_scale!r} (scaling mismatch between data sets)",
+        )
     return ref
 
 
@@ -159,8 +174,16 @@ class ShardStream:
     epoch])``. ``max_scenes`` caps the scenes per pass (the first ones in stream order).
     """
 
-    def __init__(self, shards: list[Path], batch_size: int, *, shuffle: bool, seed: int = 0,
-                 max_scenes: int | None = None, drop_last: bool = False):
+    def __init__(
+        self,
+        shards: list[Path],
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        max_scenes: int | None = None,
+        drop_last: bool = False,
+    ):
         self.shards = list(shards)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -197,10 +220,12 @@ class ShardStream:
             n_carry += len(idx)
             while n_carry >= self.batch_size:
                 merged = _concat(carry)
-                yield Batch(merged.no2[: self.batch_size], merged.valid[: self.batch_size],
-                            merged.emission[: self.batch_size])
-                rest = Batch(merged.no2[self.batch_size:], merged.valid[self.batch_size:],
-                             merged.emission[self.batch_size:])
+                yield Batch(
+                    merged.no2[: self.batch_size], merged.valid[: self.batch_size], merged.emission[: self.batch_size]
+                )
+                rest = Batch(
+                    merged.no2[self.batch_size :], merged.valid[self.batch_size :], merged.emission[self.batch_size :]
+                )
                 carry, n_carry = [rest], rest.no2.shape[0]
         if n_carry and not self.drop_last:
             yield _concat(carry)
@@ -209,5 +234,8 @@ class ShardStream:
 def _concat(parts: list[Batch]) -> Batch:
     if len(parts) == 1:
         return parts[0]
-    return Batch(np.concatenate([p.no2 for p in parts]), np.concatenate([p.valid for p in parts]),
-                 np.concatenate([p.emission for p in parts]))
+    return Batch(
+        np.concatenate([p.no2 for p in parts]),
+        np.concatenate([p.valid for p in parts]),
+        np.concatenate([p.emission for p in parts]),
+    )

@@ -26,8 +26,15 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(epoch), 7]).generate_state(1, dtype=np.uint32)[0])
 
 
-def loss_fn(pred: torch.Tensor, target: torch.Tensor, positive_weight: float = 0.0, dice_weight: float = 0.0,
-            threshold: float = 0.05, dice_temperature: float = 0.5, dice_beta: float = 0.5) -> torch.Tensor:
+def loss_fn(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    positive_weight: float = 0.0,
+    dice_weight: float = 0.0,
+    threshold: float = 0.05,
+    dice_temperature: float = 0.5,
+    dice_beta: float = 0.5,
+) -> torch.Tensor:
     """MSE (the paper's loss); with ``positive_weight`` > 0 the squared errors on emitting pixels (target > 0)
     weigh ``1 + positive_weight`` (sources cover < 1 % of the pixels, so plain MSE favours predicting zero).
 
@@ -61,16 +68,33 @@ def loss_fn(pred: torch.Tensor, target: torch.Tensor, positive_weight: float = 0
     return loss
 
 
-def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, stream: ShardStream, *, epoch: int,
-                seed: int, input_scale: float, positive_weight: float = 0.0, dice_weight: float = 0.0,
-                threshold: float = 0.05, dice_temperature: float = 0.5, dice_beta: float = 0.5,
-                desc: str = "train") -> float:
+def train_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    stream: ShardStream,
+    *,
+    epoch: int,
+    seed: int,
+    input_scale: float,
+    positive_weight: float = 0.0,
+    dice_weight: float = 0.0,
+    threshold: float = 0.05,
+    dice_temperature: float = 0.5,
+    dice_beta: float = 0.5,
+    desc: str = "train",
+) -> float:
     """Train for one pass over ``stream``; return the mean (per-scene) training loss."""
     torch.manual_seed(epoch_seed(seed, epoch))
     model.train()
     total, n = 0.0, 0
-    bar = tqdm(stream.batches(epoch), total=stream.n_batches(), desc=desc, unit="batch", leave=False,
-               disable=progress_disabled())
+    bar = tqdm(
+        stream.batches(epoch),
+        total=stream.n_batches(),
+        desc=desc,
+        unit="batch",
+        leave=False,
+        disable=progress_disabled(),
+    )
     for b in bar:
         x = prepare_input(b.no2, b.valid, input_scale)
         y = torch.as_tensor(b.emission)
@@ -95,21 +119,34 @@ class EvalResult:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, stream: ShardStream, *, input_scale: float, threshold: float,
-             match_distance_px: float, min_visible_fraction: float = 0.5, min_scored_r: float | None = None,
-             keep_examples: int = 0,
-             desc: str = "eval") -> EvalResult:
+def evaluate(
+    model: torch.nn.Module,
+    stream: ShardStream,
+    *,
+    input_scale: float,
+    threshold: float,
+    match_distance_px: float,
+    min_visible_fraction: float = 0.5,
+    min_scored_r: float | None = None,
+    keep_examples: int = 0,
+    desc: str = "eval",
+) -> EvalResult:
     """Mean MSE and :class:`no2hotspots.metrics.EmissionMetrics` over ``stream`` (in its fixed order)."""
     from ..metrics import EmissionMetrics
 
     model.eval()
-    metric = EmissionMetrics(threshold=threshold, match_distance_px=match_distance_px,
-                             min_visible_fraction=min_visible_fraction, min_scored_r=min_scored_r)
+    metric = EmissionMetrics(
+        threshold=threshold,
+        match_distance_px=match_distance_px,
+        min_visible_fraction=min_visible_fraction,
+        min_scored_r=min_scored_r,
+    )
     total, n = 0.0, 0
     kept: dict[str, list] = {"no2": [], "valid": [], "emission": [], "pred": []}
     n_kept = 0
-    for b in tqdm(stream.batches(0), total=stream.n_batches(), desc=desc, unit="batch", leave=False,
-                  disable=progress_disabled()):
+    for b in tqdm(
+        stream.batches(0), total=stream.n_batches(), desc=desc, unit="batch", leave=False, disable=progress_disabled()
+    ):
         x = prepare_input(b.no2, b.valid, input_scale)
         y = torch.as_tensor(b.emission)
         pred = model(x)

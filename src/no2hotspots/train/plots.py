@@ -23,8 +23,11 @@ def learning_curve_png(history: list[dict], path: str | Path) -> None:
     a1.set_xlabel("epoch")
     a1.set_ylabel("MSE loss")
     a1.legend()
-    for key, label in (("val_acc_q2_all", "median accuracy"), ("val_precision_q2_all", "median precision"),
-                       ("val_source_f1", "source F1")):
+    for key, label in (
+        ("val_acc_q2_all", "median accuracy"),
+        ("val_precision_q2_all", "median precision"),
+        ("val_source_f1", "source F1"),
+    ):
         if key in history[0]:
             a2.plot(ep, [h[key] for h in history], "o-", label=label)
     a2.set_xlabel("epoch")

@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -48,8 +47,12 @@ def _validate(cfg: DictConfig) -> None:
     require(cfg, t + "lr_schedule.min_lr", lambda v: 0 <= float(v) <= float(cfg.train.lr), "must be in [0, train.lr]")
     require(cfg, t + "lr_schedule.factor", lambda v: 0 < float(v) < 1, "must be in (0, 1)")
     require(cfg, t + "lr_schedule.patience", lambda v: int(v) >= 0, "must be >= 0")
-    require(cfg, t + "loss", lambda v: v in LOSSES,
-            "must be 'mse' (the paper's), 'weighted_mse', 'mse_dice' or 'weighted_mse_dice'")
+    require(
+        cfg,
+        t + "loss",
+        lambda v: v in LOSSES,
+        "must be 'mse' (the paper's), 'weighted_mse', 'mse_dice' or 'weighted_mse_dice'",
+    )
     require(cfg, t + "positive_weight", lambda v: float(v) >= 0, "must be >= 0")
     if str(OmegaConf.select(cfg, t + "loss", default="mse")).endswith("_dice"):
         require(cfg, t + "dice_weight", lambda v: float(v) >= 0, "must be >= 0")
@@ -60,8 +63,9 @@ def _validate(cfg: DictConfig) -> None:
     require(cfg, t + "min_visible_fraction", lambda v: 0 <= float(v) <= 1, "must be in [0, 1]")
     require(cfg, t + "min_scored_r", lambda v: 0 <= float(v) <= 1, "must be in [0, 1]")
     require(cfg, t + "num_threads", lambda v: int(v) >= 1, "must be an integer >= 1")
-    require(cfg, t + "objective", lambda v: str(v).startswith("val/"),
-            "must name a validation metric, e.g. val/source_f1")
+    require(
+        cfg, t + "objective", lambda v: str(v).startswith("val/"), "must name a validation metric, e.g. val/source_f1"
+    )
 
 
 def _lr(opt: torch.optim.Optimizer) -> float:
@@ -90,8 +94,10 @@ def _run_name(cfg: DictConfig) -> str:
     w = "-".join(str(x) for x in widths) if widths is not None else "?"
     name = OmegaConf.select(cfg, "model.name", default="cnn")
     head = OmegaConf.select(cfg, "model.head.kind", default="?")
-    return (f"train model={name} widths={w} head={head} lr={float(t.lr):g} bs={int(t.batch_size)} "
-            f"ep={int(t.epochs)} seed={int(t.seed)}")
+    return (
+        f"train model={name} widths={w} head={head} lr={float(t.lr):g} bs={int(t.batch_size)} "
+        f"ep={int(t.epochs)} seed={int(t.seed)}"
+    )
 
 
 def run(cfg: DictConfig) -> float:
@@ -113,8 +119,9 @@ def run(cfg: DictConfig) -> float:
         check_dataset(shards[s], tile, in_ch, input_scale=data_meta["input_scale"])
     scale = data_meta["input_scale"]
 
-    train_stream = ShardStream(shards["train"], int(t.batch_size), shuffle=True, seed=seed,
-                               max_scenes=t.max_train_scenes, drop_last=True)
+    train_stream = ShardStream(
+        shards["train"], int(t.batch_size), shuffle=True, seed=seed, max_scenes=t.max_train_scenes, drop_last=True
+    )
     if train_stream.n_batches() == 0:
         raise ConfigError("train.batch_size", f"{t.batch_size} exceeds the {train_stream.n_scenes()} training scenes")
     val_stream = ShardStream(shards["val"], int(t.eval_batch_size), shuffle=False, max_scenes=t.max_eval_scenes)
@@ -125,8 +132,12 @@ def run(cfg: DictConfig) -> float:
     n_params = count_parameters(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(t.lr), weight_decay=float(t.weight_decay))
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=float(t.lr_schedule.factor), patience=int(t.lr_schedule.patience),
-        min_lr=float(t.lr_schedule.min_lr))
+        optimizer,
+        mode="min",
+        factor=float(t.lr_schedule.factor),
+        patience=int(t.lr_schedule.patience),
+        min_lr=float(t.lr_schedule.min_lr),
+    )
 
     out_dir = Path(str(t.out_dir))
     ckpt_dir = out_dir / "checkpoints"
@@ -162,29 +173,48 @@ def run(cfg: DictConfig) -> float:
     data_version = tracking.data_version(sim_dir)
     commit = tracking.git_commit()
     parent = os.environ.get(PARENT_ENV) or None
-    tags = {"data_version": data_version, "git_commit": commit, "stage": "train",
-            "n_parameters": str(n_params)}
+    tags = {"data_version": data_version, "git_commit": commit, "stage": "train", "n_parameters": str(n_params)}
     if parent:
         tags["sweep_parent"] = parent
     if run_id is not None:
         active = mlflow.start_run(run_id=run_id)
     else:
-        active = mlflow.start_run(experiment_id=exp_id, run_name=_run_name(cfg), tags=tags, parent_run_id=parent,
-                                  log_system_metrics=_system_metrics(t))
+        active = mlflow.start_run(
+            experiment_id=exp_id,
+            run_name=_run_name(cfg),
+            tags=tags,
+            parent_run_id=parent,
+            log_system_metrics=_system_metrics(t),
+        )
     with active as mlrun:
         run_id = mlrun.info.run_id
         if start_epoch == 0:
-            params = {k: ("null" if v is None else str(v))[:6000] for k, v in flatten(to_container(cfg)).items()
-                      if not k.startswith("hydra.")}
-            params.update({"data.n_train": train_stream.n_scenes(), "data.n_val": val_stream.n_scenes(),
-                           "data.n_test": test_stream.n_scenes(), "model.n_parameters": n_params,
-                           **{f"data.{k}": v for k, v in data_meta.items()}})
+            params = {
+                k: ("null" if v is None else str(v))[:6000]
+                for k, v in flatten(to_container(cfg)).items()
+                if not k.startswith("hydra.")
+            }
+            params.update(
+                {
+                    "data.n_train": train_stream.n_scenes(),
+                    "data.n_val": val_stream.n_scenes(),
+                    "data.n_test": test_stream.n_scenes(),
+                    "model.n_parameters": n_params,
+                    **{f"data.{k}": v for k, v in data_meta.items()},
+                }
+            )
             mlflow.log_params(params)
         _log_config(cfg)
 
-        log.info("training %d parameters on %d scenes (%d batches/epoch), %d val, %d test scenes; run %s",
-                 n_params, train_stream.n_scenes(), train_stream.n_batches(), val_stream.n_scenes(),
-                 test_stream.n_scenes(), run_id)
+        log.info(
+            "training %d parameters on %d scenes (%d batches/epoch), %d val, %d test scenes; run %s",
+            n_params,
+            train_stream.n_scenes(),
+            train_stream.n_batches(),
+            val_stream.n_scenes(),
+            test_stream.n_scenes(),
+            run_id,
+        )
         from .loop import evaluate, train_epoch
 
         epochs = int(t.epochs)
@@ -200,16 +230,31 @@ def run(cfg: DictConfig) -> float:
                 break
             t0 = time.perf_counter()
             lr = _lr(optimizer)
-            train_loss = train_epoch(model, optimizer, train_stream, epoch=epoch, seed=seed, input_scale=scale,
-                                     positive_weight=pos_weight, dice_weight=dice_weight,
-                                     threshold=float(t.threshold), dice_temperature=dice_temperature,
-                                     dice_beta=dice_beta,
-                                     desc=f"epoch {epoch + 1}/{epochs}")
+            train_loss = train_epoch(
+                model,
+                optimizer,
+                train_stream,
+                epoch=epoch,
+                seed=seed,
+                input_scale=scale,
+                positive_weight=pos_weight,
+                dice_weight=dice_weight,
+                threshold=float(t.threshold),
+                dice_temperature=dice_temperature,
+                dice_beta=dice_beta,
+                desc=f"epoch {epoch + 1}/{epochs}",
+            )
             t_train = time.perf_counter() - t0
-            val = evaluate(model, val_stream, input_scale=scale, threshold=float(t.threshold),
-                           match_distance_px=float(t.match_distance_px),
-                           min_visible_fraction=float(t.min_visible_fraction),
-                           min_scored_r=float(t.min_scored_r), desc="validate")
+            val = evaluate(
+                model,
+                val_stream,
+                input_scale=scale,
+                threshold=float(t.threshold),
+                match_distance_px=float(t.match_distance_px),
+                min_visible_fraction=float(t.min_visible_fraction),
+                min_scored_r=float(t.min_scored_r),
+                desc="validate",
+            )
             scheduler.step(val.loss)
             row = _history_row(epoch, train_loss, val, lr)
             row["epoch_seconds"] = time.perf_counter() - t0
@@ -220,46 +265,86 @@ def run(cfg: DictConfig) -> float:
                 ckpt.save(ckpt_dir / ckpt.BEST, {"model": model.state_dict(), "epoch": epoch})
             else:
                 stale += 1
-            mlflow.log_metrics({"train/loss": train_loss, "val/loss": val.loss, "lr": lr,
-                                "epoch_seconds": row["epoch_seconds"], **_mlflow_metrics("val", val.metrics)},
-                               step=epoch)
-            ckpt.save(last_path, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
-                "best_loss": best_loss, "best_epoch": best_epoch, "stale": stale, "history": history,
-                "run_id": run_id,
-            })
-            log.info("epoch %d/%d: train loss %.5g, val loss %.5g, val median acc %s, val source F1 %s, lr %.2g "
-                     "(%.1f s)", epoch + 1, epochs, train_loss, val.loss, _fmt(val.metrics.get("acc_q2_all")),
-                     _fmt(val.metrics.get("source_f1")), lr, row["epoch_seconds"])
+            mlflow.log_metrics(
+                {
+                    "train/loss": train_loss,
+                    "val/loss": val.loss,
+                    "lr": lr,
+                    "epoch_seconds": row["epoch_seconds"],
+                    **_mlflow_metrics("val", val.metrics),
+                },
+                step=epoch,
+            )
+            ckpt.save(
+                last_path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "epoch": epoch,
+                    "best_loss": best_loss,
+                    "best_epoch": best_epoch,
+                    "stale": stale,
+                    "history": history,
+                    "run_id": run_id,
+                },
+            )
+            log.info(
+                "epoch %d/%d: train loss %.5g, val loss %.5g, val median acc %s, val source F1 %s, lr %.2g (%.1f s)",
+                epoch + 1,
+                epochs,
+                train_loss,
+                val.loss,
+                _fmt(val.metrics.get("acc_q2_all")),
+                _fmt(val.metrics.get("source_f1")),
+                lr,
+                row["epoch_seconds"],
+            )
 
         selected = best_epoch if (str(t.select) == "best" and best_epoch >= 0) else history[-1]["epoch"]
         if selected != history[-1]["epoch"]:
             best = ckpt.load(ckpt_dir / ckpt.BEST)
             ckpt.load_state_dict_checked(model, best["model"], ckpt_dir / ckpt.BEST)
         sel_row = next(h for h in history if h["epoch"] == selected)
-        objective_key = "val_" + str(t.objective)[len("val/"):]
+        objective_key = "val_" + str(t.objective)[len("val/") :]
         objective = float(sel_row.get(objective_key, float("nan")))
 
-        test = evaluate(model, test_stream, input_scale=scale, threshold=float(t.threshold),
-                        match_distance_px=float(t.match_distance_px),
-                        min_visible_fraction=float(t.min_visible_fraction), min_scored_r=float(t.min_scored_r),
-                        keep_examples=int(t.panel_scenes),
-                        desc="test")
+        test = evaluate(
+            model,
+            test_stream,
+            input_scale=scale,
+            threshold=float(t.threshold),
+            match_distance_px=float(t.match_distance_px),
+            min_visible_fraction=float(t.min_visible_fraction),
+            min_scored_r=float(t.min_scored_r),
+            keep_examples=int(t.panel_scenes),
+            desc="test",
+        )
         test_metrics = {"loss": test.loss, **test.metrics}
-        mlflow.log_metrics({**_mlflow_metrics("test", test_metrics), "selected_epoch": selected,
-                            "objective": objective})
-        log.info("test (epoch %d weights): %s", selected + 1,
-                 ", ".join(f"{k} {_fmt(test.metrics.get(k))}" for k in HEADLINE))
+        mlflow.log_metrics(
+            {**_mlflow_metrics("test", test_metrics), "selected_epoch": selected, "objective": objective}
+        )
+        log.info(
+            "test (epoch %d weights): %s", selected + 1, ", ".join(f"{k} {_fmt(test.metrics.get(k))}" for k in HEADLINE)
+        )
 
         meta = {
-            "model": to_container(cfg.model), "input_scale": scale,
+            "model": to_container(cfg.model),
+            "input_scale": scale,
             "emission_min_t_per_yr": data_meta["emission_min_t_per_yr"],
             "emission_max_t_per_yr": data_meta["emission_max_t_per_yr"],
-            "pixel_size_m": data_meta["pixel_size_m"], "tile_size": tile, "in_channels": in_ch,
-            "threshold": float(t.threshold), "match_distance_px": float(t.match_distance_px),
-            "min_visible_fraction": float(t.min_visible_fraction), "min_scored_r": float(t.min_scored_r),
-            "run_id": run_id, "selected_epoch": selected, "n_parameters": n_params, "data_version": data_version,
+            "pixel_size_m": data_meta["pixel_size_m"],
+            "tile_size": tile,
+            "in_channels": in_ch,
+            "threshold": float(t.threshold),
+            "match_distance_px": float(t.match_distance_px),
+            "min_visible_fraction": float(t.min_visible_fraction),
+            "min_scored_r": float(t.min_scored_r),
+            "run_id": run_id,
+            "selected_epoch": selected,
+            "n_parameters": n_params,
+            "data_version": data_version,
         }
         model_dir = out_dir / "model"
         from ..atomic import atomic_path
@@ -278,10 +363,19 @@ def run(cfg: DictConfig) -> float:
             x = prepare_input(ex["no2"][:1], ex["valid"][:1], scale).numpy()
             info = log_model(model_dir, x, ex["pred"][:1])
             model_uri = info.model_uri
-        run_info = {"run_id": run_id, "experiment": str(cfg.tracking.experiment), "experiment_id": exp_id,
-                    "tracking_uri": str(cfg.tracking.uri), "model_uri": model_uri, "data_version": data_version,
-                    "git_commit": commit, "parent_run_id": parent, "objective": objective,
-                    "objective_key": str(t.objective), "selected_epoch": selected}
+        run_info = {
+            "run_id": run_id,
+            "experiment": str(cfg.tracking.experiment),
+            "experiment_id": exp_id,
+            "tracking_uri": str(cfg.tracking.uri),
+            "model_uri": model_uri,
+            "data_version": data_version,
+            "git_commit": commit,
+            "parent_run_id": parent,
+            "objective": objective,
+            "objective_key": str(t.objective),
+            "selected_epoch": selected,
+        }
         write_json(out_dir / "run.json", run_info)
     return objective
 

@@ -34,9 +34,16 @@ class MlflowSweepParent(Callback):
         client = mlflow.MlflowClient()
         sweeper = config.hydra.sweeper
         name = self.run_name or f"sweep {sweeper.get('study_name', '')} n_trials={sweeper.get('n_trials')}"
-        run = client.create_run(exp_id, run_name=name, tags={
-            "stage": "sweep", "git_commit": tracking.git_commit(),
-            "study_name": str(sweeper.get("study_name", "")), "direction": str(sweeper.get("direction", ""))})
+        run = client.create_run(
+            exp_id,
+            run_name=name,
+            tags={
+                "stage": "sweep",
+                "git_commit": tracking.git_commit(),
+                "study_name": str(sweeper.get("study_name", "")),
+                "direction": str(sweeper.get("direction", "")),
+            },
+        )
         self.parent_id = run.info.run_id
         params = {"sweep.n_trials": sweeper.get("n_trials"), "sweep.storage": sweeper.get("storage")}
         for k, v in (sweeper.get("params") or {}).items():

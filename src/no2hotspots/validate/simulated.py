@@ -12,8 +12,8 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -24,11 +24,27 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 #: variables every shard must hold
-REQUIRED_VARS = ("no2", "valid", "emission", "scene_id", "n_sources", "emission_class", "source_row", "source_col",
-                 "source_rel_emission")
+REQUIRED_VARS = (
+    "no2",
+    "valid",
+    "emission",
+    "scene_id",
+    "n_sources",
+    "emission_class",
+    "source_row",
+    "source_col",
+    "source_rel_emission",
+)
 #: per-scene variables copied into the summary when present
-SCENE_VARS = ("wind_speed", "wind_from_direction", "stability_class", "no2_lifetime", "cloud_fraction", "noise_std",
-              "background_mean")
+SCENE_VARS = (
+    "wind_speed",
+    "wind_from_direction",
+    "stability_class",
+    "no2_lifetime",
+    "cloud_fraction",
+    "noise_std",
+    "background_mean",
+)
 CLASS_NAMES = ("empty", "low", "mid", "high")
 
 
@@ -62,8 +78,9 @@ def emission_class_of(rmax: np.ndarray, n_sources: np.ndarray, edges=(0.33, 0.66
     return np.where(empty, 0, cls).astype(np.int8)
 
 
-def footprint_checks(emission: np.ndarray, rows: np.ndarray, cols: np.ndarray, rel: np.ndarray, half: float,
-                     rel_min: float) -> tuple[np.ndarray, np.ndarray]:
+def footprint_checks(
+    emission: np.ndarray, rows: np.ndarray, cols: np.ndarray, rel: np.ndarray, half: float, rel_min: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Per scene of a stack: (sources whose footprint holds no emission > 0, emission blobs with no source nearby).
 
     ``emission`` is (scene, y, x); ``rows``/``cols``/``rel`` are (scene, source), NaN-padded. A source "covers" the
@@ -148,31 +165,33 @@ def _shard_rows(path: Path, split: str, cfg) -> pd.DataFrame:
     rel_min = float(cfg.source_rel_emission_visible_above)
     without, blobs = footprint_checks(emission, srow, scol, srel, half, rel_min)
     expected_class = emission_class_of(emission_max, n_listed, tuple(cfg.class_edges))
-    df = pd.DataFrame({
-        "split": split,
-        "shard": path.name,
-        "scene_id": scene_id,
-        "split_attr_mismatch": int(attr_split != split),
-        "n_valid": isvalid.sum(axis=axes),
-        "n_valid_bad_values": ((valid != 0) & (valid != 1)).sum(axis=axes),
-        "n_nonfinite_valid": (isvalid & ~finite).sum(axis=axes),
-        "n_finite_invalid": (~isvalid & finite).sum(axis=axes),
-        "no2_min": no2_min,
-        "no2_max": no2_max,
-        "n_nonfinite_emission": (~np.isfinite(emission)).sum(axis=axes),
-        "emission_min": emission_min,
-        "emission_max": emission_max,
-        "n_emission_pixels": (emission > 0).sum(axis=axes),
-        "n_sources": n_sources,
-        "n_sources_listed_mismatch": (n_sources != n_listed).astype(np.int64),
-        "source_rel_emission_min": src_rel_min,
-        "source_rel_emission_max": src_rel_max,
-        "n_sources_without_emission": without,
-        "n_emission_blobs_without_source": blobs,
-        "emission_class": emission_class,
-        "emission_class_from_map": expected_class,
-        "emission_class_mismatch": (emission_class != expected_class).astype(np.int64),
-    })
+    df = pd.DataFrame(
+        {
+            "split": split,
+            "shard": path.name,
+            "scene_id": scene_id,
+            "split_attr_mismatch": int(attr_split != split),
+            "n_valid": isvalid.sum(axis=axes),
+            "n_valid_bad_values": ((valid != 0) & (valid != 1)).sum(axis=axes),
+            "n_nonfinite_valid": (isvalid & ~finite).sum(axis=axes),
+            "n_finite_invalid": (~isvalid & finite).sum(axis=axes),
+            "no2_min": no2_min,
+            "no2_max": no2_max,
+            "n_nonfinite_emission": (~np.isfinite(emission)).sum(axis=axes),
+            "emission_min": emission_min,
+            "emission_max": emission_max,
+            "n_emission_pixels": (emission > 0).sum(axis=axes),
+            "n_sources": n_sources,
+            "n_sources_listed_mismatch": (n_sources != n_listed).astype(np.int64),
+            "source_rel_emission_min": src_rel_min,
+            "source_rel_emission_max": src_rel_max,
+            "n_sources_without_emission": without,
+            "n_emission_blobs_without_source": blobs,
+            "emission_class": emission_class,
+            "emission_class_from_map": expected_class,
+            "emission_class_mismatch": (emission_class != expected_class).astype(np.int64),
+        }
+    )
     for v, values in extra.items():
         df[v] = np.asarray(values).astype(float)
     df.index = [f"{split}:{s}" for s in scene_id]
@@ -227,8 +246,14 @@ def dataset_table(scenes: pd.DataFrame, manifest: Mapping, cfg) -> pd.DataFrame:
     return pd.DataFrame([row], index=["dataset"])
 
 
-def validate_simulated(root: str | os.PathLike, cfg_validate, report_path, *, raise_on_failure: bool = True,
-                       scene_csv: str | os.PathLike | None = None):
+def validate_simulated(
+    root: str | os.PathLike,
+    cfg_validate,
+    report_path,
+    *,
+    raise_on_failure: bool = True,
+    scene_csv: str | os.PathLike | None = None,
+):
     """Summarise the dataset at ``root``, run ``cfg_validate.simulated`` expectations, write the report.
 
     Returns a :class:`~no2hotspots.validate.suite.SuiteResult`; raises ValidationFailed (report written first).

@@ -18,9 +18,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ..atomic import write_json, write_text
 from ..errors import ConfigError, ValidationFailed
@@ -186,8 +187,9 @@ def run_suite(
         if not specs:
             continue
         if table_name not in tables:
-            raise ConfigError(f"{config_key}.{table_name}", f"no table {table_name!r} to validate "
-                              f"(tables: {', '.join(tables)})")
+            raise ConfigError(
+                f"{config_key}.{table_name}", f"no table {table_name!r} to validate (tables: {', '.join(tables)})"
+            )
         df = tables[table_name]
         sizes[table_name] = int(len(df))
         built = [_build(s, f"{config_key}.{table_name}[{i}]") for i, s in enumerate(specs)]
@@ -369,8 +371,12 @@ def markdown(result: SuiteResult, *, extra: Mapping | None = None) -> str:
         lines += ["## Tables", ""]
         lines += [f"- `{t}`: {n} rows" for t, n in result.tables.items()]
         lines.append("")
-    lines += ["## All expectations", "", "| table | result | expectation | check | meaning | observed |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "## All expectations",
+        "",
+        "| table | result | expectation | check | meaning | observed |",
+        "|---|---|---|---|---|---|",
+    ]
     for o in result.outcomes:
         mark = "ok" if o.success else "**FAIL**"
         cells = [o.table, mark, f"`{o.type}`", o.label, o.meaning, _observed_text(o)]

@@ -39,16 +39,29 @@ def read(nc: netCDF4.Dataset, path):
         prec = np.full_like(no2, np.nan)
     tvar = nc.variables["time"]
     try:
-        t = netCDF4.num2date(np.asarray(tvar[:]).ravel()[0], tvar.units, getattr(tvar, "calendar", "standard"),
-                             only_use_cftime_datetimes=False, only_use_python_datetimes=True)
+        t = netCDF4.num2date(
+            np.asarray(tvar[:]).ravel()[0],
+            tvar.units,
+            getattr(tvar, "calendar", "standard"),
+            only_use_cftime_datetimes=False,
+            only_use_python_datetimes=True,
+        )
     except (AttributeError, ValueError) as e:
         raise InputFileError(path, f"unreadable time ({e})") from None
     qa_filter = str(getattr(nc, "QA value filter", "applied upstream"))
     attrs = {k: str(nc.getncattr(k)) for k in ("original file name", "source") if k in nc.ncattrs()}
     attrs = {k.replace(" ", "_"): v for k, v in attrs.items()}
     return make_pixels(
-        path, no2=no2, precision=prec, qa=np.full_like(no2, np.nan),
-        lat=_filled(nc.variables["lat"]), lon=_filled(nc.variables["lon"]),
-        lat_bounds=_filled(nc.variables["latc"]), lon_bounds=_filled(nc.variables["lonc"]),
-        time=np.datetime64(t, "ns"), layout="ddeq_crop", qa_filter=qa_filter, extra_attrs=attrs,
+        path,
+        no2=no2,
+        precision=prec,
+        qa=np.full_like(no2, np.nan),
+        lat=_filled(nc.variables["lat"]),
+        lon=_filled(nc.variables["lon"]),
+        lat_bounds=_filled(nc.variables["latc"]),
+        lon_bounds=_filled(nc.variables["lonc"]),
+        time=np.datetime64(t, "ns"),
+        layout="ddeq_crop",
+        qa_filter=qa_filter,
+        extra_attrs=attrs,
     )

@@ -35,13 +35,21 @@ def _time(nc, path) -> np.datetime64:
     for text in (str(getattr(nc, "source_product", "")), Path(path).name):
         m = _STAMPS.search(text)
         if m:
-            a, b = (np.datetime64(f"{s[:4]}-{s[4:6]}-{s[6:8]}T{s[9:11]}:{s[11:13]}:{s[13:15]}", "ns") for s in m.groups())
+            a, b = (
+                np.datetime64(f"{s[:4]}-{s[4:6]}-{s[6:8]}T{s[9:11]}:{s[11:13]}:{s[13:15]}", "ns") for s in m.groups()
+            )
             return a + (b - a) / 2
     if "datetime_start" in nc.variables:
         v = nc.variables["datetime_start"]
-        return np.datetime64(netCDF4.num2date(np.asarray(v[:]).ravel()[0], v.units, only_use_cftime_datetimes=False,
-                                              only_use_python_datetimes=True), "ns")
-    raise InputFileError(path, "HARP L3 file without a time (no datetime_start, no time stamps in source_product or name)")
+        return np.datetime64(
+            netCDF4.num2date(
+                np.asarray(v[:]).ravel()[0], v.units, only_use_cftime_datetimes=False, only_use_python_datetimes=True
+            ),
+            "ns",
+        )
+    raise InputFileError(
+        path, "HARP L3 file without a time (no datetime_start, no time stamps in source_product or name)"
+    )
 
 
 def read(nc: netCDF4.Dataset, path):
@@ -68,7 +76,16 @@ def read(nc: netCDF4.Dataset, path):
     m = re.search(r"validity\s*>=\s*(\d+)", str(getattr(nc, "history", "")))
     qa_filter = f">= {int(m.group(1)) / 100:.2f} (HARP)" if m else "applied by HARP"
     return make_pixels(
-        path, no2=no2, precision=np.full_like(no2, np.nan), qa=np.full_like(no2, np.nan), lat=glat, lon=glon,
-        lat_bounds=lat_b, lon_bounds=lon_b, time=_time(nc, path), layout="harp_l3",
-        qa_filter=qa_filter, extra_attrs={"source_product": str(getattr(nc, "source_product", ""))},
+        path,
+        no2=no2,
+        precision=np.full_like(no2, np.nan),
+        qa=np.full_like(no2, np.nan),
+        lat=glat,
+        lon=glon,
+        lat_bounds=lat_b,
+        lon_bounds=lon_b,
+        time=_time(nc, path),
+        layout="harp_l3",
+        qa_filter=qa_filter,
+        extra_attrs={"source_product": str(getattr(nc, "source_product", ""))},
     )

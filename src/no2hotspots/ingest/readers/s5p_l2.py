@@ -60,8 +60,9 @@ def _times(prod, path) -> np.ndarray:
     """Per-scanline observation time (datetime64[ns]) from ``time`` + ``delta_time``."""
     try:
         tvar = prod.variables["time"]
-        t0 = netCDF4.num2date(np.asarray(tvar[:]).ravel()[0], tvar.units, only_use_cftime_datetimes=False,
-                              only_use_python_datetimes=True)
+        t0 = netCDF4.num2date(
+            np.asarray(tvar[:]).ravel()[0], tvar.units, only_use_cftime_datetimes=False, only_use_python_datetimes=True
+        )
         t0 = np.datetime64(t0.replace(tzinfo=None) if isinstance(t0, dt.datetime) else t0, "ns")
         if "delta_time" not in prod.variables:
             return np.array([t0])
@@ -69,8 +70,9 @@ def _times(prod, path) -> np.ndarray:
         delta = _filled(dvar)[0]
         units = getattr(dvar, "units", "milliseconds")
         if "since" in units:
-            dates = netCDF4.num2date(np.nan_to_num(delta), units, only_use_cftime_datetimes=False,
-                                     only_use_python_datetimes=True)
+            dates = netCDF4.num2date(
+                np.nan_to_num(delta), units, only_use_cftime_datetimes=False, only_use_python_datetimes=True
+            )
             out = np.array([np.datetime64(d, "ns") for d in np.atleast_1d(dates)])
         else:
             out = t0 + (np.nan_to_num(delta) * 1e6).astype("timedelta64[ns]")
@@ -91,7 +93,9 @@ def read(nc: netCDF4.Dataset, path):
         geo = prod.groups["SUPPORT_DATA"].groups["GEOLOCATIONS"]
         latb, lonb = geo.variables["latitude_bounds"], geo.variables["longitude_bounds"]
     except KeyError:
-        raise InputFileError(path, "missing PRODUCT/SUPPORT_DATA/GEOLOCATIONS/latitude_bounds or longitude_bounds") from None
+        raise InputFileError(
+            path, "missing PRODUCT/SUPPORT_DATA/GEOLOCATIONS/latitude_bounds or longitude_bounds"
+        ) from None
 
     var = prod.variables[NO2_VAR]
     no2 = to_mol_m2(_filled(var)[0], getattr(var, "units", None), path, f"PRODUCT/{NO2_VAR}")
@@ -118,6 +122,17 @@ def read(nc: netCDF4.Dataset, path):
         if key in nc.ncattrs():
             attrs[key] = str(nc.getncattr(key))
     return make_pixels(
-        path, no2=no2, precision=prec, qa=qa, lat=lat, lon=lon, lat_bounds=lat_b, lon_bounds=lon_b, time=time,
-        layout="s5p_l2", product=NO2_PRODUCT, qa_filter="", extra_attrs=attrs,
+        path,
+        no2=no2,
+        precision=prec,
+        qa=qa,
+        lat=lat,
+        lon=lon,
+        lat_bounds=lat_b,
+        lon_bounds=lon_b,
+        time=time,
+        layout="s5p_l2",
+        product=NO2_PRODUCT,
+        qa_filter="",
+        extra_attrs=attrs,
     )

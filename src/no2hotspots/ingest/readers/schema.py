@@ -84,17 +84,27 @@ def make_pixels(
 
     ds = xr.Dataset(
         {
-            "no2": ("pixel", no2[ok].astype(np.float64), {
-                "units": MOL_M2, "long_name": "tropospheric vertical column of nitrogen dioxide",
-                "standard_name": "troposphere_mole_content_of_nitrogen_dioxide"}),
-            "no2_precision": ("pixel", precision[ok].astype(np.float64), {
-                "units": MOL_M2, "long_name": "precision of the tropospheric NO2 column"}),
-            "qa": ("pixel", qa[ok].astype(np.float32), {
-                "units": "1", "long_name": "quality assurance value (NaN: filtered upstream, see qa_filter)"}),
-            "lat": ("pixel", lat[ok], {"units": "degree_north", "standard_name": "latitude",
-                                       "bounds": "lat_bounds"}),
-            "lon": ("pixel", lon[ok], {"units": "degree_east", "standard_name": "longitude",
-                                       "bounds": "lon_bounds"}),
+            "no2": (
+                "pixel",
+                no2[ok].astype(np.float64),
+                {
+                    "units": MOL_M2,
+                    "long_name": "tropospheric vertical column of nitrogen dioxide",
+                    "standard_name": "troposphere_mole_content_of_nitrogen_dioxide",
+                },
+            ),
+            "no2_precision": (
+                "pixel",
+                precision[ok].astype(np.float64),
+                {"units": MOL_M2, "long_name": "precision of the tropospheric NO2 column"},
+            ),
+            "qa": (
+                "pixel",
+                qa[ok].astype(np.float32),
+                {"units": "1", "long_name": "quality assurance value (NaN: filtered upstream, see qa_filter)"},
+            ),
+            "lat": ("pixel", lat[ok], {"units": "degree_north", "standard_name": "latitude", "bounds": "lat_bounds"}),
+            "lon": ("pixel", lon[ok], {"units": "degree_east", "standard_name": "longitude", "bounds": "lon_bounds"}),
             "lat_bounds": (("pixel", "corner"), lat_b[ok], {"units": "degree_north"}),
             "lon_bounds": (("pixel", "corner"), lon_b[ok], {"units": "degree_east"}),
             "time": ("pixel", time[ok], {"long_name": "observation time", "standard_name": "time"}),
