@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from no2hotspots.config import compose
 from no2hotspots.errors import ConfigError
-from no2hotspots.simulate import open_split, shard_paths
+from no2hotspots.contracts.shards import open_split, shard_paths
 from no2hotspots.simulate.run import run
 from no2hotspots.simulate.settings import from_config
 

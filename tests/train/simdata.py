@@ -6,11 +6,12 @@ footprints, smooth background, noise, a cloud gap) so a small CNN learns somethi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
+from no2hotspots.contracts.shards import shard_relpath, write_manifest, write_shard
 
 TILE = 64
 INPUT_SCALE = 1.0e5
@@ -103,10 +104,10 @@ def write_dataset(
                 attrs=attrs,
             )
             scene0 += m
-            name = f"shard-{j:05d}.nc"
-            ds.to_netcdf(root / split / name, engine="netcdf4")
-            shards.append(f"{split}/{name}")
+            rel = shard_relpath(split, j)
+            write_shard(ds, root / rel, strict=False)
+            shards.append(rel)
         manifest["splits"][split] = {"n_scenes": total, "shards": shards}
-    manifest["attrs"] = {"input_scale": input_scale, "emission_min_t_per_yr": EMIN, "emission_max_t_per_yr": EMAX}
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    attrs = {"input_scale": input_scale, "emission_min_t_per_yr": EMIN, "emission_max_t_per_yr": EMAX}
+    write_manifest(root, manifest["splits"], attrs)
     return root

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
+from no2hotspots.contracts.shards import shard_relpath, write_manifest, write_shard
 
 N = 64
 K = 3  # footprint_px
@@ -135,12 +136,11 @@ def write_dataset(
                 },
                 attrs={**attrs, "split": split, "shard": s},
             )
-            name = f"shard-{s:05d}.nc"
-            ds.to_netcdf(root / split / name, engine="netcdf4")
-            shards.append(name)
+            rel = shard_relpath(split, s)
+            write_shard(ds, root / rel, strict=False)
+            shards.append(rel)
         manifest["splits"][split] = {"n_scenes": n, "shards": shards}
-    manifest["attrs"] = attrs
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(root, manifest["splits"], attrs)
     return root
 
 

@@ -5,7 +5,6 @@ Public API:
 - :func:`no2hotspots.simulate.run.run` - the ``simulate`` stage.
 - :func:`no2hotspots.simulate.scenes.sample_scenes` / :func:`~no2hotspots.simulate.scenes.simulate_batch` - pure,
   vectorised batch simulation from explicit parameters.
-- :func:`no2hotspots.simulate.dataset.open_split` / :func:`~no2hotspots.simulate.dataset.shard_paths` - readers.
-"""
 
-from .dataset import open_split, shard_paths  # noqa: F401
+The files it writes are the contract :mod:`no2hotspots.contracts.shards` (``open_split``, ``shard_paths``).
+"""

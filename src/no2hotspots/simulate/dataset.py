@@ -1,14 +1,10 @@
-"""The simulated dataset on disk: one CF-attributed xarray Dataset per shard, and readers (docs/contracts.md)."""
+"""One shard of simulated scenes as a CF-attributed xarray Dataset (its file: no2hotspots.contracts.shards)."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from ..errors import InputFileError
 from .physics import STABILITY_CLASSES
 from .scenes import SceneParams
 from .settings import Settings
@@ -148,41 +144,3 @@ def make_dataset(p: SceneParams, out: dict, scene_id: np.ndarray, attrs: dict) -
         attrs=attrs,
     )
     return ds
-
-
-def encoding(ds: xr.Dataset, level: int) -> dict:
-    enc = {v: {"_FillValue": None} for v in ds.variables if ds[v].dtype.kind in "iu"}
-    for v in ("no2", "emission", "valid") if level else ():
-        enc.setdefault(v, {}).update(
-            zlib=True, complevel=level, shuffle=True, chunksizes=(min(ds.sizes["scene"], 64),) + ds[v].shape[1:]
-        )
-    return enc
-
-
-def read_manifest(simulated_dir) -> dict:
-    path = Path(simulated_dir) / "manifest.json"
-    if not path.exists():
-        raise InputFileError(path, "not found; run `python -m no2hotspots simulate` first")
-    return json.loads(path.read_text())
-
-
-def shard_paths(simulated_dir, split: str) -> list[Path]:
-    man = read_manifest(simulated_dir)
-    if split not in man["splits"]:
-        raise InputFileError(
-            Path(simulated_dir) / "manifest.json", f"has no split {split!r} (have {', '.join(man['splits'])})"
-        )
-    return [Path(simulated_dir) / s for s in man["splits"][split]["shards"]]
-
-
-def open_split(simulated_dir, split: str) -> xr.Dataset:
-    """All shards of one split concatenated along ``scene`` (loaded into memory; use :func:`shard_paths` to stream)."""
-    parts = []
-    for path in shard_paths(simulated_dir, split):
-        with xr.open_dataset(path, engine="netcdf4") as ds:
-            parts.append(ds.load())
-    out = xr.concat(
-        parts, dim="scene", data_vars="all", coords="minimal", compat="override", combine_attrs="drop_conflicts"
-    )
-    out.attrs["split"] = split
-    return out

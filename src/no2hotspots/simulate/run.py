@@ -18,9 +18,10 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from ..atomic import atomic_path, write_json
+from ..atomic import atomic_path
+from ..contracts import shards as contract
 from ..logs import progress_disabled
-from .dataset import encoding, global_attrs, make_dataset
+from .dataset import global_attrs, make_dataset
 from .scenes import sample_scenes, simulate_batch
 from .settings import SPLITS, Settings, from_config
 from .sources import EmissionPopulation, load_population
@@ -58,11 +59,9 @@ def simulate_shard(task: dict, st: Settings, pop: EmissionPopulation, out_dir: P
     attrs = global_attrs(st, pop.emission_min, pop.emission_max) | {"split": task["split"], "shard": int(task["shard"])}
     ids = np.arange(task["first_id"], task["first_id"] + task["n"], dtype=np.int64)
     ds = make_dataset(params, out, ids, attrs)
-    rel = f"{task['split']}/shard-{task['shard']:05d}.nc"
+    rel = contract.shard_relpath(task["split"], task["shard"])
     path = out_dir / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding(ds, st.compression_level))
+    contract.write_shard(ds, path, st.compression_level)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"split": task["split"], "path": rel, "n": task["n"], "bytes": path.stat().st_size, "peak_rss_mb": rss_mb}
 
@@ -105,14 +104,8 @@ def write_dataset(st: Settings, pop: EmissionPopulation, out_dir: Path) -> dict:
         peak_worker_rss_mb=max(r["peak_rss_mb"] for r in results),
     )
     sizes = split_sizes(st)
-    manifest = {
-        "splits": {
-            s: {"n_scenes": sizes[s], "shards": [r["path"] for r in results if r["split"] == s]} for s in SPLITS
-        },
-        "attrs": global_attrs(st, pop.emission_min, pop.emission_max),
-    }
-    write_json(out_dir / "manifest.json", manifest)
-    return manifest
+    splits = {s: {"n_scenes": sizes[s], "shards": [r["path"] for r in results if r["split"] == s]} for s in SPLITS}
+    return contract.write_manifest(out_dir, splits, global_attrs(st, pop.emission_min, pop.emission_max))
 
 
 def run(cfg: DictConfig) -> dict:
@@ -137,5 +130,5 @@ def run(cfg: DictConfig) -> dict:
     os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
     with atomic_path(target, is_dir=True) as tmp:
         manifest = write_dataset(st, pop, tmp)
-    log.info("wrote %s", target / "manifest.json")
+    log.info("wrote %s", target / contract.MANIFEST)
     return manifest

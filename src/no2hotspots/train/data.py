@@ -8,7 +8,6 @@ redone identically after a resume.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contracts import shards as shards_contract
 from ..errors import InputFileError
 
-log = logging.getLogger(__name__)
+#: what the model reads from each shard
+MODEL_VARS = ("no2", "valid", "emission")
 
-#: global attributes every shard must carry for training (contracts.md)
-REQUIRED_ATTRS = ("input_scale", "emission_min_t_per_yr", "emission_max_t_per_yr", "pixel_size_m")
-REQUIRED_VARS = ("no2", "valid", "emission")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,42 +32,8 @@ class Batch:
 
 
 def split_shards(sim_dir: str | Path, split: str) -> list[Path]:
-    """The shard files of one split, in the manifest's order when a manifest exists, else sorted by name."""
-    sim_dir = Path(sim_dir)
-    split_dir = sim_dir / split
-    manifest = sim_dir / "manifest.json"
-    shards: list[Path] = []
-    if manifest.exists():
-        try:
-            entry = json.loads(manifest.read_text()).get("splits", {}).get(split, {})
-        except json.JSONDecodeError as e:
-            raise InputFileError(manifest, f"not valid JSON ({e.msg})") from None
-        for name in entry.get("shards", []):
-            p = Path(name)
-            cands = [p, sim_dir / p, split_dir / p, split_dir / p.name]
-            found = next((c for c in cands if c.is_file()), None)
-            if found is None:
-                raise InputFileError(manifest, f"lists shard {name} of split {split!r}, which does not exist")
-            shards.append(found)
-    if not shards:
-        shards = sorted(split_dir.glob("shard-*.nc"))
-    if not shards:
-        raise InputFileError(split_dir, f"no shard-*.nc files for split {split!r}; run the simulate stage first")
-    return shards
-
-
-def read_attrs(shard: Path) -> dict:
-    """Global attributes and variable shapes of one shard (cheap: no data read)."""
-    import netCDF4
-
-    try:
-        with netCDF4.Dataset(shard) as nc:
-            attrs = {k: nc.getncattr(k) for k in nc.ncattrs()}
-            shapes = {v: tuple(nc.variables[v].shape) for v in nc.variables}
-            dims = {d: len(nc.dimensions[d]) for d in nc.dimensions}
-    except OSError as e:
-        raise InputFileError(shard, f"cannot open as NetCDF ({e})") from None
-    return {"attrs": attrs, "shapes": shapes, "dims": dims}
+    """The shard files of one split, in the manifest's order (no2hotspots.contracts.shards)."""
+    return shards_contract.shard_paths(sim_dir, split)
 
 
 def check_dataset(shards: list[Path], tile_size: int, in_channels: int = 2, input_scale: float | None = None) -> dict:
@@ -85,9 +50,9 @@ def check_dataset(shards: list[Path], tile_size: int, in_channels: int = 2, inpu
         )
     ref: dict | None = None
     for shard in shards:
-        info = read_attrs(shard)
+        info = shards_contract.read_info(shard)
         attrs, shapes = info["attrs"], info["shapes"]
-        for v in REQUIRED_VARS:
+        for v in MODEL_VARS:
             if v not in shapes:
                 raise InputFileError(shard, f"variable {v!r} is missing")
             shp = shapes[v]
@@ -97,7 +62,7 @@ def check_dataset(shards: list[Path], tile_size: int, in_channels: int = 2, inpu
                     f"variable {v!r} has shape {shp}, expected (scene, {tile_size}, "
                     f"{tile_size}) for model tile_size {tile_size}",
                 )
-        for a in REQUIRED_ATTRS:
+        for a in shards_contract.REQUIRED_ATTRS:
             if a not in attrs:
                 raise InputFileError(
                     shard,
@@ -137,34 +102,32 @@ def check_dataset(shards: list[Path], tile_size: int, in_channels: int = 2, inpu
 
 def _check_scaling(shard: Path, input_scale: float, n: int = 16) -> None:
     """Scale the first scenes of ``shard`` as training will and check the values look like a scaled NO2 field."""
-    import netCDF4
-
     from ..errors import UserError
     from ..model.inputs import check_scaling
 
-    with netCDF4.Dataset(shard) as nc:
-        nc.set_auto_mask(False)
-        no2 = np.asarray(nc.variables["no2"][:n], dtype=np.float64)
-        valid = np.asarray(nc.variables["valid"][:n])
+    a = shards_contract.load_arrays(shard, ("no2", "valid"), n=n)
     try:
-        check_scaling(no2 * input_scale, valid)
+        check_scaling(a["no2"].astype(np.float64) * input_scale, a["valid"])
     except UserError as e:
         raise InputFileError(shard, f"input_scale {input_scale!r}: {e}") from None
 
 
 def count_scenes(shards: list[Path]) -> int:
-    return sum(read_attrs(s)["shapes"]["no2"][0] for s in shards)
+    return sum(shards_contract.read_info(s)["shapes"]["no2"][0] for s in shards)
 
 
 def _load_shard(shard: Path) -> Batch:
-    import netCDF4
-
-    with netCDF4.Dataset(shard) as nc:
-        nc.set_auto_mask(False)
-        no2 = np.asarray(nc.variables["no2"][:], dtype=np.float32)
-        valid = np.asarray(nc.variables["valid"][:], dtype=np.uint8)
-        emission = np.asarray(nc.variables["emission"][:], dtype=np.float32)
-    return Batch(no2, valid, emission)
+    """One shard's arrays, checked: a NaN target or a non-finite observed column would poison the model."""
+    a = shards_contract.load_arrays(shard)
+    em = a["emission"]
+    if not np.all(np.isfinite(em)) or em.min(initial=0.0) < 0 or em.max(initial=0.0) > 1:
+        bad = int(np.sum(~np.isfinite(em) | (em < 0) | (em > 1)))
+        raise InputFileError(
+            shard, f"emission (the training target) has {bad} value(s) that are NaN/inf or outside 0..1"
+        )
+    if np.any(~np.isfinite(a["no2"]) & (a["valid"] > 0)):
+        raise InputFileError(shard, "no2 is NaN/inf at pixels marked valid")
+    return Batch(a["no2"], a["valid"], a["emission"])
 
 
 class ShardStream:

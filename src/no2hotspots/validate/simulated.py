@@ -8,7 +8,6 @@ the configured fractions, class balance). :func:`validate_simulated` runs the co
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
@@ -18,23 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..contracts.shards import REQUIRED_VARS, SPLITS, read_manifest, shard_paths
 from ..errors import ConfigError, InputFileError
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
-#: variables every shard must hold
-REQUIRED_VARS = (
-    "no2",
-    "valid",
-    "emission",
-    "scene_id",
-    "n_sources",
-    "emission_class",
-    "source_row",
-    "source_col",
-    "source_rel_emission",
-)
 #: per-scene variables copied into the summary when present
 SCENE_VARS = (
     "wind_speed",
@@ -49,24 +36,9 @@ CLASS_NAMES = ("empty", "low", "mid", "high")
 
 
 def list_shards(root: str | os.PathLike, splits=SPLITS) -> dict[str, list[Path]]:
-    """Shard files per split, in name order (``<root>/<split>/shard-NNNNN.nc``)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise InputFileError(root, "simulated dataset folder not found; run the simulate stage first")
-    shards = {s: sorted((root / s).glob("shard-*.nc")) for s in splits}
-    if not any(shards.values()):
-        raise InputFileError(root, f"no shard-*.nc files under {', '.join(splits)}/; run the simulate stage first")
-    return shards
-
-
-def read_manifest(root: str | os.PathLike) -> dict:
-    path = Path(root) / "manifest.json"
-    if not path.exists():
-        raise InputFileError(path, "manifest not found; run the simulate stage first")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise InputFileError(path, f"not valid JSON ({e.msg} at line {e.lineno})") from e
+    """Shard files per split, as the manifest lists them (no2hotspots.contracts.shards)."""
+    manifest = read_manifest(root)
+    return {s: shard_paths(root, s) for s in splits if s in manifest["splits"]}
 
 
 def emission_class_of(rmax: np.ndarray, n_sources: np.ndarray, edges=(0.33, 0.66)) -> np.ndarray:
