@@ -2,7 +2,8 @@
 perturbation), cloud-fraction fields and the NO2 background (smooth field + urban blobs).
 
 Fields are functions of longitude/latitude through the region's km coordinates (:class:`FieldFrame`), so every
-granule of a day sees the same weather.
+granule of a day sees the same weather. :class:`SourceWinds` (one wind series per source) and
+:func:`wind_series` serve the training simulator's puff scenes with the same turning-wind model.
 """
 
 from __future__ import annotations
@@ -53,13 +54,26 @@ class FourierField:
         return np.sqrt(2.0 / self.kx.size) * np.cos(self.kx * x + self.ky * y + self.phase).sum(-1)
 
 
-def smooth_series(rng: np.random.Generator, n: int, step_s: float, timescale_h: float) -> np.ndarray:
-    """A smooth random series of unit standard deviation (Gaussian-filtered white noise)."""
+def smooth_series(rng: np.random.Generator, n: int, step_s: float, timescale_h: float, rows: int | None = None):
+    """A smooth random series of unit standard deviation (Gaussian-filtered white noise); with ``rows``, that
+    many independent series, shape (rows, n) (``rows=1`` draws the same numbers as ``rows=None``)."""
     sigma = max(timescale_h * 3600.0 / step_s / 2.0, 0.5)
     pad = int(4 * sigma) + 1
-    z = gaussian_filter1d(rng.standard_normal(n + 2 * pad), sigma, mode="nearest")[pad : pad + n]
-    sd = z.std()
-    return (z - z.mean()) / sd if sd > 0 else z * 0.0
+    shape = (n + 2 * pad,) if rows is None else (int(rows), n + 2 * pad)
+    z = gaussian_filter1d(rng.standard_normal(shape), sigma, axis=-1, mode="nearest")[..., pad : pad + n]
+    mean = z.mean(axis=-1, keepdims=True)
+    sd = z.std(axis=-1, keepdims=True)
+    out = np.where(sd > 0, (z - mean) / np.where(sd > 0, sd, 1.0), 0.0)
+    return out
+
+
+def wind_series(g_dir, g_spd, mean_speed, direction0, *, turn_deg, speed_variability, speed_min_m_s):
+    """Speed [m s-1] and direction-from [degree] series from unit smooth series (``g_dir``, ``g_spd``): the
+    direction wanders ``turn_deg`` (std) about ``direction0``, the speed is log-normal about ``mean_speed``,
+    floored at ``speed_min_m_s``. Arrays broadcast (one row per series)."""
+    direction = (np.asarray(direction0, float) + float(turn_deg) * g_dir) % 360.0
+    speed = np.clip(np.asarray(mean_speed, float) * np.exp(float(speed_variability) * g_spd), speed_min_m_s, None)
+    return speed, direction
 
 
 @dataclass
@@ -102,6 +116,17 @@ class DayWind:
             v = v + self.spatial_amplitude * spd * dv
         return u, v
 
+    def max_speed(self, t0_s: float, t1_s: float) -> float:
+        """An upper bound of the wind speed [m s-1] anywhere between times ``t0_s`` and ``t1_s``."""
+        inside = self.t_s[(self.t_s > t0_s) & (self.t_s < t1_s)]
+        spd, _ = self.series(np.concatenate([[t0_s, t1_s], inside]))
+        factor = 1.0
+        if self.spatial_amplitude and self.frame is not None:
+            self._perturbation(np.zeros(1), np.zeros(1))  # builds the table
+            _, _, tu, tv = self._table
+            factor += abs(self.spatial_amplitude) * float(np.hypot(np.abs(tu).max(), np.abs(tv).max()))
+        return float(np.max(spd)) * factor
+
     def _perturbation(self, x, y):
         """Spatial modes, tabulated once on a km grid and interpolated bilinearly (the modes are static)."""
         if self._table is None:
@@ -125,6 +150,56 @@ class DayWind:
         return du, dv
 
 
+@dataclass
+class SourceWinds:
+    """One wind time series per source (no spatial variation): what the training simulator's puff scenes use,
+    each scene its own turning, speed-varying wind. ``speed`` and ``direction_from`` are (n_sources, n_times) on
+    the common times ``t_s``, interpolated linearly like :meth:`DayWind.series`; :meth:`uv` takes arrays whose
+    first axis is the source (as :func:`~no2hotspots.osse.transport.release_puffs` passes them)."""
+
+    t_s: np.ndarray
+    speed: np.ndarray  # (S, T) m s-1
+    direction_from: np.ndarray  # (S, T) degree
+
+    def __post_init__(self):
+        self.t_s = np.asarray(self.t_s, float)
+        self.speed = np.atleast_2d(np.asarray(self.speed, float))
+        self.direction_from = np.atleast_2d(np.asarray(self.direction_from, float))
+        self._dir_rad = np.unwrap(np.radians(self.direction_from), axis=1)
+
+    def take(self, rows) -> SourceWinds:
+        return SourceWinds(self.t_s, self.speed[rows], self.direction_from[rows])
+
+    def _weights(self, t_s: float):
+        t = float(np.clip(t_s, self.t_s[0], self.t_s[-1]))
+        i = int(np.clip(np.searchsorted(self.t_s, t, side="right") - 1, 0, self.t_s.size - 2))
+        w = (t - self.t_s[i]) / (self.t_s[i + 1] - self.t_s[i])
+        return i, w
+
+    def series(self, t_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Speed and direction-from of every source at time ``t_s``, shape (S,)."""
+        i, w = self._weights(t_s)
+        spd = self.speed[:, i] * (1.0 - w) + self.speed[:, i + 1] * w
+        rad = self._dir_rad[:, i] * (1.0 - w) + self._dir_rad[:, i + 1] * w
+        return spd, np.degrees(rad) % 360.0
+
+    def uv(self, lat, lon, t_s: float) -> tuple[np.ndarray, np.ndarray]:
+        i, w = self._weights(t_s)
+        spd = self.speed[:, i] * (1.0 - w) + self.speed[:, i + 1] * w
+        rad = self._dir_rad[:, i] * (1.0 - w) + self._dir_rad[:, i + 1] * w
+        extra = (1,) * (np.ndim(lat) - 1)
+        u = (-spd * np.sin(rad)).reshape(-1, *extra) + np.zeros(np.shape(lat))
+        v = (-spd * np.cos(rad)).reshape(-1, *extra) + np.zeros(np.shape(lat))
+        return u, v
+
+    def max_speed(self, t0_s: float, t1_s: float) -> float:
+        inside = (self.t_s > t0_s) & (self.t_s < t1_s)
+        vals = [self.speed[:, inside].max(initial=0.0)] if inside.any() else []
+        for t in (t0_s, t1_s):
+            vals.append(float(self.series(t)[0].max(initial=0.0)))
+        return float(max(vals))
+
+
 def random_day_wind(
     rng: np.random.Generator,
     wind_cfg,
@@ -141,8 +216,15 @@ def random_day_wind(
     d0 = rng.uniform(0, 360)
     g_dir = smooth_series(rng, t.size, step, float(wind_cfg.timescale_h))
     g_spd = smooth_series(rng, t.size, step, float(wind_cfg.timescale_h))
-    direction = (d0 + float(wind_cfg.turn_deg) * g_dir) % 360.0
-    speed = np.clip(s_mean * np.exp(float(wind_cfg.speed_variability) * g_spd), float(wind_cfg.speed_min_m_s), None)
+    speed, direction = wind_series(
+        g_dir,
+        g_spd,
+        s_mean,
+        d0,
+        turn_deg=float(wind_cfg.turn_deg),
+        speed_variability=float(wind_cfg.speed_variability),
+        speed_min_m_s=float(wind_cfg.speed_min_m_s),
+    )
     wl = float(wind_cfg.spatial_wavelength_km)
     return DayWind(
         t,

@@ -1,0 +1,163 @@
+"""The puff transport's fast paths against their plain references: windowed (sparse) rendering against the dense
+puffs x pixels product, source selection near a granule against advecting every source, grouped rendering and
+per-source winds (the training simulator's puff scenes) against the OSSE's one-wind path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from no2hotspots.osse.geometry import across_track_edges_km, granule_grid, region_outline
+from no2hotspots.osse.transport import Puffs, release_puffs, render_puffs, render_puffs_dense
+from no2hotspots.osse.weather import DayWind, FieldFrame, SourceWinds, random_day_wind, smooth_series
+
+LAT0, LON0 = 38.0, 112.0
+RELEASE = dict(release_hours=6.0, release_interval_min=10.0, substeps=1, sigma0_m=800.0, diffusivity_m2_s=1500.0)
+WIND_CFG = OmegaConf.create(
+    dict(
+        speed_m_s=[3.0, 8.0],
+        speed_min_m_s=0.7,
+        speed_variability=0.35,
+        turn_deg=45.0,
+        timescale_h=4.0,
+        spatial_amplitude=0.2,
+        spatial_wavelength_km=600.0,
+    )
+)
+
+
+def _grid(lat0=LAT0, lon0=LON0, half_deg=(1.2, 0.9), n_gp=450, view=54.0, azimuth=-14.0):
+    """A TROPOMI-like swath cropped to a box around (lat0, lon0): pixel widths vary across track."""
+    edges = across_track_edges_km(n_gp, view, 824.0)
+    box = [lon0 - half_deg[0], lat0 - half_deg[1], lon0 + half_deg[0], lat0 + half_deg[1]]
+    return granule_grid(
+        lat0,
+        lon0 + 3.0,  # nadir east of the box: the box sees wide, unequal pixels
+        azimuth_deg=azimuth,
+        full_edges=edges,
+        along_km=5.5,
+        outline=region_outline(box, 0.0),
+        pad_km=0.0,
+        min_overlap=0.0,
+    )
+
+
+def _day_wind(seed=4, t_end=12 * 3600.0):
+    return random_day_wind(np.random.default_rng(seed), WIND_CFG, 0.0, t_end, FieldFrame(LAT0, LON0), 1500.0)
+
+
+def _sources(rng, n, spread_deg):
+    lat = LAT0 + rng.uniform(-spread_deg, spread_deg, n)
+    lon = LON0 + rng.uniform(-spread_deg, spread_deg, n)
+    return lat, lon, rng.uniform(5.0, 200.0, n)
+
+
+def test_windowed_render_equals_dense_reference():
+    grid = _grid()
+    rng = np.random.default_rng(0)
+    lat, lon, q = _sources(rng, 40, 1.6)  # some sources outside the grid: puffs cut by its edges
+    puffs = release_puffs(lat, lon, q, _day_wind(), 11 * 3600.0, lifetime_h=4.0, **RELEASE)
+    dense = render_puffs_dense(puffs, grid)
+    sparse = render_puffs(puffs, grid)
+    assert sparse.shape == dense.shape == grid.shape and dense.max() > 1e-5
+    np.testing.assert_allclose(sparse, dense, rtol=1e-7, atol=1e-8 * dense.max())
+    # mass inside the grid: sum over pixels of column x area equals the puffs' mass inside (within the truncation)
+    inside = (sparse * grid.area_m2()).sum()
+    assert inside == pytest.approx((dense * grid.area_m2()).sum(), rel=1e-9)
+
+
+def test_tiny_and_huge_puffs_render_like_dense():
+    grid = _grid(half_deg=(0.5, 0.4))
+    a = np.array([-10.0, 0.0, 3.0, 40.0, 0.0])
+    c = np.array([5.0, 0.0, -2.0, 10.0, 60.0])
+    a_mid, c_mid = grid.a_centres.mean(), grid.c_edges.mean()
+    lat, lon = grid.plane.to_latlon(*grid.ac_to_xy(a_mid + a, c_mid + c))
+    sigma = np.array([50.0, 300.0, 2000.0, 40000.0, 9000.0])  # much smaller than a pixel ... wider than the grid
+    puffs = Puffs(lat, lon, sigma, np.array([1.0, 2.0, 3.0, 50.0, 0.0]), np.zeros(5), np.arange(5))
+    dense = render_puffs_dense(puffs, grid)
+    assert dense.max() > 1e-8
+    np.testing.assert_allclose(render_puffs(puffs, grid), dense, rtol=1e-7, atol=1e-8 * dense.max())
+
+
+def test_grouped_render_equals_one_render_per_group():
+    grid = _grid(half_deg=(0.6, 0.5))
+    rng = np.random.default_rng(1)
+    lat, lon, q = _sources(rng, 9, 0.5)
+    puffs = release_puffs(lat, lon, q, _day_wind(7), 10 * 3600.0, lifetime_h=3.0, **RELEASE)
+    group = puffs.source % 3
+    both = render_puffs(puffs, grid, group=group, n_groups=4)
+    assert both.shape == (4,) + grid.shape and np.all(both[3] == 0)
+    for g in range(3):
+        sel = group == g
+        one = Puffs(*(getattr(puffs, f)[sel] for f in ("lat", "lon", "sigma_m", "mass_mol", "age_s", "source")))
+        np.testing.assert_allclose(both[g], render_puffs(one, grid), rtol=1e-12, atol=1e-20)
+
+
+def test_release_near_grid_advects_fewer_sources_same_field():
+    grid = _grid(half_deg=(0.8, 0.6))
+    rng = np.random.default_rng(2)
+    lat, lon, q = _sources(rng, 30, 0.8)
+    far_lat = np.r_[lat, LAT0 + 12.0, LAT0 - 9.0, LAT0]  # three sources more than 1000 km away
+    far_lon = np.r_[lon, LON0, LON0 + 3.0, LON0 - 16.0]
+    far_q = np.r_[q, 300.0, 300.0, 300.0]
+    wind = _day_wind(5)
+    kw = dict(lifetime_h=5.0, **RELEASE)
+    every = release_puffs(far_lat, far_lon, far_q, wind, 11 * 3600.0, **kw)
+    near = release_puffs(far_lat, far_lon, far_q, wind, 11 * 3600.0, near=grid, **kw)
+    kept = np.unique(near.source)
+    assert set(kept) == set(range(30))  # the far three are left out, every nearby one kept
+    # the puffs of the kept sources are the same puffs (same index into the given arrays)
+    mask = np.isin(every.source, kept)
+    np.testing.assert_allclose(near.lat, every.lat[mask], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(near.sigma_m, every.sigma_m[mask], rtol=1e-12)
+    a, b = render_puffs(every, grid), render_puffs(near, grid)
+    np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12 * a.max())
+
+
+def test_source_winds_equal_one_day_wind_per_source():
+    # SourceWinds (one series per source, the simulator's puff scenes) reproduces the OSSE's DayWind path
+    t = np.arange(-900.0, 8 * 3600.0 + 1800.0, 900.0)
+    rng = np.random.default_rng(3)
+    speeds = 2.0 + 6.0 * rng.random((2, t.size))
+    dirs = (200.0 + 120.0 * np.cumsum(rng.standard_normal((2, t.size)), axis=1) / t.size) % 360.0
+    lat, lon, q = np.array([LAT0, LAT0 + 0.2]), np.array([LON0, LON0 - 0.3]), np.array([50.0, 80.0])
+    kw = dict(lifetime_h=[3.0, 6.0], **RELEASE)
+    both = release_puffs(lat, lon, q, SourceWinds(t, speeds, dirs), 7 * 3600.0, **kw)
+    for s in range(2):
+        one = release_puffs(
+            lat[s : s + 1],
+            lon[s : s + 1],
+            q[s : s + 1],
+            DayWind(t, speeds[s], dirs[s]),
+            7 * 3600.0,
+            **{
+                **kw,
+                "lifetime_h": kw["lifetime_h"][s],
+            },
+        )
+        sel = both.source == s
+        np.testing.assert_allclose(both.lat[sel], one.lat, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(both.lon[sel], one.lon, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(both.mass_mol[sel], one.mass_mol, rtol=1e-12)
+
+
+def test_smooth_series_rows_draw_the_same_numbers():
+    one = smooth_series(np.random.default_rng(9), 40, 900.0, 4.0)
+    rows = smooth_series(np.random.default_rng(9), 40, 900.0, 4.0, rows=1)
+    assert rows.shape == (1, 40)
+    np.testing.assert_array_equal(rows[0], one)
+    many = smooth_series(np.random.default_rng(9), 40, 900.0, 4.0, rows=5)
+    np.testing.assert_allclose(many.std(axis=1), 1.0, rtol=1e-12)
+    assert not np.allclose(many[1], many[0])
+
+
+def test_max_speed_bounds_the_wind_everywhere():
+    wind = _day_wind(11)
+    vmax = wind.max_speed(2 * 3600.0, 10 * 3600.0)
+    rng = np.random.default_rng(0)
+    lat = LAT0 + rng.uniform(-8, 8, 4000)
+    lon = LON0 + rng.uniform(-8, 8, 4000)
+    for t in np.linspace(2 * 3600.0, 10 * 3600.0, 9):
+        u, v = wind.uv(lat, lon, t)
+        assert np.hypot(u, v).max() <= vmax
