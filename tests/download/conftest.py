@@ -39,10 +39,18 @@ def mimic():
     m.close()
 
 
+def other_host_mimic() -> Mimic:
+    """A mimic on 127.0.0.2 (Linux routes all of 127/8 to loopback; macOS needs an alias, else the test skips)."""
+    try:
+        return Mimic(host="127.0.0.2")
+    except OSError as e:
+        pytest.skip(f"cannot bind 127.0.0.2 ({e}); on macOS: sudo ifconfig lo0 alias 127.0.0.2")
+
+
 @pytest.fixture()
 def other():
     """Another host (127.0.0.2, another port): a redirect target that must never see a credential."""
-    m = Mimic(host="127.0.0.2")
+    m = other_host_mimic()
     for i, name in enumerate(NAMES):
         m.add(f"id-{i}", name, payload(i))
     yield m

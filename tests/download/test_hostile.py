@@ -11,7 +11,7 @@ import logging
 
 import pytest
 
-from .conftest import NAMES, make_cfg, payload, run_cli, tree
+from .conftest import NAMES, make_cfg, other_host_mimic, payload, run_cli, tree
 from .mimic import PASSWORD, Mimic
 
 
@@ -120,7 +120,7 @@ def test_more_bytes_than_the_catalogue_says(mimic, tmp_path, creds, capsys, site
 @pytest.fixture(params=["other-host", "other-port"])
 def elsewhere(request):
     """A redirect target on another host (127.0.0.2) or on the same host at another port."""
-    m = Mimic(host="127.0.0.2" if request.param == "other-host" else "127.0.0.1")
+    m = other_host_mimic() if request.param == "other-host" else Mimic()
     for i, name in enumerate(NAMES):
         m.add(f"id-{i}", name, payload(i))
     yield m
