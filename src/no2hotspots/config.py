@@ -1,13 +1,21 @@
-"""Configuration: the Hydra tree in ``conf/`` is the single source of truth.
+"""Configuration: the Hydra tree in ``conf/`` is the single source of truth, and there is one way into it.
 
-``params.yaml`` (what DVC stages read and track) is the Hydra composition of ``conf/config.yaml`` with no
-overrides; ``make params`` writes it and a test fails if it drifts. ``dvc exp run -S key=value`` composes it anew
-with the override (DVC's Hydra integration, enabled in ``.dvc/config``).
+- :func:`load_config` is what every entry point uses. Without ``params`` it *composes* ``conf/config.yaml`` with
+  Hydra and the given overrides, exactly like ``python -m no2hotspots.train key=value`` and ``dvc exp run -S``:
+  config groups are switchable (``osse=china_year``), any key can be set (``seed=7``), keys derived by
+  interpolation follow (``train.seed: ${seed}``), and an unknown key is refused with the nearest valid name.
+  With ``params`` (a file DVC composed: ``params.yaml``) it runs that file as it is; overrides then set existing
+  leaf keys only (refused otherwise), and keys derived from them do not follow (the file holds resolved values).
+- ``params.yaml`` (what DVC stages read and track) is the composition with no overrides, interpolations resolved;
+  ``make params`` writes it and a test fails if it drifts. DVC stage commands pass ``--params params.yaml``.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -16,21 +24,135 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import ConfigError, InputFileError
 
+log = logging.getLogger(__name__)
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO_ROOT / "conf"
+#: plain names for collections and other things that become file or folder names
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def compose(overrides: Iterable[str] = (), config_dir: str | os.PathLike = CONF_DIR) -> DictConfig:
-    """Compose ``conf/config.yaml`` with Hydra overrides (the same composition DVC does for params.yaml)."""
+    """Compose ``conf/config.yaml`` with Hydra overrides (the same composition DVC does for params.yaml).
+
+    Overrides are checked first: an unknown key is a :class:`ConfigError` naming it and the nearest valid key.
+    """
+    overrides = list(overrides)
+    config_dir = Path(config_dir).resolve()
+    _check_overrides(overrides, config_dir)
+    try:
+        return _hydra_compose(overrides, config_dir)
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - Hydra/OmegaConf composition errors are the user's overrides
+        raise ConfigError(_first_key(overrides) or "overrides", _first_line(e)) from None
+
+
+def _hydra_compose(overrides: list[str], config_dir: Path) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=list(overrides))
-    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            return hydra_compose(config_name="config", overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def config_groups(config_dir: str | os.PathLike = CONF_DIR) -> set[str]:
+    """Names of the config groups (folders of ``conf/``)."""
+    return {p.name for p in Path(config_dir).iterdir() if p.is_dir()}
+
+
+def _parse(overrides: list[str]):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_overrides(overrides)
+    except Exception as e:  # noqa: BLE001 - a syntax error in an override
+        raise ConfigError(_first_key(overrides) or "overrides", f"bad override syntax ({_first_line(e)})") from None
+
+
+def _check_overrides(overrides: list[str], config_dir: Path) -> None:
+    """Refuse overrides of keys that do not exist (``+key=value`` adds one on purpose)."""
+    if not overrides:
+        return
+    parsed = _parse(overrides)
+    groups = config_groups(config_dir)
+    group_ovr = [o.input_line for o in parsed if o.key_or_group.split("/")[0] in groups and "." not in o.key_or_group]
+    plain = [o for o in parsed if o.input_line not in group_ovr and not (o.is_add() or o.is_force_add())]
+    plain = [o for o in plain if not o.key_or_group.startswith("hydra.") and o.key_or_group != "hydra"]
+    if not plain:
+        return
+    try:
+        base = _hydra_compose(group_ovr, config_dir)
+    except Exception as e:  # noqa: BLE001 - e.g. an unknown group option
+        raise ConfigError(_first_key(group_ovr) or "overrides", _first_line(e)) from None
+    known = node_keys(base)
+    for o in plain:
+        if o.key_or_group not in known:
+            raise ConfigError(o.key_or_group, unknown_key_hint(o.key_or_group, known))
+
+
+def node_keys(cfg: DictConfig) -> set[str]:
+    """Every dotted key of ``cfg``, inner nodes included (``a``, ``a.b``, ``a.b.c``), interpolations unresolved."""
+    out: set[str] = set()
+
+    def walk(node, prefix):
+        for k in node:
+            key = f"{prefix}{k}"
+            out.add(key)
+            child = node._get_node(k)
+            if isinstance(child, DictConfig) and not child._is_none() and not child._is_interpolation():
+                walk(child, key + ".")
+
+    walk(cfg, "")
+    return out
+
+
+def unknown_key_hint(key: str, known: Iterable[str]) -> str:
+    near = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    if near:
+        return f"unknown key; did you mean {near[0]}?"
+    parent = key.rsplit(".", 1)[0] if "." in key else ""
+    siblings = sorted(k.rsplit(".", 1)[-1] for k in known if k.rsplit(".", 1)[0] == parent and "." in k)
+    return "unknown key" + (f" (keys of {parent}: {', '.join(siblings[:12])})" if siblings else "")
+
+
+def load_config(overrides: Iterable[str] = (), params: str | os.PathLike | None = None) -> DictConfig:
+    """The configuration of one run: ``conf/`` composed with ``overrides``, or the composed file ``params``.
+
+    See the module docstring. Without ``params``, a workspace ``params.yaml`` that differs from ``conf/`` (an
+    experiment's parameters) is named in a warning, since this run composes ``conf/`` and not that file.
+    """
+    overrides = list(overrides)
+    if params is not None:
+        return load_params(params, overrides)
+    cfg = compose(overrides)
+    _warn_if_workspace_params_differ(overrides)
     return cfg
+
+
+def _warn_if_workspace_params_differ(overrides: list[str]) -> None:
+    path = Path("params.yaml")
+    if not path.exists():
+        return
+    try:
+        on_disk = flatten(OmegaConf.to_container(OmegaConf.load(path), resolve=False))
+        plain = flatten(to_container(compose()))
+    except Exception:  # noqa: BLE001 - a broken params.yaml is reported by the stages that read it
+        return
+    differ = sorted(k for k in set(on_disk) | set(plain) if on_disk.get(k) != plain.get(k))
+    if differ:
+        log.warning(
+            "params.yaml differs from conf/ in %s%s; this run composes conf/ with your overrides (%s); "
+            "to run params.yaml as it is, pass --params params.yaml",
+            ", ".join(differ[:5]),
+            " ..." if len(differ) > 5 else "",
+            " ".join(overrides) or "none",
+        )
 
 
 def params_yaml_text(cfg: DictConfig) -> str:
@@ -45,18 +167,57 @@ def params_yaml_text(cfg: DictConfig) -> str:
 
 
 def load_params(path: str | os.PathLike = "params.yaml", overrides: Iterable[str] = ()) -> DictConfig:
-    """Load params.yaml (as written by DVC/Hydra composition) and apply ``key=value`` dotlist overrides."""
+    """Load a composed parameter file (params.yaml) and set existing leaf keys from ``key=value`` overrides.
+
+    The file holds resolved values, so keys derived from an overridden key keep the file's value; an unknown key
+    or a config-group switch is a one-line :class:`ConfigError` (compose from ``conf/`` for those).
+    """
     path = Path(path)
     if not path.exists():
         raise InputFileError(path, "not found; run `make params` (or `dvc exp run`) to compose it from conf/")
-    cfg = OmegaConf.load(path)
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as e:  # noqa: BLE001 - not YAML
+        raise InputFileError(path, f"not a readable YAML file ({_first_line(e)})") from None
+    if not isinstance(cfg, DictConfig):
+        raise InputFileError(path, "not a mapping of config groups")
     overrides = list(overrides)
-    if overrides:
-        for o in overrides:
-            if "=" not in o:
-                raise ConfigError(o, "override must look like key=value")
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+    if not overrides:
+        return cfg
+    known = node_keys(cfg)
+    groups = config_groups()
+    for o in _parse(overrides):
+        key = o.key_or_group
+        if o.is_delete() or o.is_add() or o.is_force_add():
+            raise ConfigError(key, f"{o.input_line!r}: adding or deleting keys needs a composition from conf/")
+        if key not in known:
+            raise ConfigError(key, unknown_key_hint(key, known))
+        if OmegaConf.is_config(OmegaConf.select(cfg, key)):
+            if key in groups:
+                raise ConfigError(key, f"switching a config group ({o.input_line}) composes from conf/: drop --params")
+            raise ConfigError(key, f"is a config node, not a value; set its keys ({key}.<name>=...)")
+        OmegaConf.update(cfg, key, _plain(o.value()), merge=False)
     return cfg
+
+
+def _plain(value):
+    """Hydra's parsed override value as plain Python (lists/dicts of it)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _first_key(overrides: Iterable[str]) -> str | None:
+    for o in overrides:
+        return str(o).split("=", 1)[0].lstrip("+~")
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
 
 
 def require(cfg: DictConfig, key: str, check: Callable[[Any], bool], problem: str) -> Any:
@@ -71,6 +232,27 @@ def require(cfg: DictConfig, key: str, check: Callable[[Any], bool], problem: st
     if not ok:
         raise ConfigError(key, f"{problem} (got {value!r})")
     return value
+
+
+def require_int(cfg: DictConfig, key: str, minimum: int | None = None) -> int:
+    """An integer key (no bool, no float: ``2.5`` is refused, never truncated), optionally ``>= minimum``."""
+    floor = f" >= {minimum}" if minimum is not None else ""
+    return require(
+        cfg,
+        key,
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and (minimum is None or v >= minimum),
+        f"must be an integer{floor}",
+    )
+
+
+def require_name(cfg: DictConfig, key: str) -> str:
+    """A plain name (letters, digits, ``_ . -``; no path separators): it becomes a file or folder name."""
+    return require(
+        cfg,
+        key,
+        lambda v: isinstance(v, str) and PLAIN_NAME.match(v) is not None and v not in (".", ".."),
+        "must be a plain name (letters, digits, _ . -; no / or ..)",
+    )
 
 
 _MISSING = object()

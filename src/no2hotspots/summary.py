@@ -16,6 +16,14 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f} %"
+
+
+def _num(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
 def summary_lines(cfg: DictConfig) -> list[str]:
     out = Path(cfg.paths.outputs)
     metrics = Path(cfg.paths.metrics)
@@ -26,13 +34,20 @@ def summary_lines(cfg: DictConfig) -> list[str]:
             f"  model        {reg.get('name', '?')} version {reg.get('version', '?')} "
             f"(champion: version {reg.get('champion_version', '?')})"
         )
-    train = _read_json(metrics / "train.json")
-    if train:
-        keys = [
-            k for k in ("test/acc_q1_all", "test/acc_q2_all", "test/precision_q2_all", "test/source_f1") if k in train
-        ]
-        if keys:
-            lines.append("  test set     " + ", ".join(f"{k}={train[k]:.3g}" for k in keys))
+    score = _read_json(metrics / "score.json").get("test", {})
+    mark, detect = score.get("mark", {}), score.get("detect", {})
+    if mark and detect:
+        e, v = mark["every"], mark["visible"]
+        lines.append(
+            f"  Table 1      test split, pixel recall 1Q/median: every source {_pct(e['pixel_recall_q1_all'])}/"
+            f"{_pct(e['pixel_recall_q2_all'])}, visible sources {_pct(v['pixel_recall_q1_all'])}/"
+            f"{_pct(v['pixel_recall_q2_all'])} (threshold {cfg.score.mark_threshold})"
+        )
+        d = detect["every"]
+        lines.append(
+            f"  sources      at the detection threshold {cfg.score.detect_threshold}: "
+            f"recall {_num(d['source_recall'])}, precision {_num(d['source_precision'])}, F1 {_num(d['source_f1'])}"
+        )
     for coll in sorted(p.name for p in (out / "detect").glob("*") if p.is_dir()):
         d = out / "detect" / coll
         det = _read_json(d / "detect.json")

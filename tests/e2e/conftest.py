@@ -96,11 +96,11 @@ def tiny_pipeline(tiny_repo) -> dict:
         f"train.out_dir={scratch}/train",
         f"paths.metrics={scratch}/metrics",
         f"paths.plots={scratch}/plots",
-        f"register.train_dir={scratch}/train",
+        f"score.out_dir={scratch}/score",
         f"register.out_dir={scratch}/register",
     ]
-    run([sys.executable, "-m", "no2hotspots", "train", "train.lr=0.003", *keep_outputs], tiny_repo, env)
-    run([sys.executable, "-m", "no2hotspots", "register", *keep_outputs], tiny_repo, env)
+    for stage in ("train", "score", "register"):
+        run([sys.executable, "-m", "no2hotspots", stage, "train.lr=0.003", *keep_outputs], tiny_repo, env)
     second = json.loads((scratch / "train" / "run.json").read_text())
     params = OmegaConf.load(tiny_repo / "params.yaml")
     import mlflow

@@ -128,7 +128,7 @@ def test_experiment_compare_and_registry_in_a_browser(ui, browser, tiny_pipeline
 
     runs = json.dumps(tiny_pipeline["run_ids"])
     browser.get(f"{ui}/#/compare-runs?runs={runs}&experiments={json.dumps([exp_id])}")
-    body = _wait_for_text(browser, *run_names, "Parameters", "train.lr", "test/acc_q2_all", "test/source_f1")
+    body = _wait_for_text(browser, *run_names, "Parameters", "train.lr", "score/val/detect/every/source_f1")
     browser.save_screenshot(str(shots / "compare.png"))
 
     name = tiny_pipeline["model_name"]

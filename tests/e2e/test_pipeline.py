@@ -17,6 +17,7 @@ STAGES = {
     "simulate",
     "validate",
     "train",
+    "score",
     "register",
     "osse",
     "ingest@matimba",
@@ -45,6 +46,7 @@ def test_repro_ran_every_stage_and_declares_metrics_and_plots(tiny_repo):
     env = tiny_env(tiny_repo)
     shown = run(["dvc", "metrics", "show"], tiny_repo, env).stdout
     assert "metrics/train.json" in shown and "metrics/evaluate_osse.json" in shown
+    assert "test.mark.every.pixel_recall_q1_all" in shown and "test.detect.visible.pixel_recall_q2_all" in shown
     run(["dvc", "plots", "show", "-o", str(tiny_repo / "scratch_plots")], tiny_repo, env)
     html = (tiny_repo / "scratch_plots" / "index.html").read_text()
     assert "learning_curves" in html and "table1_recognition_accuracy" in html and "table2_detection_rate" in html
@@ -69,11 +71,24 @@ def test_a_simulator_parameter_does_not_touch_the_observation_side(tiny_repo):
         params.write_text(original)
 
 
+def test_a_scoring_parameter_rescores_without_retraining(tiny_repo):
+    params = tiny_repo / "params.yaml"
+    original = params.read_text()
+    try:
+        cfg = OmegaConf.load(params)
+        cfg.score.dilate_px = 2
+        params.write_text(OmegaConf.to_yaml(cfg))
+        would = _would_run(tiny_repo)
+        assert "score" in would and "train" not in would and "simulate" not in would
+    finally:
+        params.write_text(original)
+
+
 def test_dvc_exp_run_of_a_training_parameter_reruns_only_train_and_downstream(tiny_repo):
     env = tiny_env(tiny_repo)
     proc = run(["dvc", "exp", "run", "-n", "lr-2e-3", "-S", "train.lr=0.002"], tiny_repo, env)
     ran = set(re.findall(r"Running stage '([^']+)'", proc.stdout + proc.stderr))
-    assert ran == {"train", "register", "detect@matimba", "detect@osse", "evaluate@matimba", "evaluate@osse"}
+    assert ran == {"train", "score", "register", "detect@matimba", "detect@osse", "evaluate@matimba", "evaluate@osse"}
     shown = run(["dvc", "exp", "show", "--json"], tiny_repo, env).stdout
     assert "lr-2e-3" in shown and "0.002" in shown
     # params.yaml was composed by Hydra from conf/ with the override (DVC's Hydra integration); conf/ is untouched

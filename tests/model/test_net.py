@@ -30,7 +30,7 @@ def test_paper_parameter_count_matches_paper(model_cfgs):
     n = count_parameters(build_model(model_cfgs["paper"]))
     assert abs(n - 2.16e6) <= 0.05 * 2.16e6, n
     assert model_cfgs["paper"].dropout == 0.05
-    assert model_cfgs["paper"].head.kind == "fc"
+    assert model_cfgs["paper"].head._target_ == "no2hotspots.model.blocks.FCHead"
 
 
 @pytest.mark.parametrize("name", ["demo", "paper"])
@@ -100,7 +100,11 @@ def test_spatial_attention_multiplies_features():
         att.conv.weight[0, 1, 1, 1] = 1.0
         expected = x * torch.sigmoid(x.amax(dim=1, keepdim=True))
         assert torch.allclose(att(x), expected, atol=1e-6)
-        assert att.last_map.shape == (2, 1, 8, 8)
+        maps = []  # the map is observable with a forward hook (nothing is stored on the module)
+        handle = att.conv.register_forward_hook(lambda m, i, o: maps.append(torch.sigmoid(o)))
+        att(x)
+        handle.remove()
+        assert maps[0].shape == (2, 1, 8, 8) and not hasattr(att, "last_map")
 
 
 def test_check_state_dict_names_differing_parameter(model_cfgs):
@@ -118,9 +122,27 @@ def test_check_state_dict_names_differing_parameter(model_cfgs):
 
 
 def test_bad_config_names_the_key(model_cfgs):
-    with pytest.raises(ConfigError, match=r"model\.head\.kind"):
-        build_model(OmegaConf.merge(model_cfgs["demo"], {"head": {"kind": "transformer"}}))
+    with pytest.raises(ConfigError, match=r"model\.head\._target_"):
+        build_model(OmegaConf.merge(model_cfgs["demo"], {"head": {"_target_": "torch.nn.Transformer"}}))
+    with pytest.raises(ConfigError, match=r"model\._target_"):  # a model.json may not name arbitrary code
+        build_model(OmegaConf.merge(model_cfgs["demo"], {"_target_": "os.system"}))
     with pytest.raises(ConfigError, match=r"model\.stages\.blocks"):
         build_model(OmegaConf.merge(model_cfgs["demo"], {"stages": {"blocks": [1]}}))
     with pytest.raises(ConfigError, match=r"model\.stem\.factor"):
         build_model(OmegaConf.merge(model_cfgs["demo"], {"stem": {"factor": 3}}))
+
+
+def test_a_model_config_of_an_earlier_version_still_builds(model_cfgs):
+    """model.json of models registered before _target_ configs (stem.kind / head.kind) load into the same net."""
+    old = {
+        "name": "demo",
+        "in_channels": 2,
+        "tile_size": 64,
+        "attention": {"kernel_size": 7},
+        "stem": {"kind": "unshuffle", "factor": 4, "width": 32},
+        "stages": {"widths": [32, 64], "blocks": [1, 1], "pool": [True, False]},
+        "head": {"kind": "shuffle", "width": 32, "bias_init": -2.0},
+        "dropout": 0.05,
+    }
+    a, b = build_model(old), build_model(model_cfgs["demo"])
+    assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}

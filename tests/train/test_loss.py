@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from no2hotspots.train.loop import loss_fn
+from no2hotspots.train.loop import Loss
+
+
+def loss_fn(pred, target, **kw):
+    """The configured loss as a function (``Loss`` holds the settings)."""
+    return Loss(**kw)(pred, target)
 
 
 def _maps():
@@ -27,7 +32,7 @@ def test_dice_term_rewards_marking_weak_footprints_and_a_clean_background():
     found = missed.clone()
     found[0, 10:14, 20:24] = 0.03
     noisy = found.clone() + 0.03  # everything above threshold: a false alarm everywhere
-    kw = dict(dice_weight=0.1, threshold=0.02, dice_temperature=0.5)
+    kw = dict(dice_weight=0.1, dice_threshold=0.02, dice_temperature=0.5)
     l_missed, l_found, l_noisy = (loss_fn(p.clamp(max=1), target, **kw) for p in (missed, found, noisy))
     assert l_found < l_missed and l_found < l_noisy
     # MSE alone barely tells the weak footprint apart (it is 16 pixels of 0.03)
@@ -37,7 +42,7 @@ def test_dice_term_rewards_marking_weak_footprints_and_a_clean_background():
 def test_dice_gradient_reaches_a_footprint_predicted_near_zero():
     target = _maps()
     pred = torch.full_like(target, 1e-4, requires_grad=True)
-    loss_fn(pred, target, dice_weight=0.1, threshold=0.02).backward()
+    loss_fn(pred, target, dice_weight=0.1, dice_threshold=0.02).backward()
     assert pred.grad[0, 10:14, 20:24].abs().min() > 0
     assert (pred.grad[0, 10:14, 20:24] < 0).all()  # gradient descent raises the footprint
 
@@ -51,7 +56,7 @@ def test_tversky_beta_above_half_makes_a_missed_pixel_cost_more_than_an_extra_on
     missed[0, 10, 20] = 1e-4  # one footprint pixel below the threshold
     extra = base.clone()
     extra[0, 9, 20] = 0.5  # one background pixel above it
-    kw = dict(dice_weight=1.0, threshold=0.02, dice_temperature=0.5)
+    kw = dict(dice_weight=1.0, dice_threshold=0.02, dice_temperature=0.5)
     # Dice (beta 0.5) weighs a miss and an extra pixel alike; beta 0.7 penalises the miss more
     d_miss, d_extra = (loss_fn(p, target, dice_beta=0.5, **kw) - loss_fn(p, target, **kw) for p in (missed, extra))
     assert float(d_miss) == 0.0 and float(d_extra) == 0.0  # beta 0.5 is the default Dice

@@ -52,8 +52,20 @@ def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
     assert len(lines) == 1 and "input_scale" in lines[0] and "Traceback" not in p.stderr
 
 
-def test_bad_train_config_names_the_key(tmp_path, tiny_sim):
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.epochs=2.5", "train.epochs"),  # refused, never truncated to 2
+        ("train.batch_size=true", "train.batch_size"),
+        ("train.optimizer._target_=os.system", "train.optimizer._target_"),
+        ("train.objective=test/source_f1", "train.objective"),
+        ("train.dice_beta=1.5", "train.dice_beta"),
+    ],
+)
+def test_bad_train_config_names_the_key(tmp_path, tiny_sim, override, key):
     from no2hotspots.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="train.lr_schedule.min_lr"):
-        run(compose(tiny_overrides(tmp_path, tiny_sim, "train.lr_schedule.min_lr=0.1")))
+    with pytest.raises(ConfigError) as e:
+        run(compose(tiny_overrides(tmp_path, tiny_sim, override)))
+    assert str(e.value).startswith(f"config {key}:") and "\n" not in str(e.value)
+    assert not (tmp_path / "outputs" / "train").exists()

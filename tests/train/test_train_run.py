@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from no2hotspots.config import compose
+from no2hotspots.errors import InputFileError
 from no2hotspots.train.data import ShardStream, split_shards
-from no2hotspots.train.run import run
+from no2hotspots.train.loop import NonFiniteLoss
+from no2hotspots.train.run import EPOCH_METRICS, run
 
 from .conftest import tiny_overrides
 
@@ -39,39 +41,79 @@ def test_trains_and_logs_an_mlflow_run(tmp_path, tiny_sim):
     out = tmp_path / "outputs" / "train"
     info = json.loads((out / "run.json").read_text())
     assert info["objective"] == objective and info["model_uri"].startswith("models:/")
+    assert info["objective_key"] == "val/detect/every/source_f1"
     meta = json.loads((out / "model" / "model.json").read_text())
     assert meta["input_scale"] == 1e5 and meta["tile_size"] == 64 and meta["model"]["stem"]["width"] == 8
+    assert meta["model"]["_target_"] == "no2hotspots.model.net.HotspotNet"
     assert set(torch.load(out / "model" / "state_dict.pt", weights_only=True)) == set(
         torch.load(out / "checkpoints" / "last.pt", weights_only=True)["model"]
     )
     curve = pd.read_csv(tmp_path / "plots" / "train" / "learning_curve.csv")
-    assert list(curve.epoch) == [0, 1, 2] and {"train_loss", "val_loss", "lr", "val_acc_q2_all"} <= set(curve)
+    assert list(curve.epoch) == [0, 1, 2] and {"train_loss", "train_mse", "val_loss", "lr"} <= set(curve)
     assert curve.train_loss.iloc[-1] < curve.train_loss.iloc[0]  # it learns
-    t1 = pd.read_csv(tmp_path / "plots" / "train" / "table1.csv")
-    assert list(t1["emission class"]) == ["all", "low", "mid", "high"]
+    assert (curve.train_mse <= curve.train_loss + 1e-12).all()  # the MSE part of a loss that adds a Tversky term
     metrics = json.loads((tmp_path / "metrics" / "train.json").read_text())
-    assert 0 <= metrics["test/acc_q2_all"] <= 1
+    assert metrics["epochs_run"] == 3 and metrics["objective"] == objective
 
     mlflow.set_tracking_uri(str(cfg.tracking.uri))
     client = mlflow.MlflowClient()
     r = client.get_run(info["run_id"])
-    assert r.data.params["train.lr"] == "0.003" and r.data.params["model.stem.width"] == "8"
+    params = r.data.params
+    assert params["train.lr"] == "0.003" and params["model.stem.width"] == "8"
+    assert params["model.head"] == "ShuffleHead" and params["train.optimizer"] == "Adam"
+    assert len(params) < 80 and not any(k.startswith(("paths.", "data.files", "hydra")) for k in params)
     assert r.data.tags["data_version"].startswith("md5:") and r.data.tags["git_commit"]
-    assert r.info.run_name.startswith("train model=demo")
+    assert r.info.run_name.startswith("demo w8-16 lr0.003")
     assert [m.step for m in client.get_metric_history(r.info.run_id, "train/loss")] == [0, 1, 2]
-    for k in (
-        "val/loss",
-        "val/acc_q2_all",
-        "val/source_f1",
-        "lr",
-        "test/acc_q1_all",
-        "test/acc_q2_high",
-        "test/precision_q2_all",
-    ):
+    for k in ("val/loss", "train/mse", "lr", *(f"val/{m}" for m in EPOCH_METRICS)):
         assert k in r.data.metrics, k
-    assert r.data.metrics["test/acc_q2_all"] == pytest.approx(metrics["test/acc_q2_all"])
+    assert r.data.metrics["objective"] == objective
     arts = {a.path for a in client.list_artifacts(r.info.run_id, "figures")}
-    assert {"figures/test_panel.png", "figures/learning_curve.png", "figures/table1.csv"} <= arts
+    assert {"figures/learning_curve.png", "figures/learning_curve.csv"} <= arts
     assert client.list_artifacts(r.info.run_id, "config")[0].path == "config/resolved.yaml"
     lm = client.get_logged_model(info["model_uri"].split("/")[-1])
     assert lm.source_run_id == r.info.run_id
+
+
+def _copy_with(tiny_sim, dest, var: str, value: float):
+    """A copy of the tiny dataset whose second training shard holds ``value`` at one pixel of ``var``."""
+    import shutil
+
+    import xarray as xr
+
+    shutil.copytree(tiny_sim, dest)
+    shard = split_shards(dest, "train")[1]
+    with xr.open_dataset(shard) as ds:
+        ds = ds.load()
+    arr = ds[var].values
+    arr[3, 10, 10] = value
+    ds["valid"].values[3, 10, 10] = 1
+    shard.unlink()
+    ds.to_netcdf(shard)
+    return dest
+
+
+@pytest.mark.parametrize(
+    "var, value, error, message",
+    [
+        ("emission", float("nan"), InputFileError, "emission (the training target) has 1 value"),
+        ("no2", 1e35, NonFiniteLoss, "training loss became"),
+    ],
+)
+def test_bad_data_stops_training_and_keeps_the_previous_model(tmp_path, tiny_sim, var, value, error, message):
+    """A NaN target stops training naming the shard; a value that makes the loss NaN stops it before the optimizer
+    step; either way model/ and run.json of the previous training stay as they were."""
+    cfg = compose(tiny_overrides(tmp_path, tiny_sim, "train.epochs=1", "train.log_model=false"))
+    run(cfg)
+    out = tmp_path / "outputs" / "train"
+    before = {
+        p: p.read_bytes() for p in (out / "model" / "state_dict.pt", out / "model" / "model.json", out / "run.json")
+    }
+    bad_sim = _copy_with(tiny_sim, tmp_path / "bad_sim", var, value)
+    bad = compose(tiny_overrides(tmp_path, bad_sim, "train.epochs=1", "train.log_model=false"))
+    with pytest.raises(error) as e:
+        run(bad)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    if error is InputFileError:
+        assert "shard-00001.nc" in str(e.value)
+    assert {p: p.read_bytes() for p in before} == before

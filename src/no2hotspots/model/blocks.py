@@ -23,7 +23,7 @@ class SpatialAttention(nn.Module):
 
     The attention map (N,1,H,W) is computed from the channel-wise mean and max of the features, passed through one
     ``kernel_size`` x ``kernel_size`` convolution (2 -> 1 channels) and a sigmoid, and multiplied onto every channel.
-    The last map is kept in ``self.last_map`` (detached) for inspection/plots.
+    To look at the map, register a forward hook on ``attention_map`` or call it directly.
     """
 
     def __init__(self, kernel_size: int = 7):
@@ -31,49 +31,54 @@ class SpatialAttention(nn.Module):
         if kernel_size % 2 != 1:
             raise ValueError("attention kernel_size must be odd")
         self.conv = nn.Conv2d(2, 1, kernel_size=kernel_size, padding=kernel_size // 2, bias=True)
-        self.last_map: torch.Tensor | None = None
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
         pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
         return torch.sigmoid(self.conv(pooled))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = self.attention_map(x)
-        self.last_map = a.detach()
-        return x * a
+        return x * self.attention_map(x)
 
 
-class Stem(nn.Module):
-    """The full-resolution first stage: brings (N,in,64,64) to (N,width,64/f,64/f) cheaply.
+class _Stem(nn.Module):
+    """The full-resolution first stage: brings (N, in, T, T) to (N, width, T/factor, T/factor) with one conv3x3 ->
+    BN -> ReLU; subclasses choose what comes before the conv (``pre``) and its stride. ``out_channels`` and
+    ``factor`` tell the network what follows."""
 
-    ``kind``:
-      - ``unshuffle``: space-to-depth by ``factor`` (pixel unshuffle: every f x f block becomes f*f channels, nothing
-        is lost), then conv3x3 -> BN -> ReLU at the reduced resolution;
-      - ``strided_conv``: conv3x3 with stride ``factor`` -> BN -> ReLU;
-      - ``conv``: conv3x3 at full resolution (factor must be 1) -> BN -> ReLU (slow; the naive design).
-    """
-
-    def __init__(self, in_ch: int, width: int, kind: str = "unshuffle", factor: int = 2):
+    def __init__(self, pre: nn.Module, conv: nn.Conv2d, width: int, factor: int):
         super().__init__()
-        self.kind, self.factor = kind, factor
-        if kind == "unshuffle":
-            self.pre: nn.Module = nn.PixelUnshuffle(factor) if factor > 1 else nn.Identity()
-            self.conv = conv3x3(in_ch * factor * factor, width)
-        elif kind == "strided_conv":
-            self.pre = nn.Identity()
-            self.conv = conv3x3(in_ch, width, stride=factor)
-        elif kind == "conv":
-            if factor != 1:
-                raise ValueError("stem kind 'conv' needs factor 1")
-            self.pre = nn.Identity()
-            self.conv = conv3x3(in_ch, width)
-        else:
-            raise ValueError(f"unknown stem kind {kind!r} (unshuffle, strided_conv, conv)")
+        self.pre, self.conv = pre, conv
         self.bn = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
+        self.out_channels, self.factor = width, factor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.bn(self.conv(self.pre(x))))
+
+
+class UnshuffleStem(_Stem):
+    """Space-to-depth by ``factor`` (every f x f block becomes f*f channels: nothing is lost), then the conv at the
+    reduced resolution: nothing but the attention map runs at full resolution."""
+
+    def __init__(self, in_channels: int, width: int, factor: int = 4):
+        pre = nn.PixelUnshuffle(factor) if factor > 1 else nn.Identity()
+        super().__init__(pre, conv3x3(in_channels * factor * factor, width), width, factor)
+
+
+class StridedConvStem(_Stem):
+    """A conv3x3 with stride ``factor``."""
+
+    def __init__(self, in_channels: int, width: int, factor: int = 2):
+        super().__init__(nn.Identity(), conv3x3(in_channels, width, stride=factor), width, factor)
+
+
+class ConvStem(_Stem):
+    """A conv3x3 at full resolution (the naive design: most FLOPs at 64x64; slow on a CPU)."""
+
+    def __init__(self, in_channels: int, width: int, factor: int = 1):
+        if factor != 1:
+            raise ValueError("ConvStem works at full resolution: factor must be 1")
+        super().__init__(nn.Identity(), conv3x3(in_channels, width), width, 1)
 
 
 class ResidualBlock(nn.Module):
@@ -114,13 +119,17 @@ class Stage(nn.Module):
 
 
 class FCHead(nn.Module):
-    """The paper's head: flatten -> dropout -> fully connected -> sigmoid -> (N, tile, tile)."""
+    """The paper's head: flatten -> dropout -> fully connected -> sigmoid -> (N, tile, tile).
 
-    def __init__(self, in_features: int, tile: int, dropout: float, bias_init: float):
+    Heads share one keyword interface (``deep_ch``, ``deep_res``, ``skip_ch``, ``up``, ``tile``, ``dropout``) so the
+    network builds whichever one the config names; this one uses the deepest features only.
+    """
+
+    def __init__(self, *, deep_ch: int, deep_res: int, tile: int, dropout: float, bias_init: float = -2.0, **_):
         super().__init__()
         self.tile = tile
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(in_features, tile * tile)
+        self.fc = nn.Linear(deep_ch * deep_res * deep_res, tile * tile)
         nn.init.constant_(self.fc.bias, bias_init)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
@@ -129,7 +138,7 @@ class FCHead(nn.Module):
 
 
 class ShuffleHead(nn.Module):
-    """A light decoder that keeps spatial resolution (not in the paper; ``head.kind: shuffle``).
+    """A light decoder that keeps spatial resolution (not in the paper).
 
     The deepest features are upsampled (bilinear) to the resolution of the first stage, concatenated with that
     stage's (unpooled) output as a skip connection, mixed by conv3x3-BN-ReLU, then dropout and a 1x1 conv give
@@ -137,7 +146,18 @@ class ShuffleHead(nn.Module):
     Translation-equivariant, so it learns "where" from every scene instead of per output pixel as an FC layer must.
     """
 
-    def __init__(self, deep_ch: int, skip_ch: int, width: int, up: int, tile: int, dropout: float, bias_init: float):
+    def __init__(
+        self,
+        *,
+        deep_ch: int,
+        skip_ch: int,
+        up: int,
+        tile: int,
+        dropout: float,
+        width: int = 32,
+        bias_init: float = -2.0,
+        **_,
+    ):
         super().__init__()
         self.tile, self.up = tile, up
         self.mix = conv3x3(deep_ch + skip_ch, width)
@@ -149,7 +169,8 @@ class ShuffleHead(nn.Module):
         nn.init.constant_(self.out.bias, bias_init)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        assert skip is not None
+        if skip is None:
+            raise ValueError("ShuffleHead needs the first stage's features as skip")
         if x.shape[-1] != skip.shape[-1]:
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
         z = self.relu(self.bn(self.mix(torch.cat([x, skip], dim=1))))

@@ -1,7 +1,8 @@
 """The ``register`` stage: put the trained run's model in the MLflow Model Registry.
 
-The new version gets the alias ``champion`` only if it beats the current champion on ``register.compare_metric``
-(a test metric of the training run); otherwise it gets ``challenger``. Writes ``<register.out_dir>/model.json``.
+The new version gets the alias ``champion`` only if it beats the current champion on ``register.compare_metric`` (a
+validation score the score stage logged to the training run; never a test metric) and both were scored on the same
+data with the same scoring definitions; otherwise it gets ``challenger``. Writes ``<register.out_dir>/model.json``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,36 @@ from ..errors import InputFileError
 log = logging.getLogger(__name__)
 
 
+#: tags of a training run that say what its compared metric was measured on; versions are compared only when equal
+VERSION_TAGS = ("score_data_version", "scoring_version")
+
+
+def _is_number(v) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _better(a, b, greater_is_better: bool) -> bool:
+    if not _is_number(a):
+        return False
+    if not _is_number(b):
+        return True
+    return a > b if greater_is_better else a < b
+
+
+def _existing_version(client, model_name: str, run_id: str) -> int | None:
+    import mlflow
+
+    try:
+        found = client.search_model_versions(f"name='{model_name}' and run_id='{run_id}'")
+    except mlflow.exceptions.MlflowException:
+        return None
+    return min((int(v.version) for v in found), default=None)
+
+
+def _versions(tags: dict) -> dict[str, str]:
+    return {k: tags.get(k, "unknown") for k in VERSION_TAGS}
+
+
 def register_run(
     run_id: str,
     *,
@@ -32,13 +63,19 @@ def register_run(
     challenger_alias: str = "challenger",
     model_uri: str | None = None,
     tag_metrics: list[str] | tuple[str, ...] = (),
+    on_version_mismatch: str = "keep",
 ) -> dict[str, Any]:
     """Register the model logged by ``run_id`` and set its alias; return what happened (for model.json).
 
     Uses MLflow's current tracking/registry URI. The compared value is the training run's metric
-    ``compare_metric``; a version without it never becomes champion over one that has it.
+    ``compare_metric`` (a validation score from the score stage). Models are compared only when both were scored
+    on the same data with the same scoring definitions (run tags :data:`VERSION_TAGS`, copied onto every model
+    version); otherwise the champion stays (``on_version_mismatch: keep``, the new version becomes challenger) or
+    the new version takes the alias (``replace``). A version without the metric never beats one that has it.
     """
     import mlflow
+
+    from .. import tracking
 
     client = mlflow.MlflowClient()
     run = client.get_run(run_id)
@@ -47,79 +84,65 @@ def register_run(
 
         model_uri = _run_model_uri(client, run_id, "model")
     new_value = run.data.metrics.get(compare_metric)
-    from .. import tracking
-
+    versions = _versions(run.data.tags)
     tags = {
         "data_version": run.data.tags.get("data_version", "unknown"),
         "git_commit": run.data.tags.get("git_commit", tracking.git_commit()),
         "compare_metric": compare_metric,
+        **versions,
+        **{k: f"{run.data.metrics[k]:.6g}" for k in tag_metrics if k in run.data.metrics},
     }
-    for k in tag_metrics:
-        if k in run.data.metrics:
-            tags[k] = f"{run.data.metrics[k]:.6g}"
     try:
         client.get_registered_model(model_name)
     except mlflow.exceptions.MlflowException:
         client.create_registered_model(
-            model_name,
-            description="no2hotspots CNN: 64x64 NO2 field -> relative emission map (see the training run for details)",
+            model_name, description="no2hotspots CNN: 64x64 NO2 field -> relative emission map (see the training run)"
         )
-    mv = mlflow.register_model(model_uri, model_name, tags=tags)
-    version = int(mv.version)
-
-    champ_version, champ_value = None, None
+    version = _existing_version(client, model_name, run_id)
+    if version is None:
+        version = int(mlflow.register_model(model_uri, model_name, tags=tags).version)
+    else:  # the same training run again (e.g. re-scored): update its version, do not register a duplicate
+        for k, v in tags.items():
+            client.set_model_version_tag(model_name, str(version), k, v)
+    champ_version, champ_value, champ_versions = None, None, None
     try:
         champ = client.get_model_version_by_alias(model_name, champion_alias)
         champ_version = int(champ.version)
         champ_value = client.get_run(champ.run_id).data.metrics.get(compare_metric)
+        champ_versions = _versions(champ.tags)
     except mlflow.exceptions.MlflowException:
         champ = None
-
-    def better(a, b) -> bool:
-        if a is None or (isinstance(a, float) and math.isnan(a)):
-            return False
-        if b is None or (isinstance(b, float) and math.isnan(b)):
-            return True
-        return a > b if greater_is_better else a < b
-
-    if champ is None or better(new_value, champ_value):
-        client.set_registered_model_alias(model_name, champion_alias, str(version))
-        alias = champion_alias
-        new_champion = version
-        log.info(
-            "%s version %d is the new %s (%s %s vs %s)",
-            model_name,
-            version,
-            champion_alias,
-            compare_metric,
-            new_value,
-            champ_value,
-        )
+    comparable = champ is None or champ_versions == versions
+    if champ is not None and champ_version == version:
+        reason, wins, comparable = "already the champion (re-registered run)", True, True
+    elif champ is None:
+        reason = "no champion yet"
+        wins = True
+    elif not comparable:
+        differ = [k for k in VERSION_TAGS if champ_versions[k] != versions[k]]
+        reason = f"not compared: {', '.join(differ)} differ from the champion's (v{champ_version})"
+        wins = on_version_mismatch == "replace"
     else:
-        client.set_registered_model_alias(model_name, challenger_alias, str(version))
-        alias = challenger_alias
-        new_champion = champ_version
-        log.info(
-            "%s version %d is a %s: %s %s does not beat %s's %s",
-            model_name,
-            version,
-            challenger_alias,
-            compare_metric,
-            new_value,
-            champion_alias,
-            champ_value,
-        )
+        wins = _better(new_value, champ_value, greater_is_better)
+        reason = f"{compare_metric} {new_value} vs the champion's {champ_value}"
+    alias = champion_alias if wins else challenger_alias
+    client.set_registered_model_alias(model_name, alias, str(version))
     client.set_model_version_tag(model_name, str(version), "alias_given", alias)
+    client.set_model_version_tag(model_name, str(version), "alias_reason", reason)
+    log.info("%s version %d is %s (%s)", model_name, version, alias, reason)
     return {
         "name": model_name,
         "version": version,
         "alias": alias,
-        "champion_version": new_champion,
+        "champion_version": version if wins else champ_version,
         "previous_champion_version": champ_version,
         "compare_metric": compare_metric,
         "greater_is_better": bool(greater_is_better),
         "new_value": new_value,
         "champion_value": champ_value,
+        "compared": bool(comparable and champ is not None),
+        "reason": reason,
+        **versions,
         "run_id": run_id,
         "model_uri": model_uri,
         "registered_uri": f"models:/{model_name}/{version}",
@@ -132,10 +155,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     r = cfg.register
     name = require(cfg, "register.model_name", lambda v: isinstance(v, str) and v.strip(), "must be a non-empty name")
     metric = require(cfg, "register.compare_metric", lambda v: isinstance(v, str) and v, "must name a metric")
+    require(
+        cfg,
+        "register.compare_metric",
+        lambda v: not str(v).startswith(("test/", "score/test/")),
+        "must be a validation metric (score/val/...): models are never chosen on the test split",
+    )
+    mismatch = require(
+        cfg, "register.on_version_mismatch", lambda v: v in ("keep", "replace"), "must be keep or replace"
+    )
     run_json = Path(str(r.train_dir)) / "run.json"
     if not run_json.exists():
         raise InputFileError(run_json, "not found; run the train stage first")
-    info = json.loads(run_json.read_text())
+    try:
+        info = json.loads(run_json.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputFileError(run_json, f"not valid JSON ({e})") from None
     if not info.get("run_id"):
         raise InputFileError(run_json, "has no run_id")
     if not info.get("model_uri"):
@@ -152,6 +187,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         challenger_alias=str(r.challenger_alias),
         model_uri=info["model_uri"],
         tag_metrics=list(r.tag_metrics or []),
+        on_version_mismatch=str(mismatch),
     )
     result["tracking_uri"] = str(cfg.tracking.uri)
     write_json(Path(str(r.out_dir)) / "model.json", result)

@@ -1,13 +1,15 @@
-"""The ``train`` stage: fit the CNN on the simulated shards, track it in MLflow, evaluate it on the test split.
+"""The ``train`` stage: fit the CNN on the simulated shards and track it in MLflow.
 
 ``run(cfg)`` is called by ``python -m no2hotspots train`` (DVC, params.yaml) and by ``python -m no2hotspots.train``
-(Hydra, sweeps); it returns the sweep objective (``train.objective`` at the selected epoch).
+(Hydra, sweeps); it returns the sweep objective (``train.objective`` at the selected epoch). The official scores of
+the trained model (Table 1 on the test split, the validation score the registry compares) come from the ``score``
+stage; training monitors the validation split per epoch with the same definitions (``train.monitor``).
 
 Outputs: ``<train.out_dir>/model/{state_dict.pt,model.json}``, ``<train.out_dir>/checkpoints/{last,best}.pt``,
-``<train.out_dir>/run.json``, ``<paths.metrics>/train.json``, ``<paths.plots>/train/{learning_curve,table1}.csv``.
-MLflow: one run (a child of the sweep's parent run when ``NO2HOTSPOTS_PARENT_RUN_ID`` is set) with the flattened
-config as params, per-epoch ``train/loss``, ``val/loss``, ``val/<metric>``, ``lr``, final ``test/<metric>``, figures,
-Table 1 and the model (pyfunc from code).
+``<train.out_dir>/run.json``, ``<paths.metrics>/train.json``, ``<paths.plots>/train/learning_curve.csv``. The
+previous model and run.json are replaced only when the new training has finished. MLflow: one run (a child of the
+sweep's parent run when ``NO2HOTSPOTS_PARENT_RUN_ID`` is set) with a curated set of params, the full config as an
+artifact, per-epoch ``train/loss``, ``val/loss``, ``val/<monitor metric>``, ``lr``, figures and the model.
 """
 
 from __future__ import annotations
@@ -15,38 +17,49 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from ..atomic import write_csv, write_json, write_text
-from ..config import flatten, require, to_container
+from ..atomic import atomic_path, write_csv, write_json
+from ..config import require, require_int, to_container
 from ..errors import ConfigError
 from . import checkpoint as ckpt
 from .data import ShardStream, check_dataset, split_shards
+from .loop import LOSSES
 
 log = logging.getLogger(__name__)
 
 PARENT_ENV = "NO2HOTSPOTS_PARENT_RUN_ID"  # set by the sweep callback: trials become child runs
-#: train.loss values: MSE (the paper's), MSE with extra weight on emitting pixels, either plus a soft-Dice term
-LOSSES = ("mse", "weighted_mse", "mse_dice", "weighted_mse_dice")
-#: test metrics copied into metrics/train.json and the summary line
-HEADLINE = ("acc_q1_all", "acc_q2_all", "acc_q2_high", "precision_q2_all", "source_f1")
+#: monitor metrics logged per epoch (all are computed; the objective may name any of them)
+EPOCH_METRICS = (
+    "mark/every/pixel_recall_q1_all",
+    "mark/every/pixel_recall_q2_all",
+    "mark/visible/pixel_recall_q2_all",
+    "mark/every/pixel_precision_q2_all",
+    "detect/every/source_recall",
+    "detect/every/source_precision",
+    "detect/every/source_f1",
+)
 
 
 def _validate(cfg: DictConfig) -> None:
     t = "train."
-    require(cfg, t + "epochs", lambda v: int(v) >= 1 and not isinstance(v, bool), "must be an integer >= 1")
-    require(cfg, t + "batch_size", lambda v: int(v) >= 2, "must be an integer >= 2 (batch norm)")
-    require(cfg, t + "eval_batch_size", lambda v: int(v) >= 1, "must be an integer >= 1")
+    require_int(cfg, t + "epochs", 1)
+    require_int(cfg, t + "batch_size", 2)
+    require_int(cfg, t + "eval_batch_size", 1)
+    require_int(cfg, t + "num_threads", 1)
     require(cfg, t + "lr", lambda v: float(v) > 0, "must be > 0")
-    require(cfg, t + "lr_schedule.min_lr", lambda v: 0 <= float(v) <= float(cfg.train.lr), "must be in [0, train.lr]")
-    require(cfg, t + "lr_schedule.factor", lambda v: 0 < float(v) < 1, "must be in (0, 1)")
-    require(cfg, t + "lr_schedule.patience", lambda v: int(v) >= 0, "must be >= 0")
+    for key in ("optimizer", "lr_schedule"):
+        require(
+            cfg,
+            t + key + "._target_",
+            lambda v: isinstance(v, str) and v.startswith("torch.optim."),
+            "must name a torch.optim class",
+        )
     require(
         cfg,
         t + "loss",
@@ -54,375 +67,299 @@ def _validate(cfg: DictConfig) -> None:
         "must be 'mse' (the paper's), 'weighted_mse', 'mse_dice' or 'weighted_mse_dice'",
     )
     require(cfg, t + "positive_weight", lambda v: float(v) >= 0, "must be >= 0")
-    if str(OmegaConf.select(cfg, t + "loss", default="mse")).endswith("_dice"):
-        require(cfg, t + "dice_weight", lambda v: float(v) >= 0, "must be >= 0")
-        require(cfg, t + "dice_temperature", lambda v: float(v) > 0, "must be > 0")
-        require(cfg, t + "dice_beta", lambda v: 0 < float(v) < 1, "must be in (0, 1) (0.5 = Dice)")
+    require(cfg, t + "dice_weight", lambda v: float(v) >= 0, "must be >= 0")
+    require(cfg, t + "dice_threshold", lambda v: 0 < float(v) < 1, "must be in (0, 1)")
+    require(cfg, t + "dice_temperature", lambda v: float(v) > 0, "must be > 0")
+    require(cfg, t + "dice_beta", lambda v: 0 < float(v) < 1, "must be in (0, 1) (0.5 = Dice)")
     require(cfg, t + "select", lambda v: v in ("best", "last"), "must be 'best' or 'last'")
-    require(cfg, t + "threshold", lambda v: 0 < float(v) < 1, "must be in (0, 1)")
-    require(cfg, t + "min_visible_fraction", lambda v: 0 <= float(v) <= 1, "must be in [0, 1]")
-    require(cfg, t + "min_scored_r", lambda v: 0 <= float(v) <= 1, "must be in [0, 1]")
-    require(cfg, t + "num_threads", lambda v: int(v) >= 1, "must be an integer >= 1")
     require(
-        cfg, t + "objective", lambda v: str(v).startswith("val/"), "must name a validation metric, e.g. val/source_f1"
+        cfg,
+        t + "objective",
+        lambda v: str(v).startswith("val/"),
+        "must name a validation metric, e.g. val/detect/every/source_f1",
     )
+    for key in ("max_train_scenes", "max_eval_scenes"):
+        require(cfg, t + key, lambda v: v is None or (isinstance(v, int) and v >= 1), "must be null or an integer")
+    from ..metrics import Scoring
+
+    try:
+        Scoring.from_config(cfg.train.monitor)
+    except (KeyError, TypeError) as e:
+        raise ConfigError(t + "monitor", f"needs the keys of no2hotspots.metrics.Scoring ({e})") from None
 
 
-def _lr(opt: torch.optim.Optimizer) -> float:
-    return float(opt.param_groups[0]["lr"])
+@dataclass
+class Data:
+    """The three streams and what the model keeps about the data (scaling, emission range, version)."""
+
+    train: ShardStream
+    val: ShardStream
+    meta: dict
+    version: str
 
 
-def _history_row(epoch: int, train_loss: float, val, lr: float) -> dict:
-    row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val.loss, "lr": lr}
-    for k, v in val.metrics.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            row[f"val_{k}"] = float(v)
-    return row
+@dataclass
+class State:
+    """Everything an epoch changes; saved in ``checkpoints/last.pt`` after every epoch."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    epoch: int = 0  # next epoch to run
+    history: list = field(default_factory=list)
+    best_loss: float = math.inf
+    best_epoch: int = -1
+    stale: int = 0
+    run_id: str | None = None
 
 
-def _mlflow_metrics(prefix: str, metrics: dict) -> dict:
-    out = {}
-    for k, v in metrics.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)):
-            out[f"{prefix}/{k}"] = float(v)
-    return out
+def open_data(cfg: DictConfig) -> Data:
+    """Check the shards against the model (tile, variables, one scaling) and open the streams."""
+    from .. import tracking
 
-
-def _run_name(cfg: DictConfig) -> str:
     t = cfg.train
-    widths = OmegaConf.select(cfg, "model.stages.widths", default=None)
-    w = "-".join(str(x) for x in widths) if widths is not None else "?"
-    name = OmegaConf.select(cfg, "model.name", default="cnn")
-    head = OmegaConf.select(cfg, "model.head.kind", default="?")
-    return (
-        f"train model={name} widths={w} head={head} lr={float(t.lr):g} bs={int(t.batch_size)} "
-        f"ep={int(t.epochs)} seed={int(t.seed)}"
+    sim_dir = Path(str(cfg.paths.simulated))
+    tile, in_ch = int(cfg.model.tile_size), int(cfg.model.in_channels)
+    shards = {s: split_shards(sim_dir, s) for s in ("train", "val")}
+    meta = check_dataset(shards["train"], tile, in_ch)
+    check_dataset(shards["val"], tile, in_ch, input_scale=meta["input_scale"])
+    train = ShardStream(
+        shards["train"],
+        int(t.batch_size),
+        shuffle=True,
+        seed=int(t.seed),
+        max_scenes=t.max_train_scenes,
+        drop_last=True,
     )
+    if train.n_batches() == 0:
+        raise ConfigError("train.batch_size", f"{t.batch_size} exceeds the {train.n_scenes()} training scenes")
+    val = ShardStream(shards["val"], int(t.eval_batch_size), shuffle=False, max_scenes=t.max_eval_scenes)
+    return Data(train, val, meta, tracking.data_version(sim_dir))
+
+
+def build(cfg: DictConfig) -> State:
+    """The network, optimiser and scheduler, each instantiated from its ``_target_`` config."""
+    from hydra.utils import instantiate
+
+    from ..model.net import build_model
+
+    torch.manual_seed(int(cfg.train.seed))
+    model = build_model(cfg.model)
+    optimizer = instantiate(cfg.train.optimizer)(model.parameters())
+    scheduler = instantiate(cfg.train.lr_schedule)(optimizer)
+    return State(model, optimizer, scheduler)
+
+
+def resume_or_start(cfg: DictConfig, state: State) -> State:
+    """Continue from ``checkpoints/last.pt`` with ``train.resume``; else start afresh (old checkpoints go, the
+    previous model and run.json stay until this training has finished)."""
+    ckpt_dir = Path(str(cfg.train.out_dir)) / "checkpoints"
+    last = ckpt_dir / ckpt.LAST
+    if bool(cfg.train.resume) and last.exists():
+        saved = ckpt.load(last)
+        ckpt.load_state_dict_checked(state.model, saved["model"], last)
+        state.optimizer.load_state_dict(saved["optimizer"])
+        state.scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["torch_rng"])
+        state.epoch = int(saved["epoch"]) + 1
+        state.history = list(saved["history"])
+        state.best_loss, state.best_epoch = float(saved["best_loss"]), int(saved["best_epoch"])
+        state.stale, state.run_id = int(saved.get("stale", 0)), saved.get("run_id") or None
+        log.info("resuming from %s after epoch %d", last, state.epoch)
+        return state
+    if bool(cfg.train.resume):
+        log.warning("train.resume=true but %s does not exist: starting afresh", last)
+    for name in (ckpt.LAST, ckpt.BEST):
+        (ckpt_dir / name).unlink(missing_ok=True)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    return state
+
+
+def save_checkpoint(cfg: DictConfig, state: State, best: bool) -> None:
+    ckpt_dir = Path(str(cfg.train.out_dir)) / "checkpoints"
+    if best:
+        ckpt.save(ckpt_dir / ckpt.BEST, {"model": state.model.state_dict(), "epoch": state.epoch})
+    ckpt.save(
+        ckpt_dir / ckpt.LAST,
+        {
+            "model": state.model.state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "epoch": state.epoch,
+            "best_loss": state.best_loss,
+            "best_epoch": state.best_epoch,
+            "stale": state.stale,
+            "history": state.history,
+            "run_id": state.run_id,
+        },
+    )
+
+
+def fit(cfg: DictConfig, state: State, data: Data) -> State:
+    """The epoch loop: train, monitor on the validation split, step the scheduler, checkpoint, log."""
+    import mlflow
+
+    from ..metrics import Scoring
+    from ..score.evaluate import evaluate
+    from .loop import Loss, train_epoch
+
+    t, es = cfg.train, cfg.train.early_stopping
+    loss, scoring, epochs = Loss.from_config(t), Scoring.from_config(t.monitor), int(t.epochs)
+    scale = data.meta["input_scale"]
+    while state.epoch < epochs:
+        if bool(es.enabled) and state.stale >= int(es.patience):
+            log.info("early stopping: no better validation loss for %d epochs", state.stale)
+            break
+        t0, lr = time.perf_counter(), float(state.optimizer.param_groups[0]["lr"])
+        train_loss, train_mse = train_epoch(
+            state.model,
+            state.optimizer,
+            data.train,
+            loss,
+            epoch=state.epoch,
+            seed=int(t.seed),
+            input_scale=scale,
+            desc=f"epoch {state.epoch + 1}/{epochs}",
+        )
+        val = evaluate(state.model, data.val, input_scale=scale, scoring=scoring, desc="validate")
+        state.scheduler.step(val.loss)
+        row = {
+            "epoch": state.epoch,
+            "train_loss": train_loss,
+            "train_mse": train_mse,
+            "val_loss": val.loss,
+            "lr": lr,
+            **{f"val/{k}": v for k, v in val.metrics.items()},
+            "epoch_seconds": time.perf_counter() - t0,
+        }
+        state.history.append(row)
+        better = val.loss < state.best_loss - float(es.min_delta)
+        if better:
+            state.best_loss, state.best_epoch, state.stale = val.loss, state.epoch, 0
+        else:
+            state.stale += 1
+        save_checkpoint(cfg, state, better)
+        state.epoch += 1
+        mlflow.log_metrics(
+            {
+                "train/loss": train_loss,
+                "train/mse": train_mse,
+                "val/loss": val.loss,
+                "lr": lr,
+                "epoch_seconds": row["epoch_seconds"],
+                **{f"val/{k}": v for k in EPOCH_METRICS if math.isfinite(v := val.metrics[k])},
+            },
+            step=row["epoch"],
+        )
+        log.info(
+            "epoch %d/%d: train loss %.5g, val loss %.5g, val median pixel recall %.3f, val source F1 %.3f (%.1f s)",
+            state.epoch,
+            epochs,
+            train_loss,
+            val.loss,
+            val.metrics[EPOCH_METRICS[1]],
+            val.metrics["detect/every/source_f1"],
+            row["epoch_seconds"],
+        )
+    return state
+
+
+def select_weights(cfg: DictConfig, state: State) -> tuple[int, float]:
+    """Load the selected epoch's weights (``train.select``); return (epoch, objective value at that epoch)."""
+    last = state.history[-1]["epoch"]
+    selected = state.best_epoch if (str(cfg.train.select) == "best" and state.best_epoch >= 0) else last
+    if selected != last:
+        best = Path(str(cfg.train.out_dir)) / "checkpoints" / ckpt.BEST
+        ckpt.load_state_dict_checked(state.model, ckpt.load(best)["model"], best)
+    row = next(h for h in state.history if h["epoch"] == selected)
+    key = str(cfg.train.objective)
+    if key not in row:
+        raise ConfigError("train.objective", f"{key!r} is not a monitored validation metric")
+    return selected, float(row[key])
+
+
+def model_meta(cfg: DictConfig, state: State, data: Data, selected: int) -> dict:
+    from ..model.net import count_parameters
+
+    m = data.meta
+    return {
+        "model": to_container(cfg.model),
+        "input_scale": m["input_scale"],
+        "tile_size": int(cfg.model.tile_size),
+        "in_channels": int(cfg.model.in_channels),
+        "emission_min_t_per_yr": m["emission_min_t_per_yr"],
+        "emission_max_t_per_yr": m["emission_max_t_per_yr"],
+        "pixel_size_m": m["pixel_size_m"],
+        "run_id": state.run_id,
+        "selected_epoch": selected,
+        "n_parameters": count_parameters(state.model),
+        "data_version": data.version,
+    }
+
+
+def save_model(cfg: DictConfig, state: State, meta: dict) -> Path:
+    """``<out_dir>/model/{state_dict.pt,model.json}``, replaced as a whole."""
+    model_dir = Path(str(cfg.train.out_dir)) / "model"
+    with atomic_path(model_dir, is_dir=True) as tmp:
+        torch.save(state.model.state_dict(), tmp / "state_dict.pt")
+        write_json(tmp / "model.json", meta)
+    return model_dir
 
 
 def run(cfg: DictConfig) -> float:
-    """Train, evaluate and track one model; return the sweep objective (higher is better)."""
+    """Train and track one model; return the sweep objective (higher is better)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     _validate(cfg)
-    from ..model.net import build_model, count_parameters
+    torch.set_num_threads(int(cfg.train.num_threads))
+    data = open_data(cfg)
+    state = resume_or_start(cfg, build(cfg))
+    from . import tracking_run
 
-    t = cfg.train
-    seed = int(t.seed)
-    torch.set_num_threads(int(t.num_threads))
-    sim_dir = Path(str(cfg.paths.simulated))
-    tile = int(OmegaConf.select(cfg, "model.tile_size", default=64))
-    in_ch = int(OmegaConf.select(cfg, "model.in_channels", default=2))
-
-    shards = {s: split_shards(sim_dir, s) for s in ("train", "val", "test")}
-    data_meta = check_dataset(shards["train"], tile, in_ch)
-    for s in ("val", "test"):
-        check_dataset(shards[s], tile, in_ch, input_scale=data_meta["input_scale"])
-    scale = data_meta["input_scale"]
-
-    train_stream = ShardStream(
-        shards["train"], int(t.batch_size), shuffle=True, seed=seed, max_scenes=t.max_train_scenes, drop_last=True
-    )
-    if train_stream.n_batches() == 0:
-        raise ConfigError("train.batch_size", f"{t.batch_size} exceeds the {train_stream.n_scenes()} training scenes")
-    val_stream = ShardStream(shards["val"], int(t.eval_batch_size), shuffle=False, max_scenes=t.max_eval_scenes)
-    test_stream = ShardStream(shards["test"], int(t.eval_batch_size), shuffle=False, max_scenes=t.max_eval_scenes)
-
-    torch.manual_seed(seed)
-    model = build_model(cfg.model)
-    n_params = count_parameters(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(t.lr), weight_decay=float(t.weight_decay))
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer,
-        mode="min",
-        factor=float(t.lr_schedule.factor),
-        patience=int(t.lr_schedule.patience),
-        min_lr=float(t.lr_schedule.min_lr),
-    )
-
-    out_dir = Path(str(t.out_dir))
-    ckpt_dir = out_dir / "checkpoints"
-    start_epoch, history, best_loss, best_epoch, run_id, stale = 0, [], math.inf, -1, None, 0
-    last_path = ckpt_dir / ckpt.LAST
-    if bool(t.resume) and last_path.exists():
-        state = ckpt.load(last_path)
-        ckpt.load_state_dict_checked(model, state["model"], last_path)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        start_epoch = int(state["epoch"]) + 1
-        history = list(state["history"])
-        best_loss, best_epoch = float(state["best_loss"]), int(state["best_epoch"])
-        stale, run_id = int(state.get("stale", 0)), state.get("run_id") or None
-        log.info("resuming from %s after epoch %d", last_path, start_epoch - 1)
-    else:
-        if bool(t.resume):
-            log.warning("train.resume=true but %s does not exist: starting afresh", last_path)
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-        for stale_out in (out_dir / "model", out_dir / "run.json"):
-            if stale_out.is_dir():
-                shutil.rmtree(stale_out)
-            elif stale_out.exists():
-                stale_out.unlink()
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-
-    import mlflow
-
-    from .. import tracking
-
-    exp_id = tracking.setup(cfg)
-    data_version = tracking.data_version(sim_dir)
-    commit = tracking.git_commit()
-    parent = os.environ.get(PARENT_ENV) or None
-    tags = {"data_version": data_version, "git_commit": commit, "stage": "train", "n_parameters": str(n_params)}
-    if parent:
-        tags["sweep_parent"] = parent
-    if run_id is not None:
-        active = mlflow.start_run(run_id=run_id)
-    else:
-        active = mlflow.start_run(
-            experiment_id=exp_id,
-            run_name=_run_name(cfg),
-            tags=tags,
-            parent_run_id=parent,
-            log_system_metrics=_system_metrics(t),
-        )
-    with active as mlrun:
-        run_id = mlrun.info.run_id
-        if start_epoch == 0:
-            params = {
-                k: ("null" if v is None else str(v))[:6000]
-                for k, v in flatten(to_container(cfg)).items()
-                if not k.startswith("hydra.")
-            }
-            params.update(
-                {
-                    "data.n_train": train_stream.n_scenes(),
-                    "data.n_val": val_stream.n_scenes(),
-                    "data.n_test": test_stream.n_scenes(),
-                    "model.n_parameters": n_params,
-                    **{f"data.{k}": v for k, v in data_meta.items()},
-                }
-            )
-            mlflow.log_params(params)
-        _log_config(cfg)
-
-        log.info(
-            "training %d parameters on %d scenes (%d batches/epoch), %d val, %d test scenes; run %s",
-            n_params,
-            train_stream.n_scenes(),
-            train_stream.n_batches(),
-            val_stream.n_scenes(),
-            test_stream.n_scenes(),
-            run_id,
-        )
-        from .loop import evaluate, train_epoch
-
-        epochs = int(t.epochs)
-        es = t.early_stopping
-        loss_kind = str(t.loss)
-        pos_weight = float(t.positive_weight) if loss_kind.startswith("weighted_mse") else 0.0
-        dice_weight = float(t.dice_weight) if loss_kind.endswith("_dice") else 0.0
-        dice_temperature = float(OmegaConf.select(cfg, "train.dice_temperature", default=0.5))
-        dice_beta = float(OmegaConf.select(cfg, "train.dice_beta", default=0.5))
-        for epoch in range(start_epoch, epochs):
-            if bool(es.enabled) and stale >= int(es.patience):
-                log.info("early stopping: no better validation loss for %d epochs", stale)
-                break
-            t0 = time.perf_counter()
-            lr = _lr(optimizer)
-            train_loss = train_epoch(
-                model,
-                optimizer,
-                train_stream,
-                epoch=epoch,
-                seed=seed,
-                input_scale=scale,
-                positive_weight=pos_weight,
-                dice_weight=dice_weight,
-                threshold=float(t.threshold),
-                dice_temperature=dice_temperature,
-                dice_beta=dice_beta,
-                desc=f"epoch {epoch + 1}/{epochs}",
-            )
-            t_train = time.perf_counter() - t0
-            val = evaluate(
-                model,
-                val_stream,
-                input_scale=scale,
-                threshold=float(t.threshold),
-                match_distance_px=float(t.match_distance_px),
-                min_visible_fraction=float(t.min_visible_fraction),
-                min_scored_r=float(t.min_scored_r),
-                desc="validate",
-            )
-            scheduler.step(val.loss)
-            row = _history_row(epoch, train_loss, val, lr)
-            row["epoch_seconds"] = time.perf_counter() - t0
-            row["train_seconds"] = t_train
-            history.append(row)
-            if val.loss < best_loss - float(es.min_delta):
-                best_loss, best_epoch, stale = val.loss, epoch, 0
-                ckpt.save(ckpt_dir / ckpt.BEST, {"model": model.state_dict(), "epoch": epoch})
-            else:
-                stale += 1
-            mlflow.log_metrics(
-                {
-                    "train/loss": train_loss,
-                    "val/loss": val.loss,
-                    "lr": lr,
-                    "epoch_seconds": row["epoch_seconds"],
-                    **_mlflow_metrics("val", val.metrics),
-                },
-                step=epoch,
-            )
-            ckpt.save(
-                last_path,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "epoch": epoch,
-                    "best_loss": best_loss,
-                    "best_epoch": best_epoch,
-                    "stale": stale,
-                    "history": history,
-                    "run_id": run_id,
-                },
-            )
-            log.info(
-                "epoch %d/%d: train loss %.5g, val loss %.5g, val median acc %s, val source F1 %s, lr %.2g (%.1f s)",
-                epoch + 1,
-                epochs,
-                train_loss,
-                val.loss,
-                _fmt(val.metrics.get("acc_q2_all")),
-                _fmt(val.metrics.get("source_f1")),
-                lr,
-                row["epoch_seconds"],
-            )
-
-        selected = best_epoch if (str(t.select) == "best" and best_epoch >= 0) else history[-1]["epoch"]
-        if selected != history[-1]["epoch"]:
-            best = ckpt.load(ckpt_dir / ckpt.BEST)
-            ckpt.load_state_dict_checked(model, best["model"], ckpt_dir / ckpt.BEST)
-        sel_row = next(h for h in history if h["epoch"] == selected)
-        objective_key = "val_" + str(t.objective)[len("val/") :]
-        objective = float(sel_row.get(objective_key, float("nan")))
-
-        test = evaluate(
-            model,
-            test_stream,
-            input_scale=scale,
-            threshold=float(t.threshold),
-            match_distance_px=float(t.match_distance_px),
-            min_visible_fraction=float(t.min_visible_fraction),
-            min_scored_r=float(t.min_scored_r),
-            keep_examples=int(t.panel_scenes),
-            desc="test",
-        )
-        test_metrics = {"loss": test.loss, **test.metrics}
-        mlflow.log_metrics(
-            {**_mlflow_metrics("test", test_metrics), "selected_epoch": selected, "objective": objective}
-        )
-        log.info(
-            "test (epoch %d weights): %s", selected + 1, ", ".join(f"{k} {_fmt(test.metrics.get(k))}" for k in HEADLINE)
-        )
-
-        meta = {
-            "model": to_container(cfg.model),
-            "input_scale": scale,
-            "emission_min_t_per_yr": data_meta["emission_min_t_per_yr"],
-            "emission_max_t_per_yr": data_meta["emission_max_t_per_yr"],
-            "pixel_size_m": data_meta["pixel_size_m"],
-            "tile_size": tile,
-            "in_channels": in_ch,
-            "threshold": float(t.threshold),
-            "match_distance_px": float(t.match_distance_px),
-            "min_visible_fraction": float(t.min_visible_fraction),
-            "min_scored_r": float(t.min_scored_r),
-            "run_id": run_id,
-            "selected_epoch": selected,
-            "n_parameters": n_params,
-            "data_version": data_version,
-        }
-        model_dir = out_dir / "model"
-        from ..atomic import atomic_path
-
-        with atomic_path(model_dir, is_dir=True) as tmp:
-            torch.save(model.state_dict(), tmp / "state_dict.pt")
-            write_json(tmp / "model.json", meta)
-
-        _write_outputs(cfg, history, test, test_metrics, selected)
-        model_uri = None
-        if bool(t.log_model):
-            from ..model.inputs import prepare_input
-            from ..registry.log import log_model
-
-            ex = test.examples
-            x = prepare_input(ex["no2"][:1], ex["valid"][:1], scale).numpy()
-            info = log_model(model_dir, x, ex["pred"][:1])
-            model_uri = info.model_uri
-        run_info = {
-            "run_id": run_id,
-            "experiment": str(cfg.tracking.experiment),
-            "experiment_id": exp_id,
-            "tracking_uri": str(cfg.tracking.uri),
-            "model_uri": model_uri,
-            "data_version": data_version,
-            "git_commit": commit,
-            "parent_run_id": parent,
-            "objective": objective,
-            "objective_key": str(t.objective),
-            "selected_epoch": selected,
-        }
-        write_json(out_dir / "run.json", run_info)
+    with tracking_run.start(cfg, state, data) as run_id:
+        state.run_id = run_id
+        state = fit(cfg, state, data)
+        selected, objective = select_weights(cfg, state)
+        model_dir = save_model(cfg, state, model_meta(cfg, state, data, selected))
+        tracking_run.log_results(cfg, state.history, selected, objective)
+        model_uri = tracking_run.log_model(model_dir, state.model, data) if bool(cfg.train.log_model) else None
+        write_outputs(cfg, state, data, selected, objective, model_uri)
+    log.info("selected epoch %d; objective %s = %.4f", selected + 1, cfg.train.objective, objective)
     return objective
 
 
-def _system_metrics(t) -> bool | None:
-    if not bool(t.system_metrics):
-        return None
-    try:
-        import psutil  # noqa: F401
-    except ImportError:
-        log.info("psutil not installed: no MLflow system metrics")
-        return None
-    return True
-
-
-def _fmt(v) -> str:
-    return f"{v:.3f}" if isinstance(v, (int, float)) else str(v)
-
-
-def _log_config(cfg: DictConfig) -> None:
-    import mlflow
-
-    mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/resolved.yaml")
-
-
-def _write_outputs(cfg: DictConfig, history: list[dict], test, test_metrics: dict, selected: int) -> None:
-    import mlflow
+def write_outputs(cfg: DictConfig, state: State, data: Data, selected: int, objective: float, model_uri) -> None:
+    """metrics/train.json, plots/train/learning_curve.csv and run.json (last: it marks a finished training)."""
     import pandas as pd
 
-    from ..metrics import table1
-    from .plots import learning_curve_png, panel_png
+    from .. import tracking
 
-    metrics_dir = Path(str(cfg.paths.metrics))
-    plots_dir = Path(str(cfg.paths.plots)) / "train"
-    flat = dict(_mlflow_metrics("test", test_metrics))  # same keys as in MLflow: test/acc_q1_all, ...
-    flat["selected_epoch"] = selected
-    flat["epochs_run"] = len(history)
-    write_json(metrics_dir / "train.json", flat)
-    curve = pd.DataFrame(history)
-    write_csv(curve, plots_dir / "learning_curve.csv")
-    t1 = table1(test.metrics).reset_index()  # column "emission class": all, low, mid, high
-    write_csv(t1, plots_dir / "table1.csv")
-    with tempfile.TemporaryDirectory() as d:
-        d = Path(d)
-        learning_curve_png(history, d / "learning_curve.png")
-        if test.examples:
-            panel_png(test.examples, d / "test_panel.png", float(cfg.train.threshold))
-        write_text(d / "table1.csv", t1.to_csv(index=False))
-        write_text(d / "learning_curve.csv", curve.to_csv(index=False))
-        mlflow.log_artifacts(str(d), "figures")
+    sel = next(h for h in state.history if h["epoch"] == selected)
+    write_json(
+        Path(str(cfg.paths.metrics)) / "train.json",
+        {
+            "selected_epoch": selected,
+            "epochs_run": len(state.history),
+            "val_loss": sel["val_loss"],
+            "objective": objective,
+            "train_minutes": sum(h["epoch_seconds"] for h in state.history) / 60.0,
+        },
+    )
+    keys = ("epoch", "train_loss", "train_mse", "val_loss", "lr")
+    curve = pd.DataFrame([{k: h[k] for k in keys} for h in state.history])
+    write_csv(curve, Path(str(cfg.paths.plots)) / "train" / "learning_curve.csv")
+    write_json(
+        Path(str(cfg.train.out_dir)) / "run.json",
+        {
+            "run_id": state.run_id,
+            "experiment": str(cfg.tracking.experiment),
+            "tracking_uri": str(cfg.tracking.uri),
+            "model_uri": model_uri,
+            "data_version": data.version,
+            "git_commit": tracking.git_commit(),
+            "parent_run_id": os.environ.get(PARENT_ENV) or None,
+            "objective": objective,
+            "objective_key": str(cfg.train.objective),
+            "selected_epoch": selected,
+        },
+    )

@@ -1,0 +1,93 @@
+"""``python -m no2hotspots score``: Table 1 and source scores of the trained model on the validation and test splits.
+
+Reads ``score.model_dir`` (the train stage's ``model/``: weights + model.json) and the simulated shards; writes
+``<score.out_dir>/`` (full scores per split, Table 1 CSVs, a figure), ``<paths.metrics>/score.json`` (Table 1 at both
+thresholds, every source and visible sources only, for ``dvc metrics``), ``<paths.plots>/score/table1.csv``, and
+logs the same to the model's MLflow run with the tags ``scoring_version`` and ``data_version`` that the registry
+compares.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from ..config import require, require_int
+from ..errors import ConfigError, InputFileError
+
+log = logging.getLogger(__name__)
+
+
+def settings(cfg: DictConfig):
+    """The checked ``score`` settings and the :class:`~no2hotspots.metrics.Scoring` they define."""
+    from ..metrics import Scoring
+
+    s = "score."
+    require(
+        cfg,
+        s + "splits",
+        lambda v: len(v) >= 1 and all(x in ("val", "test", "pairs") for x in v),
+        "must list splits among val, test, pairs",
+    )
+    for key in ("mark_threshold", "detect_threshold", "min_scored_r"):
+        require(cfg, s + key, lambda v: 0 < float(v) < 1, "must be in (0, 1)")
+    require(cfg, s + "min_visible_fraction", lambda v: 0 <= float(v) <= 1, "must be in [0, 1]")
+    require(cfg, s + "match_distance_px", lambda v: float(v) >= 0, "must be >= 0")
+    require_int(cfg, s + "dilate_px", 0)
+    require_int(cfg, s + "batch_size", 1)
+    require_int(cfg, s + "num_threads", 1)
+    require_int(cfg, s + "panel_scenes", 0)
+    require(cfg, s + "max_scenes", lambda v: v is None or (isinstance(v, int) and v >= 1), "must be null or >= 1")
+    return Scoring.from_config(cfg.score)
+
+
+def load_trained(model_dir: Path):
+    """The trained model and its metadata (weights-only load; one-line error if the folder is not a model)."""
+    from ..registry.load import from_dir
+
+    if not (model_dir / "model.json").exists():
+        raise InputFileError(model_dir, "no trained model here; run the train stage first")
+    return from_dir(model_dir)
+
+
+def score_split(cfg: DictConfig, loaded, scoring, split: str, keep: int = 0):
+    """One split through the model: an :class:`~no2hotspots.score.evaluate.EvalResult`."""
+    from ..train.data import ShardStream, check_dataset, split_shards
+    from .evaluate import evaluate
+
+    sim = Path(str(cfg.paths.simulated))
+    shards = split_shards(sim, split)
+    meta = loaded.meta
+    check_dataset(shards, int(meta["tile_size"]), int(meta.get("in_channels", 2)), input_scale=meta["input_scale"])
+    stream = ShardStream(shards, int(cfg.score.batch_size), shuffle=False, max_scenes=cfg.score.max_scenes)
+    log.info("scoring %s: %d scenes", split, stream.n_scenes())
+    return evaluate(
+        loaded.net,
+        stream,
+        input_scale=float(meta["input_scale"]),
+        scoring=scoring,
+        keep_examples=keep,
+        desc=f"score {split}",
+    )
+
+
+def run(cfg: DictConfig) -> dict:
+    scoring = settings(cfg)
+    torch.set_num_threads(int(cfg.score.num_threads))
+    loaded = load_trained(Path(str(cfg.score.model_dir)))
+    splits = [str(s) for s in cfg.score.splits]
+    if not splits:
+        raise ConfigError("score.splits", "empty")
+    results = {
+        s: score_split(cfg, loaded, scoring, s, int(cfg.score.panel_scenes) if s == "test" else 0) for s in splits
+    }
+    from . import report
+
+    summary = report.write(cfg, scoring, loaded.meta, results)
+    if bool(cfg.score.log_to_mlflow) and loaded.meta.get("run_id"):
+        report.log_to_mlflow(cfg, scoring, loaded.meta, results)
+    log.info("score (%s): %s", scoring.version, report.headline_line(results))
+    return summary

@@ -1,0 +1,85 @@
+"""The score stage: Table 1 at both thresholds, every source and visible sources, on val and test; DVC metrics;
+MLflow metrics, table and version tags; a scoring change gives another version and other numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from no2hotspots.metrics import Scoring
+from no2hotspots.score.run import run
+
+
+def test_score_writes_table1_at_both_thresholds_and_logs_to_the_model_run(trained_cfg):
+    import mlflow
+
+    cfg = trained_cfg
+    run(cfg)
+    full = json.loads((Path(cfg.score.out_dir) / "score.json").read_text())
+    assert full["scoring_version"] == Scoring.from_config(cfg.score).version
+    assert set(full["splits"]) == {"val", "test"}
+    metrics = json.loads((Path(cfg.paths.metrics) / "score.json").read_text())
+    for thr in ("mark", "detect"):
+        for conv in ("every", "visible"):
+            t = metrics["test"][thr][conv]
+            for g in ("all", "low", "mid", "high"):
+                assert {f"pixel_recall_{q}_{g}" for q in ("q1", "q2", "q3")} <= set(t)
+            assert 0 <= t["pixel_recall_q2_all"] <= 1 and "false_alarm_rate" in t and "source_f1" in t
+    assert set(metrics["val"]) == {"detect", "mark"} and "source_f1" in metrics["val"]["detect"]["every"]
+    # a higher threshold marks fewer pixels: recall at detect <= recall at mark
+    assert (
+        metrics["test"]["detect"]["every"]["pixel_recall_q3_all"]
+        <= metrics["test"]["mark"]["every"]["pixel_recall_q3_all"]
+    )
+    rows = pd.read_csv(Path(cfg.paths.plots) / "score" / "table1.csv")
+    assert len(rows) == 16 and set(rows["threshold"]) == {"mark", "detect"}
+
+    mlflow.set_tracking_uri(str(cfg.tracking.uri))
+    client = mlflow.MlflowClient()
+    run_id = json.loads((Path(cfg.train.out_dir) / "run.json").read_text())["run_id"]
+    r = client.get_run(run_id)
+    assert r.data.tags["scoring_version"] == full["scoring_version"] and r.data.tags["score_data_version"]
+    assert r.data.metrics["score/val/detect/every/source_f1"] == pytest.approx(
+        metrics["val"]["detect"]["every"]["source_f1"]
+    )
+    arts = {a.path for a in client.list_artifacts(run_id, "score")} | {
+        a.path for a in client.list_artifacts(run_id, "tables")
+    }
+    assert {"score/test_panel.png", "tables/table1.json"} <= arts
+
+
+def test_another_scoring_is_another_version_with_other_numbers(trained_cfg, tmp_path):
+    cfg = OmegaConf.merge(
+        trained_cfg,
+        {
+            "score": {"mark_threshold": 0.6, "log_to_mlflow": False, "out_dir": str(tmp_path / "score")},
+            "paths": {"metrics": str(tmp_path / "m"), "plots": str(tmp_path / "p")},
+        },
+    )
+    a = json.loads((Path(trained_cfg.score.out_dir) / "score.json").read_text())
+    b = run(cfg)
+    assert b["scoring_version"] != a["scoring_version"]
+    hi, lo = b["splits"]["test"]["metrics"], a["splits"]["test"]["metrics"]
+    assert hi["mark/every/pixel_recall_q3_all"] <= lo["mark/every/pixel_recall_q3_all"]
+    assert hi["detect/every/source_f1"] == lo["detect/every/source_f1"]  # the detect threshold did not change
+
+
+def test_cli_without_a_trained_model_is_one_line(tmp_path):
+    p = subprocess.run(
+        [sys.executable, "-m", "no2hotspots", "score", f"paths.outputs={tmp_path}/out"],
+        env={**os.environ, "NO2HOTSPOTS_PROGRESS": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    err = [ln for ln in p.stderr.splitlines() if "error" in ln]
+    assert len(err) == 1 and "train/model" in err[0] and "run the train stage first" in err[0]
