@@ -114,6 +114,8 @@ def setup(cfg: DictConfig, experiment: str | None = None) -> str:
             _open_stores(uri)
             relocate_store(db, root)
             exp_id = _get_or_create_experiment(name, root, store_dir=db.parent.resolve())
+            if STORE_TAG not in (mlflow.get_experiment(exp_id).tags or {}):  # made before the tag: adopt it
+                mlflow.MlflowClient().set_experiment_tag(exp_id, STORE_TAG, str(db.parent.resolve()))
     elif is_server(uri):
         exp_id = _get_or_create_experiment(name, None)
     else:
