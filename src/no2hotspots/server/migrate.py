@@ -268,6 +268,13 @@ def migrate_from_config(cfg: DictConfig) -> dict[str, Any]:
     exps = OmegaConf.select(cfg, "server.migrate.experiments", default=None)
     if isinstance(exps, str):
         exps = [exps]
+    from .. import tracking
+    from .mlflow_server import health
+
+    if tracking.is_server(str(target)) and not health(str(target)):
+        raise UserError(
+            f"server.migrate.target: no MLflow server answers on {target}; start it (make server) or set the key"
+        )
     counts = migrate(source, str(target), list(exps) if exps else None)
     sys.stdout.write(
         f"copied into {target}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()) + "\n"

@@ -15,8 +15,8 @@ they all find the same parent run:
   still running.
 
 Without a storage (an in-memory study, private to one process) each sweep gets a parent of its own, as before.
-A worker killed before its end leaves its tag at ``running`` and the parent RUNNING until another worker of the
-study finishes after it has been marked (by hand or by a later run).
+A worker killed before its end leaves its tag at ``running``, so the parent stays RUNNING after the others end;
+set that tag to ``done`` in the UI (the next worker to end then finishes the parent), or finish the run by hand.
 """
 
 from __future__ import annotations
