@@ -72,12 +72,12 @@ def test_near_source_pixels_match_brute_force_area_average(one_source, settings,
             assert float(c[pr, pc]) == pytest.approx(float(ref), abs=0.05 * total, rel=0.1), (pr, pc)
 
 
-def test_vectorised_equals_per_scene_loop(one_source, settings, population):
+def test_vectorised_equals_per_scene_loop(paper_settings, paper_world):
     rng = np.random.default_rng(3)
-    p = sample_scenes(rng, 12, settings, population)
-    vec = plume_columns(p, settings)
+    p = sample_scenes(rng, 12, paper_settings, paper_world)
+    vec = plume_columns(p, paper_settings)
     for i in range(p.n):
-        ref = plume_scene(p, i, settings)
+        ref = plume_scene(p, i, paper_settings)
         np.testing.assert_allclose(vec[i], ref, atol=1e-4 * max(ref.max(), 1e-12), rtol=1e-4)
 
 
@@ -96,8 +96,9 @@ def test_empty_scene_is_background_plus_noise(one_source, settings):
     assert np.all(plume_columns(p, settings) == 0)
 
 
-def test_emission_target_footprint_and_classes(one_source, settings, population):
-    p = sample_scenes(np.random.default_rng(5), 200, settings, population)
+def test_emission_target_footprint_and_classes(paper_settings, paper_world):
+    settings = paper_settings
+    p = sample_scenes(np.random.default_rng(5), 200, settings, paper_world)
     out = simulate_batch(p, settings, np.random.default_rng(6))
     k = settings.footprint_px
     for i in range(20):
@@ -114,3 +115,21 @@ def test_emission_target_footprint_and_classes(one_source, settings, population)
     cf = out["cloud_fraction"]
     assert np.all((cf >= 0) & (cf <= 0.6)) and (out["valid"] == 0).any()
     assert np.array_equal(np.isnan(out["no2"]), out["valid"] == 0)
+
+
+def test_overlapping_footprints_take_the_larger_r(settings, world):
+    # demo world: sources down to 1 px apart, footprints overlap; the target is the max of r over the union
+    p = sample_scenes(np.random.default_rng(8), 300, settings, world)
+    out = simulate_batch(p, settings, np.random.default_rng(9))
+    k = settings.footprint_px
+    close = np.min(np.nan_to_num(out["source_nn_distance_px"], nan=np.inf), axis=1) < k
+    assert close.sum() >= 10  # close neighbours are common
+    for i in np.flatnonzero(close)[:10]:
+        exp = np.zeros((64, 64), np.float32)
+        for r, c, q in zip(p.source_row[i], p.source_col[i], p.source_rel_emission[i]):
+            if np.isnan(r):
+                continue
+            r0, c0 = int(np.floor(r - (k - 1) / 2 + 0.5)), int(np.floor(c - (k - 1) / 2 + 0.5))
+            blk = exp[max(r0, 0) : r0 + k, max(c0, 0) : c0 + k]
+            np.maximum(blk, np.float32(q), out=blk)
+        np.testing.assert_array_equal(out["emission"][i], exp)

@@ -48,8 +48,30 @@ def _scene(rng, cls: int):
     return no2, valid, emission, sources
 
 
-#: the sample datasets' split sizes (32/4/4 scenes) as config overrides, so the suite expects these fractions
-SPLIT_OVERRIDES = ["simulate.splits.train=0.8", "simulate.splits.val=0.1", "simulate.splits.test=0.1"]
+def _pair_scene(rng, sep: float):
+    """A pairs-split scene: two sources ``sep`` px apart (overlapping footprints take the larger r)."""
+    no2 = 2e-5 + rng.normal(0, 1e-5, (N, N))
+    emission = np.zeros((N, N), np.float32)
+    sources = [(30.0, 20.0, 0.5), (30.0, 20.0 + sep, 0.2)]
+    for r, c, q in sources:
+        i, j = int(round(r)), int(round(c))
+        blk = emission[i - K // 2 : i + K // 2 + 1, j - K // 2 : j + K // 2 + 1]
+        np.maximum(blk, q, out=blk)
+        no2[i, j] += q * 1e-3
+    valid = np.ones((N, N), np.uint8)
+    return no2.astype(np.float32), valid, emission, sources
+
+
+#: separations of the sample pairs split (one scene each)
+PAIR_SEPARATIONS = (2.0, 5.0)
+#: the sample datasets' split sizes (32/4/4 scenes + 2 pairs) as config overrides, so the suite expects them
+SPLIT_OVERRIDES = [
+    "simulate.splits.train=0.8",
+    "simulate.splits.val=0.1",
+    "simulate.splits.test=0.1",
+    "simulate.pairs.n_per_separation=1",
+    f"simulate.pairs.separations_px=[{','.join(str(v) for v in PAIR_SEPARATIONS)}]",
+]
 
 
 def write_dataset(
@@ -63,7 +85,7 @@ def write_dataset(
 
     ``corrupt(split, shard_index, arrays)`` may edit the numpy arrays of a shard before it is written.
     """
-    counts = counts or {"train": 32, "val": 4, "test": 4}
+    counts = counts or {"train": 32, "val": 4, "test": 4, "pairs": len(PAIR_SEPARATIONS)}
     rng = np.random.default_rng(seed)
     root = Path(root)
     manifest = {"splits": {}, "attrs": {}}
@@ -85,8 +107,12 @@ def write_dataset(
             a = {k: [] for k in ("no2", "valid", "emission", "srow", "scol", "srel")}
             classes = []
             for i in range(m):
-                cls = (start + i) % 4
-                no2, valid, em, src = _scene(rng, cls)
+                if split == "pairs":
+                    cls = 2
+                    no2, valid, em, src = _pair_scene(rng, PAIR_SEPARATIONS[(start + i) % len(PAIR_SEPARATIONS)])
+                else:
+                    cls = (start + i) % 4
+                    no2, valid, em, src = _scene(rng, cls)
                 a["no2"].append(no2)
                 a["valid"].append(valid)
                 a["emission"].append(em)
@@ -100,6 +126,10 @@ def write_dataset(
             arrays["scene_id"] = np.arange(sid, sid + m, dtype=np.int64)
             arrays["emission_class"] = np.array(classes, np.int8)
             arrays["n_sources"] = np.isfinite(arrays["srow"]).sum(axis=1).astype(np.int8)
+            # an unmarked area source ("distractor") far from the sources in every fifth scene
+            with_dis = (np.arange(start, start + m) % 5 == 0)[:, None]
+            arrays["drow"] = np.where(with_dis, 56.0, np.nan)
+            arrays["dcol"] = np.where(with_dis, 8.0, np.nan)
             sid += m
             if corrupt is not None:
                 corrupt(split, s, arrays)
@@ -133,6 +163,8 @@ def write_dataset(
                     "source_row": (("scene", "source"), arrays["srow"]),
                     "source_col": (("scene", "source"), arrays["scol"]),
                     "source_rel_emission": (("scene", "source"), arrays["srel"], {"units": "1"}),
+                    "distractor_row": (("scene", "distractor"), arrays["drow"].astype(np.float32)),
+                    "distractor_col": (("scene", "distractor"), arrays["dcol"].astype(np.float32)),
                 },
                 attrs={**attrs, "split": split, "shard": s},
             )

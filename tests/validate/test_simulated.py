@@ -22,12 +22,15 @@ def test_good_dataset_passes_stage_writes_report_and_table(tmp_path, gx_warm):
     cfg = compose([f"paths.outputs={tmp_path}/out", f"paths.simulated={tmp_path}/sim", *SPLIT_OVERRIDES])
     res = run(cfg)
     assert res.success, [o.short for o in res.failures]
-    assert res.tables == {"scenes": 40, "dataset": 1} and len(res.outcomes) >= 25
+    assert res.tables == {"scenes": 42, "dataset": 1} and len(res.outcomes) >= 30
     out = tmp_path / "out" / "validate"
     assert {p.name for p in out.iterdir()} == {"simulated_report.json", "simulated_report.md", "simulated_scenes.csv"}
     scenes = pd.read_csv(out / "simulated_scenes.csv")
-    assert len(scenes) == 40 and scenes["n_emission_pixels"].max() > 0
-    assert (scenes["n_nonfinite_valid"] == 0).all() and (scenes["n_sources"] > 0).sum() == 30
+    assert len(scenes) == 42 and scenes["n_emission_pixels"].max() > 0
+    assert (scenes["n_nonfinite_valid"] == 0).all() and (scenes["n_sources"] > 0).sum() == 32
+    assert scenes["n_distractors"].sum() == 10 and (scenes["n_target_pixels_off_footprints"] == 0).all()
+    pairs = scenes[scenes["split"] == "pairs"]
+    assert sorted(pairs["source_min_separation"]) == [2.0, 5.0]
     doc = json.loads((out / "simulated_report.json").read_text())
     assert doc["success"] and doc["extra"]["fraction_empty"] == pytest.approx(0.25)
     assert "PASSED" in (out / "simulated_report.md").read_text()
@@ -56,6 +59,16 @@ def _source_without_emission(split, shard, a):
         a["emission"][2, r - 1 : r + 2, c - 1 : c + 2] = 0.0  # the mid source's footprint emptied
 
 
+def _mark_distractor(split, shard, a):
+    if split == "train" and shard == 1:  # scene 15 (the first of shard 1 with an area source)
+        a["emission"][3, 55:58, 7:10] = 0.3
+
+
+def _pair_too_close(split, shard, a):
+    if split == "pairs":
+        a["scol"][1, 1] = a["scol"][1, 0] + 3.5  # the 5 px pair moved to 3.5 px, not a configured separation
+
+
 def _duplicate_ids(split, shard, a):
     if split == "test":
         a["scene_id"][:] = np.arange(len(a["scene_id"]))  # ids 0.. also used in train
@@ -66,7 +79,7 @@ def _duplicate_ids(split, shard, a):
     [
         (
             _nan_in_valid,
-            "expect_column_values_to_be_between(n_nonfinite_valid == 0): 1 of 40 rows unexpected",
+            "expect_column_values_to_be_between(n_nonfinite_valid == 0): 1 of 42 rows unexpected",
             "train:1",
         ),
         (_emission_13, "expect_column_max_to_be_between(emission_max <= 1): observed 1.3", None),
@@ -76,6 +89,10 @@ def _duplicate_ids(split, shard, a):
             "val:33",
         ),
         (_source_without_emission, "expect_column_values_to_be_between(n_sources_without_emission == 0)", "test:38"),
+        (_mark_distractor, "expect_column_values_to_be_between(n_distractors_marked == 0): 1 of 42", "train:15"),
+        (_mark_distractor, "expect_column_values_to_be_between(n_target_pixels_off_footprints == 0)", "train:15"),
+        (_pair_too_close, "expect_column_values_to_be_between(separation_violation == 0): 1 of 42", "pairs:41"),
+        (_pair_too_close, "expect_column_values_to_be_between(pairs_separations_missing == 0)", None),
     ],
 )
 def test_corrupted_dataset_fails_naming_expectation(tmp_path, cfg_validate, gx_warm, corrupt, expected, where):

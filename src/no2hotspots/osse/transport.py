@@ -256,13 +256,19 @@ def _window_matrix(edges, pos, sigma, reach, weight=None, offset=None, n_cols=No
 
     i0, n = _windows(edges, pos, reach)
     indptr = np.concatenate([[0], np.cumsum(n)])
-    row = np.repeat(np.arange(pos.size), n)
-    pix = i0[row] + (np.arange(indptr[-1]) - indptr[:-1][row])
-    s = np.sqrt(2.0) * sigma[row]
-    frac = 0.5 * (erf((edges[pix + 1] - pos[row]) / s) - erf((edges[pix] - pos[row]) / s))
+    pix = np.repeat(i0 - indptr[:-1], n) + np.arange(indptr[-1])
+    inv = 1.0 / (np.sqrt(2.0) * sigma)
+    # the Gaussian's CDF at each pixel's lower edge; the upper edge is the next pixel's lower edge, or for the
+    # window's last pixel the window's end (one CDF per edge: n + 1 per puff)
+    lo = erf((edges[pix] - np.repeat(pos, n)) * np.repeat(inv, n))
+    hi = np.empty_like(lo)
+    hi[:-1] = lo[1:]
+    live = n > 0
+    hi[indptr[1:][live] - 1] = erf((edges[(i0 + n)[live]] - pos[live]) * inv[live])
+    frac = 0.5 * (hi - lo)
     if weight is not None:
-        frac *= weight[row]
-    cols = pix if offset is None else pix + offset[row]
+        frac *= np.repeat(weight, n)
+    cols = pix if offset is None else pix + np.repeat(offset, n)
     shape = (pos.size, n_cols if n_cols is not None else edges.size - 1)
     return sp.csr_matrix((frac, cols, indptr), shape=shape)
 

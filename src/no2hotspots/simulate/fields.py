@@ -45,3 +45,20 @@ def cloud_mask(rng, fraction, size_px: int, coarse_px: int) -> np.ndarray:
     mask = f > thr
     mask[fraction <= 0] = False
     return mask
+
+
+def edge_cloud_mask(rng, row, col, angle, offset_px, size_px: int, scale_px: float, wiggle: float, coarse_px: int):
+    """Cloud masks (n, size, size) whose gap edge runs ``offset_px`` from the point (``row``, ``col``) of each scene.
+
+    The cloud field is a ramp across the line through the point at ``angle`` (radians; positive offsets leave the
+    point in the clear) plus ``wiggle`` times a smooth random field, so the edge bends but passes near the point:
+    cloud where ``(d - offset) / scale_px + wiggle * field > 0``, ``d`` the signed distance across the line."""
+    n = np.asarray(row).size
+    rr = np.arange(size_px, dtype=np.float32)[None, :, None]
+    cc = np.arange(size_px, dtype=np.float32)[None, None, :]
+    sa = np.sin(np.asarray(angle, np.float32))[:, None, None]
+    ca = np.cos(np.asarray(angle, np.float32))[:, None, None]
+    d = (rr - np.asarray(row, np.float32)[:, None, None]) * sa + (cc - np.asarray(col, np.float32)[:, None, None]) * ca
+    f = smooth_field(rng, n, size_px, coarse_px)
+    g = (d - np.asarray(offset_px, np.float32)[:, None, None]) / np.float32(scale_px) + np.float32(wiggle) * f
+    return g > 0

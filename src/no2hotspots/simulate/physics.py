@@ -122,7 +122,7 @@ def plume_pixels(
     n_scenes: int,
     size_px: int,
     pixel_size_m: float,
-    sigma0_m: float,
+    sigma0_m,
     subpixel_factor: int,
     subpixel_radius_px: int,
     truncate_sigma: float,
@@ -131,7 +131,8 @@ def plume_pixels(
     """Pixel-averaged plume columns of many sources summed into ``(n_scenes, size_px, size_px)`` float32 [mol m-2].
 
     Per-source 1-D arrays: ``scene_index`` (which scene the source belongs to), ``row``/``col`` (float pixel index),
-    ``q_mol_s``, ``wind_speed`` [m s-1], ``wind_from_direction`` [deg], ``tau_s`` [s], ``stability_class`` (0..5).
+    ``q_mol_s``, ``wind_speed`` [m s-1], ``wind_from_direction`` [deg], ``tau_s`` [s], ``stability_class`` (0..5);
+    ``sigma0_m`` is one initial width for all or one per source (area sources are wide).
     """
     f32 = np.float32
     n = size_px
@@ -155,7 +156,8 @@ def plume_pixels(
     # one is kept >= 0.5 % of a pixel, still an exact mass-conserving kernel, so nothing divides by zero
     ha = (0.5 * a * np.maximum(np.abs(ex), np.abs(ey))).astype(f32)
     hb = (0.5 * a * np.maximum(np.minimum(np.abs(ex), np.abs(ey)), 0.01)).astype(f32)
-    sig0sq = f32(sigma0_m**2)
+    sig0 = np.broadcast_to(np.asarray(sigma0_m, dtype=np.float64), (nsrc,))
+    sig0sq = (sig0**2).astype(f32)
     R = int(subpixel_radius_px)
     idx = np.arange(n, dtype=np.float64)
 
@@ -169,14 +171,14 @@ def plume_pixels(
     tx = (-dc * ey[:, None]).astype(f32)
     ty = (dr * ex[:, None]).astype(f32)
     slope = (truncate_sigma * cc).astype(f32)
-    reach0 = f32(truncate_sigma * sigma0_m + 0.75 * a)  # the trapezoid reaches at most a / sqrt(2) across
+    reach0 = (truncate_sigma * sig0 + 0.75 * a).astype(f32)  # the trapezoid reaches at most a / sqrt(2) across
     for lo in range(0, nsrc, chunk):
         hi = min(lo + chunk, nsrc)
         s = sy[lo:hi, :, None] + sx[lo:hi, None, :]
         t = ty[lo:hi, :, None] + tx[lo:hi, None, :]
         # sigma_y <= sigma0 + sigma_PG, so beyond `reach` the Gaussian is below `truncate_sigma` widths
         reach = slope[lo:hi, None, None] * s / np.sqrt(f32(1.0) + f32(BRIGGS_RURAL_B) * np.abs(s))
-        mask = (s > 0) & (np.abs(t) - reach < reach0)
+        mask = (s > 0) & (np.abs(t) - reach < reach0[lo:hi, None, None])
         flat = np.flatnonzero(mask)
         ks = flat // npix
         kp = flat - ks * npix
@@ -186,7 +188,7 @@ def plume_pixels(
             flat, gs, kp = flat[far], gs[far], kp[far]
         if flat.size == 0:
             continue
-        v = _pixel_column(s.ravel()[flat], t.ravel()[flat], amp[gs], inv_ut[gs], cc[gs], sig0sq, ha[gs], hb[gs])
+        v = _pixel_column(s.ravel()[flat], t.ravel()[flat], amp[gs], inv_ut[gs], cc[gs], sig0sq[gs], ha[gs], hb[gs])
         keys_all.append(scene_index[gs] * npix + kp)
         vals_all.append(v)
 
@@ -212,7 +214,7 @@ def plume_pixels(
             t = (dn * exs - de * eys).astype(f32)
             e3 = (slice(None), None, None)
             v = _pixel_column(
-                s, t, amp[sl][e3], inv_ut[sl][e3], cc[sl][e3], sig0sq, ha[sl][e3] / f32(f), hb[sl][e3] / f32(f)
+                s, t, amp[sl][e3], inv_ut[sl][e3], cc[sl][e3], sig0sq[sl][e3], ha[sl][e3] / f32(f), hb[sl][e3] / f32(f)
             ).mean(axis=2, dtype=np.float64)  # (k, P)
             inside = (pr >= 0) & (pr < n) & (pc >= 0) & (pc < n)
             keys = scene_index[sl][:, None] * npix + pr * n + pc

@@ -1,9 +1,11 @@
-"""``python -m no2hotspots simulate``: write train/val/test shards of simulated scenes and a manifest.
+"""``python -m no2hotspots simulate``: write train/val/test (and pairs) shards of simulated scenes and a manifest.
 
 Each shard is simulated and written by one worker from its own seed,
 ``np.random.SeedSequence(seed, spawn_key=(split_index, shard_index))``, so the output is byte-identical for any
 ``simulate.workers``; a worker holds one shard at a time, so memory stays flat as ``n_scenes`` grows. Shards are
 written atomically inside a temporary output folder that replaces ``paths.simulated`` only when all succeeded.
+With ``simulate.pairs.n_per_separation`` > 0 the manifest has a fourth split, ``pairs`` (scenes of two sources at
+the configured separations, scene ids after the test split's), for pair recall by separation.
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ from ..atomic import atomic_path
 from ..contracts import shards as contract
 from ..logs import progress_disabled
 from .dataset import global_attrs, make_dataset
-from .scenes import sample_scenes, simulate_batch
-from .settings import SPLITS, Settings, from_config
-from .sources import EmissionPopulation, load_population
+from .scenes import World, load_world, sample_pairs, sample_scenes, simulate_batch
+from .settings import PAIRS_SPLIT, Settings, from_config
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,10 @@ def split_sizes(st: Settings) -> dict[str, int]:
     n = st.n_scenes
     val = int(round(n * st.split_fractions[1]))
     test = int(round(n * st.split_fractions[2]))
-    return {"train": n - val - test, "val": val, "test": test}
+    sizes = {"train": n - val - test, "val": val, "test": test}
+    if st.pairs.n_scenes:
+        sizes[PAIRS_SPLIT] = st.pairs.n_scenes
+    return sizes
 
 
 def plan_shards(st: Settings) -> list[dict]:
@@ -51,10 +55,14 @@ def shard_seed(seed: int, split_index: int, shard: int) -> np.random.SeedSequenc
     return np.random.SeedSequence(seed, spawn_key=(split_index, shard))
 
 
-def simulate_shard(task: dict, st: Settings, pop: EmissionPopulation, out_dir: Path) -> dict:
+def simulate_shard(task: dict, st: Settings, world: World, out_dir: Path) -> dict:
     """Simulate one shard and write it atomically to ``out_dir/<split>/shard-NNNNN.nc``."""
     rng = np.random.default_rng(shard_seed(st.seed, task["split_index"], task["shard"]))
-    params = sample_scenes(rng, task["n"], st, pop)
+    pop = world.pop
+    if task["split"] == PAIRS_SPLIT:
+        params = sample_pairs(rng, task["n"], st, world, first=task["shard"] * st.shard_size)
+    else:
+        params = sample_scenes(rng, task["n"], st, world)
     out = simulate_batch(params, st, rng)
     attrs = global_attrs(st, pop.emission_min, pop.emission_max) | {"split": task["split"], "shard": int(task["shard"])}
     ids = np.arange(task["first_id"], task["first_id"] + task["n"], dtype=np.int64)
@@ -71,15 +79,15 @@ _WORKER: dict = {}
 LAST_RUN_STATS: dict = {}
 
 
-def _init_worker(st, pop, out_dir):
-    _WORKER.update(st=st, pop=pop, out_dir=out_dir)
+def _init_worker(st, world, out_dir):
+    _WORKER.update(st=st, world=world, out_dir=out_dir)
 
 
 def _work(task):
-    return simulate_shard(task, _WORKER["st"], _WORKER["pop"], _WORKER["out_dir"])
+    return simulate_shard(task, _WORKER["st"], _WORKER["world"], _WORKER["out_dir"])
 
 
-def write_dataset(st: Settings, pop: EmissionPopulation, out_dir: Path) -> dict:
+def write_dataset(st: Settings, world: World, out_dir: Path) -> dict:
     """Simulate all shards into the (existing) folder ``out_dir`` and write its manifest; return the manifest."""
     tasks = plan_shards(st)
     workers = min(st.workers, len(tasks))
@@ -87,11 +95,11 @@ def write_dataset(st: Settings, pop: EmissionPopulation, out_dir: Path) -> dict:
     results = []
     if workers <= 1:
         for t in tasks:
-            results.append(simulate_shard(t, st, pop, out_dir))
+            results.append(simulate_shard(t, st, world, out_dir))
             bar.update()
     else:
         ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(st, pop, out_dir)) as pool:
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(st, world, out_dir)) as pool:
             for res in pool.imap_unordered(_work, tasks):
                 results.append(res)
                 bar.update()
@@ -104,31 +112,36 @@ def write_dataset(st: Settings, pop: EmissionPopulation, out_dir: Path) -> dict:
         peak_worker_rss_mb=max(r["peak_rss_mb"] for r in results),
     )
     sizes = split_sizes(st)
-    splits = {s: {"n_scenes": sizes[s], "shards": [r["path"] for r in results if r["split"] == s]} for s in SPLITS}
+    splits = {s: {"n_scenes": sizes[s], "shards": [r["path"] for r in results if r["split"] == s]} for s in sizes}
+    pop = world.pop
     return contract.write_manifest(out_dir, splits, global_attrs(st, pop.emission_min, pop.emission_max))
 
 
 def run(cfg: DictConfig) -> dict:
     st = from_config(cfg)
-    pop = load_population(st.inventory_csv, st.min_nox_t_per_yr, st.class_weights)
+    world = load_world(st)
+    pop = world.pop
     target = Path(cfg.paths.simulated)
     sizes = split_sizes(st)
     log.info(
-        "simulating %d scenes (train %d, val %d, test %d) in shards of %d with %d worker(s) -> %s; "
-        "population %d CoCO2 sites, NOx %.0f-%.0f t/yr",
+        "simulating %d scenes (train %d, val %d, test %d, pairs %d) in shards of %d with %d worker(s) -> %s; "
+        "population %d CoCO2 sites, NOx %.0f-%.0f t/yr (r = 0 at %.0f t/yr), %d cluster windows",
         st.n_scenes,
         sizes["train"],
         sizes["val"],
         sizes["test"],
+        sizes.get(PAIRS_SPLIT, 0),
         st.shard_size,
         st.workers,
         target,
         pop.nox_t_per_yr.size,
-        pop.emission_min,
+        pop.nox_t_per_yr[0],
         pop.emission_max,
+        pop.emission_min,
+        0 if world.windows is None else world.windows.n,
     )
     os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
     with atomic_path(target, is_dir=True) as tmp:
-        manifest = write_dataset(st, pop, tmp)
+        manifest = write_dataset(st, world, tmp)
     log.info("wrote %s", target / contract.MANIFEST)
     return manifest

@@ -1,17 +1,84 @@
-"""Validated simulator settings: ``simulate.*`` config checked up front, each problem a one-line ConfigError."""
+"""Validated simulator settings: ``simulate.*`` config checked up front, each problem a one-line ConfigError.
+
+The flat :class:`Settings` holds the paper's world (steady Gaussian plumes of scattered point sources); the nested
+ones the parts that make training scenes closer to the real world (docs/simulate.md): real CoCO2 cluster windows
+(:class:`ClusterSettings`), unmarked area sources (:class:`DistractorSettings`), the OSSE's puff transport
+(:class:`PuffSettings`), TROPOMI's across-track pixel sizes (:class:`SwathSettings`), cloud-gap edges through
+sources (in :class:`Settings`) and the pairs test split (:class:`PairSettings`). Each is off at 0.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..config import require
 from ..errors import ConfigError
 from .physics import STABILITY_CLASSES
 
 SPLITS = ("train", "val", "test")
+#: the extra split of source pairs (simulate.pairs), scored apart (pair recall by separation)
+PAIRS_SPLIT = "pairs"
+NORMALISATIONS = ("zero", "population_min")
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    fraction: float  # share of non-empty scenes laid out as a real CoCO2 cluster window
+    radius_px: float  # window: sites within this distance of the centre site
+    min_sites: int  # a window needs at least this many sites within radius_px
+    rotate: bool  # rotate each window by a random angle (relative positions kept)
+
+
+@dataclass(frozen=True)
+class DistractorSettings:
+    probability: float  # share of scenes with area sources (never marked in the target)
+    max_per_scene: int
+    nox_min: float  # t/yr, log-uniform
+    nox_max: float
+    radius_min_px: float  # Gaussian radius of the emitting area, uniform
+    radius_max_px: float
+    n_sub: int  # sub-sources an area is made of
+
+
+@dataclass(frozen=True)
+class PuffSettings:
+    fraction: float  # share of scenes whose plumes are OSSE puffs in a turning wind (the rest: Gaussian plumes)
+    release_hours: float
+    release_interval_min: float
+    substeps: int
+    sigma0_m: float
+    diffusivity_min: float  # m2 s-1, uniform per scene
+    diffusivity_max: float
+    turn_deg: float
+    speed_variability: float
+    timescale_h: float
+    speed_min_m_s: float
+    cutoff_sigma: float
+
+
+@dataclass(frozen=True)
+class SwathSettings:
+    fraction: float  # share of scenes observed through TROPOMI-like pixels regridded to the scene pixel
+    n_ground_pixels: int
+    max_view_angle_deg: float
+    altitude_km: float
+
+
+@dataclass(frozen=True)
+class PairSettings:
+    n_per_separation: int  # 0 = no pairs split
+    separations_px: tuple
+    nox_min: float  # t/yr, log-uniform per source
+    nox_max: float
+    clouds: bool
+    distractors: bool
+
+    @property
+    def n_scenes(self) -> int:
+        return self.n_per_separation * len(self.separations_px)
 
 
 @dataclass(frozen=True)
@@ -27,9 +94,13 @@ class Settings:
     no2_nox_ratio: float
     inventory_csv: str
     min_nox_t_per_yr: float
+    normalise_from: str  # "zero": r = Q / Qmax; "population_min": r = (Q - Qmin) / (Qmax - Qmin)
+    merge_within_px: float  # CoCO2 sites closer than this are one source (rates summed); 0 = off
     empty_fraction: float
     max_sources: int
     min_separation_px: float
+    neighbour_fraction: float  # share of sources after the first placed 1..neighbour_max_px from an earlier one
+    neighbour_max_px: float
     edge_margin_px: float
     footprint_px: int
     class_weights: tuple
@@ -55,7 +126,16 @@ class Settings:
     cloud_fraction_min: float
     cloud_fraction_max: float
     cloud_coarse_px: int
+    cloud_edge_probability: float  # share of cloudy scenes with sources whose gap edge is drawn through a source
+    cloud_edge_offset_px: float  # ... at most this far from it (either side)
+    cloud_edge_scale_px: float  # the edge's sharpness (distance over which the cloud field changes by 1)
+    cloud_edge_wiggle: float  # amplitude of the smooth field that bends the edge
     compression_level: int
+    clusters: ClusterSettings
+    distractors: DistractorSettings
+    puffs: PuffSettings
+    swath: SwathSettings
+    pairs: PairSettings
 
 
 def _num(x) -> bool:
@@ -75,6 +155,17 @@ def max_sources_that_fit(size_px: int, margin: float, separation: float) -> int:
     return max(1, (per_side * per_side) // 2)
 
 
+def _range(cfg, key: str, positive: bool = True) -> tuple[float, float]:
+    ok = lambda x: _num(x) and (x > 0 if positive else x >= 0)  # noqa: E731
+    v = require(
+        cfg,
+        key,
+        lambda x: isinstance(x, (list, tuple, ListConfig)) and len(x) == 2 and ok(x[0]) and ok(x[1]) and x[0] <= x[1],
+        "must be [low, high] with low <= high" + (" and low > 0" if positive else " and low >= 0"),
+    )
+    return float(v[0]), float(v[1])
+
+
 def from_config(cfg: DictConfig) -> Settings:
     """Check every ``simulate.*`` key and return :class:`Settings`; raise ConfigError naming the first bad key."""
     k = "simulate."
@@ -82,6 +173,7 @@ def from_config(cfg: DictConfig) -> Settings:
     pos = lambda x: _num(x) and x > 0  # noqa: E731
     nonneg = lambda x: _num(x) and x >= 0  # noqa: E731
     prob = lambda x: _num(x) and 0 <= x <= 1  # noqa: E731
+    boolean = lambda x: isinstance(x, bool)  # noqa: E731
 
     n_scenes = r("n_scenes", lambda x: _int(x) and x >= 3, "must be an integer >= 3")
     fr = r("splits", lambda x: set(x.keys()) == set(SPLITS), "must have exactly the keys train, val, test")
@@ -91,15 +183,10 @@ def from_config(cfg: DictConfig) -> Settings:
         raise ConfigError(k + "splits", f"fractions must sum to 1 (got {sum(float(fr[s]) for s in SPLITS):g})")
     size = r("grid.size_px", lambda x: _int(x) and x >= 8, "must be an integer >= 8")
     margin = r("sources.edge_margin_px", nonneg, "must be >= 0")
-    sep = r("sources.min_separation_px", nonneg, "must be >= 0")
+    sep = r("sources.min_separation_px", pos, "must be > 0 px")
     fp = r("sources.footprint_px", lambda x: _int(x) and x >= 1, "must be an integer >= 1")
     if margin < fp / 2:
         raise ConfigError(k + "sources.edge_margin_px", f"must be >= footprint_px / 2 = {fp / 2:g} (got {margin!r})")
-    if sep < fp:
-        raise ConfigError(
-            k + "sources.min_separation_px",
-            f"must be >= footprint_px = {fp} so footprints do not overlap (got {sep!r})",
-        )
     mx = r("sources.max_per_scene", lambda x: _int(x) and 1 <= x <= 127, "must be an integer in 1..127")
     fit = max_sources_that_fit(size, margin, sep)
     if mx > fit:
@@ -113,6 +200,9 @@ def from_config(cfg: DictConfig) -> Settings:
         lambda x: len(x) == 3 and all(nonneg(v) for v in x) and sum(x) > 0,
         "must be 3 non-negative weights (low, mid, high) with a positive sum",
     )
+    norm = r("sources.normalise_from", lambda x: x in NORMALISATIONS, f"must be one of {', '.join(NORMALISATIONS)}")
+    merge = r("sources.merge_within_px", nonneg, "must be >= 0 px (0 = off)")
+    nmax = r("sources.neighbour_max_px", lambda x: _num(x) and x >= sep, "must be >= sources.min_separation_px")
     sw = r(
         "stability.weights", lambda x: isinstance(x, DictConfig) and len(x) > 0, "must map class letters A-F to weights"
     )
@@ -134,6 +224,68 @@ def from_config(cfg: DictConfig) -> Settings:
     r("noise.std_max", lambda x: _num(x) and x >= nmin, "must be >= noise.std_min")
     cmin = r("clouds.fraction_min", lambda x: _num(x) and 0 <= x < 1, "must be in [0, 1)")
     r("clouds.fraction_max", lambda x: _num(x) and cmin <= x < 1, "must be in [clouds.fraction_min, 1)")
+
+    clusters = ClusterSettings(
+        fraction=float(r("clusters.fraction", prob, "must be in [0, 1]")),
+        radius_px=float(r("clusters.radius_px", pos, "must be > 0 px")),
+        min_sites=r("clusters.min_sites", lambda x: _int(x) and x >= 1, "must be an integer >= 1"),
+        rotate=r("clusters.rotate", boolean, "must be true or false"),
+    )
+    dn = _range(cfg, k + "distractors.nox_t_per_yr")
+    drad = _range(cfg, k + "distractors.radius_px")
+    distractors = DistractorSettings(
+        probability=float(r("distractors.probability", prob, "must be in [0, 1]")),
+        max_per_scene=r("distractors.max_per_scene", lambda x: _int(x) and 1 <= x <= 32, "must be an integer 1..32"),
+        nox_min=dn[0],
+        nox_max=dn[1],
+        radius_min_px=drad[0],
+        radius_max_px=drad[1],
+        n_sub=r("distractors.n_sub", lambda x: _int(x) and 1 <= x <= 64, "must be an integer 1..64"),
+    )
+    kd = _range(cfg, k + "transport.diffusivity_m2_s", positive=False)
+    rel_h = r("transport.release_hours", pos, "must be > 0 hours")
+    interval = r("transport.release_interval_min", lambda x: _num(x) and 0 < x <= 120, "must be in (0, 120] min")
+    if rel_h * 60.0 / interval < 2:
+        raise ConfigError(k + "transport.release_hours", "must hold at least two release intervals")
+    puffs = PuffSettings(
+        fraction=float(r("transport.puff_fraction", prob, "must be in [0, 1]")),
+        release_hours=float(rel_h),
+        release_interval_min=float(interval),
+        substeps=r("transport.substeps", lambda x: _int(x) and x >= 1, "must be an integer >= 1"),
+        sigma0_m=float(r("transport.sigma0_m", pos, "must be > 0 m")),
+        diffusivity_min=kd[0],
+        diffusivity_max=kd[1],
+        turn_deg=float(r("transport.turn_deg", nonneg, "must be >= 0 degree")),
+        speed_variability=float(r("transport.speed_variability", nonneg, "must be >= 0")),
+        timescale_h=float(r("transport.timescale_h", pos, "must be > 0 hours")),
+        speed_min_m_s=float(r("transport.speed_min_m_s", pos, "must be > 0 m s-1")),
+        cutoff_sigma=float(r("transport.cutoff_sigma", lambda x: _num(x) and x >= 3, "must be >= 3")),
+    )
+    swath = SwathSettings(
+        fraction=float(r("swath.fraction", prob, "must be in [0, 1]")),
+        n_ground_pixels=r("swath.n_ground_pixels", lambda x: _int(x) and x >= 2, "must be an integer >= 2"),
+        max_view_angle_deg=float(r("swath.max_view_angle_deg", lambda x: _num(x) and 0 < x < 70, "must be in (0, 70)")),
+        altitude_km=float(r("swath.altitude_km", pos, "must be > 0 km")),
+    )
+    pn = _range(cfg, k + "pairs.nox_t_per_yr")
+    seps = r(
+        "pairs.separations_px",
+        lambda x: len(x) >= 1 and all(pos(v) for v in x) and len(set(float(v) for v in x)) == len(x),
+        "must be a list of distinct separations > 0 px",
+    )
+    pairs = PairSettings(
+        n_per_separation=r("pairs.n_per_separation", lambda x: _int(x) and x >= 0, "must be an integer >= 0"),
+        separations_px=tuple(float(v) for v in seps),
+        nox_min=pn[0],
+        nox_max=pn[1],
+        clouds=r("pairs.clouds", boolean, "must be true or false"),
+        distractors=r("pairs.distractors", boolean, "must be true or false"),
+    )
+    span = size - 1 - 2 * margin
+    if pairs.n_per_separation and max(pairs.separations_px) > span:
+        raise ConfigError(k + "pairs.separations_px", f"must fit in the scene: at most {span:g} px apart")
+    if mx < 2 and pairs.n_per_separation:
+        raise ConfigError(k + "sources.max_per_scene", "must be >= 2 for the pairs split (or pairs.n_per_separation=0)")
     sd = SPLITS
     stab = tuple(float(sw.get(c, 0.0)) for c in STABILITY_CLASSES)
     return Settings(
@@ -148,9 +300,13 @@ def from_config(cfg: DictConfig) -> Settings:
         no2_nox_ratio=float(r("no2_nox_ratio", lambda x: _num(x) and 0 < x <= 1, "must be in (0, 1]")),
         inventory_csv=str(r("sources.inventory_csv", lambda x: isinstance(x, str) and x, "must be a path")),
         min_nox_t_per_yr=float(r("sources.min_nox_t_per_yr", nonneg, "must be >= 0 t/yr")),
+        normalise_from=str(norm),
+        merge_within_px=float(merge),
         empty_fraction=float(r("sources.empty_fraction", prob, "must be in [0, 1]")),
         max_sources=mx,
         min_separation_px=float(sep),
+        neighbour_fraction=float(r("sources.neighbour_fraction", prob, "must be in [0, 1]")),
+        neighbour_max_px=float(nmax),
         edge_margin_px=float(margin),
         footprint_px=fp,
         class_weights=tuple(float(v) for v in cw),
@@ -178,9 +334,18 @@ def from_config(cfg: DictConfig) -> Settings:
         cloud_fraction_min=float(cmin),
         cloud_fraction_max=float(cfg.simulate.clouds.fraction_max),
         cloud_coarse_px=r("clouds.coarse_px", lambda x: _int(x) and x >= 2, "must be an integer >= 2"),
+        cloud_edge_probability=float(r("clouds.edge_probability", prob, "must be in [0, 1]")),
+        cloud_edge_offset_px=float(r("clouds.edge_offset_px", nonneg, "must be >= 0 px")),
+        cloud_edge_scale_px=float(r("clouds.edge_scale_px", pos, "must be > 0 px")),
+        cloud_edge_wiggle=float(r("clouds.edge_wiggle", nonneg, "must be >= 0")),
         compression_level=r(
             "output.compression_level", lambda x: _int(x) and 0 <= x <= 9, "must be an integer 0..9 (0 = none)"
         ),
+        clusters=clusters,
+        distractors=distractors,
+        puffs=puffs,
+        swath=swath,
+        pairs=pairs,
     )
 
 
@@ -190,4 +355,4 @@ def as_dict(s: Settings) -> dict:
     return asdict(s)
 
 
-__all__ = ["Settings", "from_config", "SPLITS", "max_sources_that_fit", "OmegaConf"]
+__all__ = ["Settings", "from_config", "SPLITS", "PAIRS_SPLIT", "max_sources_that_fit", "OmegaConf"]

@@ -1,9 +1,12 @@
 """Summaries of the simulated dataset (docs/contracts.md, "Simulated dataset") for its data-quality suite.
 
-:func:`scene_table` streams the shards of ``outputs/simulated/{train,val,test}/`` one at a time and returns one row
-per scene (NaN/inf among valid pixels, NO2 range, emission range, emission-map/source-list consistency, class, wind,
-...). :func:`dataset_table` reduces it, with the manifest, to one row of dataset-level figures (split sizes against
-the configured fractions, class balance). :func:`validate_simulated` runs the configured expectations on both.
+:func:`scene_table` streams the shards of every split of the manifest (``train``, ``val``, ``test`` and, when
+simulated, ``pairs``) one at a time and returns one row per scene (NaN/inf among valid pixels, NO2 range, emission
+range, emission-map/source-list consistency - the target must be exactly the footprints of the listed point
+sources, so area sources are never marked -, source separations, class, wind, ...). :func:`dataset_table` reduces
+it, with the manifest, to one row of dataset-level figures (split sizes against the configured fractions, class
+balance, the shares of puff / cluster / distractor scenes against the configured ones, the pairs split against its
+configured separations). :func:`validate_simulated` runs the configured expectations on both.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import pandas as pd
 from ..contracts.shards import REQUIRED_VARS, SPLITS, read_manifest, shard_paths
 from ..errors import ConfigError, InputFileError
 
+#: the split of source pairs (simulate.pairs), checked against its configured separations, not the split fractions
+PAIRS_SPLIT = "pairs"
+
 log = logging.getLogger(__name__)
 
 #: per-scene variables copied into the summary when present
@@ -32,13 +38,45 @@ SCENE_VARS = (
     "noise_std",
     "background_mean",
 )
+#: per-scene variables of the richer world (docs/simulate.md), summarised when present
+OPTIONAL_VARS = ("transport", "layout", "distractor_row", "distractor_col")
 CLASS_NAMES = ("empty", "low", "mid", "high")
 
 
-def list_shards(root: str | os.PathLike, splits=SPLITS) -> dict[str, list[Path]]:
-    """Shard files per split, as the manifest lists them (no2hotspots.contracts.shards)."""
+def list_shards(root: str | os.PathLike, splits=None) -> dict[str, list[Path]]:
+    """Shard files per split, as the manifest lists them (no2hotspots.contracts.shards); all splits by default."""
     manifest = read_manifest(root)
-    return {s: shard_paths(root, s) for s in splits if s in manifest["splits"]}
+    names = list(manifest["splits"]) if splits is None else [s for s in splits if s in manifest["splits"]]
+    order = {s: i for i, s in enumerate((*SPLITS, PAIRS_SPLIT))}
+    return {s: shard_paths(root, s) for s in sorted(names, key=lambda s: (order.get(s, 99), s))}
+
+
+def footprint_target(shape, rows, cols, rel, k: int) -> np.ndarray:
+    """The target the listed point sources define: r over each source's k x k block (the larger r where blocks
+    overlap), the block starting at ``floor(pos - (k - 1) / 2 + 0.5)`` (docs/contracts.md)."""
+    n, ny, nx = shape
+    out = np.zeros(shape, np.float32)
+    live = np.isfinite(rows) & np.isfinite(cols) & np.isfinite(rel)
+    scene, src = np.nonzero(live)
+    r0 = np.floor(rows[scene, src] - (k - 1) / 2 + 0.5).astype(np.int64)
+    c0 = np.floor(cols[scene, src] - (k - 1) / 2 + 0.5).astype(np.int64)
+    val = rel[scene, src].astype(np.float32)
+    for dr in range(k):
+        for dc in range(k):
+            rr, cc = r0 + dr, c0 + dc
+            ok = (rr >= 0) & (rr < ny) & (cc >= 0) & (cc < nx)
+            np.maximum.at(out, (scene[ok], rr[ok], cc[ok]), val[ok])
+    return out
+
+
+def min_separation(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Per scene the smallest distance between two listed sources [px] (NaN with fewer than two)."""
+    d = np.hypot(rows[:, :, None] - rows[:, None, :], cols[:, :, None] - cols[:, None, :])
+    m = rows.shape[1]
+    d[:, np.arange(m), np.arange(m)] = np.inf
+    d = np.where(np.isnan(d), np.inf, d)
+    best = d.min(axis=(1, 2)) if m else np.full(rows.shape[0], np.inf)
+    return np.where(np.isfinite(best), best, np.nan)
 
 
 def emission_class_of(rmax: np.ndarray, n_sources: np.ndarray, edges=(0.33, 0.66)) -> np.ndarray:
@@ -114,6 +152,7 @@ def _shard_rows(path: Path, split: str, cfg) -> pd.DataFrame:
         scol = ds["source_col"].values.astype(float).reshape(n, -1)
         srel = ds["source_rel_emission"].values.astype(float).reshape(n, -1)
         extra = {v: ds[v].values for v in SCENE_VARS if v in ds.variables}
+        opt = {v: ds[v].values for v in OPTIONAL_VARS if v in ds.variables}
         scene_id = ds["scene_id"].values.astype(np.int64)
         n_sources = ds["n_sources"].values.astype(np.int64)
         emission_class = ds["emission_class"].values.astype(np.int64)
@@ -137,6 +176,29 @@ def _shard_rows(path: Path, split: str, cfg) -> pd.DataFrame:
     rel_min = float(cfg.source_rel_emission_visible_above)
     without, blobs = footprint_checks(emission, srow, scol, srel, half, rel_min)
     expected_class = emission_class_of(emission_max, n_listed, tuple(cfg.class_edges))
+    target = footprint_target(emission.shape, srow, scol, srel, int(round(k)))
+    off = np.abs(np.nan_to_num(emission, nan=2.0) - target) > 1e-6
+    sep = min_separation(srow, scol)
+    tol = float(cfg.separation_tolerance_px)
+    if split == PAIRS_SPLIT:
+        configured = np.asarray(cfg.pair_separations_px, float)
+        d = np.where(np.isfinite(sep), sep, -1e9)
+        nearest = np.abs(d[:, None] - configured[None, :]).min(axis=1)
+        sep_bad = (n_listed != 2) | (nearest > tol)
+    else:
+        sep_bad = np.isfinite(sep) & (sep < float(cfg.min_separation_px) - tol)
+    marked = np.zeros(n, np.int64)
+    n_dis = np.zeros(n, np.int64)
+    if "distractor_row" in opt:
+        drow = opt["distractor_row"].astype(float).reshape(n, -1)
+        dcol = opt["distractor_col"].astype(float).reshape(n, -1)
+        live = np.isfinite(drow) & np.isfinite(dcol)
+        n_dis = live.sum(axis=1)
+        ri = np.clip(np.floor(np.nan_to_num(drow) + 0.5).astype(np.int64), 0, emission.shape[1] - 1)
+        ci = np.clip(np.floor(np.nan_to_num(dcol) + 0.5).astype(np.int64), 0, emission.shape[2] - 1)
+        sc = np.repeat(np.arange(n)[:, None], drow.shape[1], axis=1)
+        # an area source counts as marked when the target at its centre holds more than the point sources explain
+        marked = (live & (emission[sc, ri, ci] > target[sc, ri, ci] + 1e-6)).sum(axis=1)
     df = pd.DataFrame(
         {
             "split": split,
@@ -162,33 +224,52 @@ def _shard_rows(path: Path, split: str, cfg) -> pd.DataFrame:
             "emission_class": emission_class,
             "emission_class_from_map": expected_class,
             "emission_class_mismatch": (emission_class != expected_class).astype(np.int64),
+            "n_target_pixels_off_footprints": off.sum(axis=axes),
+            "source_min_separation": sep,
+            "separation_violation": sep_bad.astype(np.int64),
+            "n_distractors": n_dis,
+            "n_distractors_marked": marked,
         }
     )
+    for v in ("transport", "layout"):
+        df[v] = np.asarray(opt[v]).astype(float) if v in opt else np.nan
     for v, values in extra.items():
         df[v] = np.asarray(values).astype(float)
     df.index = [f"{split}:{s}" for s in scene_id]
     return df
 
 
-def scene_table(root: str | os.PathLike, cfg, *, splits=SPLITS) -> pd.DataFrame:
+def scene_table(root: str | os.PathLike, cfg, *, splits=None) -> pd.DataFrame:
     """One row per scene over all shards (read one shard at a time); index ``split:scene_id``."""
     from tqdm import tqdm
 
     from ..logs import progress_disabled
 
     shards = list_shards(root, splits)
-    items = [(s, p) for s in splits for p in shards[s]]
+    items = [(s, p) for s in shards for p in shards[s]]
     parts = []
     for split, path in tqdm(items, desc="validate shards", unit="shard", disable=progress_disabled()):
         parts.append(_shard_rows(path, split, cfg))
     return pd.concat(parts) if parts else pd.DataFrame()
 
 
+def _share_error(values: pd.Series, expected, hit) -> float:
+    """|share of rows where ``hit(values)`` - expected|; 0 when the variable is absent (an older dataset)."""
+    v = values.dropna()
+    if not len(v) or expected is None:
+        return 0.0
+    return abs(float(hit(v).mean()) - float(expected))
+
+
 def dataset_table(scenes: pd.DataFrame, manifest: Mapping, cfg) -> pd.DataFrame:
     """One row of dataset-level figures: split sizes and their deviation from the configured fractions, manifest
-    agreement, and the class balance among non-empty scenes (by the scene's largest relative emission)."""
+    agreement, the class balance among non-empty scenes (by the scene's largest relative emission), the shares of
+    puff, cluster and distractor scenes against the configured ones (all over train/val/test), and the pairs
+    split's size and separations against its configuration."""
     fractions = dict(cfg.split_fractions)
-    total = max(len(scenes), 1)
+    world = scenes[scenes["split"] != PAIRS_SPLIT] if len(scenes) else scenes
+    pairs = scenes[scenes["split"] == PAIRS_SPLIT] if len(scenes) else scenes
+    total = max(len(world), 1)
     row: dict[str, float] = {"n_scenes": len(scenes)}
     counts = scenes["split"].value_counts() if len(scenes) else pd.Series(dtype=int)
     fsum = sum(float(f) for f in fractions.values())
@@ -197,24 +278,46 @@ def dataset_table(scenes: pd.DataFrame, manifest: Mapping, cfg) -> pd.DataFrame:
     errors = []
     mism = 0
     msplits = (manifest or {}).get("splits", {})
-    for split in sorted(set(fractions) | set(counts.index)):
+    for split in sorted(set(fractions) | set(counts.index) | set(msplits)):
         n = int(counts.get(split, 0))
-        expected = float(fractions.get(split, 0.0)) / fsum
-        err = abs(n / total - expected)
         row[f"n_{split}"] = n
-        row[f"split_fraction_error_{split}"] = err
-        errors.append(err)
+        if split != PAIRS_SPLIT:
+            expected = float(fractions.get(split, 0.0)) / fsum
+            err = abs(n / total - expected)
+            row[f"split_fraction_error_{split}"] = err
+            errors.append(err)
         m = msplits.get(split, {}).get("n_scenes")
         if (m is None and n > 0) or (m is not None and int(m) != n):
             mism += 1
     row["split_fraction_error_max"] = max(errors) if errors else 0.0
     row["n_manifest_mismatches"] = mism
-    cls = scenes["emission_class_from_map"] if len(scenes) else pd.Series(dtype=int)
+    cls = world["emission_class_from_map"] if len(world) else pd.Series(dtype=int)
     nonempty = int((cls > 0).sum())
     row["n_nonempty"] = nonempty
     row["fraction_empty"] = float((cls == 0).sum()) / total
     for code, name in enumerate(CLASS_NAMES[1:], start=1):
         row[f"fraction_{name}"] = float((cls == code).sum()) / nonempty if nonempty else 0.0
+    get = lambda key: cfg.get(key) if hasattr(cfg, "get") else None  # noqa: E731
+    col = lambda df, c: df[c] if c in df else pd.Series(dtype=float)  # noqa: E731
+    row["puff_share_error"] = _share_error(col(world, "transport"), get("puff_fraction"), lambda v: v == 1)
+    row["cluster_share_error"] = _share_error(
+        col(world[cls > 0], "layout") if len(world) else pd.Series(dtype=float),
+        get("cluster_fraction"),
+        lambda v: v == 1,
+    )
+    has_layout = len(world) and "layout" in world and world["layout"].notna().any()
+    row["distractor_share_error"] = (
+        _share_error(col(world, "n_distractors"), get("distractor_probability"), lambda v: v > 0) if has_layout else 0.0
+    )
+    per_sep = int(get("pairs_per_separation") or 0)
+    seps = [float(v) for v in (get("pair_separations_px") or [])]
+    row["pairs_count_error"] = abs(len(pairs) - per_sep * len(seps))
+    missing = 0
+    if per_sep:
+        found = pairs["source_min_separation"].to_numpy() if len(pairs) else np.zeros(0)
+        tol = float(get("separation_tolerance_px") or 1e-3)
+        missing = sum(1 for sp in seps if not np.any(np.abs(found - sp) <= tol))
+    row["pairs_separations_missing"] = missing
     return pd.DataFrame([row], index=["dataset"])
 
 
