@@ -1,6 +1,8 @@
 """Atomic writes: every output goes to a temporary sibling first and is renamed into place on success.
 
-A failed stage therefore never leaves a half-written file or folder behind.
+A failed stage therefore never leaves a half-written file or folder behind. Temporary siblings carry the writing
+process's id (``.<name>.tmp-<pid>-...``); one left by a killed process (its id no longer running) is removed by the
+next write of the same path.
 """
 
 from __future__ import annotations
@@ -14,6 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on clean exit rename it onto ``path``, else delete it.
@@ -22,7 +33,8 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{path.name}.tmp-"
+    remove_stale_temps(path)
+    prefix = f".{path.name}.tmp-{os.getpid()}-"
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
     else:
@@ -31,6 +43,8 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         tmp = Path(name)
     try:
         yield tmp
+        # mkstemp/mkdtemp create 0600 files and 0700 folders: give results the user's usual permissions
+        os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_UMASK)
         if is_dir:
             if path.exists():
                 old = path.with_name(f".{path.name}.old-{os.getpid()}")
@@ -48,6 +62,38 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> int:
+    """Delete temporary siblings of ``path`` left by processes that are gone (killed mid-write); return how many."""
+    path = Path(path)
+    n = 0
+    for kind in ("tmp", "old"):
+        n += _remove_dead(path, kind)
+    return n
+
+
+def _remove_dead(path: Path, kind: str) -> int:
+    n = 0
+    for tmp in path.parent.glob(f".{path.name}.{kind}-*"):
+        pid = tmp.name[len(f".{path.name}.{kind}-") :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+            n += 1
+    return n
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -14,5 +14,6 @@ def detect_cfg(tmp_path):
             f"paths.outputs={tmp_path}/outputs",
             f"paths.mlruns={tmp_path}/mlruns",
             "detect.collections=[test]",
+            "parallel.scheduler=sync",
         ]
     )

@@ -65,10 +65,16 @@ def make_grid(
     gap: tuple[slice, slice] | None = None,
     seed: int = 0,
 ) -> xr.Dataset:
-    """An ingest grid per docs/contracts.md (Gridded TROPOMI): smooth background, Gaussian blobs, an optional gap."""
+    """An ingest collection in the contract's layout (no2hotspots.contracts.grid) written to the folder ``path``
+    (one overpass file per time step + grid.nc): smooth background, Gaussian blobs, an optional gap. Returns the
+    fields stacked as a (time, lat, lon) Dataset for the tests' expectations."""
+    import pandas as pd
+
+    from no2hotspots.contracts import grid as contract
+
     rng = np.random.default_rng(seed)
-    lat = lat0 + res * np.arange(ny)
-    lon = lon0 + res * np.arange(nx)
+    lat = np.round(lat0 + res * np.arange(ny), 10)
+    lon = np.round(lon0 + res * np.arange(nx), 10)
     yy, xx = np.mgrid[0:ny, 0:nx]
     base = 2.0e-5 + 0.3e-5 * rng.standard_normal((nt, ny, nx))
     for i, j, amp in plumes:
@@ -88,13 +94,37 @@ def make_grid(
             "coverage": (("time", "lat", "lon"), coverage.astype(np.float32), {"units": "1"}),
             "obs_count": (("lat", "lon"), counted.sum(0).astype(np.int32)),
             "no2_mean": (("lat", "lon"), no2_mean.astype(np.float32), {"units": "mol m-2"}),
-            "lat_bnds": (("lat", "bnds"), np.stack([lat - res / 2, lat + res / 2], 1)),
-            "lon_bnds": (("lon", "bnds"), np.stack([lon - res / 2, lon + res / 2], 1)),
         },
         coords={"time": times, "lat": lat, "lon": lon},
-        attrs={"resolution_deg": res, "qa_threshold": 0.75, "source_files": "a.nc b.nc", "collection": "test"},
+        attrs={"resolution_deg": res},
     )
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ds.to_netcdf(path)
+        rows = []
+        for t in range(nt):
+            key = f"granule_{t:03d}"
+            contract.write_overpass(
+                contract.overpass_path(path, key),
+                lat=lat,
+                lon=lon,
+                res=res,
+                no2=base[t],
+                no2_precision=ds["no2_precision"].values[t],
+                coverage=coverage[t],
+                time=times[t],
+                source_file=f"{key}.nc",
+                unit_hash="test",
+            )
+            rows.append(
+                {"key": key, "time": times[t], "source_file": f"{key}.nc", "i0": 0, "j0": 0, "ny": ny, "nx": nx}
+            )
+        contract.write_grid(
+            path,
+            lat=lat,
+            lon=lon,
+            res=res,
+            obs_count=ds["obs_count"].values,
+            no2_mean=no2_mean,
+            index=pd.DataFrame(rows),
+            attrs={"collection": Path(path).name, "coverage_min": 0.75},
+        )
     return ds

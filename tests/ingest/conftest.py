@@ -101,3 +101,27 @@ def ingest_cfg(tmp_path):
         return cfg
 
     return make
+
+
+def stacked(folder):
+    """A whole ingest collection (no2hotspots.contracts.grid) as one (time, lat, lon) Dataset, for the tests'
+    expectations only: the product itself never holds a period in memory."""
+    import xarray as xr
+
+    from no2hotspots.contracts import grid as contract
+
+    grid = contract.open_grid(folder)
+    index = contract.overpass_index(grid)
+    shape = (len(index), grid.sizes["lat"], grid.sizes["lon"])
+    out = {v: np.full(shape, np.nan, np.float32) for v in contract.OVERPASS_VARS}
+    for t, r in enumerate(index.itertuples()):
+        ds = contract.open_overpass(contract.overpass_path(folder, r.key))
+        for v in out:
+            out[v][t, r.i0 : r.i0 + r.ny, r.j0 : r.j0 + r.nx] = ds[v].values
+    data = {v: (("time", "lat", "lon"), a) for v, a in out.items()}
+    data.update(obs_count=grid["obs_count"], no2_mean=grid["no2_mean"])
+    return xr.Dataset(
+        data,
+        coords={"time": index["time"].to_numpy(), "lat": grid["lat"], "lon": grid["lon"]},
+        attrs={**grid.attrs, "source_files": " ".join(index["source_file"])},
+    )

@@ -6,13 +6,12 @@ import subprocess
 import sys
 
 import pytest
-import xarray as xr
 from omegaconf import OmegaConf
 
 from no2hotspots.cli import main
 from no2hotspots.ingest.run import run
 
-from .conftest import write_s5p_l2
+from .conftest import stacked, write_s5p_l2
 
 
 def _cli(cfg, tmp_path, capsys, subproc):
@@ -79,6 +78,6 @@ def test_all_below_qa_warns_and_contributes_no_overpass(tmp_path, matimba_l2, in
     cfg = ingest_cfg(d / "*.nc")
     run(cfg)
     assert "b_lowqa.nc: no pixel passes QA" in caplog.text
-    ds = xr.open_dataset(tmp_path / "outputs" / "ingest" / "test.nc")
+    ds = stacked(tmp_path / "outputs" / "ingest" / "test")
     assert ds.sizes["time"] == 1 and ds.attrs["source_files"] == "a_good.nc"
     assert int(ds.obs_count.max()) == 1 and ds.attrs["collection"] == "test"

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 from no2hotspots.ingest.gridding import Grid, centre_binning, grid_overpass, overlap_weights
-from no2hotspots.ingest.run import build_dataset
 
 
 def _swath(n_scan=60, n_gp=40, lon0=10.0, lat0=45.0, seed=0):
@@ -75,23 +73,36 @@ def test_precision_propagation_exact():
     assert g.coverage[0, 0] == pytest.approx(1.0) and g.coverage[0, 1] == pytest.approx(0.5)
 
 
-def test_obs_count_counts_only_coverage_above_threshold():
+def test_obs_count_counts_only_coverage_above_threshold(tmp_path):
+    import pandas as pd
+
+    from no2hotspots.contracts import grid as contract
+    from no2hotspots.ingest.period import accumulate
+
     grid = Grid(0.0, 0.0, 1.0, 3, 1)
-    icfg = OmegaConf.create({"coverage_min": 0.75, "qa_threshold": 0.75})
     covs = [0.74, 0.76, 1.0]  # fraction of each cell covered, per overpass
-    times, no2, prec, cov = [], [], [], []
+    rows = []
     for k, f in enumerate(covs):
         lo = np.array([[0, 3, 3, 0]], float)
         la = np.array([[0, 0, f, f]], float)
         g = grid_overpass(grid, lo, la, np.array([float(k + 1)]), np.array([0.1]))
-        times.append(np.datetime64("2021-01-01") + np.timedelta64(k, "D"))
-        no2.append(g.no2)
-        prec.append(g.no2_precision)
-        cov.append(g.coverage)
-    ds = build_dataset("t", grid, times, no2, prec, cov, ["a", "b", "c"], icfg)
-    assert ds.obs_count.values.tolist() == [[2, 2, 2]]  # 0.74 is not counted, 0.76 and 1.0 are
-    assert ds.no2_mean.values[0, 0] == pytest.approx((2 + 3) / 2)
-    assert ds.no2.sizes["time"] == 3
+        key = f"g{k}"
+        contract.write_overpass(
+            tmp_path / f"{key}.nc",
+            lat=grid.lat,
+            lon=grid.lon,
+            res=1.0,
+            no2=g.no2,
+            no2_precision=g.no2_precision,
+            coverage=g.coverage,
+            time=np.datetime64("2021-01-01") + np.timedelta64(k, "D"),
+            source_file=key,
+            unit_hash="t",
+        )
+        rows.append({"key": key, "i0": 0, "j0": 0, "ny": 1, "nx": 3})
+    counts, mean = accumulate(pd.DataFrame(rows), grid, tmp_path, 0.75)
+    assert counts.tolist() == [[2, 2, 2]]  # 0.74 is not counted, 0.76 and 1.0 are
+    assert mean[0, 0] == pytest.approx((2 + 3) / 2)
 
 
 def test_clockwise_and_ccw_corners_agree_and_baseline_runs():

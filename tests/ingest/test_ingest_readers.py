@@ -6,14 +6,13 @@ import datetime as dt
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from no2hotspots.errors import InputFileError
 from no2hotspots.ingest.gridding import Grid, grid_overpass
 from no2hotspots.ingest.readers import open_pixels, valid_pixels
 from no2hotspots.ingest.run import run
 
-from .conftest import write_s5p_l2
+from .conftest import stacked, write_s5p_l2
 
 SCHEMA = {"no2", "no2_precision", "qa", "lat", "lon", "lat_bounds", "lon_bounds", "time"}
 
@@ -76,7 +75,7 @@ def test_harp_l3_scenes_ingest(shared_dir, ingest_cfg, tmp_path):
     assert px.attrs["layout"] == "harp_l3" and int(np.isfinite(px.no2).sum()) == 779
     cfg = ingest_cfg(shared_dir / "realdata" / "tropomi_l3_harp_nl" / "*.nc")
     run(cfg)
-    ds = xr.open_dataset(tmp_path / "outputs" / "ingest" / "test.nc")
+    ds = stacked(tmp_path / "outputs" / "ingest" / "test")
     # HARP edges (50.2753 N, 2.395 E) are not multiples of 0.05, so the grid snaps outward to 77 x 109 cells
     assert ds.sizes["time"] == 3 and ds.sizes["lat"] == 77 and ds.sizes["lon"] == 109
     assert list(ds.time.dt.strftime("%Y%m%dT%H%M").values) == ["20211217T1150", "20211218T1130", "20211218T1310"]
@@ -90,7 +89,7 @@ def test_harp_l3_scenes_ingest(shared_dir, ingest_cfg, tmp_path):
     v = float(ds.no2.isel(time=1).sel(lat=51.944, lon=4.067, method="nearest"))
     assert v == pytest.approx(3.1e-4, rel=0.05)  # regridding a 0.1 deg cell onto 0.05 deg keeps the peak
     assert v / float(ds.no2.isel(time=1).median()) > 4
-    assert (tmp_path / "outputs" / "ingest" / "test_validation.json").exists()
+    assert (tmp_path / "outputs" / "ingest" / "test" / "validation.json").exists()
 
 
 def test_truncated_file_is_input_error(matimba_l2, tmp_path):

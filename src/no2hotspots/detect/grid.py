@@ -1,50 +1,19 @@
-"""The detection input: a gridded TROPOMI collection as written by ``ingest`` (docs/contracts.md, Gridded TROPOMI)."""
+"""Geometry of the detection input (one ingest overpass, no2hotspots.contracts.grid): valid cells, cell sizes."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from ..errors import InputFileError
-from ..readfile import open_netcdf
-
 EARTH_RADIUS_M = 6_371_008.8
 M_PER_DEG = np.pi * EARTH_RADIUS_M / 180.0
-REQUIRED_VARS = ("no2",)
-
-
-def open_grid(path: str | Path) -> xr.Dataset:
-    """Load an ingest grid into memory; one-line :class:`InputFileError` if missing or not in the contract format."""
-    path = Path(path)
-    ds = open_netcdf(
-        path,
-        not_found="not found; run the ingest stage first (python -m no2hotspots ingest)",
-        load=True,
-        what="NetCDF grid",
-    )
-    missing = [v for v in REQUIRED_VARS if v not in ds]
-    if missing:
-        raise InputFileError(path, f"missing variable(s) {', '.join(missing)} (not an ingest grid?)")
-    if tuple(ds["no2"].dims) != ("time", "lat", "lon"):
-        raise InputFileError(path, f"no2 must have dims (time, lat, lon), has {tuple(ds['no2'].dims)}")
-    for c in ("lat", "lon"):
-        v = ds[c].values
-        if v.size > 1 and not np.all(np.diff(v) > 0):
-            raise InputFileError(path, f"coordinate {c} must be strictly ascending")
-    return ds
 
 
 def valid_mask(ds: xr.Dataset, coverage_min: float = 0.0) -> np.ndarray:
-    """Valid cells ``(time, lat, lon)``: finite NO2 and coverage > 0 and coverage >= ``coverage_min``.
-
-    A grid without a ``coverage`` variable counts every finite NO2 cell as valid.
-    """
-    no2 = ds["no2"].values
-    valid = np.isfinite(no2)
+    """Valid cells of one overpass ``(lat, lon)``: finite NO2 and coverage > 0 and coverage >= ``coverage_min``."""
+    valid = np.isfinite(ds["no2"].values)
     if "coverage" in ds:
-        cov = np.nan_to_num(ds["coverage"].transpose("time", "lat", "lon").values, nan=0.0)
+        cov = np.nan_to_num(ds["coverage"].values, nan=0.0)
         valid &= (cov > 0) & (cov >= coverage_min)
     return valid
 
@@ -87,20 +56,3 @@ def _edges(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lo = np.concatenate([[c[0] - (mid[0] - c[0])], mid])
     hi = np.concatenate([mid, [c[-1] + (c[-1] - mid[-1])]])
     return lo, hi
-
-
-def obs_count(ds: xr.Dataset, valid: np.ndarray) -> np.ndarray:
-    """The grid's ``obs_count(lat, lon)``; if the grid lacks it, the number of valid time steps per cell."""
-    if "obs_count" in ds:
-        return np.nan_to_num(ds["obs_count"].transpose("lat", "lon").values, nan=0).astype(np.int64)
-    return valid.sum(axis=0).astype(np.int64)
-
-
-def mean_no2(ds: xr.Dataset, valid: np.ndarray) -> np.ndarray:
-    """The NO2 field for the map: ``no2_mean`` if present and not empty, else the mean of valid cells over time."""
-    if "no2_mean" in ds and np.isfinite(ds["no2_mean"].values).any():
-        return ds["no2_mean"].transpose("lat", "lon").values.astype(float)
-    no2 = np.where(valid, ds["no2"].values, np.nan)
-    with np.errstate(invalid="ignore"):
-        n = valid.sum(axis=0)
-        return np.where(n > 0, np.nansum(no2, axis=0) / np.maximum(n, 1), np.nan)

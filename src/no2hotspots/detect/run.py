@@ -1,28 +1,32 @@
-"""The ``detect`` stage: the registered model over each ingest grid -> relative-emission maps and hotspots.
+"""The ``detect`` stage: the model over every overpass of each ingest collection -> relative emission and hotspots.
 
-``python -m no2hotspots detect [detect.collection=NAME] [detect.model_uri=models:/NAME@ALIAS] ...``
-reads ``outputs/ingest/<collection>.nc`` and writes ``outputs/detect/<collection>/`` (see docs/contracts.md).
+``python -m no2hotspots detect [detect.collection=NAME] [detect.model_uri=...]`` reads
+``<ingest.out_dir>/<collection>/`` and writes ``<detect.out_dir>/<collection>/`` (no2hotspots.contracts.detections).
+Each overpass is one unit (:mod:`.overpass`) on Dask (conf/parallel/), one torch thread per worker; a rerun skips
+overpasses already done with the same model and settings. The model is, by default, the version this pipeline's
+register stage registered (``detect.model_uri: registered``), so an experiment's detections come from the model
+that experiment trained; any ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, ``runs:/ID/model`` or a local model
+folder works too.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from ..atomic import atomic_path
-from ..config import require
+from .. import units
+from ..config import PLAIN_NAME, require, require_int
+from ..contracts import grid as grid_contract
 from ..errors import ConfigError, InputFileError
 from . import grid as gridmod
-from .hotspots import COLUMN_DOCS, find_hotspots
-from .outputs import ESTIMATE_NOTE, emission_dataset, write_map, write_summary, write_tables
-from .tiles import model_predictor, stitch
+from .outputs import ESTIMATE_NOTE
 
 log = logging.getLogger(__name__)
 
@@ -30,26 +34,22 @@ log = logging.getLogger(__name__)
 def settings(cfg: DictConfig) -> dict[str, Any]:
     """The checked ``detect.*`` settings (one-line ConfigError naming the key on a bad value)."""
     num = (int, float)
+    d = "detect."
     s = {
-        "model_uri": require(cfg, "detect.model_uri", lambda v: isinstance(v, str) and v, "must be a model URI"),
-        "stride": require(cfg, "detect.stride", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
-        "batch_size": require(cfg, "detect.batch_size", lambda v: isinstance(v, int) and v >= 1, "must be >= 1"),
-        "window_floor": require(cfg, "detect.window_floor", lambda v: 0 < v <= 1, "must be in (0, 1]"),
-        "threshold": require(
-            cfg, "detect.threshold", lambda v: isinstance(v, num) and 0 <= v <= 1, "must be in [0, 1]"
-        ),
-        "min_cells": require(
-            cfg, "detect.min_cells", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"
-        ),
-        "coverage_min": require(cfg, "detect.coverage_min", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
-        "mask_invalid": require(cfg, "detect.mask_invalid", lambda v: isinstance(v, bool), "must be true or false"),
-        "max_resolution_ratio": require(cfg, "detect.max_resolution_ratio", lambda v: v >= 1, "must be >= 1"),
-        "device": require(cfg, "detect.device", lambda v: isinstance(v, str) and v, "must be cpu, cuda or auto"),
-        "overlay_inventory": require(cfg, "detect.overlay_inventory", lambda v: isinstance(v, bool), "must be a bool"),
-        "inventory_csv": str(OmegaConf.select(cfg, "detect.inventory_csv", default="") or ""),
-        "overlay_min_nox_t_per_yr": require(cfg, "detect.overlay_min_nox_t_per_yr", lambda v: v >= 0, "must be >= 0"),
-        "ingest_dir": require(cfg, "detect.ingest_dir", lambda v: isinstance(v, str) and v, "must be a folder"),
-        "out_dir": require(cfg, "detect.out_dir", lambda v: isinstance(v, str) and v, "must be a folder"),
+        "model_uri": require(cfg, d + "model_uri", lambda v: isinstance(v, str) and v, "must be a model URI"),
+        "stride": require_int(cfg, d + "stride", 1),
+        "batch_size": require_int(cfg, d + "batch_size", 1),
+        "num_threads": require_int(cfg, d + "num_threads", 1),
+        "window_floor": require(cfg, d + "window_floor", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+        "threshold": require(cfg, d + "threshold", lambda v: isinstance(v, num) and 0 < v <= 1, "must be in (0, 1]"),
+        "min_cells": require_int(cfg, d + "min_cells", 1),
+        "coverage_min": require(cfg, d + "coverage_min", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+        "mask_invalid": require(cfg, d + "mask_invalid", lambda v: isinstance(v, bool), "must be true or false"),
+        "max_resolution_ratio": require(cfg, d + "max_resolution_ratio", lambda v: v >= 1, "must be >= 1"),
+        "device": require(cfg, d + "device", lambda v: v in ("cpu", "cuda", "auto"), "must be cpu, cuda or auto"),
+        "overlay_inventory": require(cfg, d + "overlay_inventory", lambda v: isinstance(v, bool), "must be a bool"),
+        "inventory_csv": str(OmegaConf.select(cfg, d + "inventory_csv", default="") or ""),
+        "overlay_min_nox_t_per_yr": require(cfg, d + "overlay_min_nox_t_per_yr", lambda v: v >= 0, "must be >= 0"),
     }
     if s["stride"] > 64:
         raise ConfigError("detect.stride", f"must be <= the tile size 64 or cells are skipped (got {s['stride']})")
@@ -58,42 +58,43 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
 
 def collections(cfg: DictConfig) -> list[str]:
     one = OmegaConf.select(cfg, "detect.collection", default=None)
-    if one:
-        return [str(one)]
-    names = OmegaConf.select(cfg, "detect.collections", default=None)
+    names = [one] if one else list(OmegaConf.select(cfg, "detect.collections", default=None) or [])
     if not names:
         raise ConfigError("detect.collections", "empty; list the ingest collections to run detection on")
+    for n in names:
+        if not isinstance(n, str) or not PLAIN_NAME.match(n) or n in (".", ".."):
+            raise ConfigError("detect.collection", f"must be a plain collection name (got {n!r})")
     return [str(n) for n in names]
 
 
-def run(cfg: DictConfig) -> dict[str, dict]:
-    s = settings(cfg)
-    names = collections(cfg)
-    grids = {n: Path(s["ingest_dir"]) / f"{n}.nc" for n in names}
-    for path in grids.values():  # fail fast, before the (slow) model load
-        if not path.exists():
-            raise InputFileError(path, "not found; run the ingest stage first (python -m no2hotspots ingest)")
-    inventory = load_inventory(s)
-
-    from .. import tracking
-    from ..registry.load import load_model
-
-    tracking.setup(cfg)
-    loaded = load_model(s["model_uri"], tracking=cfg)
-    log.info(
-        "model %s (%s v%s, run %s)",
-        s["model_uri"],
-        loaded.meta.get("name"),
-        loaded.meta.get("version"),
-        loaded.meta.get("run_id"),
-    )
-    out = {}
-    for name, path in grids.items():
-        out[name] = detect_collection(path, Path(s["out_dir"]) / name, loaded, s, collection=name, inventory=inventory)
-    return out
+def model_uri(cfg: DictConfig, s: dict) -> str:
+    """``registered`` -> the version this pipeline's register stage registered (its model.json)."""
+    if s["model_uri"] != "registered":
+        return s["model_uri"]
+    path = Path(str(cfg.detect.register_file))
+    try:
+        return str(json.loads(path.read_text())["registered_uri"])
+    except FileNotFoundError:
+        raise InputFileError(
+            path, "not found; run the register stage, or set detect.model_uri=models:/<name>@champion (or a version)"
+        ) from None
+    except (ValueError, KeyError, UnicodeDecodeError) as e:
+        raise InputFileError(path, f"no registered_uri in it ({type(e).__name__})") from None
 
 
-def load_inventory(s: Mapping[str, Any]) -> pd.DataFrame | None:
+def model_hash(loaded) -> str:
+    """What identifies a model for the unit hashes: its weights and the metadata detection uses."""
+    h = hashlib.sha256()
+    for k, v in sorted(loaded.net.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().numpy().tobytes())
+    keep = ("input_scale", "emission_min_t_per_yr", "emission_max_t_per_yr", "tile_size", "pixel_size_m")
+    h.update(json.dumps({k: loaded.meta.get(k) for k in keep}, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def load_inventory(s: dict) -> pd.DataFrame | None:
+    """Inventory sites drawn on the map (CoCO2 layout), or None."""
     if not s["overlay_inventory"]:
         return None
     if not s["inventory_csv"]:
@@ -104,150 +105,100 @@ def load_inventory(s: Mapping[str, Any]) -> pd.DataFrame | None:
     return sites[sites["nox_t_per_yr"] >= float(s["overlay_min_nox_t_per_yr"])].reset_index(drop=True)
 
 
-def detect_collection(
-    grid_path: str | Path,
-    out_dir: str | Path,
-    loaded,
-    s: Mapping[str, Any],
-    *,
-    collection: str,
-    inventory: pd.DataFrame | None = None,
-) -> dict:
-    """Detect hotspots in one ingest grid with a loaded model; write ``out_dir`` atomically; return the summary.
+def run(cfg: DictConfig) -> dict[str, dict]:
+    s = settings(cfg)
+    names = collections(cfg)
+    grids = {n: Path(str(cfg.detect.ingest_dir)) / n for n in names}
+    for folder in grids.values():  # fail fast, before the (slow) model load
+        if not (folder / grid_contract.GRID_FILE).exists():
+            raise InputFileError(
+                folder / grid_contract.GRID_FILE, "not found; run the ingest stage first (python -m no2hotspots ingest)"
+            )
+    inventory = load_inventory(s)
+    from .. import tracking
+    from ..registry.load import load_model
 
-    ``loaded`` is a :class:`no2hotspots.registry.load.LoadedModel` (``.net``, ``.meta``); ``s`` the checked
-    settings (:func:`settings`).
-    """
+    uri = model_uri(cfg, s)
+    tracking.setup(cfg)
+    loaded = load_model(uri, tracking=cfg)
+    log.info(
+        "model %s (%s v%s, run %s)", uri, loaded.meta.get("name"), loaded.meta.get("version"), loaded.meta.get("run_id")
+    )
+    return {n: detect_collection(cfg, n, folder, loaded, s, uri, inventory) for n, folder in grids.items()}
+
+
+def detect_collection(
+    cfg: DictConfig, name: str, ingest_folder: Path, loaded, s: dict, uri: str, inventory: pd.DataFrame | None = None
+) -> dict:
+    """Detect hotspots in every overpass of one collection (units on Dask) and publish the collection's folder."""
+    from ..parallel import map_units
+    from .overpass import OverpassTask, detect_overpass
+    from .period import publish
+
     t0 = time.perf_counter()
-    grid_path, out_dir = Path(grid_path), Path(out_dir)
-    meta = dict(loaded.meta)
-    tile = int(meta.get("tile_size", 64) or 64)
-    pixel_m = float(meta["pixel_size_m"])
-    ds = gridmod.open_grid(grid_path)
-    ratio = gridmod.resolution_ratio(ds, pixel_m)
+    grid = grid_contract.open_grid(ingest_folder)
+    check_resolution(grid, float(loaded.meta["pixel_size_m"]), s, ingest_folder)
+    units_dir = Path(str(cfg.detect.units_dir)) / name
+    units_dir.mkdir(parents=True, exist_ok=True)
+    fixed = units.digest(
+        {
+            "model": model_hash(loaded),
+            "version": 2,
+            **{k: s[k] for k in ("stride", "window_floor", "threshold", "min_cells", "coverage_min", "mask_invalid")},
+        }
+    )
+    tasks = []
+    for key in grid_contract.overpass_index(grid)["key"]:
+        src = grid_contract.overpass_path(ingest_folder, key)
+        tasks.append(OverpassTask(key, str(src), str(units_dir), units.digest([fixed, units.file_identity(src)])))
+    results = map_units(detect_overpass, tasks, cfg, desc=f"detect {name}", shared={"loaded": loaded, "s": s})
+    units.prune(units_dir, [t.key for t in tasks])
+    reused = sum(bool(r["reused"]) for r in results)
+    model_info = {
+        "model_uri": uri,
+        "model_name": loaded.meta.get("name"),
+        "run_id": loaded.meta.get("run_id"),
+        "model_version": None if loaded.meta.get("version") is None else str(loaded.meta["version"]),
+    }
+    dy, dx = gridmod.cell_size_m(grid)
+    summary = {
+        **model_info,
+        "collection": name,
+        "input": str(ingest_folder),
+        "n_overpasses": len(tasks),
+        "units_computed": len(tasks) - reused,
+        "units_reused": reused,
+        "threshold": float(s["threshold"]),
+        "overlay_min_nox_t_per_yr": float(s["overlay_min_nox_t_per_yr"]),
+        "grid_shape": [int(grid.sizes["lat"]), int(grid.sizes["lon"])],
+        "cell_size_km": [round(dy / 1e3, 3), round(dx / 1e3, 3)],
+        "tiles_run": sum(r.get("tiles_run", 0) for r in results),
+        "note": ESTIMATE_NOTE,
+        "params": {k: v for k, v in s.items() if k not in ("inventory_csv",)},
+        "orientation": "tiles fed in grid order: row 0 = southernmost latitude, column 0 = westernmost",
+    }
+    table = publish(
+        name, Path(str(cfg.detect.out_dir)) / name, units_dir, grid, results, summary, model_info, inventory
+    )
+    log.info(
+        "%s: %d hotspot(s) in %d overpasses (%d computed, %d reused) in %.1f s",
+        name,
+        len(table),
+        len(tasks),
+        len(tasks) - reused,
+        reused,
+        time.perf_counter() - t0,
+    )
+    return {**summary, "n_hotspots": int(len(table))}
+
+
+def check_resolution(grid, pixel_m: float, s: dict, where: Path) -> None:
+    ratio = gridmod.resolution_ratio(grid, pixel_m)
     if ratio > float(s["max_resolution_ratio"]):
-        dy, dx = gridmod.cell_size_m(ds)
+        dy, dx = gridmod.cell_size_m(grid)
         raise InputFileError(
-            grid_path,
+            where / grid_contract.GRID_FILE,
             f"grid cells {dy / 1e3:.1f} km x {dx / 1e3:.1f} km differ {ratio:.1f}x from the model pixel "
             f"{pixel_m / 1e3:.1f} km (limit detect.max_resolution_ratio={s['max_resolution_ratio']}); "
             f"grid it at ~{pixel_m / gridmod.M_PER_DEG:.2f} deg",
         )
-    if s["stride"] > tile:
-        raise ConfigError("detect.stride", f"must be <= the model tile size {tile} (got {s['stride']})")
-    valid = gridmod.valid_mask(ds, float(s["coverage_min"]))
-    no2 = np.where(valid, ds["no2"].values, np.nan).astype(np.float32)
-
-    predict = model_predictor(loaded.net, float(meta["input_scale"]), device=str(s["device"]))
-    rel, counts = stitch(
-        no2,
-        valid,
-        predict,
-        tile=tile,
-        stride=int(s["stride"]),
-        batch_size=int(s["batch_size"]),
-        window_floor=float(s["window_floor"]),
-        desc=f"detect {collection}",
-    )
-    if s["mask_invalid"]:
-        rel = np.where(valid, rel, np.nan).astype(np.float32)
-
-    lat, lon = ds["lat"].values, ds["lon"].values
-    counts_obs = gridmod.obs_count(ds, valid)
-    df, ids = find_hotspots(
-        rel,
-        lat,
-        lon,
-        ds["time"].values,
-        cell_area_km2=gridmod.cell_area_km2(ds),
-        obs_count=counts_obs,
-        emission_min=float(meta["emission_min_t_per_yr"]),
-        emission_max=float(meta["emission_max_t_per_yr"]),
-        threshold=float(s["threshold"]),
-        min_cells=int(s["min_cells"]),
-    )
-
-    model_info = {
-        "model_uri": s["model_uri"],
-        "model_name": meta.get("name"),
-        "model_version": None if meta.get("version") is None else str(meta.get("version")),
-        "run_id": meta.get("run_id"),
-    }
-    params = {
-        "threshold": float(s["threshold"]),
-        "min_cells": int(s["min_cells"]),
-        "stride": int(s["stride"]),
-        "tile_size": tile,
-        "window_floor": float(s["window_floor"]),
-        "coverage_min": float(s["coverage_min"]),
-        "mask_invalid": bool(s["mask_invalid"]),
-        "emission_min_t_per_yr": float(meta["emission_min_t_per_yr"]),
-        "emission_max_t_per_yr": float(meta["emission_max_t_per_yr"]),
-        "input_scale": float(meta["input_scale"]),
-        "pixel_size_m": pixel_m,
-    }
-    dy, dx = gridmod.cell_size_m(ds)
-    with np.errstate(invalid="ignore"):
-        rmax = float(np.nanmax(rel)) if np.isfinite(rel).any() else None
-    summary = {
-        **model_info,
-        "n_hotspots": int(len(df)),
-        "threshold": float(s["threshold"]),
-        "collection": collection,
-        "input": str(grid_path),
-        "n_time": int(ds.sizes["time"]),
-        "grid_shape": [int(ds.sizes["lat"]), int(ds.sizes["lon"])],
-        "cell_size_km": [round(dy / 1e3, 3), round(dx / 1e3, 3)],
-        "resolution_ratio": round(float(ratio), 3),
-        "valid_fraction": float(valid.mean()) if valid.size else 0.0,
-        "max_relative_emission": rmax,
-        "hotspots_per_time": {str(k): int(v) for k, v in df.groupby("time").size().items()},
-        **counts,
-        "params": params,
-        "note": ESTIMATE_NOTE,
-        "columns": COLUMN_DOCS,
-        "orientation": "tiles fed in grid order: row 0 = southernmost latitude, column 0 = westernmost longitude",
-        "seconds": None,
-    }
-    sources = None
-    if inventory is not None and len(inventory):
-        dlat, dlon = (lat[-1] - lat[0]) / max(len(lat) - 1, 1), (lon[-1] - lon[0]) / max(len(lon) - 1, 1)
-        inside = inventory["lat"].between(lat[0] - dlat / 2, lat[-1] + dlat / 2) & inventory["lon"].between(
-            lon[0] - dlon / 2, lon[-1] + dlon / 2
-        )
-        sources = inventory[inside]
-        summary["inventory_sources_in_bbox"] = int(len(sources))
-
-    ds_out = emission_dataset(
-        ds,
-        rel,
-        ids,
-        {
-            **model_info,
-            **params,
-            "collection": collection,
-            "source": grid_path.name,
-            "nox_estimate_note": ESTIMATE_NOTE,
-        },
-    )
-    title = (
-        f"{collection}: {len(df)} hotspot(s) (r >= {s['threshold']:g}) over {ds.sizes['time']} overpass(es)\n"
-        f"model {model_info['model_name'] or s['model_uri']} v{model_info['model_version'] or '?'}"
-    )
-    summary["seconds"] = round(time.perf_counter() - t0, 3)
-    with atomic_path(out_dir, is_dir=True) as tmp:
-        ds_out.to_netcdf(tmp / "emission.nc", engine="netcdf4")
-        write_tables(df, tmp, {**model_info, "threshold": float(s["threshold"]), "collection": collection})
-        write_map(
-            tmp,
-            lat,
-            lon,
-            gridmod.mean_no2(ds, valid),
-            df,
-            title=title,
-            sources=sources,
-            source_label=f"CoCO2 site, NOx >= {s['overlay_min_nox_t_per_yr']:g} t/yr",
-        )
-        write_summary(tmp, summary)
-    log.info("%s: %d hotspot(s), %d tile(s) -> %s", collection, len(df), counts["tiles_run"], out_dir)
-    return summary

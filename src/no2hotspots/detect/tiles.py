@@ -46,7 +46,7 @@ def blend_window(tile: int, floor: float) -> np.ndarray:
     if not 0.0 < floor <= 1.0:
         raise ValueError("window floor must be in (0, 1]")
     w1 = floor + (1.0 - floor) * np.hanning(tile)
-    return np.outer(w1, w1).astype(np.float64)
+    return np.outer(w1, w1).astype(np.float32)
 
 
 def count_tiles(shape: tuple[int, int], tile: int, stride: int) -> int:
@@ -88,8 +88,8 @@ def stitch(
     rows, cols = tile_starts(ny, tile, stride), tile_starts(nx, tile, stride)
     window = blend_window(tile, window_floor)
 
-    acc = np.zeros(validp.shape, dtype=np.float64)
-    wsum = np.zeros(validp.shape, dtype=np.float64)
+    acc = np.zeros(validp.shape, dtype=np.float32)  # float32: ~7 digits are plenty for a 0..1 map
+    wsum = np.zeros(validp.shape, dtype=np.float32)
     todo = [(t, r, c) for t in range(nt) for r in rows for c in cols]
     jobs = [(t, r, c) for (t, r, c) in todo if validp[t, r : r + tile, c : c + tile].any()]
     counts = {"tiles_total": len(todo), "tiles_run": len(jobs), "tiles_skipped_empty": len(todo) - len(jobs)}
@@ -99,7 +99,7 @@ def stitch(
             batch = jobs[b0 : b0 + batch_size]
             x = np.stack([no2p[t, r : r + tile, c : c + tile] for t, r, c in batch])
             m = np.stack([validp[t, r : r + tile, c : c + tile] for t, r, c in batch])
-            y = np.asarray(predict(x, m), dtype=np.float64).reshape(len(batch), tile, tile)
+            y = np.asarray(predict(x, m), dtype=np.float32).reshape(len(batch), tile, tile)
             for (t, r, c), yi in zip(batch, y):
                 acc[t, r : r + tile, c : c + tile] += window * yi
                 wsum[t, r : r + tile, c : c + tile] += window

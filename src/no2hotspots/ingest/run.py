@@ -1,269 +1,293 @@
-"""The ``ingest`` stage: granules of each collection -> ``outputs/ingest/<collection>.nc`` (docs/contracts.md).
+"""The ``ingest`` stage: granules of a collection -> ``<ingest.out_dir>/<collection>/`` (no2hotspots.contracts.grid).
 
-Each granule with at least one valid pixel on the grid is one time step (overpass). Per overpass: area-weighted
-mean column, propagated precision and cell coverage; over the period: ``obs_count`` (overpasses covering more than
-``coverage_min`` of the cell) and ``no2_mean`` (mean over those overpasses).
+Each granule is one unit (:func:`grid_granule`, mapped over Dask by :mod:`no2hotspots.parallel`): its valid pixels
+(QA and finite NO2) are gridded by exact area weighting onto the part of the 0.05 deg grid they cover and written as
+one overpass file; granules without a valid pixel on the grid contribute no overpass. The period products
+(``obs_count``: overpasses covering more than ``coverage_min`` of a cell; ``no2_mean`` over those overpasses) are
+accumulated one overpass at a time, the gridded data is validated, and only then is the collection folder replaced
+(overpass files hard-linked from the unit folder, so nothing is copied and a failure keeps the previous output).
+Memory is one granule per worker, whatever the number of granules.
 """
 
 from __future__ import annotations
 
 import glob
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import xarray as xr
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
-from ..atomic import write_netcdf
-from ..config import require
-from ..errors import ConfigError, UserError
-from ..logs import progress_disabled
+from .. import units
+from ..config import PLAIN_NAME, require, require_int, require_name
+from ..contracts import grid as contract
+from ..errors import ConfigError, InputFileError, UserError
 from .gridding import Grid, grid_overpass
 from .readers import open_pixels, valid_pixels
 
 log = logging.getLogger(__name__)
 
+#: an overpass file's summary for the data-quality suite (one row per overpass)
+STATS = (
+    "coverage_min",
+    "coverage_max",
+    "n_coverage_nonfinite",
+    "n_covered",
+    "n_no2_nonfinite_covered",
+    "no2_min",
+    "no2_max",
+    "no2_precision_min",
+)
 
-def _check_bbox(bbox, key: str):
+
+OUTSIDE_BBOX = "no valid pixel in the bbox"
+
+
+@dataclass(frozen=True)
+class GranuleTask:
+    """One granule to grid (everything a worker needs; small and picklable)."""
+
+    path: str
+    key: str
+    units_dir: str
+    bbox: tuple | None
+    res: float
+    qa_threshold: float
+    max_cells_per_pixel: int
+    unit_hash: str
+
+
+def check_bbox(bbox, key: str):
     if bbox is None:
         return None
     try:
         w, s, e, n = (float(b) for b in bbox)
     except (TypeError, ValueError):
         raise ConfigError(key, f"must be [west, south, east, north] in degrees or null (got {bbox!r})") from None
-    if not (-180 <= w < e <= 360 and -90 <= s < n <= 90):
+    if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
         raise ConfigError(
-            key, f"must be [west, south, east, north] with west < east, south < north (got {[w, s, e, n]})"
+            key,
+            f"must be [west, south, east, north] within -180..180 / -90..90, west < east (got "
+            f"{[w, s, e, n]}); a region across the antimeridian needs two collections",
         )
-    return [w, s, e, n]
+    return (w, s, e, n)
 
 
-def _extent(px: xr.Dataset, mask=None):
+def _extent(px, bbox) -> tuple | None:
     lo, la = px["lon_bounds"].values, px["lat_bounds"].values
-    if mask is not None:
-        lo, la = lo[mask], la[mask]
     if lo.size == 0:
         return None
-    return [float(lo.min()), float(la.min()), float(lo.max()), float(la.max())]
-
-
-def _intersects(a, b) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
-def ingest_collection(name: str, inputs: str, bbox, icfg, progress: bool = True) -> xr.Dataset:
-    """Read and grid every granule matching ``inputs``; return the gridded dataset (not written)."""
-    files = sorted(glob.glob(inputs))
-    if not files:
-        raise UserError(f"{inputs}: no files match (ingest.collections.{name}.inputs)")
-    res = float(icfg.resolution_deg)
-    qa_thr = float(icfg.qa_threshold)
-    bbox_key = f"ingest.collections.{name}.bbox"
-
-    granules = []  # (path, valid pixel subset)
-    extents = []
-    for f in tqdm(files, desc=f"read {name}", unit="granule", disable=progress_disabled() or not progress):
-        px = open_pixels(f)
-        ext = _extent(px)
-        if ext is not None:
-            extents.append(ext)
-        ok = valid_pixels(px, qa_thr)
-        if not ok.any():
-            log.warning(
-                "%s: no pixel passes QA >= %.2f (or has a valid NO2 value); the granule contributes no overpass",
-                Path(f).name,
-                qa_thr,
-            )
-            continue
-        sub = px.isel(pixel=np.flatnonzero(ok))
-        if bbox is not None:
-            e = sub
-            inb = (
-                (e.lon_bounds.max("corner") > bbox[0])
-                & (e.lon_bounds.min("corner") < bbox[2])
-                & (e.lat_bounds.max("corner") > bbox[1])
-                & (e.lat_bounds.min("corner") < bbox[3])
-            ).values
-            sub = sub.isel(pixel=np.flatnonzero(inb))
-            if sub.sizes["pixel"] == 0:
-                log.debug("%s: no valid pixel inside bbox %s", Path(f).name, bbox)
-                continue
-        granules.append((f, sub))
-
+    ext = (float(lo.min()), float(la.min()), float(lo.max()), float(la.max()))
     if bbox is not None:
-        if not any(_intersects(e, bbox) for e in extents):
-            data = (
-                [
-                    min(e[0] for e in extents),
-                    min(e[1] for e in extents),
-                    max(e[2] for e in extents),
-                    max(e[3] for e in extents),
-                ]
-                if extents
-                else None
-            )
-            raise ConfigError(
-                bbox_key,
-                f"bbox {bbox} lies outside the data (extent [W, S, E, N] = "
-                f"{[round(x, 3) for x in data] if data else 'empty'} of {len(files)} files)",
-            )
-        grid = Grid.from_bbox(bbox, res)
+        ext = (max(ext[0], bbox[0]), max(ext[1], bbox[1]), min(ext[2], bbox[2]), min(ext[3], bbox[3]))
+        if ext[0] >= ext[2] or ext[1] >= ext[3]:
+            return None
+    return ext
+
+
+def _antimeridian(px, path, bbox):
+    """Pixels whose footprint crosses +-180 deg: refused without a bbox (the extent would span the globe); with a
+    bbox they are left out (one side of the line is gridded, see overlap_weights)."""
+    lo = px["lon_bounds"].values
+    crosses = (lo.max(axis=1) - lo.min(axis=1)) > 180.0
+    if crosses.any() and bbox is None:
+        raise InputFileError(
+            path,
+            f"{int(crosses.sum())} pixel(s) cross the antimeridian; set "
+            "ingest.collections.<name>.bbox to a region on one side of it",
+        )
+    return crosses
+
+
+def _stats(no2, prec, cov) -> dict:
+    covered = np.isfinite(cov) & (cov > 0)
+    good = no2[covered & np.isfinite(no2)]
+    good_p = prec[covered & np.isfinite(prec)]
+    return {
+        "coverage_min": float(np.nanmin(cov)) if np.isfinite(cov).any() else float("nan"),
+        "coverage_max": float(np.nanmax(cov)) if np.isfinite(cov).any() else float("nan"),
+        "n_coverage_nonfinite": int((~np.isfinite(cov)).sum()),
+        "n_covered": int(covered.sum()),
+        "n_no2_nonfinite_covered": int((covered & ~np.isfinite(no2)).sum()),
+        "no2_min": float(good.min()) if good.size else float("nan"),
+        "no2_max": float(good.max()) if good.size else float("nan"),
+        "no2_precision_min": float(good_p.min()) if good_p.size else float("nan"),
+    }
+
+
+def grid_granule(task: GranuleTask) -> dict:
+    """Grid one granule into ``<units_dir>/<key>.nc`` (skipped when already done with the same hash); return its
+    summary (time, position on the global 0.05 deg lattice, size, stats) or ``{"empty": reason}``."""
+    done = units.load_done(task.units_dir, task.key, task.unit_hash)
+    if done is not None:
+        return {**done, "reused": True}
+    px = open_pixels(task.path)
+    ok = valid_pixels(px, task.qa_threshold)
+    crosses = _antimeridian(px, task.path, task.bbox)
+    sub = px.isel(pixel=np.flatnonzero(ok & ~crosses))
+    ext = _extent(sub, task.bbox) if ok.any() else None
+    if ext is None:
+        reason = (
+            f"no pixel passes QA >= {task.qa_threshold:.2f} with a finite NO2"
+            if not ok.any()
+            else "no valid pixel in the bbox"
+        )
+        result = {"key": task.key, "source_file": Path(task.path).name, "empty": reason}
     else:
-        ext = [_extent(s) for _, s in granules] or extents
-        grid = Grid.from_bbox(
-            [min(e[0] for e in ext), min(e[1] for e in ext), max(e[2] for e in ext), max(e[3] for e in ext)], res
-        )
-    if grid.nlat * grid.nlon > int(icfg.max_grid_cells):
-        raise ConfigError(
-            bbox_key,
-            f"the grid would have {grid.nlat}x{grid.nlon} cells (> ingest.max_grid_cells "
-            f"= {icfg.max_grid_cells}); set a smaller bbox",
-        )
-
-    times, no2, prec, cov, names = [], [], [], [], []
-    for f, sub in tqdm(granules, desc=f"grid {name}", unit="granule", disable=progress_disabled() or not progress):
-        g = grid_overpass(
-            grid,
-            sub.lon_bounds.values,
-            sub.lat_bounds.values,
-            sub.no2.values,
-            sub.no2_precision.values,
-            int(icfg.max_cells_per_pixel),
-        )
-        if not np.any(g.covered_area > 0):
-            log.info("%s: no valid pixel on the grid; no overpass", Path(f).name)
-            continue
-        t = sub.time.values.astype("datetime64[ns]")
-        times.append(t.min() + (t - t.min()).mean())
-        no2.append(g.no2.astype(np.float32))
-        prec.append(g.no2_precision.astype(np.float32))
-        cov.append(g.coverage.astype(np.float32))
-        names.append(Path(f).name)
-    return build_dataset(name, grid, times, no2, prec, cov, names, icfg)
-
-
-def build_dataset(name, grid: Grid, times, no2, prec, cov, names, icfg) -> xr.Dataset:
-    nt = len(times)
-    shape = (nt, grid.nlat, grid.nlon)
-    order = np.argsort(np.array(times, dtype="datetime64[ns]"), kind="stable") if nt else np.array([], int)
-    stack = lambda arrs: np.stack([arrs[i] for i in order]) if nt else np.empty(shape, np.float32)  # noqa: E731
-    no2_a, prec_a, cov_a = stack(no2), stack(prec), stack(cov)
-    counted = cov_a > float(icfg.coverage_min)
-    obs = counted.sum(axis=0).astype(np.int32)
-    with np.errstate(invalid="ignore"):
-        s = np.where(counted, no2_a, 0.0).sum(axis=0)
-        mean = np.where(obs > 0, s / np.maximum(obs, 1), np.nan).astype(np.float32)
-    tcoord = np.array([times[i] for i in order], dtype="datetime64[ns]")
-    mol = "mol m-2"
-    ds = xr.Dataset(
-        {
-            "no2": (
-                ("time", "lat", "lon"),
-                no2_a,
-                {
-                    "units": mol,
-                    "standard_name": "troposphere_mole_content_of_nitrogen_dioxide",
-                    "long_name": "area-weighted mean tropospheric NO2 column (NaN where not covered)",
-                },
-            ),
-            "no2_precision": (
-                ("time", "lat", "lon"),
-                prec_a,
-                {"units": mol, "long_name": "precision of the cell mean, sqrt(sum w^2 s^2)/sum w (independent errors)"},
-            ),
-            "coverage": (
-                ("time", "lat", "lon"),
-                cov_a,
-                {"units": "1", "long_name": "fraction of the cell covered by valid pixels"},
-            ),
-            "obs_count": (
-                ("lat", "lon"),
-                obs,
-                {"units": "1", "long_name": f"number of overpasses covering more than {icfg.coverage_min} of the cell"},
-            ),
-            "no2_mean": (
-                ("lat", "lon"),
-                mean,
-                {
-                    "units": mol,
-                    "standard_name": "troposphere_mole_content_of_nitrogen_dioxide",
-                    "long_name": "mean tropospheric NO2 column over the counted overpasses",
-                },
-            ),
-            "lat_bnds": (("lat", "bnds"), grid.lat_bnds, {"units": "degree_north"}),
-            "lon_bnds": (("lon", "bnds"), grid.lon_bnds, {"units": "degree_east"}),
-        },
-        coords={
-            "time": ("time", tcoord, {"standard_name": "time", "long_name": "overpass time (mean of the pixels used)"}),
-            "lat": ("lat", grid.lat, {"units": "degree_north", "standard_name": "latitude", "bounds": "lat_bnds"}),
-            "lon": ("lon", grid.lon, {"units": "degree_east", "standard_name": "longitude", "bounds": "lon_bnds"}),
-        },
-        attrs={
-            "Conventions": "CF-1.10",
-            "title": f"Gridded TROPOMI tropospheric NO2, collection {name}",
-            "collection": name,
-            "resolution_deg": float(grid.res),
-            "qa_threshold": float(icfg.qa_threshold),
-            "coverage_min": float(icfg.coverage_min),
-            "gridding_method": "exact area-weighted polygon overlap (lon/lat plane)",
-            "source_files": " ".join(names[i] for i in order),
-            "bbox": [float(b) for b in grid.bbox],
-        },
+        result = _grid_and_write(task, sub, Grid.from_bbox(ext, task.res))
+    units.mark_done(
+        task.units_dir, task.key, task.unit_hash, [f"{task.key}.nc"] if "empty" not in result else [], result
     )
-    ds["time"].encoding.update({"units": "seconds since 2010-01-01 00:00:00", "dtype": "float64"})
-    return ds
+    return {**result, "reused": False}
 
 
-def _validate(ds: xr.Dataset, report_path: Path, cfg: DictConfig) -> None:
-    try:
-        from ..validate.grid import validate_grid
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith("no2hotspots.validate"):
-            log.warning("no2hotspots.validate.grid is not available; gridded output not validated")
-            return
-        raise
-    validate_grid(ds, report_path, cfg.validate)
+def _grid_and_write(task: GranuleTask, sub, grid: Grid) -> dict:
+    g = grid_overpass(
+        grid,
+        sub.lon_bounds.values,
+        sub.lat_bounds.values,
+        sub.no2.values,
+        sub.no2_precision.values,
+        task.max_cells_per_pixel,
+    )
+    rows = np.flatnonzero((g.covered_area > 0).any(axis=1))
+    cols = np.flatnonzero((g.covered_area > 0).any(axis=0))
+    if rows.size == 0:
+        return {"key": task.key, "source_file": Path(task.path).name, "empty": "no valid pixel overlaps the grid"}
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    no2, prec, cov = (a[r0:r1, c0:c1] for a in (g.no2, g.no2_precision, g.coverage))
+    t = sub.time.values.astype("datetime64[ns]")
+    time = t.min() + (t - t.min()).mean()
+    lat, lon = grid.lat[r0:r1], grid.lon[c0:c1]
+    contract.write_overpass(
+        Path(task.units_dir) / f"{task.key}.nc",
+        lat=lat,
+        lon=lon,
+        res=task.res,
+        no2=no2,
+        no2_precision=prec,
+        coverage=cov,
+        time=time,
+        source_file=Path(task.path).name,
+        unit_hash=task.unit_hash,
+    )
+    return {
+        "key": task.key,
+        "time": str(np.datetime64(time, "s")),
+        "source_file": Path(task.path).name,
+        "south_index": int(round(float(lat[0]) / task.res - 0.5)),
+        "west_index": int(round(float(lon[0]) / task.res - 0.5)),
+        "ny": int(r1 - r0),
+        "nx": int(c1 - c0),
+        **_stats(no2.astype(np.float64), prec.astype(np.float64), cov.astype(np.float64)),
+    }
 
 
-def run(cfg: DictConfig) -> None:
-    icfg = cfg.ingest
+def settings(cfg: DictConfig) -> dict:
     require(cfg, "ingest.qa_threshold", lambda v: 0 <= float(v) <= 1, "must be in [0, 1]")
     require(cfg, "ingest.resolution_deg", lambda v: 0 < float(v) <= 10, "must be in (0, 10] degrees")
     require(cfg, "ingest.coverage_min", lambda v: 0 <= float(v) < 1, "must be in [0, 1)")
-    require(cfg, "ingest.max_cells_per_pixel", lambda v: int(v) >= 1, "must be >= 1")
-    if str(icfg.get("method", "exact")) != "exact":
-        raise ConfigError("ingest.method", f"only 'exact' is implemented (got {icfg.method!r})")
-    collections = icfg.collections
-    wanted = icfg.get("collection")
-    if wanted is not None:
-        if wanted not in collections:
-            raise ConfigError("ingest.collection", f"unknown collection {wanted!r}; known: {sorted(collections)}")
-        names = [wanted]
-    else:
-        names = list(collections)
-    out_dir = Path(icfg.get("out_dir") or Path(cfg.paths.outputs) / "ingest")
+    require_int(cfg, "ingest.max_cells_per_pixel", 1)
+    require_int(cfg, "ingest.max_grid_cells", 1)
+    require(cfg, "ingest.allow_empty", lambda v: isinstance(v, bool), "must be true or false")
+    if str(cfg.ingest.get("method", "exact")) != "exact":
+        raise ConfigError("ingest.method", f"only 'exact' is implemented (got {cfg.ingest.method!r})")
+    i = cfg.ingest
+    return {
+        "qa_threshold": float(i.qa_threshold),
+        "res": float(i.resolution_deg),
+        "coverage_min": float(i.coverage_min),
+        "max_cells_per_pixel": int(i.max_cells_per_pixel),
+        "max_grid_cells": int(i.max_grid_cells),
+        "allow_empty": bool(i.allow_empty),
+    }
+
+
+def collection_names(cfg: DictConfig) -> list[str]:
+    collections = cfg.ingest.collections
+    for name in collections:
+        if PLAIN_NAME.match(str(name)) is None:
+            raise ConfigError(f"ingest.collections.{name}", "must be a plain name (letters, digits, _ . -)")
+    wanted = cfg.ingest.get("collection")
+    if wanted is None:
+        return [n for n in collections if glob.glob(str(collections[n].inputs))]
+    require_name(cfg, "ingest.collection")
+    if wanted not in collections:
+        raise ConfigError("ingest.collection", f"unknown collection {wanted!r}; known: {sorted(collections)}")
+    return [str(wanted)]
+
+
+def plan(cfg: DictConfig, name: str, s: dict) -> tuple[list[GranuleTask], tuple | None, Path]:
+    """The units of one collection: one task per input granule."""
+    c = cfg.ingest.collections[name]
+    bbox = check_bbox(
+        OmegaConf.to_container(c.bbox) if c.get("bbox") is not None else None, f"ingest.collections.{name}.bbox"
+    )
+    files = sorted(glob.glob(str(c.inputs)))
+    if not files:
+        raise UserError(f"{c.inputs}: no files match (ingest.collections.{name}.inputs)")
+    units_dir = Path(str(cfg.ingest.units_dir)) / name
+    units_dir.mkdir(parents=True, exist_ok=True)
+    settings_hash = units.digest(
+        {"bbox": bbox, **{k: s[k] for k in ("qa_threshold", "res", "max_cells_per_pixel")}, "version": 2}
+    )
+    tasks, seen = [], {}
+    for f in files:
+        key = contract.overpass_key(f)
+        if key in seen:
+            raise InputFileError(f, f"has the same name as {seen[key]}: one granule per file name in a collection")
+        seen[key] = f
+        h = units.digest([settings_hash, units.file_identity(f)])
+        tasks.append(
+            GranuleTask(f, key, str(units_dir), bbox, s["res"], s["qa_threshold"], s["max_cells_per_pixel"], h)
+        )
+    return tasks, bbox, units_dir
+
+
+def run(cfg: DictConfig) -> dict:
+    s = settings(cfg)
+    out = {}
+    names = collection_names(cfg)
+    if not names:
+        raise UserError("ingest: no collection has input files (ingest.collections.<name>.inputs)")
     for name in names:
-        c = collections[name]
-        bbox = _check_bbox(
-            OmegaConf.to_container(c.bbox) if c.get("bbox") is not None else None, f"ingest.collections.{name}.bbox"
+        out[name] = ingest_collection(cfg, name, s)
+    return out
+
+
+def ingest_collection(cfg: DictConfig, name: str, s: dict) -> dict:
+    """Grid every granule of one collection (units on Dask), validate, publish; return the summary."""
+    from ..parallel import map_units
+    from .period import publish
+
+    tasks, bbox, units_dir = plan(cfg, name, s)
+    results = map_units(grid_granule, tasks, cfg, desc=f"ingest {name}")
+    units.prune(units_dir, [t.key for t in tasks])
+    done = [r for r in results if "empty" not in r]
+    for r in results:
+        if "empty" in r:
+            log.warning("%s: %s; the granule contributes no overpass", r["source_file"], r["empty"])
+    if not done and bbox is not None and all(r["empty"] == OUTSIDE_BBOX for r in results):
+        raise ConfigError(
+            f"ingest.collections.{name}.bbox", f"bbox {list(bbox)} lies outside the data of all {len(tasks)} granule(s)"
         )
-        if wanted is None and not glob.glob(str(c.inputs)):
-            log.warning("collection %s: no files match %s; skipped", name, c.inputs)
-            continue
-        ds = ingest_collection(name, str(c.inputs), bbox, icfg)
-        out = out_dir / f"{name}.nc"
-        _validate(ds, out_dir / f"{name}_validation.json", cfg)
-        enc = {v: {"zlib": True, "complevel": 4} for v in ("no2", "no2_precision", "coverage", "no2_mean")}
-        write_netcdf(ds, out, encoding=enc)
-        log.info(
-            "%s: %d overpasses on a %dx%d grid (%.3g deg); max obs_count %d -> %s",
-            name,
-            ds.sizes["time"],
-            ds.sizes["lat"],
-            ds.sizes["lon"],
-            ds.attrs["resolution_deg"],
-            int(ds.obs_count.max()) if ds.obs_count.size else 0,
-            out,
-        )
+    if not done:
+        msg = f"{cfg.ingest.collections[name].inputs}: none of {len(tasks)} granule(s) has a valid pixel on the grid"
+        if not s["allow_empty"]:
+            raise UserError(msg + " (nothing to ingest; ingest.allow_empty=true writes an empty collection)")
+        log.warning(msg)
+    summary = publish(cfg, name, s, bbox, units_dir, done)
+    reused = sum(bool(r.get("reused")) for r in results)
+    log.info(
+        "%s: %d overpasses from %d granules (%d computed, %d reused) on a %dx%d grid -> %s",
+        name,
+        len(done),
+        len(tasks),
+        len(tasks) - reused,
+        reused,
+        summary["n_lat"],
+        summary["n_lon"],
+        summary["folder"],
+    )
+    return {**summary, "n_granules": len(tasks), "n_computed": len(tasks) - reused, "n_reused": reused}

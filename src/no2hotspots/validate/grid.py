@@ -53,24 +53,78 @@ def grid_tables(ds) -> dict[str, pd.DataFrame]:
         )
     if "time" in ds.coords:
         times.index = [str(t) for t in ds["time"].values]
-    obs = ds["obs_count"].values
-    obs_f = np.asarray(obs, dtype=np.float64)
-    integer = bool(np.issubdtype(obs.dtype, np.integer)) or bool(
+    grid = grid_row(
+        n_time=no2.shape[0],
+        lat=ds["lat"].values,
+        lon=ds["lon"].values,
+        obs_count=ds["obs_count"].values,
+        no2_mean=ds["no2_mean"].values,
+    )
+    return {"times": times, "grid": grid}
+
+
+def validate_grid(ds, report_path: str | os.PathLike | None, cfg_validate, *, raise_on_failure: bool = True):
+    """Validate a gridded TROPOMI dataset held in memory (tests, small grids): :func:`grid_tables` then
+    :func:`validate_tables`."""
+    tables = grid_tables(ds)
+    extra = {"collection": ds.attrs.get("collection"), "source_files": ds.attrs.get("source_files")}
+    return validate_tables(
+        tables,
+        report_path,
+        cfg_validate,
+        name=str(ds.attrs.get("collection", "grid")),
+        extra=extra,
+        raise_on_failure=raise_on_failure,
+    )
+
+
+def validate_tables(
+    tables: dict[str, pd.DataFrame],
+    report_path: str | os.PathLike | None,
+    cfg_validate,
+    *,
+    name: str,
+    extra: dict | None = None,
+    raise_on_failure: bool = True,
+):
+    """Run the grid suite on ``{"times": one row per overpass, "grid": one row}``; write ``report_path`` (.json)
+    and the .md beside it. ``cfg_validate`` is the ``validate`` config group (a whole config also works).
+    Returns a :class:`~no2hotspots.validate.suite.SuiteResult`; raises ValidationFailed (after writing the report)
+    if an expectation fails and ``raise_on_failure``."""
+    from .suite import load_expectations, run_suite
+
+    if "grid" not in cfg_validate and "validate" in cfg_validate:
+        cfg_validate = cfg_validate["validate"]
+    exps = load_expectations("grid", cfg_validate["grid"])
+    return run_suite(
+        tables,
+        {k: exps[k] for k in exps},
+        name=f"grid-{name}",
+        report_path=report_path,
+        config_key="validate.grid.expectations",
+        raise_on_failure=raise_on_failure,
+        extra={**(extra or {}), **{k: v for k, v in tables["grid"].iloc[0].items()}},
+    )
+
+
+def grid_row(*, n_time: int, lat, lon, obs_count, no2_mean) -> pd.DataFrame:
+    """The one-row whole-grid table from the period products (streamed ingest: no per-time cube needed)."""
+    obs_f = np.asarray(obs_count, dtype=np.float64)
+    integer = bool(np.issubdtype(np.asarray(obs_count).dtype, np.integer)) or bool(
         np.all(np.isfinite(obs_f)) and np.all(obs_f == np.round(obs_f))
     )
     counted = np.isfinite(obs_f) & (obs_f > 0)
-    lat = np.asarray(ds["lat"].values, dtype=float)
-    lon = np.asarray(ds["lon"].values, dtype=float)
-    grid = pd.DataFrame(
+    lat, lon = np.asarray(lat, dtype=float), np.asarray(lon, dtype=float)
+    return pd.DataFrame(
         [
             {
-                "n_time": no2.shape[0],
+                "n_time": n_time,
                 "n_lat": lat.size,
                 "n_lon": lon.size,
                 "obs_count_min": float(np.nanmin(obs_f)) if obs_f.size else 0.0,
                 "obs_count_max": float(np.nanmax(obs_f)) if obs_f.size else 0.0,
                 "obs_count_integer": integer,
-                "n_no2_mean_nonfinite_counted": int((counted & ~np.isfinite(ds["no2_mean"].values)).sum()),
+                "n_no2_mean_nonfinite_counted": int((counted & ~np.isfinite(no2_mean)).sum()),
                 "lat_min": float(np.nanmin(lat)) if lat.size else np.nan,
                 "lat_max": float(np.nanmax(lat)) if lat.size else np.nan,
                 "lon_min": float(np.nanmin(lon)) if lon.size else np.nan,
@@ -80,34 +134,4 @@ def grid_tables(ds) -> dict[str, pd.DataFrame]:
             }
         ],
         index=["grid"],
-    )
-    return {"times": times, "grid": grid}
-
-
-def validate_grid(ds, report_path: str | os.PathLike | None, cfg_validate, *, raise_on_failure: bool = True):
-    """Validate a gridded TROPOMI dataset; write ``report_path`` (.json) and the .md beside it.
-
-    ``cfg_validate`` is the ``validate`` config group (``cfg.validate``; a whole composed config also works).
-    Returns a :class:`~no2hotspots.validate.suite.SuiteResult`; raises ValidationFailed (after writing the report)
-    if an expectation fails and ``raise_on_failure``.
-    """
-    from .suite import load_expectations, run_suite
-
-    if "grid" not in cfg_validate and "validate" in cfg_validate:
-        cfg_validate = cfg_validate["validate"]
-    tables = grid_tables(ds)
-    exps = load_expectations("grid", cfg_validate["grid"])
-    extra = {
-        "collection": ds.attrs.get("collection"),
-        "source_files": ds.attrs.get("source_files"),
-        **{k: v for k, v in tables["grid"].iloc[0].items()},
-    }
-    return run_suite(
-        tables,
-        {name: exps[name] for name in exps},
-        name=f"grid-{ds.attrs.get('collection', 'grid')}",
-        report_path=report_path,
-        config_key="validate.grid.expectations",
-        raise_on_failure=raise_on_failure,
-        extra=extra,
     )

@@ -1,0 +1,125 @@
+"""What detect writes for a collection once its overpasses are done: the hotspot table over the period, the period
+maps (accumulated one overpass at a time), the summary and the map, published in one rename."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .. import units
+from ..atomic import atomic_path, write_json
+from ..contracts import detections
+from ..contracts import grid as grid_contract
+from .outputs import ESTIMATE_NOTE, write_map
+
+log = logging.getLogger(__name__)
+
+
+def hotspot_table(results: list[dict], grid: xr.Dataset) -> pd.DataFrame:
+    """All hotspots, ids 1..n ordered by time, overpass and peak; ``obs_count`` of the peak cell over the period."""
+    rows = [h for r in results for h in r["hotspots"]]
+    df = pd.DataFrame(rows, columns=[c for c in detections.COLUMNS if c not in ("hotspot_id", "obs_count")])
+    df = df.sort_values(["time", "overpass", "overpass_hotspot"], kind="stable").reset_index(drop=True)
+    df.insert(0, "hotspot_id", np.arange(1, len(df) + 1, dtype=np.int64))
+    res = float(grid.attrs["resolution_deg"])
+    lat0, lon0 = float(grid["lat"].values[0]), float(grid["lon"].values[0])
+    i = np.rint((df["peak_lat"].to_numpy(float) - lat0) / res).astype(int)
+    j = np.rint((df["peak_lon"].to_numpy(float) - lon0) / res).astype(int)
+    obs = grid["obs_count"].values
+    df["obs_count"] = obs[np.clip(i, 0, obs.shape[0] - 1), np.clip(j, 0, obs.shape[1] - 1)].astype(np.int64)
+    return df[list(detections.COLUMNS)]
+
+
+def accumulate(index: pd.DataFrame, grid: xr.Dataset, units_dir: Path) -> dict[str, np.ndarray]:
+    """relative_emission max/mean, n_valid and n_detections on the collection grid, streaming the overpasses."""
+    shape = (grid.sizes["lat"], grid.sizes["lon"])
+    rmax = np.full(shape, -np.inf, np.float32)
+    rsum = np.zeros(shape, np.float64)
+    n_valid = np.zeros(shape, np.int32)
+    n_det = np.zeros(shape, np.int32)
+    for r in index.itertuples():
+        ds = detections.open_overpass(units_dir / f"{r.key}.nc")
+        rel = ds["relative_emission"].values
+        ok = np.isfinite(rel)
+        w = (slice(r.i0, r.i0 + r.ny), slice(r.j0, r.j0 + r.nx))
+        rmax[w] = np.maximum(rmax[w], np.where(ok, rel, -np.inf))
+        rsum[w] += np.where(ok, rel, 0.0)
+        n_valid[w] += ok
+        n_det[w] += ds["hotspot_id"].values > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n_valid > 0, rsum / np.maximum(n_valid, 1), np.nan)
+    return {
+        "rel_max": np.where(np.isfinite(rmax), rmax, np.nan),
+        "rel_mean": mean,
+        "n_valid": n_valid,
+        "n_detections": n_det,
+    }
+
+
+def publish(
+    name: str,
+    out_dir: Path,
+    units_dir: Path,
+    grid: xr.Dataset,
+    results: list[dict],
+    summary: dict,
+    model_info: dict,
+    inventory: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """``<out_dir>/`` assembled in a temporary folder and swapped in as a whole."""
+    index = grid_contract.overpass_index(grid)
+    index = index[index["key"].isin([r["key"] for r in results])]
+    table = hotspot_table(results, grid)
+    period = accumulate(index, grid, units_dir)
+    lat, lon, res = grid["lat"].values, grid["lon"].values, float(grid.attrs["resolution_deg"])
+    summary = {
+        **summary,
+        "n_hotspots": int(len(table)),
+        "hotspots_per_overpass": {k: int(v) for k, v in table.groupby("overpass").size().items()},
+    }
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        for key in index["key"]:
+            units.link_into(units_dir / f"{key}.nc", detections.overpass_path(tmp, key))
+        detections.write_hotspots(table, tmp, {**model_info, "collection": name, "note": ESTIMATE_NOTE})
+        detections.write_period(
+            tmp,
+            lat=lat,
+            lon=lon,
+            res=res,
+            rel_max=period["rel_max"],
+            rel_mean=period["rel_mean"],
+            n_valid=period["n_valid"],
+            n_detections=period["n_detections"],
+            attrs={k: str(v) for k, v in model_info.items() if v is not None},
+        )
+        write_json(tmp / "detect.json", summary)
+        sources = _inside(inventory, lat, lon, res)
+        title = (
+            f"{name}: {len(table)} hotspot(s) (r >= {summary['threshold']:g}) over {len(index)} overpass(es)\n"
+            f"model {model_info.get('model_name') or model_info.get('model_uri')} "
+            f"v{model_info.get('model_version') or '?'}"
+        )
+        write_map(
+            tmp,
+            lat,
+            lon,
+            grid["no2_mean"].values,
+            table,
+            title=title,
+            sources=sources,
+            source_label=f"inventory site, NOx >= {summary.get('overlay_min_nox_t_per_yr', 0):g} t/yr",
+        )
+    return table
+
+
+def _inside(inventory: pd.DataFrame | None, lat, lon, res: float):
+    if inventory is None or not len(inventory) or not len(lat) or not len(lon):
+        return None
+    inside = inventory["lat"].between(lat[0] - res / 2, lat[-1] + res / 2) & inventory["lon"].between(
+        lon[0] - res / 2, lon[-1] + res / 2
+    )
+    return inventory[inside]
