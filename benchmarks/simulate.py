@@ -1,7 +1,9 @@
-"""Benchmark the simulate stage: scenes/s, MB/s written and peak RSS for the demo and paper configs, and the speed
-of the vectorised batch simulator against a plain per-scene NumPy loop of the same physics (same parameters).
+"""Benchmark the simulate stage: scenes/s, MB/s written and peak RSS for the demo and paper configs; the speed of
+the vectorised batch simulator against a plain per-scene NumPy loop of the same physics (same parameters); and the
+richer demo world (clusters, area sources, puffs, swath pixels, cloud edges) against the Gaussian-only path of the
+paper's world, on one core in the same run, with the cost of each feature (the demo with that feature off).
 
-    .venv/bin/python benchmarks/simulate.py [--paper-scenes 210000] [--baseline-scenes 200]
+    .venv/bin/python benchmarks/simulate.py [--paper-scenes 210000] [--baseline-scenes 200] [--world-scenes 2000]
 
 Writes benchmarks/results/simulate.json. Timings on a shared machine are noisy: the load average is recorded.
 """
@@ -62,13 +64,12 @@ def run_stage(overrides, data_dir):
 def baseline(data_dir, n):
     from no2hotspots.config import compose
     from no2hotspots.simulate.reference import simulate_loop
-    from no2hotspots.simulate.scenes import sample_scenes, simulate_batch
+    from no2hotspots.simulate.scenes import load_world, sample_scenes, simulate_batch
     from no2hotspots.simulate.settings import from_config
-    from no2hotspots.simulate.sources import load_population
 
-    st = from_config(compose([f"paths.data={data_dir}"]))
-    pop = load_population(st.inventory_csv, st.min_nox_t_per_yr, st.class_weights)
-    p = sample_scenes(np.random.default_rng(0), n, st, pop)
+    # the reference loop covers the paper's world (Gaussian plumes of point sources at the scene pixel)
+    st = from_config(compose([f"paths.data={data_dir}", "simulate=paper"]))
+    p = sample_scenes(np.random.default_rng(0), n, st, load_world(st))
     t0 = time.perf_counter()
     simulate_batch(p, st, np.random.default_rng(1))
     t_vec = time.perf_counter() - t0
@@ -85,10 +86,54 @@ def baseline(data_dir, n):
     }
 
 
+def world_costs(data_dir, n, repeats=2):
+    """Scenes/s on one core (sample + simulate, no writing) of the demo world, of the paper's Gaussian-only world,
+    and of the demo with one feature off at a time; the best of ``repeats`` runs each (the box is shared)."""
+    from no2hotspots.config import compose
+    from no2hotspots.simulate.scenes import load_world, sample_scenes, simulate_batch
+    from no2hotspots.simulate.settings import from_config
+
+    cases = {
+        "demo": [],
+        "gaussian_only_paper": ["simulate=paper"],
+        "gaussian_only_demo_sources": [  # the demo's sources (clusters, 1..12, weak), Gaussian plumes at scene pixels
+            "simulate.transport.puff_fraction=0",
+            "simulate.swath.fraction=0",
+            "simulate.distractors.probability=0",
+            "simulate.clouds.edge_probability=0",
+        ],
+        "demo_without_puffs": ["simulate.transport.puff_fraction=0"],
+        "demo_without_swath": ["simulate.swath.fraction=0"],
+        "demo_without_distractors": ["simulate.distractors.probability=0"],
+        "demo_without_clusters": ["simulate.clusters.fraction=0"],
+    }
+    out = {}
+    for name, ovr in cases.items():
+        st = from_config(compose([f"paths.data={data_dir}", *ovr]))
+        world = load_world(st)
+        best = np.inf
+        for r in range(repeats):
+            rng = np.random.default_rng(r)
+            t0 = time.perf_counter()
+            for lo in range(0, n, 500):
+                p = sample_scenes(rng, min(500, n - lo), st, world)
+                simulate_batch(p, st, rng)
+            best = min(best, time.perf_counter() - t0)
+        out[name] = {"n_scenes": n, "seconds": round(best, 3), "scenes_per_s_1core": round(n / best, 1)}
+        print("  ", name, out[name], flush=True)
+    base = out["gaussian_only_paper"]["seconds"]
+    out["ratio_demo_to_gaussian_only_paper"] = round(out["demo"]["seconds"] / base, 2)
+    out["ratio_demo_to_gaussian_only_demo_sources"] = round(
+        out["demo"]["seconds"] / out["gaussian_only_demo_sources"]["seconds"], 2
+    )
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--paper-scenes", type=int, default=210000)
     ap.add_argument("--baseline-scenes", type=int, default=200)
+    ap.add_argument("--world-scenes", type=int, default=2000)
     ap.add_argument("--data", default=str(REPO / ".cache" / "test-data"))
     args = ap.parse_args()
     from no2hotspots import logs
@@ -103,6 +148,14 @@ def main():
     }
     res["baseline"] = baseline(args.data, args.baseline_scenes)
     print("baseline", res["baseline"], flush=True)
+    res["world"] = world_costs(args.data, args.world_scenes)
+    print(
+        "world: demo / Gaussian-only (paper) time per scene",
+        res["world"]["ratio_demo_to_gaussian_only_paper"],
+        "; demo / Gaussian-only with the demo's sources",
+        res["world"]["ratio_demo_to_gaussian_only_demo_sources"],
+        flush=True,
+    )
     res["demo"] = run_stage([], args.data)
     print("demo", res["demo"], flush=True)
     res["paper"] = run_stage(["simulate=paper", f"simulate.n_scenes={args.paper_scenes}"], args.data)

@@ -2,6 +2,8 @@
 
 Every source is evaluated on every pixel of its scene (no truncation, no batching), near-source pixels averaged
 over the same sub-pixels; the random fields are drawn per scene. Slow on purpose: it is the readable reference.
+It covers the paper's world (Gaussian plumes of point sources observed at the scene pixel, ``simulate=paper``);
+the puff path is checked against :func:`no2hotspots.osse.transport.render_puffs_dense` instead.
 """
 
 from __future__ import annotations
