@@ -1,10 +1,11 @@
 """THE adapter between the quantify stage and the on-disk layouts of its inputs (the only module that knows them).
 
 - :func:`overpasses` yields ``(time, xr.Dataset with no2, no2_precision (lat, lon), coords lat, lon)`` per overpass.
-  It reads the current ingest grid ``<ingest_dir>/<collection>.nc`` (one file, dim ``time``; docs/contracts.md,
-  Gridded TROPOMI) and, when it exists instead, a folder ``<ingest_dir>/<collection>/`` of per-overpass files
-  (``*.nc``, each either without a time dim or with time of length 1; the layout the ingest stage is moving to).
-- :func:`read_hotspots` reads ``<detect_dir>/<collection>/hotspots.csv`` (docs/contracts.md, Detections).
+  It reads the collection folder ``<ingest_dir>/<collection>/`` (grid.nc + overpasses/<key>.nc, through
+  :mod:`no2hotspots.contracts.grid`) and, where only that exists, the earlier single grid file
+  ``<ingest_dir>/<collection>.nc`` (dim ``time``).
+- :func:`read_hotspots` reads ``<detect_dir>/<collection>/hotspots.csv`` (:mod:`no2hotspots.contracts.detections`);
+  :func:`hotspots_of` picks one overpass's rows (by the ``overpass`` key, else by time).
 - :func:`load_sites` reads an inventory (CSV path or inventory config) for truth and CO2/NOx ratios.
 """
 
@@ -28,50 +29,59 @@ def _as_overpass(ds: xr.Dataset, path) -> xr.Dataset:
     if missing or "lat" not in ds.coords or "lon" not in ds.coords:
         raise InputFileError(path, f"missing {', '.join(missing or ['lat/lon'])} (not an ingest grid?)")
     keep = [v for v in ("no2", "no2_precision", "coverage") if v in ds]
-    out = ds[keep]
+    out = ds[keep].drop_vars([c for c in ds[keep].coords if c not in ("lat", "lon")])
     if "no2_precision" not in out:
         out["no2_precision"] = xr.full_like(out["no2"], np.nan)
     return out.transpose("lat", "lon").load()
 
 
 def ingest_source(collection: str, ingest_dir: str | Path) -> Path:
-    """The folder of per-overpass files if present, else the single grid file (which may not exist)."""
+    """The collection folder (``<ingest_dir>/<collection>/`` with grid.nc) if present, else the single grid file
+    ``<ingest_dir>/<collection>.nc`` of the earlier layout (which may not exist either)."""
     d = Path(ingest_dir)
     folder = d / collection
-    return folder if folder.is_dir() else d / f"{collection}.nc"
+    return folder if (folder / "grid.nc").exists() or folder.is_dir() else d / f"{collection}.nc"
 
 
 def overpasses(collection: str, ingest_dir: str | Path) -> Iterator[tuple[np.datetime64, xr.Dataset]]:
-    """Overpasses of a collection in time order: ``(time, Dataset(no2, no2_precision[, coverage]) on (lat, lon))``."""
+    """Overpasses of a collection in time order: ``(time, Dataset(no2, no2_precision[, coverage]) on (lat, lon))``.
+
+    The dataset's attribute ``overpass`` holds the overpass key (per-overpass layout) or the time step index.
+    """
     src = ingest_source(collection, ingest_dir)
     if src.is_dir():
-        files = sorted(src.glob("*.nc"))
-        items = []
-        for f in files:
-            ds = open_netcdf(f, load=True, what="ingest overpass file")
-            if "time" in ds.dims:
-                for i in range(ds.sizes["time"]):
-                    items.append((np.datetime64(ds["time"].values[i], "ns"), f, ds.isel(time=i)))
-            else:
-                t = ds["time"].values if "time" in ds.variables else ds.attrs.get("time")
-                if t is None:
-                    raise InputFileError(f, "no time coordinate or attribute (overpass time)")
-                items.append((np.datetime64(np.asarray(t).ravel()[0], "ns"), f, ds))
-        for t, f, ds in sorted(items, key=lambda x: x[0]):
-            yield t, _as_overpass(ds, f)
+        from ..contracts import grid as gridc
+
+        index = gridc.overpass_index(gridc.open_grid(src))
+        for row in index.sort_values(["time", "key"], kind="stable").itertuples():
+            path = gridc.overpass_path(src, row.key)
+            ds = _as_overpass(gridc.open_overpass(path), path)
+            ds.attrs["overpass"] = str(row.key)
+            yield np.datetime64(pd.Timestamp(row.time).tz_localize(None), "ns"), ds
         return
     ds = open_netcdf(src, not_found="not found; run the ingest stage for this collection first", load=True)
     if "time" not in ds.dims:
         raise InputFileError(src, "no time dimension (not an ingest grid?)")
     for i in range(ds.sizes["time"]):
-        yield np.datetime64(ds["time"].values[i], "ns"), _as_overpass(ds.isel(time=i), src)
+        o = _as_overpass(ds.isel(time=i), src)
+        o.attrs["overpass"] = str(i)
+        yield np.datetime64(ds["time"].values[i], "ns"), o
 
 
 def read_hotspots(collection: str, detect_dir: str | Path) -> pd.DataFrame:
-    """The detect stage's hotspot table with ``time`` as UTC timestamps (one-line errors from evaluate's reader)."""
-    from ..evaluate.inputs import read_hotspots as _read
+    """The detect stage's hotspot table with ``time`` as UTC timestamps (one-line errors naming the file)."""
+    from ..contracts.detections import read_hotspots as _read
 
     return _read(Path(detect_dir) / collection / "hotspots.csv")
+
+
+def hotspots_of(hot: pd.DataFrame, time: np.datetime64, overpass: str | None) -> pd.DataFrame:
+    """The hotspots of one overpass: by the ``overpass`` key where the table has it, else by time (+-60 s)."""
+    if overpass is not None and "overpass" in hot.columns and hot["overpass"].notna().any():
+        return hot[hot["overpass"].astype(str) == str(overpass)]
+    t = pd.Timestamp(time)
+    t = t.tz_localize("UTC") if t.tzinfo is None else t
+    return hot[(hot["time"] - t).abs().dt.total_seconds().to_numpy() <= 60.0]
 
 
 def load_sites(spec, key: str) -> pd.DataFrame | None:

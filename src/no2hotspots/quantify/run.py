@@ -286,11 +286,6 @@ def estimate_rows(ests: list[Estimate], base: dict, ratio) -> list[dict]:
     return rows
 
 
-def _times_match(a: pd.Series, t: np.datetime64) -> np.ndarray:
-    tt = pd.Timestamp(t).tz_localize("UTC") if pd.Timestamp(t).tzinfo is None else pd.Timestamp(t)
-    return (a - tt).abs().dt.total_seconds().to_numpy() <= 60.0
-
-
 def quantify_collection(cfg: DictConfig, name: str, model_uncertainty: Callable | None = None) -> dict:
     t0 = _time.perf_counter()
     q = collection_config(cfg, name)
@@ -312,9 +307,11 @@ def quantify_collection(cfg: DictConfig, name: str, model_uncertainty: Callable 
     site_ratio = {int(r.site_id): matcher.ratio(r.lat, r.lon) for r in sites.itertuples()}
 
     rows_h, rows_s = [], []
-    ovs = list(inputs.overpasses(name, s["ingest_dir"]))
-    for t, ov in tqdm(ovs, desc=f"quantify {name}", unit="overpass", disable=progress_disabled()):
-        h = hot[_times_match(hot["time"], t)]
+    n_ov = 0
+    for t, ov in tqdm(inputs.overpasses(name, s["ingest_dir"]), desc=f"quantify {name}", unit="overpass",
+                      disable=progress_disabled()):  # fmt: skip
+        n_ov += 1
+        h = inputs.hotspots_of(hot, t, ov.attrs.get("overpass"))
         pts_lat = list(h["peak_lat"]) + list(sites["lat"])
         pts_lon = list(h["peak_lon"]) + list(sites["lon"])
         ws: WindSample = winds.at(pts_lat, pts_lon, t) if pts_lat else None
@@ -369,7 +366,7 @@ def quantify_collection(cfg: DictConfig, name: str, model_uncertainty: Callable 
     est_s = pd.DataFrame(rows_s)
     period = period_table(est_s, sites, site_ratio, s)
     wide = hotspot_wide(hot, est_h, s)
-    summary = write_outputs(name, s, est_h, est_s, period, wide, winds.describe(), len(ovs), inv is not None, t0)
+    summary = write_outputs(name, s, est_h, est_s, period, wide, winds.describe(), n_ov, inv is not None, t0)
     return summary
 
 

@@ -174,6 +174,8 @@ class WindField:
             else:
                 r = reduce_layer(None, wf, self.spec)
             self._cache[wf.path] = r
+            for f in self.files:  # the reduced field is kept; the raw levels are not needed any more
+                f.release()
             log.debug("wind %s", r.description)
         return self._cache[wf.path]
 
@@ -284,7 +286,11 @@ def _cfg_get(c, key, default=None):
 
 
 def expand_paths(paths) -> list[Path]:
-    """Files matching a glob or a list of globs (sorted, duplicates removed)."""
+    """Files matching a glob or a list of globs (sorted, duplicates removed).
+
+    A pattern matching nothing is skipped with a warning (e.g. the OSSE's winds before the osse stage wrote them);
+    a plain path that does not exist is kept, so that opening it fails with a one-line error naming it.
+    """
     if paths is None:
         return []
     if isinstance(paths, (str, Path)):
@@ -292,7 +298,12 @@ def expand_paths(paths) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         hits = sorted(glob.glob(str(p)))
-        out += [Path(h) for h in (hits or [str(p)])]  # a literal path that does not exist fails on opening
+        if hits:
+            out += [Path(h) for h in hits]
+        elif glob.has_magic(str(p)):
+            log.warning("winds: no file matches %s; the fallback wind applies where no other file covers", p)
+        else:
+            out.append(Path(p))
     return list(dict.fromkeys(out))
 
 

@@ -61,16 +61,24 @@ def _first(names, available) -> str | None:
 
 @dataclass
 class WindFile:
-    """One wind file: its layout, normalised (lazy) dataset and time range."""
+    """One wind file: its layout, wind variables and time axis; the values are read (and the file closed again)
+    when the field is reduced, so no file handle stays open between calls."""
 
     path: Path
     kind: str  # "pressure" | "single" | "simple"
-    ds: xr.Dataset
     winds: tuple[str, ...]  # wind variables present (u, v / u10, v10, u100, v100)
+    time: np.ndarray
+    _ds: xr.Dataset | None = None
 
     @property
-    def time(self) -> np.ndarray:
-        return self.ds["time"].values.astype("datetime64[ns]")
+    def ds(self) -> xr.Dataset:
+        """The normalised dataset, loaded into memory on first use."""
+        if self._ds is None:
+            self._ds = normalise(open_netcdf(self.path, load=True, what="wind file"), self.path)
+        return self._ds
+
+    def release(self) -> None:
+        self._ds = None
 
     @property
     def t0(self) -> np.datetime64:
@@ -159,12 +167,16 @@ def classify(ds: xr.Dataset, path) -> tuple[str, tuple[str, ...]]:
 
 
 def open_wind_file(path: str | Path) -> WindFile:
-    """Open, normalise and check one wind file (lazily; values are read when the field is reduced)."""
+    """Open, normalise and check one wind file (metadata only; values are read when the field is reduced)."""
     path = Path(path)
     ds = open_netcdf(path, not_found="wind file not found (quantify.winds / quantify.collections.*.winds)")
-    ds = normalise(ds, path)
-    kind, winds = classify(ds, path)
-    check_wind_units(ds, winds, path)
-    if ds.sizes["time"] == 0:
-        raise InputFileError(path, "no time steps")
-    return WindFile(path, kind, ds, winds)
+    try:
+        ds = normalise(ds, path)
+        kind, winds = classify(ds, path)
+        check_wind_units(ds, winds, path)
+        if ds.sizes["time"] == 0:
+            raise InputFileError(path, "no time steps")
+        time = ds["time"].values.astype("datetime64[ns]")
+    finally:
+        ds.close()
+    return WindFile(path, kind, winds, time)

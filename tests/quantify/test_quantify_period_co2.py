@@ -1,0 +1,84 @@
+"""Combination of overpass estimates, sites from hotspots, CO2 via the plant's CO2/NOx ratio, evaluation statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from no2hotspots.quantify.co2 import CO2Config, InventoryMatcher, co2_from_nox
+from no2hotspots.quantify.evaluation import stats
+from no2hotspots.quantify.period import DEFAULT_CORRELATION, combine, sites_from_hotspots
+
+
+def test_independent_errors_shrink_correlated_ones_do_not():
+    q = np.array([100.0, 100.0, 100.0, 100.0])
+    comps = {"noise": np.full(4, 20.0), "lifetime": np.full(4, 10.0)}
+    r = combine(q, comps, DEFAULT_CORRELATION)
+    assert r["value"] == pytest.approx(100.0)
+    assert r["parts"]["noise"] == pytest.approx(20.0 / 2)  # 1/sqrt(4)
+    assert r["parts"]["lifetime"] == pytest.approx(10.0)  # the same assumption every day
+    assert r["sigma"] == pytest.approx(np.hypot(10.0, 10.0))
+    assert r["spread"] == pytest.approx(0.0)
+
+
+def test_spread_dominates_when_estimates_scatter_more_than_stated():
+    q = np.array([50.0, 150.0, 60.0, 140.0])
+    r = combine(q, {"noise": np.full(4, 1.0)}, DEFAULT_CORRELATION)
+    assert r["value"] == pytest.approx(100.0)
+    assert r["spread"] == pytest.approx(np.std(q, ddof=1) / 2, rel=1e-9)
+    assert r["sigma"] == pytest.approx(r["spread"])
+
+
+def test_weights_follow_noise_not_the_estimate():
+    """Weighting by the total (which scales with q) would pull the mean low; noise weights do not depend on q."""
+    r = combine(np.array([50.0, 150.0]), {"noise": np.array([10.0, 10.0]), "wind_speed": np.array([10.0, 30.0])}, {})
+    assert r["value"] == pytest.approx(100.0)
+    assert combine(np.array([np.nan, 7.0]), {"noise": np.array([1.0, 1.0])}, {})["n_overpasses"] == 1
+
+
+def test_sites_merge_hotspots_within_distance():
+    h = pd.DataFrame(
+        {
+            "peak_lat": [40.0, 40.05, 41.0, 40.01],
+            "peak_lon": [112.0, 112.0, 112.0, 112.01],
+            "peak_rel_emission": [0.5, 0.9, 0.3, 0.2],
+        }
+    )
+    sites, site_of = sites_from_hotspots(h, merge_km=10.0)
+    assert len(sites) == 2
+    assert list(site_of) == [1, 1, 2, 1]
+    assert sites.iloc[0][["lat", "lon"]].tolist() == [40.05, 112.0]  # the strongest hotspot places the site
+    assert sites["n_detections"].tolist() == [3, 1]
+
+
+def test_co2_from_matched_plants_and_fuel_default():
+    inv = pd.DataFrame(
+        {
+            "id": ["A", "B", "C"],
+            "lat": [40.0, 40.05, 45.0],
+            "lon": [112.0, 112.0, 112.0],
+            "nox_t_per_yr": [10000.0, 5000.0, 2000.0],
+            "co2_t_per_yr": [10e6, 8e6, 1e6],
+            "fuel": ["coal", "coal", "natural gas"],
+        }
+    )
+    m = InventoryMatcher(inv, CO2Config(match_km=10.0))
+    r = m.ratio(40.02, 112.0)  # A and B within 10 km: summed
+    assert r.ratio == pytest.approx(18e6 / 15000.0)
+    assert r.nox_t_per_yr == 15000.0 and r.basis.startswith("matched")
+    q, comp = co2_from_nox(12000.0, {"noise": 1200.0}, r)
+    assert q == pytest.approx(12000.0 * 1200.0 / 1e6)
+    assert comp["noise"] == pytest.approx(1200.0 * 1200.0 / 1e6)
+    assert comp["co2_ratio"] == pytest.approx(q * 0.25)
+    far = m.ratio(45.1, 112.0)  # 11 km from C: no match, but C's fuel picks the default
+    assert far.basis == "fuel default: natural gas" and far.ratio == 830.0 and np.isnan(far.nox_t_per_yr)
+    assert InventoryMatcher(None).ratio(0.0, 0.0).basis == "fuel default: unknown"
+
+
+def test_stats_log_ratio_and_coverage():
+    s = stats([110.0, 80.0, -5.0], [20.0, 10.0, 10.0], [100.0, 100.0, 100.0])
+    assert s["n"] == 3 and s["n_nonpositive"] == 1
+    assert s["median_abs_log_ratio"] == pytest.approx(np.median(np.abs(np.log([1.1, 0.8]))))
+    assert s["coverage_68"] == pytest.approx(1 / 3)  # only 110 +- 20 covers 100
+    assert s["share_within_factor_1_3"] == pytest.approx(1.0)

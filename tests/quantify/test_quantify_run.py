@@ -1,0 +1,229 @@
+"""The quantify stage end to end: real files in the contract layouts (ingest grid, hotspots.csv, winds, inventory)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from no2hotspots.errors import ConfigError, InputFileError
+from no2hotspots.quantify import inputs
+from no2hotspots.quantify.chemistry import MOL_S_TO_T_YR
+from no2hotspots.quantify.run import run
+
+Q = 5.24  # mol/s NO2
+NOX_TRUE = Q * 1.32 * MOL_S_TO_T_YR  # t NOx/yr as NO2, with the default ratio: ~13.3 kt
+TAU = 4 * 3600.0
+TIMES = ["2019-09-01T06:10:00", "2019-09-02T05:50:00", "2019-09-03T06:30:00"]
+WINDS = [(5.0, 250.0), (6.0, 45.0), (4.0, 135.0)]  # speed, direction from
+
+
+@pytest.fixture
+def case(tmp_path, qhelp):
+    """Three overpasses of one steady source in different winds, its winds, truth inventory and hotspot table."""
+    lat, lon = qhelp.grid_axes()
+    no2, prec = [], []
+    for speed, d in WINDS:
+        no2.append(qhelp.plume_columns(Q, speed, d, TAU, lat=lat, lon=lon) + qhelp.background(lat, lon))
+        prec.append(np.full(no2[-1].shape, 1e-6))
+    no2[1][:3, :] = np.nan  # a cloud strip far from the source
+    qhelp.write_ingest_grid(tmp_path / "ingest" / "synth.nc", lat, lon, TIMES, no2, prec)
+    for t, (speed, d) in zip(TIMES, WINDS):
+        phi = np.radians(d)
+        day = t[:10]
+        hours = pd.date_range(f"{day}T00:00", f"{day}T23:00", freq="1h")
+        qhelp.write_simple_winds(
+            tmp_path / "winds" / f"winds_{day}.nc",
+            hours,
+            np.full(24, -speed * np.sin(phi)),
+            np.full(24, -speed * np.cos(phi)),
+        )
+    pd.DataFrame(
+        {
+            "id": ["P1", "FAR"],
+            "lat": [qhelp.LAT0, 45.0],
+            "lon": [qhelp.LON0, 100.0],
+            "nox_t_per_yr": [NOX_TRUE, 1000.0],
+            "co2_t_per_yr": [NOX_TRUE * 1000.0, 1e6],
+            "fuel": ["coal", "coal"],
+        }
+    ).to_csv(tmp_path / "sources.csv", index=False)
+    hot = pd.DataFrame(
+        {
+            "hotspot_id": [1, 2, 3, 4],
+            "time": [TIMES[0], TIMES[1], TIMES[2], TIMES[2]],
+            "peak_lat": [40.025, 39.975, 40.025, 40.775],
+            "peak_lon": [112.025, 111.975, 111.975, 112.725],  # within half a cell of the source; #4: nothing there
+            "peak_rel_emission": [0.6, 0.5, 0.7, 0.2],
+            "sum_rel_emission": [1.0, 1.0, 1.0, 0.2],
+            "nox_rate_estimate_t_per_yr": [0.0] * 4,
+            "area_km2": [100.0] * 4,
+            "n_cells": [4] * 4,
+            "obs_count": [3] * 4,
+        }
+    )
+    (tmp_path / "detect" / "synth").mkdir(parents=True)
+    hot.to_csv(tmp_path / "detect" / "synth" / "hotspots.csv", index=False)
+    overrides = {
+        "quantify.collection": "synth",
+        "quantify.ingest_dir": str(tmp_path / "ingest"),
+        "quantify.detect_dir": str(tmp_path / "detect"),
+        "quantify.out_dir": str(tmp_path / "out"),
+        "quantify.metrics_dir": str(tmp_path / "metrics"),
+        "quantify.collections.synth": {
+            "winds": {"paths": [str(tmp_path / "winds" / "*.nc")]},
+            "inventory": str(tmp_path / "sources.csv"),
+        },
+    }
+    return tmp_path, overrides
+
+
+def test_stage_recovers_known_rates_with_uncertainties(case, qhelp):
+    tmp, ov = case
+    out = run(qhelp.quantify_cfg(ov))["synth"]
+    d = tmp / "out" / "synth"
+    for f in ("hotspot_rates.csv", "estimates_overpass.csv", "estimates_site_overpass.csv", "estimates_period.csv",
+              "quantify.json", "scatter_overpass.png", "scatter_period.png"):  # fmt: skip
+        assert (d / f).stat().st_size > 0, f
+    est = pd.read_csv(d / "estimates_overpass.csv")
+    src = est[est["hotspot_id"] <= 3]
+    assert set(src["method"]) == {"csf", "ime", "divergence"}
+    assert src["wind_source"].str.contains("winds_2019-09-0").all()
+    assert (src["direction_source"] == "wind").all()
+    for r in src.itertuples():  # each overpass, each method, a hotspot up to half a cell off the source
+        assert r.nox_t_per_yr == pytest.approx(NOX_TRUE, rel=0.15), (r.method, r.hotspot_id)
+        assert r.inventory_nox_t_per_yr == pytest.approx(NOX_TRUE)
+        assert r.co2_mt_per_yr == pytest.approx(r.nox_t_per_yr * 1000.0 / 1e6)
+        assert r.nox_sigma_t_per_yr > r.nox_sigma_nox_ratio_t_per_yr > 0
+    # the hotspot with no source: small estimates, no truth
+    far = est[est["hotspot_id"] == 4]
+    assert (far["nox_t_per_yr"].abs() < 0.2 * NOX_TRUE).all() and far["inventory_nox_t_per_yr"].isna().all()
+
+    per = pd.read_csv(d / "estimates_period.csv")
+    site = per[per["inventory_ids"] == "P1"]
+    assert set(site["method"]) == {"csf", "ime", "divergence"}
+    assert (site["n_overpasses"] == 3).all()
+    for r in site.itertuples():
+        assert r.nox_t_per_yr == pytest.approx(NOX_TRUE, rel=0.10)
+        # the same lifetime and NOx/NO2 assumptions every day: not averaged down
+        assert r.nox_sigma_systematic_t_per_yr >= 0.9 * r.nox_t_per_yr * np.hypot(0.13 / 1.32, 0.0)
+        assert r.nox_sigma_t_per_yr >= r.nox_sigma_systematic_t_per_yr
+
+    wide = pd.read_csv(d / "hotspot_rates.csv")
+    assert len(wide) == 4 and {"nox_csf_t_per_yr", "nox_csf_sigma_t_per_yr", "co2_ime_mt_per_yr"} <= set(wide.columns)
+    metrics = json.loads((tmp / "metrics" / "quantify_synth.json").read_text())
+    ev = metrics["evaluation"]
+    for m in ("csf", "ime", "divergence"):
+        assert ev["overpass"][m]["n"] == 3
+        assert ev["overpass"][m]["median_abs_log_ratio"] < np.log(1.15)
+        assert ev["period"][m]["coverage_68"] == 1.0
+    assert out["n_hotspots"] == 4 and out["chemistry"]["nox_no2_ratio"] == 1.32
+
+
+def test_without_winds_the_fallback_and_plume_direction_are_used(case, qhelp):
+    tmp, ov = case
+    ov["quantify.collections.synth"]["winds"] = {"paths": None}
+    run(qhelp.quantify_cfg(ov))
+    est = pd.read_csv(tmp / "out" / "synth" / "estimates_overpass.csv")
+    src = est[(est["hotspot_id"] <= 3) & (est["method"] == "csf")]
+    assert src["wind_source"].str.startswith("fallback").all()
+    assert (src["direction_source"] == "plume").all()
+    err = (src["plume_from_deg"] - np.array([d for _, d in WINDS]) + 180) % 360 - 180
+    assert np.abs(err).max() <= 15.0
+    # 5 +- 2.5 m/s instead of the true 4-6 m/s: the wind-speed term carries the large uncertainty
+    assert (src["nox_sigma_wind_speed_t_per_yr"] > 0.35 * src["nox_t_per_yr"]).all()
+
+
+def test_period_from_detected_overpasses_only(case, qhelp):
+    tmp, ov = case
+    ov["quantify.period.use"] = "detected"
+    run(qhelp.quantify_cfg(ov))
+    per = pd.read_csv(tmp / "out" / "synth" / "estimates_period.csv")
+    assert (per.loc[per["inventory_ids"] == "P1", "n_detected_overpasses"] == 3).all()
+
+
+def test_per_overpass_layout_read_like_the_single_grid(case, qhelp):
+    """The adapter reads the ingest contract's collection folder (grid.nc + overpasses/<key>.nc, each overpass on
+    its own part of the grid) and the earlier single grid file identically."""
+    import xarray as xr
+
+    from no2hotspots.contracts import grid as gridc
+
+    tmp, _ = case
+    single = list(inputs.overpasses("synth", tmp / "ingest"))
+    folder = tmp / "ingest2" / "synth"
+    rows = []
+    with xr.open_dataset(tmp / "ingest" / "synth.nc") as ds:
+        for i in range(ds.sizes["time"]):
+            part = ds.isel(time=i, lat=slice(2, 38), lon=slice(0, 40))  # an overpass covering part of the grid
+            key = f"granule_{i}"
+            gridc.write_overpass(
+                gridc.overpass_path(folder, key), lat=part["lat"].values, lon=part["lon"].values, res=0.05,
+                no2=part["no2"].values, no2_precision=part["no2_precision"].values, coverage=part["coverage"].values,
+                time=ds["time"].values[i], source_file=f"{key}.nc", unit_hash="x",
+            )  # fmt: skip
+            rows.append({"key": key, "time": ds["time"].values[i], "source_file": f"{key}.nc", "i0": 2, "j0": 0,
+                         "ny": 36, "nx": 40})  # fmt: skip
+        gridc.write_grid(folder, lat=ds["lat"].values, lon=ds["lon"].values, res=0.05,
+                         obs_count=ds["obs_count"].values, no2_mean=ds["no2"].values[0], index=pd.DataFrame(rows),
+                         attrs={"coverage_min": 0.75})  # fmt: skip
+    per_file = list(inputs.overpasses("synth", tmp / "ingest2"))
+    assert [t for t, _ in per_file] == [t for t, _ in single]
+    for (_, a), (_, b) in zip(single, per_file):
+        np.testing.assert_array_equal(a["no2"].values[2:38], b["no2"].values)
+        assert b["no2"].dims == ("lat", "lon") and b.attrs["overpass"].startswith("granule_")
+
+
+def test_config_and_input_errors_are_one_line(case, qhelp):
+    tmp, ov = case
+    with pytest.raises(ConfigError, match="quantify.methods"):
+        run(qhelp.quantify_cfg({**ov, "quantify.methods": ["csf", "magic"]}))
+    with pytest.raises(ConfigError, match="quantify.csf.end_km: must be a number"):
+        run(qhelp.quantify_cfg({**ov, "quantify.csf.end_km": "far"}))
+    with pytest.raises(InputFileError) as e:
+        run(qhelp.quantify_cfg({**ov, "quantify.ingest_dir": str(tmp / "nowhere")}))
+    assert "\n" not in str(e.value) and "ingest" in str(e.value)
+    with pytest.raises(ConfigError, match="quantify.collection: unknown collection"):
+        run(qhelp.quantify_cfg({**ov, "quantify.collection": "mars"}))
+
+
+@pytest.mark.slow
+def test_matimba_one_overpass_with_era5(ddeq_data, matimba_l2, tmp_path, qhelp):
+    """The real scene: Matimba/Medupi (CoCO2: 19.0 + 11.4 kt NOx/yr) from the real crop with the real ERA5 winds,
+    next to the ddeq reference when ddeq is installed."""
+    from no2hotspots.config import compose
+    from no2hotspots.ingest.run import run as ingest
+
+    ingest(compose(["ingest.collection=matimba", f"ingest.out_dir={tmp_path / 'ingest'}",
+                    f"ingest.collections.matimba.inputs={matimba_l2}"]))  # fmt: skip
+    t = str(next(inputs.overpasses("matimba", tmp_path / "ingest"))[0])[:19]
+    (tmp_path / "detect" / "matimba").mkdir(parents=True)
+    hot = {"hotspot_id": [2], "time": [t], "peak_lat": [-23.725], "peak_lon": [27.625], "peak_rel_emission": [0.79]}
+    pd.DataFrame(hot).to_csv(tmp_path / "detect" / "matimba" / "hotspots.csv", index=False)
+    coco2 = {"kind": "coco2", "path": str(ddeq_data / "inventory" / "coco2_ps_catalogue_v1.1.csv")}
+    cfg = qhelp.quantify_cfg(
+        {
+            "quantify.collection": "matimba",
+            "quantify.ingest_dir": str(tmp_path / "ingest"),
+            "quantify.detect_dir": str(tmp_path / "detect"),
+            "quantify.out_dir": str(tmp_path / "out"),
+            "quantify.metrics_dir": str(tmp_path / "metrics"),
+            "quantify.collections.matimba.winds.paths": [str(ddeq_data / "era5" / "*.nc")],
+            "quantify.collections.matimba.inventory": coco2,
+        }
+    )  # fmt: skip
+    run(cfg)
+    wide = pd.read_csv(tmp_path / "out" / "matimba" / "hotspot_rates.csv").iloc[0]
+    assert wide["inventory_nox_t_per_yr"] == pytest.approx(30356, rel=0.01)  # Matimba + Medupi within 10 km
+    assert "Matimba_ERA5" in wide["wind_source"]
+    for m in ("csf", "ime", "divergence"):
+        v, s = wide[f"nox_{m}_t_per_yr"], wide[f"nox_{m}_sigma_t_per_yr"]
+        assert 30356 / 2.5 < v < 30356 * 2.5, m
+        assert 0.1 * v < s < v, m
+        assert wide[f"co2_{m}_mt_per_yr"] == pytest.approx(v * 1190.3 / 1e6, rel=0.01)  # CoCO2 coal ratio
+    from no2hotspots.quantify import ddeq_ref
+
+    if ddeq_ref.available():
+        assert 30356 / 2.5 < wide["nox_ddeq_csf_t_per_yr"] < 30356 * 2.5

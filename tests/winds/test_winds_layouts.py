@@ -1,0 +1,145 @@
+"""Wind file layouts: the simple u/v layout (OSSE), CDS quirks, and one-line errors naming the file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from no2hotspots.errors import ConfigError, InputFileError
+from no2hotspots.winds import open_winds
+from no2hotspots.winds.field import direction_from_uv
+from no2hotspots.winds.profile import interp_columns
+
+
+def simple_file(path, times, u, v, *, lat=(38.0, 42.0), lon=(110.0, 114.0), units="m s-1", names=("u", "v")):
+    t = pd.to_datetime(times).values
+    shape = (len(t), len(lat), len(lon))
+    data = {}
+    for name, val in zip(names, (u, v)):
+        if name is not None:
+            arr = np.broadcast_to(np.asarray(val, float)[:, None, None], shape).copy()
+            data[name] = (("time", "latitude", "longitude"), arr, {"units": units})
+    xr.Dataset(data, coords={"time": t, "latitude": list(lat), "longitude": list(lon)}).to_netcdf(path)
+    return path
+
+
+def test_simple_layout_is_read_and_interpolated_in_time(tmp_path):
+    f = simple_file(tmp_path / "w.nc", ["2019-09-01T06:00", "2019-09-01T07:00"], [2.0, 4.0], [-1.0, -1.0])
+    w = open_winds({"paths": str(f), "time_window_h": 0.0, "level": {"kind": "pressure"}})  # level n/a: one level
+    s = w.at([40.0], [112.0], "2019-09-01T06:30")
+    assert s.u[0] == pytest.approx(3.0) and s.v[0] == pytest.approx(-1.0)
+    assert s.direction_from[0] == pytest.approx(direction_from_uv(3.0, -1.0))
+    assert "simple layout" in s.source[0]
+    # the 1 h window before 07:00 averages 06:00..07:00 and measures the change as spread
+    s2 = open_winds({"paths": str(f), "time_window_h": 1.0}).at([40.0], [112.0], "2019-09-01T07:00")
+    assert s2.u[0] == pytest.approx(3.0)
+    assert (
+        s2.sigma_speed[0]
+        > open_winds({"paths": str(f), "time_window_h": 0.0}).at([40.0], [112.0], "2019-09-01T07:00").sigma_speed[0]
+    )
+
+
+def test_directions_follow_the_meteorological_convention():
+    assert direction_from_uv(0.0, -5.0) == pytest.approx(0.0)  # blowing south = from north
+    assert direction_from_uv(-5.0, 0.0) == pytest.approx(90.0)  # blowing west = from east
+    assert direction_from_uv(5.0, 0.0) == pytest.approx(270.0)
+
+
+def test_cds_longitudes_0_360_and_descending_latitudes(tmp_path):
+    lat = np.array([41.0, 40.0, 39.0])  # descending, as the CDS writes
+    lon = np.array([358.0, 359.0, 0.0, 1.0])  # 0..360 across the meridian
+    u = np.broadcast_to(lon[None, None, :] * 0 + np.arange(4)[None, None, :], (2, 3, 4)).astype(float)
+    ds = xr.Dataset(
+        {
+            "u10": (("valid_time", "latitude", "longitude"), u, {"units": "m s**-1"}),
+            "v10": (("valid_time", "latitude", "longitude"), np.zeros_like(u) - 1, {"units": "m s**-1"}),
+        },
+        coords={
+            "valid_time": pd.to_datetime(["2021-01-01T00", "2021-01-01T01"]).values,
+            "latitude": lat,
+            "longitude": lon,
+        },
+    )
+    ds.to_netcdf(tmp_path / "sl.nc")
+    w = open_winds({"paths": str(tmp_path / "sl.nc"), "level": {"kind": "single", "single": "10m"}, "time_window_h": 0})
+    s = w.at([40.0, 40.0], [-1.5, 0.5], "2021-01-01T00:30")
+    # lon -1.5 lies between 358 (u=0) and 359 (u=1); 0.5 between 0 (u=2) and 1 (u=3)
+    assert s.u == pytest.approx([0.5, 2.5])
+
+
+@pytest.mark.parametrize("units", ["km h-1", "knots", "m s-2"])
+def test_wrong_units_one_line_naming_the_file(tmp_path, units):
+    f = simple_file(tmp_path / "bad_units.nc", ["2019-09-01T06:00"], [2.0], [1.0], units=units)
+    with pytest.raises(InputFileError) as e:
+        open_winds({"paths": str(f)})
+    msg = str(e.value)
+    assert "\n" not in msg and str(f) in msg and repr(units) in msg and "m s-1" in msg
+
+
+def test_missing_units_attribute(tmp_path):
+    f = simple_file(tmp_path / "nounits.nc", ["2019-09-01T06:00"], [2.0], [1.0])
+    ds = xr.open_dataset(f).load()
+    del ds["u"].attrs["units"]
+    ds.to_netcdf(tmp_path / "nounits2.nc")
+    with pytest.raises(InputFileError, match="nounits2.nc: variable u has no units attribute"):
+        open_winds({"paths": str(tmp_path / "nounits2.nc")})
+
+
+def test_missing_wind_variable_one_line_naming_the_file(tmp_path):
+    only_u = simple_file(tmp_path / "only_u.nc", ["2019-09-01T06:00"], [2.0], [1.0], names=("u", None))
+    with pytest.raises(InputFileError) as e:
+        open_winds({"paths": str(only_u)})
+    assert "\n" not in str(e.value) and str(only_u) in str(e.value) and "missing wind variable v" in str(e.value)
+    nothing = tmp_path / "no_wind.nc"
+    t2m = (("time", "lat", "lon"), np.zeros((1, 2, 2)), {"units": "K"})
+    when = pd.to_datetime(["2019-09-01"]).values
+    xr.Dataset({"t2m": t2m}, coords={"time": when, "lat": [0.0, 1.0], "lon": [0.0, 1.0]}).to_netcdf(nothing)
+    with pytest.raises(InputFileError) as e:
+        open_winds({"paths": str(nothing)})
+    assert "\n" not in str(e.value) and str(nothing) in str(e.value) and "missing wind variable" in str(e.value)
+
+
+def test_real_era5_with_a_wrong_unit_or_without_v(ddeq_data, tmp_path):
+    """The shipped ERA5 file, altered: a unit other than m s-1, then the v component removed."""
+    src = ddeq_data / "era5" / "Matimba_ERA5-pl-20210725.nc"
+    ds = xr.open_dataset(src).load()
+    bad = ds.copy()
+    bad["u"].attrs["units"] = "km h**-1"
+    bad.to_netcdf(tmp_path / "pl_kmh.nc")
+    with pytest.raises(InputFileError) as e:
+        open_winds({"paths": str(tmp_path / "pl_kmh.nc"), "level": {"kind": "pressure"}})
+    assert "\n" not in str(e.value) and "pl_kmh.nc: variable u has units 'km h**-1'" in str(e.value)
+    ds.drop_vars("v").to_netcdf(tmp_path / "pl_no_v.nc")
+    with pytest.raises(InputFileError, match=r"pl_no_v.nc: missing wind variable v \(found u\)"):
+        open_winds({"paths": str(tmp_path / "pl_no_v.nc"), "level": {"kind": "pressure"}})
+
+
+def test_missing_file_and_unknown_pressure_level(tmp_path, ddeq_data):
+    with pytest.raises(InputFileError, match="nowhere.nc: wind file not found"):
+        open_winds({"paths": str(tmp_path / "nowhere.nc")})
+    assert open_winds({"paths": str(tmp_path / "*.nc")}).files == []  # an empty glob: no files, fallback
+    pl = str(ddeq_data / "era5" / "Matimba_ERA5-pl-20210725.nc")
+    w = open_winds({"paths": pl, "level": {"kind": "pressure", "pressure_hpa": 500}})
+    with pytest.raises(ConfigError, match="quantify.winds.level.pressure_hpa: 500 hPa is not in"):
+        w.at([-23.7], [27.6], "2021-07-25T11:00")
+    with pytest.raises(ConfigError, match="quantify.winds.level.kind"):
+        open_winds({"paths": pl, "level": {"kind": "sometimes"}})
+
+
+def test_layer_needs_surface_geopotential(ddeq_data):
+    pl = str(ddeq_data / "era5" / "Matimba_ERA5-pl-20210725.nc")
+    w = open_winds({"paths": pl, "level": {"kind": "layer"}})
+    with pytest.raises(ConfigError, match="surface geopotential"):
+        w.at([-23.7], [27.6], "2021-07-25T11:00")
+
+
+def test_interp_columns_linear_profile_mean_is_exact():
+    h = np.array([[np.nan], [100.0], [300.0], [1000.0]])  # one level missing (below ground)
+    u = np.array([[99.0], [1.0], [3.0], [10.0]])  # u = h / 100
+    z = (np.arange(10)[:, None] + 0.5) / 10 * 200.0 + 100.0  # 100..300 m
+    (ui,) = interp_columns(h, [u], z)
+    assert ui.mean() == pytest.approx(2.0)
+    (below,) = interp_columns(h, [u], np.array([[10.0]]))
+    assert below[0, 0] == pytest.approx(1.0)  # constant below the lowest valid level
