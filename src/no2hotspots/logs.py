@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 
 
@@ -20,5 +21,9 @@ def setup(level: str | int | None = None) -> None:
 
 
 def progress_disabled() -> bool:
-    """Progress bars are on in a terminal, off when NO2HOTSPOTS_PROGRESS=0 (tests set it)."""
-    return os.environ.get("NO2HOTSPOTS_PROGRESS", "1") == "0"
+    """Progress bars show in a terminal and nowhere else (a log file, CI, `dvc exp run`); NO2HOTSPOTS_PROGRESS=1
+    forces them on, =0 off."""
+    forced = os.environ.get("NO2HOTSPOTS_PROGRESS")
+    if forced in ("0", "1"):
+        return forced == "0"
+    return not sys.stderr.isatty()

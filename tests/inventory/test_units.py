@@ -139,8 +139,13 @@ def _points(p, unit):
 def test_csv_reader_converts_milligram_and_megagram(tmp_path):
     p = _csv(tmp_path, [2.0, 3.0])
     np.testing.assert_allclose(_points(p, "Mg/yr").nox_t_per_yr, [2.0, 3.0])
-    np.testing.assert_allclose(_points(p, "mg/s").nox_t_per_yr, np.array([2.0, 3.0]) * 1e-9 * YEAR_S, rtol=1e-12)
     np.testing.assert_allclose(_points(p, "kt/yr").nox_t_per_yr, [2000.0, 3000.0])
+    (tmp_path / "big").mkdir()
+    big = _csv(tmp_path / "big", [2.0e6, 3.0e6])  # 2-3 kg/s: plausible point sources, written in mg/s
+    np.testing.assert_allclose(_points(big, "mg/s").nox_t_per_yr, np.array([2e6, 3e6]) * 1e-9 * YEAR_S, rtol=1e-12)
+    # 2-3 mg/s is 0.06-0.09 t/yr: no inventory of point sources looks like that; the reader says so
+    with pytest.raises(InputFileError, match=r"median 0\.0789 t/yr after converting from 'mg/s' is implausible"):
+        _points(p, "mg/s")
 
 
 @pytest.mark.parametrize("unit", ["kg", "mol/s", "kg m-2 s-1", "ton/yr", "kg/s/s"])

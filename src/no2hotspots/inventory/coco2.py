@@ -28,6 +28,13 @@ def read_coco2(path: str | Path) -> pd.DataFrame:
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise InputFileError(path, f"missing column(s) {', '.join(missing)} (not a CoCO2 catalogue?)")
+    for col in ("latitude", "longitude", "co2_emis_ty", "nox_emis_ty"):
+        vals = pd.to_numeric(df[col], errors="coerce")
+        if vals.isna().any():
+            raise InputFileError(
+                path, f"column {col} has non-numeric or empty values, e.g. {df[col][vals.isna()].iloc[0]!r}"
+            )
+        df[col] = vals.astype(float)
     for col, lo, hi in (("latitude", -90, 90), ("longitude", -180, 180)):
         bad = ~df[col].between(lo, hi)
         if bad.any():
@@ -35,6 +42,9 @@ def read_coco2(path: str | Path) -> pd.DataFrame:
     for col in ("co2_emis_ty", "nox_emis_ty"):
         if (df[col] < 0).any() or not np.isfinite(df[col]).all():
             raise InputFileError(path, f"column {col} has negative or non-finite emissions")
+    from .points_csv import check_no_repeats
+
+    check_no_repeats(df, path)
     key = ["latitude", "longitude"]
     sites = (
         df.groupby(key, sort=False)

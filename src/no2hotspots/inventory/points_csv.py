@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 POINT_COLUMNS = ("id", "name", "iso3", "fuel", "lat", "lon", "nox_t_per_yr", "co2_t_per_yr", "n_units")
 
 
+#: a point-source inventory whose median positive rate [t/yr] lies outside these is in other units than configured
+PLAUSIBLE_MEDIAN_T_PER_YR = {"nox": (1.0, 1.0e5), "co2": (100.0, 5.0e7)}
+
+
 def read_points_csv(
     path: str | Path,
     columns: Mapping[str, str | None],
@@ -40,11 +44,37 @@ def read_points_csv(
     ``iso3``, ``fuel`` optional (None/absent = not in the file). ``units`` gives the unit of ``nox`` and ``co2``
     (e.g. ``"kt/yr"``, ``"kg/s"``; default ``t/yr``); rates are converted to t/yr. With ``aggregate_sites`` rows at
     identical coordinates (units of one plant) are summed into one site. ``key`` is the config prefix used in
-    error messages (``inventory.columns.lat`` ...).
+    error messages (``inventory.columns.lat`` ...). Repeated rows, non-numeric values and rates whose median is
+    implausible for point sources (a wrong unit) are one-line errors naming the file and column.
     """
     path = Path(path)
-    units = dict(units or {})
     columns = {k: v for k, v in dict(columns).items() if v not in (None, "")}
+    factors = _factors(columns, dict(units or {}), key)
+    df = read_csv(path, sep=sep)
+    missing = [f"{v} (for {k})" for k, v in columns.items() if v not in df.columns]
+    if missing:
+        raise InputFileError(path, f"missing column(s) {', '.join(missing)}; set {key}.columns to the file's names")
+    check_no_repeats(df, path)
+    empty = df[columns["lat"]].isna() | df[columns["lon"]].isna()
+    if empty.any():
+        log.warning("%s: %d row(s) without coordinates skipped", path, int(empty.sum()))
+        df = df.loc[~empty].reset_index(drop=True)
+    out = pd.DataFrame(index=df.index)
+    for name in ("lat", "lon"):
+        out[name] = _coordinate(df[columns[name]], name, path)
+    for sp in ("nox", "co2"):
+        out[f"{sp}_t_per_yr"] = _rates(df, columns, sp, factors, path, units) if sp in columns else np.nan
+    for name in ("id", "name", "iso3", "fuel"):
+        out[name] = df[columns[name]].astype(str).to_numpy() if name in columns else None
+    if "id" not in columns:
+        out["id"] = [f"{path.stem}_{i:05d}" for i in range(len(df))]
+    out["n_units"] = 1
+    if aggregate_sites and len(out):
+        out = _sites(out, "fuel" in columns)
+    return out[list(POINT_COLUMNS)].reset_index(drop=True)
+
+
+def _factors(columns: dict, units: dict, key: str) -> dict[str, float]:
     for req in ("lat", "lon"):
         if req not in columns:
             raise ConfigError(f"{key}.columns.{req}", "required (name of the CSV column)")
@@ -58,62 +88,77 @@ def read_points_csv(
             if f is None:
                 raise ConfigError(f"{key}.units.{sp}", f"unknown emission unit {unit!r} (known: {KNOWN_RATE_UNITS})")
             factors[sp] = f
-    df = read_csv(path, sep=sep)
-    missing = [f"{v} (for {k})" for k, v in columns.items() if v not in df.columns]
-    if missing:
-        raise InputFileError(path, f"missing column(s) {', '.join(missing)}; set {key}.columns to the file's names")
+    return factors
 
-    empty = df[columns["lat"]].isna() | df[columns["lon"]].isna()
-    if empty.any():
-        log.warning("%s: %d row(s) without coordinates skipped", path, int(empty.sum()))
-        df = df.loc[~empty].reset_index(drop=True)
-    out = pd.DataFrame(index=df.index)
-    for name in ("lat", "lon"):
-        col = columns[name]
-        vals = pd.to_numeric(df[col], errors="coerce")
-        if vals.isna().any():
-            bad = df.loc[vals.isna(), col].iloc[0]
-            raise InputFileError(path, f"column {col} has non-numeric values, e.g. {bad!r}")
-        lo, hi = (-90, 90) if name == "lat" else (-180, 180)
-        bad = ~vals.between(lo, hi)
-        if bad.any():
-            raise InputFileError(path, f"column {col} has values outside {lo}..{hi}, e.g. {float(vals[bad].iloc[0])}")
-        out[name] = vals.astype(float)
-    for sp in ("nox", "co2"):
-        target = f"{sp}_t_per_yr"
-        if sp not in columns:
-            out[target] = np.nan
-            continue
-        col = columns[sp]
-        vals = pd.to_numeric(df[col], errors="coerce")
-        if (vals < 0).any() or np.isinf(vals).any():
-            raise InputFileError(path, f"column {col} has negative or infinite emissions")
-        if vals.isna().all():
-            raise InputFileError(path, f"column {col} has no numeric emission values")
-        out[target] = vals.astype(float) * factors[sp]
-    for name in ("id", "name", "iso3", "fuel"):
-        out[name] = df[columns[name]].astype(str).to_numpy() if name in columns else None
-    if "id" not in columns:
-        out["id"] = [f"{path.stem}_{i:05d}" for i in range(len(df))]
-    out["n_units"] = 1
 
-    if aggregate_sites and len(out):
-        key = ["lat", "lon"]
-        sites = (
-            out.groupby(key, sort=False)
-            .agg(
-                id=("id", "first"),
-                name=("name", "first"),
-                iso3=("iso3", "first"),
-                nox_t_per_yr=("nox_t_per_yr", "sum"),
-                co2_t_per_yr=("co2_t_per_yr", "sum"),
-                n_units=("n_units", "sum"),
-            )
-            .reset_index()
+def check_no_repeats(df: pd.DataFrame, path) -> None:
+    """A row repeated exactly would count a source twice: one-line error naming both lines of the CSV file
+    (header = line 1). Rows that share an id or coordinates are units of one plant, summed into one site."""
+    rep = df.duplicated(keep="first").to_numpy()
+    if rep.any():
+        i = int(np.flatnonzero(rep)[0])
+        first = int(np.flatnonzero((df.iloc[:i] == df.iloc[i]).all(axis=1).to_numpy())[0])
+        raise InputFileError(
+            path, f"line {i + 2} repeats line {first + 2} ({int(rep.sum())} repeated row(s)); remove the duplicates"
         )
-        for sp in ("nox", "co2"):  # a site without any value stays NaN (sum would give 0)
-            has = out[f"{sp}_t_per_yr"].notna().groupby([out[k] for k in key], sort=False).any().to_numpy()
-            sites.loc[~has, f"{sp}_t_per_yr"] = np.nan
-        sites["fuel"] = site_mode(out, key, "fuel", sites) if "fuel" in columns else None
-        out = sites
-    return out[list(POINT_COLUMNS)].reset_index(drop=True)
+
+
+def _coordinate(values: pd.Series, name: str, path) -> pd.Series:
+    vals = pd.to_numeric(values, errors="coerce")
+    if vals.isna().any():
+        raise InputFileError(path, f"column {values.name} has non-numeric values, e.g. {values[vals.isna()].iloc[0]!r}")
+    lo, hi = (-90, 90) if name == "lat" else (-180, 180)
+    bad = ~vals.between(lo, hi)
+    if bad.any():
+        raise InputFileError(
+            path, f"column {values.name} has values outside {lo}..{hi}, e.g. {float(vals[bad].iloc[0])}"
+        )
+    return vals.astype(float)
+
+
+def _rates(df: pd.DataFrame, columns: dict, sp: str, factors: dict, path, units) -> pd.Series:
+    """One species in t/yr: empty cells stay NaN (not in the inventory), text is an error, and so is a median
+    that no point-source inventory has (a unit mistake: mg/s read as t/yr, t/yr as kg/yr ...)."""
+    col = columns[sp]
+    raw = df[col]
+    vals = pd.to_numeric(raw, errors="coerce")
+    text = vals.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
+    if text.any():
+        raise InputFileError(path, f"column {col} has non-numeric values, e.g. {raw[text].iloc[0]!r}")
+    if (vals < 0).any() or np.isinf(vals).any():
+        raise InputFileError(path, f"column {col} has negative or infinite emissions")
+    if vals.isna().all():
+        raise InputFileError(path, f"column {col} has no numeric emission values")
+    out = vals.astype(float) * factors[sp]
+    positive = out[out > 0]
+    lo, hi = PLAUSIBLE_MEDIAN_T_PER_YR[sp]
+    if len(positive) and not lo <= float(positive.median()) <= hi:
+        unit = dict(units or {}).get(sp, "t/yr")
+        raise InputFileError(
+            path,
+            f"column {col}: median {float(positive.median()):.3g} t/yr after converting from "
+            f"{unit!r} is implausible for point sources ({lo:g}..{hi:g}); wrong unit?",
+        )
+    return out
+
+
+def _sites(out: pd.DataFrame, has_fuel: bool) -> pd.DataFrame:
+    """Rows at identical coordinates (units of one plant) summed into one site."""
+    key = ["lat", "lon"]
+    sites = (
+        out.groupby(key, sort=False)
+        .agg(
+            id=("id", "first"),
+            name=("name", "first"),
+            iso3=("iso3", "first"),
+            nox_t_per_yr=("nox_t_per_yr", "sum"),
+            co2_t_per_yr=("co2_t_per_yr", "sum"),
+            n_units=("n_units", "sum"),
+        )
+        .reset_index()
+    )
+    for sp in ("nox", "co2"):  # a site without any value stays NaN (sum would give 0)
+        has = out[f"{sp}_t_per_yr"].notna().groupby([out[k] for k in key], sort=False).any().to_numpy()
+        sites.loc[~has, f"{sp}_t_per_yr"] = np.nan
+    sites["fuel"] = site_mode(out, key, "fuel", sites) if has_fuel else None
+    return sites

@@ -75,8 +75,6 @@ def register_run(
     """
     import mlflow
 
-    from .. import tracking
-
     client = mlflow.MlflowClient()
     run = client.get_run(run_id)
     if model_uri is None:
@@ -85,6 +83,40 @@ def register_run(
         model_uri = _run_model_uri(client, run_id, "model")
     new_value = run.data.metrics.get(compare_metric)
     versions = _versions(run.data.tags)
+    version = _register_version(client, run, model_name, model_uri, compare_metric, versions, tag_metrics)
+    champ = _champion(client, model_name, champion_alias, compare_metric)
+    wins, reason = _decide(version, new_value, versions, champ, compare_metric, greater_is_better, on_version_mismatch)
+    alias = champion_alias if wins else challenger_alias
+    client.set_registered_model_alias(model_name, alias, str(version))
+    client.set_model_version_tag(model_name, str(version), "alias_given", alias)
+    client.set_model_version_tag(model_name, str(version), "alias_reason", reason)
+    log.info("%s version %d is %s (%s)", model_name, version, alias, reason)
+    return {
+        "name": model_name,
+        "version": version,
+        "alias": alias,
+        "champion_version": version if wins else champ["version"],
+        "previous_champion_version": champ["version"],
+        "compare_metric": compare_metric,
+        "greater_is_better": bool(greater_is_better),
+        "new_value": new_value,
+        "champion_value": champ["value"],
+        "compared": reason.startswith(compare_metric),
+        "reason": reason,
+        **versions,
+        "run_id": run_id,
+        "model_uri": model_uri,
+        "registered_uri": f"models:/{model_name}/{version}",
+        "champion_uri": f"models:/{model_name}@{champion_alias}",
+    }
+
+
+def _register_version(client, run, model_name, model_uri, compare_metric, versions, tag_metrics) -> int:
+    """Register the run's model (or, for a run registered before, update that version's tags); its number."""
+    import mlflow
+
+    from .. import tracking
+
     tags = {
         "data_version": run.data.tags.get("data_version", "unknown"),
         "git_commit": run.data.tags.get("git_commit", tracking.git_commit()),
@@ -98,56 +130,40 @@ def register_run(
         client.create_registered_model(
             model_name, description="no2hotspots CNN: 64x64 NO2 field -> relative emission map (see the training run)"
         )
-    version = _existing_version(client, model_name, run_id)
+    version = _existing_version(client, model_name, run.info.run_id)
     if version is None:
-        version = int(mlflow.register_model(model_uri, model_name, tags=tags).version)
-    else:  # the same training run again (e.g. re-scored): update its version, do not register a duplicate
-        for k, v in tags.items():
-            client.set_model_version_tag(model_name, str(version), k, v)
-    champ_version, champ_value, champ_versions = None, None, None
+        return int(mlflow.register_model(model_uri, model_name, tags=tags).version)
+    for k, v in tags.items():  # the same training run again (e.g. re-scored): no duplicate version
+        client.set_model_version_tag(model_name, str(version), k, v)
+    return version
+
+
+def _champion(client, model_name: str, alias: str, compare_metric: str) -> dict:
+    """The current champion's version, compared value and version tags (all None without a champion)."""
+    import mlflow
+
     try:
-        champ = client.get_model_version_by_alias(model_name, champion_alias)
-        champ_version = int(champ.version)
-        champ_value = client.get_run(champ.run_id).data.metrics.get(compare_metric)
-        champ_versions = _versions(champ.tags)
+        mv = client.get_model_version_by_alias(model_name, alias)
     except mlflow.exceptions.MlflowException:
-        champ = None
-    comparable = champ is None or champ_versions == versions
-    if champ is not None and champ_version == version:
-        reason, wins, comparable = "already the champion (re-registered run)", True, True
-    elif champ is None:
-        reason = "no champion yet"
-        wins = True
-    elif not comparable:
-        differ = [k for k in VERSION_TAGS if champ_versions[k] != versions[k]]
-        reason = f"not compared: {', '.join(differ)} differ from the champion's (v{champ_version})"
-        wins = on_version_mismatch == "replace"
-    else:
-        wins = _better(new_value, champ_value, greater_is_better)
-        reason = f"{compare_metric} {new_value} vs the champion's {champ_value}"
-    alias = champion_alias if wins else challenger_alias
-    client.set_registered_model_alias(model_name, alias, str(version))
-    client.set_model_version_tag(model_name, str(version), "alias_given", alias)
-    client.set_model_version_tag(model_name, str(version), "alias_reason", reason)
-    log.info("%s version %d is %s (%s)", model_name, version, alias, reason)
-    return {
-        "name": model_name,
-        "version": version,
-        "alias": alias,
-        "champion_version": version if wins else champ_version,
-        "previous_champion_version": champ_version,
-        "compare_metric": compare_metric,
-        "greater_is_better": bool(greater_is_better),
-        "new_value": new_value,
-        "champion_value": champ_value,
-        "compared": bool(comparable and champ is not None),
-        "reason": reason,
-        **versions,
-        "run_id": run_id,
-        "model_uri": model_uri,
-        "registered_uri": f"models:/{model_name}/{version}",
-        "champion_uri": f"models:/{model_name}@{champion_alias}",
-    }
+        return {"version": None, "value": None, "versions": None}
+    value = client.get_run(mv.run_id).data.metrics.get(compare_metric)
+    return {"version": int(mv.version), "value": value, "versions": _versions(mv.tags)}
+
+
+def _decide(version, new_value, versions, champ, compare_metric, greater_is_better, on_mismatch) -> tuple[bool, str]:
+    """Does the new version take the champion alias, and why."""
+    if champ["version"] is None:
+        return True, "no champion yet"
+    if champ["version"] == version:
+        return True, "already the champion (re-registered run)"
+    if champ["versions"] != versions:
+        differ = [k for k in VERSION_TAGS if champ["versions"][k] != versions[k]]
+        return (
+            on_mismatch == "replace",
+            f"not compared: {', '.join(differ)} differ from the champion's (v{champ['version']})",
+        )
+    wins = _better(new_value, champ["value"], greater_is_better)
+    return wins, f"{compare_metric} {new_value} vs the champion's {champ['value']}"
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:

@@ -1,0 +1,112 @@
+"""The code each DVC stage runs, derived from imports: what `dvc.yaml` must list as the stage's code deps.
+
+A stage's command is ``python -m no2hotspots STAGE``: that executes the package's ``__init__``/``__main__``/``cli``
+and the stage's module (``no2hotspots.cli.STAGES``), and everything they import, at module level or inside
+functions (a lazy import runs too). The closure over ``import`` statements (read with ``ast``, relative imports
+resolved, a package's ``__init__`` counted whenever one of its modules is) is the stage's code. ``dvc.yaml`` lists
+it compactly: a folder when every module in it is used, single files otherwise (:func:`compact`).
+
+``python tests/dvcdeps.py`` prints the compact list per stage.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PKG = "no2hotspots"
+
+
+def module_file(name: str) -> Path | None:
+    base = SRC / Path(*name.split("."))
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    return None
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1])
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            out.add(base)
+            out.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import submodule`
+    return {m for m in out if m == PKG or m.startswith(PKG + ".")}
+
+
+def closure(*modules: str) -> set[Path]:
+    """Files of every project module that importing ``modules`` executes."""
+    todo, seen, files = list(modules), set(), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = module_file(name)
+        if path is None:
+            continue  # `from pkg import function`: not a module
+        files.add(path)
+        parts = name.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # parent packages' __init__ run first
+        todo.extend(_imports(path, name))
+    return files
+
+
+def stage_code(stage: str) -> set[Path]:
+    sys.path.insert(0, str(SRC))
+    from no2hotspots.cli import STAGES
+
+    return closure(f"{PKG}.__main__", f"{PKG}.cli", STAGES[stage][0])
+
+
+def compact(files: set[Path]) -> list[str]:
+    """Folders whose .py files are all used, else the files; paths relative to the repository root."""
+    root = SRC.parent
+    out: list[str] = []
+    by_dir: dict[Path, set[Path]] = {}
+    for f in files:
+        by_dir.setdefault(f.parent, set()).add(f)
+    for d in sorted(by_dir):
+        every = set(d.glob("*.py"))
+        nested = [p for p in d.iterdir() if p.is_dir() and (p / "__init__.py").exists()]
+        if d != SRC / PKG and by_dir[d] == every and all(set(n.rglob("*.py")) <= files for n in nested):
+            out.append(str(d.relative_to(root)))
+        else:
+            out.extend(str(f.relative_to(root)) for f in sorted(by_dir[d]))
+    # drop entries inside a listed folder
+    folders = [o for o in out if not o.endswith(".py")]
+    return sorted(o for o in out if not any(o != f and o.startswith(f + "/") for f in folders))
+
+
+def expand(deps: list[str]) -> set[Path]:
+    """dvc.yaml deps under src/ as the set of .py files they cover."""
+    root = SRC.parent
+    out: set[Path] = set()
+    for d in deps:
+        p = root / d
+        if not str(d).startswith("src/"):
+            continue
+        out.update(p.rglob("*.py") if p.is_dir() else [p])
+    return out
+
+
+if __name__ == "__main__":
+    from no2hotspots.cli import STAGES
+
+    for stage in STAGES:
+        print(f"{stage}:")
+        for dep in compact(stage_code(stage)):
+            print(f"  - {dep}")
