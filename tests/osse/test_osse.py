@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import netCDF4
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
 
-from no2hotspots.config import compose
 from no2hotspots.errors import ConfigError
 from no2hotspots.inventory import load_points, points_in_bbox
 from no2hotspots.osse.geometry import across_track_edges_km, granule_grid, region_outline
@@ -18,36 +15,24 @@ from no2hotspots.osse.run import run
 from no2hotspots.osse.transport import release_puffs, render_puffs
 from no2hotspots.osse.weather import DayWind
 
-BBOX = "[111.0,37.3,112.5,38.5]"  # Taiyuan: a handful of large CoCO2 plants
-TINY = ["osse.dates.days=3", f"osse.region.bbox={BBOX}", "osse.transport.release_hours=4", "osse.region.margin_deg=0.1"]
-
-
-def _cfg(data_dir, out, extra=()):
-    return compose([f"paths.data={data_dir}", f"paths.outputs={out}", *TINY, *extra])
+from .helpers import digest, osse_cfg
 
 
 @pytest.fixture(scope="module")
-def osse_run(coco2_csv, tmp_path_factory):
-    data_dir = coco2_csv.parent.parent
-    out = tmp_path_factory.mktemp("osse_a")
-    cfg = _cfg(data_dir, out)
-    run(cfg)
-    return cfg, out / "osse"
+def osse_run(osse_base):
+    cfg, _, out = osse_base
+    return cfg, out
 
 
-def _digest(folder):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def test_same_seed_gives_identical_files(osse_run, coco2_csv, tmp_path):
+def test_same_seed_gives_identical_files(osse_run, data_dir, tmp_path):
     cfg, out = osse_run
-    run(_cfg(coco2_csv.parent.parent, tmp_path))
-    a, b = _digest(out), _digest(tmp_path / "osse")
+    run(osse_cfg(data_dir, tmp_path))
+    a, b = digest(out), digest(tmp_path / "osse")
     # config.json records the (different) output folder; everything else is byte-identical
-    assert a.pop("config.json") and b.pop("config.json")
-    assert a == b and len([n for n in a if n.startswith("S5P_OSSE_L2__NO2____")]) >= 3
-    run(_cfg(coco2_csv.parent.parent, tmp_path / "other", ["seed=7"]))
-    c = _digest(tmp_path / "other" / "osse")
+    assert a.pop("truth/config.json") and b.pop("truth/config.json")
+    assert a == b and len([n for n in a if n.startswith("granules/S5P_OSSE_L2__NO2____")]) >= 3
+    run(osse_cfg(data_dir, tmp_path / "other", ["seed=7"]))
+    c = digest(tmp_path / "other" / "osse")
     assert {k for k in c if k.endswith("_truth.nc")} and any(a.get(k) != v for k, v in c.items() if k.endswith(".nc"))
 
 
@@ -118,6 +103,7 @@ def test_truth_files_list_the_region_sources(osse_run):
     gran = pd.read_csv(truth / "granules.csv")
     assert set(gran.file) == {p.name for p in (out / "granules").glob("*.nc")}
     assert len(list((truth / "fields").glob("*_truth.nc"))) == len(gran)
+    assert sorted(p.name for p in (truth / "winds").glob("*.nc")) == [f"{d}.nc" for d in sorted(set(gran.date))]
     winds = pd.read_csv(truth / "winds.csv")
     assert winds.date.nunique() == 3 and winds.speed_m_s.gt(0).all()
 
@@ -134,8 +120,8 @@ def test_clouds_lower_qa_and_observations_vary_by_day(osse_run):
     assert per_day.nunique() == len(per_day) and per_day.max() > 1.3 * per_day.min()
 
 
-def test_bad_region_is_one_line_config_error(coco2_csv, tmp_path):
-    cfg = _cfg(coco2_csv.parent.parent, tmp_path, ["osse.region.bbox=[112,38,111,39]"])
+def test_bad_region_is_one_line_config_error(data_dir, tmp_path):
+    cfg = osse_cfg(data_dir, tmp_path, ["osse.region.bbox=[112,38,111,39]"])
     with pytest.raises(ConfigError, match="osse.region.bbox"):
         run(cfg)
     assert not (tmp_path / "osse").exists()
