@@ -147,6 +147,8 @@ def test_period_from_detected_overpasses_only(case, qhelp):
 def test_per_overpass_layout_read_like_the_single_grid(case, qhelp):
     """The adapter reads the ingest contract's collection folder (grid.nc + overpasses/<key>.nc, each overpass on
     its own part of the grid) and the earlier single grid file identically."""
+    import inspect
+
     import xarray as xr
 
     from no2hotspots.contracts import grid as gridc
@@ -159,10 +161,11 @@ def test_per_overpass_layout_read_like_the_single_grid(case, qhelp):
         for i in range(ds.sizes["time"]):
             part = ds.isel(time=i, lat=slice(2, 38), lon=slice(0, 40))  # an overpass covering part of the grid
             key = f"granule_{i}"
+            extra = {"unit_hash": "x"} if "unit_hash" in inspect.signature(gridc.write_overpass).parameters else {}
             gridc.write_overpass(
                 gridc.overpass_path(folder, key), lat=part["lat"].values, lon=part["lon"].values, res=0.05,
                 no2=part["no2"].values, no2_precision=part["no2_precision"].values, coverage=part["coverage"].values,
-                time=ds["time"].values[i], source_file=f"{key}.nc", unit_hash="x",
+                time=ds["time"].values[i], source_file=f"{key}.nc", **extra,
             )  # fmt: skip
             rows.append({"key": key, "time": ds["time"].values[i], "source_file": f"{key}.nc", "i0": 2, "j0": 0,
                          "ny": 36, "nx": 40})  # fmt: skip
@@ -174,6 +177,16 @@ def test_per_overpass_layout_read_like_the_single_grid(case, qhelp):
     for (_, a), (_, b) in zip(single, per_file):
         np.testing.assert_array_equal(a["no2"].values[2:38], b["no2"].values)
         assert b["no2"].dims == ("lat", "lon") and b.attrs["overpass"].startswith("granule_")
+
+
+def test_no_hotspots_gives_readable_empty_tables(case, qhelp):
+    tmp, ov = case
+    hot = pd.read_csv(tmp / "detect" / "synth" / "hotspots.csv").iloc[0:0]
+    hot.to_csv(tmp / "detect" / "synth" / "hotspots.csv", index=False)
+    out = run(qhelp.quantify_cfg(ov))["synth"]
+    assert out["n_hotspots"] == 0 and out["n_overpasses"] == 3
+    for f in ("estimates_overpass.csv", "estimates_period.csv", "hotspot_rates.csv"):
+        assert len(pd.read_csv(tmp / "out" / "synth" / f)) == 0
 
 
 def test_config_and_input_errors_are_one_line(case, qhelp):

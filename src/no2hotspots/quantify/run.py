@@ -48,6 +48,9 @@ ESTIMATORS = {"csf": csf, "ime": ime, "divergence": divergence}
 METHODS = (*ESTIMATORS, ddeq_ref.METHOD)
 DIRECTION_MODES = ("auto", "wind", "plume")
 SIGMA_COMPONENTS = (*COMPONENTS,)
+#: header of an estimates table without rows (no hotspot in the collection): still a readable CSV
+EMPTY_COLUMNS = ("hotspot_id", "site_id", "time", "lat", "lon", "method", "nox_t_per_yr", "nox_sigma_t_per_yr",
+                 "co2_mt_per_yr", "co2_sigma_mt_per_yr", "inventory_nox_t_per_yr", "quality_flags")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -277,7 +280,7 @@ def estimate_rows(ests: list[Estimate], base: dict, ratio) -> list[dict]:
             "co2_nox_ratio": ratio.ratio,
             "co2_nox_ratio_rel_sigma": ratio.rel_sigma,
             "co2_basis": ratio.basis,
-            "flags": " ".join(e.flags),
+            "quality_flags": " ".join(e.flags),
         }
         for k in ("n_transects", "noise_chi", "noise_k", "detected_pixels", "decay_time_h"):
             if k in e.diag:
@@ -362,8 +365,8 @@ def quantify_collection(cfg: DictConfig, name: str, model_uncertainty: Callable 
             }
             rows_s += estimate_rows(ests, base, ratio)
 
-    est_h = pd.DataFrame(rows_h)
-    est_s = pd.DataFrame(rows_s)
+    est_h = pd.DataFrame(rows_h, columns=None if rows_h else list(EMPTY_COLUMNS))
+    est_s = pd.DataFrame(rows_s, columns=None if rows_s else list(EMPTY_COLUMNS))
     period = period_table(est_s, sites, site_ratio, s)
     wide = hotspot_wide(hot, est_h, s)
     summary = write_outputs(name, s, est_h, est_s, period, wide, winds.describe(), n_ov, inv is not None, t0)
@@ -379,7 +382,8 @@ def _km(a, b) -> float:
 def period_table(est_s: pd.DataFrame, sites: pd.DataFrame, site_ratio: dict, s: dict) -> pd.DataFrame:
     rows = []
     if est_s.empty:
-        return pd.DataFrame(rows)
+        return pd.DataFrame(columns=["site_id", "lat", "lon", "method", "n_overpasses", "nox_t_per_yr",
+                                     "nox_sigma_t_per_yr", "co2_mt_per_yr", "co2_sigma_mt_per_yr"])  # fmt: skip
     corr = s["period"].correlation
     for (sid, m), g in est_s.groupby(["site_id", "method"], sort=True):
         comps = {c: g[f"nox_sigma_{c}_t_per_yr"].to_numpy(float) for c in SIGMA_COMPONENTS}
@@ -443,7 +447,7 @@ def hotspot_wide(hot: pd.DataFrame, est_h: pd.DataFrame, s: dict) -> pd.DataFram
             ("nox_sigma_t_per_yr", f"nox_{m}_sigma_t_per_yr"),
             ("co2_mt_per_yr", f"co2_{m}_mt_per_yr"),
             ("co2_sigma_mt_per_yr", f"co2_{m}_sigma_mt_per_yr"),
-            ("flags", f"{m}_flags"),
+            ("quality_flags", f"{m}_quality_flags"),
         ):
             out[dst] = out["hotspot_id"].map(e[src])
     return out
