@@ -167,9 +167,10 @@ def _finish(rng, n, st: Settings, pop, rows, cols, nox, site, layout, *, distrac
     direction0 = rng.uniform(0.0, 360.0, n)
     puff = rng.random(n) < st.puffs.fraction
     t = series_times(st)
-    spd_s, dir_s = sample_winds(rng, n, st, mean_speed, direction0)
-    spd_s = np.where(puff[:, None], spd_s, mean_speed[:, None])
-    dir_s = np.where(puff[:, None], dir_s, direction0[:, None])
+    spd_s = np.repeat(mean_speed[:, None], t.size, axis=1)  # steady for Gaussian-plume scenes
+    dir_s = np.repeat(direction0[:, None], t.size, axis=1)
+    if puff.any():
+        spd_s[puff], dir_s[puff] = sample_winds(rng, int(puff.sum()), st, mean_speed[puff], direction0[puff])
     t_ov = st.puffs.release_hours * 3600.0
     spd_ov, dir_ov = SourceWinds(t, spd_s, dir_s).series(t_ov)
     dis = sample_distractors(rng, n, st, probability=None if distractors else 0.0)

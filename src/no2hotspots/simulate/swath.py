@@ -37,26 +37,28 @@ def position_range_km(st: Settings) -> tuple[float, float]:
     return float(e[0] + half), float(e[-1] - half)
 
 
-def _overlap(lo_a, hi_a, lo_b, hi_b):
-    return np.clip(np.minimum(hi_a[:, None], hi_b[None, :]) - np.maximum(lo_a[:, None], lo_b[None, :]), 0.0, None)
+def scene_pixels(edges_km: np.ndarray, centres_km: np.ndarray, size_px: int, cell_km: float):
+    """The instrument pixels over scenes centred at ``centres_km`` (n,): ``(ov, width_km)``.
 
-
-def scene_pixels(edges_km: np.ndarray, centre_km: float, size_px: int, cell_km: float):
-    """The instrument pixels over one scene: edges in scene column units and (A, R) as in the module doc.
-
-    Returns ``(pix_edges_col, A (P, N), R (N, P), width_km (P,))`` with column ``k``'s cell spanning
-    ``[k - 0.5, k + 0.5]``."""
+    ``ov`` (n, size, P) is the overlap of scene cell k (one column wide) with pixel j in column units, pixels cut
+    to the scene (so A, R of the module doc are ``ov`` normalised over cells and ``ov`` itself); ``width_km``
+    (n, P) the pixels' full widths (0 for padding). P is the most pixels any scene meets."""
+    centres_km = np.asarray(centres_km, float)
     half = size_px * cell_km / 2
-    lo, hi = centre_km - half, centre_km + half
-    j0 = int(np.searchsorted(edges_km, lo, side="right") - 1)
-    j1 = int(np.searchsorted(edges_km, hi, side="left"))
-    pe = edges_km[max(j0, 0) : j1 + 1]
-    pix = (pe - lo) / cell_km - 0.5  # in column units
-    cells = np.arange(size_px + 1) - 0.5
-    ov = _overlap(cells[:-1], cells[1:], pix[:-1], pix[1:])  # (N, P) overlap in column units
-    A = (ov / ov.sum(axis=0, keepdims=True)).T  # pixel = mean of the true column over its part inside the scene
-    R = ov  # cell = its area-weighted mean of pixels (cells are 1 column wide and fully covered)
-    return pix, A, R, np.diff(pe)
+    lo, hi = centres_km - half, centres_km + half
+    j0 = np.clip(np.searchsorted(edges_km, lo, side="right") - 1, 0, edges_km.size - 1)
+    j1 = np.clip(np.searchsorted(edges_km, hi, side="left"), 0, edges_km.size - 1)
+    p = int((j1 - j0).max()) if centres_km.size else 0
+    idx = np.minimum(j0[:, None] + np.arange(p + 1)[None, :], j1[:, None])  # (n, P + 1) edges, repeated past j1
+    pe = edges_km[idx]
+    width = np.diff(pe, axis=1)
+    cut = (np.clip(pe, lo[:, None], hi[:, None]) - lo[:, None]) / cell_km - 0.5  # column units, cut to the scene
+    k = np.arange(size_px + 1, dtype=float) - 0.5
+    k = k.astype(np.float32)
+    cut = cut.astype(np.float32)
+    ov = np.minimum(k[None, 1:, None], cut[:, None, 1:]) - np.maximum(k[None, :-1, None], cut[:, None, :-1])
+    np.maximum(ov, np.float32(0.0), out=ov)
+    return ov, width
 
 
 def observe(col, noise, stripes, st: Settings, centres_km: np.ndarray, rng: np.random.Generator):
@@ -64,23 +66,19 @@ def observe(col, noise, stripes, st: Settings, centres_km: np.ndarray, rng: np.r
 
     ``noise`` (n,) and ``stripes`` (n,) are the per-scene standard deviations [mol m-2] for a scene-cell-sized
     pixel; the random numbers come from ``rng``."""
-    edges = full_edges_km(st)
     n, size = col.shape[0], st.size_px
     cell_km = st.pixel_size_m / 1e3
-    parts = [scene_pixels(edges, float(c), size, cell_km) for c in centres_km]
-    pmax = max(p[1].shape[0] for p in parts)
-    M = np.zeros((n, size, size), np.float32)  # cells -> cells: R @ A
-    Rp = np.zeros((n, size, pmax), np.float32)  # noise pixels -> cells
-    scale = np.zeros((n, 1, pmax), np.float32)  # per pixel noise scale sqrt(cell / w)
-    for i, (_, A, R, w) in enumerate(parts):
-        P = A.shape[0]
-        M[i] = R @ A
-        Rp[i, :, :P] = R
-        scale[i, 0, :P] = np.sqrt(cell_km / w)
-    out = np.matmul(col, M.transpose(0, 2, 1))  # rows along track; columns through the operator
-    eps = rng.standard_normal((n, size, pmax), dtype=np.float32) * scale * noise.astype(np.float32)[:, None, None]
+    ov, width = scene_pixels(full_edges_km(st), centres_km, size, cell_km)
+    inside = ov.sum(axis=1, keepdims=True)  # (n, 1, P) each pixel's width inside the scene, in columns
+    A = np.divide(ov, inside, out=np.zeros_like(ov), where=inside > 0).transpose(0, 2, 1)  # (n, P, N)
+    Rt = np.ascontiguousarray(ov.transpose(0, 2, 1))  # (n, P, N): R transposed
+    Mt = np.matmul(A.transpose(0, 2, 1), Rt)  # (n, N, N): (R @ A) transposed, so rows multiply from the left
+    scale = np.sqrt(np.divide(cell_km, width, out=np.zeros_like(width), where=width > 0)).astype(np.float32)
+    out = np.matmul(col, Mt)  # rows along track; columns through the operator
+    pmax = Rt.shape[1]
+    eps = rng.standard_normal((n, size, pmax), dtype=np.float32) * (scale * noise.astype(np.float32)[:, None])[:, None]
     eps += rng.standard_normal((n, 1, pmax), dtype=np.float32) * stripes.astype(np.float32)[:, None, None]
-    out += np.matmul(eps, Rp.transpose(0, 2, 1))
+    out += np.matmul(eps, Rt)
     return out
 
 
