@@ -74,6 +74,11 @@ def test_train_register_and_load_the_champion_through_the_server(team_server, ti
 
 
 def _worker(i: int, tmp_path: Path, sim: Path, storage: str, url: str, study: str) -> subprocess.Popen:
+    """One worker as docs/team.md runs it: the storage URL without its password, which libpq reads from PGPASSWORD."""
+    from no2hotspots.server.run import without_password
+
+    password = storage.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    storage = without_password(storage)
     cmd = [
         sys.executable,
         "-m",
@@ -93,7 +98,7 @@ def _worker(i: int, tmp_path: Path, sim: Path, storage: str, url: str, study: st
         "train.num_threads=1",
         *[o for o in TINY_MODEL if "widths" not in o and "stem.width" not in o],
     ]
-    env = {**os.environ, "NO2HOTSPOTS_PROGRESS": "0"}
+    env = {**os.environ, "NO2HOTSPOTS_PROGRESS": "0", "PGPASSWORD": password}
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -141,8 +146,10 @@ def test_two_sweep_workers_share_one_postgres_study_and_one_parent_run(team_serv
     assert len(workers) == 2 and set(workers.values()) == {"done"}
     assert parent.data.metrics["n_trials_done"] == 4
     assert parent.data.tags["best_run_id"] in {c.info.run_id for c in children}
-    password = team_server.storage.split(":")[2].split("@")[0]
-    assert password not in json.dumps(parent.data.params) and "***" in parent.data.params["sweep.storage"]
+    password = team_server.storage.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    assert password not in json.dumps(parent.data.params) + json.dumps(parent.data.tags)
+    for _, err in outs:
+        assert password not in err  # not even in the workers' logs
 
 
 @pytest.mark.slow

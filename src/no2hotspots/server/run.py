@@ -25,7 +25,6 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..atomic import write_json
 from ..config import require
 from ..errors import ConfigError
 from . import mlflow_server
@@ -119,8 +118,25 @@ def start(cfg: DictConfig) -> dict[str, Any]:
         "mlflow": {"host": str(_s(cfg, "mlflow.host")), "port": int(_s(cfg, "mlflow.port"))},
         "artifacts": str(d / "artifacts"),
     }
-    write_json(d / STATE, state)  # written via mkstemp: 0600, it holds the database password
+    _write_private(d / STATE, state)
     return state
+
+
+def _write_private(path: Path, obj: dict) -> None:
+    """Write JSON readable by its owner only (it holds the database password), atomically."""
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _init_optuna_schema(url: str) -> None:
@@ -145,7 +161,7 @@ def stop(cfg: DictConfig) -> dict[str, bool]:
     stopped_pg = pg.stop() if pg.initialised else False
     if state:
         state.update(mlflow_pid=None, postgres_pid=None)
-        write_json(d / STATE, state)
+        _write_private(d / STATE, state)
     return {"mlflow": stopped_mlflow, "postgres": stopped_pg}
 
 
@@ -183,10 +199,22 @@ def status_lines(st: dict[str, Any]) -> list[str]:
         ]
     if st.get("optuna_storage") and st["postgres_running"]:
         lines += [
-            f"  sweeps      hydra.sweeper.storage={mask_password(st['optuna_storage'])}",
-            f'              (the URL with its password: "optuna_storage_public" in {Path(st["dir"]) / STATE})',
+            f"  sweeps      hydra.sweeper.storage={without_password(st['optuna_storage'])}",
+            f"              with PGPASSWORD set to the password in {Path(st['dir']) / 'postgres' / 'secret.json'}",
+            f"              (or the URL with it, masked here: {mask_password(st['optuna_storage'])},",
+            f'              "optuna_storage_public" in {Path(st["dir"]) / STATE})',
         ]
     return lines
+
+
+def without_password(url: str) -> str:
+    """``scheme://user:secret@host/db`` -> ``scheme://user@host/db`` (libpq then reads ``PGPASSWORD``)."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", "@", 1)))
 
 
 def _foreground(cfg: DictConfig) -> None:
