@@ -261,13 +261,17 @@ def test_paper_scenes_are_the_papers_world(paper_settings, paper_world):
 def test_new_keys_are_checked(sim_overrides):
     from no2hotspots.errors import ConfigError
 
-    for override, key in [
-        ("simulate.sources.normalise_from=max", "simulate.sources.normalise_from"),
-        ("simulate.transport.puff_fraction=1.5", "simulate.transport.puff_fraction"),
-        ("simulate.distractors.nox_t_per_yr=[5000,100]", "simulate.distractors.nox_t_per_yr"),
-        ("simulate.pairs.separations_px=[1,1]", "simulate.pairs.separations_px"),
-        ("simulate.sources.neighbour_max_px=0.5", "simulate.sources.neighbour_max_px"),
+    base = compose(sim_overrides)
+    for key, value in [
+        ("simulate.sources.normalise_from", "max"),
+        ("simulate.transport.puff_fraction", 1.5),
+        ("simulate.distractors.nox_t_per_yr", [5000.0, 100.0]),
+        ("simulate.pairs.separations_px", [1, 1]),
+        ("simulate.sources.neighbour_max_px", 0.5),
+        ("simulate.clusters.rotate", "yes"),
     ]:
+        cfg = base.copy()
+        OmegaConf.update(cfg, key, value)
         with pytest.raises(ConfigError) as e:
-            from_config(compose(sim_overrides + [override]))
+            from_config(cfg)
         assert e.value.key == key and "\n" not in str(e.value)
