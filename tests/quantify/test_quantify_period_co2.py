@@ -82,3 +82,21 @@ def test_stats_log_ratio_and_coverage():
     assert s["median_abs_log_ratio"] == pytest.approx(np.median(np.abs(np.log([1.1, 0.8]))))
     assert s["coverage_68"] == pytest.approx(1 / 3)  # only 110 +- 20 covers 100
     assert s["share_within_factor_1_3"] == pytest.approx(1.0)
+
+
+def test_truth_follows_injected_changes():
+    """The OSSE truth lists injected changes (a plant x factor from a date): the truth at an overpass follows them."""
+    from no2hotspots.quantify.co2 import nox_at
+
+    sites = pd.DataFrame(
+        {
+            "id": ["A", "B"],
+            "nox_t_per_yr": [6000.0, 4000.0],
+            "change_date": ["2019-09-05", None],
+            "change_factor": [0.0, np.nan],
+        }
+    )
+    assert nox_at(sites, ["A", "B"], "2019-09-04T06:00") == 10000.0
+    assert nox_at(sites, ["A", "B"], pd.Timestamp("2019-09-05T06:00", tz="UTC")) == 4000.0
+    assert nox_at(sites.drop(columns=["change_date", "change_factor"]), ["A"], "2019-09-09") == 6000.0
+    assert np.isnan(nox_at(None, ["A"], "2019-09-09")) and np.isnan(nox_at(sites, [], "2019-09-09"))

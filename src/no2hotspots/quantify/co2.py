@@ -78,6 +78,24 @@ class InventoryMatcher:
         return Ratio(float(r), float(rs), f"fuel default: {fuel}", ids, nox, co2)
 
 
+def nox_at(sites: pd.DataFrame | None, ids: list[str], time) -> float:
+    """Inventory NOx [t/yr] of the sites ``ids`` at ``time``: with the OSSE truth's injected changes
+    (``change_date``, ``change_factor`` columns: the emission is x factor from that day on), else as listed."""
+    if sites is None or not ids:
+        return float("nan")
+    sub = sites[sites["id"].astype(str).isin(ids)]
+    nox = pd.to_numeric(sub["nox_t_per_yr"], errors="coerce").to_numpy(float)
+    if "change_date" in sub and "change_factor" in sub:
+        when = pd.to_datetime(sub["change_date"], errors="coerce").to_numpy("datetime64[ns]")
+        fac = pd.to_numeric(sub["change_factor"], errors="coerce").to_numpy(float)
+        t = np.datetime64(
+            pd.Timestamp(time).tz_localize(None) if pd.Timestamp(time).tzinfo else pd.Timestamp(time), "ns"
+        )
+        changed = ~np.isnat(when) & np.isfinite(fac) & (t >= when)
+        nox = np.where(changed, nox * fac, nox)
+    return float(np.nansum(nox)) if np.isfinite(nox).any() else float("nan")
+
+
 def co2_from_nox(nox: float, sigma: dict[str, float], r: Ratio) -> tuple[float, dict[str, float]]:
     """(Mt CO2/yr, components in Mt CO2/yr) from NOx [t/yr] and its components."""
     q = nox * r.ratio / 1e6
