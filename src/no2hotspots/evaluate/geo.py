@@ -68,3 +68,14 @@ class PointIndex:
         _, idx = self._tree.query(unit_vectors(lat, lon), k=1)
         idx = np.asarray(idx, dtype=int)
         return idx, haversine_km(lat, lon, self.lat[idx], self.lon[idx])
+
+    def nearest_other(self, lat, lon) -> np.ndarray:
+        """Distance (km) from each query point to the nearest indexed point other than the closest one (the query
+        point itself when it is indexed): the nearest-neighbour distance of indexed points. NaN with < 2 points."""
+        lat = np.atleast_1d(np.asarray(lat, dtype=float))
+        lon = np.atleast_1d(np.asarray(lon, dtype=float))
+        if self._tree is None or len(self.lat) < 2 or len(lat) == 0:
+            return np.full(len(lat), np.nan)
+        _, idx = self._tree.query(unit_vectors(lat, lon), k=2)
+        j = np.asarray(idx, dtype=int)[:, 1]
+        return haversine_km(lat, lon, self.lat[j], self.lon[j])

@@ -1,4 +1,5 @@
-"""Read and check the evaluation inputs: ingest grid, hotspot table, detect.json and the inventory of point sources.
+"""Read and check the evaluation inputs: hotspot tables (per-overpass and composite), detect.json and the inventory
+of point sources. The ingest and detect files themselves are read through :mod:`no2hotspots.contracts`.
 
 Every problem a user can fix is raised as a one-line :class:`~no2hotspots.errors.InputFileError` / ConfigError that
 names the file (or config key) and the column or value at fault.
@@ -13,17 +14,26 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError, InputFileError
-from ..readfile import open_netcdf, read_csv
+from ..readfile import read_csv
 
 log = logging.getLogger(__name__)
 
 #: columns of a point-source inventory (the contract of no2hotspots.inventory readers)
 INVENTORY_COLUMNS = ("id", "lat", "lon", "nox_t_per_yr", "co2_t_per_yr")
-HOTSPOT_COLUMNS = ("hotspot_id", "time", "peak_lat", "peak_lon")
+#: the columns every evaluated hotspot table has after :func:`read_table`
+TABLE_COLUMNS = (
+    "hotspot_id",
+    "overpass",
+    "time",
+    "peak_lat",
+    "peak_lon",
+    "peak_rel_emission",
+    "nox_rate_estimate_t_per_yr",
+)
+COMPOSITE_KEY = "composite"
 #: more than any single point source on Earth emits (largest plants: ~0.1 Mt NOx, ~40 Mt CO2 per year); values above
 #: these mean the file is in other units (kg, g) or not point sources at all
 PLAUSIBLE_MAX_T_PER_YR = {"nox_t_per_yr": 1.0e6, "co2_t_per_yr": 2.0e8}
@@ -32,16 +42,6 @@ PLAUSIBLE_MAX_T_PER_YR = {"nox_t_per_yr": 1.0e6, "co2_t_per_yr": 2.0e8}
 def _show(v) -> str:
     """repr of a table value without numpy's type wrapper (95.0, not np.float64(95.0))."""
     return repr(v.item() if hasattr(v, "item") else v)
-
-
-def read_ingest(path: str | Path, *, need_coverage: bool) -> xr.Dataset:
-    path = Path(path)
-    ds = open_netcdf(path, not_found="not found; run the ingest stage for this collection first", load=True)
-    need = ["obs_count"] + (["coverage"] if need_coverage else [])
-    missing = [v for v in need if v not in ds]
-    if missing or "lat" not in ds.coords or "lon" not in ds.coords:
-        raise InputFileError(path, f"missing variable(s) {', '.join(missing or ['lat/lon'])} (not an ingest grid?)")
-    return ds
 
 
 def _coordinates_in_range(df: pd.DataFrame, source, lat_col: str, lon_col: str) -> None:
@@ -54,21 +54,6 @@ def _coordinates_in_range(df: pd.DataFrame, source, lat_col: str, lon_col: str) 
                 source, f"column {col} has values outside -{lim}..{lim}, e.g. {_show(df.loc[bad, col].iloc[0])}"
             )
         df[col] = vals.astype(float)
-
-
-def read_hotspots(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    df = read_csv(path, not_found="not found; run the detect stage for this collection first")
-    missing = [c for c in HOTSPOT_COLUMNS if c not in df.columns]
-    if missing:
-        raise InputFileError(path, f"missing column(s) {', '.join(missing)} (not a detect hotspots.csv?)")
-    _coordinates_in_range(df, path, "peak_lat", "peak_lon")
-    df["time"] = pd.to_datetime(df["time"], errors="coerce", utc=True)
-    if df["time"].isna().any():
-        raise InputFileError(path, "column time has unparseable timestamps")
-    if "peak_rel_emission" not in df.columns:
-        df["peak_rel_emission"] = 1.0
-    return df.reset_index(drop=True)
 
 
 def read_detect_json(path: str | Path) -> dict:
@@ -148,3 +133,40 @@ def load_inventory(spec, key: str) -> pd.DataFrame:
 
         return check_points(read_coco2(path), str(path))
     raise ConfigError(key, f"unknown inventory kind {kind!r} (use a CSV path, or kind: coco2 with path)")
+
+
+def read_table(path: str | Path, kind: str, index: pd.DataFrame) -> pd.DataFrame:
+    """A hotspot table with :data:`TABLE_COLUMNS`.
+
+    ``kind="overpass"``: detect's hotspots.csv layout (no2hotspots.contracts.detections.read_hotspots); a table
+    without an ``overpass`` column gets it from the ingest overpass index by time. ``kind="composite"``: one row per
+    period hotspot (``site_id, peak_lat, peak_lon, peak_value``); every row gets ``overpass = "composite"`` and no
+    time, so it counts as one detection.
+    """
+    path = Path(path)
+    if kind == "overpass":
+        from ..contracts.detections import read_hotspots
+
+        df = read_hotspots(path)
+        if "overpass" not in df.columns:
+            by_time = dict(zip(pd.to_datetime(index["time"], utc=True), index["key"].astype(str)))
+            df["overpass"] = [by_time.get(t) for t in df["time"]]
+            if df["overpass"].isna().any():
+                t = df.loc[df["overpass"].isna(), "time"].iloc[0]
+                raise InputFileError(path, f"has no overpass column and time {t} is no overpass of the ingest grid")
+        df["overpass"] = df["overpass"].astype(str)
+    else:
+        df = read_csv(path, not_found="not found")
+        missing = [c for c in ("site_id", "peak_lat", "peak_lon") if c not in df.columns]
+        if missing:
+            raise InputFileError(path, f"missing column(s) {', '.join(missing)} (not a composite hotspot table?)")
+        _coordinates_in_range(df, path, "peak_lat", "peak_lon")
+        df = df.rename(columns={"site_id": "hotspot_id"})
+        if "peak_rel_emission" not in df.columns:
+            df["peak_rel_emission"] = pd.to_numeric(df["peak_value"], errors="coerce") if "peak_value" in df else 1.0
+        df["overpass"] = COMPOSITE_KEY
+        df["time"] = pd.NaT
+    if "nox_rate_estimate_t_per_yr" not in df.columns:
+        df["nox_rate_estimate_t_per_yr"] = np.nan
+    df["peak_rel_emission"] = pd.to_numeric(df["peak_rel_emission"], errors="coerce").fillna(1.0)
+    return df[list(TABLE_COLUMNS) + [c for c in df.columns if c not in TABLE_COLUMNS]].reset_index(drop=True)

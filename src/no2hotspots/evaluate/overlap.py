@@ -7,8 +7,16 @@ Matching rules (config ``evaluate.match_mode``):
 * ``distance``: a cell is found when a hotspot peak lies within ``match_distance_km`` of the cell (0 inside it);
   a source when a peak lies within ``match_distance_km`` of the source.
 
+Strict (always reported beside the paper's rule): a cell is found only by a hotspot whose peak lies in the cell AND
+whose nearest inventory source (searched in the whole inventory) lies in that cell.
+
+Chance floor: the same counting as Table 2 (the paper's rule, ``min_detections``, ``min_observations``) applied to
+the observed source-free cells among the 4 or 8 neighbours of a cell with a source: the share of them that collect
+a hotspot is what a cell next to a source gets without a source of its own, the level below which a bin's rate
+says nothing.
+
 Hotspots come per overpass. A cell or source counts as found when hotspots on at least ``min_detections`` distinct
-overpasses (distinct ``time`` values) match it over the whole period. Cells / sources with fewer than
+overpasses (distinct ``overpass`` keys) match it over the whole period. Cells / sources with fewer than
 ``min_observations`` valid observations are "unobserved": they are reported on their own and never count as missed.
 Bins are lower-inclusive: ``[lo, hi)``; the last bin is ``>= its lower edge`` (the paper writes it "> 5000").
 """
@@ -49,8 +57,14 @@ def assign_bins(values, full_edges) -> np.ndarray:
     return np.where((idx < 0) | (idx >= len(full_edges) - 1), -1, idx)
 
 
-def _n_overpasses(times: np.ndarray, matches: list[np.ndarray]) -> np.ndarray:
-    return np.array([len(np.unique(times[m])) if len(m) else 0 for m in matches], dtype=int)
+def _n_overpasses(keys: np.ndarray, matches: list[np.ndarray]) -> np.ndarray:
+    return np.array([len(set(keys[m].tolist())) if len(m) else 0 for m in matches], dtype=int)
+
+
+def _keys(hotspots: pd.DataFrame) -> np.ndarray:
+    """What tells overpasses apart: the ``overpass`` column, else the time."""
+    col = "overpass" if "overpass" in hotspots.columns else "time"
+    return hotspots[col].astype(str).to_numpy()
 
 
 def hotspot_cells(hotspots: pd.DataFrame, lat_edges, lon_edges) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +78,7 @@ def match_cells(
     cells: pd.DataFrame, hotspots: pd.DataFrame, lat_edges, lon_edges, *, mode: str, distance_km: float
 ) -> np.ndarray:
     """Number of distinct overpasses with a hotspot matching each cell (rows ``iy, ix`` of ``cells``)."""
-    times = hotspots["time"].to_numpy()
+    times = _keys(hotspots)
     lat_edges = np.asarray(lat_edges, float)
     lon_edges = np.asarray(lon_edges, float)
     if mode == "cell":
@@ -101,7 +115,7 @@ def match_points(
         return out
     index = PointIndex(hotspots["peak_lat"], hotspots["peak_lon"])
     matches = index.within(points["lat"].to_numpy(float), points["lon"].to_numpy(float), distance_km)
-    return _n_overpasses(hotspots["time"].to_numpy(), matches)
+    return _n_overpasses(_keys(hotspots), matches)
 
 
 def inventory_cells(gridded, obs_count) -> pd.DataFrame:
@@ -203,3 +217,68 @@ def co2_overlap_by_region(sources: pd.DataFrame, regions: Mapping | None, key: s
             }
         )
     return pd.DataFrame(rows)
+
+
+def match_cells_strict(cells: pd.DataFrame, hotspots: pd.DataFrame, hs) -> np.ndarray:
+    """Distinct overpasses per cell with a hotspot whose peak AND nearest inventory source lie in the cell
+    (``hs``: :class:`~no2hotspots.evaluate.matching.HotspotSources` of ``hotspots``)."""
+    keys = _keys(hotspots)
+    ok = (hs.iy >= 0) & (hs.ix >= 0) & (hs.iy == hs.nearest_iy) & (hs.ix == hs.nearest_ix)
+    by_cell: dict[tuple[int, int], set] = {}
+    for h in np.nonzero(ok)[0]:
+        by_cell.setdefault((int(hs.iy[h]), int(hs.ix[h])), set()).add(keys[h])
+    return np.array([len(by_cell.get((int(i), int(j)), ())) for i, j in zip(cells["iy"], cells["ix"])], dtype=int)
+
+
+def neighbour_cells(source_cells: np.ndarray, neighbourhood: int) -> pd.DataFrame:
+    """Cells without a source among the 4 or 8 neighbours of the cells where ``source_cells`` (bool grid) is true:
+    rows ``iy, ix``."""
+    src = np.asarray(source_cells, bool)
+    ny, nx = src.shape
+    near = np.zeros_like(src)
+    steps = [(-1, 0), (1, 0), (0, -1), (0, 1)]
+    if neighbourhood == 8:
+        steps += [(-1, -1), (-1, 1), (1, -1), (1, 1)]
+    for dy, dx in steps:
+        shifted = np.zeros_like(src)
+        shifted[max(dy, 0) : ny + min(dy, 0), max(dx, 0) : nx + min(dx, 0)] = src[
+            max(-dy, 0) : ny + min(-dy, 0), max(-dx, 0) : nx + min(-dx, 0)
+        ]
+        near |= shifted
+    iy, ix = np.nonzero(near & ~src)
+    return pd.DataFrame({"iy": iy, "ix": ix})
+
+
+def chance_floor(
+    source_cells: np.ndarray,
+    obs_count: np.ndarray,
+    hotspots: pd.DataFrame,
+    lat_edges,
+    lon_edges,
+    *,
+    neighbourhood: int,
+    mode: str,
+    distance_km: float,
+    min_observations: int,
+    min_detections: int,
+) -> pd.DataFrame:
+    """The source-free neighbour cells with their observation count, detections and found flag."""
+    cells = neighbour_cells(source_cells, neighbourhood)
+    lat_edges = np.asarray(lat_edges, float)
+    lon_edges = np.asarray(lon_edges, float)
+    cells["lat"] = 0.5 * (lat_edges[cells["iy"]] + lat_edges[cells["iy"] + 1])
+    cells["lon"] = 0.5 * (lon_edges[cells["ix"]] + lon_edges[cells["ix"] + 1])
+    cells["obs_count"] = np.asarray(obs_count)[cells["iy"], cells["ix"]] if len(cells) else []
+    cells["n_detections"] = (
+        match_cells(cells, hotspots, lat_edges, lon_edges, mode=mode, distance_km=distance_km) if len(cells) else []
+    )
+    cells["observed"] = cells["obs_count"] >= min_observations
+    cells["found"] = cells["observed"] & (cells["n_detections"] >= min_detections)
+    return cells
+
+
+def rate_of(flags: pd.DataFrame) -> dict:
+    """found / observed of a frame with ``observed`` and ``found`` columns."""
+    obs = flags[flags["observed"]] if len(flags) else flags
+    n, k = int(len(obs)), int(obs["found"].sum()) if len(obs) else 0
+    return {"n_total": int(len(flags)), "n_observed": n, "n_found": k, "rate": k / n if n else np.nan}

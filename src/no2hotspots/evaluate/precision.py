@@ -49,7 +49,8 @@ def match_hotspots(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-detection and per-site tables with the nearest source, its distance and the ``matched`` flag."""
     index = PointIndex(sources["lat"], sources["lon"])
-    det = hotspots[["hotspot_id", "time", "peak_lat", "peak_lon", "peak_rel_emission"]].copy()
+    cols = ["hotspot_id", "overpass", "time", "peak_lat", "peak_lon", "peak_rel_emission", "nox_rate_estimate_t_per_yr"]
+    det = hotspots[[c for c in cols if c in hotspots.columns]].copy()
     idx, dist = index.nearest(det["peak_lat"], det["peak_lon"])
     det["site_id"] = merge_sites(det, merge_distance_km)
     det["nearest_source_id"] = np.where(idx >= 0, sources["id"].to_numpy()[np.maximum(idx, 0)], "") if len(det) else []
@@ -62,14 +63,23 @@ def match_hotspots(
         sites = pd.DataFrame(
             {
                 "n_detections": g.size(),
-                "n_overpasses": g["time"].nunique(),
+                "n_overpasses": g["overpass"].nunique(),
                 "lat": g["wlat"].sum() / g["w"].sum(),
                 "lon": g["wlon"].sum() / g["w"].sum(),
                 "max_peak_rel_emission": g["peak_rel_emission"].max(),
             }
         ).reset_index()
     else:
-        sites = pd.DataFrame(columns=["site_id", "n_detections", "n_overpasses", "lat", "lon", "max_peak_rel_emission"])
+        sites = pd.DataFrame(
+            {
+                "site_id": np.zeros(0, int),
+                "n_detections": np.zeros(0, int),
+                "n_overpasses": np.zeros(0, int),
+                "lat": np.zeros(0),
+                "lon": np.zeros(0),
+                "max_peak_rel_emission": np.zeros(0),
+            }
+        )
     sidx, sdist = index.nearest(sites["lat"].to_numpy(float), sites["lon"].to_numpy(float))
     sites["nearest_source_id"] = (
         np.where(sidx >= 0, sources["id"].to_numpy()[np.maximum(sidx, 0)], "") if len(sites) else []

@@ -1,119 +1,52 @@
-"""The ``evaluate`` stage: score the hotspots of each collection against its inventory of point sources.
+"""The ``evaluate`` stage: score each collection's hotspot tables against its inventory of point sources.
 
-``python -m no2hotspots evaluate [evaluate.collection=NAME]`` reads ``outputs/ingest/<c>.nc`` and
-``outputs/detect/<c>/`` and writes ``outputs/evaluate/<c>/`` (CSV tables, PNG maps), ``metrics/evaluate_<c>.json``
-and ``plots/evaluate/<c>_table2.csv``; with ``evaluate.log_to_mlflow`` it adds the same metrics and files to the
-MLflow run of the model that made the detections (``run_id`` in detect.json).
+``python -m no2hotspots evaluate [evaluate.collection=NAME]`` reads ``<evaluate.ingest_dir>/<c>/`` (grid.nc and the
+overpass files, no2hotspots.contracts.grid), ``<evaluate.detect_dir>/<c>/`` (hotspots.csv, period.nc, the overpass
+files, detect.json; no2hotspots.contracts.detections) and every other table in ``evaluate.tables`` that exists
+(composite, baseline), streams the overpass files once (:mod:`.stream`, units on Dask), scores every table with the
+same code (:mod:`.tables`) and writes ``<evaluate.out_dir>/<c>/`` (replaced as a whole), ``metrics/evaluate_<c>.json``
+(the paper's figures first) and ``plots/evaluate/<c>_table2.csv``; then logs to MLflow per ``evaluate.log_to``.
+docs/evaluate.md describes every file and metric.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import math
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from ..atomic import atomic_path, write_csv, write_json
-from ..config import require
-from ..errors import ConfigError
-from ..inventory.gridding import aggregate_obs_count, cell_index, grid_points, regular_edges
-from . import inputs, overlap, precision
+from ..atomic import atomic_path, write_csv, write_text
+from ..contracts import grid as grid_contract
+from ..inventory.gridding import (
+    cell_index,
+    coverage_description,
+    fine_obs_count,
+    grid_points,
+    obs_count_array,
+    regular_edges,
+)
+from ..units import digest
+from . import inputs, matching, overlap, precision, settings, stream, timeseries
+from .geo import PointIndex, haversine_km
+from .matching import RULES
+from .tables import PAPER_CO2_OVERLAP_PCT, PAPER_TABLE2, Scene, Table, evaluate_table, num, prepare
 
 log = logging.getLogger(__name__)
 
-#: keys that may be set at evaluate.* and overridden per collection in evaluate.collections.<name>.*
-SETTINGS = (
-    "grid_res_deg",
-    "obs_method",
-    "coverage_min",
-    "nox_bins",
-    "min_observations",
-    "match_mode",
-    "match_distance_km",
-    "merge_distance_km",
-    "min_detections",
-    "co2_threshold_kt_per_month",
-    "recall_emission_bins_t_per_yr",
-    "recall_obs_bins",
-    "regions",
-    "maps",
-)
 
-
-def settings_for(cfg: DictConfig, name: str) -> DictConfig:
-    """evaluate.* settings with evaluate.collections.<name>.* on top, checked (errors name the key)."""
-    ev = OmegaConf.to_container(cfg.evaluate, resolve=True)  # resolved against the whole config (${inventory} ...)
-    coll = (ev.get("collections") or {}).get(name) or {}
-    over = {k: coll[k] for k in SETTINGS if k in coll}
-    s = OmegaConf.create({**{k: ev.get(k) for k in SETTINGS}, **over, "inventory": coll.get("inventory")})
-
-    def key(k):
-        return f"evaluate.collections.{name}.{k}" if k in over else f"evaluate.{k}"
-
-    def nonneg_sorted(v):
-        v = list(v)
-        return all(float(x) >= 0 for x in v) and v == sorted(v) and len(set(v)) == len(v)
-
-    require(s, "grid_res_deg", lambda v: 0 < float(v) <= 10, "must be in (0, 10] degrees")
-    require(s, "obs_method", lambda v: v in ("coverage", "max", "median"), "must be coverage, max or median")
-    require(s, "coverage_min", lambda v: 0 <= float(v) < 1, "must be in [0, 1)")
-    for k in ("nox_bins", "recall_emission_bins_t_per_yr", "recall_obs_bins"):
-        if not (OmegaConf.is_list(s[k]) and len(s[k]) and nonneg_sorted(s[k])):
-            raise ConfigError(key(k), f"must be a non-empty ascending list of distinct numbers >= 0 (got {s[k]!r})")
-    for k in ("min_observations", "min_detections"):
-        if not (isinstance(s[k], int) and s[k] >= (0 if k == "min_observations" else 1)):
-            raise ConfigError(key(k), f"must be an integer >= {0 if k == 'min_observations' else 1} (got {s[k]!r})")
-    if s.match_mode not in ("cell", "distance"):
-        raise ConfigError(key("match_mode"), f"must be cell or distance (got {s.match_mode!r})")
-    for k in ("match_distance_km", "merge_distance_km", "co2_threshold_kt_per_month"):
-        try:
-            ok = float(s[k]) >= 0
-        except Exception:  # noqa: BLE001
-            ok = False
-        if not ok:
-            raise ConfigError(key(k), f"must be a number >= 0 (got {s[k]!r})")
-    if s.regions is not None and not OmegaConf.is_dict(s.regions):
-        raise ConfigError(key("regions"), "must be a mapping name -> bbox")
-    return s
-
-
-def collections_to_run(cfg: DictConfig) -> list[str]:
-    ev = cfg.evaluate
-    known = list(ev.collections or {})
-    chosen = OmegaConf.select(ev, "collection")
-    if chosen:
-        if chosen not in known:
-            raise ConfigError("evaluate.collection", f"unknown collection {chosen!r} (configured: {', '.join(known)})")
-        return [str(chosen)]
-    out = [c for c in known if ingest_path(cfg, c).exists() and (detect_dir(cfg, c) / "hotspots.csv").exists()]
-    for c in set(known) - set(out):
-        log.warning("evaluate: skipping collection %s (no ingest grid or hotspots.csv yet)", c)
-    if not out:
-        raise ConfigError(
-            "evaluate.collection", f"no collection has ingest and detect outputs yet (configured: {known})"
-        )
-    return out
-
-
-def ingest_path(cfg, name) -> Path:
-    return Path(str(cfg.paths.outputs)) / "ingest" / f"{name}.nc"
-
-
-def detect_dir(cfg, name) -> Path:
-    return Path(str(cfg.paths.outputs)) / "detect" / name
-
-
-def grid_bbox(ingest) -> dict:
+def grid_bbox(grid) -> dict:
     """The ingest grid's outer box (from lat_bnds/lon_bnds, else centres +- half a cell)."""
-    if "lat_bnds" in ingest and "lon_bnds" in ingest:
-        lat, lon = ingest["lat_bnds"].values, ingest["lon_bnds"].values
+    if "lat_bnds" in grid and "lon_bnds" in grid:
+        lat, lon = grid["lat_bnds"].values, grid["lon_bnds"].values
     else:
-        r = float(ingest.attrs.get("resolution_deg", abs(float(ingest["lat"][1] - ingest["lat"][0]))))
-        lat = np.stack([ingest["lat"].values - r / 2, ingest["lat"].values + r / 2], axis=1)
-        lon = np.stack([ingest["lon"].values - r / 2, ingest["lon"].values + r / 2], axis=1)
+        r = float(grid.attrs["resolution_deg"])
+        lat = np.stack([grid["lat"].values - r / 2, grid["lat"].values + r / 2], axis=1)
+        lon = np.stack([grid["lon"].values - r / 2, grid["lon"].values + r / 2], axis=1)
     return {
         "lat_min": float(lat.min()),
         "lat_max": float(lat.max()),
@@ -122,157 +55,484 @@ def grid_bbox(ingest) -> dict:
     }
 
 
-def _bin_flags(values, edges_cfg, observed, found):
-    full, keys, names = overlap.bin_edges_and_labels(edges_cfg)
-    flags = pd.DataFrame({"b": overlap.assign_bins(values, full), "observed": observed, "found": found})
-    return overlap.rate_table(flags, "b", keys, names, full)
+def fine_cells(lat, lon, grid) -> tuple[np.ndarray, np.ndarray]:
+    """Row/column of the collection grid cell holding each point (-1 outside)."""
+    glat, glon = grid["lat"].values, grid["lon"].values
+    res = float(grid.attrs["resolution_deg"])
+    out = []
+    for v, g in ((np.asarray(lat, float), glat), (np.asarray(lon, float), glon)):
+        if not len(g):
+            out.append(np.full(len(v), -1))
+            continue
+        i = np.rint((v - g[0]) / res).astype(int)
+        ok = (i >= 0) & (i < len(g))
+        ok[ok] &= np.abs(v[ok] - g[i[ok]]) <= res / 2 + 1e-9
+        out.append(np.where(ok, i, -1))
+    return out[0], out[1]
+
+
+def stencil(grid, lat, radius_km: float) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (K, 2) of the fine cells around a point and, per point, which lie within ``radius_km`` of it."""
+    res = float(grid.attrs["resolution_deg"])
+    lat = np.asarray(lat, float)
+    km_deg = 111.19
+    coslat = max(float(np.cos(np.deg2rad(np.nanmax(np.abs(lat))))) if len(lat) else 1.0, 0.05)
+    ni = int(np.ceil(radius_km / (km_deg * res))) if radius_km > 0 else 0
+    nj = int(np.ceil(radius_km / (km_deg * res * coslat))) if radius_km > 0 else 0
+    di, dj = np.meshgrid(np.arange(-ni, ni + 1), np.arange(-nj, nj + 1), indexing="ij")
+    offsets = np.stack([di.ravel(), dj.ravel()], axis=1)
+    # distance from the point's cell centre to the offset cell centre
+    dlat = offsets[None, :, 0] * res
+    dlon = offsets[None, :, 1] * res
+    d = haversine_km(lat[:, None], 0.0, lat[:, None] + dlat, dlon)
+    return offsets, (d <= radius_km + 1e-9) | ((offsets[None, :, 0] == 0) & (offsets[None, :, 1] == 0))
+
+
+def load_tables(cfg: DictConfig, name: str, index: pd.DataFrame) -> list[Table]:
+    out = []
+    for spec in settings.tables_for(cfg, name):
+        if not spec["path"].exists() and not spec["required"]:
+            log.info("evaluate %s: no %s table (%s); skipped", name, spec["name"], spec["path"])
+            continue
+        out.append(Table(spec["name"], spec["kind"], inputs.read_table(spec["path"], spec["kind"], index)))
+    return out
 
 
 def evaluate_collection(cfg: DictConfig, name: str) -> dict:
     """Run the evaluation of one collection, write its outputs and return its flat metrics."""
-    s = settings_for(cfg, name)
-    ingest = inputs.read_ingest(ingest_path(cfg, name), need_coverage=s.obs_method == "coverage")
-    ddir = detect_dir(cfg, name)
-    hotspots = inputs.read_hotspots(ddir / "hotspots.csv")
+    t0 = time.perf_counter()
+    s = settings.settings_for(cfg, name)
+    mode = settings.log_to(cfg)
+    ing_dir = settings.ingest_dir(cfg, name)
+    ddir = settings.detect_dir(cfg, name)
+    grid = grid_contract.open_grid(ing_dir)
+    index = grid_contract.overpass_index(grid)
+    tables = load_tables(cfg, name, index)
+    series_table_name = tables[0].name  # the first (required) table: the model's
     detect_meta = inputs.read_detect_json(ddir / "detect.json")
     inv = inputs.load_inventory(s.inventory, f"evaluate.collections.{name}.inventory")
 
-    lat_edges, lon_edges = regular_edges(grid_bbox(ingest), float(s.grid_res_deg), key="evaluate.grid_res_deg")
+    # --- evaluation grid, inventory on it, sources inside it
+    lat_edges, lon_edges = regular_edges(grid_bbox(grid), float(s.grid_res_deg), key="evaluate.grid_res_deg")
     gridded = grid_points(inv, lat_edges, lon_edges, ("nox_t_per_yr", "co2_t_per_yr"))
-    obs = aggregate_obs_count(ingest, lat_edges, lon_edges, method=s.obs_method, coverage_min=float(s.coverage_min))
-    K, mode, dkm = int(s.min_observations), str(s.match_mode), float(s.match_distance_km)
-
-    # --- Table 2: inventory cells by NOx bin
-    cells = overlap.inventory_cells(gridded, obs.values)
-    cells["n_detections"] = overlap.match_cells(cells, hotspots, lat_edges, lon_edges, mode=mode, distance_km=dkm)
-    cells["observed"] = cells["obs_count"] >= K
-    cells["found"] = cells["observed"] & (cells["n_detections"] >= int(s.min_detections))
-    t2 = overlap.table2(cells, list(s.nox_bins), K)
-
-    # --- point sources inside the evaluation grid
-    iy = cell_index(inv["lat"], lat_edges)
-    ix = cell_index(inv["lon"], lon_edges)
+    iy, ix = cell_index(inv["lat"], lat_edges), cell_index(inv["lon"], lon_edges)
     inside = (iy >= 0) & (ix >= 0)
     src = inv[inside].copy().reset_index(drop=True)
-    src["obs_count"] = obs.values[iy[inside], ix[inside]]
-    src["observed"] = src["obs_count"] >= K
-    src["n_detections"] = overlap.match_points(src, hotspots, lat_edges, lon_edges, mode=mode, distance_km=dkm)
-    src["matched"] = src["observed"] & (src["n_detections"] >= int(s.min_detections))
+    src["iy"], src["ix"] = iy[inside], ix[inside]
+    inv_to_src = np.full(len(inv), -1)
+    inv_to_src[np.nonzero(inside)[0]] = np.arange(int(inside.sum()))
     src["region"] = overlap.region_names(src, s.regions, "evaluate.regions")
-
-    # --- Fig. 10: strong CO2 sources
-    thr_t_per_yr = float(s.co2_threshold_kt_per_month) * 1000.0 * 12.0
-    strong = src[src["co2_t_per_yr"] >= thr_t_per_yr].reset_index(drop=True)
-    co2_regions = overlap.co2_overlap_by_region(strong, s.regions, "evaluate.regions")
-
-    # --- precision and localisation (nearest source from the whole inventory, also outside the grid)
-    det, sites = precision.match_hotspots(
-        hotspots, inv, match_distance_km=dkm, merge_distance_km=float(s.merge_distance_km)
+    inv_index = PointIndex(inv["lat"], inv["lon"])
+    src["nn_km"] = inv_index.nearest_other(src["lat"], src["lon"])
+    per_overpass = [t for t in tables if t.per_overpass]
+    rule_names = tuple((t.name, r) for t in per_overpass for r in RULES)
+    scene = Scene(
+        s=s,
+        lat_edges=lat_edges,
+        lon_edges=lon_edges,
+        gridded=gridded,
+        obs=None,
+        inv=inv,
+        inv_index=inv_index,
+        inv_to_src=inv_to_src,
+        src=src,
+        src_index=PointIndex(src["lat"], src["lon"]),
+        rule_names=rule_names,
+        cloud_bins_km=np.asarray(list(s.cloud_edge.bins_km), float),
     )
-    prec = precision.precision_table(det, sites)
-    loc = precision.localisation_table(det)
+    for t in tables:
+        prepare(t, scene)
 
-    # --- recall curves over point sources
-    rec_em = _bin_flags(src["nox_t_per_yr"], list(s.recall_emission_bins_t_per_yr), src["observed"], src["matched"])
-    rec_obs = _bin_flags(
-        src["obs_count"], list(s.recall_obs_bins), np.ones(len(src), bool), src["n_detections"] >= int(s.min_detections)
+    # --- points followed over time: the sources, then the model's hotspot sites
+    model = tables[0]
+    mdet, msites = precision.match_hotspots(
+        model.df, inv, match_distance_km=float(s.match_distance_km), merge_distance_km=float(s.merge_distance_km)
     )
+    points = pd.concat(
+        [
+            src[["id", "lat", "lon", "region"]].assign(kind="source"),
+            pd.DataFrame(
+                {
+                    "id": [f"site-{int(i)}" for i in msites["site_id"]],
+                    "lat": msites["lat"].to_numpy(float),
+                    "lon": msites["lon"].to_numpy(float),
+                    "region": overlap.region_names(msites, s.regions, "evaluate.regions").to_numpy(),
+                    "kind": "site",
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    n_src = len(src)
+    site_point = {int(sid): n_src + k for k, sid in enumerate(msites["site_id"])}
+    freq = str(s.timeseries.period)
 
-    metrics = _metrics(name, t2, co2_regions, prec, loc, cells, src, det, sites, hotspots, detect_meta, s)
+    def period_of(t) -> str:
+        return str(pd.Timestamp(t).tz_localize(None).to_period(freq)) if pd.notna(t) else ""
 
-    out_dir = Path(str(cfg.paths.outputs)) / "evaluate" / name
+    periods = sorted({period_of(t) for t in index["time"]})
+    src_rule = (
+        model.pairs[str(s.source_rule)]
+        if model.per_overpass
+        else pd.DataFrame({"h": np.zeros(0, int), "s": np.zeros(0, int), "overpass": np.zeros(0, object)})
+    )
+    series_pairs = pd.concat(
+        [
+            src_rule[["s", "overpass", "h"]],
+            pd.DataFrame(
+                {
+                    "s": [site_point[int(v)] for v in mdet["site_id"]],
+                    "overpass": mdet["overpass"],
+                    "h": np.arange(len(mdet)),
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    fi, fj = fine_cells(points["lat"], points["lon"], grid)
+    cy, cx = cell_index(points["lat"], lat_edges), cell_index(points["lon"], lon_edges)
+    cy, cx = np.where((cy >= 0) & (cx >= 0), cy, -1), np.where((cy >= 0) & (cx >= 0), cx, -1)
+    offsets, in_radius = stencil(grid, points["lat"], float(s.point_radius_km))
+    truth_dir = s.truth_fields if s.truth_fields and Path(str(s.truth_fields)).is_dir() else None
+    if s.truth_fields and truth_dir is None:
+        log.warning("evaluate %s: truth fields %s not found; no recall by cloud-edge distance", name, s.truth_fields)
+    rel_dir = ddir if model.name == series_table_name and (ddir / "overpasses").is_dir() else None
+    ctx = stream.Context(
+        ingest_dir=str(ing_dir),
+        detect_dir=str(rel_dir) if rel_dir else None,
+        truth_dir=str(truth_dir) if truth_dir else None,
+        lat=grid["lat"].values,
+        lon=grid["lon"].values,
+        lat_bnds=grid["lat_bnds"].values if "lat_bnds" in grid else None,
+        lon_bnds=grid["lon_bnds"].values if "lon_bnds" in grid else None,
+        lat_edges=lat_edges,
+        lon_edges=lon_edges,
+        coverage_min=float(s.coverage_min),
+        point_valid_coverage=float(s.point_valid_coverage),
+        n_sources=n_src,
+        p_fi=fi,
+        p_fj=fj,
+        p_cy=cy,
+        p_cx=cx,
+        p_lat=points["lat"].to_numpy(float),
+        p_lon=points["lon"].to_numpy(float),
+        offsets=offsets,
+        in_radius=in_radius,
+        periods=tuple(periods),
+        series=matching.per_overpass(series_pairs) if model.per_overpass else {},
+        by_rule={(t.name, r): matching.per_overpass(t.pairs[r]) for t in per_overpass for r in RULES},
+        rule_names=rule_names,
+        cloud_fraction=float(s.cloud_edge.cloud_fraction),
+        cloud_bins_km=scene.cloud_bins_km,
+    )
+    # the stream: one pass over the overpass files
+    from ..parallel import map_units
+
+    batches = stream.batches(index, period_of, int(OmegaConf.select(cfg, "evaluate.overpasses_per_unit", default=16)))
+    sums = stream.empty_sums(ctx)
+    for part in map_units(stream.accumulate_batch, batches, cfg, desc=f"evaluate {name}", shared={"ctx": ctx}):
+        stream.add_sums(sums, part)
+    if s.obs_method == "coverage":
+        obs = obs_count_array(
+            sums["obs"], lat_edges, lon_edges, coverage_description(float(s.coverage_min)), "coverage"
+        )
+    else:
+        obs = fine_obs_count(
+            grid["obs_count"].values, grid["lat"].values, grid["lon"].values, lat_edges, lon_edges, s.obs_method
+        )
+    scene.obs = obs.values
+    scene.sums = sums
+    scene.n_valid = sums["series"]["n_valid"][:n_src].sum(axis=1)
+    src["obs_count"] = scene.obs[src["iy"], src["ix"]] if n_src else np.zeros(0, int)
+    src["observed"] = src["obs_count"] >= int(s.min_observations)
+
+    # --- every table by the same code
+    results = {t.name: evaluate_table(t, scene) for t in tables}
+
+    # --- time series and the change test (the model's table)
+    nox = _nox_per_period(model.df, series_pairs, period_of)
+    series = timeseries.series_table(points, periods, sums, nox)
+    changes = timeseries.change_table(
+        points, periods, sums, alpha=float(s.timeseries.alpha), min_valid=int(s.timeseries.min_valid)
+    )
+    has_truth_change = {"change_date", "change_factor"} <= set(src.columns)
+    if has_truth_change:
+        changes = timeseries.injected(changes, src, periods, freq, int(s.timeseries.tolerance_periods))
+
+    metrics = _metrics(name, tables, results, scene, sums, changes, has_truth_change, obs.values, index, s)
+    side = side_by_side(tables, results)
+    summary = summary_side_by_side(tables, results)
+
+    out_dir = settings.out_dir(cfg, name)
     with atomic_path(out_dir, is_dir=True) as tmp:
-        write_csv(t2, tmp / "table2.csv")
-        write_csv(cells, tmp / "cells.csv")
-        write_csv(strong, tmp / "co2_overlap.csv")
-        write_csv(co2_regions, tmp / "co2_overlap_by_region.csv")
-        write_csv(src, tmp / "sources.csv")
-        write_csv(prec, tmp / "precision.csv")
-        write_csv(det.assign(time=det["time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")), tmp / "hotspots_matched.csv")
-        write_csv(sites, tmp / "hotspot_sites.csv")
-        write_csv(loc, tmp / "localisation.csv")
-        write_csv(rec_em, tmp / "recall_by_emission.csv")
-        write_csv(rec_obs, tmp / "recall_by_obs.csv")
-        write_json(
+        obs.to_dataset().assign_attrs(
+            Conventions="CF-1.10", title=f"valid observations per {s.grid_res_deg:g} deg cell (Fig. 8)", collection=name
+        ).to_netcdf(tmp / "obs_count.nc", engine="netcdf4")
+        write_csv(side, tmp / "table2_side_by_side.csv")
+        write_csv(summary, tmp / "summary_side_by_side.csv")
+        for t in tables:
+            frames, _ = results[t.name]
+            for fname, df in frames.items():
+                if fname == "hotspots_matched":
+                    df = df.assign(time=_iso(df["time"]))
+                write_csv(df, tmp / t.name / f"{fname}.csv")
+        write_csv(series, tmp / "timeseries.csv")
+        write_csv(changes, tmp / "changes.csv")
+        write_text(
             tmp / "evaluate.json",
-            {"settings": OmegaConf.to_container(s, resolve=True), "metrics": metrics, "detect": detect_meta},
+            json.dumps(
+                {
+                    "collection": name,
+                    "settings": OmegaConf.to_container(s, resolve=True),
+                    "tables": [{"name": t.name, "kind": t.kind, "rows": int(len(t.df))} for t in tables],
+                    "stream": {
+                        "n_overpasses": int(sums["n_overpasses"]),
+                        "n_units": len(batches),
+                        "n_relative_emission_files": int(sums["n_rel_files"]),
+                        "n_truth_files": int(sums["n_truth"]),
+                    },
+                    "detect": detect_meta,
+                    "metrics": metrics,
+                },
+                indent=2,
+                default=_json_default,
+            )
+            + "\n",
         )
         if s.maps:
-            from . import maps
-
-            title = f"{name}: {len(hotspots)} hotspots, {len(src)} inventory sources"
-            maps.no2_map(ingest, src, lat_edges, lon_edges, tmp / "map_no2_mean.png", f"{name}: mean NO2")
-            maps.obs_map(ingest, obs, lat_edges, lon_edges, K, tmp / "map_obs_count.png", f"{name}: observations")
-            maps.hotspot_map(src, det, lat_edges, lon_edges, tmp / "map_hotspots.png", title)
-    write_json(Path(str(cfg.paths.metrics)) / f"evaluate_{name}.json", metrics)
+            _figures(tmp, name, grid, ddir, tables, results, scene, series, changes, s)
+    metrics_path = Path(str(cfg.paths.metrics)) / f"evaluate_{name}.json"
+    write_text(metrics_path, json.dumps(metrics, indent=2, default=_json_default) + "\n")  # paper figures first
+    t2 = results[model.name][0]["table2"]
     write_csv(
         t2[["bin", "range", "n_total", "n_observed", "n_found", "rate"]],
         Path(str(cfg.paths.plots)) / "evaluate" / f"{name}_table2.csv",
     )
     log.info(
-        "evaluate %s: %s",
+        "evaluate %s (%d overpasses, %d tables, %.1f s): %s",
         name,
+        sums["n_overpasses"],
+        len(tables),
+        time.perf_counter() - t0,
         ", ".join(
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
             for k, v in metrics.items()
-            if k.startswith(("table2_rate", "co2_overlap_pct", "hotspot_precision"))
+            if k.split("/")[-1].startswith(
+                ("table2_rate_all", "table2_strict_rate_all", "site_precision", "chance_floor")
+            )
         ),
     )
+    if mode != "none":
+        from .mlflow_log import log_evaluation
 
-    if bool(OmegaConf.select(cfg, "evaluate.log_to_mlflow", default=False)):
-        from .mlflow_log import log_to_run
-
-        log_to_run(cfg, name, detect_meta.get("run_id"), metrics, out_dir)
+        log_evaluation(
+            cfg,
+            name,
+            mode,
+            detect_meta.get("run_id"),
+            metrics,
+            out_dir,
+            side,
+            digest(OmegaConf.to_container(s, resolve=True)),
+        )
     return metrics
 
 
-def _num(v):
-    """JSON-safe number: NaN -> None (DVC and json.loads read it as null)."""
-    if v is None:
-        return None
-    v = float(v)
-    return None if math.isnan(v) else v
+def _iso(t: pd.Series) -> pd.Series:
+    t = pd.to_datetime(t, utc=True)
+    return t.dt.strftime("%Y-%m-%dT%H:%M:%SZ").where(t.notna(), "")
 
 
-def _metrics(name, t2, co2_regions, prec, loc, cells, src, det, sites, hotspots, detect_meta, s) -> dict:
-    m: dict = {}
-    for _, r in t2.iterrows():
-        b = r["bin"]
-        m[f"table2_rate_{b}"] = _num(r["rate"])
-        m[f"table2_found_{b}"] = int(r["n_found"])
-        m[f"table2_total_{b}"] = int(r["n_observed"])
-        m[f"table2_unobserved_{b}"] = int(r["n_unobserved"])
-    for _, r in co2_regions.iterrows():
-        suffix = "" if r["region"] == "all" else f"_{r['region']}"
-        m[f"co2_overlap_pct{suffix}"] = _num(r["pct_matched"])
-        m[f"co2_overlap_n{suffix}"] = int(r["n_matched"])
-        m[f"co2_overlap_total{suffix}"] = int(r["n_observed"])
-        m[f"co2_overlap_unobserved{suffix}"] = int(r["n_unobserved"])
-    p = prec.set_index("level")
-    m["hotspot_precision"] = _num(p.loc["detection", "precision"])
-    m["site_precision"] = _num(p.loc["site", "precision"])
-    lo = loc.set_index("subset")
-    m["loc_error_km_median"] = _num(lo.loc["all", "p50_km"])
-    m["loc_error_km_p90"] = _num(lo.loc["all", "p90_km"])
-    m["loc_error_km_median_matched"] = _num(lo.loc["matched", "p50_km"])
-    m["n_hotspots"] = int(len(hotspots))
-    m["n_hotspot_sites"] = int(len(sites))
-    m["n_overpasses_with_hotspots"] = int(hotspots["time"].nunique())
-    m["n_cells_inventory"] = int(len(cells))
-    m["n_cells_observed"] = int(cells["observed"].sum())
-    m["n_sources"] = int(len(src))
-    m["n_sources_observed"] = int(src["observed"].sum())
-    m["source_recall"] = _num(src.loc[src["observed"], "matched"].mean()) if src["observed"].any() else None
-    m["min_observations"] = int(s.min_observations)
-    m["match_distance_km"] = float(s.match_distance_km)
+def _json_default(o):
+    from ..atomic import to_builtin
+
+    v = to_builtin(o)
+    if v is o:
+        return str(o)
+    return v
+
+
+def _nox_per_period(table: pd.DataFrame, pairs: pd.DataFrame, period_of) -> pd.DataFrame:
+    """Mean NOx estimate and number of hotspots per (point, period) from the (point, hotspot) pairs."""
+    if not len(pairs) or not len(table):
+        return pd.DataFrame({"point": [], "period": [], "mean_nox_estimate_t_per_yr": [], "n_hotspots": []})
+    h = pairs["h"].to_numpy(int)
+    df = pd.DataFrame(
+        {
+            "point": pairs["s"].to_numpy(int),
+            "period": [period_of(t) for t in table["time"].to_numpy()[h]],
+            "nox": table["nox_rate_estimate_t_per_yr"].to_numpy(float)[h],
+        }
+    )
+    g = df.groupby(["point", "period"])
+    return pd.DataFrame({"mean_nox_estimate_t_per_yr": g["nox"].mean(), "n_hotspots": g.size()}).reset_index()
+
+
+def side_by_side(tables: list[Table], results: dict) -> pd.DataFrame:
+    """Table 2 of every table next to the paper's: rows = bins (paper order), then the chance floor."""
+    first = results[tables[0].name][0]["table2"]
+    out = first[["bin", "range"]].copy()
+    out["paper_pct"] = [PAPER_TABLE2.get(b, np.nan) for b in out["bin"]]
+    chance_row = {"bin": "chance_floor", "range": "source-free cells next to a source cell", "paper_pct": np.nan}
+    for t in tables:
+        frames, (_, more) = results[t.name]
+        t2, t2s = frames["table2"], frames["table2_strict"]
+        out[f"{t.name}_found"] = t2["n_found"].to_numpy()
+        out[f"{t.name}_observed"] = t2["n_observed"].to_numpy()
+        out[f"{t.name}_pct"] = 100 * t2["rate"].to_numpy(float)
+        out[f"{t.name}_strict_found"] = t2s["n_found"].to_numpy()
+        out[f"{t.name}_strict_pct"] = 100 * t2s["rate"].to_numpy(float)
+        chance_row[f"{t.name}_found"] = more["chance_floor_found"]
+        chance_row[f"{t.name}_observed"] = more["chance_floor_total"]
+        chance_row[f"{t.name}_pct"] = 100 * more["chance_floor"] if more["chance_floor"] is not None else np.nan
+    return pd.concat([out, pd.DataFrame([chance_row])], ignore_index=True)
+
+
+def summary_side_by_side(tables: list[Table], results: dict) -> pd.DataFrame:
+    """Every metric (rows) of every table (columns), with the paper's value where it gives one."""
+    names = []
+    values: dict[str, dict] = {}
+    for t in tables:
+        paper, more = results[t.name][1]
+        values[t.name] = {**paper, **more}
+        names += [k for k in {**paper, **more} if k not in names]
+    paper_vals = {f"table2_rate_{b}": v / 100 for b, v in PAPER_TABLE2.items()}
+    paper_vals["co2_overlap_pct"] = PAPER_CO2_OVERLAP_PCT
+    df = pd.DataFrame({"metric": names, "paper": [paper_vals.get(n, np.nan) for n in names]})
+    for t in tables:
+        df[t.name] = [values[t.name].get(n) for n in names]
+    return df
+
+
+def _metrics(name, tables, results, scene, sums, changes, has_truth_change, obs, index, s) -> dict:
+    """Flat metrics, the paper's figures first: Fig. 8, then Table 2 and Fig. 10 of every table, then the rest."""
+    K = int(s.min_observations)
+    in_domain = obs[scene.gridded["n_sources"].values >= 0]  # every evaluation cell
+    m: dict = {
+        "fig8/n_overpasses": int(len(index)),
+        "fig8/n_cells": int(in_domain.size),
+        "fig8/n_cells_observed": int((obs >= K).sum()) if K > 0 else int((obs > 0).sum()),
+        "fig8/obs_count_median": num(np.median(obs)) if obs.size else None,
+        "fig8/obs_count_max": int(obs.max()) if obs.size else 0,
+    }
+    for t in tables:
+        paper, _ = results[t.name][1]
+        m.update({f"{t.name}/{k}": v for k, v in paper.items()})
+    for t in tables:
+        _, more = results[t.name][1]
+        m.update({f"{t.name}/{k}": v for k, v in more.items()})
+    src = scene.src
+    m["inventory/n_sources"] = int(len(src))
+    m["inventory/n_sources_observed"] = int(src["observed"].sum())
+    cells = results[tables[0].name][0]["cells"]
+    m["inventory/n_cells"] = int(len(cells))
+    m["inventory/n_cells_observed"] = int(cells["observed"].sum())
+    m["timeseries/n_points"] = int(len(changes))
+    m["timeseries/n_sites"] = int((changes["kind"] == "site").sum())
+    m["timeseries/n_periods"] = int(len(sums["series"]["n_valid"][0])) if len(changes) else 0
+    m["timeseries/n_tested"] = int(changes["tested"].sum())
+    m["timeseries/n_flagged"] = int(changes["flagged"].sum())
+    m["timeseries/n_flagged_sites"] = int((changes["flagged"] & (changes["kind"] == "site")).sum())
+    m["timeseries/n_flagged_sources"] = int((changes["flagged"] & (changes["kind"] == "source")).sum())
+    if has_truth_change:
+        inj = changes["injected"].to_numpy(bool)
+        m["timeseries/injected_n"] = int(inj.sum())
+        m["timeseries/injected_found"] = int(changes["change_found"].sum())
+        unchanged_src = (changes["kind"] == "source").to_numpy() & ~inj
+        m["timeseries/flagged_unchanged_sources"] = int((changes["flagged"].to_numpy() & unchanged_src).sum())
+    m["settings/min_observations"] = K
+    m["settings/match_distance_km"] = float(s.match_distance_km)
+    m["stream/n_truth_files"] = int(sums["n_truth"])
     return m
+
+
+def _figures(tmp: Path, name: str, grid, ddir: Path, tables, results, scene: Scene, series, changes, s) -> None:
+    from ..contracts import detections
+    from . import maps
+
+    res = float(s.grid_res_deg)
+    coast = str(s.coastline_resolution)
+    le, lo = scene.lat_edges, scene.lon_edges
+    src = scene.src
+    maps.fig8_obs_count(
+        scene.obs,
+        le,
+        lo,
+        src,
+        float(s.coverage_min),
+        int(s.min_observations),
+        tmp / "fig8_obs_count.png",
+        f"{name}: valid observations per {res:g}° cell over {int(scene.sums['n_overpasses'])} overpasses",
+        coast,
+    )
+    maps.no2_map(grid, src, le, lo, tmp / "map_no2_mean.png", f"{name}: mean NO2 over the counted overpasses", coast)
+    model = tables[0]
+    frames = results[model.name][0]
+    period = detections.open_period(ddir) if (ddir / detections.PERIOD_FILE).exists() else None
+    thr = float(s.fig9b_min_rel_emission)
+    maps.fig9b_period_hotspots(
+        frames["hotspot_sites"],
+        period,
+        le,
+        lo,
+        src,
+        thr,
+        tmp / "fig9b_period_hotspots.png",
+        f"{name}: {model.name} hotspot sites over the period",
+        coast,
+    )
+    paper_rule = "cell" if s.match_mode == "cell" else "distance"
+    strong = frames["co2_overlap"]
+    maps.fig10_co2_sources(
+        strong,
+        frames["co2_overlap_by_region"],
+        OmegaConf.to_container(s.regions) if s.regions else {},
+        le,
+        lo,
+        float(s.co2_threshold_kt_per_month),
+        maps.rule_text(paper_rule, float(s.match_distance_km), res),
+        tmp / "fig10_co2_sources.png",
+        f"{name}: strong CO2 sources with an NO2 hotspot ({model.name})",
+        coast,
+    )
+    rule = str(s.source_rule)
+    label = f"{rule} rule: " + maps.rule_text(rule, float(s.match_distance_km), res)
+    for t in tables:
+        f = results[t.name][0]
+        maps.hotspot_map(
+            f["sources"],
+            f["hotspots_matched"],
+            le,
+            lo,
+            rule=rule,
+            rule_label=label,
+            distance_km=float(s.match_distance_km),
+            path=tmp / t.name / "map_hotspots.png",
+            title=f"{name} ({t.name}): {len(t.df)} hotspots, {len(f['sources'])} inventory sources",
+            res_coast=coast,
+        )
+    if len(series):
+        regions = list((s.regions or {}).keys())
+        labels = series["region"].fillna("").astype(str)
+        groups = [(r, labels == r) for r in regions] + [("other" if regions else "all", labels == "")]
+        for region, sel in groups:
+            if not sel.any():
+                continue
+            pts = series.loc[sel, "point"].unique()
+            maps.timeseries_plot(
+                series[sel],
+                changes.loc[pts],
+                region,
+                int(s.timeseries.max_lines),
+                label,
+                tmp / f"timeseries_{region}.png",
+                f"{name}, {region}: per {s.timeseries.period} period ({model.name})",
+            )
+
+
+_PERIOD_WORDS = {"M": "monthly", "W": "weekly", "D": "daily", "Q": "quarterly"}
 
 
 def run(cfg: DictConfig) -> dict:
     """Evaluate every selected collection; returns {collection: metrics}."""
-    if OmegaConf.select(cfg, "evaluate.collections") is None:
-        raise ConfigError("evaluate.collections", "missing (conf/evaluate/default.yaml defines them)")
-    results = {}
-    for name in collections_to_run(cfg):
-        results[name] = evaluate_collection(cfg, name)
-    return results
+    return {name: evaluate_collection(cfg, name) for name in settings.collections_to_run(cfg)}

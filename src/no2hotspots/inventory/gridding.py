@@ -8,8 +8,9 @@ Conventions used everywhere in the evaluation:
   inclusive, so a point exactly on the outer boundary is kept).
 * The number of valid observations of a coarse cell follows the paper (its Fig. 8): the number of overpasses whose
   valid pixels cover more than ``coverage_min`` (75 %) of the coarse cell. The coarse coverage of one overpass is the
-  area-weighted mean of the fine-cell ``coverage`` of the ingest grid over the fine cells whose centres fall in the
+  area-weighted sum of the fine-cell ``coverage`` of the ingest grid over the fine cells whose centres fall in the
   coarse cell, divided by the coarse cell's full area (fine cells outside the ingest domain count as uncovered).
+  :class:`ObsCounter` accumulates it one overpass file at a time (memory: one evaluation grid).
 """
 
 from __future__ import annotations
@@ -168,6 +169,103 @@ def grid_points(
     return ds
 
 
+class ObsCounter:
+    """The paper's observation count per evaluation cell (its Fig. 8), accumulated one overpass at a time.
+
+    Built once from the collection's fine grid (cell centres ``lat``, ``lon`` and their bounds) and the evaluation
+    grid's edges; :meth:`add` takes one overpass's fine ``coverage`` on its part of the collection grid (rows from
+    ``i0``, columns from ``j0``), adds 1 to every evaluation cell whose area is covered by valid pixels to more than
+    ``coverage_min`` and returns that cell mask. Memory is one evaluation grid, whatever the number of overpasses.
+    """
+
+    def __init__(self, lat, lon, lat_edges, lon_edges, *, coverage_min: float = 0.75, lat_bnds=None, lon_bnds=None):
+        lat = np.asarray(lat, float)
+        lon = np.asarray(lon, float)
+        self.lat_edges = np.asarray(lat_edges, float)
+        self.lon_edges = np.asarray(lon_edges, float)
+        self.shape = (len(self.lat_edges) - 1, len(self.lon_edges) - 1)
+        self.coverage_min = float(coverage_min)
+        self.iy = cell_index(lat, self.lat_edges)
+        self.ix = cell_index(lon, self.lon_edges)
+        dlat = _steps(lat, lat_bnds)
+        dlon = _steps(lon, lon_bnds)
+        # fine-cell areas (deg^2 * cos lat) as a row factor x a column factor
+        self.row_area = dlat * np.cos(np.deg2rad(lat))
+        self.col_area = dlon
+        lat_c = 0.5 * (self.lat_edges[:-1] + self.lat_edges[1:])
+        self.coarse_area = np.outer(np.diff(self.lat_edges) * np.cos(np.deg2rad(lat_c)), np.diff(self.lon_edges))
+        self.counts = np.zeros(self.shape, dtype=np.int32)
+        self.n_overpasses = 0
+
+    def coarse_coverage(self, coverage, i0: int = 0, j0: int = 0) -> np.ndarray:
+        """Share of each evaluation cell's area covered by valid pixels in one overpass, ``(n_lat, n_lon)``."""
+        cov = np.nan_to_num(np.asarray(coverage, float), nan=0.0)
+        ny, nx = cov.shape
+        iy = self.iy[i0 : i0 + ny]
+        ix = self.ix[j0 : j0 + nx]
+        rows = iy >= 0
+        cols = ix >= 0
+        if not rows.any() or not cols.any():
+            return np.zeros(self.shape)
+        w = cov[np.ix_(rows, cols)] * np.outer(self.row_area[i0 : i0 + ny][rows], self.col_area[j0 : j0 + nx][cols])
+        flat = (iy[rows][:, None] * self.shape[1] + ix[cols][None, :]).ravel()
+        covered = np.bincount(flat, weights=w.ravel(), minlength=self.shape[0] * self.shape[1])
+        return covered.reshape(self.shape) / self.coarse_area
+
+    def add(self, coverage, i0: int = 0, j0: int = 0) -> np.ndarray:
+        """Count one overpass; returns the boolean mask of the evaluation cells it observed."""
+        observed = self.coarse_coverage(coverage, i0, j0) > self.coverage_min
+        self.counts += observed
+        self.n_overpasses += 1
+        return observed
+
+
+def _steps(centres: np.ndarray, bnds) -> np.ndarray:
+    """Cell sizes along one axis, from the bounds when given, else from the centre spacing."""
+    if bnds is not None:
+        return np.abs(np.diff(np.asarray(bnds, float), axis=1))[:, 0]
+    if len(centres) > 1:
+        step = np.abs(np.diff(centres))
+        return np.append(step, step[-1])
+    return np.full(len(centres), np.nan)
+
+
+def obs_count_array(counts, lat_edges, lon_edges, desc: str, method: str) -> xr.DataArray:
+    """``obs_count(lat, lon)`` int32 on the evaluation grid, with CF coordinates and what was counted."""
+    return xr.DataArray(
+        np.asarray(counts).astype("int32"),
+        dims=("lat", "lon"),
+        coords={k: (v[0], v[1], v[2]) for k, v in _grid_coords(lat_edges, lon_edges).items()},
+        name="obs_count",
+        attrs={"units": "1", "long_name": f"number of valid observations: {desc}", "obs_method": method},
+    )
+
+
+def coverage_description(coverage_min: float) -> str:
+    return f"overpasses whose valid pixels cover > {coverage_min:g} of the cell"
+
+
+def fine_obs_count(fine_obs, lat, lon, lat_edges, lon_edges, method: str) -> xr.DataArray:
+    """``max`` / ``median`` over the cell's sub-cells (inside the ingest domain) of the ingest grid's ``obs_count``
+    (rounded down): cheap alternatives to the paper's per-overpass coverage rule."""
+    if method not in ("max", "median"):
+        raise ConfigError("evaluate.obs_method", f"must be coverage, max or median (got {method!r})")
+    lat_edges = np.asarray(lat_edges, float)
+    lon_edges = np.asarray(lon_edges, float)
+    ny, nx = len(lat_edges) - 1, len(lon_edges) - 1
+    fy, fx = np.meshgrid(cell_index(lat, lat_edges), cell_index(lon, lon_edges), indexing="ij")
+    inside = (fy >= 0) & (fx >= 0)
+    flat = np.where(inside, fy * nx + fx, 0)
+    fine = np.asarray(fine_obs, float)
+    out = np.zeros((ny, nx), dtype="int32")
+    s = pd.Series(fine[inside]).groupby(flat[inside])
+    agg = s.max() if method == "max" else s.median()
+    out.ravel()[agg.index.to_numpy()] = np.floor(agg.to_numpy()).astype("int32")
+    return obs_count_array(
+        out, lat_edges, lon_edges, f"{method} over the cell's sub-cells of the ingest obs_count", method
+    )
+
+
 def aggregate_obs_count(
     ingest: xr.Dataset,
     lat_edges,
@@ -176,58 +274,38 @@ def aggregate_obs_count(
     method: str = "coverage",
     coverage_min: float = 0.75,
 ) -> xr.DataArray:
-    """Number of valid observations of each coarse cell, ``obs_count(lat, lon)`` int32.
+    """Number of valid observations of each coarse cell, ``obs_count(lat, lon)`` int32, from an in-memory Dataset.
 
-    ``method``:
+    A convenience for small stacked grids (tests, notebooks); the evaluate stage streams the overpass files
+    through :class:`ObsCounter` instead. ``method``:
+
       * ``coverage`` (default, the paper's Fig. 8 definition): overpasses whose valid pixels cover more than
-        ``coverage_min`` of the coarse cell (needs ``coverage(time, lat, lon)`` in the ingest grid);
-      * ``max`` / ``median``: max / median over the fine cells of the ingest ``obs_count`` that lie in the ingest
-        domain (rounded down).
+        ``coverage_min`` of the coarse cell (needs ``coverage(time, lat, lon)``);
+      * ``max`` / ``median``: see :func:`fine_obs_count`.
     """
-    lat_edges = np.asarray(lat_edges, float)
-    lon_edges = np.asarray(lon_edges, float)
-    ny, nx = len(lat_edges) - 1, len(lon_edges) - 1
-    iy = cell_index(ingest["lat"].values, lat_edges)
-    ix = cell_index(ingest["lon"].values, lon_edges)
-    fine_iy, fine_ix = np.meshgrid(iy, ix, indexing="ij")
-    inside = (fine_iy >= 0) & (fine_ix >= 0)
-    flat = np.where(inside, fine_iy * nx + fine_ix, 0)
-
-    if method == "coverage":
-        if "coverage" not in ingest:
-            raise ConfigError("evaluate.obs_method", "'coverage' needs the ingest variable coverage(time, lat, lon)")
-        # fine-cell areas (deg^2 * cos lat), from the bounds when present
-        if "lat_bnds" in ingest and "lon_bnds" in ingest:
-            dlat = np.abs(np.diff(ingest["lat_bnds"].values, axis=1))[:, 0]
-            dlon = np.abs(np.diff(ingest["lon_bnds"].values, axis=1))[:, 0]
-        else:
-            dlat = np.full(ingest.sizes["lat"], float(ingest.attrs.get("resolution_deg", np.nan)))
-            dlon = np.full(ingest.sizes["lon"], float(ingest.attrs.get("resolution_deg", np.nan)))
-        fine_area = np.outer(dlat * np.cos(np.deg2rad(ingest["lat"].values)), dlon)
-        lat_c = 0.5 * (lat_edges[:-1] + lat_edges[1:])
-        coarse_area = np.outer(np.diff(lat_edges) * np.cos(np.deg2rad(lat_c)), np.diff(lon_edges)).ravel()
-        cov = np.nan_to_num(ingest["coverage"].transpose("time", "lat", "lon").values.astype(float), nan=0.0)
-        w = np.where(inside, fine_area, 0.0).ravel()
-        counts = np.zeros(ny * nx, dtype="int32")
-        for t in range(cov.shape[0]):
-            covered = np.bincount(flat.ravel(), weights=cov[t].ravel() * w, minlength=ny * nx)
-            counts += (covered / coarse_area > coverage_min).astype("int32")
-        out = counts.reshape(ny, nx)
-        desc = f"overpasses whose valid pixels cover > {coverage_min:g} of the cell"
-    elif method in ("max", "median"):
-        fine = ingest["obs_count"].transpose("lat", "lon").values.astype(float)
-        out = np.zeros((ny, nx), dtype="int32")
-        s = pd.Series(fine[inside]).groupby(flat[inside])
-        agg = s.max() if method == "max" else s.median()
-        out.ravel()[agg.index.to_numpy()] = np.floor(agg.to_numpy()).astype("int32")
-        desc = f"{method} over the cell's sub-cells of the ingest obs_count"
-    else:
+    if method in ("max", "median"):
+        return fine_obs_count(
+            ingest["obs_count"].transpose("lat", "lon").values,
+            ingest["lat"].values,
+            ingest["lon"].values,
+            lat_edges,
+            lon_edges,
+            method,
+        )
+    if method != "coverage":
         raise ConfigError("evaluate.obs_method", f"must be coverage, max or median (got {method!r})")
-
-    return xr.DataArray(
-        out.astype("int32"),
-        dims=("lat", "lon"),
-        coords={k: (v[0], v[1], v[2]) for k, v in _grid_coords(lat_edges, lon_edges).items()},
-        name="obs_count",
-        attrs={"units": "1", "long_name": f"number of valid observations: {desc}", "obs_method": method},
+    if "coverage" not in ingest:
+        raise ConfigError("evaluate.obs_method", "'coverage' needs the ingest variable coverage(time, lat, lon)")
+    counter = ObsCounter(
+        ingest["lat"].values,
+        ingest["lon"].values,
+        lat_edges,
+        lon_edges,
+        coverage_min=coverage_min,
+        lat_bnds=ingest["lat_bnds"].values if "lat_bnds" in ingest else None,
+        lon_bnds=ingest["lon_bnds"].values if "lon_bnds" in ingest else None,
     )
+    cov = ingest["coverage"].transpose("time", "lat", "lon")
+    for t in range(cov.sizes["time"]):
+        counter.add(cov.values[t])
+    return obs_count_array(counter.counts, lat_edges, lon_edges, coverage_description(coverage_min), method)
