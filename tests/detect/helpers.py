@@ -112,7 +112,6 @@ def make_grid(
                 coverage=coverage[t],
                 time=times[t],
                 source_file=f"{key}.nc",
-                unit_hash="test",
             )
             rows.append(
                 {"key": key, "time": times[t], "source_file": f"{key}.nc", "i0": 0, "j0": 0, "ny": ny, "nx": nx}

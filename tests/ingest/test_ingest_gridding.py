@@ -97,7 +97,6 @@ def test_obs_count_counts_only_coverage_above_threshold(tmp_path):
             coverage=g.coverage,
             time=np.datetime64("2021-01-01") + np.timedelta64(k, "D"),
             source_file=key,
-            unit_hash="t",
         )
         rows.append({"key": key, "i0": 0, "j0": 0, "ny": 1, "nx": 3})
     counts, mean = accumulate(pd.DataFrame(rows), grid, tmp_path, 0.75)

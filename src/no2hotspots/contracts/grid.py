@@ -4,8 +4,7 @@ One folder per collection, ``<ingest.out_dir>/<collection>/``::
 
     overpasses/<key>.nc   one file per overpass (granule): no2, no2_precision, coverage on (lat, lon), the part of
                           the collection grid the overpass covers (cell centres are multiples of the resolution, so
-                          every overpass file lines up with the collection grid); attributes time, source_file,
-                          unit_hash (what produced it: a rerun skips a unit whose hash matches)
+                          every overpass file lines up with the collection grid); attributes time, source_file
     grid.nc               the collection grid (lat, lon, bounds), the period products obs_count and no2_mean, and
                           the index of the overpasses (dim ``overpass``: key, time, source file, position i0/j0 and
                           size ny/nx of its part of the grid), written last: its presence marks a finished ingest
@@ -86,7 +85,6 @@ def write_overpass(
     coverage: np.ndarray,
     time: np.datetime64,
     source_file: str,
-    unit_hash: str,
     attrs: dict | None = None,
 ) -> None:
     """One overpass on its part of the grid, written atomically (zlib: the NaN outside the swath costs nothing)."""
@@ -119,7 +117,6 @@ def write_overpass(
         attrs={
             "Conventions": "CF-1.10",
             "source_file": str(source_file),
-            "unit_hash": unit_hash,
             "resolution_deg": float(res),
             **(attrs or {}),
         },
@@ -129,17 +126,6 @@ def write_overpass(
     enc["time"] = TIME_ENCODING
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=enc)
-
-
-def unit_hash_of(path: str | Path) -> str | None:
-    """The ``unit_hash`` attribute of a finished unit file, or None when it is missing or unreadable."""
-    import netCDF4
-
-    try:
-        with netCDF4.Dataset(path) as nc:
-            return str(nc.getncattr("unit_hash")) if "unit_hash" in nc.ncattrs() else None
-    except OSError:
-        return None
 
 
 def open_overpass(path: str | Path) -> xr.Dataset:

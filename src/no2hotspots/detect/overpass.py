@@ -73,7 +73,7 @@ def detect_overpass(task: OverpassTask, *, loaded, s: dict) -> dict:
         rel=rel,
         ids=ids,
         time=time,
-        attrs={"unit_hash": task.unit_hash, "source_file": ds.attrs.get("source_file", "")},
+        attrs={"source_file": ds.attrs.get("source_file", "")},
     )
     t = str(np.datetime_as_string(np.datetime64(time, "s"), unit="s"))
     result = {

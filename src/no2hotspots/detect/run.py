@@ -160,26 +160,9 @@ def detect_collection(
         "run_id": loaded.meta.get("run_id"),
         "model_version": None if loaded.meta.get("version") is None else str(loaded.meta["version"]),
     }
-    dy, dx = gridmod.cell_size_m(grid)
-    summary = {
-        **model_info,
-        "collection": name,
-        "input": str(ingest_folder),
-        "n_overpasses": len(tasks),
-        "units_computed": len(tasks) - reused,
-        "units_reused": reused,
-        "threshold": float(s["threshold"]),
-        "overlay_min_nox_t_per_yr": float(s["overlay_min_nox_t_per_yr"]),
-        "grid_shape": [int(grid.sizes["lat"]), int(grid.sizes["lon"])],
-        "cell_size_km": [round(dy / 1e3, 3), round(dx / 1e3, 3)],
-        "tiles_run": sum(r.get("tiles_run", 0) for r in results),
-        "note": ESTIMATE_NOTE,
-        "params": {k: v for k, v in s.items() if k not in ("inventory_csv",)},
-        "orientation": "tiles fed in grid order: row 0 = southernmost latitude, column 0 = westernmost",
-    }
-    table = publish(
-        name, Path(str(cfg.detect.out_dir)) / name, units_dir, grid, results, summary, model_info, inventory
-    )
+    summary = _summary(name, ingest_folder, grid, s, results, model_info)
+    out_dir = Path(str(cfg.detect.out_dir)) / name
+    table = publish(name, out_dir, units_dir, grid, results, summary, model_info, inventory)
     log.info(
         "%s: %d hotspot(s) in %d overpasses (%d computed, %d reused) in %.1f s",
         name,
@@ -189,7 +172,27 @@ def detect_collection(
         reused,
         time.perf_counter() - t0,
     )
-    return {**summary, "n_hotspots": int(len(table))}
+    return {**summary, "n_hotspots": int(len(table)), "units_computed": len(tasks) - reused, "units_reused": reused}
+
+
+def _summary(name: str, ingest_folder: Path, grid, s: dict, results: list[dict], model_info: dict) -> dict:
+    """detect.json: the model, the settings and what was detected (no run statistics: the same inputs give the
+    same file, whether units were computed now or reused)."""
+    dy, dx = gridmod.cell_size_m(grid)
+    return {
+        **model_info,
+        "collection": name,
+        "input": str(ingest_folder),
+        "n_overpasses": len(results),
+        "threshold": float(s["threshold"]),
+        "overlay_min_nox_t_per_yr": float(s["overlay_min_nox_t_per_yr"]),
+        "grid_shape": [int(grid.sizes["lat"]), int(grid.sizes["lon"])],
+        "cell_size_km": [round(dy / 1e3, 3), round(dx / 1e3, 3)],
+        "tiles_run": sum(r.get("tiles_run", 0) for r in results),
+        "note": ESTIMATE_NOTE,
+        "params": {k: v for k, v in s.items() if k not in ("inventory_csv",)},
+        "orientation": "tiles fed in grid order: row 0 = southernmost latitude, column 0 = westernmost",
+    }
 
 
 def check_resolution(grid, pixel_m: float, s: dict, where: Path) -> None:

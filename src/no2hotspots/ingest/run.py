@@ -170,7 +170,6 @@ def _grid_and_write(task: GranuleTask, sub, grid: Grid) -> dict:
         coverage=cov,
         time=time,
         source_file=Path(task.path).name,
-        unit_hash=task.unit_hash,
     )
     return {
         "key": task.key,
