@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 # DVC stage commands run `python`: make it the project's venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test lint format venv data params repro ui sweep bench clean-outputs
+.PHONY: demo test lint format venv data params repro ui sweep bench clean-outputs server server-stop server-status
 
 demo: venv data
 	$(BIN)/dvc repro
@@ -35,11 +35,12 @@ format: venv
 # rest constrained to that torch, then the Optuna sweeper without its stale optuna<3 pin. Re-runs only when the
 # requirement files change.
 venv: $(STAMP)
-$(STAMP): requirements.txt requirements-torch.txt pyproject.toml
+$(STAMP): requirements.txt requirements-torch.txt requirements-ddeq.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-torch.txt
 	$(BIN)/python -m pip install -q -r requirements.txt -c requirements-torch.txt
+	$(BIN)/python -m pip install -q -r requirements-ddeq.txt -c requirements-torch.txt
 	$(BIN)/python -m pip install -q --no-deps hydra-optuna-sweeper==1.3.0
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
@@ -59,6 +60,15 @@ repro: venv data
 ui: venv
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db \
 	  --default-artifact-root mlruns/artifacts --host 127.0.0.1 --port 5000 --workers 1
+
+# Team tracking server (README, Working as a team): PostgreSQL + MLflow on 127.0.0.1 (ports 5433, 5050), data in
+# mlruns/server/; stages follow it once MLFLOW_TRACKING_URI=http://127.0.0.1:5050 is exported
+server: venv
+	$(BIN)/python -m no2hotspots server server.action=start
+server-stop: venv
+	$(BIN)/python -m no2hotspots server server.action=stop
+server-status: venv
+	$(BIN)/python -m no2hotspots server server.action=status
 
 # A short Optuna sweep on the demo config (see README, Sweeps).
 sweep: venv

@@ -12,6 +12,7 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("NO2HOTSPOTS_PROGRESS", "0")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+os.environ.pop("MLFLOW_TRACKING_URI", None)  # a developer's team-server export must not receive test runs
 
 REPO = Path(__file__).resolve().parents[1]
 

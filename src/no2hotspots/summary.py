@@ -8,6 +8,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from . import tracking
+
 
 def _read_json(path: Path) -> dict:
     try:
@@ -22,6 +24,13 @@ def _pct(v) -> str:
 
 def _num(v) -> str:
     return "n/a" if v is None else f"{v:.3f}"
+
+
+def _ui_line(uri: str) -> str:
+    if uri.startswith(("http://", "https://")):
+        return f"  MLflow UI    {uri} (the team server)"
+    return (f"  MLflow UI    make ui   (or: mlflow ui --backend-store-uri {uri} --host 127.0.0.1)"
+            " then open http://127.0.0.1:5000")
 
 
 def summary_lines(cfg: DictConfig) -> list[str]:
@@ -58,8 +67,7 @@ def summary_lines(cfg: DictConfig) -> list[str]:
     lines += [
         "",
         "  metrics      dvc metrics show        plots: dvc plots show (opens dvc_plots/index.html)",
-        f"  MLflow UI    make ui   (or: mlflow ui --backend-store-uri {cfg.tracking.uri} --host 127.0.0.1)"
-        " then open http://127.0.0.1:5000",
+        _ui_line(tracking.resolve_uri(cfg)),
         "",
     ]
     return lines

@@ -14,6 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from no2hotspots.metrics import Scoring
+from no2hotspots.tracking import resolve_uri
 from no2hotspots.score.run import run
 
 
@@ -41,7 +42,7 @@ def test_score_writes_table1_at_both_thresholds_and_logs_to_the_model_run(traine
     rows = pd.read_csv(Path(cfg.paths.plots) / "score" / "table1.csv")
     assert len(rows) == 16 and set(rows["threshold"]) == {"mark", "detect"}
 
-    mlflow.set_tracking_uri(str(cfg.tracking.uri))
+    mlflow.set_tracking_uri(resolve_uri(cfg))
     client = mlflow.MlflowClient()
     run_id = json.loads((Path(cfg.train.out_dir) / "run.json").read_text())["run_id"]
     r = client.get_run(run_id)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from no2hotspots.config import compose
+from no2hotspots.tracking import resolve_uri
 from no2hotspots.errors import InputFileError
 from no2hotspots.train.data import ShardStream, split_shards
 from no2hotspots.train.loop import NonFiniteLoss
@@ -55,7 +56,7 @@ def test_trains_and_logs_an_mlflow_run(tmp_path, tiny_sim):
     metrics = json.loads((tmp_path / "metrics" / "train.json").read_text())
     assert metrics["epochs_run"] == 3 and metrics["objective"] == objective
 
-    mlflow.set_tracking_uri(str(cfg.tracking.uri))
+    mlflow.set_tracking_uri(resolve_uri(cfg))
     client = mlflow.MlflowClient()
     r = client.get_run(info["run_id"])
     params = r.data.params

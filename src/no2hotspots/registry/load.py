@@ -54,10 +54,9 @@ def _tracking_uri(tracking) -> str | None:
         return None
     if isinstance(tracking, str):
         return tracking
-    uri = tracking.get("uri") if hasattr(tracking, "get") else None
-    if uri is None and hasattr(tracking, "get") and tracking.get("tracking") is not None:
-        uri = tracking["tracking"]["uri"]
-    return str(uri) if uri is not None else None
+    from ..tracking import resolve_uri
+
+    return resolve_uri(tracking)
 
 
 def from_dir(model_dir: str | Path, extra_meta: dict | None = None) -> LoadedModel:

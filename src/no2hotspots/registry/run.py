@@ -205,6 +205,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         tag_metrics=list(r.tag_metrics or []),
         on_version_mismatch=str(mismatch),
     )
-    result["tracking_uri"] = str(cfg.tracking.uri)
+    result["tracking_uri"] = tracking.resolve_uri(cfg)
     write_json(Path(str(r.out_dir)) / "model.json", result)
     return result

@@ -353,7 +353,7 @@ def write_outputs(cfg: DictConfig, state: State, data: Data, selected: int, obje
         {
             "run_id": state.run_id,
             "experiment": str(cfg.tracking.experiment),
-            "tracking_uri": str(cfg.tracking.uri),
+            "tracking_uri": tracking.resolve_uri(cfg),
             "model_uri": model_uri,
             "data_version": data.version,
             "git_commit": tracking.git_commit(),
