@@ -12,11 +12,13 @@ from no2hotspots.evaluate.run import run
 
 
 @pytest.mark.slow  # creating a fresh MLflow SQLite store (migrations) takes ~15-25 s on 2 busy cores
-def test_model_run_and_new_run(case, tmp_path, caplog):
+def test_model_run_and_new_run(case, tmp_path, caplog, monkeypatch):
     import mlflow
 
     from no2hotspots.tracking import setup
 
+    monkeypatch.chdir(tmp_path)
+    OmegaConf.save(case, tmp_path / "params.yaml")  # the pipeline's settings: what DVC would run
     setup(case)
     with mlflow.start_run(run_name="model") as r:  # the run that "trained" the detecting model
         mlflow.log_metric("val_loss", 0.1)
@@ -47,14 +49,27 @@ def test_model_run_and_new_run(case, tmp_path, caplog):
     assert runs[0].data.metrics["eval/osse/model/table2_rate_2000_4000"] == 1.0  # H3 within 10 km of S2's cell
     assert client.get_run(run_id).data.metrics["eval/osse/model/table2_rate_2000_4000"] == 0.0  # untouched
 
-    # the pipeline's setting with changed settings replaces the evaluation, and says so
+    # the pipeline's setting (model_run) with settings other than params.yaml's: by hand -> a new run, never over
+    # the pipeline's evaluation of the model's run
     case.evaluate.log_to = "model_run"
     with caplog.at_level("WARNING"):
         run(case)
+    assert "differ from params.yaml" in caplog.text
+    runs = client.search_runs([got.info.experiment_id], filter_string=f"tags.evaluates_run = '{run_id}'")
+    assert len(runs) == 2
+    assert client.get_run(run_id).data.metrics["eval/osse/model/table2_rate_2000_4000"] == 0.0
+
+    # the same settings written to params.yaml are the pipeline's: onto the model's run, saying what it replaces
+    OmegaConf.save(case, tmp_path / "params.yaml")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        run(case)
     assert "replacing the evaluation logged on run" in caplog.text
+    assert client.get_run(run_id).data.metrics["eval/osse/model/table2_rate_2000_4000"] == 1.0
 
 
-def test_no_run_id_warns_and_skips(case, tmp_path, caplog):
+def test_no_run_id_warns_and_skips(case, tmp_path, caplog, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: the settings are taken as the pipeline's
     case.evaluate.log_to = "model_run"
     with caplog.at_level("WARNING"):
         run(case)

@@ -84,22 +84,28 @@ def lines(kind: str, bbox: tuple[float, float, float, float], res: str = "i") ->
     return out
 
 
-def draw(ax, bbox, res: str = "i") -> bool:
-    """Draw coastlines and country borders on ``ax``; returns False (and logs once) when the data are missing."""
+def draw(ax, bbox, res: str = "i") -> set[str] | None:
+    """Draw coastlines and country borders on ``ax``; returns the kinds drawn (an empty set when the box holds
+    neither), or None (logged once) when the data are missing."""
     if not available():
         _warn_missing()
-        return False
+        return None
     from matplotlib.collections import LineCollection
 
-    styles = {
-        "coastlines": {"colors": "0.15", "linewidths": 0.7, "label": "coastline (GSHHS)"},
-        "borders": {"colors": "0.35", "linewidths": 0.6, "linestyles": "--", "label": "country border"},
-    }
-    for kind, style in styles.items():
+    drawn = set()
+    for kind, style in STYLES.items():
         segs = lines(kind, bbox, res)
         if segs:
             ax.add_collection(LineCollection(segs, zorder=3, **style))
-    return True
+            drawn.add(kind)
+    return drawn
+
+
+#: line styles (the map legends use the same)
+STYLES = {
+    "coastlines": {"colors": "0.15", "linewidths": 0.7},
+    "borders": {"colors": "0.35", "linewidths": 0.6, "linestyles": "--"},
+}
 
 
 @functools.lru_cache(maxsize=1)

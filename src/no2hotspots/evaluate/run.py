@@ -94,8 +94,11 @@ def load_tables(cfg: DictConfig, name: str, index: pd.DataFrame) -> list[Table]:
         if not spec["path"].exists() and not spec["required"]:
             log.info("evaluate %s: no %s table (%s); skipped", name, spec["name"], spec["path"])
             continue
-        out.append(Table(spec["name"], spec["kind"], inputs.read_table(spec["path"], spec["kind"], index)))
-    return out
+        df = inputs.read_table(spec["path"], spec["kind"], index)
+        out.append(Table(spec["name"], spec["kind"], df, required=spec["required"]))
+    # the model's table (the first required per-overpass one) first: its sites and series are followed over time
+    first = next((t for t in out if t.required and t.per_overpass), out[0])
+    return [first] + [t for t in out if t is not first]
 
 
 def evaluate_collection(cfg: DictConfig, name: str) -> dict:
@@ -103,12 +106,18 @@ def evaluate_collection(cfg: DictConfig, name: str) -> dict:
     t0 = time.perf_counter()
     s = settings.settings_for(cfg, name)
     mode = settings.log_to(cfg)
+    if mode == "model_run" and settings.differs_from_pipeline(cfg):
+        log.warning(
+            "evaluate %s: the evaluate settings differ from params.yaml (a run by hand with overrides): logging to a "
+            "new MLflow run tagged evaluates_run, not over the pipeline's evaluation of the model's run",
+            name,
+        )
+        mode = "new_run"
     ing_dir = settings.ingest_dir(cfg, name)
     ddir = settings.detect_dir(cfg, name)
     grid = grid_contract.open_grid(ing_dir)
     index = grid_contract.overpass_index(grid)
-    tables = load_tables(cfg, name, index)
-    series_table_name = tables[0].name  # the first (required) table: the model's
+    tables = load_tables(cfg, name, index)  # the model's table first
     detect_meta = inputs.read_detect_json(ddir / "detect.json")
     inv = inputs.load_inventory(s.inventory, f"evaluate.collections.{name}.inventory")
 
@@ -196,7 +205,7 @@ def evaluate_collection(cfg: DictConfig, name: str) -> dict:
     truth_dir = s.truth_fields if s.truth_fields and Path(str(s.truth_fields)).is_dir() else None
     if s.truth_fields and truth_dir is None:
         log.warning("evaluate %s: truth fields %s not found; no recall by cloud-edge distance", name, s.truth_fields)
-    rel_dir = ddir if model.name == series_table_name and (ddir / "overpasses").is_dir() else None
+    rel_dir = ddir if (ddir / "overpasses").is_dir() else None  # the model's relative-emission maps
     ctx = stream.Context(
         ingest_dir=str(ing_dir),
         detect_dir=str(rel_dir) if rel_dir else None,
@@ -250,7 +259,7 @@ def evaluate_collection(cfg: DictConfig, name: str) -> dict:
     results = {t.name: evaluate_table(t, scene) for t in tables}
 
     # --- time series and the change test (the model's table)
-    nox = _nox_per_period(model.df, series_pairs, period_of)
+    nox = _nox_per_period(model.df, series_pairs, freq)
     series = timeseries.series_table(points, periods, sums, nox)
     changes = timeseries.change_table(
         points, periods, sums, alpha=float(s.timeseries.alpha), min_valid=int(s.timeseries.min_valid)
@@ -352,15 +361,16 @@ def _json_default(o):
     return v
 
 
-def _nox_per_period(table: pd.DataFrame, pairs: pd.DataFrame, period_of) -> pd.DataFrame:
+def _nox_per_period(table: pd.DataFrame, pairs: pd.DataFrame, freq: str) -> pd.DataFrame:
     """Mean NOx estimate and number of hotspots per (point, period) from the (point, hotspot) pairs."""
     if not len(pairs) or not len(table):
         return pd.DataFrame({"point": [], "period": [], "mean_nox_estimate_t_per_yr": [], "n_hotspots": []})
     h = pairs["h"].to_numpy(int)
+    t = pd.to_datetime(table["time"], utc=True).dt.tz_localize(None).dt.to_period(freq).astype(str)
     df = pd.DataFrame(
         {
             "point": pairs["s"].to_numpy(int),
-            "period": [period_of(t) for t in table["time"].to_numpy()[h]],
+            "period": t.to_numpy()[h],
             "nox": table["nox_rate_estimate_t_per_yr"].to_numpy(float)[h],
         }
     )
@@ -512,6 +522,7 @@ def _figures(tmp: Path, name: str, grid, ddir: Path, tables, results, scene: Sce
             res_coast=coast,
         )
     if len(series):
+        per = str(s.timeseries.period)
         regions = list((s.regions or {}).keys())
         labels = series["region"].fillna("").astype(str)
         groups = [(r, labels == r) for r in regions] + [("other" if regions else "all", labels == "")]
@@ -526,7 +537,7 @@ def _figures(tmp: Path, name: str, grid, ddir: Path, tables, results, scene: Sce
                 int(s.timeseries.max_lines),
                 label,
                 tmp / f"timeseries_{region}.png",
-                f"{name}, {region}: per {s.timeseries.period} period ({model.name})",
+                f"{name}, {region}: {_PERIOD_WORDS.get(per, f'per {per} period')} series of the {model.name} table",
             )
 
 

@@ -152,6 +152,23 @@ def log_to(cfg: DictConfig) -> str:
     return str(v)
 
 
+def differs_from_pipeline(cfg: DictConfig, params: Path = Path("params.yaml")) -> bool:
+    """True when the ``evaluate`` settings (and what they interpolate) differ from those of the workspace's
+    ``params.yaml`` (what the DVC stage runs): a by-hand run with overrides. False without a readable params.yaml."""
+    if not params.exists():
+        return False
+    try:
+        pipeline = OmegaConf.load(params)
+        mine = OmegaConf.to_container(cfg.evaluate, resolve=True)
+        theirs = OmegaConf.to_container(pipeline.evaluate, resolve=True)
+    except Exception:  # noqa: BLE001 - a broken params.yaml is not this stage's business
+        return False
+    for d in (mine, theirs):
+        d.pop("collection", None)
+        d.pop("log_to", None)
+    return mine != theirs
+
+
 def tables_for(cfg: DictConfig, name: str) -> list[dict]:
     """The configured hotspot tables of a collection: ``[{name, path, kind, required}]`` (paths formatted)."""
     tabs = OmegaConf.select(cfg, "evaluate.tables")

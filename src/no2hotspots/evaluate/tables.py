@@ -29,6 +29,7 @@ class Table:
     name: str
     kind: str  # overpass | composite
     df: pd.DataFrame
+    required: bool = False
     hs: matching.HotspotSources | None = None
     pairs: dict = field(default_factory=dict)
 
