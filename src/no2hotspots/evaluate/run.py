@@ -21,6 +21,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from ..atomic import atomic_path, write_csv, write_text
+from ..config import require_int
 from ..contracts import grid as grid_contract
 from ..inventory.gridding import (
     cell_index,
@@ -113,15 +114,118 @@ def evaluate_collection(cfg: DictConfig, name: str) -> dict:
             name,
         )
         mode = "new_run"
-    ing_dir = settings.ingest_dir(cfg, name)
-    ddir = settings.detect_dir(cfg, name)
+    per_unit = require_int(cfg, "evaluate.overpasses_per_unit", 1)
+    ing_dir, ddir = settings.ingest_dir(cfg, name), settings.detect_dir(cfg, name)
     grid = grid_contract.open_grid(ing_dir)
     index = grid_contract.overpass_index(grid)
     tables = load_tables(cfg, name, index)  # the model's table first
     detect_meta = inputs.read_detect_json(ddir / "detect.json")
     inv = inputs.load_inventory(s.inventory, f"evaluate.collections.{name}.inventory")
 
-    # --- evaluation grid, inventory on it, sources inside it
+    scene = make_scene(s, grid, inv, tables)
+    for t in tables:
+        prepare(t, scene)
+    model = tables[0]
+    points, series_pairs = follow_points(s, scene, model)
+    freq = str(s.timeseries.period)
+    periods = sorted({period_of(t, freq) for t in index["time"]})
+    ctx = stream_context(s, scene, tables, grid, points, series_pairs, periods, ing_dir, ddir, name)
+
+    # the one pass over the overpass files, in units on Dask
+    from ..parallel import map_units
+
+    batches = stream.batches(index, lambda t: period_of(t, freq), per_unit)
+    sums = stream.empty_sums(ctx)
+    for part in map_units(stream.accumulate_batch, batches, cfg, desc=f"evaluate {name}", shared={"ctx": ctx}):
+        stream.add_sums(sums, part)
+    obs = observation_count(s, sums, grid, scene)
+    scene.obs, scene.sums = obs.values, sums
+    n_src = len(scene.src)
+    scene.n_valid = sums["series"]["n_valid"][:n_src].sum(axis=1)
+    scene.src["obs_count"] = scene.obs[scene.src["iy"], scene.src["ix"]] if n_src else np.zeros(0, int)
+    scene.src["observed"] = scene.src["obs_count"] >= int(s.min_observations)
+
+    # every table by the same code; the model's time series and change test
+    results = {t.name: evaluate_table(t, scene) for t in tables}
+    series = timeseries.series_table(points, periods, sums, _nox_per_period(model.df, series_pairs, freq))
+    changes = timeseries.change_table(
+        points, periods, sums, alpha=float(s.timeseries.alpha), min_valid=int(s.timeseries.min_valid)
+    )
+    has_truth_change = {"change_date", "change_factor"} <= set(scene.src.columns)
+    if has_truth_change:
+        changes = timeseries.injected(changes, scene.src, periods, freq, int(s.timeseries.tolerance_periods))
+    metrics = _metrics(tables, results, scene, sums, changes, has_truth_change, index, s)
+    side = side_by_side(tables, results)
+
+    out_dir = settings.out_dir(cfg, name)
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        obs.to_dataset().assign_attrs(
+            Conventions="CF-1.10", title=f"valid observations per {s.grid_res_deg:g} deg cell (Fig. 8)", collection=name
+        ).to_netcdf(tmp / "obs_count.nc", engine="netcdf4")
+        write_csv(side, tmp / "table2_side_by_side.csv")
+        write_csv(summary_side_by_side(tables, results), tmp / "summary_side_by_side.csv")
+        for t in tables:
+            for fname, df in results[t.name][0].items():
+                if fname == "hotspots_matched":
+                    df = df.assign(time=_iso(df["time"]))
+                write_csv(df, tmp / t.name / f"{fname}.csv")
+        write_csv(series, tmp / "timeseries.csv")
+        write_csv(changes, tmp / "changes.csv")
+        stream_info = {
+            "n_overpasses": int(sums["n_overpasses"]),
+            "n_units": len(batches),
+            "n_relative_emission_files": int(sums["n_rel_files"]),
+            "n_truth_files": int(sums["n_truth"]),
+        }
+        summary = {
+            "collection": name,
+            "settings": OmegaConf.to_container(s, resolve=True),
+            "tables": [{"name": t.name, "kind": t.kind, "rows": int(len(t.df))} for t in tables],
+            "stream": stream_info,
+            "detect": detect_meta,
+            "metrics": metrics,
+        }
+        write_text(tmp / "evaluate.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
+        if s.maps:
+            _figures(tmp, name, grid, ddir, tables, results, scene, series, changes, s)
+    # paper figures first (write_json would sort the keys)
+    write_text(
+        Path(str(cfg.paths.metrics)) / f"evaluate_{name}.json",
+        json.dumps(metrics, indent=2, default=_json_default) + "\n",
+    )
+    t2 = results[model.name][0]["table2"]
+    write_csv(
+        t2[["bin", "range", "n_total", "n_observed", "n_found", "rate"]],
+        Path(str(cfg.paths.plots)) / "evaluate" / f"{name}_table2.csv",
+    )
+    headline = ("table2_rate_all", "table2_strict_rate_all", "site_precision", "chance_floor")
+    log.info(
+        "evaluate %s (%d overpasses, %d tables, %.1f s): %s",
+        name,
+        sums["n_overpasses"],
+        len(tables),
+        time.perf_counter() - t0,
+        ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in metrics.items()
+            if k.split("/")[-1].startswith(headline)
+        ),
+    )
+    if mode != "none":
+        from .mlflow_log import log_evaluation
+
+        digest_ = digest(OmegaConf.to_container(s, resolve=True))
+        log_evaluation(cfg, name, mode, detect_meta.get("run_id"), metrics, out_dir, side, digest_)
+    return metrics
+
+
+def period_of(t, freq: str) -> str:
+    """The period label (e.g. 2019-07) of a time, UTC wall time; '' for no time."""
+    return str(pd.Timestamp(t).tz_localize(None).to_period(freq)) if pd.notna(t) else ""
+
+
+def make_scene(s, grid, inv: pd.DataFrame, tables: list[Table]) -> Scene:
+    """The evaluation grid, the inventory on it and the sources inside it (what every table is scored against)."""
     lat_edges, lon_edges = regular_edges(grid_bbox(grid), float(s.grid_res_deg), key="evaluate.grid_res_deg")
     gridded = grid_points(inv, lat_edges, lon_edges, ("nox_t_per_yr", "co2_t_per_yr"))
     iy, ix = cell_index(inv["lat"], lat_edges), cell_index(inv["lon"], lon_edges)
@@ -133,9 +237,7 @@ def evaluate_collection(cfg: DictConfig, name: str) -> dict:
     src["region"] = overlap.region_names(src, s.regions, "evaluate.regions")
     inv_index = PointIndex(inv["lat"], inv["lon"])
     src["nn_km"] = inv_index.nearest_other(src["lat"], src["lon"])
-    per_overpass = [t for t in tables if t.per_overpass]
-    rule_names = tuple((t.name, r) for t in per_overpass for r in RULES)
-    scene = Scene(
+    return Scene(
         s=s,
         lat_edges=lat_edges,
         lon_edges=lon_edges,
@@ -146,205 +248,85 @@ def evaluate_collection(cfg: DictConfig, name: str) -> dict:
         inv_to_src=inv_to_src,
         src=src,
         src_index=PointIndex(src["lat"], src["lon"]),
-        rule_names=rule_names,
+        rule_names=tuple((t.name, r) for t in tables if t.per_overpass for r in RULES),
         cloud_bins_km=np.asarray(list(s.cloud_edge.bins_km), float),
     )
-    for t in tables:
-        prepare(t, scene)
 
-    # --- points followed over time: the sources, then the model's hotspot sites
-    model = tables[0]
+
+def follow_points(s, scene: Scene, model: Table) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The points followed over time (the sources in the grid, then the model's hotspot sites) and which model
+    hotspot detects which point (``s`` point, ``h`` hotspot row, ``overpass``): sources by ``evaluate.source_rule``,
+    sites by their own hotspots."""
+    src = scene.src
     mdet, msites = precision.match_hotspots(
-        model.df, inv, match_distance_km=float(s.match_distance_km), merge_distance_km=float(s.merge_distance_km)
+        model.df, scene.inv, match_distance_km=float(s.match_distance_km), merge_distance_km=float(s.merge_distance_km)
     )
-    points = pd.concat(
-        [
-            src[["id", "lat", "lon", "region"]].assign(kind="source"),
-            pd.DataFrame(
-                {
-                    "id": [f"site-{int(i)}" for i in msites["site_id"]],
-                    "lat": msites["lat"].to_numpy(float),
-                    "lon": msites["lon"].to_numpy(float),
-                    "region": overlap.region_names(msites, s.regions, "evaluate.regions").to_numpy(),
-                    "kind": "site",
-                }
-            ),
-        ],
-        ignore_index=True,
+    sites = pd.DataFrame(
+        {
+            "id": [f"site-{int(i)}" for i in msites["site_id"]],
+            "lat": msites["lat"].to_numpy(float),
+            "lon": msites["lon"].to_numpy(float),
+            "region": overlap.region_names(msites, s.regions, "evaluate.regions").to_numpy(),
+            "kind": "site",
+        }
     )
-    n_src = len(src)
-    site_point = {int(sid): n_src + k for k, sid in enumerate(msites["site_id"])}
-    freq = str(s.timeseries.period)
+    points = pd.concat([src[["id", "lat", "lon", "region"]].assign(kind="source"), sites], ignore_index=True)
+    site_point = {int(sid): len(src) + k for k, sid in enumerate(msites["site_id"])}
+    by_rule = model.pairs[str(s.source_rule)][["s", "overpass", "h"]]
+    by_site = pd.DataFrame(
+        {"s": [site_point[int(v)] for v in mdet["site_id"]], "overpass": mdet["overpass"], "h": np.arange(len(mdet))}
+    )
+    return points, pd.concat([by_rule, by_site], ignore_index=True)
 
-    def period_of(t) -> str:
-        return str(pd.Timestamp(t).tz_localize(None).to_period(freq)) if pd.notna(t) else ""
 
-    periods = sorted({period_of(t) for t in index["time"]})
-    src_rule = (
-        model.pairs[str(s.source_rule)]
-        if model.per_overpass
-        else pd.DataFrame({"h": np.zeros(0, int), "s": np.zeros(0, int), "overpass": np.zeros(0, object)})
-    )
-    series_pairs = pd.concat(
-        [
-            src_rule[["s", "overpass", "h"]],
-            pd.DataFrame(
-                {
-                    "s": [site_point[int(v)] for v in mdet["site_id"]],
-                    "overpass": mdet["overpass"],
-                    "h": np.arange(len(mdet)),
-                }
-            ),
-        ],
-        ignore_index=True,
-    )
-    fi, fj = fine_cells(points["lat"], points["lon"], grid)
-    cy, cx = cell_index(points["lat"], lat_edges), cell_index(points["lon"], lon_edges)
-    cy, cx = np.where((cy >= 0) & (cx >= 0), cy, -1), np.where((cy >= 0) & (cx >= 0), cx, -1)
-    offsets, in_radius = stencil(grid, points["lat"], float(s.point_radius_km))
+def stream_context(s, scene, tables, grid, points, series_pairs, periods, ing_dir, ddir, name) -> stream.Context:
+    """What every unit of the pass over the overpass files needs (sent once to each worker)."""
+    model = tables[0]
     truth_dir = s.truth_fields if s.truth_fields and Path(str(s.truth_fields)).is_dir() else None
     if s.truth_fields and truth_dir is None:
         log.warning("evaluate %s: truth fields %s not found; no recall by cloud-edge distance", name, s.truth_fields)
-    rel_dir = ddir if (ddir / "overpasses").is_dir() else None  # the model's relative-emission maps
-    ctx = stream.Context(
+    fi, fj = fine_cells(points["lat"], points["lon"], grid)
+    cy, cx = cell_index(points["lat"], scene.lat_edges), cell_index(points["lon"], scene.lon_edges)
+    ok = (cy >= 0) & (cx >= 0)
+    offsets, in_radius = stencil(grid, points["lat"], float(s.point_radius_km))
+    return stream.Context(
         ingest_dir=str(ing_dir),
-        detect_dir=str(rel_dir) if rel_dir else None,
+        detect_dir=str(ddir) if (ddir / "overpasses").is_dir() else None,  # the model's relative-emission maps
         truth_dir=str(truth_dir) if truth_dir else None,
         lat=grid["lat"].values,
         lon=grid["lon"].values,
         lat_bnds=grid["lat_bnds"].values if "lat_bnds" in grid else None,
         lon_bnds=grid["lon_bnds"].values if "lon_bnds" in grid else None,
-        lat_edges=lat_edges,
-        lon_edges=lon_edges,
+        lat_edges=scene.lat_edges,
+        lon_edges=scene.lon_edges,
         coverage_min=float(s.coverage_min),
         point_valid_coverage=float(s.point_valid_coverage),
-        n_sources=n_src,
+        n_sources=len(scene.src),
         p_fi=fi,
         p_fj=fj,
-        p_cy=cy,
-        p_cx=cx,
+        p_cy=np.where(ok, cy, -1),
+        p_cx=np.where(ok, cx, -1),
         p_lat=points["lat"].to_numpy(float),
         p_lon=points["lon"].to_numpy(float),
         offsets=offsets,
         in_radius=in_radius,
         periods=tuple(periods),
         series=matching.per_overpass(series_pairs) if model.per_overpass else {},
-        by_rule={(t.name, r): matching.per_overpass(t.pairs[r]) for t in per_overpass for r in RULES},
-        rule_names=rule_names,
+        by_rule={(t.name, r): matching.per_overpass(t.pairs[r]) for t in tables if t.per_overpass for r in RULES},
+        rule_names=scene.rule_names,
         cloud_fraction=float(s.cloud_edge.cloud_fraction),
         cloud_bins_km=scene.cloud_bins_km,
     )
-    # the stream: one pass over the overpass files
-    from ..parallel import map_units
 
-    batches = stream.batches(index, period_of, int(OmegaConf.select(cfg, "evaluate.overpasses_per_unit", default=16)))
-    sums = stream.empty_sums(ctx)
-    for part in map_units(stream.accumulate_batch, batches, cfg, desc=f"evaluate {name}", shared={"ctx": ctx}):
-        stream.add_sums(sums, part)
+
+def observation_count(s, sums: dict, grid, scene: Scene):
+    """Fig. 8: the streamed coverage count, or max/median of the ingest grid's fine obs_count."""
     if s.obs_method == "coverage":
-        obs = obs_count_array(
-            sums["obs"], lat_edges, lon_edges, coverage_description(float(s.coverage_min)), "coverage"
-        )
-    else:
-        obs = fine_obs_count(
-            grid["obs_count"].values, grid["lat"].values, grid["lon"].values, lat_edges, lon_edges, s.obs_method
-        )
-    scene.obs = obs.values
-    scene.sums = sums
-    scene.n_valid = sums["series"]["n_valid"][:n_src].sum(axis=1)
-    src["obs_count"] = scene.obs[src["iy"], src["ix"]] if n_src else np.zeros(0, int)
-    src["observed"] = src["obs_count"] >= int(s.min_observations)
-
-    # --- every table by the same code
-    results = {t.name: evaluate_table(t, scene) for t in tables}
-
-    # --- time series and the change test (the model's table)
-    nox = _nox_per_period(model.df, series_pairs, freq)
-    series = timeseries.series_table(points, periods, sums, nox)
-    changes = timeseries.change_table(
-        points, periods, sums, alpha=float(s.timeseries.alpha), min_valid=int(s.timeseries.min_valid)
+        desc = coverage_description(float(s.coverage_min))
+        return obs_count_array(sums["obs"], scene.lat_edges, scene.lon_edges, desc, "coverage")
+    return fine_obs_count(
+        grid["obs_count"].values, grid["lat"].values, grid["lon"].values, scene.lat_edges, scene.lon_edges, s.obs_method
     )
-    has_truth_change = {"change_date", "change_factor"} <= set(src.columns)
-    if has_truth_change:
-        changes = timeseries.injected(changes, src, periods, freq, int(s.timeseries.tolerance_periods))
-
-    metrics = _metrics(name, tables, results, scene, sums, changes, has_truth_change, obs.values, index, s)
-    side = side_by_side(tables, results)
-    summary = summary_side_by_side(tables, results)
-
-    out_dir = settings.out_dir(cfg, name)
-    with atomic_path(out_dir, is_dir=True) as tmp:
-        obs.to_dataset().assign_attrs(
-            Conventions="CF-1.10", title=f"valid observations per {s.grid_res_deg:g} deg cell (Fig. 8)", collection=name
-        ).to_netcdf(tmp / "obs_count.nc", engine="netcdf4")
-        write_csv(side, tmp / "table2_side_by_side.csv")
-        write_csv(summary, tmp / "summary_side_by_side.csv")
-        for t in tables:
-            frames, _ = results[t.name]
-            for fname, df in frames.items():
-                if fname == "hotspots_matched":
-                    df = df.assign(time=_iso(df["time"]))
-                write_csv(df, tmp / t.name / f"{fname}.csv")
-        write_csv(series, tmp / "timeseries.csv")
-        write_csv(changes, tmp / "changes.csv")
-        write_text(
-            tmp / "evaluate.json",
-            json.dumps(
-                {
-                    "collection": name,
-                    "settings": OmegaConf.to_container(s, resolve=True),
-                    "tables": [{"name": t.name, "kind": t.kind, "rows": int(len(t.df))} for t in tables],
-                    "stream": {
-                        "n_overpasses": int(sums["n_overpasses"]),
-                        "n_units": len(batches),
-                        "n_relative_emission_files": int(sums["n_rel_files"]),
-                        "n_truth_files": int(sums["n_truth"]),
-                    },
-                    "detect": detect_meta,
-                    "metrics": metrics,
-                },
-                indent=2,
-                default=_json_default,
-            )
-            + "\n",
-        )
-        if s.maps:
-            _figures(tmp, name, grid, ddir, tables, results, scene, series, changes, s)
-    metrics_path = Path(str(cfg.paths.metrics)) / f"evaluate_{name}.json"
-    write_text(metrics_path, json.dumps(metrics, indent=2, default=_json_default) + "\n")  # paper figures first
-    t2 = results[model.name][0]["table2"]
-    write_csv(
-        t2[["bin", "range", "n_total", "n_observed", "n_found", "rate"]],
-        Path(str(cfg.paths.plots)) / "evaluate" / f"{name}_table2.csv",
-    )
-    log.info(
-        "evaluate %s (%d overpasses, %d tables, %.1f s): %s",
-        name,
-        sums["n_overpasses"],
-        len(tables),
-        time.perf_counter() - t0,
-        ", ".join(
-            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in metrics.items()
-            if k.split("/")[-1].startswith(
-                ("table2_rate_all", "table2_strict_rate_all", "site_precision", "chance_floor")
-            )
-        ),
-    )
-    if mode != "none":
-        from .mlflow_log import log_evaluation
-
-        log_evaluation(
-            cfg,
-            name,
-            mode,
-            detect_meta.get("run_id"),
-            metrics,
-            out_dir,
-            side,
-            digest(OmegaConf.to_container(s, resolve=True)),
-        )
-    return metrics
 
 
 def _iso(t: pd.Series) -> pd.Series:
@@ -414,13 +396,13 @@ def summary_side_by_side(tables: list[Table], results: dict) -> pd.DataFrame:
     return df
 
 
-def _metrics(name, tables, results, scene, sums, changes, has_truth_change, obs, index, s) -> dict:
+def _metrics(tables, results, scene, sums, changes, has_truth_change, index, s) -> dict:
     """Flat metrics, the paper's figures first: Fig. 8, then Table 2 and Fig. 10 of every table, then the rest."""
     K = int(s.min_observations)
-    in_domain = obs[scene.gridded["n_sources"].values >= 0]  # every evaluation cell
+    obs = scene.obs
     m: dict = {
         "fig8/n_overpasses": int(len(index)),
-        "fig8/n_cells": int(in_domain.size),
+        "fig8/n_cells": int(obs.size),
         "fig8/n_cells_observed": int((obs >= K).sum()) if K > 0 else int((obs > 0).sum()),
         "fig8/obs_count_median": num(np.median(obs)) if obs.size else None,
         "fig8/obs_count_max": int(obs.max()) if obs.size else 0,
