@@ -142,6 +142,10 @@ def test_detection_frequency_and_cloud_edge(case, tmp_path):
     assert (cloud.loc["55_110", "n_observations"], cloud.loc["55_110", "n_detected_nearest"]) == (4, 3)
     assert cloud.loc["22_55", "n_detected_cell"] == 1  # S3 by H3 under the cell rule
     assert m["model/recall_cloud_edge_22_55km"] == 0.125 and m["model/recall_cloud_edge_55_110km"] == 0.75
+    sites = pd.read_csv(_out(tmp_path, "model", "hotspot_sites.csv")).sort_values("n_overpasses")
+    # the S1 site is seen on 3 of its 4 valid overpasses, the other two on 1 of 4
+    assert sites["detection_frequency"].tolist() == [0.25, 0.25, 0.75] and sites["n_valid"].tolist() == [4, 4, 4]
+    assert m["model/site_detection_frequency_median"] == 0.25
     assert m["stream/n_truth_files"] == 4
 
 

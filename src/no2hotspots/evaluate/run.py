@@ -147,6 +147,8 @@ def evaluate_collection(cfg: DictConfig, name: str) -> dict:
 
     # every table by the same code; the model's time series and change test
     results = {t.name: evaluate_table(t, scene) for t in tables}
+    if model.per_overpass:
+        _site_frequency(results[model.name], sums, n_src)
     series = timeseries.series_table(points, periods, sums, _nox_per_period(model.df, series_pairs, freq))
     changes = timeseries.change_table(
         points, periods, sums, alpha=float(s.timeseries.alpha), min_valid=int(s.timeseries.min_valid)
@@ -217,6 +219,21 @@ def evaluate_collection(cfg: DictConfig, name: str) -> dict:
         digest_ = digest(OmegaConf.to_container(s, resolve=True))
         log_evaluation(cfg, name, mode, detect_meta.get("run_id"), metrics, out_dir, side, digest_)
     return metrics
+
+
+def _site_frequency(result, sums: dict, n_src: int) -> None:
+    """Detection frequency of the model's hotspot sites (points n_src.. of the stream, in site order)."""
+    frames, (_, more) = result
+    sites = frames["hotspot_sites"]
+    ser = sums["series"]
+    rows = n_src + np.arange(len(sites))
+    sites["n_valid"] = ser["n_valid"][rows].sum(axis=1)
+    sites["n_detections_valid"] = ser["n_detections_valid"][rows].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        freq = np.where(sites["n_valid"] > 0, sites["n_detections_valid"] / np.maximum(sites["n_valid"], 1), np.nan)
+    sites["detection_frequency"] = freq
+    ok = np.isfinite(freq)
+    more["site_detection_frequency_median"] = num(np.median(freq[ok])) if ok.any() else None
 
 
 def period_of(t, freq: str) -> str:
