@@ -56,6 +56,8 @@ class GranuleTask:
     qa_threshold: float
     max_cells_per_pixel: int
     unit_hash: str
+    no2_plausible: tuple = (-1.0e-3, 1.0e-2)
+    max_implausible_fraction: float = 0.5
 
 
 def check_bbox(bbox, key: str):
@@ -100,6 +102,29 @@ def _antimeridian(px, path, bbox):
     return crosses
 
 
+def plausible(px, ok: np.ndarray, task: GranuleTask) -> np.ndarray:
+    """Valid pixels whose coordinates and NO2 are physically possible. Coordinates off the globe refuse the file;
+    NO2 outside ``ingest.no2_plausible`` is masked with a warning, and refuses the file when most valid pixels are
+    (a unit or scaling mistake, e.g. molecules cm-2 read as mol m-2)."""
+    lat, lon = px["lat_bounds"].values, px["lon_bounds"].values
+    if np.any(np.abs(lat) > 90) or np.any((lon < -180) | (lon > 360)):
+        bad = lat[np.abs(lat) > 90] if np.any(np.abs(lat) > 90) else lon[(lon < -180) | (lon > 360)]
+        raise InputFileError(task.path, f"pixel coordinates off the globe (e.g. {float(bad.ravel()[0]):g} deg)")
+    no2 = px["no2"].values
+    lo, hi = task.no2_plausible
+    odd = ok & ((no2 < lo) | (no2 > hi))
+    if odd.any():
+        share = odd.sum() / max(ok.sum(), 1)
+        if share > task.max_implausible_fraction:
+            raise InputFileError(
+                task.path,
+                f"{share:.0%} of the valid NO2 values lie outside {lo:g}..{hi:g} mol m-2 "
+                f"(median {float(np.median(no2[ok])):.3g}): wrong units or scaling?",
+            )
+        log.warning("%s: %d NO2 value(s) outside %g..%g mol m-2 masked", Path(task.path).name, int(odd.sum()), lo, hi)
+    return ok & ~odd
+
+
 def _stats(no2, prec, cov) -> dict:
     covered = np.isfinite(cov) & (cov > 0)
     good = no2[covered & np.isfinite(no2)]
@@ -123,7 +148,7 @@ def grid_granule(task: GranuleTask) -> dict:
     if done is not None:
         return {**done, "reused": True}
     px = open_pixels(task.path)
-    ok = valid_pixels(px, task.qa_threshold)
+    ok = plausible(px, valid_pixels(px, task.qa_threshold), task)
     crosses = _antimeridian(px, task.path, task.bbox)
     sub = px.isel(pixel=np.flatnonzero(ok & ~crosses))
     ext = _extent(sub, task.bbox) if ok.any() else None
@@ -190,6 +215,8 @@ def settings(cfg: DictConfig) -> dict:
     require_int(cfg, "ingest.max_cells_per_pixel", 1)
     require_int(cfg, "ingest.max_grid_cells", 1)
     require(cfg, "ingest.allow_empty", lambda v: isinstance(v, bool), "must be true or false")
+    require(cfg, "ingest.no2_plausible", lambda v: len(v) == 2 and float(v[0]) < float(v[1]), "must be [low, high]")
+    require(cfg, "ingest.max_implausible_fraction", lambda v: 0 <= float(v) <= 1, "must be in [0, 1]")
     if str(cfg.ingest.get("method", "exact")) != "exact":
         raise ConfigError("ingest.method", f"only 'exact' is implemented (got {cfg.ingest.method!r})")
     i = cfg.ingest
@@ -200,6 +227,8 @@ def settings(cfg: DictConfig) -> dict:
         "max_cells_per_pixel": int(i.max_cells_per_pixel),
         "max_grid_cells": int(i.max_grid_cells),
         "allow_empty": bool(i.allow_empty),
+        "no2_plausible": tuple(float(v) for v in i.no2_plausible),
+        "max_implausible_fraction": float(i.max_implausible_fraction),
     }
 
 
@@ -228,9 +257,8 @@ def plan(cfg: DictConfig, name: str, s: dict) -> tuple[list[GranuleTask], tuple 
         raise UserError(f"{c.inputs}: no files match (ingest.collections.{name}.inputs)")
     units_dir = Path(str(cfg.ingest.units_dir)) / name
     units_dir.mkdir(parents=True, exist_ok=True)
-    settings_hash = units.digest(
-        {"bbox": bbox, **{k: s[k] for k in ("qa_threshold", "res", "max_cells_per_pixel")}, "version": 2}
-    )
+    keys = ("qa_threshold", "res", "max_cells_per_pixel", "no2_plausible", "max_implausible_fraction")
+    settings_hash = units.digest({"bbox": bbox, **{k: s[k] for k in keys}, "version": 2})
     tasks, seen = [], {}
     for f in files:
         key = contract.overpass_key(f)
@@ -239,7 +267,18 @@ def plan(cfg: DictConfig, name: str, s: dict) -> tuple[list[GranuleTask], tuple 
         seen[key] = f
         h = units.digest([settings_hash, units.file_identity(f)])
         tasks.append(
-            GranuleTask(f, key, str(units_dir), bbox, s["res"], s["qa_threshold"], s["max_cells_per_pixel"], h)
+            GranuleTask(
+                f,
+                key,
+                str(units_dir),
+                bbox,
+                s["res"],
+                s["qa_threshold"],
+                s["max_cells_per_pixel"],
+                h,
+                s["no2_plausible"],
+                s["max_implausible_fraction"],
+            )
         )
     return tasks, bbox, units_dir
 
@@ -272,10 +311,13 @@ def ingest_collection(cfg: DictConfig, name: str, s: dict) -> dict:
             f"ingest.collections.{name}.bbox", f"bbox {list(bbox)} lies outside the data of all {len(tasks)} granule(s)"
         )
     if not done:
-        msg = f"{cfg.ingest.collections[name].inputs}: none of {len(tasks)} granule(s) has a valid pixel on the grid"
+        first = next(t for t in tasks if t.key == results[0]["key"])
+        msg = (
+            f"{results[0]['empty']}, and none of the collection's {len(tasks)} granule(s) has a valid pixel on the grid"
+        )
         if not s["allow_empty"]:
-            raise UserError(msg + " (nothing to ingest; ingest.allow_empty=true writes an empty collection)")
-        log.warning(msg)
+            raise InputFileError(first.path, msg + " (nothing to ingest; ingest.allow_empty=true writes it empty)")
+        log.warning("%s: %s", first.path, msg)
     summary = publish(cfg, name, s, bbox, units_dir, done)
     reused = sum(bool(r.get("reused")) for r in results)
     log.info(

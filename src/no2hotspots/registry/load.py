@@ -60,27 +60,65 @@ def _tracking_uri(tracking) -> str | None:
 
 
 def from_dir(model_dir: str | Path, extra_meta: dict | None = None) -> LoadedModel:
-    """Build a LoadedModel from a folder holding ``model.json`` and ``state_dict.pt`` (searched recursively)."""
-    from ..model.net import build_model, check_state_dict
+    """Build a LoadedModel from a folder holding ``model.json`` and ``state_dict.pt`` (searched recursively).
+
+    Everything is checked before use, each problem a one-line error naming the file: model.json must be JSON with a
+    buildable ``model`` config and finite, positive scalings; the state dict must load with ``weights_only``, fit
+    the network exactly and hold only finite numbers (NaN weights would silently detect nothing)."""
+    from ..model.net import build_model
 
     model_dir = Path(model_dir)
     mj = next(iter(sorted(model_dir.rglob("model.json"))), None)
     sd = next(iter(sorted(model_dir.rglob("state_dict.pt"))), None)
     if mj is None or sd is None:
         raise InputFileError(model_dir, "no model.json/state_dict.pt in the model artifacts (not a no2hotspots model?)")
-    meta = json.loads(mj.read_text())
-    net = build_model(meta["model"])
+    meta = read_meta(mj)
     try:
-        state = torch.load(sd, map_location="cpu", weights_only=True)
+        net = build_model(meta["model"])
+    except UserError as e:
+        raise InputFileError(mj, str(e)) from None
+    load_weights(net, sd)
+    meta.update(extra_meta or {})
+    return LoadedModel(net, meta)
+
+
+def read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputFileError(path, f"not valid JSON ({type(e).__name__}: {e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
+        raise InputFileError(path, 'has no "model" config (not a no2hotspots model.json?)')
+    for key in ("input_scale", "pixel_size_m", "emission_max_t_per_yr"):
+        v = meta.get(key)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v <= 0:
+            raise InputFileError(path, f"{key} must be a finite number > 0 (got {v!r})")
+    v = meta.get("emission_min_t_per_yr")
+    if not isinstance(v, (int, float)) or not np.isfinite(v) or not 0 <= v < meta["emission_max_t_per_yr"]:
+        raise InputFileError(path, f"emission_min_t_per_yr must be finite, >= 0 and below emission_max (got {v!r})")
+    return meta
+
+
+def load_weights(net: torch.nn.Module, path: Path) -> None:
+    """``torch.load(weights_only=True)``, then checked against the network and for finite values."""
+    from ..model.net import check_state_dict
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
-        raise InputFileError(sd, f"not a readable state dict ({str(e).splitlines()[0] if str(e) else e!r})") from None
+        raise InputFileError(path, f"not a readable state dict ({str(e).splitlines()[0] if str(e) else e!r})") from None
+    if not isinstance(state, dict):
+        raise InputFileError(path, f"holds a {type(state).__name__}, not a state dict of tensors")
     try:
         check_state_dict(net, state)
     except UserError as e:
-        raise InputFileError(sd, str(e)) from None
+        raise InputFileError(path, str(e)) from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise InputFileError(
+            path, f"parameter {bad[0]!r} holds NaN/inf ({len(bad)} such tensor(s)): a diverged or corrupt model"
+        )
     net.load_state_dict(state)
-    meta.update(extra_meta or {})
-    return LoadedModel(net, meta)
 
 
 def load_model(uri: str, tracking=None) -> LoadedModel:

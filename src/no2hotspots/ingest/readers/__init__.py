@@ -31,6 +31,28 @@ def _open(path):
         raise InputFileError(p, f"cannot be opened as NetCDF (truncated or not NetCDF?): {e.strerror or e}") from None
 
 
+def check_complete(nc, path) -> None:
+    """A NetCDF3 (classic) file cut short still opens, and netCDF4 reads the missing part as zeros: check with
+    scipy's reader, which maps every variable onto the file and fails when the data would run past its end."""
+    if not str(nc.file_format).startswith("NETCDF3"):
+        return
+    import warnings
+
+    from scipy.io import netcdf_file
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            f = netcdf_file(path, "r", mmap=True)
+            try:
+                for v in f.variables.values():
+                    _ = v.data.shape
+            finally:
+                f.close()
+    except Exception as e:  # noqa: BLE001 - any failure to map the variables: the file is incomplete
+        raise InputFileError(path, f"truncated or corrupt NetCDF3 file (its variables run past the end: {e})") from None
+
+
 def detect_layout(nc, path) -> tuple[str, object]:
     for name, mod in HANDLERS:
         if mod.matches(nc):
@@ -46,6 +68,7 @@ def open_pixels(path) -> xr.Dataset:
     """Read one granule of any supported layout into the common pixel schema (raises InputFileError)."""
     nc = _open(path)
     try:
+        check_complete(nc, path)
         _, mod = detect_layout(nc, path)
         return mod.read(nc, path)
     except InputFileError:
