@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 #: conf/<group>/<file>.yaml -> keys to shrink (dotted) for the tiny pipeline
 TINY = {
-    "simulate/demo.yaml": {"n_scenes": 300, "shard_size": 100, "workers": 2},
+    "simulate/demo.yaml": {"n_scenes": 300, "shard_size": 100, "workers": 2, "pairs.n_per_separation": 5},
     "train/demo.yaml": {"epochs": 2},
     "osse/demo.yaml": {"dates.days": 2, "region.bbox": [111.0, 37.5, 113.0, 39.5]},
 }

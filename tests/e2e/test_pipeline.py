@@ -26,6 +26,8 @@ STAGES = {
     "detect@osse",
     "evaluate@matimba",
     "evaluate@osse",
+    "quantify@matimba",
+    "quantify@osse",
 }
 
 
@@ -41,8 +43,9 @@ def test_repro_ran_every_stage_and_declares_metrics_and_plots(tiny_repo):
     assert list(hot.columns)[:4] == ["hotspot_id", "time", "peak_lat", "peak_lon"]
     for coll in ("matimba", "osse"):
         m = json.loads((tiny_repo / f"metrics/evaluate_{coll}.json").read_text())
-        assert "co2_overlap_pct" in m and "hotspot_precision" in m and any(k.startswith("table2_rate") for k in m)
-        assert (tiny_repo / f"outputs/evaluate/{coll}/map_hotspots.png").stat().st_size > 10_000
+        assert "model/co2_overlap_pct" in m and "model/hotspot_precision" in m
+        assert any(k.startswith("model/table2_rate") for k in m)
+        assert (tiny_repo / f"outputs/evaluate/{coll}/model/map_hotspots.png").stat().st_size > 10_000
     env = tiny_env(tiny_repo)
     shown = run(["dvc", "metrics", "show"], tiny_repo, env).stdout
     assert "metrics/train.json" in shown and "metrics/evaluate_osse.json" in shown
@@ -88,7 +91,17 @@ def test_dvc_exp_run_of_a_training_parameter_reruns_only_train_and_downstream(ti
     env = tiny_env(tiny_repo)
     proc = run(["dvc", "exp", "run", "-n", "lr-2e-3", "-S", "train.lr=0.002"], tiny_repo, env)
     ran = set(re.findall(r"Running stage '([^']+)'", proc.stdout + proc.stderr))
-    assert ran == {"train", "score", "register", "detect@matimba", "detect@osse", "evaluate@matimba", "evaluate@osse"}
+    assert ran == {
+        "train",
+        "score",
+        "register",
+        "detect@matimba",
+        "detect@osse",
+        "evaluate@matimba",
+        "evaluate@osse",
+        "quantify@matimba",
+        "quantify@osse",
+    }
     shown = run(["dvc", "exp", "show", "--json"], tiny_repo, env).stdout
     assert "lr-2e-3" in shown and "0.002" in shown
     # params.yaml was composed by Hydra from conf/ with the override (DVC's Hydra integration); conf/ is untouched

@@ -175,3 +175,31 @@ def test_scoring_version_changes_with_any_definition():
     a, b = Scoring(), Scoring(dilate_px=2)
     assert a.version.startswith("v2-") and a.version == Scoring().version and a.version != b.version
     assert set(a.thresholds) == {"mark", "detect"}
+
+
+def test_listed_sources_keep_touching_footprints_apart():
+    """Two sources 3 px apart: their 4x4 footprints touch and are one connected component; from their listed
+    positions they are two sources, and one blob finds only one of them."""
+    from no2hotspots.metrics.scores import Sources
+
+    pred, target = _blank(1)
+    target[0, 20:24, 20:24] = 0.5
+    target[0, 20:24, 23:27] = 0.6  # the second footprint overlaps (the target keeps the larger r)
+    rows = np.array([[21.5, 21.5]])
+    cols = np.array([[21.5, 24.5]])
+    r = np.array([[0.5, 0.6]])
+    sources = Sources(rows, cols, r, footprint_px=4)
+    one_blob = pred.clone()
+    one_blob[0, 20:24, 20:27] = 0.5  # a single blob over both
+    by_component = _compute(one_blob, target)
+    assert by_component["every/n_sources"] == 1 and by_component["every/source_recall"] == 1.0
+    m = EmissionMetrics(0.05)
+    m.update(one_blob, target, None, sources)
+    r1 = m.compute()
+    assert r1["every/n_sources"] == 2 and r1["every/source_recall"] == 0.5
+    two_blobs = pred.clone()
+    two_blobs[0, 20:24, 20:22] = 0.5
+    two_blobs[0, 20:24, 25:27] = 0.6
+    m2 = EmissionMetrics(0.05)
+    m2.update(two_blobs, target, None, sources)
+    assert m2.compute()["every/source_recall"] == 1.0

@@ -8,13 +8,16 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from .scores import (
+    Sources,
     count_components,
     counted_blobs,
     emission_class,
     hidden_mask,
     ignore_region,
     pixel_scores,
+    source_masks,
     source_scores,
+    source_scores_at,
 )
 from .summary import CONVENTIONS, summarize
 
@@ -72,7 +75,9 @@ class EmissionMetrics(Metric):
         x = x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
         return x[:, 0] if x.ndim == 4 and x.shape[1] == 1 else x
 
-    def update(self, pred, target, valid=None) -> None:
+    def update(self, pred, target, valid=None, sources: Sources | None = None) -> None:
+        """Add a batch. ``sources`` (the scenes' listed sources: positions, r) makes source-level scores use them
+        instead of the connected components of ``target``."""
         pred, target = self._maps(pred), self._maps(target)
         if pred.shape != target.shape or pred.ndim != 3:
             raise ValueError(f"pred and target must both be (N, H, W); got {pred.shape}, {target.shape}")
@@ -81,16 +86,24 @@ class EmissionMetrics(Metric):
             if valid.shape != target.shape:
                 raise ValueError(f"valid must be shaped like target {target.shape}; got {valid.shape}")
         marked = pred >= self.threshold
-        hidden = hidden_mask(target, self.min_scored_r, valid, self.min_visible_fraction)
+        if sources is None:
+            hidden = hidden_mask(target, self.min_scored_r, valid, self.min_visible_fraction)
+            n_hidden, flags = count_components(hidden), None
+        else:
+            hidden, flags = source_masks(sources, target, valid, self.min_scored_r, self.min_visible_fraction)
+            n_hidden = flags[: len(target)].sum(axis=1)
         region = ignore_region(target, hidden, self.dilate_px)
         scored = np.where(hidden, 0.0, target)
-        self._add("every", pred, target, marked, marked, None)
-        self._add("visible", pred, scored, marked, counted_blobs(marked, region), region)
-        self.n_hidden.append(torch.as_tensor(count_components(hidden)))
+        self._add("every", pred, target, marked, marked, None, sources, None)
+        self._add("visible", pred, scored, marked, counted_blobs(marked, region), region, sources, flags)
+        self.n_hidden.append(torch.as_tensor(np.asarray(n_hidden, dtype=np.int64)))
 
-    def _add(self, conv: str, pred, target, marked, blobs, ignored) -> None:
+    def _add(self, conv: str, pred, target, marked, blobs, ignored, sources, skip) -> None:
         recall, precision, iou = pixel_scores(marked, target > 0, ignored)
-        s = source_scores(pred, target, blobs, self.match_distance_px)
+        if sources is None:
+            s = source_scores(pred, target, blobs, self.match_distance_px)
+        else:
+            s = source_scores_at(pred, sources, blobs, self.match_distance_px, skip)
         values = {
             "recall": recall,
             "precision": precision,

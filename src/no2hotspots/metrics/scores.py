@@ -11,6 +11,8 @@ The convention, in five lines (pred, target: (N, H, W) relative emission; valid:
    nearest pairs first); source recall/precision/F1 follow; a blob that finds no source is a false alarm.
 5. False-alarm rate = share of scenes without a scored source (empty, and for ``visible`` also hidden-only
    scenes) that hold any counted blob. Nothing else is dropped.
+Where the scenes list their sources (:class:`Sources`: positions, r), sources are those positions and their k x k
+blocks, not the connected components of the target: footprints of sources 1-3 px apart touch.
 """
 
 from __future__ import annotations
@@ -115,6 +117,83 @@ def pixel_scores(marked: np.ndarray, true: np.ndarray, ignored: np.ndarray | Non
         precision = np.where(has, inter / np.maximum(n_pred, 1), np.nan)
         iou = np.where(has, inter / np.maximum(union, 1), np.nan)
     return recall, precision, iou
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The listed point sources of a batch (from the shards): float pixel positions and true r, (N, S) NaN-padded,
+    and the footprint size. Scoring from positions keeps sources 1-3 px apart apart (their footprints touch and would
+    be one connected component)."""
+
+    row: np.ndarray
+    col: np.ndarray
+    r: np.ndarray
+    footprint_px: int = 4
+
+    def blocks(self, n: int, shape: tuple[int, int]):
+        """(scene, source index, r0, r1, c0, c1) of every listed source's k x k block, clipped to the image."""
+        k = int(self.footprint_px)
+        i, j = np.nonzero(np.isfinite(self.row[:n]))
+        r0 = np.floor(self.row[i, j] - (k - 1) / 2 + 0.5).astype(np.int64)
+        c0 = np.floor(self.col[i, j] - (k - 1) / 2 + 0.5).astype(np.int64)
+        return (
+            i,
+            j,
+            np.clip(r0, 0, shape[0]),
+            np.clip(r0 + k, 0, shape[0]),
+            np.clip(c0, 0, shape[1]),
+            np.clip(c0 + k, 0, shape[1]),
+        )
+
+
+def source_masks(sources: Sources, target, valid, min_scored_r: float, min_visible_fraction: float):
+    """From listed sources: (hidden pixel mask, per-source hidden flags (N, S)). A source is hidden when its r is
+    below ``min_scored_r`` or less than ``min_visible_fraction`` of its block is observed; its pixels count as hidden
+    unless a scored source's block covers them too."""
+    n, h, w = np.asarray(target).shape
+    hidden_flag = np.zeros(sources.row.shape, dtype=bool)
+    scored_px = np.zeros((n, h, w), dtype=bool)
+    hidden_px = np.zeros((n, h, w), dtype=bool)
+    for i, j, r0, r1, c0, c1 in zip(*sources.blocks(n, (h, w))):
+        seen = 1.0 if valid is None else float(np.mean(valid[i, r0:r1, c0:c1])) if r1 > r0 and c1 > c0 else 0.0
+        hide = sources.r[i, j] < min_scored_r or (valid is not None and seen < min_visible_fraction)
+        hidden_flag[i, j] = hide
+        (hidden_px if hide else scored_px)[i, r0:r1, c0:c1] = True
+    return hidden_px & ~scored_px, hidden_flag
+
+
+def source_scores_at(
+    pred: np.ndarray, sources: Sources, blobs: np.ndarray, match_distance_px: float, skip: np.ndarray | None = None
+) -> SourceScores:
+    """Source-level scores with sources at their listed positions (block centres); ``skip`` (N, S) leaves sources
+    out (hidden ones in the ``visible`` convention)."""
+    from scipy import ndimage
+
+    pred = np.asarray(pred, dtype=np.float64)
+    n, h, w = pred.shape
+    i, j, r0, r1, c0, c1 = sources.blocks(n, (h, w))
+    keep = np.ones(i.size, bool) if skip is None else ~skip[i, j]
+    i, j, r0, r1, c0, c1 = (a[keep] for a in (i, j, r0, r1, c0, c1))
+    centres = np.stack([0.5 * (r0 + r1) - 0.5, 0.5 * (c0 + c1) - 0.5], axis=1)
+    pmax = np.array([pred[a, b:c, d:e].max(initial=0.0) for a, b, c, d, e in zip(i, r0, r1, c0, c1)])
+    abs_error = np.abs(pmax - sources.r[i, j])
+    blob_lab, n_blob = label(blobs)
+    blob_p, blob_sample = np.zeros((0, 3)), np.zeros(0, np.int64)
+    if n_blob:
+        idx = np.arange(1, n_blob + 1)
+        peak = np.concatenate([[0.0], np.asarray(ndimage.maximum(pred, blob_lab, idx), dtype=np.float64)])
+        top = np.where(pred >= 0.5 * peak[blob_lab], pred, 0.0) * (blob_lab > 0)
+        blob_p = np.asarray(ndimage.center_of_mass(top, blob_lab, idx), dtype=np.float64).reshape(-1, 3)
+        blob_sample = np.rint(blob_p[:, 0]).astype(np.int64)
+    n_sources = np.bincount(i, minlength=n).astype(np.int64)
+    n_blobs = np.bincount(blob_sample, minlength=n).astype(np.int64)
+    n_matched = np.zeros(n, dtype=np.int64)
+    loc: list[float] = []
+    for s in np.flatnonzero((n_sources > 0) & (n_blobs > 0)):
+        pairs = match_nearest(centres[i == s], blob_p[blob_sample == s, 1:], match_distance_px)
+        n_matched[s] = len(pairs)
+        loc.extend(d for _, _, d in pairs)
+    return SourceScores(n_sources, n_blobs, n_matched, np.asarray(loc, dtype=np.float64), abs_error)
 
 
 @dataclass

@@ -82,9 +82,9 @@ def table1_rows(results: dict, split: str = "test"):
     return pd.concat(parts, ignore_index=True)
 
 
-def write(cfg: DictConfig, scoring, meta: dict, results: dict) -> dict:
+def write(cfg: DictConfig, scoring, meta: dict, results: dict, pairs: dict | None = None) -> dict:
     """``<score.out_dir>/`` (replaced as a whole), ``<paths.metrics>/score.json``, ``<paths.plots>/score/``."""
-    flat = selected(results)
+    flat = {**selected(results), **{f"pairs/{k}": v for k, v in (pairs or {}).items()}}
     full = {
         "scoring_version": scoring.version,
         "scoring": asdict(scoring),
@@ -93,6 +93,7 @@ def write(cfg: DictConfig, scoring, meta: dict, results: dict) -> dict:
         "splits": {
             s: {"mse": r.loss, "metrics": {k: _num(v) for k, v in r.metrics.items()}} for s, r in results.items()
         },
+        "pairs": {k: _num(v) for k, v in (pairs or {}).items()},
     }
     out_dir = Path(str(cfg.score.out_dir))
     with atomic_path(out_dir, is_dir=True) as tmp:
@@ -110,14 +111,15 @@ def write(cfg: DictConfig, scoring, meta: dict, results: dict) -> dict:
     return full
 
 
-def log_to_mlflow(cfg: DictConfig, scoring, meta: dict, results: dict) -> None:
+def log_to_mlflow(cfg: DictConfig, scoring, meta: dict, results: dict, pairs: dict | None = None) -> None:
     """The selected metrics as ``score/<split>/...``, Table 1 as an MLflow table, the figure; version tags."""
     import mlflow
 
     from .. import tracking
 
     tracking.setup(cfg)
-    metrics = {f"score/{k}": float(v) for k, v in selected(results).items() if v is not None and math.isfinite(v)}
+    flat = {**selected(results), **{f"pairs/{k}": v for k, v in (pairs or {}).items()}}
+    metrics = {f"score/{k}": float(v) for k, v in flat.items() if v is not None and math.isfinite(v)}
     data_version = tracking.data_version(Path(str(cfg.paths.simulated)))
     with mlflow.start_run(run_id=str(meta["run_id"])):
         mlflow.log_metrics(metrics)

@@ -56,7 +56,7 @@ def load_trained(model_dir: Path):
 def score_split(cfg: DictConfig, loaded, scoring, split: str, keep: int = 0):
     """One split through the model: an :class:`~no2hotspots.score.evaluate.EvalResult`."""
     from ..train.data import ShardStream, check_dataset, split_shards
-    from .evaluate import evaluate
+    from .evaluate import evaluate, listed_sources
 
     sim = Path(str(cfg.paths.simulated))
     shards = split_shards(sim, split)
@@ -70,7 +70,30 @@ def score_split(cfg: DictConfig, loaded, scoring, split: str, keep: int = 0):
         input_scale=float(meta["input_scale"]),
         scoring=scoring,
         keep_examples=keep,
+        sources=listed_sources(shards, cfg.score.max_scenes),
         desc=f"score {split}",
+    )
+
+
+def score_pairs(cfg: DictConfig, loaded, scoring) -> dict:
+    """Pair recall by separation on the `pairs` split (absent from the manifest: skipped with a warning)."""
+    from ..contracts.shards import read_manifest
+    from ..train.data import ShardStream, split_shards
+    from .pairs import pair_recall
+
+    sim = Path(str(cfg.paths.simulated))
+    if "pairs" not in read_manifest(sim)["splits"]:
+        log.warning("score.splits lists pairs but %s has no pairs split: skipped", sim)
+        return {}
+    shards = split_shards(sim, "pairs")
+    stream = ShardStream(shards, int(cfg.score.batch_size), shuffle=False)
+    return pair_recall(
+        loaded.net,
+        stream,
+        shards,
+        input_scale=float(loaded.meta["input_scale"]),
+        threshold=scoring.detect_threshold,
+        match_distance_px=scoring.match_distance_px,
     )
 
 
@@ -82,12 +105,15 @@ def run(cfg: DictConfig) -> dict:
     if not splits:
         raise ConfigError("score.splits", "empty")
     results = {
-        s: score_split(cfg, loaded, scoring, s, int(cfg.score.panel_scenes) if s == "test" else 0) for s in splits
+        s: score_split(cfg, loaded, scoring, s, int(cfg.score.panel_scenes) if s == "test" else 0)
+        for s in splits
+        if s != "pairs"
     }
+    pairs = score_pairs(cfg, loaded, scoring) if "pairs" in splits else {}
     from . import report
 
-    summary = report.write(cfg, scoring, loaded.meta, results)
+    summary = report.write(cfg, scoring, loaded.meta, results, pairs)
     if bool(cfg.score.log_to_mlflow) and loaded.meta.get("run_id"):
-        report.log_to_mlflow(cfg, scoring, loaded.meta, results)
+        report.log_to_mlflow(cfg, scoring, loaded.meta, results, pairs)
     log.info("score (%s): %s", scoring.version, report.headline_line(results))
     return summary
