@@ -116,6 +116,8 @@ def test_china_years_change_names_a_real_big_plant(data_dir):
 
 BAD = [
     (["osse.dates.days=0"], "osse.dates.days"),
+    (["osse.units_dir=${paths.outputs}/osse/cache"], "osse.units_dir"),
+    (["osse.units_dir=${paths.outputs}"], "osse.units_dir"),
     (["osse.dates.end=2019-08-01"], "osse.dates.end"),
     (["osse.dates.end=yesterday"], "osse.dates.end"),
     (["osse.dates.start=2019-02-30"], "osse.dates.start"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -58,6 +59,7 @@ def check_config(cfg) -> None:
     require(cfg, "osse.region.margin_deg", lambda v: 0 <= float(v) <= 5, "must be in 0..5")
     require(cfg, "osse.out_dir", lambda v: isinstance(v, str) and v.strip(), "must be a folder path")
     require(cfg, "osse.units_dir", lambda v: isinstance(v, str) and v.strip(), "must be a folder path")
+    _check_folders(str(cfg.osse.out_dir), str(cfg.osse.units_dir))
     require(cfg, "osse.seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "must be >= 0")
     _check_dates(cfg)
     _check_physics(cfg)
@@ -65,6 +67,13 @@ def check_config(cfg) -> None:
     require(cfg, "osse.truth.winds_resolution_deg", lambda v: 0 < float(v) <= 5, "must be in (0, 5] degrees")
     require(cfg, "osse.truth.winds_step_min", lambda v: 0 < float(v) <= 360, "must be in (0, 360] minutes")
     require(cfg, "osse.changes", lambda v: v is None or OmegaConf.is_list(v), "must be a list (or null)")
+
+
+def _check_folders(out_dir: str, units_dir: str) -> None:
+    """The unit folder and the output folder must not hold each other (the output is replaced as a whole)."""
+    out, cache = Path(out_dir).resolve(), Path(units_dir).resolve()
+    if out == cache or out in cache.parents or cache in out.parents:
+        raise ConfigError("osse.units_dir", f"must lie outside osse.out_dir and not contain it (got {units_dir})")
 
 
 def _check_dates(cfg) -> None:

@@ -32,7 +32,7 @@ from ..atomic import atomic_path, write_csv, write_json
 from ..inventory import load_points, points_in_bbox
 from ..inventory.load import check_bbox
 from .checks import check_changes, check_config, date_range
-from .day import DayTask, RunSetup, simulate_day
+from .day import FIELDS, GRANULES, WINDS, DayTask, RunSetup, simulate_day
 from .geometry import EARTH_R_KM, ORBITS_PER_DAY, across_track_edges_km, region_outline
 from .transport import no2_rate_mol_s
 from .weather import FieldFrame, make_background
@@ -189,12 +189,15 @@ def plan(cfg, setup: RunSetup, src: pd.DataFrame) -> tuple[list[DayTask], Path]:
 
 
 def sweep_orphans(units_dir: Path, keep_files: set[str]) -> int:
-    """Remove files in the unit folder that no kept unit lists (a day killed mid-way, days of other settings)."""
+    """Remove the day files no kept unit lists (a day killed mid-way, days of other settings, temporary files of
+    killed writes); only files of the OSSE's own kinds in its own subfolders of the unit folder are touched."""
     gone = 0
-    for p in sorted(units_dir.rglob("*")):
-        if p.is_file() and not p.name.endswith(units.DONE) and p.relative_to(units_dir).as_posix() not in keep_files:
-            p.unlink(missing_ok=True)
-            gone += 1
+    for sub in (GRANULES, FIELDS, WINDS):
+        for p in sorted({*(units_dir / sub).glob("*.nc"), *(units_dir / sub).glob(".*.tmp-*")}):
+            rel = p.relative_to(units_dir).as_posix()
+            if p.is_file() and rel not in keep_files:
+                p.unlink(missing_ok=True)
+                gone += 1
     return gone
 
 
