@@ -211,3 +211,26 @@ def test_run_stage_end_to_end_with_a_local_model_folder(tmp_path, detect_cfg):
         expected = net(prepare_input(no2, np.isfinite(no2), META["input_scale"])).numpy()[0, :30, :30]
     np.testing.assert_allclose(em["relative_emission"].values, expected, rtol=1e-5, atol=1e-6)
     em.close()
+
+
+def test_composite_finds_a_faint_repeated_source_and_drops_a_one_off_alarm(tmp_path, detect_cfg):
+    """Ten overpasses: a faint source (r ~ 0.1, below the per-overpass 0.2) in every one, a strong blob in one
+    only. Per overpass: the strong blob once, the faint source never; composite: the faint source, not the blob."""
+    from no2hotspots.contracts import grid as contract
+
+    folder = tmp_path / "outputs" / "ingest" / "test"
+    ds = make_grid(folder, nt=10, plumes=((30, 40, 0.6e-4),))
+    blob = contract.overpass_path(folder, "granule_004")
+    one = xr.open_dataset(blob).load()
+    one["no2"][55:57, 10:12] = 3.0e-4
+    blob.unlink()
+    one.to_netcdf(blob)
+    _detect(detect_cfg, folder, RampNet())
+    out = tmp_path / "outputs" / "detect" / "test"
+    per_overpass = pd.read_csv(out / "hotspots.csv")
+    assert len(per_overpass) == 1 and per_overpass.overpass.iloc[0] == "granule_004"
+    comp = pd.read_csv(out / "composite.csv")
+    lat, lon = ds["lat"].values, ds["lon"].values
+    assert len(comp) == 1 and (comp.peak_lat.iloc[0], comp.peak_lon.iloc[0]) == pytest.approx((lat[30], lon[40]))
+    assert comp.n_valid.iloc[0] == 10 and comp.n_detections.iloc[0] == 0 and comp.peak_value.iloc[0] > 0.03
+    assert json.loads((out / "detect.json").read_text())["n_composite_hotspots"] == 1

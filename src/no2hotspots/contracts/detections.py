@@ -8,6 +8,8 @@ One folder per collection, ``<detect.out_dir>/<collection>/``::
     hotspots.csv          one row per hotspot (:data:`COLUMNS`); hotspots.geojson the same as points
     period.nc             over all overpasses: relative_emission_max, relative_emission_mean (over the overpasses
                           that observed the cell), n_valid, n_detections (lat, lon) on the collection grid
+    composite.csv         hotspots of the period's mean map (no2hotspots.detect.composite): site_id, peak_lat,
+                          peak_lon, peak_value, n_cells, n_valid, n_detections, threshold
     detect.json           the model, the settings, counts; map.png
 """
 
@@ -28,6 +30,7 @@ from .grid import TIME_ENCODING, coords, with_crs
 OVERPASS_DIR = "overpasses"
 PERIOD_FILE = "period.nc"
 HOTSPOTS_CSV = "hotspots.csv"
+COMPOSITE_CSV = "composite.csv"
 
 #: hotspot table columns, in order
 COLUMNS = (

@@ -14,6 +14,7 @@ from .. import units
 from ..atomic import atomic_path, write_json
 from ..contracts import detections
 from ..contracts import grid as grid_contract
+from .composite import composite_hotspots
 from .outputs import ESTIMATE_NOTE, write_map
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,12 @@ def accumulate(index: pd.DataFrame, grid: xr.Dataset, units_dir: Path) -> dict[s
         n_det[w] += ds["hotspot_id"].values > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n_valid > 0, rsum / np.maximum(n_valid, 1), np.nan)
+        # leave-one-out of the largest value: a one-off alarm adds nothing, a repeated signal stays
+        trimmed = np.where(
+            n_valid > 1, (rsum - np.where(np.isfinite(rmax), rmax, 0.0)) / np.maximum(n_valid - 1, 1), np.nan
+        )
     return {
+        "rel_trimmed": trimmed,
         "rel_max": np.where(np.isfinite(rmax), rmax, np.nan),
         "rel_mean": mean,
         "n_valid": n_valid,
@@ -69,6 +75,7 @@ def publish(
     summary: dict,
     model_info: dict,
     inventory: pd.DataFrame | None,
+    composite: dict | None = None,
 ) -> pd.DataFrame:
     """``<out_dir>/`` assembled in a temporary folder and swapped in as a whole."""
     index = grid_contract.overpass_index(grid)
@@ -76,15 +83,20 @@ def publish(
     table = hotspot_table(results, grid)
     period = accumulate(index, grid, units_dir)
     lat, lon, res = grid["lat"].values, grid["lon"].values, float(grid.attrs["resolution_deg"])
+    comp = composite_hotspots(period, lat, lon, composite) if composite and composite.get("enabled") else None
     summary = {
         **summary,
         "n_hotspots": int(len(table)),
+        "n_composite_hotspots": None if comp is None else int(len(comp)),
+        "composite_threshold": None if comp is None or not len(comp) else float(comp["threshold"].iloc[0]),
         "hotspots_per_overpass": {k: int(v) for k, v in table.groupby("overpass").size().items()},
     }
     with atomic_path(out_dir, is_dir=True) as tmp:
         for key in index["key"]:
             units.link_into(units_dir / f"{key}.nc", detections.overpass_path(tmp, key))
         detections.write_hotspots(table, tmp, {**model_info, "collection": name, "note": ESTIMATE_NOTE})
+        if comp is not None:
+            comp.to_csv(tmp / detections.COMPOSITE_CSV, index=False)
         detections.write_period(
             tmp,
             lat=lat,

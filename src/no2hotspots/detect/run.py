@@ -51,9 +51,21 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
         "inventory_csv": str(OmegaConf.select(cfg, d + "inventory_csv", default="") or ""),
         "overlay_min_nox_t_per_yr": require(cfg, d + "overlay_min_nox_t_per_yr", lambda v: v >= 0, "must be >= 0"),
     }
+    s["composite"] = composite_settings(cfg)
     if s["stride"] > 64:
         raise ConfigError("detect.stride", f"must be <= the tile size 64 or cells are skipped (got {s['stride']})")
     return s
+
+
+def composite_settings(cfg: DictConfig) -> dict:
+    c = "detect.composite."
+    return {
+        "enabled": require(cfg, c + "enabled", lambda v: isinstance(v, bool), "must be true or false"),
+        "min_valid": require_int(cfg, c + "min_valid", 1),
+        "k_sigma": require(cfg, c + "k_sigma", lambda v: float(v) > 0, "must be > 0"),
+        "min_value": require(cfg, c + "min_value", lambda v: 0 < float(v) < 1, "must be in (0, 1)"),
+        "min_cells": require_int(cfg, c + "min_cells", 1),
+    }
 
 
 def collections(cfg: DictConfig) -> list[str]:
@@ -162,7 +174,7 @@ def detect_collection(
     }
     summary = _summary(name, ingest_folder, grid, s, results, model_info)
     out_dir = Path(str(cfg.detect.out_dir)) / name
-    table = publish(name, out_dir, units_dir, grid, results, summary, model_info, inventory)
+    table = publish(name, out_dir, units_dir, grid, results, summary, model_info, inventory, s["composite"])
     log.info(
         "%s: %d hotspot(s) in %d overpasses (%d computed, %d reused) in %.1f s",
         name,

@@ -1,0 +1,58 @@
+"""One gridded NO2 field through the model: valid cells, tiles, stitching, hotspots (no files read or written).
+
+The computation of one overpass shared by the ``detect`` stage (:mod:`.overpass`, on ingest overpass files), the
+served MLflow model (:mod:`no2hotspots.registry.pyfunc_model`, on a grid posted as JSON) and ``detect-files``, so
+the three give the same numbers on the same grid.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from . import grid as gridmod
+from .hotspots import find_hotspots
+from .tiles import model_predictor, stitch
+
+#: the settings :func:`detect_field` reads (the ``detect.*`` keys of the same names)
+FIELD_SETTINGS = ("stride", "batch_size", "window_floor", "coverage_min", "mask_invalid", "threshold", "min_cells")
+
+
+def detect_field(ds: xr.Dataset, loaded, s: dict[str, Any], *, desc: str = "detect") -> dict[str, Any]:
+    """Detect hotspots in one overpass ``ds`` (``no2 (lat, lon)`` [mol m-2], optional ``coverage``, ascending
+    ``lat``/``lon``, optional ``lat_bnds``/``lon_bnds``) with ``loaded`` (a LoadedModel) and the settings ``s``
+    (:data:`FIELD_SETTINGS`, plus ``device``).
+
+    Returns ``valid`` (bool (lat, lon)), ``relative_emission`` (float32, NaN where masked), ``hotspot_id`` (int32,
+    the region numbers 1..n by descending peak, 0 = none), ``hotspots`` (rows of
+    :func:`no2hotspots.detect.hotspots.find_hotspots`) and ``counts`` (tiles run / skipped).
+    """
+    meta = loaded.meta
+    valid = gridmod.valid_mask(ds, float(s["coverage_min"]))
+    no2 = np.where(valid, ds["no2"].values, np.nan).astype(np.float32)
+    predict = model_predictor(loaded.net, float(meta["input_scale"]), device=str(s.get("device", "cpu")))
+    rel, counts = stitch(
+        no2,
+        valid,
+        predict,
+        tile=int(meta.get("tile_size", 64)),
+        stride=int(s["stride"]),
+        batch_size=int(s["batch_size"]),
+        window_floor=float(s["window_floor"]),
+        desc=desc,
+    )
+    if s["mask_invalid"]:
+        rel = np.where(valid, rel, np.nan).astype(np.float32)
+    rows, ids = find_hotspots(
+        rel,
+        ds["lat"].values,
+        ds["lon"].values,
+        cell_area_km2=gridmod.cell_area_km2(ds),
+        emission_min=float(meta["emission_min_t_per_yr"]),
+        emission_max=float(meta["emission_max_t_per_yr"]),
+        threshold=float(s["threshold"]),
+        min_cells=int(s["min_cells"]),
+    )
+    return {"valid": valid, "relative_emission": rel, "hotspot_id": ids, "hotspots": rows, "counts": counts}
