@@ -29,6 +29,7 @@ STAGES = {
     "detect": ("no2hotspots.detect.run", ("detect",), "run the model over gridded NO2; hotspots"),
     "evaluate": ("no2hotspots.evaluate.run", ("evaluate",), "score hotspots against an inventory"),
     "download": ("no2hotspots.download.run", ("download",), "download S5P L2 NO2 granules from CDSE"),
+    "baseline": ("no2hotspots.baseline.run", ("baseline",), "flux-divergence hotspots: the classical baseline"),
     "quantify": ("no2hotspots.quantify.run", ("quantify",), "NOx and CO2 emission rates with uncertainty per hotspot"),
     "server": ("no2hotspots.server.run", ("server",), "team tracking server: PostgreSQL + MLflow (server.action=...)"),
     "summary": ("no2hotspots.summary", ("paths",), "where the results of `make demo` are"),

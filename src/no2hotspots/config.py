@@ -45,7 +45,7 @@ def compose(overrides: Iterable[str] = (), config_dir: str | os.PathLike = CONF_
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - Hydra/OmegaConf composition errors are the user's overrides
-        raise ConfigError(_first_key(overrides) or "overrides", _first_line(e)) from None
+        raise ConfigError(_failed_key(e, overrides) or "overrides", _first_line(e)) from None
 
 
 def _hydra_compose(overrides: list[str], config_dir: Path) -> DictConfig:
@@ -207,6 +207,15 @@ def _plain(value):
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+def _failed_key(e: BaseException, overrides: list[str]) -> str | None:
+    """The key of the override a composition error is about (Hydra quotes it), else the first override's."""
+    text = str(e)
+    for o in overrides:
+        if o in text:
+            return o.split("=", 1)[0].lstrip("+~")
+    return _first_key(overrides)
 
 
 def _first_key(overrides: Iterable[str]) -> str | None:

@@ -78,6 +78,16 @@ def _in_process(fn, items, desc: str, shared: dict) -> list:
     return [fn(item, **shared) for item in bar]
 
 
+def _no_malloc_trim() -> None:
+    """Dask sets MALLOC_TRIM_THRESHOLD_=65536 for its workers; measured on the OSSE, that costs ~40 % CPU per unit
+    (frequent trims of numpy's freed buffers). Keep glibc's default."""
+    import dask
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    dask.config.set({"distributed.nanny.pre-spawn-environ": env})
+
+
 def _client(s: dict):
     from distributed import Client, LocalCluster
 
@@ -101,6 +111,7 @@ def _on_dask(fn, items, s: dict, desc: str, shared: dict) -> list:
 
     for k, v in ONE_THREAD.items():  # inherited by the LocalCluster's worker processes
         os.environ.setdefault(k, v)
+    _no_malloc_trim()
     client, cluster = _client(s)
     try:
         if s["dashboard"]:

@@ -28,6 +28,23 @@ def digest(obj) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def code_digest(*modules: str) -> str:
+    """A hash of the source files of ``modules`` (dotted names; a package counts with all its modules): part of
+    every unit hash, so a code change recomputes the units it could change."""
+    import importlib.util
+
+    h = hashlib.sha256()
+    for name in sorted(modules):
+        spec = importlib.util.find_spec(name)
+        origin = Path(spec.origin) if spec and spec.origin else None
+        files = sorted(origin.parent.rglob("*.py")) if origin and origin.name == "__init__.py" else [origin]
+        for f in files:
+            if f is not None:
+                h.update(f.name.encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def file_identity(path: str | Path) -> dict:
     """What identifies an input file for a unit hash: name, size and modification time (ns)."""
     st = Path(path).stat()

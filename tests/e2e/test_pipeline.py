@@ -28,6 +28,8 @@ STAGES = {
     "evaluate@osse",
     "quantify@matimba",
     "quantify@osse",
+    "baseline@matimba",
+    "baseline@osse",
 }
 
 

@@ -155,7 +155,13 @@ def detect_collection(
     fixed = units.digest(
         {
             "model": model_hash(loaded),
-            "version": 2,
+            "code": units.code_digest(
+                "no2hotspots.detect.overpass",
+                "no2hotspots.detect.tiles",
+                "no2hotspots.detect.hotspots",
+                "no2hotspots.detect.grid",
+                "no2hotspots.contracts.detections",
+            ),
             **{k: s[k] for k in ("stride", "window_floor", "threshold", "min_cells", "coverage_min", "mask_invalid")},
         }
     )

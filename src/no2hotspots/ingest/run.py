@@ -258,7 +258,13 @@ def plan(cfg: DictConfig, name: str, s: dict) -> tuple[list[GranuleTask], tuple 
     units_dir = Path(str(cfg.ingest.units_dir)) / name
     units_dir.mkdir(parents=True, exist_ok=True)
     keys = ("qa_threshold", "res", "max_cells_per_pixel", "no2_plausible", "max_implausible_fraction")
-    settings_hash = units.digest({"bbox": bbox, **{k: s[k] for k in keys}, "version": 2})
+    settings_hash = units.digest(
+        {
+            "bbox": bbox,
+            **{k: s[k] for k in keys},
+            "code": units.code_digest("no2hotspots.ingest", "no2hotspots.contracts.grid"),
+        }
+    )
     tasks, seen = [], {}
     for f in files:
         key = contract.overpass_key(f)
