@@ -41,6 +41,11 @@ def test_score_writes_table1_at_both_thresholds_and_logs_to_the_model_run(traine
     )
     rows = pd.read_csv(Path(cfg.paths.plots) / "score" / "table1.csv")
     assert len(rows) == 16 and set(rows["threshold"]) == {"mark", "detect"}
+    curve = pd.read_csv(Path(cfg.paths.plots) / "score" / "threshold_curve.csv")
+    assert list(curve.threshold) == sorted(cfg.score.curve_thresholds)
+    assert curve[["recall", "precision", "f1"]].apply(lambda c: c.between(0, 1)).all().all()
+    at_detect = curve[curve.threshold == cfg.score.detect_threshold].f1.iloc[0]
+    assert at_detect == pytest.approx(metrics["val"]["detect"]["every"]["source_f1"])
 
     mlflow.set_tracking_uri(resolve_uri(cfg))
     client = mlflow.MlflowClient()

@@ -43,12 +43,12 @@ class Scoring:
         """Name -> marking threshold: ``mark`` (Table 1, the paper's) and ``detect`` (the product's hotspots)."""
         return {"mark": float(self.mark_threshold), "detect": float(self.detect_threshold)}
 
-    def metrics(self, threshold: str):
-        """A fresh :class:`EmissionMetrics` at the named threshold."""
+    def metrics(self, threshold: str | float):
+        """A fresh :class:`EmissionMetrics` at the named threshold (``mark``, ``detect``) or at a value."""
         from .emission import EmissionMetrics
 
         return EmissionMetrics(
-            self.thresholds[threshold],
+            self.thresholds[threshold] if isinstance(threshold, str) else float(threshold),
             match_distance_px=float(self.match_distance_px),
             min_visible_fraction=float(self.min_visible_fraction),
             min_scored_r=float(self.min_scored_r),

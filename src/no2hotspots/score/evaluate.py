@@ -30,13 +30,16 @@ def evaluate(
     scoring,
     keep_examples: int = 0,
     sources=None,
+    curve: tuple[float, ...] = (),
     desc: str = "eval",
 ) -> EvalResult:
     """Mean MSE and the scores of :class:`no2hotspots.metrics.Scoring` at both of its thresholds over ``stream``
     (in its fixed order). ``sources``: the listed sources of every scene of the stream, in stream order
-    (:func:`listed_sources`), so source-level scores use their positions."""
+    (:func:`listed_sources`), so source-level scores use their positions. ``curve``: more thresholds, scored as
+    ``t<value>/...`` (the threshold curve users choose detect.threshold from)."""
     model.eval()
     metrics = {name: scoring.metrics(name) for name in scoring.thresholds}
+    metrics.update({f"t{t:g}": scoring.metrics(float(t)) for t in curve})
     total, n = 0.0, 0
     kept: dict[str, list] = {"no2": [], "valid": [], "emission": [], "pred": []}
     n_kept = 0

@@ -67,6 +67,21 @@ def nested(flat: dict[str, float]) -> dict:
     return out
 
 
+def threshold_curve(metrics: dict):
+    """Validation source recall/precision/F1 (every source) per threshold of the curve, and the two named ones."""
+    import pandas as pd
+
+    rows = []
+    for key in sorted({k.split("/")[0] for k in metrics if k.startswith("t")}, key=lambda k: float(k[1:])):
+        rows.append(
+            {
+                "threshold": float(key[1:]),
+                **{m: metrics[f"{key}/every/source_{m}"] for m in ("recall", "precision", "f1")},
+            }
+        )
+    return pd.DataFrame(rows, columns=["threshold", "recall", "precision", "f1"])
+
+
 def table1_rows(results: dict, split: str = "test"):
     """Long table: one row per (threshold, convention, class) with 1Q/2Q/3Q/n, for CSV and plots."""
     import pandas as pd
@@ -106,6 +121,8 @@ def write(cfg: DictConfig, scoring, meta: dict, results: dict, pairs: dict | Non
 
             panel_png(results["test"].examples, tmp / "test_panel.png", scoring.detect_threshold)
     write_json(Path(str(cfg.paths.metrics)) / "score.json", nested(flat))
+    if "val" in results:
+        write_csv(threshold_curve(results["val"].metrics), Path(str(cfg.paths.plots)) / "score" / "threshold_curve.csv")
     if "test" in results:
         write_csv(table1_rows(results), Path(str(cfg.paths.plots)) / "score" / "table1.csv")
     return full

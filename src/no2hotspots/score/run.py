@@ -71,6 +71,7 @@ def score_split(cfg: DictConfig, loaded, scoring, split: str, keep: int = 0):
         scoring=scoring,
         keep_examples=keep,
         sources=listed_sources(shards, cfg.score.max_scenes),
+        curve=tuple(float(t) for t in cfg.score.curve_thresholds) if split == "val" else (),
         desc=f"score {split}",
     )
 
