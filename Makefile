@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 # DVC stage commands run `python`: make it the project's venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test lint format venv data params repro ui sweep bench clean-outputs server server-stop server-status
+.PHONY: demo test lint format venv data params dvc-deps repro ui sweep bench clean-outputs server server-stop server-status
 
 demo: venv data
 	$(BIN)/dvc repro
@@ -49,6 +49,10 @@ $(STAMP): requirements.txt requirements-torch.txt requirements-ddeq.txt pyprojec
 data: venv
 	$(BIN)/python -m no2hotspots fetch-data
 	$(BIN)/dvc add -q data
+
+# The code deps of every DVC stage, derived from its imports (a test fails if dvc.yaml drifts from them).
+dvc-deps: venv
+	$(BIN)/python tests/dvcdeps.py --write
 
 # Re-compose params.yaml from conf/ (a test fails if they drift).
 params: venv

@@ -6,7 +6,8 @@ functions (a lazy import runs too). The closure over ``import`` statements (read
 resolved, a package's ``__init__`` counted whenever one of its modules is) is the stage's code. ``dvc.yaml`` lists
 it compactly: a folder when every module in it is used, single files otherwise (:func:`compact`).
 
-``python tests/dvcdeps.py`` prints the compact list per stage.
+``python tests/dvcdeps.py`` prints the compact list per stage; ``--write`` puts it into dvc.yaml (the code deps of
+every stage replaced, other deps and comments kept): ``make dvc-deps``.
 """
 
 from __future__ import annotations
@@ -103,7 +104,32 @@ def expand(deps: list[str]) -> set[Path]:
     return out
 
 
+def stage_name(cmd: str) -> str:
+    """The CLI stage a dvc.yaml command runs (``python -m no2hotspots STAGE ...``)."""
+    parts = cmd.split()
+    return parts[parts.index("no2hotspots") + 1]
+
+
+def write_dvc_yaml(path: Path) -> None:
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 120
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    doc = yaml.load(path)
+    for stage in doc["stages"].values():
+        body = stage.get("do", stage)
+        code = compact(stage_code(stage_name(body["cmd"])))
+        others = [d for d in body.get("deps", []) if not str(d).startswith("src/")]
+        body["deps"] = code + others
+    yaml.dump(doc, path)
+
+
 if __name__ == "__main__":
+    if "--write" in sys.argv:
+        write_dvc_yaml(SRC.parent / "dvc.yaml")
+        sys.exit(0)
     from no2hotspots.cli import STAGES
 
     for stage in STAGES:
