@@ -38,6 +38,8 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 ENV_URI = "MLFLOW_TRACKING_URI"
+#: the MLflow UI opens an experiment of this kind on its training runs (not on the GenAI views: traces, judges)
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 #: experiment tag holding the absolute folder of the SQLite store the experiment was created in
 STORE_TAG = "no2hotspots.store_dir"
 #: (table, column, extra WHERE) of MLflow 3.x's schema that hold artifact locations
@@ -127,6 +129,8 @@ def setup(cfg: DictConfig, experiment: str | None = None) -> str:
             root.resolve(),
         )
         exp_id = _get_or_create_experiment(name, root)
+    if (mlflow.get_experiment(exp_id).tags or {}).get(KIND_TAG) != KIND:
+        mlflow.MlflowClient().set_experiment_tag(exp_id, KIND_TAG, KIND)
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
 
