@@ -43,6 +43,7 @@ $(STAMP): requirements.txt requirements-torch.txt requirements-ddeq.txt pyprojec
 	$(BIN)/python -m pip install -q -r requirements-ddeq.txt -c requirements-torch.txt
 	$(BIN)/python -m pip install -q --no-deps hydra-optuna-sweeper==1.3.0
 	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m no2hotspots.plots_offline
 	touch $(STAMP)
 
 # Embedded default inputs (real sample files from the ddeq 1.1 wheel), then track data/ with DVC (data.dvc).
