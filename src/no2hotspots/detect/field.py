@@ -54,5 +54,7 @@ def detect_field(ds: xr.Dataset, loaded, s: dict[str, Any], *, desc: str = "dete
         emission_max=float(meta["emission_max_t_per_yr"]),
         threshold=float(s["threshold"]),
         min_cells=int(s["min_cells"]),
+        prominence=float(s["peaks"]["prominence"]),
+        min_separation_px=int(s["peaks"]["min_separation_px"]),
     )
     return {"valid": valid, "relative_emission": rel, "hotspot_id": ids, "hotspots": rows, "counts": counts}

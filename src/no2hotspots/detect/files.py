@@ -92,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point (``python -m no2hotspots detect-files ...``); returns the exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error, already printed as one line (2)
+        return int(e.code or 0)
     from .. import logs
 
     logs.setup()
@@ -257,11 +260,17 @@ def dvc_tracked(root: Path) -> list[Path]:
 
 def check_out(out: Path, cfg) -> None:
     """Refuse an output folder that is, lies in, or would write over a protected path: anything DVC tracks in the
-    repository around the working directory or around ``out``, and the pipeline's own folders (PROTECTED_KEYS)."""
+    repository around the working directory or around ``out``, and the pipeline's own folders (PROTECTED_KEYS,
+    relative to the working directory and to each of those repositories)."""
     from omegaconf import OmegaConf
 
-    protected = [Path(str(OmegaConf.select(cfg, k))).expanduser().resolve() for k in PROTECTED_KEYS]
-    for root in {r for r in (dvc_root(Path.cwd().resolve()), dvc_root(out)) if r is not None}:
+    folders = [Path(str(OmegaConf.select(cfg, k))).expanduser() for k in PROTECTED_KEYS]
+    cwd = Path.cwd().resolve()
+    protected = [(cwd / f).resolve() for f in folders]
+    for root in {r for r in (dvc_root(cwd), dvc_root(out)) if r is not None}:
+        if out == root:
+            raise UserError(f"--out {out}: the pipeline's own folder; write into a subfolder (e.g. --out results)")
+        protected += [(root / f).resolve() for f in folders if not f.is_absolute()]
         protected += dvc_tracked(root)
     for p in protected:
         if out == p or p in out.parents or any(_overlaps(out / name, p) for name in WRITTEN):
@@ -368,6 +377,8 @@ def detect_files(
     configure(cfg, out_dir, inputs_dir, box, uri, threshold)
     s = detect_run.settings(cfg)
     s_ingest = ingest_run.settings(cfg)
+    loaded = load(cfg, uri)  # before the (slower) gridding: a wrong --model fails fast
+    inventory = _inventory(s)
     out_dir.mkdir(parents=True, exist_ok=True)
     link_inputs(files, inputs_dir)
     log.info("%d granule(s) -> %s", len(files), out_dir)
@@ -379,8 +390,6 @@ def detect_files(
         raise
     except UserError as e:
         raise UserError(str(e).replace(str(cfg.ingest.collections[GRID].inputs), "the input files")) from None
-    loaded = load(cfg, uri)
-    inventory = _inventory(s)
     detected = detect_run.detect_collection(cfg, DETECTIONS, out_dir / GRID, loaded, s, uri, inventory)
     summary = {
         "out": str(out_dir),
