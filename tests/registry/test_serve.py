@@ -119,9 +119,11 @@ def test_param_defaults_are_the_detect_stage_defaults():
     from no2hotspots.config import compose
 
     detect = compose().detect
-    shared = [k for k in PARAM_DEFAULTS if k in detect]
+    flat = {**{k: v for k, v in detect.items() if k != "peaks"}, **detect.peaks}
+    shared = [k for k in PARAM_DEFAULTS if k in flat]
     assert set(shared) >= {"threshold", "stride", "window_floor", "coverage_min", "min_cells", "mask_invalid"}
-    assert {k: PARAM_DEFAULTS[k] for k in shared} == {k: detect[k] for k in shared}
+    assert set(shared) >= {"prominence", "min_separation_px", "batch_size", "max_resolution_ratio"}
+    assert {k: PARAM_DEFAULTS[k] for k in shared} == {k: flat[k] for k in shared}
 
 
 def test_posted_grid_gives_the_detect_stage_numbers(matimba_overpass, seeded_model_dir, tmp_path):

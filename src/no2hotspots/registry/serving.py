@@ -14,8 +14,8 @@ Input: a table with one row per grid cell (``dataframe_split`` or ``dataframe_re
 - ``overpass``, optional: a label; rows with different labels are separate overpasses, detected separately.
 
 Params (all optional; defaults = the ``detect`` stage's, :data:`PARAM_DEFAULTS`): ``threshold``, ``stride``,
-``window_floor``, ``coverage_min``, ``min_cells``, ``mask_invalid``, ``batch_size``, ``resolution_deg``,
-``max_resolution_ratio``.
+``window_floor``, ``coverage_min``, ``min_cells``, ``prominence`` and ``min_separation_px`` (``detect.peaks.*``:
+when one region holds several peaks), ``mask_invalid``, ``batch_size``, ``resolution_deg``, ``max_resolution_ratio``.
 
 Output (a JSON object): ``cells`` (column lists in input row order: ``overpass``, ``lat``, ``lon``,
 ``relative_emission`` (null where masked), ``hotspot`` (the cell's hotspot number within its overpass, 0 =
@@ -42,6 +42,8 @@ PARAM_DEFAULTS: dict[str, Any] = {
     "window_floor": 0.1,
     "coverage_min": 0.0,
     "min_cells": 1,
+    "prominence": 0.2,
+    "min_separation_px": 2,
     "mask_invalid": True,
     "batch_size": 64,
     "resolution_deg": 0.0,
@@ -84,6 +86,8 @@ def settings(params: dict | None) -> dict[str, Any]:
         "window_floor": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
         "coverage_min": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
         "min_cells": (lambda v: v == int(v) and v >= 1, "must be an integer >= 1"),
+        "prominence": (lambda v: v > 0, "must be > 0 (>= 1: never split a region into several hotspots)"),
+        "min_separation_px": (lambda v: v == int(v) and v >= 1, "must be an integer >= 1"),
         "batch_size": (lambda v: v == int(v) and 1 <= v <= 4096, "must be an integer in 1..4096"),
         "resolution_deg": (lambda v: 0 <= v <= 10, "must be in [0, 10] degrees (0 = inferred from lat/lon)"),
         "max_resolution_ratio": (lambda v: v >= 1, "must be >= 1"),
@@ -94,11 +98,16 @@ def settings(params: dict | None) -> dict[str, Any]:
             raise ServingInputError(f"params.{k}: {problem} (got {v!r})")
     if not isinstance(s["mask_invalid"], bool):
         raise ServingInputError(f"params.mask_invalid: must be true or false (got {s['mask_invalid']!r})")
-    for k in ("stride", "min_cells", "batch_size"):
+    for k in ("stride", "min_cells", "batch_size", "min_separation_px"):
         s[k] = int(s[k])
-    for k in ("threshold", "window_floor", "coverage_min", "resolution_deg", "max_resolution_ratio"):
+    for k in ("threshold", "window_floor", "coverage_min", "resolution_deg", "max_resolution_ratio", "prominence"):
         s[k] = float(s[k])
     return s
+
+
+def _field_settings(s: dict) -> dict:
+    """The request settings in the layout of the detect stage's (``detect.run.settings``)."""
+    return {**s, "device": "cpu", "peaks": {"prominence": s["prominence"], "min_separation_px": s["min_separation_px"]}}
 
 
 def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
@@ -227,7 +236,7 @@ def predict_frame(loaded, df: pd.DataFrame, params: dict | None = None) -> dict[
                 f"the model pixel {pixel_m / 1e3:.1f} km (params.max_resolution_ratio={s['max_resolution_ratio']:g});"
                 f" grid the NO2 at ~{pixel_m / gridmod.M_PER_DEG:.2f} degree"
             )
-        r = detect_field(g["ds"], loaded, {**s, "device": "cpu"}, desc=f"overpass {g['key']}")
+        r = detect_field(g["ds"], loaded, _field_settings(s), desc=f"overpass {g['key']}")
         rel_out[g["rows"]] = r["relative_emission"][g["i"], g["j"]]
         hot_out[g["rows"]] = r["hotspot_id"][g["i"], g["j"]]
         key_out[g["rows"]] = g["key"]
