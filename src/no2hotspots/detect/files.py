@@ -388,8 +388,11 @@ def detect_files(
         if e.key == f"ingest.collections.{GRID}.bbox":
             raise UserError(f"--bbox {' '.join(map(str, bbox))}: {e.problem}") from None
         raise
-    except UserError as e:
-        raise UserError(str(e).replace(str(cfg.ingest.collections[GRID].inputs), "the input files")) from None
+    except UserError as e:  # name the user's files, not the links folder (same type and exit status)
+        inputs = str(cfg.ingest.collections[GRID].inputs)
+        if inputs in str(e):
+            e.args = (str(e).replace(inputs, "the input files"),)
+        raise
     detected = detect_run.detect_collection(cfg, DETECTIONS, out_dir / GRID, loaded, s, uri, inventory)
     summary = {
         "out": str(out_dir),
