@@ -38,6 +38,7 @@ def test_products_exist_and_are_valid(tmp_path, detect_cfg):
     summary = _detect(detect_cfg, folder, RampNet(), _inventory())
     out = tmp_path / "outputs" / "detect" / "test"
     assert sorted(p.name for p in out.iterdir()) == [
+        "composite.csv",
         "detect.json",
         "hotspots.csv",
         "hotspots.geojson",

@@ -172,8 +172,9 @@ def test_sources_under_cloud_gaps_are_hidden_given_the_valid_mask():
 
 
 def test_scoring_version_changes_with_any_definition():
-    a, b = Scoring(), Scoring(dilate_px=2)
-    assert a.version.startswith("v2-") and a.version == Scoring().version and a.version != b.version
+    a, b, c = Scoring(), Scoring(dilate_px=2), Scoring(peak_prominence=0.2)
+    assert a.version.startswith("v3-") and a.version == Scoring().version
+    assert len({a.version, b.version, c.version}) == 3
     assert set(a.thresholds) == {"mark", "detect"}
 
 

@@ -24,6 +24,7 @@ from ..atomic import atomic_path, write_json
 from ..config import PLAIN_NAME, require, require_int
 from ..contracts import grid as grid_contract
 from ..errors import ConfigError, InputFileError
+from ..peaks import settings as peak_settings
 from .divergence import EARTH_RADIUS_M, OverpassTask, divergence_overpass
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def settings(cfg: DictConfig, name: str | None = None) -> dict:
         "k_sigma": float(require(cfg, b + "k_sigma", lambda v: float(v) > 0, "must be > 0")),
         "smooth_cells": require_int(cfg, b + "smooth_cells", 1),
         "min_cells": require_int(cfg, b + "min_cells", 1),
+        "peaks": peak_settings(cfg, b + "peaks"),
     }
 
 
@@ -136,7 +138,7 @@ def hotspots(mean: np.ndarray, n_valid: np.ndarray, grid: xr.Dataset, s: dict) -
         den = ndimage.uniform_filter(ok.astype(float), k, mode="constant")
         m = np.where(ok, num / np.maximum(den, 1e-9), np.nan)
     thr = threshold(m, n_valid, min_valid=s["min_valid"], k_sigma=s["k_sigma"], min_value=1e-30)
-    lab, n = label_regions(m, thr, s["min_cells"])
+    lab, n = label_regions(m, thr, s["min_cells"], **s["peaks"])
     lat, lon = grid["lat"].values, grid["lon"].values
     area = (EARTH_RADIUS_M * np.radians(float(grid.attrs["resolution_deg"]))) ** 2 * np.cos(np.radians(lat))[:, None]
     rows = []

@@ -6,8 +6,8 @@ observed the cell leaving out the single largest value: the repeated signal stay
 (two at the same cell: half of one). The composite threshold
 is false-alarm controlled from the map itself: cells with at least ``min_valid`` observations give the background's
 median and spread (median absolute deviation, robust to the sources), and a cell is marked when its mean exceeds
-``median + k_sigma * 1.4826 * MAD`` (and at least ``min_value``). Each 8-connected marked region is one composite
-hotspot at its peak.
+``median + k_sigma * 1.4826 * MAD`` (and at least ``min_value``). Each 8-connected marked region, split at
+prominent peaks as the per-overpass hotspots are (``detect.peaks``), is one composite hotspot at its peak.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def composite_hotspots(period: dict, lat: np.ndarray, lon: np.ndarray, s: dict) 
     """One row per composite hotspot (:data:`COLUMNS`), strongest first."""
     mean = np.where(period["n_valid"] >= s["min_valid"], period["rel_trimmed"], np.nan)
     thr = threshold(mean, period["n_valid"], min_valid=s["min_valid"], k_sigma=s["k_sigma"], min_value=s["min_value"])
-    lab, n = label_regions(mean, thr, int(s["min_cells"]))
+    lab, n = label_regions(mean, thr, int(s["min_cells"]), **s["peaks"])
     rows = []
     if n:
         from scipy import ndimage

@@ -1,4 +1,5 @@
-"""Hotspots: connected regions (8-connectivity) of the relative-emission map at or above a threshold.
+"""Hotspots: connected regions (8-connectivity) of the relative-emission map at or above a threshold, split where a
+region holds several prominent peaks (neighbouring sources; :mod:`no2hotspots.peaks`).
 
 One hotspot per region and overpass. ``nox_rate_estimate_t_per_yr`` maps the region's peak relative emission back
 to a NOx rate with the training range stored in the model (r = (Q - Qmin) / (Qmax - Qmin)); it is an ESTIMATE that
@@ -10,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..peaks import split_peaks
+
 EIGHT = np.ones((3, 3), dtype=bool)
 
 
@@ -17,8 +20,12 @@ def nox_estimate(peak: np.ndarray | float, emission_min: float, emission_max: fl
     return emission_min + np.asarray(peak, dtype=float) * (emission_max - emission_min)
 
 
-def label_regions(rel: np.ndarray, threshold: float, min_cells: int = 1) -> tuple[np.ndarray, int]:
-    """Label 8-connected regions of ``rel >= threshold`` (NaN = below) in a 2-D map; drop those < ``min_cells``.
+def label_regions(
+    rel: np.ndarray, threshold: float, min_cells: int = 1, *, prominence: float = 1.0, min_separation_px: int = 2
+) -> tuple[np.ndarray, int]:
+    """Label 8-connected regions of ``rel >= threshold`` (NaN = below) in a 2-D map; drop those < ``min_cells``;
+    split regions holding several prominent peaks (:func:`no2hotspots.peaks.split_peaks`; ``prominence`` >= 1:
+    never).
 
     Returns the label image (0 = background, 1..n consecutive) and n.
     """
@@ -31,6 +38,9 @@ def label_regions(rel: np.ndarray, threshold: float, min_cells: int = 1) -> tupl
         remap = np.zeros(n + 1, dtype=lab.dtype)
         remap[keep] = np.arange(1, int(keep.sum()) + 1)
         lab, n = remap[lab], int(keep.sum())
+    if n and float(prominence) < 1.0:
+        lab = split_peaks(rel, lab, prominence=prominence, min_separation_px=min_separation_px)
+        n = int(lab.max())
     return lab, int(n)
 
 
@@ -44,12 +54,14 @@ def find_hotspots(
     emission_max: float,
     threshold: float = 0.2,
     min_cells: int = 1,
+    prominence: float = 1.0,
+    min_separation_px: int = 2,
 ) -> tuple[list[dict], np.ndarray]:
     """Hotspots of one overpass's map ``rel (lat, lon)``: one row per region (``overpass_hotspot`` = 1, 2, ...
     by descending peak; peak position, peak and summed relative emission, NOx estimate, area, cells) and the
     int32 image of region numbers (0 = no hotspot)."""
     rel = np.asarray(rel, dtype=np.float32)
-    lab, n = label_regions(rel, threshold, min_cells)
+    lab, n = label_regions(rel, threshold, min_cells, prominence=prominence, min_separation_px=min_separation_px)
     ids = np.zeros(rel.shape, dtype=np.int32)
     if n == 0:
         return [], ids

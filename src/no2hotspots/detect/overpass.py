@@ -63,6 +63,8 @@ def detect_overpass(task: OverpassTask, *, loaded, s: dict) -> dict:
         emission_max=float(meta["emission_max_t_per_yr"]),
         threshold=float(s["threshold"]),
         min_cells=int(s["min_cells"]),
+        prominence=float(s["peaks"]["prominence"]),
+        min_separation_px=int(s["peaks"]["min_separation_px"]),
     )
     time = ds["time"].values
     detections.write_overpass(

@@ -25,6 +25,7 @@ from .. import units
 from ..config import PLAIN_NAME, require, require_int
 from ..contracts import grid as grid_contract
 from ..errors import ConfigError, InputFileError
+from ..peaks import settings as peak_settings
 from . import grid as gridmod
 from .outputs import ESTIMATE_NOTE
 
@@ -51,6 +52,7 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
         "inventory_csv": str(OmegaConf.select(cfg, d + "inventory_csv", default="") or ""),
         "overlay_min_nox_t_per_yr": require(cfg, d + "overlay_min_nox_t_per_yr", lambda v: v >= 0, "must be >= 0"),
     }
+    s["peaks"] = peak_settings(cfg, "detect.peaks")
     s["composite"] = composite_settings(cfg)
     if s["stride"] > 64:
         raise ConfigError("detect.stride", f"must be <= the tile size 64 or cells are skipped (got {s['stride']})")
@@ -65,6 +67,7 @@ def composite_settings(cfg: DictConfig) -> dict:
         "k_sigma": require(cfg, c + "k_sigma", lambda v: float(v) > 0, "must be > 0"),
         "min_value": require(cfg, c + "min_value", lambda v: 0 < float(v) < 1, "must be in (0, 1)"),
         "min_cells": require_int(cfg, c + "min_cells", 1),
+        "peaks": peak_settings(cfg, "detect.peaks"),
     }
 
 
@@ -159,10 +162,12 @@ def detect_collection(
                 "no2hotspots.detect.overpass",
                 "no2hotspots.detect.tiles",
                 "no2hotspots.detect.hotspots",
+                "no2hotspots.peaks",
                 "no2hotspots.detect.grid",
                 "no2hotspots.contracts.detections",
             ),
             **{k: s[k] for k in ("stride", "window_floor", "threshold", "min_cells", "coverage_min", "mask_invalid")},
+            "peaks": s["peaks"],
         }
     )
     tasks = []

@@ -20,7 +20,7 @@ from .summary import CLASS_NAMES, CONVENTIONS, table1  # noqa: F401
 __all__ = ["CLASS_NAMES", "CONVENTIONS", "DEFINITIONS_VERSION", "EmissionMetrics", "Scoring", "table1"]
 
 #: bump when a definition in ``scores``/``summary`` changes: scores of different versions are never compared
-DEFINITIONS_VERSION = 2
+DEFINITIONS_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class Scoring:
     min_visible_fraction: float = 0.5
     min_scored_r: float = 0.02
     dilate_px: int = 1
+    peak_prominence: float = 1.0
+    peak_min_separation_px: int = 2
 
     @classmethod
     def from_config(cls, node) -> Scoring:
@@ -53,6 +55,8 @@ class Scoring:
             min_visible_fraction=float(self.min_visible_fraction),
             min_scored_r=float(self.min_scored_r),
             dilate_px=int(self.dilate_px),
+            peak_prominence=float(self.peak_prominence),
+            peak_min_separation_px=int(self.peak_min_separation_px),
         )
 
     @property

@@ -48,6 +48,8 @@ class EmissionMetrics(Metric):
         min_visible_fraction: float = 0.5,
         min_scored_r: float = 0.02,
         dilate_px: int = 1,
+        peak_prominence: float = 1.0,
+        peak_min_separation_px: int = 2,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -65,6 +67,7 @@ class EmissionMetrics(Metric):
         self.min_visible_fraction = float(min_visible_fraction)
         self.min_scored_r = float(min_scored_r)
         self.dilate_px = int(dilate_px)
+        self.split = {"prominence": float(peak_prominence), "min_separation_px": int(peak_min_separation_px)}
         for conv in CONVENTIONS:
             for name in _STATES:
                 self.add_state(f"{conv}_{name}", default=[], dist_reduce_fx="cat")
@@ -101,9 +104,9 @@ class EmissionMetrics(Metric):
     def _add(self, conv: str, pred, target, marked, blobs, ignored, sources, skip) -> None:
         recall, precision, iou = pixel_scores(marked, target > 0, ignored)
         if sources is None:
-            s = source_scores(pred, target, blobs, self.match_distance_px)
+            s = source_scores(pred, target, blobs, self.match_distance_px, split=self.split)
         else:
-            s = source_scores_at(pred, sources, blobs, self.match_distance_px, skip)
+            s = source_scores_at(pred, sources, blobs, self.match_distance_px, skip, split=self.split)
         values = {
             "recall": recall,
             "precision": precision,

@@ -7,8 +7,9 @@ The convention, in five lines (pred, target: (N, H, W) relative emission; valid:
 3. ``every``: every source counts (the headline). ``visible``: sources with true r < ``min_scored_r`` or less than
    ``min_visible_fraction`` of the footprint observed are *hidden* (left out), and so are marked pixels within
    ``dilate_px`` of a hidden footprint; a predicted blob counts unless it lies wholly inside that region.
-4. A source is found when a blob's peak lies within ``match_distance_px`` of its footprint centre (one-to-one,
-   nearest pairs first); source recall/precision/F1 follow; a blob that finds no source is a false alarm.
+4. A blob (split at prominent peaks as hotspots are) is found when its peak lies within ``match_distance_px`` of
+   a footprint centre (one-to-one, nearest pairs first); source recall/precision/F1 follow; an unmatched blob is a
+   false alarm.
 5. False-alarm rate = share of scenes without a scored source (empty, and for ``visible`` also hidden-only
    scenes) that hold any counted blob. Nothing else is dropped.
 Where the scenes list their sources (:class:`Sources`: positions, r), sources are those positions and their k x k
@@ -78,6 +79,24 @@ def counted_blobs(marked: np.ndarray, region: np.ndarray | None) -> np.ndarray:
     drop = inside == size
     drop[0] = False
     return marked & ~drop[lab]
+
+
+def blob_labels(pred: np.ndarray, blobs: np.ndarray, split: dict | None = None) -> tuple[np.ndarray, int]:
+    """Labels of the (N, H, W) ``blobs``, unique across the batch: 8-connected components, each split at prominent
+    peaks of ``pred`` when ``split`` (``prominence``, ``min_separation_px``; :func:`no2hotspots.peaks.split_peaks`)
+    asks for it."""
+    lab, n = label(blobs)
+    if n == 0 or not split or float(split["prominence"]) >= 1.0:
+        return lab, n
+    from ..peaks import split_peaks
+
+    out = np.zeros(lab.shape, dtype=np.int64)
+    offset = 0
+    for i in np.flatnonzero(lab.reshape(len(lab), -1).any(axis=1)):
+        sub = split_peaks(pred[i], lab[i], **split)
+        out[i] = np.where(sub > 0, sub + offset, 0)
+        offset += int(sub.max())
+    return out, offset
 
 
 def count_components(mask) -> np.ndarray:
@@ -163,10 +182,15 @@ def source_masks(sources: Sources, target, valid, min_scored_r: float, min_visib
 
 
 def source_scores_at(
-    pred: np.ndarray, sources: Sources, blobs: np.ndarray, match_distance_px: float, skip: np.ndarray | None = None
+    pred: np.ndarray,
+    sources: Sources,
+    blobs: np.ndarray,
+    match_distance_px: float,
+    skip: np.ndarray | None = None,
+    split: dict | None = None,
 ) -> SourceScores:
     """Source-level scores with sources at their listed positions (block centres); ``skip`` (N, S) leaves sources
-    out (hidden ones in the ``visible`` convention)."""
+    out (hidden ones in the ``visible`` convention); ``split``: see :func:`blob_labels`."""
     from scipy import ndimage
 
     pred = np.asarray(pred, dtype=np.float64)
@@ -177,7 +201,7 @@ def source_scores_at(
     centres = np.stack([0.5 * (r0 + r1) - 0.5, 0.5 * (c0 + c1) - 0.5], axis=1)
     pmax = np.array([pred[a, b:c, d:e].max(initial=0.0) for a, b, c, d, e in zip(i, r0, r1, c0, c1)])
     abs_error = np.abs(pmax - sources.r[i, j])
-    blob_lab, n_blob = label(blobs)
+    blob_lab, n_blob = blob_labels(pred, blobs, split)
     blob_p, blob_sample = np.zeros((0, 3)), np.zeros(0, np.int64)
     if n_blob:
         idx = np.arange(1, n_blob + 1)
@@ -205,15 +229,18 @@ class SourceScores:
     abs_error: np.ndarray  # (S,) float64, |max pred over footprint - true r| per true source
 
 
-def source_scores(pred: np.ndarray, target: np.ndarray, blobs: np.ndarray, match_distance_px: float) -> SourceScores:
-    """Source-level scores: sources are the components of ``target > 0``, blobs those of the bool ``blobs`` mask."""
+def source_scores(
+    pred: np.ndarray, target: np.ndarray, blobs: np.ndarray, match_distance_px: float, split: dict | None = None
+) -> SourceScores:
+    """Source-level scores: sources are the components of ``target > 0``, blobs those of the bool ``blobs`` mask
+    (split at prominent peaks: :func:`blob_labels`)."""
     from scipy import ndimage
 
     pred = np.asarray(pred, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     n = pred.shape[0]
     src_lab, n_src = label(target > 0)
-    blob_lab, n_blob = label(blobs)
+    blob_lab, n_blob = blob_labels(pred, blobs, split)
     src_c, src_sample, abs_error = np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros(0)
     if n_src:
         idx = np.arange(1, n_src + 1)

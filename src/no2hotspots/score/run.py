@@ -37,6 +37,8 @@ def settings(cfg: DictConfig):
     require(cfg, s + "min_visible_fraction", lambda v: 0 <= float(v) <= 1, "must be in [0, 1]")
     require(cfg, s + "match_distance_px", lambda v: float(v) >= 0, "must be >= 0")
     require_int(cfg, s + "dilate_px", 0)
+    require(cfg, s + "peak_prominence", lambda v: float(v) > 0, "must be > 0 (>= 1: never split)")
+    require_int(cfg, s + "peak_min_separation_px", 1)
     require_int(cfg, s + "batch_size", 1)
     require_int(cfg, s + "num_threads", 1)
     require_int(cfg, s + "panel_scenes", 0)
@@ -95,6 +97,7 @@ def score_pairs(cfg: DictConfig, loaded, scoring) -> dict:
         input_scale=float(loaded.meta["input_scale"]),
         threshold=scoring.detect_threshold,
         match_distance_px=scoring.match_distance_px,
+        split={"prominence": scoring.peak_prominence, "min_separation_px": scoring.peak_min_separation_px},
     )
 
 
