@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -272,7 +273,7 @@ def _post(url: str, body: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def fresh_venv(trained_model, tmp_path_factory) -> Path:
+def fresh_venv(trained_model, tmp_path_factory):
     """A new virtualenv holding only the model's requirements.txt (torch from the machine's local wheel via pip's
     own configuration); pip runs from this environment against it (``pip --python``), no bytecode compiled."""
     venv = tmp_path_factory.mktemp("venv") / "env"
@@ -285,7 +286,8 @@ def fresh_venv(trained_model, tmp_path_factory) -> Path:
     assert p.returncode == 0, f"pip install of the model's requirements failed:\n{p.stderr[-3000:]}"
     # the package is not installed there: the served model runs on the code it carries
     assert subprocess.run([str(py), "-c", "import no2hotspots"], capture_output=True, cwd=venv).returncode != 0
-    return venv
+    yield venv
+    shutil.rmtree(venv, ignore_errors=True)  # ~1.1 GB; pytest keeps the temporary folders of recent sessions
 
 
 @pytest.mark.slow
