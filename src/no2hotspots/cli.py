@@ -37,10 +37,15 @@ STAGES = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["detect-files"]:  # not a pipeline stage: its own arguments (paths, --out, --bbox, ...)
+        return importlib.import_module("no2hotspots.detect.files").main(argv[1:])  # by name: not a stage's code dep
     parser = argparse.ArgumentParser(
         prog="no2hotspots",
         description=__doc__.split("\n\n")[0],
-        epilog="stages: " + "; ".join(f"{k}: {v[2]}" for k, v in STAGES.items()),
+        epilog="stages: "
+        + "; ".join(f"{k}: {v[2]}" for k, v in STAGES.items())
+        + "; detect-files: grid and detect your own granules into a folder (detect-files --help)",
         add_help=False,
     )
     parser.add_argument("stage", nargs="?", choices=sorted(STAGES), help="what to run")

@@ -17,7 +17,16 @@ from .hotspots import find_hotspots
 from .tiles import model_predictor, stitch
 
 #: the settings :func:`detect_field` reads (the ``detect.*`` keys of the same names)
-FIELD_SETTINGS = ("stride", "batch_size", "window_floor", "coverage_min", "mask_invalid", "threshold", "min_cells")
+FIELD_SETTINGS = (
+    "stride",
+    "batch_size",
+    "window_floor",
+    "coverage_min",
+    "mask_invalid",
+    "threshold",
+    "min_cells",
+    "peaks",
+)
 
 
 def detect_field(ds: xr.Dataset, loaded, s: dict[str, Any], *, desc: str = "detect") -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """One overpass through the model: the unit of the detect stage (runs in a Dask worker or in process).
 
-Reads the ingest overpass file, cuts its valid cells into overlapping 64x64 tiles, runs the model with one torch
-thread, blends the tiles back (float32), extracts the hotspot regions and writes the overpass's detection file
+Reads the ingest overpass file, runs :func:`no2hotspots.detect.field.detect_field` on it with one torch thread
+(valid cells, overlapping 64x64 tiles blended back in float32, hotspot regions) and writes the overpass's detection file
 into the unit folder; returns the hotspot rows. A unit whose marker matches its hash is skipped.
 """
 
@@ -15,9 +15,7 @@ import numpy as np
 from .. import units
 from ..contracts import detections
 from ..contracts import grid as grid_contract
-from . import grid as gridmod
-from .hotspots import find_hotspots
-from .tiles import model_predictor, stitch
+from .field import detect_field
 
 
 @dataclass(frozen=True)
@@ -37,35 +35,9 @@ def detect_overpass(task: OverpassTask, *, loaded, s: dict) -> dict:
 
     torch.set_num_threads(int(s["num_threads"]))
     ds = grid_contract.open_overpass(task.source)
-    meta = loaded.meta
-    valid = gridmod.valid_mask(ds, float(s["coverage_min"]))
-    no2 = np.where(valid, ds["no2"].values, np.nan).astype(np.float32)
-    predict = model_predictor(loaded.net, float(meta["input_scale"]), device=str(s["device"]))
-    rel, counts = stitch(
-        no2,
-        valid,
-        predict,
-        tile=int(meta.get("tile_size", 64)),
-        stride=int(s["stride"]),
-        batch_size=int(s["batch_size"]),
-        window_floor=float(s["window_floor"]),
-        desc=task.key,
-    )
-    if s["mask_invalid"]:
-        rel = np.where(valid, rel, np.nan).astype(np.float32)
+    r = detect_field(ds, loaded, s, desc=task.key)
+    valid, rel, ids, rows, counts = r["valid"], r["relative_emission"], r["hotspot_id"], r["hotspots"], r["counts"]
     lat, lon = ds["lat"].values, ds["lon"].values
-    rows, ids = find_hotspots(
-        rel,
-        lat,
-        lon,
-        cell_area_km2=gridmod.cell_area_km2(ds),
-        emission_min=float(meta["emission_min_t_per_yr"]),
-        emission_max=float(meta["emission_max_t_per_yr"]),
-        threshold=float(s["threshold"]),
-        min_cells=int(s["min_cells"]),
-        prominence=float(s["peaks"]["prominence"]),
-        min_separation_px=int(s["peaks"]["min_separation_px"]),
-    )
     time = ds["time"].values
     detections.write_overpass(
         Path(task.units_dir) / f"{task.key}.nc",

@@ -160,6 +160,7 @@ def detect_collection(
             "model": model_hash(loaded),
             "code": units.code_digest(
                 "no2hotspots.detect.overpass",
+                "no2hotspots.detect.field",
                 "no2hotspots.detect.tiles",
                 "no2hotspots.detect.hotspots",
                 "no2hotspots.peaks",

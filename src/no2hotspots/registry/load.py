@@ -59,6 +59,12 @@ def _tracking_uri(tracking) -> str | None:
     return resolve_uri(tracking)
 
 
+def _find(model_dir: Path, name: str) -> Path | None:
+    """The shallowest ``name`` under ``model_dir``, outside the logged package copy (``code/``)."""
+    found = [p for p in model_dir.rglob(name) if "code" not in p.relative_to(model_dir).parts[:-1]]
+    return min(found, key=lambda p: (len(p.parts), str(p)), default=None)
+
+
 def from_dir(model_dir: str | Path, extra_meta: dict | None = None) -> LoadedModel:
     """Build a LoadedModel from a folder holding ``model.json`` and ``state_dict.pt`` (searched recursively).
 
@@ -68,8 +74,7 @@ def from_dir(model_dir: str | Path, extra_meta: dict | None = None) -> LoadedMod
     from ..model.net import build_model
 
     model_dir = Path(model_dir)
-    mj = next(iter(sorted(model_dir.rglob("model.json"))), None)
-    sd = next(iter(sorted(model_dir.rglob("state_dict.pt"))), None)
+    mj, sd = _find(model_dir, "model.json"), _find(model_dir, "state_dict.pt")
     if mj is None or sd is None:
         raise InputFileError(model_dir, "no model.json/state_dict.pt in the model artifacts (not a no2hotspots model?)")
     meta = read_meta(mj)
