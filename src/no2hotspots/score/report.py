@@ -83,7 +83,8 @@ def threshold_curve(metrics: dict):
 
 
 def table1_rows(results: dict, split: str = "test"):
-    """Long table: one row per (threshold, convention, class) with 1Q/2Q/3Q/n, for CSV and plots."""
+    """Long table: one row per (threshold, convention, class) with 1Q/2Q/3Q/n, for CSV and plots (``label``: the
+    three keys in one string, the bar label of ``dvc plots``)."""
     import pandas as pd
 
     r = results[split]
@@ -94,7 +95,9 @@ def table1_rows(results: dict, split: str = "test"):
             t.insert(0, "convention", "every source" if conv == "every" else "visible sources")
             t.insert(0, "threshold", thr)
             parts.append(t)
-    return pd.concat(parts, ignore_index=True)
+    out = pd.concat(parts, ignore_index=True)
+    out["label"] = out["threshold"] + " / " + out["convention"] + " / " + out["emission class"].astype(str)
+    return out
 
 
 def write(cfg: DictConfig, scoring, meta: dict, results: dict, pairs: dict | None = None) -> dict:
