@@ -4,6 +4,11 @@ The training set is never loaded whole: :class:`ShardStream` opens one shard at 
 the scenes within each shard with a generator seeded by ``(seed, epoch)``, and yields fixed-size batches (a batch may
 span two shards). The same seed and epoch therefore give the same batches, which is what lets an interrupted epoch be
 redone identically after a resume.
+
+Under torchrun (K processes) each rank builds the same global batches and keeps its own contiguous slice of
+``batch_size / K`` scenes (``rank``, ``world``): every scene is seen once per epoch across the ranks, the order is
+still a pure function of (seed, epoch), and a K-process step trains on exactly the scenes of a single-process step.
+Each rank reads every shard (one at a time) and keeps 1/K of it.
 """
 
 from __future__ import annotations
@@ -134,7 +139,9 @@ class ShardStream:
     """Iterate over one split in batches, one shard in memory at a time.
 
     ``shuffle=True``: shard order and scene order within each shard come from ``np.random.default_rng([seed,
-    epoch])``. ``max_scenes`` caps the scenes per pass (the first ones in stream order).
+    epoch])``. ``max_scenes`` caps the scenes per pass (the first ones in stream order). ``world`` > 1: yield this
+    ``rank``'s slice ``[rank * b, (rank + 1) * b)`` of every global batch, ``b = batch_size / world`` (needs
+    ``drop_last`` and a batch size divisible by ``world``); ``n_scenes``/``n_batches`` stay the global counts.
     """
 
     def __init__(
@@ -146,7 +153,12 @@ class ShardStream:
         seed: int = 0,
         max_scenes: int | None = None,
         drop_last: bool = False,
+        rank: int = 0,
+        world: int = 1,
     ):
+        if world > 1 and (not drop_last or batch_size % world or not 0 <= rank < world):
+            raise ValueError(f"rank {rank} of {world}: needs drop_last and a batch size divisible by {world}")
+        self.rank, self.world = int(rank), int(world)
         self.shards = list(shards)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -183,9 +195,9 @@ class ShardStream:
             n_carry += len(idx)
             while n_carry >= self.batch_size:
                 merged = _concat(carry)
-                yield Batch(
-                    merged.no2[: self.batch_size], merged.valid[: self.batch_size], merged.emission[: self.batch_size]
-                )
+                b = self.batch_size // self.world
+                lo, hi = self.rank * b, (self.rank + 1) * b
+                yield Batch(merged.no2[lo:hi], merged.valid[lo:hi], merged.emission[lo:hi])
                 rest = Batch(
                     merged.no2[self.batch_size :], merged.valid[self.batch_size :], merged.emission[self.batch_size :]
                 )

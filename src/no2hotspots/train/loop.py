@@ -1,7 +1,8 @@
 """The loss and one training epoch (the evaluation pass is no2hotspots.score.evaluate).
 
-Determinism: before each epoch the torch RNG is seeded from ``(seed, epoch)`` (dropout masks) and the data order comes
-from the same pair (``ShardStream``), so an epoch redone after a crash repeats exactly what the lost attempt did.
+Determinism: before each epoch the torch RNG is seeded from ``(seed, epoch)`` (dropout masks; under torchrun from
+``(seed, epoch, rank)`` on ranks > 0) and the data order comes from the same pair (``ShardStream``), so an epoch
+redone after a crash repeats exactly what the lost attempt did.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..errors import UserError
 from ..logs import progress_disabled
 from ..model.inputs import prepare_input
 from .data import ShardStream
+from .distributed import Dist
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +31,11 @@ class NonFiniteLoss(UserError):
     """Training produced a NaN/inf loss (diverged, or bad data): stop, keep the last good checkpoint."""
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The torch seed of one epoch: a fixed function of (seed, epoch) only."""
-    return int(np.random.SeedSequence([int(seed), int(epoch), 7]).generate_state(1, dtype=np.uint32)[0])
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The torch seed of one epoch: a fixed function of (seed, epoch) only (and of the rank on ranks > 0, so that
+    processes draw different dropout masks)."""
+    entropy = [int(seed), int(epoch), 7] + ([int(rank)] if rank else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0])
 
 
 @dataclass(frozen=True)
@@ -100,11 +104,18 @@ def train_epoch(
     seed: int,
     input_scale: float,
     desc: str = "train",
+    dist: Dist | None = None,
 ) -> tuple[float, float]:
     """Train for one pass over ``stream``; return the mean (per-scene) training loss and its MSE part (comparable
     with the validation loss, which is the MSE). A NaN/inf loss stops training with :class:`NonFiniteLoss` before
-    the optimizer applies it."""
-    torch.manual_seed(epoch_seed(seed, epoch))
+    the optimizer applies it.
+
+    Under torchrun (``dist``): ``model`` is the DDP wrapper, ``stream`` yields this rank's slice of each global
+    batch, and each step's loss sums are added over the ranks before the backward pass, so every rank sees a NaN
+    of any rank and all stop together (none is left waiting in a gradient all-reduce); the returned means are
+    over the global batches."""
+    dist = dist or Dist()
+    torch.manual_seed(epoch_seed(seed, epoch, dist.rank))
     model.train()
     total, total_mse, n = 0.0, 0.0, 0
     bar = tqdm(
@@ -115,22 +126,22 @@ def train_epoch(
         leave=False,
         disable=progress_disabled(),
     )
-    for b in bar:
-        x = prepare_input(b.no2, b.valid, input_scale)
-        y = torch.as_tensor(b.emission)
+    for i, b in enumerate(bar):
+        x = prepare_input(b.no2, b.valid, input_scale).to(dist.device)
+        y = torch.as_tensor(b.emission).to(dist.device)
         optimizer.zero_grad(set_to_none=True)
         pred = model(x)
         value = loss(pred, y)
-        if not torch.isfinite(value):
+        k = len(y)
+        step = dist.sum([float(value.detach()) * k, float(((pred.detach() - y) ** 2).mean()) * k, float(k)])
+        if not math.isfinite(step[0]):
             raise NonFiniteLoss(
-                f"training loss became {float(value.detach())} in epoch {epoch + 1} (batch {n // len(y) + 1}); "
+                f"training loss became {step[0] / step[2]} in epoch {epoch + 1} (batch {i + 1}); "
                 "lower train.lr or check the data; the last good checkpoint is kept"
             )
         value.backward()
         optimizer.step()
-        total += float(value.detach()) * len(y)
-        total_mse += float(((pred.detach() - y) ** 2).mean()) * len(y)
-        n += len(y)
+        total, total_mse, n = total + step[0], total_mse + step[1], n + int(step[2])
         bar.set_postfix(loss=f"{total / n:.4g}")
     if n == 0:
         raise RuntimeError("the training stream yielded no batch")

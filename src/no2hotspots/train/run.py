@@ -10,6 +10,10 @@ Outputs: ``<train.out_dir>/model/{state_dict.pt,model.json}``, ``<train.out_dir>
 previous model and run.json are replaced only when the new training has finished. MLflow: one run (a child of the
 sweep's parent run when ``NO2HOTSPOTS_PARENT_RUN_ID`` is set) with a curated set of params, the full config as an
 artifact, per-epoch ``train/loss``, ``val/loss``, ``val/<monitor metric>``, ``lr``, figures and the model.
+
+Several processes: ``torchrun --nproc_per_node=K -m no2hotspots train ...`` runs this same ``run(cfg)`` in K
+processes (DistributedDataParallel; no2hotspots.train.distributed). ``train.batch_size`` is the global batch, split
+evenly over the ranks; rank 0 alone validates, checkpoints, logs to MLflow and writes the outputs above.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from ..atomic import atomic_path, write_csv, write_json
 from ..config import require, require_int, to_container
 from ..errors import ConfigError
 from . import checkpoint as ckpt
+from . import distributed
 from .data import ShardStream, check_dataset, split_shards
+from .distributed import Dist
 from .loop import LOSSES
 
 log = logging.getLogger(__name__)
@@ -85,7 +91,9 @@ def _validate(cfg: DictConfig) -> None:
     try:
         Scoring.from_config(cfg.train.monitor)
     except (KeyError, TypeError) as e:
-        raise ConfigError(t + "monitor", f"needs the keys of no2hotspots.metrics.Scoring ({e})") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(t + "monitor", f"needs the keys of no2hotspots.metrics.Scoring ({first})") from None
+    distributed.validate(cfg)
 
 
 @dataclass
@@ -113,11 +121,17 @@ class State:
     run_id: str | None = None
 
 
-def open_data(cfg: DictConfig) -> Data:
-    """Check the shards against the model (tile, variables, one scaling) and open the streams."""
+def open_data(cfg: DictConfig, dist: Dist) -> Data:
+    """Check the shards against the model (tile, variables, one scaling) and open the streams (this rank's slice
+    of the training batches; the validation stream whole, rank 0 validates)."""
     from .. import tracking
 
     t = cfg.train
+    if int(t.batch_size) % dist.world:
+        raise ConfigError(
+            "train.batch_size",
+            f"{t.batch_size} is the global batch and must split evenly over the {dist.world} processes",
+        )
     sim_dir = Path(str(cfg.paths.simulated))
     tile, in_ch = int(cfg.model.tile_size), int(cfg.model.in_channels)
     shards = {s: split_shards(sim_dir, s) for s in ("train", "val")}
@@ -130,49 +144,64 @@ def open_data(cfg: DictConfig) -> Data:
         seed=int(t.seed),
         max_scenes=t.max_train_scenes,
         drop_last=True,
+        rank=dist.rank,
+        world=dist.world,
     )
     if train.n_batches() == 0:
         raise ConfigError("train.batch_size", f"{t.batch_size} exceeds the {train.n_scenes()} training scenes")
     val = ShardStream(shards["val"], int(t.eval_batch_size), shuffle=False, max_scenes=t.max_eval_scenes)
-    return Data(train, val, meta, tracking.data_version(sim_dir))
+    return Data(train, val, meta, tracking.data_version(sim_dir) if dist.is_main else "")
 
 
-def build(cfg: DictConfig) -> State:
-    """The network, optimiser and scheduler, each instantiated from its ``_target_`` config."""
+def build(cfg: DictConfig, dist: Dist) -> State:
+    """The network (on this rank's device; SyncBatchNorm across GPUs), optimiser and scheduler, each instantiated
+    from its ``_target_`` config; the same seed gives every rank the same initial weights."""
     from hydra.utils import instantiate
 
     from ..model.net import build_model
 
     torch.manual_seed(int(cfg.train.seed))
     model = build_model(cfg.model)
+    if dist.sync_batchnorm:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(dist.device)
     optimizer = instantiate(cfg.train.optimizer)(model.parameters())
     scheduler = instantiate(cfg.train.lr_schedule)(optimizer)
     return State(model, optimizer, scheduler)
 
 
-def resume_or_start(cfg: DictConfig, state: State) -> State:
+def resume_or_start(cfg: DictConfig, state: State, dist: Dist) -> State:
     """Continue from ``checkpoints/last.pt`` with ``train.resume``; else start afresh (old checkpoints go, the
-    previous model and run.json stay until this training has finished)."""
+    previous model and run.json stay until this training has finished). Rank 0 reads the checkpoint and sends it
+    to every rank: all continue from the same state, and other ranks never open the outputs."""
+    last = Path(str(cfg.train.out_dir)) / "checkpoints" / ckpt.LAST
+    saved = dist.broadcast(_read_last_or_clear(cfg) if dist.is_main else None)
+    if saved is None:
+        return state
+    ckpt.load_state_dict_checked(state.model, saved["model"], last)
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["torch_rng"])
+    state.epoch = int(saved["epoch"]) + 1
+    state.history = list(saved["history"])
+    state.best_loss, state.best_epoch = float(saved["best_loss"]), int(saved["best_epoch"])
+    state.stale, state.run_id = int(saved.get("stale", 0)), saved.get("run_id") or None
+    log.info("resuming from %s after epoch %d", last, state.epoch)
+    return state
+
+
+def _read_last_or_clear(cfg: DictConfig) -> dict | None:
+    """``last.pt`` when resuming and it exists; else None, with the old checkpoints removed."""
     ckpt_dir = Path(str(cfg.train.out_dir)) / "checkpoints"
     last = ckpt_dir / ckpt.LAST
     if bool(cfg.train.resume) and last.exists():
-        saved = ckpt.load(last)
-        ckpt.load_state_dict_checked(state.model, saved["model"], last)
-        state.optimizer.load_state_dict(saved["optimizer"])
-        state.scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["torch_rng"])
-        state.epoch = int(saved["epoch"]) + 1
-        state.history = list(saved["history"])
-        state.best_loss, state.best_epoch = float(saved["best_loss"]), int(saved["best_epoch"])
-        state.stale, state.run_id = int(saved.get("stale", 0)), saved.get("run_id") or None
-        log.info("resuming from %s after epoch %d", last, state.epoch)
-        return state
+        return ckpt.load(last)
     if bool(cfg.train.resume):
         log.warning("train.resume=true but %s does not exist: starting afresh", last)
     for name in (ckpt.LAST, ckpt.BEST):
         (ckpt_dir / name).unlink(missing_ok=True)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    return state
+    return None
 
 
 def save_checkpoint(cfg: DictConfig, state: State, best: bool) -> None:
@@ -196,34 +225,47 @@ def save_checkpoint(cfg: DictConfig, state: State, best: bool) -> None:
     )
 
 
-def fit(cfg: DictConfig, state: State, data: Data) -> State:
+def fit(cfg: DictConfig, state: State, data: Data, dist: Dist) -> State:
     """The epoch loop: train, monitor on the validation split, step the scheduler, checkpoint, log."""
-    import mlflow
-
     from ..metrics import Scoring
-    from ..score.evaluate import evaluate
-    from .loop import Loss, train_epoch
+    from .loop import Loss
 
     t, es = cfg.train, cfg.train.early_stopping
-    loss, scoring, epochs = Loss.from_config(t), Scoring.from_config(t.monitor), int(t.epochs)
-    scale = data.meta["input_scale"]
-    while state.epoch < epochs:
+    loss, scoring = Loss.from_config(t), distributed.rank_local(Scoring.from_config(t.monitor), dist)
+    net = dist.wrap(state.model)
+    while state.epoch < int(t.epochs):
         if bool(es.enabled) and state.stale >= int(es.patience):
             log.info("early stopping: no better validation loss for %d epochs", state.stale)
             break
-        t0, lr = time.perf_counter(), float(state.optimizer.param_groups[0]["lr"])
-        train_loss, train_mse = train_epoch(
-            state.model,
-            state.optimizer,
-            data.train,
-            loss,
-            epoch=state.epoch,
-            seed=int(t.seed),
-            input_scale=scale,
-            desc=f"epoch {state.epoch + 1}/{epochs}",
-        )
-        val = evaluate(state.model, data.val, input_scale=scale, scoring=scoring, desc="validate")
-        state.scheduler.step(val.loss)
+        row = run_epoch(cfg, state, data, dist, net, loss, scoring)
+        if dist.is_main:  # logged before the checkpoint: a kill in between repeats an epoch, it never loses one
+            log_epoch(row, int(t.epochs))
+        record_epoch(cfg, state, row, dist)
+    return state
+
+
+def run_epoch(cfg: DictConfig, state: State, data: Data, dist: Dist, net, loss, scoring) -> dict:
+    """One training pass (every rank) and the validation pass (rank 0, which sends its row to every rank)."""
+    from ..score.evaluate import evaluate
+    from .loop import train_epoch
+
+    t0, lr = time.perf_counter(), float(state.optimizer.param_groups[0]["lr"])
+    scale = data.meta["input_scale"]
+    train_loss, train_mse = train_epoch(
+        net,
+        state.optimizer,
+        data.train,
+        loss,
+        epoch=state.epoch,
+        seed=int(cfg.train.seed),
+        input_scale=scale,
+        desc=f"epoch {state.epoch + 1}/{cfg.train.epochs}",
+        dist=dist,
+    )
+    row = None
+    if dist.is_main:
+        model = distributed.for_cpu_callers(state.model, dist.device)
+        val = evaluate(model, data.val, input_scale=scale, scoring=scoring, desc="validate")
         row = {
             "epoch": state.epoch,
             "train_loss": train_loss,
@@ -233,45 +275,53 @@ def fit(cfg: DictConfig, state: State, data: Data) -> State:
             **{f"val/{k}": v for k, v in val.metrics.items()},
             "epoch_seconds": time.perf_counter() - t0,
         }
-        state.history.append(row)
-        better = val.loss < state.best_loss - float(es.min_delta)
-        if better:
-            state.best_loss, state.best_epoch, state.stale = val.loss, state.epoch, 0
-        else:
-            state.stale += 1
+    return dist.broadcast(row)
+
+
+def record_epoch(cfg: DictConfig, state: State, row: dict, dist: Dist) -> None:
+    """Step the scheduler on the validation loss, keep the history and the best epoch, checkpoint (rank 0)."""
+    state.scheduler.step(row["val_loss"])
+    state.history.append(row)
+    better = row["val_loss"] < state.best_loss - float(cfg.train.early_stopping.min_delta)
+    if better:
+        state.best_loss, state.best_epoch, state.stale = row["val_loss"], state.epoch, 0
+    else:
+        state.stale += 1
+    if dist.is_main:
         save_checkpoint(cfg, state, better)
-        state.epoch += 1
-        mlflow.log_metrics(
-            {
-                "train/loss": train_loss,
-                "train/mse": train_mse,
-                "val/loss": val.loss,
-                "lr": lr,
-                "epoch_seconds": row["epoch_seconds"],
-                **{f"val/{k}": v for k in EPOCH_METRICS if math.isfinite(v := val.metrics[k])},
-            },
-            step=row["epoch"],
-        )
-        log.info(
-            "epoch %d/%d: train loss %.5g, val loss %.5g, val median pixel recall %.3f, val source F1 %.3f (%.1f s)",
-            state.epoch,
-            epochs,
-            train_loss,
-            val.loss,
-            val.metrics[EPOCH_METRICS[1]],
-            val.metrics["detect/every/source_f1"],
-            row["epoch_seconds"],
-        )
-    return state
+    state.epoch += 1
+
+
+def log_epoch(row: dict, epochs: int) -> None:
+    import mlflow
+
+    mlflow.log_metrics(
+        {
+            "train/loss": row["train_loss"],
+            "train/mse": row["train_mse"],
+            "val/loss": row["val_loss"],
+            "lr": row["lr"],
+            "epoch_seconds": row["epoch_seconds"],
+            **{f"val/{k}": v for k in EPOCH_METRICS if math.isfinite(v := row[f"val/{k}"])},
+        },
+        step=row["epoch"],
+    )
+    log.info(
+        "epoch %d/%d: train loss %.5g, val loss %.5g, val median pixel recall %.3f, val source F1 %.3f (%.1f s)",
+        row["epoch"] + 1,
+        epochs,
+        row["train_loss"],
+        row["val_loss"],
+        row[f"val/{EPOCH_METRICS[1]}"],
+        row["val/detect/every/source_f1"],
+        row["epoch_seconds"],
+    )
 
 
 def select_weights(cfg: DictConfig, state: State) -> tuple[int, float]:
-    """Load the selected epoch's weights (``train.select``); return (epoch, objective value at that epoch)."""
+    """The selected epoch (``train.select``) and the objective's value at that epoch (from the history)."""
     last = state.history[-1]["epoch"]
     selected = state.best_epoch if (str(cfg.train.select) == "best" and state.best_epoch >= 0) else last
-    if selected != last:
-        best = Path(str(cfg.train.out_dir)) / "checkpoints" / ckpt.BEST
-        ckpt.load_state_dict_checked(state.model, ckpt.load(best)["model"], best)
     row = next(h for h in state.history if h["epoch"] == selected)
     key = str(cfg.train.objective)
     if key not in row:
@@ -279,7 +329,21 @@ def select_weights(cfg: DictConfig, state: State) -> tuple[int, float]:
     return selected, float(row[key])
 
 
-def model_meta(cfg: DictConfig, state: State, data: Data, selected: int) -> dict:
+def final_model(cfg: DictConfig, state: State, selected: int) -> torch.nn.Module:
+    """The selected epoch's weights in a plain CPU model (whatever device and BatchNorm flavour trained it)."""
+    from ..model.net import build_model
+
+    source: str | Path = "the trained model"
+    weights = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
+    if selected != state.history[-1]["epoch"]:
+        source = Path(str(cfg.train.out_dir)) / "checkpoints" / ckpt.BEST
+        weights = ckpt.load(source)["model"]
+    model = build_model(cfg.model)
+    ckpt.load_state_dict_checked(model, weights, source)
+    return model
+
+
+def model_meta(cfg: DictConfig, model: torch.nn.Module, state: State, data: Data, selected: int) -> dict:
     from ..model.net import count_parameters
 
     m = data.meta
@@ -293,16 +357,16 @@ def model_meta(cfg: DictConfig, state: State, data: Data, selected: int) -> dict
         "pixel_size_m": m["pixel_size_m"],
         "run_id": state.run_id,
         "selected_epoch": selected,
-        "n_parameters": count_parameters(state.model),
+        "n_parameters": count_parameters(model),
         "data_version": data.version,
     }
 
 
-def save_model(cfg: DictConfig, state: State, meta: dict) -> Path:
+def save_model(cfg: DictConfig, model: torch.nn.Module, meta: dict) -> Path:
     """``<out_dir>/model/{state_dict.pt,model.json}``, replaced as a whole."""
     model_dir = Path(str(cfg.train.out_dir)) / "model"
     with atomic_path(model_dir, is_dir=True) as tmp:
-        torch.save(state.model.state_dict(), tmp / "state_dict.pt")
+        torch.save(model.state_dict(), tmp / "state_dict.pt")
         write_json(tmp / "model.json", meta)
     return model_dir
 
@@ -311,19 +375,22 @@ def run(cfg: DictConfig) -> float:
     """Train and track one model; return the sweep objective (higher is better)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     _validate(cfg)
-    torch.set_num_threads(int(cfg.train.num_threads))
-    data = open_data(cfg)
-    state = resume_or_start(cfg, build(cfg))
-    from . import tracking_run
+    with distributed.session(cfg) as dist:
+        data = open_data(cfg, dist)
+        state = resume_or_start(cfg, build(cfg, dist), dist)
+        if not dist.is_main:  # ranks > 0 train and leave validation, tracking and outputs to rank 0
+            return select_weights(cfg, fit(cfg, state, data, dist))[1]
+        from . import tracking_run
 
-    with tracking_run.start(cfg, state, data) as run_id:
-        state.run_id = run_id
-        state = fit(cfg, state, data)
-        selected, objective = select_weights(cfg, state)
-        model_dir = save_model(cfg, state, model_meta(cfg, state, data, selected))
-        tracking_run.log_results(cfg, state.history, selected, objective)
-        model_uri = tracking_run.log_model(model_dir, state.model, data) if bool(cfg.train.log_model) else None
-        write_outputs(cfg, state, data, selected, objective, model_uri)
+        with tracking_run.start(cfg, state, data) as run_id:
+            state.run_id = run_id
+            state = fit(cfg, state, data, dist)
+            selected, objective = select_weights(cfg, state)
+            model = final_model(cfg, state, selected)
+            model_dir = save_model(cfg, model, model_meta(cfg, model, state, data, selected))
+            tracking_run.log_results(cfg, state.history, selected, objective)
+            model_uri = tracking_run.log_model(model_dir, model, data) if bool(cfg.train.log_model) else None
+            write_outputs(cfg, state, data, selected, objective, model_uri)
     log.info("selected epoch %d; objective %s = %.4f", selected + 1, cfg.train.objective, objective)
     return objective
 
