@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -15,6 +17,44 @@ def sim_overrides(ddeq_data):
         "simulate.workers=1",
         "simulate.pairs.n_per_separation=2",
         "simulate.pairs.separations_px=[1,2,4,8]",
+        "simulate.paper_world.n_scenes=24",
+    ]
+
+
+@pytest.fixture(scope="session")
+def two_runs(sim_overrides, tmp_path_factory):
+    """The tiny dataset simulated with 1 and with 2 workers (all splits, pairs and paper_world included)."""
+    from no2hotspots.simulate.run import run
+
+    out = {}
+    for w in (1, 2):
+        d = tmp_path_factory.mktemp(f"w{w}") / "simulated"
+        run(compose(sim_overrides + [f"paths.simulated={d}", f"simulate.workers={w}"]))
+        out[w] = d
+    return out
+
+
+def _hashes(root):
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="session")
+def shard_hashes():
+    """``root -> {relative path: sha256}`` of every file of a dataset."""
+    return _hashes
+
+
+@pytest.fixture(scope="session")
+def paper_world_validation():
+    """The validation keys of the paper_world split (validate.simulated.paper_world_*: optional; set or added)."""
+    return [
+        "++validate.simulated.paper_world_scenes=${simulate.paper_world.n_scenes}",
+        "++validate.simulated.paper_world_min_separation_px="
+        "${simulate.paper_world.overrides.sources.min_separation_px}",
     ]
 
 

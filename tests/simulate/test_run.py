@@ -1,4 +1,3 @@
-import hashlib
 import json
 import subprocess
 import sys
@@ -55,27 +54,10 @@ CONTRACT_VARS = {
 }
 
 
-def _hashes(root):
-    return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
-@pytest.fixture(scope="module")
-def two_runs(sim_overrides, tmp_path_factory):
-    out = {}
-    for w in (1, 2):
-        d = tmp_path_factory.mktemp(f"w{w}") / "simulated"
-        run(compose(sim_overrides + [f"paths.simulated={d}", f"simulate.workers={w}"]))
-        out[w] = d
-    return out
-
-
-def test_same_seed_byte_identical_for_any_worker_count(two_runs):
-    h1, h2 = _hashes(two_runs[1]), _hashes(two_runs[2])
-    assert len(h1) == 1 + 3 + 1 + 1 + 1  # manifest + train 84 (3 shards of <= 30) + val 16 + test 20 + pairs 8
+def test_same_seed_byte_identical_for_any_worker_count(two_runs, shard_hashes):
+    h1, h2 = shard_hashes(two_runs[1]), shard_hashes(two_runs[2])
+    # manifest + train 84 (3 shards of <= 30) + val 16 + test 20 + pairs 8 + paper_world 24
+    assert len(h1) == 1 + 3 + 1 + 1 + 1 + 1
     assert h1 == h2
 
 
@@ -84,7 +66,13 @@ def test_different_seed_differs(sim_overrides, two_runs, tmp_path):
     run(
         compose(
             sim_overrides
-            + [f"paths.simulated={d}", "seed=7", "simulate.n_scenes=6", "simulate.pairs.n_per_separation=0"]
+            + [
+                f"paths.simulated={d}",
+                "seed=7",
+                "simulate.n_scenes=6",
+                "simulate.pairs.n_per_separation=0",
+                "simulate.paper_world.n_scenes=0",
+            ]
         )
     )
     a = xr.open_dataset(shard_paths(d, "train")[0]).no2.values
@@ -183,11 +171,11 @@ def test_cli_config_error_is_one_line(sim_overrides, tmp_path, repo_root):
     assert not (tmp_path / "sim").exists()
 
 
-def test_simulated_dataset_passes_the_validation_suite(two_runs, sim_overrides, tmp_path):
+def test_simulated_dataset_passes_the_validation_suite(two_runs, sim_overrides, paper_world_validation, tmp_path):
     from no2hotspots.validate.simulated import validate_simulated
 
     # a 120-scene dataset: shares of puff / cluster / distractor scenes within a wider tolerance than the demo's
-    cfg = compose(sim_overrides + ["validate.simulated.share_tolerance=0.2"])
+    cfg = compose(sim_overrides + ["validate.simulated.share_tolerance=0.2", *paper_world_validation])
     res = validate_simulated(two_runs[1], cfg.validate, tmp_path / "report.json", scene_csv=tmp_path / "scenes.csv")
     assert res.success, [o.short for o in res.failures]
-    assert res.tables["scenes"] == 128
+    assert res.tables["scenes"] == 128 + 24

@@ -5,7 +5,10 @@ Each shard is simulated and written by one worker from its own seed,
 ``simulate.workers``; a worker holds one shard at a time, so memory stays flat as ``n_scenes`` grows. Shards are
 written atomically inside a temporary output folder that replaces ``paths.simulated`` only when all succeeded.
 With ``simulate.pairs.n_per_separation`` > 0 the manifest has a fourth split, ``pairs`` (scenes of two sources at
-the configured separations, scene ids after the test split's), for pair recall by separation.
+the configured separations, scene ids after the test split's), for pair recall by separation; with
+``simulate.paper_world.n_scenes`` > 0 another, ``paper_world`` (scenes of the paper's world drawn with the training
+settings plus ``simulate.paper_world.overrides``, ids after those), a second held-out split scored like test.
+Each split's seed stream is fixed by its name (:data:`SPLIT_INDEX`), so an extra split never changes another.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ from ..atomic import atomic_path
 from ..contracts import shards as contract
 from ..logs import progress_disabled
 from .dataset import global_attrs, make_dataset
-from .scenes import World, load_world, sample_pairs, sample_scenes, simulate_batch
-from .settings import PAIRS_SPLIT, Settings, from_config
+from .scenes import World, load_paper_world, load_world, sample_pairs, sample_scenes, simulate_batch
+from .settings import PAIRS_SPLIT, PAPER_WORLD_SPLIT, Settings, from_config
 
 log = logging.getLogger(__name__)
+
+#: the seed stream of each split (``spawn_key[0]``), fixed by name
+SPLIT_INDEX = {"train": 0, "val": 1, "test": 2, PAIRS_SPLIT: 3, PAPER_WORLD_SPLIT: 4}
 
 
 def split_sizes(st: Settings) -> dict[str, int]:
@@ -37,13 +43,16 @@ def split_sizes(st: Settings) -> dict[str, int]:
     sizes = {"train": n - val - test, "val": val, "test": test}
     if st.pairs.n_scenes:
         sizes[PAIRS_SPLIT] = st.pairs.n_scenes
+    if st.paper_world.n_scenes:
+        sizes[PAPER_WORLD_SPLIT] = st.paper_world.n_scenes
     return sizes
 
 
 def plan_shards(st: Settings) -> list[dict]:
     """One task per shard: split, shard index, first global scene_id, number of scenes."""
     tasks, first = [], 0
-    for si, (split, n) in enumerate(split_sizes(st).items()):
+    for split, n in split_sizes(st).items():
+        si = SPLIT_INDEX[split]
         for k, lo in enumerate(range(0, n, st.shard_size)):
             m = min(st.shard_size, n - lo)
             tasks.append({"split": split, "split_index": si, "shard": k, "first_id": first + lo, "n": m})
@@ -55,9 +64,12 @@ def shard_seed(seed: int, split_index: int, shard: int) -> np.random.SeedSequenc
     return np.random.SeedSequence(seed, spawn_key=(split_index, shard))
 
 
-def simulate_shard(task: dict, st: Settings, world: World, out_dir: Path) -> dict:
-    """Simulate one shard and write it atomically to ``out_dir/<split>/shard-NNNNN.nc``."""
+def simulate_shard(task: dict, st: Settings, world: World, out_dir: Path, paper: World | None = None) -> dict:
+    """Simulate one shard and write it atomically to ``out_dir/<split>/shard-NNNNN.nc`` (``paper``: the world of
+    the paper_world split, :func:`~.scenes.load_paper_world`)."""
     rng = np.random.default_rng(shard_seed(st.seed, task["split_index"], task["shard"]))
+    if task["split"] == PAPER_WORLD_SPLIT:
+        st, world = st.paper_world.world, paper
     pop = world.pop
     if task["split"] == PAIRS_SPLIT:
         params = sample_pairs(rng, task["n"], st, world, first=task["shard"] * st.shard_size)
@@ -79,27 +91,30 @@ _WORKER: dict = {}
 LAST_RUN_STATS: dict = {}
 
 
-def _init_worker(st, world, out_dir):
-    _WORKER.update(st=st, world=world, out_dir=out_dir)
+def _init_worker(st, world, out_dir, paper):
+    _WORKER.update(st=st, world=world, out_dir=out_dir, paper=paper)
 
 
 def _work(task):
-    return simulate_shard(task, _WORKER["st"], _WORKER["world"], _WORKER["out_dir"])
+    return simulate_shard(task, _WORKER["st"], _WORKER["world"], _WORKER["out_dir"], _WORKER["paper"])
 
 
-def write_dataset(st: Settings, world: World, out_dir: Path) -> dict:
-    """Simulate all shards into the (existing) folder ``out_dir`` and write its manifest; return the manifest."""
+def write_dataset(st: Settings, world: World, out_dir: Path, paper: World | None = None) -> dict:
+    """Simulate all shards into the (existing) folder ``out_dir`` and write its manifest; return the manifest.
+    ``paper``: the paper_world split's world (loaded here when that split is on and it is not given)."""
+    if st.paper_world.n_scenes and paper is None:
+        paper = load_paper_world(st, world)
     tasks = plan_shards(st)
     workers = min(st.workers, len(tasks))
     bar = tqdm(total=len(tasks), desc="simulate", unit="shard", disable=progress_disabled())
     results = []
     if workers <= 1:
         for t in tasks:
-            results.append(simulate_shard(t, st, world, out_dir))
+            results.append(simulate_shard(t, st, world, out_dir, paper))
             bar.update()
     else:
         ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(st, world, out_dir)) as pool:
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(st, world, out_dir, paper)) as pool:
             for res in pool.imap_unordered(_work, tasks):
                 results.append(res)
                 bar.update()
@@ -120,17 +135,20 @@ def write_dataset(st: Settings, world: World, out_dir: Path) -> dict:
 def run(cfg: DictConfig) -> dict:
     st = from_config(cfg)
     world = load_world(st)
+    paper = load_paper_world(st, world)
     pop = world.pop
     target = Path(cfg.paths.simulated)
     sizes = split_sizes(st)
     log.info(
-        "simulating %d scenes (train %d, val %d, test %d, pairs %d) in shards of %d with %d worker(s) -> %s; "
+        "simulating %d scenes (train %d, val %d, test %d, pairs %d, paper_world %d) in shards of %d with %d worker(s) "
+        "-> %s; "
         "population %d CoCO2 sites, NOx %.0f-%.0f t/yr (r = 0 at %.0f t/yr), %d cluster windows",
         st.n_scenes,
         sizes["train"],
         sizes["val"],
         sizes["test"],
         sizes.get(PAIRS_SPLIT, 0),
+        sizes.get(PAPER_WORLD_SPLIT, 0),
         st.shard_size,
         st.workers,
         target,
@@ -142,6 +160,6 @@ def run(cfg: DictConfig) -> dict:
     )
     os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
     with atomic_path(target, is_dir=True) as tmp:
-        manifest = write_dataset(st, world, tmp)
+        manifest = write_dataset(st, world, tmp, paper)
     log.info("wrote %s", target / contract.MANIFEST)
     return manifest

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..osse.weather import SourceWinds
 from . import fields
 from .clusters import ClusterWindows, build_windows, sample_cluster_layouts
@@ -53,6 +54,23 @@ def load_world(st: Settings) -> World:
     if st.clusters.fraction > 0:
         windows = build_windows(pop, st.clusters.radius_px * st.pixel_size_m / 1e3, st.clusters.min_sites)
     return World(pop, windows)
+
+
+def load_paper_world(st: Settings, world: World) -> World | None:
+    """The world of the ``paper_world`` split (None when off). Its population may start at another rate, but its
+    normalisation must be the training world's (``emission_min``/``emission_max``), so that r means the same."""
+    pw = st.paper_world.world
+    if pw is None:
+        return None
+    paper = load_world(pw)
+    mine, theirs = (world.pop.emission_min, world.pop.emission_max), (paper.pop.emission_min, paper.pop.emission_max)
+    if mine != theirs:
+        raise ConfigError(
+            "simulate.paper_world.overrides.sources.min_nox_t_per_yr",
+            f"gives the paper_world split another normalisation (r = 0..1 over {theirs[0]:.0f}..{theirs[1]:.0f} "
+            f"t/yr, training {mine[0]:.0f}..{mine[1]:.0f}); keep the training floor or use normalise_from: zero",
+        )
+    return paper
 
 
 @dataclass

@@ -5,6 +5,10 @@ ones the parts that make training scenes closer to the real world (docs/simulate
 (:class:`ClusterSettings`), unmarked area sources (:class:`DistractorSettings`), the OSSE's puff transport
 (:class:`PuffSettings`), TROPOMI's across-track pixel sizes (:class:`SwathSettings`), cloud-gap edges through
 sources (in :class:`Settings`) and the pairs test split (:class:`PairSettings`). Each is off at 0.
+
+:class:`PaperWorldSettings` is the extra held-out split ``paper_world``: the training settings with the few keys of
+``simulate.paper_world.overrides`` changed (the paper's and the pre-4d90541 demo's world: steady Gaussian plumes of
+1-4 scattered sources at least 6 px apart), keeping the keys that set the model's input and target scale.
 """
 
 from __future__ import annotations
@@ -21,6 +25,28 @@ from .physics import STABILITY_CLASSES
 SPLITS = ("train", "val", "test")
 #: the extra split of source pairs (simulate.pairs), scored apart (pair recall by separation)
 PAIRS_SPLIT = "pairs"
+#: the extra split of scenes in the paper's world (simulate.paper_world), scored like test, never used for a choice
+PAPER_WORLD_SPLIT = "paper_world"
+#: simulate.* keys that ``paper_world.overrides`` may not change: the model's input and target scale (pixel, input
+#: scaling, NO2/NOx ratio, emission normalisation, footprint, noise) and the run's own layout
+PAPER_WORLD_FIXED = (
+    "n_scenes",
+    "splits",
+    "shard_size",
+    "workers",
+    "seed",
+    "grid",
+    "input_scale",
+    "no2_nox_ratio",
+    "sources.inventory_csv",
+    "sources.normalise_from",
+    "sources.merge_within_px",
+    "sources.footprint_px",
+    "noise",
+    "output",
+    "pairs",
+    "paper_world",
+)
 NORMALISATIONS = ("zero", "population_min")
 
 
@@ -136,6 +162,13 @@ class Settings:
     puffs: PuffSettings
     swath: SwathSettings
     pairs: PairSettings
+    paper_world: PaperWorldSettings
+
+
+@dataclass(frozen=True)
+class PaperWorldSettings:
+    n_scenes: int  # 0 = no paper_world split
+    world: Settings | None  # the training settings with simulate.paper_world.overrides applied (None when off)
 
 
 def _num(x) -> bool:
@@ -346,7 +379,68 @@ def from_config(cfg: DictConfig) -> Settings:
         puffs=puffs,
         swath=swath,
         pairs=pairs,
+        paper_world=paper_world_settings(cfg),
     )
+
+
+def _leaves(d: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key, v in d.items():
+        path = f"{prefix}{key}"
+        out.extend(_leaves(v, path + ".") if isinstance(v, dict) and v else [path])
+    return out
+
+
+def _select(d: dict, path: str):
+    node = d
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+_ABSENT = object()
+
+
+def paper_world_settings(cfg: DictConfig) -> PaperWorldSettings:
+    """``simulate.paper_world``: its size and the training settings with its ``overrides`` (every override must be
+    an existing ``simulate.*`` key outside :data:`PAPER_WORLD_FIXED`; the result is checked like the training
+    settings, a problem named by its override key). No block, or ``n_scenes: 0``: no split."""
+    k = "simulate.paper_world"
+    if OmegaConf.select(cfg, k, default=None) is None:
+        return PaperWorldSettings(0, None)
+    n = require(cfg, k + ".n_scenes", lambda x: _int(x) and x >= 0, "must be an integer >= 0 (0 = no paper_world)")
+    ov = require(
+        cfg,
+        k + ".overrides",
+        lambda x: x is None or isinstance(x, DictConfig),
+        "must be a mapping of simulate.* keys to their paper_world values",
+    )
+    overrides = {} if ov is None else OmegaConf.to_container(ov, resolve=True)
+    base = OmegaConf.to_container(cfg.simulate, resolve=True)
+    paths = _leaves(overrides)
+    for path in paths:
+        key = f"{k}.overrides.{path}"
+        fixed = [f for f in PAPER_WORLD_FIXED if path == f or path.startswith(f + ".")]
+        if fixed:
+            raise ConfigError(key, f"simulate.{fixed[0]} stays the training world's in paper_world (the model's scale)")
+        have = _select(base, path)
+        if have is _ABSENT:
+            raise ConfigError(key, "is not a simulate.* key")
+        if isinstance(have, dict) and not isinstance(_select(overrides, path), dict):
+            raise ConfigError(key, f"must be a mapping like simulate.{path}")
+    merged = OmegaConf.merge(OmegaConf.create(base), OmegaConf.create(overrides))
+    merged.pairs.n_per_separation = 0
+    merged.paper_world = None
+    try:
+        world = from_config(OmegaConf.create({"simulate": merged}))
+    except ConfigError as e:
+        sub = e.key.removeprefix("simulate.")
+        named = [p for p in paths if p == sub or p.startswith(sub + ".") or sub.startswith(p + ".")]
+        key = f"{k}.overrides.{named[0]}" if named else e.key
+        raise ConfigError(key, f"{e.problem} (in the paper_world split)") from None
+    return PaperWorldSettings(int(n), world if n else None)
 
 
 def as_dict(s: Settings) -> dict:
@@ -355,4 +449,14 @@ def as_dict(s: Settings) -> dict:
     return asdict(s)
 
 
-__all__ = ["Settings", "from_config", "SPLITS", "PAIRS_SPLIT", "max_sources_that_fit", "OmegaConf"]
+__all__ = [
+    "Settings",
+    "PaperWorldSettings",
+    "from_config",
+    "paper_world_settings",
+    "SPLITS",
+    "PAIRS_SPLIT",
+    "PAPER_WORLD_SPLIT",
+    "max_sources_that_fit",
+    "OmegaConf",
+]

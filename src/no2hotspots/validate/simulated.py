@@ -1,12 +1,13 @@
 """Summaries of the simulated dataset (docs/contracts.md, "Simulated dataset") for its data-quality suite.
 
 :func:`scene_table` streams the shards of every split of the manifest (``train``, ``val``, ``test`` and, when
-simulated, ``pairs``) one at a time and returns one row per scene (NaN/inf among valid pixels, NO2 range, emission
-range, emission-map/source-list consistency - the target must be exactly the footprints of the listed point
-sources, so area sources are never marked -, source separations, class, wind, ...). :func:`dataset_table` reduces
-it, with the manifest, to one row of dataset-level figures (split sizes against the configured fractions, class
-balance, the shares of puff / cluster / distractor scenes against the configured ones, the pairs split against its
-configured separations). :func:`validate_simulated` runs the configured expectations on both.
+simulated, ``pairs`` and ``paper_world``) one at a time and returns one row per scene (NaN/inf among valid pixels,
+NO2 range, emission range, emission-map/source-list consistency - the target must be exactly the footprints of the
+listed point sources, so area sources are never marked -, source separations, class, wind, ...).
+:func:`dataset_table` reduces it, with the manifest, to one row of dataset-level figures (split sizes against the
+configured fractions, class balance, the shares of puff / cluster / distractor scenes against the configured ones,
+the pairs split against its configured separations, the paper_world split holding only the paper's kind of scene).
+:func:`validate_simulated` runs the configured expectations on both.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from ..errors import ConfigError, InputFileError
 
 #: the split of source pairs (simulate.pairs), checked against its configured separations, not the split fractions
 PAIRS_SPLIT = "pairs"
+#: the held-out split of the paper's world (simulate.paper_world): steady Gaussian plumes of randomly placed point
+#: sources without area sources; like pairs, outside the split fractions and the training world's shares
+PAPER_WORLD_SPLIT = "paper_world"
+EXTRA_SPLITS = (PAIRS_SPLIT, PAPER_WORLD_SPLIT)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +52,7 @@ def list_shards(root: str | os.PathLike, splits=None) -> dict[str, list[Path]]:
     """Shard files per split, as the manifest lists them (no2hotspots.contracts.shards); all splits by default."""
     manifest = read_manifest(root)
     names = list(manifest["splits"]) if splits is None else [s for s in splits if s in manifest["splits"]]
-    order = {s: i for i, s in enumerate((*SPLITS, PAIRS_SPLIT))}
+    order = {s: i for i, s in enumerate((*SPLITS, *EXTRA_SPLITS))}
     return {s: shard_paths(root, s) for s in sorted(names, key=lambda s: (order.get(s, 99), s))}
 
 
@@ -130,6 +135,21 @@ def footprint_checks(
     return without, blobs
 
 
+def separation_violations(sep: np.ndarray, n_listed: np.ndarray, split: str, cfg) -> np.ndarray:
+    """Per scene: its closest sources (``sep``) break its split's rule. ``pairs``: two sources at one of
+    ``pair_separations_px``; ``paper_world``: >= ``paper_world_min_separation_px`` (optional key; else as train);
+    train/val/test: >= ``min_separation_px``."""
+    tol = float(cfg.separation_tolerance_px)
+    if split == PAIRS_SPLIT:
+        configured = np.asarray(cfg.pair_separations_px, float)
+        d = np.where(np.isfinite(sep), sep, -1e9)
+        nearest = np.abs(d[:, None] - configured[None, :]).min(axis=1)
+        return (n_listed != 2) | (nearest > tol)
+    floor = cfg.get("paper_world_min_separation_px") if split == PAPER_WORLD_SPLIT else None
+    floor = float(cfg.min_separation_px if floor is None else floor)
+    return np.isfinite(sep) & (sep < floor - tol)
+
+
 def _shard_rows(path: Path, split: str, cfg) -> pd.DataFrame:
     import xarray as xr
 
@@ -179,14 +199,7 @@ def _shard_rows(path: Path, split: str, cfg) -> pd.DataFrame:
     target = footprint_target(emission.shape, srow, scol, srel, int(round(k)))
     off = np.abs(np.nan_to_num(emission, nan=2.0) - target) > 1e-6
     sep = min_separation(srow, scol)
-    tol = float(cfg.separation_tolerance_px)
-    if split == PAIRS_SPLIT:
-        configured = np.asarray(cfg.pair_separations_px, float)
-        d = np.where(np.isfinite(sep), sep, -1e9)
-        nearest = np.abs(d[:, None] - configured[None, :]).min(axis=1)
-        sep_bad = (n_listed != 2) | (nearest > tol)
-    else:
-        sep_bad = np.isfinite(sep) & (sep < float(cfg.min_separation_px) - tol)
+    sep_bad = separation_violations(sep, n_listed, split, cfg)
     marked = np.zeros(n, np.int64)
     n_dis = np.zeros(n, np.int64)
     if "distractor_row" in opt:
@@ -265,10 +278,11 @@ def dataset_table(scenes: pd.DataFrame, manifest: Mapping, cfg) -> pd.DataFrame:
     """One row of dataset-level figures: split sizes and their deviation from the configured fractions, manifest
     agreement, the class balance among non-empty scenes (by the scene's largest relative emission), the shares of
     puff, cluster and distractor scenes against the configured ones (all over train/val/test), and the pairs
-    split's size and separations against its configuration."""
+    split's size and separations against its configuration, and the paper_world split's size and kind of scene."""
     fractions = dict(cfg.split_fractions)
-    world = scenes[scenes["split"] != PAIRS_SPLIT] if len(scenes) else scenes
+    world = scenes[~scenes["split"].isin(EXTRA_SPLITS)] if len(scenes) else scenes
     pairs = scenes[scenes["split"] == PAIRS_SPLIT] if len(scenes) else scenes
+    paper = scenes[scenes["split"] == PAPER_WORLD_SPLIT] if len(scenes) else scenes
     total = max(len(world), 1)
     row: dict[str, float] = {"n_scenes": len(scenes)}
     counts = scenes["split"].value_counts() if len(scenes) else pd.Series(dtype=int)
@@ -281,7 +295,7 @@ def dataset_table(scenes: pd.DataFrame, manifest: Mapping, cfg) -> pd.DataFrame:
     for split in sorted(set(fractions) | set(counts.index) | set(msplits)):
         n = int(counts.get(split, 0))
         row[f"n_{split}"] = n
-        if split != PAIRS_SPLIT:
+        if split not in EXTRA_SPLITS:
             expected = float(fractions.get(split, 0.0)) / fsum
             err = abs(n / total - expected)
             row[f"split_fraction_error_{split}"] = err
@@ -318,6 +332,14 @@ def dataset_table(scenes: pd.DataFrame, manifest: Mapping, cfg) -> pd.DataFrame:
         tol = float(get("separation_tolerance_px") or 1e-3)
         missing = sum(1 for sp in seps if not np.any(np.abs(found - sp) <= tol))
     row["pairs_separations_missing"] = missing
+    n_paper = get("paper_world_scenes")
+    row["paper_world_count_error"] = abs(len(paper) - int(n_paper)) if n_paper is not None else 0
+    # the paper's kind of scene: steady Gaussian plumes (transport 0) of randomly placed sources (layout 0), no areas
+    not_paper = np.zeros(len(paper), bool)
+    for c, bad in (("transport", lambda v: v != 0), ("layout", lambda v: v != 0), ("n_distractors", lambda v: v > 0)):
+        if c in paper:
+            not_paper |= bad(paper[c].fillna(0).to_numpy())
+    row["paper_world_not_paper_scenes"] = int(not_paper.sum())
     return pd.DataFrame([row], index=["dataset"])
 
 
