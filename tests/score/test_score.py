@@ -14,8 +14,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from no2hotspots.metrics import Scoring
-from no2hotspots.tracking import resolve_uri
 from no2hotspots.score.run import run
+from no2hotspots.tracking import resolve_uri
 
 
 def test_score_writes_table1_at_both_thresholds_and_logs_to_the_model_run(trained_cfg):
@@ -89,3 +89,56 @@ def test_cli_without_a_trained_model_is_one_line(tmp_path):
     assert p.returncode == 2 and "Traceback" not in p.stderr
     err = [ln for ln in p.stderr.splitlines() if "error" in ln]
     assert len(err) == 1 and "train/model" in err[0] and "run the train stage first" in err[0]
+
+
+def _keys(tree: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in tree.items():
+        out |= _keys(v, f"{prefix}{k}/") if isinstance(v, dict) else {prefix + k}
+    return out
+
+
+@pytest.mark.slow  # a real simulation and one training epoch (~15 s), two scorings (~20 s on a busy 2-core box)
+def test_paper_world_is_scored_like_test_and_never_for_a_choice(paper_world_cfg, tmp_path):
+    import mlflow
+
+    cfg = paper_world_cfg
+    assert "paper_world" in cfg.score.splits  # the default
+    full = run(cfg)
+    assert set(full["splits"]) == {"val", "test", "paper_world"}  # pairs not simulated: skipped
+    metrics = json.loads((Path(cfg.paths.metrics) / "score.json").read_text())
+    # the same figures as the test split: Table 1 at both thresholds, every source and visible, source scores
+    assert _keys(metrics["paper_world"]) == _keys(metrics["test"])
+    pw = metrics["paper_world"]
+    assert {f"pixel_recall_{q}_{g}" for q in ("q1", "q2", "q3") for g in ("all", "low", "mid", "high")} <= set(
+        pw["mark"]["every"]
+    )
+    assert 0 < pw["mark"]["every"]["n_samples"] <= 24 and "n_sources_hidden" in pw["visible"]
+    assert pw["detect"]["every"]["pixel_recall_q3_all"] <= pw["mark"]["every"]["pixel_recall_q3_all"]
+    scored = full["splits"]["paper_world"]["metrics"]
+    assert scored["mark/every/pixel_recall_q2_all"] == pytest.approx(pw["mark"]["every"]["pixel_recall_q2_all"])
+    rows = pd.read_csv(Path(cfg.score.out_dir) / "table1_paper_world.csv")
+    assert len(rows) == 16 and set(rows["threshold"]) == {"mark", "detect"}
+    # MLflow: score/paper_world/... metrics and its own Table 1
+    mlflow.set_tracking_uri(resolve_uri(cfg))
+    client = mlflow.MlflowClient()
+    run_id = json.loads((Path(cfg.train.out_dir) / "run.json").read_text())["run_id"]
+    logged = client.get_run(run_id).data.metrics
+    assert logged["score/paper_world/mark/every/pixel_recall_q2_all"] == pytest.approx(
+        pw["mark"]["every"]["pixel_recall_q2_all"]
+    )
+    assert "tables/table1_paper_world.json" in {a.path for a in client.list_artifacts(run_id, "tables")}
+    # never used for a choice: what the registry compares (validation) is the same without the paper_world split
+    assert not [k for k in cfg.register.tag_metrics if "paper_world" in k]
+    assert cfg.register.compare_metric.startswith("score/val/")
+    alone = OmegaConf.merge(
+        cfg,
+        {
+            "score": {"splits": ["val", "test"], "log_to_mlflow": False, "out_dir": str(tmp_path / "score")},
+            "paths": {"metrics": str(tmp_path / "m"), "plots": str(tmp_path / "p")},
+        },
+    )
+    without = json.loads(json.dumps(run(alone)))
+    assert "paper_world" not in without["splits"]
+    assert without["splits"]["val"] == json.loads(json.dumps(full))["splits"]["val"]
+    assert json.loads((tmp_path / "m" / "score.json").read_text())["val"] == metrics["val"]

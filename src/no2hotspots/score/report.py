@@ -40,8 +40,8 @@ def _num(v):
 
 
 def selected(results: dict) -> dict[str, float]:
-    """``<split>/<threshold>/<convention>/<metric>`` -> value: Table 1 and :data:`TEST_EXTRA` on the test split,
-    :data:`VAL_KEYS` on the validation split (and on `pairs`, pair recall when present)."""
+    """``<split>/<threshold>/<convention>/<metric>`` -> value: Table 1 and :data:`TEST_EXTRA` on the test split and
+    on every other held-out split (``paper_world``), :data:`VAL_KEYS` on the validation split."""
     out: dict[str, float] = {}
     for split, r in results.items():
         if split == "val":
@@ -51,8 +51,7 @@ def selected(results: dict) -> dict[str, float]:
             for conv in CONVENTIONS:
                 for k in TABLE1 + TEST_EXTRA:
                     out[f"{split}/{thr}/{conv}/{k}"] = r.metrics[f"{thr}/{conv}/{k}"]
-        if split == "test":
-            out["test/visible/n_sources_hidden"] = r.metrics["mark/visible/n_sources_hidden"]
+        out[f"{split}/visible/n_sources_hidden"] = r.metrics["mark/visible/n_sources_hidden"]
     return out
 
 
@@ -146,6 +145,9 @@ def log_to_mlflow(cfg: DictConfig, scoring, meta: dict, results: dict, pairs: di
         mlflow.set_tags({"scoring_version": scoring.version, "score_data_version": data_version})
         if "test" in results:
             mlflow.log_table(table1_rows(results), artifact_file="tables/table1.json")
+        for split in results:
+            if split not in ("val", "test"):
+                mlflow.log_table(table1_rows(results, split), artifact_file=f"tables/table1_{split}.json")
         with tempfile.TemporaryDirectory() as d:
             write_json(Path(d) / "score.json", {"scoring_version": scoring.version, "scoring": asdict(scoring)})
             src = Path(str(cfg.score.out_dir)) / "test_panel.png"
@@ -163,6 +165,13 @@ def headline_line(results: dict) -> str:
                 100 * m["mark/every/pixel_recall_q1_all"],
                 100 * m["mark/every/pixel_recall_q2_all"],
                 m["detect/every/source_f1"],
+            )
+        )
+    if "paper_world" in results:
+        m = results["paper_world"].metrics
+        parts.append(
+            "paper_world 1Q/median {:.1f}/{:.1f} %".format(
+                100 * m["mark/every/pixel_recall_q1_all"], 100 * m["mark/every/pixel_recall_q2_all"]
             )
         )
     if "val" in results:

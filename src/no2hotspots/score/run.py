@@ -1,4 +1,5 @@
-"""``python -m no2hotspots score``: Table 1 and source scores of the trained model on the validation and test splits.
+"""``python -m no2hotspots score``: Table 1 and source scores of the trained model on the validation and test splits
+(and on the held-out ``paper_world`` split, scored exactly like test, when simulated; pair recall on ``pairs``).
 
 Reads ``score.model_dir`` (the train stage's ``model/``: weights + model.json) and the simulated shards; writes
 ``<score.out_dir>/`` (full scores per split, Table 1 CSVs, a figure), ``<paths.metrics>/score.json`` (Table 1 at both
@@ -20,6 +21,10 @@ from ..errors import ConfigError, InputFileError
 
 log = logging.getLogger(__name__)
 
+#: splits the score stage knows; ``paper_world`` and ``pairs`` are optional (skipped when not simulated)
+SPLITS = ("val", "test", "pairs", "paper_world")
+OPTIONAL = ("pairs", "paper_world")
+
 
 def settings(cfg: DictConfig):
     """The checked ``score`` settings and the :class:`~no2hotspots.metrics.Scoring` they define."""
@@ -29,8 +34,8 @@ def settings(cfg: DictConfig):
     require(
         cfg,
         s + "splits",
-        lambda v: len(v) >= 1 and all(x in ("val", "test", "pairs") for x in v),
-        "must list splits among val, test, pairs",
+        lambda v: len(v) >= 1 and all(x in SPLITS for x in v),
+        f"must list splits among {', '.join(SPLITS)}",
     )
     for key in ("mark_threshold", "detect_threshold", "min_scored_r"):
         require(cfg, s + key, lambda v: 0 < float(v) < 1, "must be in (0, 1)")
@@ -80,13 +85,11 @@ def score_split(cfg: DictConfig, loaded, scoring, split: str, keep: int = 0):
 
 def score_pairs(cfg: DictConfig, loaded, scoring) -> dict:
     """Pair recall by separation on the `pairs` split (absent from the manifest: skipped with a warning)."""
-    from ..contracts.shards import read_manifest
     from ..train.data import ShardStream, split_shards
     from .pairs import pair_recall
 
     sim = Path(str(cfg.paths.simulated))
-    if "pairs" not in read_manifest(sim)["splits"]:
-        log.warning("score.splits lists pairs but %s has no pairs split: skipped", sim)
+    if not simulated(sim, "pairs"):
         return {}
     shards = split_shards(sim, "pairs")
     stream = ShardStream(shards, int(cfg.score.batch_size), shuffle=False)
@@ -101,6 +104,16 @@ def score_pairs(cfg: DictConfig, loaded, scoring) -> dict:
     )
 
 
+def simulated(sim: Path, split: str) -> bool:
+    """Is ``split`` in the dataset's manifest (an optional split that is not: skipped with a warning)."""
+    from ..contracts.shards import read_manifest
+
+    if split in read_manifest(sim)["splits"]:
+        return True
+    log.warning("score.splits lists %s but %s has no %s split: skipped", split, sim, split)
+    return False
+
+
 def run(cfg: DictConfig) -> dict:
     scoring = settings(cfg)
     torch.set_num_threads(int(cfg.score.num_threads))
@@ -108,10 +121,11 @@ def run(cfg: DictConfig) -> dict:
     splits = [str(s) for s in cfg.score.splits]
     if not splits:
         raise ConfigError("score.splits", "empty")
+    sim = Path(str(cfg.paths.simulated))
     results = {
         s: score_split(cfg, loaded, scoring, s, int(cfg.score.panel_scenes) if s == "test" else 0)
         for s in splits
-        if s != "pairs"
+        if s != "pairs" and (s != "paper_world" or simulated(sim, s))
     }
     pairs = score_pairs(cfg, loaded, scoring) if "pairs" in splits else {}
     from . import report
