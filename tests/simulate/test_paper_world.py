@@ -132,3 +132,8 @@ def test_paper_world_keeps_the_training_normalisation(sim_overrides):
     world = load_world(st)
     paper = load_paper_world(st, world)
     assert paper.pop.emission_max == world.pop.emission_max and paper.pop.nox_t_per_yr[0] >= 3000.0
+    # a floor above the low class (r < 0.33 of Qmax) leaves it without sites: named as the paper_world's override
+    st = from_config(compose(sim_overrides + ["simulate.paper_world.overrides.sources.min_nox_t_per_yr=30000"]))
+    with pytest.raises(ConfigError) as e:
+        load_paper_world(st, world)
+    assert e.value.key.startswith("simulate.paper_world.overrides.sources.") and "paper_world" in e.value.problem

@@ -56,13 +56,22 @@ def load_world(st: Settings) -> World:
     return World(pop, windows)
 
 
+#: the population keys a paper_world override may set (an error of another names the training key)
+_POPULATION_KEYS = ("sources.min_nox_t_per_yr", "sources.class_weights")
+
+
 def load_paper_world(st: Settings, world: World) -> World | None:
     """The world of the ``paper_world`` split (None when off). Its population may start at another rate, but its
     normalisation must be the training world's (``emission_min``/``emission_max``), so that r means the same."""
     pw = st.paper_world.world
     if pw is None:
         return None
-    paper = load_world(pw)
+    try:
+        paper = load_world(pw)
+    except ConfigError as e:  # e.g. a floor that leaves a weighted class without sites
+        sub = e.key.removeprefix("simulate.").split("[")[0]
+        key = f"simulate.paper_world.overrides.{sub}" if sub in _POPULATION_KEYS else e.key
+        raise ConfigError(key, f"{e.problem} (in the paper_world split)") from None
     mine, theirs = (world.pop.emission_min, world.pop.emission_max), (paper.pop.emission_min, paper.pop.emission_max)
     if mine != theirs:
         raise ConfigError(
