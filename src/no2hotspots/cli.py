@@ -32,6 +32,11 @@ STAGES = {
     "baseline": ("no2hotspots.baseline.run", ("baseline",), "flux-divergence hotspots: the classical baseline"),
     "quantify": ("no2hotspots.quantify.run", ("quantify",), "NOx and CO2 emission rates with uncertainty per hotspot"),
     "server": ("no2hotspots.server.run", ("server",), "team tracking server: PostgreSQL + MLflow (server.action=...)"),
+    "headline": (
+        "no2hotspots.headline",
+        ("paths", "evaluate"),
+        "the headline figures of the run -> metrics/headline.json",
+    ),
     "summary": ("no2hotspots.summary", ("paths",), "where the results of `make demo` are"),
 }
 

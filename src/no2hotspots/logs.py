@@ -16,7 +16,7 @@ def setup(level: str | int | None = None) -> None:
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
-    for noisy in ("alembic", "urllib3", "matplotlib", "h5py", "git", "great_expectations"):
+    for noisy in ("alembic", "urllib3", "matplotlib", "h5py", "git", "great_expectations", "distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

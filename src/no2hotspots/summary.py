@@ -64,9 +64,14 @@ def summary_lines(cfg: DictConfig) -> list[str]:
         ev = out / "evaluate" / coll
         if ev.is_dir():
             lines.append(f"  {'':<12} evaluation: {ev}/ and {metrics / f'evaluate_{coll}.json'}")
+    head = _read_json(metrics / "headline.json").get("headline", {})
+    if head:
+        lines.append(f"  headline     {len(head)} figures in {metrics / 'headline.json'}:")
+        lines += [f"               {k} = {v}" for k, v in sorted(head.items())]
     lines += [
         "",
         "  metrics      dvc metrics show        plots: dvc plots show (opens dvc_plots/index.html)",
+        "  compare      dvc exp show --drop '.*' --keep 'Experiment|headline\\.'   (experiments on the headline figures)",
         _ui_line(tracking.resolve_uri(cfg)),
         "",
     ]

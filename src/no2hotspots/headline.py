@@ -1,0 +1,111 @@
+"""``python -m no2hotspots headline``: the dozen-odd figures that say how good a model is, in one small file.
+
+Reads the stages' metrics (``<paths.metrics>/score.json``, ``evaluate_<c>.json``) and the Matimba evaluation's
+per-source table, and writes ``<paths.metrics>/headline.json`` under one ``headline`` key, so ``dvc exp show
+--drop '.*' --keep 'Experiment|headline\\.'`` and ``dvc metrics diff --targets metrics/headline.json`` compare
+experiments on these and nothing else. Every figure counts every source (the headline convention); missing inputs
+(a split or collection not run) leave their keys out and are logged, never filled in.
+
+F1 on the OSSE (``osse.<table>.f1``): recall = share of the observed truth sources found by the ``nearest`` rule
+(a hotspot whose nearest source is this one, within ``evaluate.match_distance_km``), precision = site precision
+(distinct hotspot sites with a source within the same distance); per bin the recall is the strict Table 2 rate and
+the precision the table's overall site precision (a false site has no emission bin).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from .atomic import write_json
+
+log = logging.getLogger(__name__)
+
+BINS = ("gt5000", "4000_5000", "2000_4000", "lt2000")
+TABLES = ("model", "composite", "baseline")
+
+#: headline key -> (metrics file, key in it), the simulated-data figures (score.json, nested)
+SCORE_KEYS = {
+    "table1.test_median_every": ("test", "mark", "every", "pixel_recall_q2_all"),
+    "table1.test_q1_every": ("test", "mark", "every", "pixel_recall_q1_all"),
+    "table1.test_median_visible": ("test", "mark", "visible", "pixel_recall_q2_all"),
+    "sim.val_source_f1": ("val", "detect", "every", "source_f1"),
+    "sim.test_source_f1": ("test", "detect", "every", "source_f1"),
+    "sim.pair_recall_ge3px": ("pairs", "pair_recall_ge3px"),
+}
+
+
+def _get(d: dict, path: tuple[str, ...]):
+    for k in path:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def _read(path: Path) -> dict | None:
+    if not path.exists():
+        log.warning("headline: %s not found; its figures are left out", path)
+        return None
+    return json.loads(path.read_text())
+
+
+def f1(precision, recall):
+    if precision is None or recall is None or precision != precision or recall != recall:
+        return None
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def osse_figures(ev: dict) -> dict:
+    """Strict Table 2 per bin, site precision, chance floor and F1 (overall, per bin) of each hotspot table."""
+    out: dict[str, float] = {}
+    for t in TABLES:
+        p = ev.get(f"{t}/site_precision")
+        if p is None:
+            continue
+        out[f"osse.{t}.site_precision"] = p
+        out[f"osse.{t}.f1"] = f1(p, ev.get(f"{t}/source_recall_nearest"))
+        for b in BINS:
+            r = ev.get(f"{t}/table2_strict_rate_{b}")
+            out[f"osse.{t}.table2_strict_{b}"] = r
+            out[f"osse.{t}.f1_{b}"] = f1(p, r)
+        out[f"osse.{t}.chance_floor"] = ev.get(f"{t}/chance_floor")
+    return out
+
+
+def matimba_figures(ev: dict, sources_csv: Path, min_nox_t_per_yr: float) -> dict:
+    """Matimba: CoCO2 sites above ``min_nox_t_per_yr`` with valid pixels that get a hotspot within the match
+    distance, and the share of hotspots within it of some CoCO2 site."""
+    out = {"matimba.hotspot_precision": ev.get("model/hotspot_precision")}
+    if sources_csv.exists():
+        import pandas as pd
+
+        s = pd.read_csv(sources_csv)
+        strong = s[(s["nox_t_per_yr"] >= min_nox_t_per_yr) & s["observed"].astype(bool)]
+        out["matimba.sites_found_ge5kt"] = int(strong["found_distance"].astype(bool).sum())
+        out["matimba.sites_observed_ge5kt"] = int(len(strong))
+    else:
+        log.warning("headline: %s not found; Matimba site counts left out", sources_csv)
+    return out
+
+
+def run(cfg: DictConfig) -> dict:
+    metrics = Path(str(cfg.paths.metrics))
+    head: dict[str, float | int | None] = {}
+    score = _read(metrics / "score.json")
+    if score is not None:
+        head.update({k: _get(score, path) for k, path in SCORE_KEYS.items()})
+    osse = _read(metrics / "evaluate_osse.json")
+    if osse is not None:
+        head.update(osse_figures(osse))
+    mat = _read(metrics / "evaluate_matimba.json")
+    if mat is not None:
+        sources = Path(str(cfg.evaluate.out_dir)) / "matimba" / "model" / "sources.csv"
+        head.update(matimba_figures(mat, sources, 5000.0))
+    head = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in head.items() if v is not None}
+    write_json(metrics / "headline.json", {"headline": head})
+    log.info("headline: %d figures -> %s", len(head), metrics / "headline.json")
+    return head
