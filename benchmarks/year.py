@@ -1,0 +1,682 @@
+"""A year over a country, measured: osse -> ingest -> detect -> evaluate end to end, memory, scaling, kill -9.
+
+    python benchmarks/year.py --preset demo --granules 10 --scaling-units 8          # quick check (~3 min)
+    python benchmarks/year.py --preset china_year --granules 10 100                  # two sizes + scaling
+    python benchmarks/year.py --preset china_year --sweep 10 100 916 --kill          # the acceptance run (issue 11)
+
+1. End to end. For each size, the four stages run one after another as ``python -m no2hotspots STAGE`` (what DVC
+   runs, imports and cluster start included) in a fresh temporary folder (paths.outputs / metrics / plots / mlruns
+   there, evaluate.log_to=none, detect.model_uri=--model, ``--workers`` Dask workers). Per stage: wall time, peak
+   RSS summed over the whole process tree (the stage, its Dask workers and their children; psutil every 0.2 s; an
+   upper bound, pages shared between processes count once per process), the largest single process, CPU time
+   (user+sys of the reaped tree from getrusage; the sampled sum beside it) and the load average before/after.
+2. Size. ``--granules N`` (or ``--sweep N ...``) keeps the first whole days of the preset (osse.dates.days) holding
+   at least N granules (the day's orbits over the region come from the OSSE's geometry, no simulation); N at or
+   above the preset's total runs the whole period. Several sizes run in order; the peak RSS of ingest and detect per
+   size and their max/min ratio show whether memory is flat in the number of granules (acceptance: ratio <= 1.2).
+3. Scaling. The per-unit maps (osse days, ingest granules, detect overpasses) of the largest size, first
+   ``--scaling-units`` units, are run again in this process through ``no2hotspots.parallel.map_units`` with fresh
+   unit folders, with 1 worker (``parallel.n_workers=1``: in process) and with 2 workers (a LocalCluster). Per unit:
+   start/end, wall, CPU. The speed-up is the span of the unit map (first unit start to last unit end: cluster start
+   and the shared arguments' transfer excluded, both reported beside it) with 1 worker over the span with 2
+   (acceptance: >= 1.7). Extrapolation to 16 and 64 workers: for each stage
+   ``T(w) = a + b*U + ceil(U/w) * t_unit``, with t_unit the mean unit wall on 2 Dask workers, U the units of the
+   whole period, and the serial part a + b*U (process start, imports, planning, cluster start, publishing, period
+   products) = end-to-end stage wall minus the unit map's span (estimated from the units' marker times), fitted
+   over the sizes measured (b = 0 with one size). evaluate is counted as serial. It assumes a free core per worker
+   and a file system that keeps up.
+4. ``--kill``: on the largest size, the outputs of the uninterrupted run are checksummed; then the stage's unit
+   folder and output are removed, the stage (detect, then ingest) is started again, SIGKILLed as a process group
+   once half of its units are marked done, and rerun. Reported: units finished before the kill, units whose marker
+   changed in the rerun (= computed twice; must be 0), the rerun's own computed/reused counts, leftover processes
+   and temporary files, and every output file whose SHA-256 differs from the uninterrupted run (must be none).
+
+Prints JSON and writes benchmarks/results/year_<preset>.json (``--out`` elsewhere). The box is shared: figures
+come with the load average; torch and BLAS use one thread per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+STAGES = ("osse", "ingest", "detect", "evaluate")
+MAPPED = ("osse", "ingest", "detect")  # stages whose units leave markers (evaluate keeps no unit cache)
+DONE = ".done.json"
+COUNTS = re.compile(r"\((\d+) computed, (\d+) reused\)")
+MB = 1024 * 1024
+#: sizes with fewer units than this stay out of the serial-cost fit (they may run in process, below
+#: parallel.min_units, and the unit map's span estimated from marker times needs a few rounds)
+FIT_MIN_UNITS = 8
+
+for k, v in {**ONE_THREAD, "NO2HOTSPOTS_PROGRESS": "0", "MLFLOW_DISABLE_TELEMETRY": "true"}.items():
+    os.environ.setdefault(k, v)
+
+
+# --------------------------------------------------------------------------------------------------- measuring
+
+
+class TreeSampler(threading.Thread):
+    """Every ``interval`` s: RSS summed over a process and all its descendants (peak kept), the largest single
+    RSS, the number of processes, and each process's last seen CPU time."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.peak_rss = self.peak_single = self.max_procs = 0
+        self.cpu: dict[tuple[int, float], float] = {}
+        self._halt = threading.Event()
+
+    def sample(self) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return
+        total = 0
+        for p in procs:
+            try:
+                with p.oneshot():
+                    rss = p.memory_info().rss
+                    t = p.cpu_times()
+                    self.cpu[(p.pid, p.create_time())] = t.user + t.system
+            except psutil.Error:
+                continue
+            total += rss
+            self.peak_single = max(self.peak_single, rss)
+        self.peak_rss = max(self.peak_rss, total)
+        self.max_procs = max(self.max_procs, len(procs))
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.sample()
+            self._halt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def group_survivors(pgid: int) -> list[int]:
+    """Live processes (not zombies) still in process group ``pgid`` (Dask workers orphaned by a kill)."""
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.pid != os.getpid() and p.info["status"] != psutil.STATUS_ZOMBIE:
+                out.append(p.pid)
+        except (ProcessLookupError, PermissionError, OSError):
+            continue
+    return out
+
+
+def run_stage(stage: str, overrides: list[str], cwd: Path, log_path: Path, kill_when=None) -> dict:
+    """``python -m no2hotspots STAGE overrides`` in its own process group, measured; ``kill_when()`` true ->
+    SIGKILL to the group."""
+    env = {**os.environ, **ONE_THREAD, "NO2HOTSPOTS_PROGRESS": "0", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
+    cmd = [sys.executable, "-m", "no2hotspots", stage, *overrides]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    load0, cpu0, t0 = load(), children_cpu(), time.perf_counter()
+    killed, survivors = False, []
+    with open(log_path, "w") as log:
+        p = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        sampler = TreeSampler(p.pid)
+        sampler.start()
+        try:
+            while p.poll() is None:
+                if kill_when is not None and not killed and kill_when():
+                    os.killpg(p.pid, signal.SIGKILL)
+                    killed = True
+                time.sleep(0.2)
+        except BaseException:
+            os.killpg(p.pid, signal.SIGKILL)
+            raise
+        finally:
+            rc = p.wait()
+            sampler.stop()
+    wall = time.perf_counter() - t0
+    if killed:
+        time.sleep(1.0)
+        survivors = group_survivors(p.pid)
+        for pid in survivors:
+            os.kill(pid, signal.SIGKILL)
+    text = log_path.read_text(errors="replace")
+    if rc != 0 and not killed:
+        raise RuntimeError(f"{stage} failed (exit {rc}); log {log_path}:\n{text[-3000:]}")
+    counts = COUNTS.findall(text)
+    out = {
+        "wall_s": round(wall, 2),
+        "peak_rss_mb": round(sampler.peak_rss / MB, 1),
+        "peak_single_process_rss_mb": round(sampler.peak_single / MB, 1),
+        "max_processes": sampler.max_procs,
+        "cpu_s": round(children_cpu() - cpu0, 2),
+        "cpu_s_sampled": round(sum(sampler.cpu.values()), 2),
+        "load_before": load0,
+        "load_after": load(),
+    }
+    if counts:
+        out["units_computed"], out["units_reused"] = (int(v) for v in counts[-1])
+    if killed:
+        out.update(killed=True, exit_status=rc, survivors_killed=len(survivors))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- the chain
+
+
+def parallel_overrides(workers: int) -> list[str]:
+    if workers == 1:
+        return ["parallel.n_workers=1"]
+    return ["parallel.scheduler=local", f"parallel.n_workers={workers}"]
+
+
+def chain_overrides(preset: str, days: int, root: Path, model: str, data: str, workers: int) -> list[str]:
+    return [
+        f"paths.data={data}",
+        f"paths.outputs={root / 'outputs'}",
+        f"paths.metrics={root / 'metrics'}",
+        f"paths.plots={root / 'plots'}",
+        f"paths.mlruns={root / 'mlruns'}",
+        f"osse={preset}",
+        f"osse.dates.days={days}",
+        "osse.dates.end=null",
+        "ingest.collection=osse",
+        "detect.collection=osse",
+        f"detect.model_uri={model}",
+        "evaluate.collection=osse",
+        "evaluate.log_to=none",
+        *parallel_overrides(workers),
+    ]
+
+
+def days_for(preset: str, data: str, wanted: list[int]) -> tuple[list[int], list[int]]:
+    """Granules per day of the preset (from the OSSE geometry) and, per wanted size, the days holding >= N."""
+    from no2hotspots.config import compose
+    from no2hotspots.osse import run as osse
+    from no2hotspots.osse.checks import date_range
+    from no2hotspots.osse.day import day_orbits
+
+    cfg = compose([f"paths.data={data}", f"osse={preset}"])
+    setup = osse.prepare(cfg, osse.select_sources(cfg))
+    per_day = [len(day_orbits(setup, d)) for d in range(date_range(cfg.osse)[1])]
+    cum, days = 0, []
+    cums = []
+    for n in per_day:
+        cum += n
+        cums.append(cum)
+    for n in wanted:
+        days.append(next((i + 1 for i, c in enumerate(cums) if c >= n), len(per_day)))
+    return per_day, days
+
+
+def unit_dirs(root: Path) -> dict[str, Path]:
+    u = root / "outputs" / ".units"
+    return {"osse": u / "osse", "ingest": u / "ingest" / "osse", "detect": u / "detect" / "osse"}
+
+
+def out_dirs(root: Path) -> dict[str, Path]:
+    o = root / "outputs"
+    return {"osse": o / "osse", "ingest": o / "ingest" / "osse", "detect": o / "detect" / "osse"}
+
+
+def markers(folder: Path) -> dict[str, int]:
+    """Unit key -> marker mtime (ns)."""
+    out = {}
+    for m in folder.glob(f"*{DONE}"):
+        try:
+            out[m.name[: -len(DONE)]] = m.stat().st_mtime_ns
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def disk_mb(folder: Path) -> float:
+    seen, total = set(), 0
+    for dirpath, _, files in os.walk(folder):
+        for f in files:
+            st = os.lstat(os.path.join(dirpath, f))
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return round(total / MB, 1)
+
+
+def map_span(mtimes: list[int], workers: int) -> tuple[float | None, float | None]:
+    """(span, mean unit wall) of a unit map estimated from the units' marker times: with w workers and U units the
+    last marker comes ceil(U/w) - 1 unit times after the first, and the first one unit time after the start."""
+    u = len(mtimes)
+    rounds = math.ceil(u / max(workers, 1))
+    if rounds < 2:
+        return None, None
+    gap = (max(mtimes) - min(mtimes)) / 1e9
+    t_unit = gap / (rounds - 1)
+    return gap + t_unit, t_unit
+
+
+def end_to_end(args, n_wanted: int, days: int, root: Path) -> dict:
+    ovr = chain_overrides(args.preset, days, root, args.model, args.data, args.workers)
+    stages = {}
+    for st in STAGES:
+        r = run_stage(st, ovr, root, root / "logs" / f"{st}.log")
+        if st in MAPPED:
+            times = list(markers(unit_dirs(root)[st]).values())
+            span, t_unit = map_span(times, args.workers)
+            r["units"] = len(times)
+            if span is not None:
+                r["map_span_s_est"] = round(span, 2)
+                r["serial_s_est"] = round(max(r["wall_s"] - span, 0.0), 2)
+        stages[st] = r
+        print(f"  {st}: {json.dumps(r)}", file=sys.stderr, flush=True)
+    o = out_dirs(root)
+    return {
+        "granules_requested": n_wanted,
+        "days": days,
+        "n_granules": len(list((o["osse"] / "granules").glob("*.nc"))),
+        "n_overpasses": len(list((o["ingest"] / "overpasses").glob("*.nc"))),
+        "stages": stages,
+        "total": {
+            "wall_s": round(sum(s["wall_s"] for s in stages.values()), 1),
+            "peak_rss_mb": max(s["peak_rss_mb"] for s in stages.values()),
+            "cpu_s": round(sum(s["cpu_s"] for s in stages.values()), 1),
+        },
+        "disk_mb": disk_mb(root / "outputs"),
+    }
+
+
+# --------------------------------------------------------------------------------------------------- scaling
+
+
+_WARM: dict[str, float] = {}
+
+
+def warm_up(fn_path: str) -> None:
+    """Once per process: import the unit's module and xarray's backends (what a worker pays once, not per unit);
+    the time goes to the map's fixed cost, not to the first unit."""
+    import importlib
+
+    if fn_path in _WARM:
+        return
+    t = time.perf_counter()
+    importlib.import_module(fn_path.split(":")[0])
+    import xarray
+
+    xarray.backends.list_engines()
+    _WARM[fn_path] = time.perf_counter() - t
+
+
+def timed_unit(fn_path: str, task, **shared) -> dict:
+    """Run one unit of ``fn_path`` (module:function), timed; in a Dask worker or in process."""
+    import importlib
+
+    warm_up(fn_path)
+    mod, name = fn_path.split(":")
+    fn = getattr(importlib.import_module(mod), name)
+    t0, c0, th0, w0 = time.time(), time.process_time(), time.thread_time(), time.perf_counter()
+    r = fn(task, **shared)
+    return {
+        "start": t0,
+        "end": time.time(),
+        "wall": time.perf_counter() - w0,
+        "cpu_thread": time.thread_time() - th0,
+        "cpu_process": time.process_time() - c0,
+        "reused": bool(r.get("reused")) if isinstance(r, dict) else False,
+        "pid": os.getpid(),
+        "warm_up": _WARM[fn_path],
+    }
+
+
+def steady(rows: list[dict]) -> dict:
+    """Units per second summed over the processes, mean unit wall and CPU, each process's first unit left out
+    (lazy initialisation: first file opened, first model call)."""
+    rate, later = 0.0, []
+    for pid in {r["pid"] for r in rows}:
+        mine = sorted((r for r in rows if r["pid"] == pid), key=lambda r: r["start"])
+        if len(mine) < 2:
+            continue
+        rate += (len(mine) - 1) / max(mine[-1]["end"] - mine[0]["end"], 1e-9)
+        later += mine[1:]
+    if not later:
+        return {"units_per_s_after_first": None, "unit_wall_mean_after_first_s": None}
+    return {
+        "units_per_s_after_first": round(rate, 3),
+        "unit_wall_mean_after_first_s": round(sum(r["wall"] for r in later) / len(later), 3),
+        "unit_cpu_thread_mean_after_first_s": round(sum(r["cpu_thread"] for r in later) / len(later), 3),
+    }
+
+
+def scaling_tasks(stage: str, cfg, root: Path, n: int, fresh: Path, model):
+    """(function path, tasks with unit folders under ``fresh``, shared kwargs) of the first n units of a stage."""
+    import dataclasses
+
+    if stage == "osse":
+        from no2hotspots.osse import run as osse
+
+        src = osse.select_sources(cfg)
+        setup = osse.prepare(cfg, src)
+        tasks, _ = osse.plan(cfg, setup, src)
+        tasks = [dataclasses.replace(t, units_dir=str(fresh)) for t in tasks[:n]]
+        return "no2hotspots.osse.day:simulate_day", tasks, {"setup": setup}
+    if stage == "ingest":
+        from no2hotspots.ingest import run as ingest
+
+        tasks, _, _ = ingest.plan(cfg, "osse", ingest.settings(cfg))
+        tasks = [dataclasses.replace(t, units_dir=str(fresh)) for t in tasks[:n]]
+        return "no2hotspots.ingest.run:grid_granule", tasks, {}
+    from no2hotspots.contracts import grid as grid_contract
+    from no2hotspots.detect import run as detect
+    from no2hotspots.detect.overpass import OverpassTask
+
+    s = detect.settings(cfg)
+    folder = out_dirs(root)["ingest"]
+    keys = list(grid_contract.overpass_index(grid_contract.open_grid(folder))["key"])[:n]
+    tasks = [OverpassTask(k, str(grid_contract.overpass_path(folder, k)), str(fresh), f"bench-{k}") for k in keys]
+    return "no2hotspots.detect.overpass:detect_overpass", tasks, {"loaded": model, "s": s}
+
+
+def map_once(stage: str, cfg, root: Path, n: int, workers: int, model) -> dict:
+    from no2hotspots.parallel import map_units
+
+    fresh = root / "scaling" / f"{stage}_{workers}"
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir(parents=True)
+    fn_path, tasks, shared = scaling_tasks(stage, cfg, root, n, fresh, model)
+    load0, t0, t0_epoch = load(), time.perf_counter(), time.time()
+    rows = map_units(functools.partial(timed_unit, fn_path), tasks, cfg, desc=f"{stage} x{workers}", shared=shared)
+    wall = time.perf_counter() - t0
+    shutil.rmtree(fresh, ignore_errors=True)
+    if any(r["reused"] for r in rows):
+        raise RuntimeError(f"scaling {stage}: a unit was reused from a fresh unit folder")
+    span = max(r["end"] for r in rows) - min(r["start"] for r in rows)
+    walls = sorted(r["wall"] for r in rows)
+    return {
+        "workers": workers,
+        "units": len(rows),
+        "processes": len({r["pid"] for r in rows}),
+        "map_wall_s": round(wall, 2),
+        "span_s": round(span, 2),
+        "before_first_unit_s": round(min(r["start"] for r in rows) - t0_epoch, 2),
+        "unit_wall_mean_s": round(sum(walls) / len(walls), 3),
+        "unit_wall_median_s": round(walls[len(walls) // 2], 3),
+        **steady(rows),
+        "warm_up_s_per_process": round(max(r["warm_up"] for r in rows), 2),
+        "unit_cpu_thread_mean_s": round(sum(r["cpu_thread"] for r in rows) / len(rows), 3),
+        "unit_cpu_process_mean_s": round(sum(r["cpu_process"] for r in rows) / len(rows), 3),
+        "load_before": load0,
+        "load_after": load(),
+    }
+
+
+def scaling(args, days: int, root: Path) -> dict:
+    import torch
+
+    from no2hotspots.config import compose
+    from no2hotspots.registry.load import load_model
+
+    torch.set_num_threads(1)
+    base = chain_overrides(args.preset, days, root, args.model, args.data, 1)[:-1]
+    model = load_model(args.model)
+    out = {"units_per_map": args.scaling_units, "load_before": load()}
+    for stage in MAPPED:
+        runs = []
+        for w in (1, 2):
+            cfg = compose([*base, *parallel_overrides(w), "parallel.min_units=1"])
+            r = map_once(stage, cfg, root, args.scaling_units, w, model if stage == "detect" else None)
+            runs.append(r)
+            print(f"  scaling {stage}: {json.dumps(r)}", file=sys.stderr, flush=True)
+        one, two = runs
+        out[stage] = {
+            "1_worker": one,
+            "2_workers": two,
+            "speedup_span": round(one["span_s"] / two["span_s"], 2) if two["span_s"] > 0 else None,
+            "speedup_map_wall": round(one["map_wall_s"] / two["map_wall_s"], 2) if two["map_wall_s"] > 0 else None,
+            "speedup_steady": (
+                round(two["units_per_s_after_first"] / one["units_per_s_after_first"], 2)
+                if one["units_per_s_after_first"] and two["units_per_s_after_first"]
+                else None
+            ),
+            "unit_cost_2w_over_1w": round(two["unit_wall_mean_s"] / one["unit_wall_mean_s"], 2),
+        }
+    out["load_after"] = load()
+    return out
+
+
+def extrapolate(runs: list[dict], scale: dict, per_day: list[int], workers_e2e: int) -> dict:
+    """T(w) = a + b*U + ceil(U/w) * t_unit per mapped stage; evaluate as measured (serial), linear in U."""
+    big = runs[-1]
+    units_year = {
+        "osse": len(per_day),
+        "ingest": sum(per_day),
+        "detect": round(sum(per_day) * big["n_overpasses"] / max(big["n_granules"], 1)),
+    }
+    units_of = {"osse": lambda r: r["days"], "ingest": lambda r: r["n_granules"], "detect": lambda r: r["n_overpasses"]}
+    model = {}
+    for st in (*MAPPED, "evaluate"):
+        key = "ingest" if st == "evaluate" else st
+        pts = []
+        for r in runs:
+            s = r["stages"][st]
+            serial = s["wall_s"] if st == "evaluate" else s.get("serial_s_est")
+            if serial is not None and units_of[key](r) >= FIT_MIN_UNITS:
+                pts.append((units_of[key](r), serial))
+        if len({u for u, _ in pts}) >= 2:  # least squares over the sizes
+            n = len(pts)
+            mu, ms = sum(u for u, _ in pts) / n, sum(v for _, v in pts) / n
+            b = sum((u - mu) * (v - ms) for u, v in pts) / sum((u - mu) ** 2 for u, _ in pts)
+            b = max(b, 0.0)
+            a = max(ms - b * mu, 0.0)
+        elif pts:
+            a, b = pts[-1][1], 0.0
+        else:
+            a, b = None, None
+        t_unit = None
+        if st in MAPPED and scale:
+            two = scale[st]["2_workers"]
+            t_unit = two["unit_wall_mean_after_first_s"] or two["unit_wall_mean_s"]
+        model[st] = {"a_s": None if a is None else round(a, 2), "b_s_per_unit": None if b is None else round(b, 4)}
+        if t_unit is not None:
+            model[st]["t_unit_s"] = t_unit
+    pred = {}
+    for w in sorted({workers_e2e, 16, 64}):
+        tot = 0.0
+        per = {}
+        for st, m in model.items():
+            u = units_year["ingest" if st == "evaluate" else st]
+            if m["a_s"] is None:
+                per[st] = None
+                continue
+            t = m["a_s"] + m["b_s_per_unit"] * u + (math.ceil(u / w) * m["t_unit_s"] if "t_unit_s" in m else 0.0)
+            per[st] = round(t, 1)
+            tot += t
+        pred[str(w)] = {"stages_s": per, "total_s": round(tot, 1), "total_min": round(tot / 60, 1)}
+    return {
+        "formula": "T_stage(w) = a + b*U + ceil(U/w) * t_unit; a + b*U = serial part (stage wall - unit map "
+        "span; least-squares fit over the sizes with >= 8 units), t_unit = mean unit wall on 2 Dask workers (each "
+        "worker's first unit left out); evaluate: a + b*U only (U = granules)",
+        "units_full_period": units_year,
+        "stage_model": model,
+        "predicted": pred,
+    }
+
+
+# --------------------------------------------------------------------------------------------------- kill -9
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            out[p.relative_to(folder).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def kill_check(args, stage: str, days: int, root: Path) -> dict:
+    ovr = chain_overrides(args.preset, days, root, args.model, args.data, args.workers)
+    units_dir, out = unit_dirs(root)[stage], out_dirs(root)[stage]
+    reference = checksums(out)
+    n_units = len(markers(units_dir))
+    shutil.rmtree(units_dir)
+    shutil.rmtree(out)
+    target = max(1, n_units // 2)
+    first = run_stage(
+        stage, ovr, root, root / "logs" / f"kill_{stage}_1.log", lambda: len(markers(units_dir)) >= target
+    )
+    before = markers(units_dir)
+    tmp_left = sorted(p.name for p in units_dir.rglob(".*tmp*"))
+    second = run_stage(stage, ovr, root, root / "logs" / f"kill_{stage}_2.log")
+    after = markers(units_dir)
+    got = checksums(out)
+    differ = sorted(k for k in reference.keys() | got.keys() if reference.get(k) != got.get(k))
+    twice = sorted(k for k, m in before.items() if after.get(k) != m)
+    return {
+        "units": n_units,
+        "killed": bool(first.get("killed")),
+        "killed_after_s": first["wall_s"],
+        "units_done_at_kill": len(before),
+        "temp_files_left_by_kill": len(tmp_left),
+        "survivor_processes": first.get("survivors_killed", 0),
+        "rerun": second,
+        "units_computed_twice": len(twice),
+        "units_computed_twice_keys": twice[:10],
+        "rerun_computed_expected": n_units - len(before),
+        "files_compared": len(reference),
+        "files_differing": differ[:20],
+        "n_files_differing": len(differ),
+        "identical": not differ and len(reference) > 0,
+    }
+
+
+# --------------------------------------------------------------------------------------------------- main
+
+
+def ratio(values: list[float]) -> float | None:
+    return round(max(values) / min(values), 3) if values and min(values) > 0 else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="china_year", help="osse preset (conf/osse/)")
+    ap.add_argument("--granules", type=int, nargs="+", default=None, help="sizes to run, in order (default: all)")
+    ap.add_argument("--sweep", type=int, nargs="+", default=None, help="same as --granules (e.g. 10 100 916)")
+    ap.add_argument("--model", default="/tmp/exp1/outputs/train/model", help="detect.model_uri (a model folder)")
+    ap.add_argument("--workers", type=int, default=2, help="Dask workers of the end-to-end stages")
+    ap.add_argument("--scaling-units", type=int, default=16, help="units per map in the 1-vs-2-worker scaling")
+    ap.add_argument("--no-scaling", action="store_true", help="skip the 1-vs-2-worker scaling")
+    ap.add_argument(
+        "--kill", nargs="*", choices=["detect", "ingest"], default=None, help="kill -9 check (no value: both)"
+    )
+    ap.add_argument("--data", default=str(REPO / "data"), help="paths.data (inventory/)")
+    ap.add_argument("--tmp", default=None, help="parent of the temporary folders (default: the system's)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folders (printed)")
+    ap.add_argument("--out", default=None, help="result JSON (default benchmarks/results/year_<preset>.json)")
+    args = ap.parse_args()
+    args.model = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model
+    sizes = args.sweep or args.granules or [10**9]
+    kill = None if args.kill is None else (args.kill or ["detect", "ingest"])
+
+    t_start, load0 = time.perf_counter(), load()
+    per_day, days = days_for(args.preset, args.data, sizes)
+    result = {
+        "preset": args.preset,
+        "model": args.model,
+        "workers_end_to_end": args.workers,
+        "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
+        "period_days": len(per_day),
+        "period_granules": sum(per_day),
+        "load_start": load0,
+        "runs": [],
+    }
+    roots = []
+    try:
+        for n, d in zip(sizes, days):
+            root = Path(tempfile.mkdtemp(prefix=f"year_{args.preset}_{min(n, sum(per_day))}_", dir=args.tmp))
+            roots.append(root)
+            print(f"size {min(n, sum(per_day))} granules ({d} days) in {root}", file=sys.stderr, flush=True)
+            result["runs"].append(end_to_end(args, n, d, root))
+        if len(result["runs"]) > 1:
+            result["memory_flatness"] = {
+                st: {
+                    "granules": [r["n_granules"] for r in result["runs"]],
+                    "peak_rss_mb": [r["stages"][st]["peak_rss_mb"] for r in result["runs"]],
+                    "max_over_min": ratio([r["stages"][st]["peak_rss_mb"] for r in result["runs"]]),
+                }
+                for st in ("osse", "ingest", "detect", "evaluate")
+            }
+        if not args.no_scaling:
+            result["scaling"] = scaling(args, days[-1], roots[-1])
+        result["extrapolation"] = extrapolate(result["runs"], result.get("scaling"), per_day, args.workers)
+        if kill:
+            result["kill"] = {st: kill_check(args, st, days[-1], roots[-1]) for st in kill}
+    finally:
+        if args.keep:
+            result["kept"] = [str(r) for r in roots]
+        else:
+            for r in roots:
+                shutil.rmtree(r, ignore_errors=True)
+    result["acceptance"] = acceptance(result)
+    result["benchmark_wall_s"] = round(time.perf_counter() - t_start, 1)
+    result["load_end"] = load()
+    text = json.dumps(result, indent=1)
+    print(text)
+    out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / f"year_{args.preset}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+
+
+def acceptance(result: dict) -> dict:
+    """Issue 11's acceptance figures, as measured (None where this run did not measure them)."""
+    full = [r for r in result["runs"] if r["n_granules"] >= result["period_granules"]]
+    flat = result.get("memory_flatness", {})
+    sc = result.get("scaling", {})
+    kill = result.get("kill", {})
+    return {
+        "full_period_wall_min": round(full[-1]["total"]["wall_s"] / 60, 1) if full else None,
+        "full_period_peak_rss_mb": full[-1]["total"]["peak_rss_mb"] if full else None,
+        "full_period_ok (<= 45 min, <= 4096 MB)": (
+            full[-1]["total"]["wall_s"] <= 45 * 60 and full[-1]["total"]["peak_rss_mb"] <= 4096 if full else None
+        ),
+        "memory_flat (ingest, detect max/min <= 1.2)": (
+            all(flat[st]["max_over_min"] is not None and flat[st]["max_over_min"] <= 1.2 for st in ("ingest", "detect"))
+            if flat
+            else None
+        ),
+        "speedup_span >= 1.7": {st: sc[st]["speedup_span"] >= 1.7 for st in MAPPED} if sc else None,
+        "kill_identical_and_no_unit_twice": (
+            all(k["killed"] and k["identical"] and k["units_computed_twice"] == 0 for k in kill.values())
+            if kill
+            else None
+        ),
+    }
+
+
+if __name__ == "__main__":
+    main()
