@@ -344,6 +344,7 @@ def simulated(tmp_path_factory, coco2_csv):
         [
             f"paths.outputs={root}/outputs",
             "simulate.n_scenes=30",
+            "simulate.paper_world.n_scenes=0",
             "simulate.shard_size=10",
             "simulate.workers=1",
             f"simulate.sources.inventory_csv={coco2_csv}",

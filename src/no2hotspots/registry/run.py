@@ -174,8 +174,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     require(
         cfg,
         "register.compare_metric",
-        lambda v: not str(v).startswith(("test/", "score/test/")),
-        "must be a validation metric (score/val/...): models are never chosen on the test split",
+        lambda v: (
+            not str(v).startswith(
+                ("test/", "score/test/", "paper_world/", "score/paper_world/", "pairs/", "score/pairs/")
+            )
+        ),
+        "must be a validation metric (score/val/...): models are never chosen on held-out splits (test, paper_world, "
+        "pairs)",
     )
     mismatch = require(
         cfg, "register.on_version_mismatch", lambda v: v in ("keep", "replace"), "must be keep or replace"
