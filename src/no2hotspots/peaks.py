@@ -23,12 +23,14 @@ def split_peaks(values: np.ndarray, labels: np.ndarray, *, prominence: float, mi
     """Relabel the regions of the 2-D ``labels`` (0 = background) so that each holds one prominent peak of
     ``values``; returns the new int32 labels numbered 1..n in row-major order of their first cell (0 stays 0)."""
     labels = np.asarray(labels)
-    out = np.zeros(labels.shape, dtype=np.int32)
     if float(prominence) >= 1.0 or not labels.any():
         return _renumber(np.where(labels > 0, labels, 0).astype(np.int32))
     v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=-np.inf)
     h, w = labels.shape
-    cells = np.flatnonzero(labels.ravel() > 0)
+    multi = _multi_peak_regions(v, labels, float(prominence))
+    if multi.size == 0:  # no region can split: most maps, cheaply
+        return _renumber(np.where(labels > 0, labels, 0).astype(np.int32))
+    cells = np.flatnonzero(np.isin(labels.ravel(), multi))
     order = cells[np.lexsort((cells, -v.ravel()[cells]))]  # highest first, ties by position
     parent: dict[int, int] = {}
     peak: dict[int, int] = {}  # root -> flat index of its peak
@@ -72,10 +74,26 @@ def split_peaks(values: np.ndarray, labels: np.ndarray, *, prominence: float, mi
             if apart and p - s >= float(prominence) * p:
                 continue  # two peaks: both regions stay
             parent[lo] = hi
-    flat = np.zeros(labels.size, dtype=np.int64)
+    flat = np.where(labels.ravel() > 0, labels.size + labels.ravel().astype(np.int64), 0)  # unsplit regions
     flat[cells] = [find(int(owner[c])) + 1 for c in cells.tolist()]
-    out = flat.reshape(labels.shape)
-    return _renumber(out)
+    return _renumber(flat.reshape(labels.shape))
+
+
+def _multi_peak_regions(v: np.ndarray, labels: np.ndarray, prominence: float) -> np.ndarray:
+    """Labels of the regions that hold at least two local maxima (3 x 3) able to stand out: a peak ``p`` can only
+    keep a dip ``p - s >= prominence * p`` to a saddle ``s`` inside its region if ``(1 - prominence) * p`` reaches
+    down to the region's lowest value."""
+    from scipy import ndimage
+
+    inside = labels > 0
+    vv = np.where(inside, v, -np.inf)
+    peak = inside & (vv >= ndimage.maximum_filter(vv, size=3, mode="constant", cval=-np.inf))
+    n = int(labels.max())
+    low = np.asarray(ndimage.minimum(v, labels, np.arange(1, n + 1)), dtype=np.float64)
+    lab = labels[peak]
+    able = (1.0 - prominence) * v[peak] >= low[lab - 1]
+    counts = np.bincount(lab[able], minlength=n + 1)
+    return np.flatnonzero(counts >= 2)
 
 
 def _renumber(lab: np.ndarray) -> np.ndarray:

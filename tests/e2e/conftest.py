@@ -15,7 +15,13 @@ from omegaconf import OmegaConf
 
 #: conf/<group>/<file>.yaml -> keys to shrink (dotted) for the tiny pipeline
 TINY = {
-    "simulate/demo.yaml": {"n_scenes": 300, "shard_size": 100, "workers": 2, "pairs.n_per_separation": 5},
+    "simulate/demo.yaml": {
+        "n_scenes": 300,
+        "shard_size": 100,
+        "workers": 2,
+        "pairs.n_per_separation": 5,
+        "paper_world.n_scenes": 50,
+    },
     "train/demo.yaml": {"epochs": 2},
     "osse/demo.yaml": {"dates.days": 2, "region.bbox": [111.0, 37.5, 113.0, 39.5]},
 }
@@ -109,7 +115,11 @@ def tiny_pipeline(tiny_repo) -> dict:
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     ids = [first["run_id"], second["run_id"]]
     runs = [client.get_run(i) for i in ids]
+    table1 = [
+        {k: v for k, v in r.data.metrics.items() if k.startswith("score/test/mark/every/pixel_recall_")} for r in runs
+    ]
     return {
+        "table1": table1,
         "repo": tiny_repo,
         "tracking_uri": uri,
         "artifact_root": str(tiny_repo / "mlruns" / "artifacts"),
