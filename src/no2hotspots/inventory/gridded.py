@@ -59,50 +59,68 @@ def read_gridded_netcdf(
         raise ConfigError(f"{key}.variables", "give at least one species -> variable name, e.g. {nox: emi_nox}")
     src = open_netcdf(path)
     with src:
-        latn = _coord(src, LAT_NAMES, path, "latitude")
-        lonn = _coord(src, LON_NAMES, path, "longitude")
-        lat = np.asarray(src[latn].values, float)
-        lon = np.asarray(src[lonn].values, float)
-        if lat.ndim != 1 or lon.ndim != 1:
-            raise InputFileError(path, f"{latn}/{lonn} must be 1-D axes of a regular grid")
-        if np.any(np.abs(lat) > 90):
-            raise InputFileError(path, f"{latn} has values outside -90..90, e.g. {float(lat[np.abs(lat) > 90][0])}")
-        if np.any((lon < -180) | (lon > 360)):
-            raise InputFileError(
-                path, f"{lonn} has values outside -180..360, e.g. {float(lon[(lon < -180) | (lon > 360)][0])}"
-            )
+        latn, lonn, lat, lon = _axes(src, path)
         area = cell_area_m2(lat, lon)
-        out = {}
-        for species, var in variables.items():
-            if var not in src.variables:
-                raise InputFileError(
-                    path,
-                    f"no variable {var!r} (for {key}.variables.{species}); has {', '.join(map(str, src.data_vars))}",
-                )
-            da = src[var]
-            extra = [d for d in da.dims if d not in (latn, lonn)]
-            if any(da.sizes[d] != 1 for d in extra):
-                raise InputFileError(path, f"variable {var} has extra dimension(s) {extra}; expected ({latn}, {lonn})")
-            da = da.squeeze([d for d in extra]).transpose(latn, lonn)
-            unit = str(da.attrs.get("units", "")).strip()
-            if not unit:
-                raise InputFileError(path, f"variable {var} has no units attribute")
-            values = np.asarray(da.values, float)
-            ff = flux_factor(unit)
-            if ff is not None:
-                tpy = values * ff * area
-            else:
-                rf = rate_factor(unit)
-                if rf is None:
-                    raise InputFileError(
-                        path,
-                        f"variable {var} has unknown units {unit!r} (known fluxes: {KNOWN_FLUX_UNITS}; "
-                        f"per-cell rates: {KNOWN_RATE_UNITS})",
-                    )
-                tpy = values * rf
-            if np.any(tpy[np.isfinite(tpy)] < 0):
-                raise InputFileError(path, f"variable {var} has negative emissions")
-            out[f"{species}_t_per_yr"] = tpy
+        out = {
+            f"{species}_t_per_yr": _tonnes_per_cell_year(
+                src, var, (latn, lonn), area, path, f"{key}.variables.{species}"
+            )
+            for species, var in variables.items()
+        }
+    return _emission_dataset(out, lat, lon, area, path, bbox)
+
+
+def _axes(src: xr.Dataset, path: Path) -> tuple[str, str, np.ndarray, np.ndarray]:
+    """Names and values of the 1-D latitude and longitude axes, checked to lie on the globe."""
+    latn = _coord(src, LAT_NAMES, path, "latitude")
+    lonn = _coord(src, LON_NAMES, path, "longitude")
+    lat = np.asarray(src[latn].values, float)
+    lon = np.asarray(src[lonn].values, float)
+    if lat.ndim != 1 or lon.ndim != 1:
+        raise InputFileError(path, f"{latn}/{lonn} must be 1-D axes of a regular grid")
+    if np.any(np.abs(lat) > 90):
+        raise InputFileError(path, f"{latn} has values outside -90..90, e.g. {float(lat[np.abs(lat) > 90][0])}")
+    if np.any((lon < -180) | (lon > 360)):
+        raise InputFileError(
+            path, f"{lonn} has values outside -180..360, e.g. {float(lon[(lon < -180) | (lon > 360)][0])}"
+        )
+    return latn, lonn, lat, lon
+
+
+def _tonnes_per_cell_year(src: xr.Dataset, var: str, dims: tuple[str, str], area, path: Path, key: str) -> np.ndarray:
+    """Variable ``var`` (on ``dims``) in t/yr per cell, from its units attribute (a flux times the cell area, or a
+    per-cell rate); ``key`` names the config entry that chose it."""
+    latn, lonn = dims
+    if var not in src.variables:
+        raise InputFileError(path, f"no variable {var!r} (for {key}); has {', '.join(map(str, src.data_vars))}")
+    da = src[var]
+    extra = [d for d in da.dims if d not in (latn, lonn)]
+    if any(da.sizes[d] != 1 for d in extra):
+        raise InputFileError(path, f"variable {var} has extra dimension(s) {extra}; expected ({latn}, {lonn})")
+    da = da.squeeze([d for d in extra]).transpose(latn, lonn)
+    unit = str(da.attrs.get("units", "")).strip()
+    if not unit:
+        raise InputFileError(path, f"variable {var} has no units attribute")
+    values = np.asarray(da.values, float)
+    ff = flux_factor(unit)
+    if ff is not None:
+        tpy = values * ff * area
+    else:
+        rf = rate_factor(unit)
+        if rf is None:
+            raise InputFileError(
+                path,
+                f"variable {var} has unknown units {unit!r} (known fluxes: {KNOWN_FLUX_UNITS}; "
+                f"per-cell rates: {KNOWN_RATE_UNITS})",
+            )
+        tpy = values * rf
+    if np.any(tpy[np.isfinite(tpy)] < 0):
+        raise InputFileError(path, f"variable {var} has negative emissions")
+    return tpy
+
+
+def _emission_dataset(out: dict, lat, lon, area, path: Path, bbox) -> xr.Dataset:
+    """The per-cell emissions as a CF Dataset: longitudes wrapped to -180..180, axes ascending, cut to ``bbox``."""
     lon_w = np.where(lon > 180, lon - 360, lon)
     ds = xr.Dataset(
         {
