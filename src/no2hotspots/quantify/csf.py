@@ -66,30 +66,7 @@ def estimate(scene: Scene, wind: Wind, life: Lifetime, cfg: CSFConfig = CSFConfi
         return Estimate.failed(METHOD, "too_few_background_cells")
     noise = noise_model(scene, plane)
     enh = scene.c - plane.at(scene.x, scene.y)
-    # cells are split between strips by the share of their area in each (5 x 5 sub-samples): counting whole cells
-    # by their centre makes a narrow plume's path length per strip jump by up to +-50 % with the wind angle
-    ox, oy = cell_offsets(scene)
-    phi = np.radians(wind.direction_from)
-    ex, ey = -np.sin(phi), -np.cos(phi)
-    s_sub = s[None] + ox * ex + oy * ey
-    t_sub = t[None] - ox * ey + oy * ex
-    tan_w = np.tan(np.radians(cfg.widen_deg))
-    in_cone = np.abs(t_sub) <= cfg.core_half_width_km + np.maximum(s_sub, 0.0) * tan_w
-    strips, sbar, ld, var_ld = [], [], [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        frac = (in_cone & (s_sub >= lo) & (s_sub < hi)).mean(axis=0)
-        if not (frac > 0).any():
-            continue
-        fa = frac * scene.area
-        if fa[scene.valid].sum() < cfg.min_valid_fraction * fa.sum():
-            continue
-        mid = 0.5 * (lo + hi)
-        wa = np.where(scene.valid, fa, 0.0)
-        length_m = (hi - lo) * 1e3
-        strips.append((wa, length_m))
-        sbar.append(mid)
-        ld.append(float(np.nansum(wa * enh)) / length_m)
-        var_ld.append(float(np.sum((wa * scene.sigma) ** 2)) / length_m**2)
+    strips, sbar, ld, var_ld = _transects(scene, enh, s, t, edges, wind.direction_from, cfg)
     k = len(strips)
     if k < cfg.min_transects:
         return Estimate.failed(METHOD, "too_few_transects", n_transects=k)
@@ -137,3 +114,33 @@ def estimate(scene: Scene, wind: Wind, life: Lifetime, cfg: CSFConfig = CSFConfi
         "noise_k": noise.k,
     }
     return Estimate(METHOD, q, sig, [], diag)
+
+
+def _transects(scene: Scene, enh, s, t, edges, direction_from: float, cfg: CSFConfig):
+    """Step 3: the strips observed well enough, as (cell weights, length [m]) with their mid distance [km], line
+    density [mol m-1] and its noise variance."""
+    # cells are split between strips by the share of their area in each (5 x 5 sub-samples): counting whole cells
+    # by their centre makes a narrow plume's path length per strip jump by up to +-50 % with the wind angle
+    ox, oy = cell_offsets(scene)
+    phi = np.radians(direction_from)
+    ex, ey = -np.sin(phi), -np.cos(phi)
+    s_sub = s[None] + ox * ex + oy * ey
+    t_sub = t[None] - ox * ey + oy * ex
+    tan_w = np.tan(np.radians(cfg.widen_deg))
+    in_cone = np.abs(t_sub) <= cfg.core_half_width_km + np.maximum(s_sub, 0.0) * tan_w
+    strips, sbar, ld, var_ld = [], [], [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        frac = (in_cone & (s_sub >= lo) & (s_sub < hi)).mean(axis=0)
+        if not (frac > 0).any():
+            continue
+        fa = frac * scene.area
+        if fa[scene.valid].sum() < cfg.min_valid_fraction * fa.sum():
+            continue
+        mid = 0.5 * (lo + hi)
+        wa = np.where(scene.valid, fa, 0.0)
+        length_m = (hi - lo) * 1e3
+        strips.append((wa, length_m))
+        sbar.append(mid)
+        ld.append(float(np.nansum(wa * enh)) / length_m)
+        var_ld.append(float(np.sum((wa * scene.sigma) ** 2)) / length_m**2)
+    return strips, sbar, ld, var_ld

@@ -125,58 +125,77 @@ def estimate(
     try:
         with _compatible_ddeq() as ddeq, contextlib.redirect_stdout(out), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            data = _scene_dataset(ov, lat0, lon0, cfg, noise_level)
-            data.attrs["time"] = str(pd.Timestamp(time))
-            data["time"] = np.datetime64(time, "ns")
-            sources = xr.Dataset(
-                {
-                    "label": ("source", ["hotspot"]),
-                    "lon": ("source", [lon0]),
-                    "lat": ("source", [lat0]),
-                    "diameter": ("source", [1000.0]),
-                    "type": ("source", ["power plant"]),
-                },
-                coords={"source": ["hotspot"]},
-            )
-            dom = ddeq.misc.Domain(
-                "scene",
-                lon0 - cfg.half_width_deg,
-                lat0 - cfg.half_height_deg,
-                lon0 + cfg.half_width_deg,
-                lat0 + cfg.half_height_deg,
-            )
-            crs = ddeq.misc.get_opt_crs(dom)
-            data = ddeq.dplume.detect_plumes(
-                data, sources, variable="NO2", variable_std="NO2_std", filter_type="gaussian", filter_size=0.5,
-                q=cfg.q, crs=crs,
-            )  # fmt: skip
-            n_det = int(data["detected_plume"].sum()) if "detected_plume" in data else 0
-            if n_det == 0:
+            res, n_det = _chain(ddeq, ov, time, lat0, lon0, wind, life, noise_level, cfg)
+            if res is None:
                 return Estimate.failed(METHOD, "ddeq_no_plume_detected")
-            data = ddeq.curves.fit_to_detections(data, n_nodes=3, force_origin=True)
-            data = ddeq.curves.compute_natural_coords(data)
-            data = ddeq.curves.compute_plume_areas(data)
-            data = ddeq.background.estimate(data, "NO2")
-            data = ddeq.emissions.compute_plume_signal(data, "NO2")
-            for v in ("NO2", "NO2_estimated_background", "NO2_minus_estimated_background"):
-                ddeq.emissions.convert_units(data, "NO2", v)
-            winds = xr.Dataset(
-                {
-                    "speed": ("source", [wind.speed]),
-                    "speed_precision": ("source", [wind.sigma_speed]),
-                    "direction": ("source", [wind.direction_from]),
-                },
-                coords={"source": ["hotspot"]},
-            )
-            res = ddeq.csf.estimate_emissions(
-                data, winds, sources, "NO2", crs=crs, dx=cfg.dx_m, method="gauss",
-                decay_time=life.tau_s if np.isfinite(life.tau_s) else None,
-            )  # fmt: skip
     except Exception as e:  # noqa: BLE001 - a failing reference must not stop the stage; it is reported per row
         log.debug("ddeq failed: %s: %s\n%s", type(e).__name__, e, out.getvalue())
         return Estimate.failed(METHOD, f"ddeq_error: {type(e).__name__}")
     if out.getvalue().strip():
         log.debug("ddeq: %s", out.getvalue().strip())
+    return _estimate_from(res, n_det, wind)
+
+
+def _one_source(lat0: float, lon0: float) -> xr.Dataset:
+    """The hotspot as ddeq's source table."""
+    return xr.Dataset(
+        {
+            "label": ("source", ["hotspot"]),
+            "lon": ("source", [lon0]),
+            "lat": ("source", [lat0]),
+            "diameter": ("source", [1000.0]),
+            "type": ("source", ["power plant"]),
+        },
+        coords={"source": ["hotspot"]},
+    )
+
+
+def _chain(ddeq, ov, time, lat0, lon0, wind: Wind, life: Lifetime, noise_level: float, cfg: DdeqConfig):
+    """ddeq's detection -> centre curve -> background -> CSF chain (module doc); (its result, detected pixels), or
+    (None, 0) when it detects no plume."""
+    data = _scene_dataset(ov, lat0, lon0, cfg, noise_level)
+    data.attrs["time"] = str(pd.Timestamp(time))
+    data["time"] = np.datetime64(time, "ns")
+    sources = _one_source(lat0, lon0)
+    dom = ddeq.misc.Domain(
+        "scene",
+        lon0 - cfg.half_width_deg,
+        lat0 - cfg.half_height_deg,
+        lon0 + cfg.half_width_deg,
+        lat0 + cfg.half_height_deg,
+    )
+    crs = ddeq.misc.get_opt_crs(dom)
+    data = ddeq.dplume.detect_plumes(
+        data, sources, variable="NO2", variable_std="NO2_std", filter_type="gaussian", filter_size=0.5,
+        q=cfg.q, crs=crs,
+    )  # fmt: skip
+    n_det = int(data["detected_plume"].sum()) if "detected_plume" in data else 0
+    if n_det == 0:
+        return None, 0
+    data = ddeq.curves.fit_to_detections(data, n_nodes=3, force_origin=True)
+    data = ddeq.curves.compute_natural_coords(data)
+    data = ddeq.curves.compute_plume_areas(data)
+    data = ddeq.background.estimate(data, "NO2")
+    data = ddeq.emissions.compute_plume_signal(data, "NO2")
+    for v in ("NO2", "NO2_estimated_background", "NO2_minus_estimated_background"):
+        ddeq.emissions.convert_units(data, "NO2", v)
+    winds = xr.Dataset(
+        {
+            "speed": ("source", [wind.speed]),
+            "speed_precision": ("source", [wind.sigma_speed]),
+            "direction": ("source", [wind.direction_from]),
+        },
+        coords={"source": ["hotspot"]},
+    )
+    res = ddeq.csf.estimate_emissions(
+        data, winds, sources, "NO2", crs=crs, dx=cfg.dx_m, method="gauss",
+        decay_time=life.tau_s if np.isfinite(life.tau_s) else None,
+    )  # fmt: skip
+    return res, n_det
+
+
+def _estimate_from(res, n_det: int, wind: Wind) -> Estimate:
+    """ddeq's NO2 emission and precision [kg/s] as an Estimate [mol/s], the precision split into wind and noise."""
     if "NO2_emissions" not in res:
         return Estimate.failed(METHOD, "ddeq_no_estimate")
     q = float(np.asarray(res["NO2_emissions"]).ravel()[0]) * KG_S_TO_MOL_S

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time as _time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,50 +106,12 @@ def settings(q: DictConfig, name: str) -> dict[str, Any]:
     direction = str(q.get("direction", "auto"))
     if direction not in DIRECTION_MODES:
         raise ConfigError("quantify.direction", f"must be one of {', '.join(DIRECTION_MODES)} (got {direction!r})")
-    ch = q.get("chemistry") or {}
-    lt = ch.get("lifetime_h", 4.0)
-    chem = chemistry.Chemistry(
-        float(ch.get("nox_no2_ratio", 1.32)),
-        float(ch.get("nox_no2_ratio_sigma", 0.13)),
-        None if lt is None else float(lt),
-        float(ch.get("lifetime_sigma_h", 1.5)),
-    )
-    if not chem.nox_no2_ratio >= 1.0:
-        raise ConfigError(
-            "quantify.chemistry.nox_no2_ratio", f"must be >= 1 (NOx includes NO2; got {chem.nox_no2_ratio})"
-        )
-    if chem.lifetime_h is not None and not chem.lifetime_h > 0:
-        raise ConfigError("quantify.chemistry.lifetime_h", f"must be > 0 hours or null (got {chem.lifetime_h})")
-    co2c = q.get("co2") or {}
-    dr = OmegaConf.to_container(co2c.get("default_ratio"), resolve=True) if co2c.get("default_ratio") else None
-    co2cfg = CO2Config(
-        float(co2c.get("match_km", 10.0)),
-        float(co2c.get("fuel_search_km", 30.0)),
-        float(co2c.get("matched_ratio_rel_sigma", 0.25)),
-        {k: (float(v[0]), float(v[1])) for k, v in dr.items()} if dr else CO2Config().default_ratio,
-    )
-    pc = q.get("period") or {}
-    use = str(pc.get("use", "observed"))
-    if use not in ("observed", "detected"):
-        raise ConfigError("quantify.period.use", f"must be observed or detected (got {use!r})")
-    corr = dict(PeriodConfig().correlation)
-    corr.update({k: float(v) for k, v in (pc.get("correlation") or {}).items()})
-    for k, v in corr.items():
-        if not 0 <= v <= 1:
-            raise ConfigError(f"quantify.period.correlation.{k}", f"must be in 0..1 (got {v})")
+    chem = _chemistry(q.get("chemistry") or {})
+    co2cfg = _co2_config(q.get("co2") or {})
+    period = _period_config(q.get("period") or {})
     ev = q.get("evaluation") or {}
     dd = q.get("ddeq") or {}
-    enabled = str(dd.get("enabled", "auto")).lower()
-    if enabled not in ("auto", "true", "false"):
-        raise ConfigError("quantify.ddeq.enabled", f"must be auto, true or false (got {enabled!r})")
-    if ddeq_ref.METHOD in methods and enabled == "false":
-        methods.remove(ddeq_ref.METHOD)
-    if enabled == "true" and not ddeq_ref.available():
-        raise ConfigError("quantify.ddeq.enabled", "true but ddeq is not installed (pip install ddeq==1.1)")
-    use_ddeq = enabled != "false" and ddeq_ref.available() and ddeq_ref.METHOD in methods
-    if ddeq_ref.METHOD in methods and not use_ddeq:
-        methods.remove(ddeq_ref.METHOD)
-        log.info("ddeq is not installed: the ddeq_csf reference is skipped (quantify.ddeq.enabled=auto)")
+    methods = _with_ddeq(methods, dd)
     return {
         "name": name,
         "methods": methods,
@@ -166,7 +129,7 @@ def settings(q: DictConfig, name: str) -> dict[str, Any]:
         ),
         "ddeq_sites": bool(dd.get("sites", False)),
         "co2": co2cfg,
-        "period": PeriodConfig(float(pc.get("merge_km", 10.0)), use, int(pc.get("min_overpasses", 1)), corr),
+        "period": period,
         "bins": [float(b) for b in (ev.get("bins_t_per_yr") or [2000, 5000, 10000])],
         "acceptance_min_truth": float((ev.get("acceptance") or {}).get("min_truth_t_per_yr", 5000)),
         "acceptance_min_overpasses": int((ev.get("acceptance") or {}).get("min_overpasses", 3)),
@@ -179,6 +142,64 @@ def settings(q: DictConfig, name: str) -> dict[str, Any]:
         "metrics_path": Path(str(q.get("metrics_dir"))) / f"quantify_{name}.json",
         "key": key,
     }
+
+
+def _chemistry(ch) -> chemistry.Chemistry:
+    """``quantify.chemistry``: the NOx/NO2 ratio and the NO2 lifetime, with their 1-sigma."""
+    lt = ch.get("lifetime_h", 4.0)
+    chem = chemistry.Chemistry(
+        float(ch.get("nox_no2_ratio", 1.32)),
+        float(ch.get("nox_no2_ratio_sigma", 0.13)),
+        None if lt is None else float(lt),
+        float(ch.get("lifetime_sigma_h", 1.5)),
+    )
+    if not chem.nox_no2_ratio >= 1.0:
+        raise ConfigError(
+            "quantify.chemistry.nox_no2_ratio", f"must be >= 1 (NOx includes NO2; got {chem.nox_no2_ratio})"
+        )
+    if chem.lifetime_h is not None and not chem.lifetime_h > 0:
+        raise ConfigError("quantify.chemistry.lifetime_h", f"must be > 0 hours or null (got {chem.lifetime_h})")
+    return chem
+
+
+def _co2_config(co2c) -> CO2Config:
+    """``quantify.co2``: inventory matching distances and the CO2/NOx ratios."""
+    dr = OmegaConf.to_container(co2c.get("default_ratio"), resolve=True) if co2c.get("default_ratio") else None
+    return CO2Config(
+        float(co2c.get("match_km", 10.0)),
+        float(co2c.get("fuel_search_km", 30.0)),
+        float(co2c.get("matched_ratio_rel_sigma", 0.25)),
+        {k: (float(v[0]), float(v[1])) for k, v in dr.items()} if dr else CO2Config().default_ratio,
+    )
+
+
+def _period_config(pc) -> PeriodConfig:
+    """``quantify.period``: how overpass estimates of a site are combined."""
+    use = str(pc.get("use", "observed"))
+    if use not in ("observed", "detected"):
+        raise ConfigError("quantify.period.use", f"must be observed or detected (got {use!r})")
+    corr = dict(PeriodConfig().correlation)
+    corr.update({k: float(v) for k, v in (pc.get("correlation") or {}).items()})
+    for k, v in corr.items():
+        if not 0 <= v <= 1:
+            raise ConfigError(f"quantify.period.correlation.{k}", f"must be in 0..1 (got {v})")
+    return PeriodConfig(float(pc.get("merge_km", 10.0)), use, int(pc.get("min_overpasses", 1)), corr)
+
+
+def _with_ddeq(methods: list[str], dd) -> list[str]:
+    """``methods`` without the ddeq reference where ``quantify.ddeq.enabled`` or the installation rule it out."""
+    enabled = str(dd.get("enabled", "auto")).lower()
+    if enabled not in ("auto", "true", "false"):
+        raise ConfigError("quantify.ddeq.enabled", f"must be auto, true or false (got {enabled!r})")
+    if ddeq_ref.METHOD in methods and enabled == "false":
+        methods.remove(ddeq_ref.METHOD)
+    if enabled == "true" and not ddeq_ref.available():
+        raise ConfigError("quantify.ddeq.enabled", "true but ddeq is not installed (pip install ddeq==1.1)")
+    use_ddeq = enabled != "false" and ddeq_ref.available() and ddeq_ref.METHOD in methods
+    if ddeq_ref.METHOD in methods and not use_ddeq:
+        methods.remove(ddeq_ref.METHOD)
+        log.info("ddeq is not installed: the ddeq_csf reference is skipped (quantify.ddeq.enabled=auto)")
+    return methods
 
 
 def collections(cfg: DictConfig) -> list[str]:
@@ -308,6 +329,7 @@ def quantify_collection(cfg: DictConfig, name: str, model_uncertainty: Callable 
         s["methods"],
     )
     site_ratio = {int(r.site_id): matcher.ratio(r.lat, r.lon) for r in sites.itertuples()}
+    ctx = _Context(s, sites, site_ratio, matcher, inv, model_uncertainty)
 
     rows_h, rows_s = [], []
     n_ov = 0
@@ -318,52 +340,8 @@ def quantify_collection(cfg: DictConfig, name: str, model_uncertainty: Callable 
         pts_lat = list(h["peak_lat"]) + list(sites["lat"])
         pts_lon = list(h["peak_lon"]) + list(sites["lon"])
         ws: WindSample = winds.at(pts_lat, pts_lon, t) if pts_lat else None
-        pos = list(zip(h["peak_lat"], h["peak_lon"]))
-        for i, r in enumerate(h.itertuples()):
-            others = [p for j, p in enumerate(pos) if j != i]
-            wrow = ws.row(i)
-            ests, info = quantify_point(ov, t, r.peak_lat, r.peak_lon, wrow, s, others, model_uncertainty, r._asdict())
-            ratio = matcher.ratio(r.peak_lat, r.peak_lon)
-            base = {
-                "hotspot_id": int(r.hotspot_id),
-                "site_id": int(r.site_id),
-                "time": str(pd.Timestamp(t))[:19],
-                "lat": float(r.peak_lat),
-                "lon": float(r.peak_lon),
-                **wrow,
-                **info,
-                "lifetime_h": s["chemistry"].lifetime_h,
-                "inventory_nox_t_per_yr": nox_at(inv, ratio.matched_ids, t),
-                "inventory_co2_t_per_yr": ratio.co2_t_per_yr,
-                "inventory_ids": " ".join(ratio.matched_ids),
-            }
-            rows_h += estimate_rows(ests, base, ratio)
-        detected_sites = set(h["site_id"].astype(int))
-        for k, site in enumerate(sites.itertuples()):
-            sid = int(site.site_id)
-            detected = sid in detected_sites
-            if s["period"].use == "detected" and not detected:
-                continue
-            others = [p for p in pos if _km(p, (site.lat, site.lon)) > s["period"].merge_km]
-            wrow = ws.row(len(h) + k)
-            ss = s if s["ddeq_sites"] else {**s, "methods": [m for m in s["methods"] if m != ddeq_ref.METHOD]}
-            ests, info = quantify_point(
-                ov, t, site.lat, site.lon, wrow, ss, others, model_uncertainty, {"site_id": sid}
-            )
-            if all(e.flags == ["not_observed"] or "disk_not_observed" in e.flags for e in ests):
-                continue
-            ratio = site_ratio[sid]
-            base = {
-                "site_id": sid,
-                "time": str(pd.Timestamp(t))[:19],
-                "lat": float(site.lat),
-                "lon": float(site.lon),
-                "detected": detected,
-                **wrow,
-                **info,
-                "inventory_nox_t_per_yr": nox_at(inv, ratio.matched_ids, t),
-            }
-            rows_s += estimate_rows(ests, base, ratio)
+        rows_h += _hotspot_rows(ctx, ov, t, h, ws)
+        rows_s += _site_rows(ctx, ov, t, h, ws)
 
     est_h = pd.DataFrame(rows_h, columns=None if rows_h else list(EMPTY_COLUMNS))
     est_s = pd.DataFrame(rows_s, columns=None if rows_s else list(EMPTY_COLUMNS))
@@ -371,6 +349,80 @@ def quantify_collection(cfg: DictConfig, name: str, model_uncertainty: Callable 
     wide = hotspot_wide(hot, est_h, s)
     summary = write_outputs(name, s, est_h, est_s, period, wide, winds.describe(), n_ov, inv is not None, t0)
     return summary
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every overpass of a collection is quantified with."""
+
+    s: dict
+    sites: pd.DataFrame
+    site_ratio: dict
+    matcher: InventoryMatcher
+    inv: pd.DataFrame | None
+    model_uncertainty: Callable | None
+
+
+def _hotspot_rows(ctx: _Context, ov, t, h: pd.DataFrame, ws) -> list[dict]:
+    """Estimate rows of the overpass's hotspots (points 0..len(h)-1 of the wind sample ``ws``)."""
+    s = ctx.s
+    pos = list(zip(h["peak_lat"], h["peak_lon"]))
+    rows = []
+    for i, r in enumerate(h.itertuples()):
+        others = [p for j, p in enumerate(pos) if j != i]
+        wrow = ws.row(i)
+        ests, info = quantify_point(ov, t, r.peak_lat, r.peak_lon, wrow, s, others, ctx.model_uncertainty, r._asdict())
+        ratio = ctx.matcher.ratio(r.peak_lat, r.peak_lon)
+        base = {
+            "hotspot_id": int(r.hotspot_id),
+            "site_id": int(r.site_id),
+            "time": str(pd.Timestamp(t))[:19],
+            "lat": float(r.peak_lat),
+            "lon": float(r.peak_lon),
+            **wrow,
+            **info,
+            "lifetime_h": s["chemistry"].lifetime_h,
+            "inventory_nox_t_per_yr": nox_at(ctx.inv, ratio.matched_ids, t),
+            "inventory_co2_t_per_yr": ratio.co2_t_per_yr,
+            "inventory_ids": " ".join(ratio.matched_ids),
+        }
+        rows += estimate_rows(ests, base, ratio)
+    return rows
+
+
+def _site_rows(ctx: _Context, ov, t, h: pd.DataFrame, ws) -> list[dict]:
+    """Estimate rows of the collection's sites in this overpass (points after the hotspots in ``ws``); sites not
+    observed are left out, and with ``period.use: detected`` so are sites without a hotspot in this overpass."""
+    s = ctx.s
+    pos = list(zip(h["peak_lat"], h["peak_lon"]))
+    detected_sites = set(h["site_id"].astype(int))
+    rows = []
+    for k, site in enumerate(ctx.sites.itertuples()):
+        sid = int(site.site_id)
+        detected = sid in detected_sites
+        if s["period"].use == "detected" and not detected:
+            continue
+        others = [p for p in pos if _km(p, (site.lat, site.lon)) > s["period"].merge_km]
+        wrow = ws.row(len(h) + k)
+        ss = s if s["ddeq_sites"] else {**s, "methods": [m for m in s["methods"] if m != ddeq_ref.METHOD]}
+        ests, info = quantify_point(
+            ov, t, site.lat, site.lon, wrow, ss, others, ctx.model_uncertainty, {"site_id": sid}
+        )
+        if all(e.flags == ["not_observed"] or "disk_not_observed" in e.flags for e in ests):
+            continue
+        ratio = ctx.site_ratio[sid]
+        base = {
+            "site_id": sid,
+            "time": str(pd.Timestamp(t))[:19],
+            "lat": float(site.lat),
+            "lon": float(site.lon),
+            "detected": detected,
+            **wrow,
+            **info,
+            "inventory_nox_t_per_yr": nox_at(ctx.inv, ratio.matched_ids, t),
+        }
+        rows += estimate_rows(ests, base, ratio)
+    return rows
 
 
 def _km(a, b) -> float:
