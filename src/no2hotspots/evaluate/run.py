@@ -106,14 +106,7 @@ def evaluate_collection(cfg: DictConfig, name: str) -> dict:
     """Run the evaluation of one collection, write its outputs and return its flat metrics."""
     t0 = time.perf_counter()
     s = settings.settings_for(cfg, name)
-    mode = settings.log_to(cfg)
-    if mode == "model_run" and settings.differs_from_pipeline(cfg):
-        log.warning(
-            "evaluate %s: the evaluate settings differ from params.yaml (a run by hand with overrides): logging to a "
-            "new MLflow run tagged evaluates_run, not over the pipeline's evaluation of the model's run",
-            name,
-        )
-        mode = "new_run"
+    mode = _log_mode(cfg, name)
     per_unit = require_int(cfg, "evaluate.overpasses_per_unit", 1)
     ing_dir, ddir = settings.ingest_dir(cfg, name), settings.detect_dir(cfg, name)
     grid = grid_contract.open_grid(ing_dir)
@@ -130,95 +123,135 @@ def evaluate_collection(cfg: DictConfig, name: str) -> dict:
     freq = str(s.timeseries.period)
     periods = sorted({period_of(t, freq) for t in index["time"]})
     ctx = stream_context(s, scene, tables, grid, points, series_pairs, periods, ing_dir, ddir, name)
-
-    # the one pass over the overpass files, in units on Dask
-    from ..parallel import map_units
-
-    batches = stream.batches(index, lambda t: period_of(t, freq), per_unit)
-    sums = stream.empty_sums(ctx)
-    for part in map_units(stream.accumulate_batch, batches, cfg, desc=f"evaluate {name}", shared={"ctx": ctx}):
-        stream.add_sums(sums, part)
+    sums, n_units = stream_pass(cfg, name, ctx, index, freq, per_unit)
     obs = observation_count(s, sums, grid, scene)
-    scene.obs, scene.sums = obs.values, sums
-    n_src = len(scene.src)
-    scene.n_valid = sums["series"]["n_valid"][:n_src].sum(axis=1)
-    scene.src["obs_count"] = scene.obs[scene.src["iy"], scene.src["ix"]] if n_src else np.zeros(0, int)
-    scene.src["observed"] = scene.src["obs_count"] >= int(s.min_observations)
+    add_observations(s, scene, sums, obs)
 
     # every table by the same code; the model's time series and change test
     results = {t.name: evaluate_table(t, scene) for t in tables}
     if model.per_overpass:
-        _site_frequency(results[model.name], sums, n_src)
+        _site_frequency(results[model.name], sums, len(scene.src))
     series = timeseries.series_table(points, periods, sums, _nox_per_period(model.df, series_pairs, freq))
-    changes = timeseries.change_table(
-        points, periods, sums, alpha=float(s.timeseries.alpha), min_valid=int(s.timeseries.min_valid)
-    )
-    has_truth_change = {"change_date", "change_factor"} <= set(scene.src.columns)
-    if has_truth_change:
-        changes = timeseries.injected(changes, scene.src, periods, freq, int(s.timeseries.tolerance_periods))
+    changes, has_truth_change = _changes(s, scene, points, periods, sums, freq)
     metrics = _metrics(tables, results, scene, sums, changes, has_truth_change, index, s)
     side = side_by_side(tables, results)
 
     out_dir = settings.out_dir(cfg, name)
-    with atomic_path(out_dir, is_dir=True) as tmp:
-        obs.to_dataset().assign_attrs(
-            Conventions="CF-1.10", title=f"valid observations per {s.grid_res_deg:g} deg cell (Fig. 8)", collection=name
-        ).to_netcdf(tmp / "obs_count.nc", engine="netcdf4")
-        write_csv(side, tmp / "table2_side_by_side.csv")
-        write_csv(summary_side_by_side(tables, results), tmp / "summary_side_by_side.csv")
-        for t in tables:
-            for fname, df in results[t.name][0].items():
-                if fname == "hotspots_matched":
-                    df = df.assign(time=_iso(df["time"]))
-                write_csv(df, tmp / t.name / f"{fname}.csv")
-        write_csv(series, tmp / "timeseries.csv")
-        write_csv(changes, tmp / "changes.csv")
-        stream_info = {
+    summary = {
+        "collection": name,
+        "settings": OmegaConf.to_container(s, resolve=True),
+        "tables": [{"name": t.name, "kind": t.kind, "rows": int(len(t.df))} for t in tables],
+        "stream": {
             "n_overpasses": int(sums["n_overpasses"]),
-            "n_units": len(batches),
+            "n_units": n_units,
             "n_relative_emission_files": int(sums["n_rel_files"]),
             "n_truth_files": int(sums["n_truth"]),
-        }
-        summary = {
-            "collection": name,
-            "settings": OmegaConf.to_container(s, resolve=True),
-            "tables": [{"name": t.name, "kind": t.kind, "rows": int(len(t.df))} for t in tables],
-            "stream": stream_info,
-            "detect": detect_meta,
-            "metrics": metrics,
-        }
-        write_text(tmp / "evaluate.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
+        },
+        "detect": detect_meta,
+        "metrics": metrics,
+    }
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        _write_folder(tmp, name, s, obs, tables, results, side, series, changes, summary)
         if s.maps:
             _figures(tmp, name, grid, ddir, tables, results, scene, series, changes, s)
-    # paper figures first (write_json would sort the keys)
-    write_text(
-        Path(str(cfg.paths.metrics)) / f"evaluate_{name}.json",
-        json.dumps(metrics, indent=2, default=_json_default) + "\n",
-    )
-    t2 = results[model.name][0]["table2"]
-    write_csv(
-        t2[["bin", "range", "n_total", "n_observed", "n_found", "rate"]],
-        Path(str(cfg.paths.plots)) / "evaluate" / f"{name}_table2.csv",
-    )
-    headline = ("table2_rate_all", "table2_strict_rate_all", "site_precision", "chance_floor")
-    log.info(
-        "evaluate %s (%d overpasses, %d tables, %.1f s): %s",
-        name,
-        sums["n_overpasses"],
-        len(tables),
-        time.perf_counter() - t0,
-        ", ".join(
-            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in metrics.items()
-            if k.split("/")[-1].startswith(headline)
-        ),
-    )
+    _write_metrics_and_plot_data(cfg, name, metrics, results[model.name][0]["table2"])
+    _log_headline(name, sums, tables, metrics, time.perf_counter() - t0)
     if mode != "none":
         from .mlflow_log import log_evaluation
 
         digest_ = digest(OmegaConf.to_container(s, resolve=True))
         log_evaluation(cfg, name, mode, detect_meta.get("run_id"), metrics, out_dir, side, digest_)
     return metrics
+
+
+def _log_mode(cfg: DictConfig, name: str) -> str:
+    """``evaluate.log_to``, turned into ``new_run`` for a run by hand whose settings differ from params.yaml."""
+    mode = settings.log_to(cfg)
+    if mode == "model_run" and settings.differs_from_pipeline(cfg):
+        log.warning(
+            "evaluate %s: the evaluate settings differ from params.yaml (a run by hand with overrides): logging to a "
+            "new MLflow run tagged evaluates_run, not over the pipeline's evaluation of the model's run",
+            name,
+        )
+        mode = "new_run"
+    return mode
+
+
+def stream_pass(cfg: DictConfig, name: str, ctx: stream.Context, index, freq: str, per_unit: int) -> tuple[dict, int]:
+    """The one pass over the overpass files, in units on Dask: the reduced sums and the number of units."""
+    from ..parallel import map_units
+
+    batches = stream.batches(index, lambda t: period_of(t, freq), per_unit)
+    sums = stream.empty_sums(ctx)
+    for part in map_units(stream.accumulate_batch, batches, cfg, desc=f"evaluate {name}", shared={"ctx": ctx}):
+        stream.add_sums(sums, part)
+    return sums, len(batches)
+
+
+def add_observations(s, scene: Scene, sums: dict, obs) -> None:
+    """Put the pass's results on the scene: observation counts per cell and per source, valid overpasses."""
+    scene.obs, scene.sums = obs.values, sums
+    n_src = len(scene.src)
+    scene.n_valid = sums["series"]["n_valid"][:n_src].sum(axis=1)
+    scene.src["obs_count"] = scene.obs[scene.src["iy"], scene.src["ix"]] if n_src else np.zeros(0, int)
+    scene.src["observed"] = scene.src["obs_count"] >= int(s.min_observations)
+
+
+def _changes(s, scene: Scene, points, periods, sums: dict, freq: str) -> tuple[pd.DataFrame, bool]:
+    """The change test per followed point, checked against the injected changes where the truth has them."""
+    changes = timeseries.change_table(
+        points, periods, sums, alpha=float(s.timeseries.alpha), min_valid=int(s.timeseries.min_valid)
+    )
+    has_truth_change = {"change_date", "change_factor"} <= set(scene.src.columns)
+    if has_truth_change:
+        changes = timeseries.injected(changes, scene.src, periods, freq, int(s.timeseries.tolerance_periods))
+    return changes, has_truth_change
+
+
+def _write_folder(tmp: Path, name: str, s, obs, tables, results, side, series, changes, summary: dict) -> None:
+    """The collection's tables, observation counts and evaluate.json into the folder being assembled."""
+    obs.to_dataset().assign_attrs(
+        Conventions="CF-1.10", title=f"valid observations per {s.grid_res_deg:g} deg cell (Fig. 8)", collection=name
+    ).to_netcdf(tmp / "obs_count.nc", engine="netcdf4")
+    write_csv(side, tmp / "table2_side_by_side.csv")
+    write_csv(summary_side_by_side(tables, results), tmp / "summary_side_by_side.csv")
+    for t in tables:
+        for fname, df in results[t.name][0].items():
+            if fname == "hotspots_matched":
+                df = df.assign(time=_iso(df["time"]))
+            write_csv(df, tmp / t.name / f"{fname}.csv")
+    write_csv(series, tmp / "timeseries.csv")
+    write_csv(changes, tmp / "changes.csv")
+    write_text(tmp / "evaluate.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
+
+
+def _write_metrics_and_plot_data(cfg: DictConfig, name: str, metrics: dict, table2: pd.DataFrame) -> None:
+    """``metrics/evaluate_<c>.json`` (the paper's figures first: write_json would sort the keys) and the Table 2
+    plot data."""
+    write_text(
+        Path(str(cfg.paths.metrics)) / f"evaluate_{name}.json",
+        json.dumps(metrics, indent=2, default=_json_default) + "\n",
+    )
+    write_csv(
+        table2[["bin", "range", "n_total", "n_observed", "n_found", "rate"]],
+        Path(str(cfg.paths.plots)) / "evaluate" / f"{name}_table2.csv",
+    )
+
+
+def _log_headline(name: str, sums: dict, tables, metrics: dict, seconds: float) -> None:
+    headline = ("table2_rate_all", "table2_strict_rate_all", "site_precision", "chance_floor")
+    log.info(
+        "evaluate %s (%d overpasses, %d tables, %.1f s): %s",
+        name,
+        sums["n_overpasses"],
+        len(tables),
+        seconds,
+        ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in metrics.items()
+            if k.split("/")[-1].startswith(headline)
+        ),
+    )
 
 
 def _site_frequency(result, sums: dict, n_src: int) -> None:
@@ -521,23 +554,30 @@ def _figures(tmp: Path, name: str, grid, ddir: Path, tables, results, scene: Sce
             res_coast=coast,
         )
     if len(series):
-        per = str(s.timeseries.period)
-        regions = list((s.regions or {}).keys())
-        labels = series["region"].fillna("").astype(str)
-        groups = [(r, labels == r) for r in regions] + [("other" if regions else "all", labels == "")]
-        for region, sel in groups:
-            if not sel.any():
-                continue
-            pts = series.loc[sel, "point"].unique()
-            maps.timeseries_plot(
-                series[sel],
-                changes.loc[pts],
-                region,
-                int(s.timeseries.max_lines),
-                label,
-                tmp / f"timeseries_{region}.png",
-                f"{name}, {region}: {_PERIOD_WORDS.get(per, f'per {per} period')} series of the {model.name} table",
-            )
+        _timeseries_figures(tmp, name, model.name, series, changes, label, s)
+
+
+def _timeseries_figures(tmp: Path, name: str, table: str, series, changes, label: str, s) -> None:
+    """One time-series figure per region (and one for the points outside every region)."""
+    from . import maps
+
+    per = str(s.timeseries.period)
+    regions = list((s.regions or {}).keys())
+    labels = series["region"].fillna("").astype(str)
+    groups = [(r, labels == r) for r in regions] + [("other" if regions else "all", labels == "")]
+    for region, sel in groups:
+        if not sel.any():
+            continue
+        pts = series.loc[sel, "point"].unique()
+        maps.timeseries_plot(
+            series[sel],
+            changes.loc[pts],
+            region,
+            int(s.timeseries.max_lines),
+            label,
+            tmp / f"timeseries_{region}.png",
+            f"{name}, {region}: {_PERIOD_WORDS.get(per, f'per {per} period')} series of the {table} table",
+        )
 
 
 _PERIOD_WORDS = {"M": "monthly", "W": "weekly", "D": "daily", "Q": "quarterly"}

@@ -64,58 +64,23 @@ def settings_for(cfg: DictConfig, name: str) -> DictConfig:
         top = k.split(".")[0]
         return f"evaluate.collections.{name}.{k}" if top in over else f"evaluate.{k}"
 
-    def number(k, lo=None, hi=None, lo_open=False, hi_open=False, integer=False):
-        v = OmegaConf.select(s, k)
-        try:
-            ok = not isinstance(v, bool) and (isinstance(v, int) if integer else isinstance(v, (int, float)))
-            if ok and lo is not None:
-                ok = v > lo if lo_open else v >= lo
-            if ok and hi is not None:
-                ok = v < hi if hi_open else v <= hi
-        except TypeError:
-            ok = False
-        if not ok:
-            what = "an integer" if integer else "a number"
-            rng = ""
-            if lo is not None:
-                rng += f" {'>' if lo_open else '>='} {lo}"
-            if hi is not None:
-                rng += f"{' and' if rng else ''} {'<' if hi_open else '<='} {hi}"
-            raise ConfigError(key(k), f"must be {what}{rng} (got {v!r})")
-        return v
-
-    def ascending(k):
-        v = OmegaConf.select(s, k)
-        ok = OmegaConf.is_list(v) and len(v) > 0
-        if ok:
-            try:
-                vals = [float(x) for x in v]
-                ok = all(x >= 0 for x in vals) and vals == sorted(vals) and len(set(vals)) == len(vals)
-            except (TypeError, ValueError):
-                ok = False
-        if not ok:
-            raise ConfigError(key(k), f"must be a non-empty ascending list of distinct numbers >= 0 (got {v!r})")
-
+    number = lambda k, *a, **kw: _number(s, key(k), k, *a, **kw)  # noqa: E731
     number("grid_res_deg", 0, 10, lo_open=True)
-    if s.obs_method not in ("coverage", "max", "median"):
-        raise ConfigError(key("obs_method"), f"must be coverage, max or median (got {s.obs_method!r})")
+    _one_of(s, key, "obs_method", ("coverage", "max", "median"))
     number("coverage_min", 0, 1, hi_open=True)
     for k in ("nox_bins", "recall_emission_bins_t_per_yr", "recall_obs_bins", "recall_neighbour_bins_km"):
-        ascending(k)
+        _ascending(s, key(k), k)
     number("min_observations", 0, integer=True)
     number("min_detections", 1, integer=True)
-    if s.match_mode not in ("cell", "distance"):
-        raise ConfigError(key("match_mode"), f"must be cell or distance (got {s.match_mode!r})")
-    if s.source_rule not in SOURCE_RULES:
-        raise ConfigError(key("source_rule"), f"must be one of {', '.join(SOURCE_RULES)} (got {s.source_rule!r})")
+    _one_of(s, key, "match_mode", ("cell", "distance"))
+    _one_of(s, key, "source_rule", SOURCE_RULES)
     for k in ("match_distance_km", "merge_distance_km", "co2_threshold_kt_per_month", "point_radius_km"):
         number(k, 0)
-    if s.chance_neighbourhood not in (4, 8):
-        raise ConfigError(key("chance_neighbourhood"), f"must be 4 or 8 (got {s.chance_neighbourhood!r})")
+    _one_of(s, key, "chance_neighbourhood", (4, 8))
     number("point_valid_coverage", 0, 1, lo_open=True)
     number("fig9b_min_rel_emission", 0, 1)
     number("cloud_edge.cloud_fraction", 0, 1, lo_open=True)
-    ascending("cloud_edge.bins_km")
+    _ascending(s, key("cloud_edge.bins_km"), "cloud_edge.bins_km")
     _period(s.timeseries.period, key("timeseries.period"))
     number("timeseries.alpha", 0, 1, lo_open=True, hi_open=True)
     number("timeseries.min_valid", 1, integer=True)
@@ -123,17 +88,73 @@ def settings_for(cfg: DictConfig, name: str) -> DictConfig:
     number("timeseries.max_lines", 1, integer=True)
     if not isinstance(s.maps, bool):
         raise ConfigError(key("maps"), f"must be true or false (got {s.maps!r})")
-    if s.coastline_resolution not in ("c", "l", "i"):
-        raise ConfigError(key("coastline_resolution"), f"must be c, l or i (got {s.coastline_resolution!r})")
-    if s.regions is not None:
-        if not OmegaConf.is_dict(s.regions):
-            raise ConfigError(key("regions"), "must be a mapping name -> {lat_min, lat_max, lon_min, lon_max}")
-        from ..inventory.gridding import bbox_tuple
-
-        for r, box in s.regions.items():
-            plain_name(r, key(f"regions.{r}"))
-            bbox_tuple(box, key(f"regions.{r}"))
+    _one_of(s, key, "coastline_resolution", ("c", "l", "i"))
+    _regions(s.regions, key)
     return s
+
+
+#: how a bad choice is worded, per key checked by _one_of
+_CHOICES = {
+    "obs_method": "coverage, max or median",
+    "match_mode": "cell or distance",
+    "source_rule": "one of " + ", ".join(SOURCE_RULES),
+    "chance_neighbourhood": "4 or 8",
+    "coastline_resolution": "c, l or i",
+}
+
+
+def _one_of(s: DictConfig, key, k: str, allowed) -> None:
+    v = s[k]
+    if v not in allowed:
+        raise ConfigError(key(k), f"must be {_CHOICES[k]} (got {v!r})")
+
+
+def _number(s: DictConfig, where: str, k, lo=None, hi=None, lo_open=False, hi_open=False, integer=False):
+    """``s.<k>`` if it is a number (an integer with ``integer``) in the given range, else a ConfigError at ``where``."""
+    v = OmegaConf.select(s, k)
+    try:
+        ok = not isinstance(v, bool) and (isinstance(v, int) if integer else isinstance(v, (int, float)))
+        if ok and lo is not None:
+            ok = v > lo if lo_open else v >= lo
+        if ok and hi is not None:
+            ok = v < hi if hi_open else v <= hi
+    except TypeError:
+        ok = False
+    if not ok:
+        what = "an integer" if integer else "a number"
+        rng = ""
+        if lo is not None:
+            rng += f" {'>' if lo_open else '>='} {lo}"
+        if hi is not None:
+            rng += f"{' and' if rng else ''} {'<' if hi_open else '<='} {hi}"
+        raise ConfigError(where, f"must be {what}{rng} (got {v!r})")
+    return v
+
+
+def _ascending(s: DictConfig, where: str, k: str) -> None:
+    v = OmegaConf.select(s, k)
+    ok = OmegaConf.is_list(v) and len(v) > 0
+    if ok:
+        try:
+            vals = [float(x) for x in v]
+            ok = all(x >= 0 for x in vals) and vals == sorted(vals) and len(set(vals)) == len(vals)
+        except (TypeError, ValueError):
+            ok = False
+    if not ok:
+        raise ConfigError(where, f"must be a non-empty ascending list of distinct numbers >= 0 (got {v!r})")
+
+
+def _regions(regions, key) -> None:
+    """``regions``: null, or a mapping of plain names to boxes."""
+    if regions is None:
+        return
+    if not OmegaConf.is_dict(regions):
+        raise ConfigError(key("regions"), "must be a mapping name -> {lat_min, lat_max, lon_min, lon_max}")
+    from ..inventory.gridding import bbox_tuple
+
+    for r, box in regions.items():
+        plain_name(r, key(f"regions.{r}"))
+        bbox_tuple(box, key(f"regions.{r}"))
 
 
 def _period(value, key: str) -> None:

@@ -72,52 +72,74 @@ def min_detections(table: Table, s) -> int:
 def evaluate_table(table: Table, scene: Scene) -> tuple[dict[str, pd.DataFrame], tuple[dict, dict]]:
     """Every table, figure number and metric of one hotspot table: (tables, (paper metrics, other metrics))."""
     s = scene.s
-    K = int(s.min_observations)
     md = min_detections(table, s)
-    mode, dkm = str(s.match_mode), float(s.match_distance_km)
-    hot = table.df
     out: dict[str, pd.DataFrame] = {}
+    out["cells"], out["table2"], out["table2_strict"] = _table2(table, scene, md)
+    out["chance_floor"] = _chance_floor(table, scene, md)
+    floor = overlap.rate_of(out["chance_floor"])
+    out["sources"] = src = _sources(table, scene, md)
+    out["co2_overlap"], out["co2_overlap_by_region"] = _co2_overlap(src, s)
 
-    # --- Table 2: inventory cells by NOx bin, the paper's rule and the strict one
+    # --- precision, sites, localisation
+    det, sites = precision.match_hotspots(
+        table.df, scene.inv, match_distance_km=float(s.match_distance_km), merge_distance_km=float(s.merge_distance_km)
+    )
+    out["hotspots_matched"] = det
+    out["hotspot_sites"] = sites
+    out["precision"] = precision.precision_table(det, sites)
+    out["localisation"] = precision.localisation_table(det)
+    out.update(_recall_curves(table, scene, src, md))
+    metrics = _metrics(table, out, floor, s)
+    return out, metrics
+
+
+def _table2(table: Table, scene: Scene, md: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Table 2: inventory cells by NOx bin under the paper's rule and the strict one; (cells, table2, strict)."""
+    s = scene.s
+    K = int(s.min_observations)
+    hot = table.df
     cells = overlap.inventory_cells(scene.gridded, scene.obs)
     cells["observed"] = cells["obs_count"] >= K
     cells["n_detections"] = overlap.match_cells(
-        cells, hot, scene.lat_edges, scene.lon_edges, mode=mode, distance_km=dkm
+        cells, hot, scene.lat_edges, scene.lon_edges, mode=str(s.match_mode), distance_km=float(s.match_distance_km)
     )
     cells["found"] = cells["observed"] & (cells["n_detections"] >= md)
     cells["n_detections_strict"] = overlap.match_cells_strict(cells, hot, table.hs)
     cells["found_strict"] = cells["observed"] & (cells["n_detections_strict"] >= md)
     t2 = overlap.table2(cells, list(s.nox_bins), K)
     t2s = overlap.table2(cells.assign(found=cells["found_strict"]), list(s.nox_bins), K)
-    out["cells"] = cells
-    out["table2"] = t2
-    out["table2_strict"] = t2s
+    return cells, t2, t2s
 
-    # --- chance floor: source-free cells next to a source cell, counted like Table 2
+
+def _chance_floor(table: Table, scene: Scene, md: int) -> pd.DataFrame:
+    """Source-free cells next to a source cell, counted like Table 2."""
+    s = scene.s
     source_cells = scene.gridded["n_sources"].values > 0
-    chance = overlap.chance_floor(
+    return overlap.chance_floor(
         source_cells,
         scene.obs,
-        hot,
+        table.df,
         scene.lat_edges,
         scene.lon_edges,
         neighbourhood=int(s.chance_neighbourhood),
-        mode=mode,
-        distance_km=dkm,
-        min_observations=K,
+        mode=str(s.match_mode),
+        distance_km=float(s.match_distance_km),
+        min_observations=int(s.min_observations),
         min_detections=md,
     )
-    out["chance_floor"] = chance
-    floor = overlap.rate_of(chance)
 
-    # --- sources inside the grid under each rule
+
+def _sources(table: Table, scene: Scene, md: int) -> pd.DataFrame:
+    """The inventory sources inside the grid, found or not under each rule (and, for the model's per-overpass
+    table, their detection frequency over the valid overpasses)."""
+    s = scene.s
     src = scene.src[["id", "lat", "lon", "nox_t_per_yr", "co2_t_per_yr", "obs_count", "observed", "region", "nn_km"]]
     src = src.copy()
     for rule in RULES:
         n = matching.n_overpasses(table.pairs[rule], len(src))
         src[f"n_detections_{rule}"] = n
         src[f"found_{rule}"] = src["observed"] & (n >= md)
-    paper_rule = "cell" if mode == "cell" else "distance"
+    paper_rule = "cell" if str(s.match_mode) == "cell" else "distance"
     src["matched"] = src[f"found_{paper_rule}"]
     if table.per_overpass and table.name in {t for t, _ in scene.rule_names}:
         src["n_valid"] = scene.n_valid
@@ -128,49 +150,46 @@ def evaluate_table(table: Table, scene: Scene) -> tuple[dict[str, pd.DataFrame],
             src["detection_frequency"] = np.where(
                 src["n_valid"] > 0, src[f"n_detections_valid_{s.source_rule}"] / np.maximum(src["n_valid"], 1), np.nan
             )
-    out["sources"] = src
+    return src
 
-    # --- Fig. 10: strong CO2 sources with a hotspot, by region (paper rule and strict)
+
+def _co2_overlap(src: pd.DataFrame, s) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fig. 10: the strong CO2 sources and, by region, the share with a hotspot (paper rule and strict)."""
     thr = float(s.co2_threshold_kt_per_month) * 1000.0 * 12.0
     strong = src[src["co2_t_per_yr"] >= thr].reset_index(drop=True)
-    out["co2_overlap"] = strong
     co2 = overlap.co2_overlap_by_region(strong, s.regions, "evaluate.regions")
     co2_strict = overlap.co2_overlap_by_region(
         strong.assign(matched=strong["found_strict"]), s.regions, "evaluate.regions"
     )
-    out["co2_overlap_by_region"] = co2.merge(
+    by_region = co2.merge(
         co2_strict[["region", "n_matched", "pct_matched"]].rename(
             columns={"n_matched": "n_matched_strict", "pct_matched": "pct_matched_strict"}
         ),
         on="region",
     )
+    return strong, by_region
 
-    # --- precision, sites, localisation
-    det, sites = precision.match_hotspots(
-        hot, scene.inv, match_distance_km=dkm, merge_distance_km=float(s.merge_distance_km)
-    )
-    out["hotspots_matched"] = det
-    out["hotspot_sites"] = sites
-    out["precision"] = precision.precision_table(det, sites)
-    out["localisation"] = precision.localisation_table(det)
 
-    # --- recall curves, every rule side by side
+def _recall_curves(table: Table, scene: Scene, src: pd.DataFrame, md: int) -> dict[str, pd.DataFrame]:
+    """Recall by emission, observation count, neighbour distance (and cloud-edge distance), every rule side by
+    side."""
+    s = scene.s
     found = {r: src[f"found_{r}"].to_numpy(bool) for r in RULES}
-    out["recall_by_emission"] = rules_by_bins(
-        src["nox_t_per_yr"], s.recall_emission_bins_t_per_yr, src["observed"], found
-    )
-    out["recall_by_obs"] = rules_by_bins(
-        src["obs_count"],
-        s.recall_obs_bins,
-        np.ones(len(src), bool),
-        {r: (src[f"n_detections_{r}"] >= md).to_numpy() for r in RULES},
-    )
-    out["recall_by_neighbour"] = rules_by_bins(src["nn_km"], s.recall_neighbour_bins_km, src["observed"], found)
+    out = {
+        "recall_by_emission": rules_by_bins(
+            src["nox_t_per_yr"], s.recall_emission_bins_t_per_yr, src["observed"], found
+        ),
+        "recall_by_obs": rules_by_bins(
+            src["obs_count"],
+            s.recall_obs_bins,
+            np.ones(len(src), bool),
+            {r: (src[f"n_detections_{r}"] >= md).to_numpy() for r in RULES},
+        ),
+        "recall_by_neighbour": rules_by_bins(src["nn_km"], s.recall_neighbour_bins_km, src["observed"], found),
+    }
     if table.per_overpass and scene.sums.get("n_truth", 0) and (table.name, RULES[0]) in scene.rule_names:
         out["recall_by_cloud_edge"] = cloud_edge_table(table.name, scene)
-
-    metrics = _metrics(table, out, floor, s)
-    return out, metrics
+    return out
 
 
 def rules_by_bins(values, edges, observed, found: dict[str, np.ndarray]) -> pd.DataFrame:
