@@ -150,7 +150,8 @@ def separation_violations(sep: np.ndarray, n_listed: np.ndarray, split: str, cfg
     return np.isfinite(sep) & (sep < floor - tol)
 
 
-def _shard_rows(path: Path, split: str, cfg) -> pd.DataFrame:
+def _read_shard(path: Path, split: str) -> dict:
+    """The arrays of one shard the per-scene checks use (variables and attributes the contract requires)."""
     import xarray as xr
 
     try:
@@ -163,43 +164,45 @@ def _shard_rows(path: Path, split: str, cfg) -> pd.DataFrame:
             raise InputFileError(path, f"missing variable(s) {', '.join(missing)} (see docs/contracts.md)")
         if "footprint_px" not in ds.attrs:
             raise InputFileError(path, "missing global attribute footprint_px (see docs/contracts.md)")
-        k = float(ds.attrs["footprint_px"])
         no2 = ds["no2"].values.astype(np.float64)
-        valid = ds["valid"].values
-        emission = ds["emission"].values.astype(np.float64)
         n = no2.shape[0]
-        srow = ds["source_row"].values.astype(float).reshape(n, -1)
-        scol = ds["source_col"].values.astype(float).reshape(n, -1)
-        srel = ds["source_rel_emission"].values.astype(float).reshape(n, -1)
-        extra = {v: ds[v].values for v in SCENE_VARS if v in ds.variables}
-        opt = {v: ds[v].values for v in OPTIONAL_VARS if v in ds.variables}
-        scene_id = ds["scene_id"].values.astype(np.int64)
-        n_sources = ds["n_sources"].values.astype(np.int64)
-        emission_class = ds["emission_class"].values.astype(np.int64)
-        attr_split = ds.attrs.get("split", split)
+        return {
+            "k": float(ds.attrs["footprint_px"]),
+            "no2": no2,
+            "valid": ds["valid"].values,
+            "emission": ds["emission"].values.astype(np.float64),
+            "srow": ds["source_row"].values.astype(float).reshape(n, -1),
+            "scol": ds["source_col"].values.astype(float).reshape(n, -1),
+            "srel": ds["source_rel_emission"].values.astype(float).reshape(n, -1),
+            "extra": {v: ds[v].values for v in SCENE_VARS if v in ds.variables},
+            "opt": {v: ds[v].values for v in OPTIONAL_VARS if v in ds.variables},
+            "scene_id": ds["scene_id"].values.astype(np.int64),
+            "n_sources": ds["n_sources"].values.astype(np.int64),
+            "emission_class": ds["emission_class"].values.astype(np.int64),
+            "attr_split": ds.attrs.get("split", split),
+        }
 
-    isvalid = valid == 1
-    finite = np.isfinite(no2)
+
+def _ranges(a: dict, isvalid: np.ndarray, finite: np.ndarray) -> dict:
+    """Per scene: NO2 range over valid finite pixels, emission range, range of the listed sources' r."""
     axes = (1, 2)
+    srow, srel, emission = a["srow"], a["srel"], a["emission"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices (fully clouded scenes)
-        good = np.where(isvalid & finite, no2, np.nan)
-        no2_min = np.nanmin(good, axis=axes)
-        no2_max = np.nanmax(good, axis=axes)
+        good = np.where(isvalid & finite, a["no2"], np.nan)
         em_fin = np.where(np.isfinite(emission), emission, np.nan)
-        emission_min = np.nanmin(em_fin, axis=axes)
-        emission_max = np.nanmax(em_fin, axis=axes)
-        src_rel_min = np.nanmin(np.where(np.isfinite(srow), srel, np.nan), axis=1)
-        src_rel_max = np.nanmax(np.where(np.isfinite(srow), srel, np.nan), axis=1)
-    n_listed = np.isfinite(srow).sum(axis=1)
-    half = k / 2.0 + float(cfg.source_match_px)
-    rel_min = float(cfg.source_rel_emission_visible_above)
-    without, blobs = footprint_checks(emission, srow, scol, srel, half, rel_min)
-    expected_class = emission_class_of(emission_max, n_listed, tuple(cfg.class_edges))
-    target = footprint_target(emission.shape, srow, scol, srel, int(round(k)))
-    off = np.abs(np.nan_to_num(emission, nan=2.0) - target) > 1e-6
-    sep = min_separation(srow, scol)
-    sep_bad = separation_violations(sep, n_listed, split, cfg)
+        return {
+            "no2_min": np.nanmin(good, axis=axes),
+            "no2_max": np.nanmax(good, axis=axes),
+            "emission_min": np.nanmin(em_fin, axis=axes),
+            "emission_max": np.nanmax(em_fin, axis=axes),
+            "source_rel_emission_min": np.nanmin(np.where(np.isfinite(srow), srel, np.nan), axis=1),
+            "source_rel_emission_max": np.nanmax(np.where(np.isfinite(srow), srel, np.nan), axis=1),
+        }
+
+
+def _distractors(opt: dict, emission: np.ndarray, target: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per scene: the number of area sources, and how many of them the target marks."""
     marked = np.zeros(n, np.int64)
     n_dis = np.zeros(n, np.int64)
     if "distractor_row" in opt:
@@ -212,31 +215,52 @@ def _shard_rows(path: Path, split: str, cfg) -> pd.DataFrame:
         sc = np.repeat(np.arange(n)[:, None], drow.shape[1], axis=1)
         # an area source counts as marked when the target at its centre holds more than the point sources explain
         marked = (live & (emission[sc, ri, ci] > target[sc, ri, ci] + 1e-6)).sum(axis=1)
+    return n_dis, marked
+
+
+def _shard_rows(path: Path, split: str, cfg) -> pd.DataFrame:
+    a = _read_shard(path, split)
+    no2, valid, emission, srow, scol, srel = (a[v] for v in ("no2", "valid", "emission", "srow", "scol", "srel"))
+    n, k = no2.shape[0], a["k"]
+    isvalid = valid == 1
+    finite = np.isfinite(no2)
+    axes = (1, 2)
+    ranges = _ranges(a, isvalid, finite)
+    n_listed = np.isfinite(srow).sum(axis=1)
+    half = k / 2.0 + float(cfg.source_match_px)
+    rel_min = float(cfg.source_rel_emission_visible_above)
+    without, blobs = footprint_checks(emission, srow, scol, srel, half, rel_min)
+    expected_class = emission_class_of(ranges["emission_max"], n_listed, tuple(cfg.class_edges))
+    target = footprint_target(emission.shape, srow, scol, srel, int(round(k)))
+    off = np.abs(np.nan_to_num(emission, nan=2.0) - target) > 1e-6
+    sep = min_separation(srow, scol)
+    sep_bad = separation_violations(sep, n_listed, split, cfg)
+    n_dis, marked = _distractors(a["opt"], emission, target, n)
     df = pd.DataFrame(
         {
             "split": split,
             "shard": path.name,
-            "scene_id": scene_id,
-            "split_attr_mismatch": int(attr_split != split),
+            "scene_id": a["scene_id"],
+            "split_attr_mismatch": int(a["attr_split"] != split),
             "n_valid": isvalid.sum(axis=axes),
             "n_valid_bad_values": ((valid != 0) & (valid != 1)).sum(axis=axes),
             "n_nonfinite_valid": (isvalid & ~finite).sum(axis=axes),
             "n_finite_invalid": (~isvalid & finite).sum(axis=axes),
-            "no2_min": no2_min,
-            "no2_max": no2_max,
+            "no2_min": ranges["no2_min"],
+            "no2_max": ranges["no2_max"],
             "n_nonfinite_emission": (~np.isfinite(emission)).sum(axis=axes),
-            "emission_min": emission_min,
-            "emission_max": emission_max,
+            "emission_min": ranges["emission_min"],
+            "emission_max": ranges["emission_max"],
             "n_emission_pixels": (emission > 0).sum(axis=axes),
-            "n_sources": n_sources,
-            "n_sources_listed_mismatch": (n_sources != n_listed).astype(np.int64),
-            "source_rel_emission_min": src_rel_min,
-            "source_rel_emission_max": src_rel_max,
+            "n_sources": a["n_sources"],
+            "n_sources_listed_mismatch": (a["n_sources"] != n_listed).astype(np.int64),
+            "source_rel_emission_min": ranges["source_rel_emission_min"],
+            "source_rel_emission_max": ranges["source_rel_emission_max"],
             "n_sources_without_emission": without,
             "n_emission_blobs_without_source": blobs,
-            "emission_class": emission_class,
+            "emission_class": a["emission_class"],
             "emission_class_from_map": expected_class,
-            "emission_class_mismatch": (emission_class != expected_class).astype(np.int64),
+            "emission_class_mismatch": (a["emission_class"] != expected_class).astype(np.int64),
             "n_target_pixels_off_footprints": off.sum(axis=axes),
             "source_min_separation": sep,
             "separation_violation": sep_bad.astype(np.int64),
@@ -244,11 +268,12 @@ def _shard_rows(path: Path, split: str, cfg) -> pd.DataFrame:
             "n_distractors_marked": marked,
         }
     )
+    opt = a["opt"]
     for v in ("transport", "layout"):
         df[v] = np.asarray(opt[v]).astype(float) if v in opt else np.nan
-    for v, values in extra.items():
+    for v, values in a["extra"].items():
         df[v] = np.asarray(values).astype(float)
-    df.index = [f"{split}:{s}" for s in scene_id]
+    df.index = [f"{split}:{s}" for s in a["scene_id"]]
     return df
 
 
