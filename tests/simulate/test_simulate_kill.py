@@ -23,12 +23,13 @@ from no2hotspots.simulate.settings import from_config
 
 pytestmark = pytest.mark.slow  # two CLI subprocesses (~5 s of imports each) and two small runs in process
 
-#: 320 scenes in 22 shards of 16 (train, val, test and pairs): long enough to be killed mid-way
+#: 320 + 8 + 32 scenes in 24 shards of 16 (train, val, test, pairs, paper_world): long enough to be killed mid-way
 TINY = [
     "simulate.n_scenes=320",
     "simulate.shard_size=16",
     "simulate.pairs.n_per_separation=2",
     "simulate.pairs.separations_px=[1,2,4,8]",
+    "simulate.paper_world.n_scenes=32",
 ]
 #: a modification time no freshly written shard has (2001-09-09): marks the killed run's finished shards
 SENTINEL_NS = 1_000_000_000 * 10**9
