@@ -14,18 +14,20 @@
    at least N granules (the day's orbits over the region come from the OSSE's geometry, no simulation); N at or
    above the preset's total runs the whole period. Several sizes run in order; the peak RSS of ingest and detect per
    size and their max/min ratio show whether memory is flat in the number of granules (acceptance: ratio <= 1.2).
-3. Scaling. The per-unit maps (osse days, ingest granules, detect overpasses) of the largest size, first
+3. Scaling. The per-unit maps (osse days, ingest granules, detect overpasses) of the last size, first
    ``--scaling-units`` units, are run again in this process through ``no2hotspots.parallel.map_units`` with fresh
    unit folders, with 1 worker (``parallel.n_workers=1``: in process) and with 2 workers (a LocalCluster). Per unit:
-   start/end, wall, CPU. The speed-up is the span of the unit map (first unit start to last unit end: cluster start
-   and the shared arguments' transfer excluded, both reported beside it) with 1 worker over the span with 2
-   (acceptance: >= 1.7). Extrapolation to 16 and 64 workers: for each stage
-   ``T(w) = a + b*U + ceil(U/w) * t_unit``, with t_unit the mean unit wall on 2 Dask workers, U the units of the
-   whole period, and the serial part a + b*U (process start, imports, planning, cluster start, publishing, period
-   products) = end-to-end stage wall minus the unit map's span (estimated from the units' marker times), fitted
-   over the sizes measured (b = 0 with one size). evaluate is counted as serial. It assumes a free core per worker
-   and a file system that keeps up.
-4. ``--kill``: on the largest size, the outputs of the uninterrupted run are checksummed; then the stage's unit
+   start/end, wall, CPU. ``speedup_span``: the span of the unit map (first unit start to last unit end; cluster
+   start and the shared arguments' transfer excluded, reported beside it as before_first_unit_s) with 1 worker
+   over the span with 2 (acceptance: >= 1.7); ``speedup_steady``: the same from the units per second after each
+   process's first unit (lazy initialisation left out); ``speedup_map_wall``: the whole map_units call.
+   Extrapolation to 16 and 64 workers, per stage ``T(w) = a + b*U + ceil(U/w) * t_unit``: t_unit the mean unit
+   wall on 2 Dask workers (first unit per worker left out), U the units of the whole period, a + b*U the serial
+   part (process start, imports, planning, cluster start, publishing, period products) = end-to-end stage wall
+   minus the unit map's span (estimated from the units' marker times), least-squares fitted over the sizes with
+   >= 8 units (b = 0 with one size). evaluate is counted as serial. It assumes a free core per worker and a file
+   system that keeps up.
+4. ``--kill``: on the last size, the outputs of the uninterrupted run are checksummed; then the stage's unit
    folder and output are removed, the stage (detect, then ingest) is started again, SIGKILLed as a process group
    once half of its units are marked done, and rerun. Reported: units finished before the kill, units whose marker
    changed in the rerun (= computed twice; must be 0), the rerun's own computed/reused counts, leftover processes
@@ -486,8 +488,9 @@ def extrapolate(runs: list[dict], scale: dict, per_day: list[int], workers_e2e: 
         for r in runs:
             s = r["stages"][st]
             serial = s["wall_s"] if st == "evaluate" else s.get("serial_s_est")
-            if serial is not None and units_of[key](r) >= FIT_MIN_UNITS:
+            if serial is not None:
                 pts.append((units_of[key](r), serial))
+        pts = [p for p in pts if p[0] >= FIT_MIN_UNITS] or pts[-1:]  # no size large enough: the last one, b = 0
         if len({u for u, _ in pts}) >= 2:  # least squares over the sizes
             n = len(pts)
             mu, ms = sum(u for u, _ in pts) / n, sum(v for _, v in pts) / n
@@ -618,6 +621,8 @@ def main() -> None:
     roots = []
     try:
         for n, d in zip(sizes, days):
+            if roots and not args.keep:  # only the last size's outputs are needed later (scaling, kill)
+                shutil.rmtree(roots[-1], ignore_errors=True)
             root = Path(tempfile.mkdtemp(prefix=f"year_{args.preset}_{min(n, sum(per_day))}_", dir=args.tmp))
             roots.append(root)
             print(f"size {min(n, sum(per_day))} granules ({d} days) in {root}", file=sys.stderr, flush=True)
@@ -627,6 +632,7 @@ def main() -> None:
                 st: {
                     "granules": [r["n_granules"] for r in result["runs"]],
                     "peak_rss_mb": [r["stages"][st]["peak_rss_mb"] for r in result["runs"]],
+                    "processes": [r["stages"][st]["max_processes"] for r in result["runs"]],  # 1: ran in process
                     "max_over_min": ratio([r["stages"][st]["peak_rss_mb"] for r in result["runs"]]),
                 }
                 for st in ("osse", "ingest", "detect", "evaluate")
