@@ -71,6 +71,7 @@ SPLIT_OVERRIDES = [
     "simulate.splits.test=0.1",
     "simulate.pairs.n_per_separation=1",
     f"simulate.pairs.separations_px=[{','.join(str(v) for v in PAIR_SEPARATIONS)}]",
+    "simulate.paper_world.n_scenes=0",  # the hand-made dataset has no paper_world split
 ]
 
 
