@@ -23,7 +23,7 @@ TINY = {
         "paper_world.n_scenes": 50,
     },
     "train/demo.yaml": {"epochs": 2},
-    "osse/demo.yaml": {"dates.days": 2, "region.bbox": [111.0, 37.5, 113.0, 39.5]},
+    "osse/demo.yaml": {"dates.days": 2, "region.bbox": [111.0, 37.5, 113.0, 39.5], "changes": []},
 }
 
 

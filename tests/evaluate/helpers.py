@@ -155,4 +155,5 @@ def overrides(tmp_path: Path, collection: str = "osse") -> list[str]:
         "evaluate.log_to=none",
         "evaluate.maps=false",
         "parallel.scheduler=sync",
+        "evaluate.collections.osse.min_observations=1",  # the test case has 4 overpasses, the demo's year needs 10
     ]

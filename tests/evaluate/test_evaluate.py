@@ -170,7 +170,16 @@ def test_composite_and_baseline_tables_side_by_side(case, tmp_path):
     base = tmp_path / "outputs" / "baseline" / "osse"
     base.mkdir(parents=True)
     hot = pd.read_csv(det / "hotspots.csv")
-    hot[hot["hotspot_id"] == 1].to_csv(base / "hotspots.csv", index=False)  # H1 only
+    h1 = hot[hot["hotspot_id"] == 1].head(1)  # H1 only, in the baseline's (composite) layout
+    pd.DataFrame(
+        {
+            "site_id": [1],
+            "peak_lat": h1["peak_lat"].values,
+            "peak_lon": h1["peak_lon"].values,
+            "peak_value": [0.5],
+            "n_cells": [1],
+        }
+    ).to_csv(base / "composite.csv", index=False)
     m = run(case)["osse"]
     # composite: S1's cell (0,0) and S2's cell (0,1) found; the third peak is 30 km from S3 in source-free (1,2)
     assert m["composite/table2_found_all"] == 2 and m["composite/table2_rate_2000_4000"] == 1.0
@@ -197,7 +206,7 @@ def test_min_detections_counts_distinct_overpasses(case):
 
 
 def test_min_observations_turns_cells_unobserved(case):
-    case.evaluate.min_observations = 5  # only 4 overpasses -> nothing observed, nothing missed
+    case.evaluate.collections.osse.min_observations = 5  # only 4 overpasses -> nothing observed, nothing missed
     m = run(case)["osse"]
     assert m["model/table2_total_gt5000"] == 0 and m["model/table2_unobserved_gt5000"] == 2
     assert m["model/table2_rate_gt5000"] is None

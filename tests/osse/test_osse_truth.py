@@ -103,7 +103,7 @@ def test_china_year_is_the_demo_with_a_few_keys_changed():
     for group in ("transport", "wind", "clouds", "background", "noise", "truth"):
         assert china[group] == demo[group], group
     assert [dict(c) for c in china.changes] == [{"source": "CoCO2_02495", "from": "2019-07-01", "factor": 0.0}]
-    assert list(demo.changes) == []
+    assert [dict(c) for c in demo.changes] == [{"source": "CoCO2_02495", "from": "2020-03-01", "factor": 0.0}]
 
 
 def test_china_years_change_names_a_real_big_plant(data_dir):
