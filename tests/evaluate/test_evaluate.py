@@ -264,7 +264,9 @@ def test_outputs_and_figures(case, tmp_path):
     assert all(v is None or isinstance(v, (int, float)) for v in metrics.values())  # flat, DVC-readable
     assert text.index('"fig8/') < text.index('"model/table2_rate_gt5000"') < text.index('"model/site_precision"')
     plot = pd.read_csv(tmp_path / "plots" / "evaluate" / "osse_table2.csv")
-    assert plot["bin"].iloc[0] == "gt5000" and plot["rate"].iloc[0] == 1.0
+    model = plot[(plot["table"] == "model") & (plot["rule"] == "paper's")]
+    assert model["bin"].iloc[0] == "> 5000" and model["rate_pct"].iloc[0] == 100.0
+    assert model["label"].iloc[0] == "model / paper's / > 5000" and len(model) == 6  # four bins, all, chance floor
     ev = json.loads((d / "evaluate.json").read_text())
     assert ev["stream"]["n_overpasses"] == 4 and ev["tables"][0]["name"] == "model"
     assert not [p for p in d.parent.iterdir() if p.name.startswith(".")]  # no temp leftovers

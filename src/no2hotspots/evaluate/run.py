@@ -154,7 +154,7 @@ def evaluate_collection(cfg: DictConfig, name: str) -> dict:
         _write_folder(tmp, name, s, obs, tables, results, side, series, changes, summary)
         if s.maps:
             _figures(tmp, name, grid, ddir, tables, results, scene, series, changes, s)
-    _write_metrics_and_plot_data(cfg, name, metrics, results[model.name][0]["table2"])
+    _write_metrics_and_plot_data(cfg, name, metrics, side)
     _log_headline(name, sums, tables, metrics, time.perf_counter() - t0)
     if mode != "none":
         from .mlflow_log import log_evaluation
@@ -225,17 +225,30 @@ def _write_folder(tmp: Path, name: str, s, obs, tables, results, side, series, c
     write_text(tmp / "evaluate.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
 
 
-def _write_metrics_and_plot_data(cfg: DictConfig, name: str, metrics: dict, table2: pd.DataFrame) -> None:
+def _write_metrics_and_plot_data(cfg: DictConfig, name: str, metrics: dict, side: pd.DataFrame) -> None:
     """``metrics/evaluate_<c>.json`` (the paper's figures first: write_json would sort the keys) and the Table 2
-    plot data."""
+    plot data: one row per table (model, composite, baseline, the paper), rule and bin, with a bar ``label``."""
     write_text(
         Path(str(cfg.paths.metrics)) / f"evaluate_{name}.json",
         json.dumps(metrics, indent=2, default=_json_default) + "\n",
     )
-    write_csv(
-        table2[["bin", "range", "n_total", "n_observed", "n_found", "rate"]],
-        Path(str(cfg.paths.plots)) / "evaluate" / f"{name}_table2.csv",
-    )
+    write_csv(table2_plot_rows(side), Path(str(cfg.paths.plots)) / "evaluate" / f"{name}_table2.csv")
+
+
+def table2_plot_rows(side: pd.DataFrame) -> pd.DataFrame:
+    """Long Table 2 for ``dvc plots``: ``label`` (table / rule / bin), ``table``, ``rule``, ``bin``, ``rate_pct``."""
+    rows = []
+    for _, r in side.iterrows():
+        if "paper_pct" in side.columns and pd.notna(r["paper_pct"]):
+            rows.append(("paper (MEIC, China 2019)", "paper's", r["range"], r["paper_pct"]))
+        for col in side.columns:
+            if col.endswith("_strict_pct"):
+                rows.append((col[: -len("_strict_pct")], "strict", r["range"], r[col]))
+            elif col.endswith("_pct") and col != "paper_pct":
+                rows.append((col[: -len("_pct")], "paper's", r["range"], r[col]))
+    out = pd.DataFrame(rows, columns=["table", "rule", "bin", "rate_pct"])
+    out.insert(0, "label", out["table"] + " / " + out["rule"] + " / " + out["bin"].astype(str))
+    return out
 
 
 def _log_headline(name: str, sums: dict, tables, metrics: dict, seconds: float) -> None:
