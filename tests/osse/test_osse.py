@@ -127,6 +127,26 @@ def test_bad_region_is_one_line_config_error(data_dir, tmp_path):
     assert not (tmp_path / "osse").exists()
 
 
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("osse.transport.substeps=2.5", "osse.transport.substeps"),
+        ("osse.transport.chunk=1.5", "osse.transport.chunk"),
+        ("osse.swath.n_ground_pixels=3.7", "osse.swath.n_ground_pixels"),
+        ("osse.swath.n_ground_pixels=true", "osse.swath.n_ground_pixels"),
+        ("osse.dates.days=2.5", "osse.dates.days"),
+        ("osse.background.urban.n_blobs=1.5", "osse.background.urban.n_blobs"),
+        ("osse.seed=1.5", "osse.seed"),
+    ],
+)
+def test_integer_keys_refuse_non_integers_instead_of_truncating(override, key, data_dir, tmp_path):
+    cfg = osse_cfg(data_dir, tmp_path, [override])
+    with pytest.raises(ConfigError, match=f"^config {key}: must be an integer") as e:
+        run(cfg)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "osse").exists()
+
+
 # --- physics of the puff model on a regular test swath centred on one source ---------------------------------
 
 LAT0, LON0 = 38.0, 112.0

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from ..config import require
+from ..config import require, require_int
 from ..errors import ConfigError
 from ..inventory.load import check_bbox
 
@@ -60,7 +60,7 @@ def check_config(cfg) -> None:
     require(cfg, "osse.out_dir", lambda v: isinstance(v, str) and v.strip(), "must be a folder path")
     require(cfg, "osse.units_dir", lambda v: isinstance(v, str) and v.strip(), "must be a folder path")
     _check_folders(str(cfg.osse.out_dir), str(cfg.osse.units_dir))
-    require(cfg, "osse.seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "must be >= 0")
+    require_int(cfg, "osse.seed", 0)
     _check_dates(cfg)
     _check_physics(cfg)
     _check_observation(cfg)
@@ -80,7 +80,7 @@ def _check_dates(cfg) -> None:
     start = require(cfg, "osse.dates.start", lambda v: _date(v) is not None, "must be a date YYYY-MM-DD")
     end = require(cfg, "osse.dates.end", lambda v: v is None or _date(v) is not None, "must be null or YYYY-MM-DD")
     if end is None:
-        require(cfg, "osse.dates.days", lambda v: 1 <= int(v) <= MAX_DAYS and int(v) == float(v), "must be 1..3660")
+        require_int(cfg, "osse.dates.days", 1, MAX_DAYS)
     elif not 1 <= int((_date(end) - _date(start)) / np.timedelta64(1, "D")) + 1 <= MAX_DAYS:
         raise ConfigError("osse.dates.end", f"must be on or after osse.dates.start ({start}), within {MAX_DAYS} days")
 
@@ -90,10 +90,10 @@ def _check_physics(cfg) -> None:
     require(cfg, "osse.sources.no2_nox_ratio", lambda v: 0 < float(v) <= 1, "must be in (0, 1]")
     require(cfg, "osse.transport.release_hours", lambda v: 0 < float(v) <= 48, "must be in (0, 48]")
     require(cfg, "osse.transport.release_interval_min", lambda v: 0 < float(v) <= 120, "must be in (0, 120]")
-    require(cfg, "osse.transport.substeps", lambda v: int(v) >= 1, "must be >= 1")
+    require_int(cfg, "osse.transport.substeps", 1)
     require(cfg, "osse.transport.sigma0_m", lambda v: float(v) > 0, "must be > 0")
     require(cfg, "osse.transport.horizontal_diffusivity_m2_s", lambda v: float(v) >= 0, "must be >= 0")
-    require(cfg, "osse.transport.chunk", lambda v: int(v) >= 1, "must be >= 1")
+    require_int(cfg, "osse.transport.chunk", 1)
     _pair(cfg, "osse.transport.lifetime_h")
     _pair(cfg, "osse.wind.speed_m_s")
     require(cfg, "osse.wind.speed_min_m_s", lambda v: float(v) >= 0, "must be >= 0")
@@ -103,11 +103,12 @@ def _check_physics(cfg) -> None:
     _pair(cfg, "osse.clouds.mean_cover", positive=False)
     require(cfg, "osse.clouds.mean_cover", lambda v: float(v[0]) >= 0 and float(v[1]) <= 1, "must lie in 0..1")
     _pair(cfg, "osse.background.mean_mol_m2", positive=False)
+    require_int(cfg, "osse.background.urban.n_blobs", 0)
 
 
 def _check_observation(cfg) -> None:
     require(cfg, "osse.swath.max_view_angle_deg", lambda v: 0 < float(v) < 70, "must be in (0, 70)")
-    require(cfg, "osse.swath.n_ground_pixels", lambda v: int(v) >= 2, "must be >= 2")
+    require_int(cfg, "osse.swath.n_ground_pixels", 2)
     require(cfg, "osse.swath.along_track_km", lambda v: float(v) > 0, "must be > 0")
     require(cfg, "osse.swath.scanline_ms", lambda v: float(v) > 0, "must be > 0")
     require(cfg, "osse.swath.min_region_overlap", lambda v: 0 <= float(v) <= 1, "must be in 0..1")
