@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from no2hotspots.config import compose, load_config, load_params, require
+from no2hotspots.config import compose, int_value, load_config, load_params, params_yaml_text, require, require_int
 from no2hotspots.errors import ConfigError
 
 
@@ -62,8 +65,8 @@ def test_unknown_keys_and_options_are_refused_naming_them(override, key, hint):
 
 
 def test_a_composed_file_takes_leaf_overrides_only(repo_root):
-    cfg = load_params(repo_root / "params.yaml", ["seed=7", "detect.threshold=0.3"])
-    assert cfg.seed == 7 and cfg.detect.threshold == 0.3
+    cfg = load_params(repo_root / "params.yaml", ["detect.collection=osse", "detect.min_cells=3"])
+    assert cfg.detect.collection == "osse" and cfg.detect.min_cells == 3
     for bad, key in (("detect.treshold=0.3", "detect.treshold"), ("osse=china_year", "osse"), ("+a.b=1", "a.b")):
         with pytest.raises(ConfigError, match=f"config {key}:"):
             load_params(repo_root / "params.yaml", [bad])
@@ -77,9 +80,71 @@ def test_presets_are_compositions():
 
 
 def test_overrides_and_require(tmp_path, repo_root):
-    cfg = load_params(repo_root / "params.yaml", ["seed=7"])
-    assert cfg.seed == 7
+    cfg = load_params(repo_root / "params.yaml", ["detect.batch_size=7"])
+    assert cfg.detect.batch_size == 7
     with pytest.raises(ConfigError, match="seed"):
         require(cfg, "seed", lambda v: v < 0, "must be negative")
     with pytest.raises(ConfigError, match="nope.key: missing"):
         require(cfg, "nope.key", lambda v: True, "")
+
+
+@pytest.fixture(scope="module")
+def composed_file(tmp_path_factory):
+    """A params file composed from conf/ (as `make params` writes it), outputs under a temporary folder."""
+    root = tmp_path_factory.mktemp("params")
+    path = root / "params.yaml"
+    path.write_text(params_yaml_text(compose([f"paths.outputs={root}/outputs", f"paths.metrics={root}/metrics"])))
+    return path
+
+
+@pytest.mark.parametrize(
+    "override, derived",
+    [
+        ("paths.outputs=/tmp/elsewhere", "detect.out_dir"),
+        ("paths.data=/tmp/elsewhere", "detect.inventory_csv"),
+        ("seed=7", "simulate.seed"),
+        ("detect.out_dir=/tmp/elsewhere", "evaluate.detect_dir"),
+        ("train.lr=0.01", "train.optimizer.lr"),
+        ("inventory.path=/tmp/x.csv", "quantify.collections.matimba.inventory"),  # inside an interpolated node
+    ],
+)
+def test_a_composed_file_refuses_keys_that_other_keys_were_derived_from(composed_file, override, derived):
+    key = override.split("=", 1)[0]
+    with pytest.raises(ConfigError) as e:
+        load_params(composed_file, [override])
+    msg = str(e.value)
+    assert msg.startswith(f"config {key}: other keys are derived from it") and "\n" not in msg
+    assert "without --params" in msg and "override the derived keys" in msg
+    if derived != "quantify.collections.matimba.inventory":
+        assert derived in msg
+
+
+def test_a_composed_file_still_takes_the_keys_dvc_passes(composed_file):
+    """DVC's stage commands pass the collection with --params; keys nothing is derived from stay settable."""
+    for override in ("ingest.collection=matimba", "detect.collection=osse", "evaluate.collection=osse",
+                     "quantify.collection=osse", "baseline.collection=osse", "detect.overlay_inventory=false",
+                     "simulate.n_scenes=30", "ingest.qa_threshold=0.5"):  # fmt: skip
+        key, value = override.split("=", 1)
+        cfg = load_params(composed_file, [override])
+        assert str(OmegaConf.select(cfg, key)).lower() == value
+
+
+def test_cli_with_params_refuses_a_path_override_in_one_line(composed_file, tmp_path):
+    """`STAGE --params params.yaml paths.outputs=X` ran with the file's derived folders (outputs/...): refused."""
+    cmd = [sys.executable, "-m", "no2hotspots", "quantify", "--params", str(composed_file),
+           f"paths.outputs={tmp_path}/x", "quantify.collection=osse"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2, r.stderr
+    assert len(lines) == 1 and lines[0].startswith("no2hotspots quantify: error: config paths.outputs:"), lines
+    assert "without --params" in lines[0]
+    assert not (tmp_path / "x").exists() and not (composed_file.parent / "outputs").exists()
+
+
+def test_int_value_refuses_rather_than_truncates():
+    assert int_value("a.b", 3, 1) == 3
+    for bad in (2.5, "2", True, None, 0):
+        with pytest.raises(ConfigError, match=r"^config a.b: must be an integer >= 1 \(got "):
+            int_value("a.b", bad, 1)
+    with pytest.raises(ConfigError, match=r"must be an integer in 1..3"):
+        require_int(OmegaConf.create({"a": {"b": 4}}), "a.b", 1, 3)

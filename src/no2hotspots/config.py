@@ -5,7 +5,9 @@
   config groups are switchable (``osse=china_year``), any key can be set (``seed=7``), keys derived by
   interpolation follow (``train.seed: ${seed}``), and an unknown key is refused with the nearest valid name.
   With ``params`` (a file DVC composed: ``params.yaml``) it runs that file as it is; overrides then set existing
-  leaf keys only (refused otherwise), and keys derived from them do not follow (the file holds resolved values).
+  leaf keys only (refused otherwise). The file holds resolved values, so a key that other keys are derived from
+  (``paths.outputs``, ``seed``, ``detect.out_dir``, ...: any key ``conf/`` interpolates) is refused too: its
+  derived keys would silently keep the file's values.
 - ``params.yaml`` (what DVC stages read and track) is the composition with no overrides, interpolations resolved;
   ``make params`` writes it and a test fails if it drifts. DVC stage commands pass ``--params params.yaml``.
 """
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import os
 import re
@@ -196,8 +199,70 @@ def load_params(path: str | os.PathLike = "params.yaml", overrides: Iterable[str
             if key in groups:
                 raise ConfigError(key, f"switching a config group ({o.input_line}) composes from conf/: drop --params")
             raise ConfigError(key, f"is a config node, not a value; set its keys ({key}.<name>=...)")
+        _refuse_interpolation_source(key, path)
         OmegaConf.update(cfg, key, _plain(o.value()), merge=False)
     return cfg
+
+
+def _refuse_interpolation_source(key: str, path: Path) -> None:
+    """A key other keys are derived from (``conf/`` interpolates it, or the node holding it) cannot be set in a
+    composed file: the derived keys hold resolved values there and would silently keep them."""
+    derived = sorted(
+        {d for src, ds in interpolation_sources().items() if key == src or key.startswith(src + ".") for d in ds}
+    )
+    if derived:
+        shown = ", ".join(derived[:3]) + (", ..." if len(derived) > 3 else "")
+        raise ConfigError(
+            key,
+            f"other keys are derived from it ({shown}) and {path.name} holds their resolved values: run without "
+            "--params (composes conf/ with this override) or override the derived keys instead",
+        )
+
+
+#: an interpolation's body up to the next ``$``, ``{`` or ``}`` (nested interpolations are found on their own)
+_INTERPOLATION = re.compile(r"\$\{([^${}]*)")
+
+
+@functools.lru_cache(maxsize=4)
+def interpolation_sources(config_dir: str | os.PathLike = CONF_DIR) -> dict[str, tuple[str, ...]]:
+    """Every key that a value in ``conf/`` interpolates (``${paths.outputs}``, ``${oc.select:a.b,...}``; resolvers
+    such as ``${now:...}`` left out), with the keys whose values name it (group files prefixed by their group)."""
+    out: dict[str, set[str]] = {}
+    root = Path(config_dir)
+    for f in sorted(root.rglob("*.yaml")):
+        try:
+            tree = OmegaConf.to_container(OmegaConf.load(f), resolve=False)
+        except Exception:  # noqa: BLE001 - a broken conf file fails the composition itself, with its own message
+            continue
+        rel = f.relative_to(root).parent.parts
+        head = f.read_text().lstrip()
+        prefix = "" if not rel or head.startswith("# @package _global_") else ".".join(rel) + "."
+        for key, text in _string_leaves(tree, prefix):
+            for body in _INTERPOLATION.findall(text):
+                source = _interpolated_key(body)
+                if source:
+                    out.setdefault(source, set()).add(key)
+    return {k: tuple(sorted(v)) for k, v in out.items()}
+
+
+def _string_leaves(node, prefix: str):
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for k, v in items:
+        key = f"{prefix}{k}"
+        if isinstance(v, (dict, list)):
+            yield from _string_leaves(v, key + ".")
+        elif isinstance(v, str) and "${" in v:
+            yield key, v
+
+
+def _interpolated_key(body: str) -> str | None:
+    """The key an interpolation body names (``a.b``; ``oc.select:a.b,default`` -> ``a.b``), None for a resolver."""
+    if body.startswith("oc.select:"):
+        body = body[len("oc.select:") :].split(",", 1)[0]
+    body = body.strip().rstrip(".")
+    if not body or ":" in body or body.startswith(".") or not re.fullmatch(r"[A-Za-z_][\w.-]*", body):
+        return None
+    return body
 
 
 def _plain(value):
@@ -243,15 +308,39 @@ def require(cfg: DictConfig, key: str, check: Callable[[Any], bool], problem: st
     return value
 
 
-def require_int(cfg: DictConfig, key: str, minimum: int | None = None) -> int:
-    """An integer key (no bool, no float: ``2.5`` is refused, never truncated), optionally ``>= minimum``."""
-    floor = f" >= {minimum}" if minimum is not None else ""
-    return require(
-        cfg,
-        key,
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and (minimum is None or v >= minimum),
-        f"must be an integer{floor}",
+def require_int(cfg: DictConfig, key: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer key (no bool, no float: ``2.5`` is refused, never truncated), optionally in minimum..maximum."""
+    value = OmegaConf.select(cfg, key, default=_MISSING)
+    if value is _MISSING:
+        raise ConfigError(key, "missing")
+    return int_value(key, value, minimum, maximum)
+
+
+def int_value(key: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value``, read from config key ``key``, as an integer (``2.5``, ``"2"`` and ``true`` are refused, never
+    truncated), optionally in minimum..maximum; else a one-line ConfigError naming ``key``. For values taken out of
+    a config section (dicts, merged per-collection settings) where :func:`require_int` has no dotted key to read."""
+    bounds = (
+        f" in {minimum}..{maximum}"
+        if minimum is not None and maximum is not None
+        else f" >= {minimum}"
+        if minimum is not None
+        else f" <= {maximum}"
+        if maximum is not None
+        else ""
     )
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    if not ok:
+        raise ConfigError(key, f"must be an integer{bounds} (got {value!r})")
+    return value
+
+
+def bool_value(key: str, value: Any) -> bool:
+    """``value`` of config key ``key`` as a boolean (``true``/``false`` only: the string ``"false"`` is refused)."""
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"must be true or false (got {value!r})")
+    return value
 
 
 def require_name(cfg: DictConfig, key: str) -> str:
