@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from ingest.conftest import write_s5p_l2
 
 from no2hotspots.cli import main
@@ -36,6 +37,24 @@ def run_cli(capsys, *argv: str) -> tuple[int, list[str]]:
     rc = main(list(argv))
     err = capsys.readouterr().err
     return rc, [ln for ln in err.splitlines() if ": error: " in ln or "Traceback" in ln]
+
+
+def in_params_file(args: list[str], override: str, tmp_path: Path) -> list[str]:
+    """``args`` (``STAGE --params FILE ...``) with ``override`` added; a key other keys are derived from cannot be
+    set with --params (refused, config.load_params), so its bad value goes into a copy of FILE instead, as
+    ``dvc exp run -S`` would write it, and the stage's own check of the value is what the case tests."""
+    from omegaconf import OmegaConf
+
+    from no2hotspots.config import interpolation_sources
+
+    key, value = override.split("=", 1)
+    if not any(key == s or key.startswith(s + ".") for s in interpolation_sources()):
+        return [*args, override]
+    i = args.index("--params") + 1
+    cfg = OmegaConf.load(args[i])
+    OmegaConf.update(cfg, key, yaml.safe_load(value), merge=False)
+    OmegaConf.save(cfg, tmp_path / "bad_params.yaml")
+    return [*args[:i], str(tmp_path / "bad_params.yaml"), *args[i + 1 :]]
 
 
 def assert_one_line(rc: int, lines: list[str], stage: str, *names: str) -> None:
@@ -293,10 +312,10 @@ def test_bad_model(kind, detected, tmp_path, capsys):
         ("foo.bar=1", "foo.bar"),
     ],
 )
-def test_bad_detect_config(override, key, detected, capsys):
+def test_bad_detect_config(override, key, detected, capsys, tmp_path):
     root, good, args = detected
     before = checksums(root / "outputs" / "detect" / "test")
-    rc, lines = run_cli(capsys, *args, f"detect.model_uri={good}", override)
+    rc, lines = run_cli(capsys, *in_params_file([*args, f"detect.model_uri={good}"], override, tmp_path))
     assert_one_line(rc, lines, "detect", key)
     assert checksums(root / "outputs" / "detect" / "test") == before
 
@@ -388,10 +407,10 @@ def test_bad_coco2_inventory(kind, simulated, coco2_csv, tmp_path, capsys):
         ("simulate.workers=0", "simulate.workers"),
     ],
 )
-def test_bad_simulate_config(override, key, simulated, capsys):
+def test_bad_simulate_config(override, key, simulated, capsys, tmp_path):
     root, params = simulated
     before = checksums(root / "outputs" / "simulated")
-    rc, lines = run_cli(capsys, "simulate", "--params", str(params), override)
+    rc, lines = run_cli(capsys, *in_params_file(["simulate", "--params", str(params)], override, tmp_path))
     assert_one_line(rc, lines, "simulate", key)
     assert checksums(root / "outputs" / "simulated") == before
 

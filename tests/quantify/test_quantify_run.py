@@ -240,3 +240,46 @@ def test_matimba_one_overpass_with_era5(ddeq_data, matimba_l2, tmp_path, qhelp):
 
     if ddeq_ref.available():
         assert 30356 / 2.5 < wide["nox_ddeq_csf_t_per_yr"] < 30356 * 2.5
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("quantify.csf.min_transects", 2.5),
+        ("quantify.csf.min_transects", True),
+        ("quantify.period.min_overpasses", 2.5),
+        ("quantify.period.min_overpasses", 0),
+        ("quantify.evaluation.acceptance.min_overpasses", 1.5),
+        ("quantify.ddeq.sites", "false"),
+    ],
+)
+def test_integer_and_boolean_keys_are_checked_not_converted(case, qhelp, key, value):
+    """``int(2.5)`` ran with 2 and ``bool("false")`` with True; now each is a one-line error naming its key, before
+    anything is written."""
+    tmp, ov = case
+    with pytest.raises(ConfigError) as e:
+        run(qhelp.quantify_cfg({**ov, key: value}))
+    msg = str(e.value)
+    assert msg.startswith(f"config {key}: must be ") and "\n" not in msg
+    assert not (tmp / "out").exists() and not (tmp / "metrics").exists()
+
+
+def test_collection_names_must_be_plain(case, qhelp):
+    """A collection name becomes a folder and a file name: ``../escape`` made the stage write ``<out_dir>/../escape``
+    and ``<metrics_dir>/quantify_../escape.json``, outside both folders."""
+    tmp, ov = case
+    (tmp / "d" / "escape").mkdir(parents=True)
+    (tmp / "d" / "x").mkdir()
+    (tmp / "ingest" / "synth.nc").rename(tmp / "escape.nc")  # <ingest_dir>/../escape.nc
+    (tmp / "detect" / "synth" / "hotspots.csv").rename(tmp / "d" / "escape" / "hotspots.csv")
+    ov = {**ov, "quantify.detect_dir": str(tmp / "d" / "x")}  # <detect_dir>/../escape/hotspots.csv
+    for name in ("../escape", "a/b", ".."):
+        cfg = qhelp.quantify_cfg({**ov, "quantify.collection": name})
+        cfg.quantify.collections[name] = {**ov["quantify.collections.synth"]}
+        with pytest.raises(ConfigError) as e:
+            run(cfg)
+        assert str(e.value).startswith("config quantify.collection: must be a plain collection name"), name
+        assert not (tmp / "escape").exists() and not (tmp / "out").exists() and not (tmp / "metrics").exists()
+        cfg.quantify.collection = None  # every collection: a key of quantify.collections is checked the same way
+        with pytest.raises(ConfigError, match=r"^config quantify\.collections\."):
+            run(cfg)

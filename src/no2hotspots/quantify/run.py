@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_path, to_builtin, write_json
+from ..config import PLAIN_NAME, bool_value, int_value
 from ..errors import ConfigError, InputFileError
 from ..logs import progress_disabled
 from ..winds import WindSample, open_winds
@@ -70,12 +71,14 @@ def _dc(cls, c, key: str):
     out = {}
     for k, v in d.items():
         default = fields[k].default
+        if isinstance(default, bool):
+            out[k] = bool_value(f"{key}.{k}", v)
+            continue
+        if isinstance(default, int):
+            out[k] = int_value(f"{key}.{k}", v, 0)  # 2.5 is refused, never truncated
+            continue
         try:
-            if isinstance(default, bool):
-                out[k] = bool(v)
-            elif isinstance(default, int) and not isinstance(default, bool):
-                out[k] = int(v)
-            elif isinstance(default, float) or (default is None and k.endswith("_km")):
+            if isinstance(default, float) or (default is None and k.endswith("_km")):
                 out[k] = None if v is None else float(v)
             elif isinstance(default, tuple):
                 out[k] = tuple(float(x) for x in v)
@@ -127,12 +130,14 @@ def settings(q: DictConfig, name: str) -> dict[str, Any]:
         "ddeq": _dc(
             ddeq_ref.DdeqConfig, {k: v for k, v in dd.items() if k not in ("enabled", "sites")}, "quantify.ddeq"
         ),
-        "ddeq_sites": bool(dd.get("sites", False)),
+        "ddeq_sites": bool_value("quantify.ddeq.sites", dd.get("sites", False)),
         "co2": co2cfg,
         "period": period,
         "bins": [float(b) for b in (ev.get("bins_t_per_yr") or [2000, 5000, 10000])],
         "acceptance_min_truth": float((ev.get("acceptance") or {}).get("min_truth_t_per_yr", 5000)),
-        "acceptance_min_overpasses": int((ev.get("acceptance") or {}).get("min_overpasses", 3)),
+        "acceptance_min_overpasses": int_value(
+            "quantify.evaluation.acceptance.min_overpasses", (ev.get("acceptance") or {}).get("min_overpasses", 3), 0
+        ),
         "preferred_method": str(q.get("preferred_method", "csf")),
         "winds": q.get("winds"),
         "inventory": q.get("inventory"),
@@ -183,7 +188,8 @@ def _period_config(pc) -> PeriodConfig:
     for k, v in corr.items():
         if not 0 <= v <= 1:
             raise ConfigError(f"quantify.period.correlation.{k}", f"must be in 0..1 (got {v})")
-    return PeriodConfig(float(pc.get("merge_km", 10.0)), use, int(pc.get("min_overpasses", 1)), corr)
+    min_overpasses = int_value("quantify.period.min_overpasses", pc.get("min_overpasses", 1), 1)
+    return PeriodConfig(float(pc.get("merge_km", 10.0)), use, min_overpasses, corr)
 
 
 def _with_ddeq(methods: list[str], dd) -> list[str]:
@@ -203,8 +209,16 @@ def _with_ddeq(methods: list[str], dd) -> list[str]:
 
 
 def collections(cfg: DictConfig) -> list[str]:
+    """The collections to quantify (``quantify.collection``, else every key of ``quantify.collections``): plain
+    names only, since each becomes a folder (``<out_dir>/<name>``) and a file name (``quantify_<name>.json``)."""
     one = OmegaConf.select(cfg, "quantify.collection", default=None)
     known = list((OmegaConf.select(cfg, "quantify.collections", default=None) or {}).keys())
+    named = [(f"quantify.collections.{k}", k) for k in known]
+    if one is not None:
+        named.insert(0, ("quantify.collection", one))
+    for key, n in named:
+        if not isinstance(n, str) or not PLAIN_NAME.match(n) or n in (".", ".."):
+            raise ConfigError(key, f"must be a plain collection name (letters, digits, _ . -; no / or ..; got {n!r})")
     if one:
         if one not in known:
             raise ConfigError("quantify.collection", f"unknown collection {one!r}; known: {sorted(known)}")
