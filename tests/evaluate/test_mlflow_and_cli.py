@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
@@ -102,9 +103,19 @@ BAD_INVENTORIES = {
         lambda df: df.assign(nox_t_per_yr=[1.0, -5.0, 1.0, 1.0, 1.0]),
         "column nox_t_per_yr has a negative or non-numeric value, e.g. -5.0",
     ),
+    # a source listed twice would count twice in Table 2 and the CO2 overlap (header = line 1, S2 = line 3)
+    "repeated-row": (lambda df: pd.concat([df, df.iloc[[1]]]), "line 7 repeats line 3 (1 repeated row(s))"),
+    "repeated-id": (
+        lambda df: pd.concat([df, df.iloc[[1]].assign(lat=0.2)]),
+        "line 7 repeats the id S2 of line 3 (1 repeated)",
+    ),
+    "repeated-position": (
+        lambda df: pd.concat([df, df.iloc[[1]].assign(id="S2b", nox_t_per_yr=10.0)]),
+        "line 7 repeats the position (0.125, 0.49) of line 3 (1 repeated)",
+    ),
 }
 #: these go through the real CLI (a subprocess each, ~3-5 s); the rest call run() directly
-CLI_CASES = ("missing-column", "other-units-column", "lat-out-of-range")
+CLI_CASES = ("missing-column", "other-units-column", "lat-out-of-range", "repeated-row")
 
 
 @pytest.mark.parametrize("name", CLI_CASES)

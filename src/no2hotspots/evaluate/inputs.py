@@ -103,7 +103,30 @@ def check_points(df: pd.DataFrame, source: str, *, allow_nan: bool = False) -> p
 
 
 def read_points_csv(path: str | Path) -> pd.DataFrame:
-    return check_points(read_csv(path), str(path))
+    """A plain point-source CSV (one row per source, e.g. the OSSE's ``truth/sources.csv``), checked like the
+    inventory readers: a repeated row, id or position would count one source twice (Table 2, CO2 overlap)."""
+    from ..inventory.points_csv import check_no_repeats
+
+    raw = read_csv(path)
+    check_no_repeats(raw, path)
+    df = check_points(raw, str(path))
+    _check_one_row_per_source(df, path)
+    return df
+
+
+def _check_one_row_per_source(df: pd.DataFrame, path) -> None:
+    """One-line error naming the file, the first repeated id or position and both CSV lines (header = line 1)."""
+    for cols, what in ((["id"], "id"), (["lat", "lon"], "position")):
+        rep = df.duplicated(cols, keep="first").to_numpy()
+        if rep.any():
+            i = int(np.flatnonzero(rep)[0])
+            first = int(np.flatnonzero((df.loc[: i - 1, cols] == df.loc[i, cols]).all(axis=1).to_numpy())[0])
+            value = df.loc[i, "id"] if what == "id" else f"({df.loc[i, 'lat']:g}, {df.loc[i, 'lon']:g})"
+            raise InputFileError(
+                path,
+                f"line {i + 2} repeats the {what} {value} of line {first + 2} ({int(rep.sum())} repeated); one row per "
+                "source (sum the units of one site into one row)",
+            )
 
 
 def load_inventory(spec, key: str) -> pd.DataFrame:
