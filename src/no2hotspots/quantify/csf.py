@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .estimate import Estimate, Lifetime, Wind, sensitivity
-from .scene import Scene, cell_offsets, fit_plane, functional_sigma, noise_model
+from .scene import Plane, Scene, cell_reach, fit_plane, functional_sigma, noise_model, sub_offsets
 
 METHOD = "csf"
 
@@ -55,38 +55,69 @@ def _geometry(scene: Scene, direction_from: float, cfg: CSFConfig):
     return s, t, step, cone, box & ~cone, edges
 
 
+@dataclass
+class _Strips:
+    """The transects observed well enough (step 3), on the scene cells ``cells`` (flat indices) they touch."""
+
+    plane: Plane
+    cells: np.ndarray
+    weights: np.ndarray  # (k, n_cells) observed area of each cell in each strip [m2] (0 where not observed)
+    length_m: np.ndarray  # (k,)
+    sbar_km: np.ndarray  # (k,) mid distance downwind
+    ld: np.ndarray  # (k,) line density [mol m-1]
+    var_ld: np.ndarray  # (k,) its noise variance from the precision
+
+
+def _strips(scene: Scene, direction_from: float, cfg: CSFConfig) -> _Strips | str:
+    """Steps 1-3 for one direction; a failure flag (str) where the background or the transects are missing."""
+    s, t, step, cone, bgmask, edges = _geometry(scene, direction_from, cfg)
+    plane = fit_plane(scene, bgmask)
+    if plane is None:
+        return "too_few_background_cells"
+    return _transects(scene, plane, s, t, edges, direction_from, cfg)
+
+
+def _factors(sbar_m: np.ndarray, u: float, tau: float) -> np.ndarray:
+    """Step 4: flux per unit line density, U exp(s / (U tau)) (U without decay)."""
+    return u * (np.exp(sbar_m / (u * tau)) if np.isfinite(tau) else np.ones_like(sbar_m))
+
+
+def _weights(st: _Strips, f0: np.ndarray) -> np.ndarray:
+    """Step 5: the transects' weights, inverse noise variance of their fluxes (normalised)."""
+    inv = 1.0 / np.maximum(st.var_ld * f0**2, 1e-300)
+    return inv / inv.sum()
+
+
+def _rate(scene: Scene, direction_from: float, speed: float, tau: float, cfg: CSFConfig) -> float:
+    """Q alone (mol s-1) for a wind direction: what the direction term re-runs; NaN where no estimate."""
+    st = _strips(scene, direction_from, cfg)
+    if isinstance(st, str) or len(st.ld) < cfg.min_transects:
+        return float("nan")
+    f0 = _factors(st.sbar_km * 1e3, speed, tau)
+    return float(np.sum(_weights(st, f0) * f0 * st.ld))
+
+
 def estimate(scene: Scene, wind: Wind, life: Lifetime, cfg: CSFConfig = CSFConfig(), *, _sens: bool = True) -> Estimate:
     if not np.isfinite(wind.direction_from):
         return Estimate.failed(METHOD, "no_wind_direction")
     if not (np.isfinite(wind.speed) and wind.speed > 0):
         return Estimate.failed(METHOD, "no_wind_speed")
-    s, t, step, cone, bgmask, edges = _geometry(scene, wind.direction_from, cfg)
-    plane = fit_plane(scene, bgmask)
-    if plane is None:
-        return Estimate.failed(METHOD, "too_few_background_cells")
-    noise = noise_model(scene, plane)
-    enh = scene.c - plane.at(scene.x, scene.y)
-    strips, sbar, ld, var_ld = _transects(scene, enh, s, t, edges, wind.direction_from, cfg)
-    k = len(strips)
+    st = _strips(scene, wind.direction_from, cfg)
+    if isinstance(st, str):
+        return Estimate.failed(METHOD, st)
+    k = len(st.ld)
     if k < cfg.min_transects:
         return Estimate.failed(METHOD, "too_few_transects", n_transects=k)
-    sbar_m = np.asarray(sbar) * 1e3
-    ld = np.asarray(ld)
-    var_ld = np.asarray(var_ld)
-
-    def factors(u: float, tau: float) -> np.ndarray:
-        return u * (np.exp(sbar_m / (u * tau)) if np.isfinite(tau) else np.ones_like(sbar_m))
-
-    f0 = factors(wind.speed, life.tau_s)
-    inv = 1.0 / np.maximum(var_ld * f0**2, 1e-300)
-    a = inv / inv.sum()
+    sbar_m, ld = st.sbar_km * 1e3, st.ld
+    f0 = _factors(sbar_m, wind.speed, life.tau_s)
+    a = _weights(st, f0)
     flux = f0 * ld
     q = float(np.sum(a * flux))
 
+    noise = noise_model(scene, st.plane)
     g = np.zeros(scene.c.shape)
-    for ak, fk, (wa, length_m) in zip(a, f0, strips):
-        g += ak * fk * wa / length_m
-    sig_noise = functional_sigma(scene, g, plane, noise)
+    g.flat[st.cells] = np.sum((a * f0 / st.length_m)[:, None] * st.weights, axis=0)
+    sig_noise = functional_sigma(scene, g, st.plane, noise)
     if k >= 3:
         sw2 = float(np.sum(a**2))
         sd = np.sqrt(np.sum(a * (flux - q) ** 2) / max(1.0 - sw2, 1e-9))
@@ -95,52 +126,59 @@ def estimate(scene: Scene, wind: Wind, life: Lifetime, cfg: CSFConfig = CSFConfi
     sig = {"noise": sig_noise}
     if _sens:
         sig["wind_speed"] = sensitivity(
-            lambda u: float(np.sum(a * factors(u, life.tau_s) * ld)), wind.speed, wind.sigma_speed
+            lambda u: float(np.sum(a * _factors(sbar_m, u, life.tau_s) * ld)), wind.speed, wind.sigma_speed
         )
         sig["lifetime"] = sensitivity(
-            lambda tau: float(np.sum(a * factors(wind.speed, max(tau, 600.0)) * ld)), life.tau_s, life.sigma_s
+            lambda tau: float(np.sum(a * _factors(sbar_m, wind.speed, max(tau, 600.0)) * ld)), life.tau_s, life.sigma_s
         )
         sig["wind_direction"] = sensitivity(
-            lambda d: estimate(scene, wind.with_(direction_from=d), life, cfg, _sens=False).q,
-            wind.direction_from,
-            wind.sigma_direction,
+            lambda d: _rate(scene, d, wind.speed, life.tau_s, cfg), wind.direction_from, wind.sigma_direction
         )
     diag = {
         "n_transects": k,
-        "transect_km": [float(sbar[0]), float(sbar[-1])],
+        "transect_km": [float(st.sbar_km[0]), float(st.sbar_km[-1])],
         "flux_transects_mol_s": [float(x) for x in flux],
-        "background_mol_m2": float(plane.coef[0]),
+        "background_mol_m2": float(st.plane.coef[0]),
         "noise_chi": noise.chi,
         "noise_k": noise.k,
     }
     return Estimate(METHOD, q, sig, [], diag)
 
 
-def _transects(scene: Scene, enh, s, t, edges, direction_from: float, cfg: CSFConfig):
-    """Step 3: the strips observed well enough, as (cell weights, length [m]) with their mid distance [km], line
-    density [mol m-1] and its noise variance."""
+def _strip_cells(scene: Scene, edges: np.ndarray, cfg: CSFConfig) -> np.ndarray:
+    """Flat indices of the cells a strip can touch: the cone up to the last edge, widened by a cell's reach."""
+    far = float(edges[-1])
+    reach = np.hypot(far, cfg.core_half_width_km + max(far, 0.0) * abs(np.tan(np.radians(cfg.widen_deg))))
+    return scene.cached(("strip_cells", reach), lambda: np.flatnonzero(scene.r <= reach + cell_reach(scene)))
+
+
+def _transects(scene: Scene, plane: Plane, s, t, edges, direction_from: float, cfg: CSFConfig) -> _Strips:
+    """Step 3: the strips observed well enough, their line density [mol m-1] and its noise variance."""
     # cells are split between strips by the share of their area in each (5 x 5 sub-samples): counting whole cells
     # by their centre makes a narrow plume's path length per strip jump by up to +-50 % with the wind angle
-    ox, oy = cell_offsets(scene)
+    cells = _strip_cells(scene, edges, cfg)
+    n = cells.size
+    oxc, oyc = scene.cached(("strip_offsets", cells.tobytes()), lambda: sub_offsets(scene, cells))
+    n_sub = oxc.shape[0]
     phi = np.radians(direction_from)
     ex, ey = -np.sin(phi), -np.cos(phi)
-    s_sub = s[None] + ox * ex + oy * ey
-    t_sub = t[None] - ox * ey + oy * ex
+    s_sub = s.ravel()[cells][None] + oxc * ex + oyc * ey
+    t_sub = t.ravel()[cells][None] - oxc * ey + oyc * ex
     tan_w = np.tan(np.radians(cfg.widen_deg))
     in_cone = np.abs(t_sub) <= cfg.core_half_width_km + np.maximum(s_sub, 0.0) * tan_w
-    strips, sbar, ld, var_ld = [], [], [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        frac = (in_cone & (s_sub >= lo) & (s_sub < hi)).mean(axis=0)
-        if not (frac > 0).any():
-            continue
-        fa = frac * scene.area
-        if fa[scene.valid].sum() < cfg.min_valid_fraction * fa.sum():
-            continue
-        mid = 0.5 * (lo + hi)
-        wa = np.where(scene.valid, fa, 0.0)
-        length_m = (hi - lo) * 1e3
-        strips.append((wa, length_m))
-        sbar.append(mid)
-        ld.append(float(np.nansum(wa * enh)) / length_m)
-        var_ld.append(float(np.sum((wa * scene.sigma) ** 2)) / length_m**2)
-    return strips, sbar, ld, var_ld
+    n_strips = len(edges) - 1
+    strip = np.searchsorted(edges, s_sub, side="right") - 1  # edges[k] <= s < edges[k + 1]
+    ok = in_cone & (strip >= 0) & (strip < n_strips)
+    counts = np.bincount((strip * n + np.arange(n)[None])[ok], minlength=max(n_strips, 0) * n)
+    frac = counts.reshape(n_strips, n) / n_sub
+    area, valid = scene.area.ravel()[cells], scene.valid.ravel()[cells]
+    fa = frac * area[None]
+    wa = np.where(valid[None], fa, 0.0)
+    keep = (frac > 0).any(axis=1) & ~(wa.sum(axis=1) < cfg.min_valid_fraction * fa.sum(axis=1))
+    lo, hi = edges[:-1][keep], edges[1:][keep]
+    length_m = (hi - lo) * 1e3
+    wa = wa[keep]
+    enh = scene.c.ravel()[cells] - plane.at(scene.x.ravel()[cells], scene.y.ravel()[cells])
+    ld = np.nansum(wa * enh[None], axis=1) / length_m
+    var_ld = np.sum((wa * scene.sigma.ravel()[cells][None]) ** 2, axis=1) / length_m**2
+    return _Strips(plane, cells, wa, length_m, 0.5 * (lo + hi), ld, var_ld)

@@ -39,23 +39,45 @@ class DivergenceConfig:
     min_valid_fraction: float = 0.9
 
 
-def _weights(scene: Scene, disk: np.ndarray, u: float, v: float, tau: float) -> np.ndarray:
-    """Cell weights g with Q = sum g c' (transposed central-difference stencil + sink term)."""
+def _stencils(scene: Scene, disk: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cell weights per unit u, v and 1/tau: Q = sum (u Gx + v Gy + Gt / tau) c' (the transposed central-difference
+    stencil and the sink term over the disk), 0 on cells without data."""
     dlon = np.radians(np.median(np.diff(scene.lon))) if scene.lon.size > 1 else np.radians(0.05)
     dlat = np.radians(np.median(np.diff(scene.lat))) if scene.lat.size > 1 else np.radians(0.05)
     dx = EARTH_RADIUS_M * np.cos(np.radians(scene.lat))[:, None] * dlon * np.ones_like(scene.c)
     dy = EARTH_RADIUS_M * dlat
     ad = np.where(disk, scene.area, 0.0)
-    ex = ad * u / (2 * dx)
-    ey = ad * v / (2 * dy)
-    g = np.zeros_like(ad)
-    g[:, 1:] += ex[:, :-1]  # cell i uses its east neighbour with +u/(2dx)
-    g[:, :-1] -= ex[:, 1:]  # ... and its west neighbour with -u/(2dx)
-    g[1:, :] += ey[:-1, :]  # north neighbour (+), rows ascend northward
-    g[:-1, :] -= ey[1:, :]
-    if np.isfinite(tau):
-        g += ad / tau
-    return g
+    ex = ad / (2 * dx)
+    ey = ad / (2 * dy)
+    gx = np.zeros_like(ad)
+    gx[:, 1:] += ex[:, :-1]  # cell i uses its east neighbour with +u/(2dx)
+    gx[:, :-1] -= ex[:, 1:]  # ... and its west neighbour with -u/(2dx)
+    gy = np.zeros_like(ad)
+    gy[1:, :] += ey[:-1, :]  # north neighbour (+), rows ascend northward
+    gy[:-1, :] -= ey[1:, :]
+    return tuple(np.where(scene.valid, g, 0.0) for g in (gx, gy, ad))
+
+
+def _plane_and_enhancement(scene: Scene, direction_from: float, cfg: DivergenceConfig):
+    """The background plane (ring minus the downwind sector) and c' (0 where not observed), or None."""
+    r_in = cfg.radius_km + cfg.gap_km
+    s = scene.rotate(direction_from)[0]
+    plane = fit_plane(scene, background_ring(scene, r_in, r_in + cfg.ring_km, s, cfg.sector_half_angle_deg))
+    if plane is None:
+        return None
+    return plane, np.where(scene.valid, scene.c - plane.at(scene.x, scene.y), 0.0)
+
+
+def _disk(scene: Scene, cfg: DivergenceConfig):
+    """(stencils, failure flag or None): the disk must be observed and lie inside the scene."""
+    r = scene.r
+    disk = r <= cfg.radius_km
+    edge = r <= cfg.radius_km + 1.5 * scene.cell_km
+    if scene.area[edge & scene.valid].sum() < cfg.min_valid_fraction * scene.area[edge].sum():
+        return None, "disk_not_observed"
+    if disk[0].any() or disk[-1].any() or disk[:, 0].any() or disk[:, -1].any():
+        return None, "disk_at_scene_edge"
+    return _stencils(scene, disk), None
 
 
 def estimate(
@@ -65,41 +87,38 @@ def estimate(
         return Estimate.failed(METHOD, "no_wind_direction")
     if not (np.isfinite(wind.speed) and wind.speed > 0):
         return Estimate.failed(METHOD, "no_wind_speed")
-    r = scene.r
-    s = scene.rotate(wind.direction_from)[0]
-    r_in = cfg.radius_km + cfg.gap_km
-    plane = fit_plane(scene, background_ring(scene, r_in, r_in + cfg.ring_km, s, cfg.sector_half_angle_deg))
-    if plane is None:
+    pe = _plane_and_enhancement(scene, wind.direction_from, cfg)
+    if pe is None:
         return Estimate.failed(METHOD, "too_few_background_cells")
+    plane, enh = pe
     noise = noise_model(scene, plane)
-    disk = r <= cfg.radius_km
-    edge = r <= cfg.radius_km + 1.5 * scene.cell_km
-    if scene.area[edge & scene.valid].sum() < cfg.min_valid_fraction * scene.area[edge].sum():
-        return Estimate.failed(METHOD, "disk_not_observed")
-    if disk[0].any() or disk[-1].any() or disk[:, 0].any() or disk[:, -1].any():
-        return Estimate.failed(METHOD, "disk_at_scene_edge")
-    enh = np.where(scene.valid, scene.c - plane.at(scene.x, scene.y), 0.0)
+    stencils, why = scene.cached(("divergence_disk", cfg.radius_km, cfg.min_valid_fraction), lambda: _disk(scene, cfg))
+    if why:
+        return Estimate.failed(METHOD, why)
+    gx, gy, gt = stencils
 
-    def q_of(speed: float, direction: float, tau: float) -> tuple[float, np.ndarray]:
+    def g_of(speed: float, direction: float, tau: float) -> np.ndarray:
         phi = np.radians(direction)
-        g = _weights(scene, disk, -speed * np.sin(phi), -speed * np.cos(phi), tau)
-        g = np.where(scene.valid, g, 0.0)
-        return float(np.sum(g * enh)), g
+        g = -speed * np.sin(phi) * gx + -speed * np.cos(phi) * gy
+        return g + gt / tau if np.isfinite(tau) else g
 
-    q, g = q_of(wind.speed, wind.direction_from, life.tau_s)
-    sig = {"noise": functional_sigma(scene, g, plane, noise)}
+    def q_of(speed: float, direction: float, tau: float, c=enh) -> float:
+        return float(np.sum(g_of(speed, direction, tau) * c))
+
+    def q_at_direction(d: float) -> float:
+        pd = _plane_and_enhancement(scene, d, cfg)
+        return float("nan") if pd is None else q_of(wind.speed, d, life.tau_s, pd[1])
+
+    q = q_of(wind.speed, wind.direction_from, life.tau_s)
+    sig = {"noise": functional_sigma(scene, g_of(wind.speed, wind.direction_from, life.tau_s), plane, noise)}
     if _sens:
         sig["wind_speed"] = sensitivity(
-            lambda u: q_of(max(u, 0.1), wind.direction_from, life.tau_s)[0], wind.speed, wind.sigma_speed
+            lambda u: q_of(max(u, 0.1), wind.direction_from, life.tau_s), wind.speed, wind.sigma_speed
         )
         sig["lifetime"] = sensitivity(
-            lambda tau: q_of(wind.speed, wind.direction_from, max(tau, 600.0))[0], life.tau_s, life.sigma_s
+            lambda tau: q_of(wind.speed, wind.direction_from, max(tau, 600.0)), life.tau_s, life.sigma_s
         )
-        sig["wind_direction"] = sensitivity(
-            lambda d: estimate(scene, wind.with_(direction_from=d), life, cfg, _sens=False).q,
-            wind.direction_from,
-            wind.sigma_direction,
-        )
+        sig["wind_direction"] = sensitivity(q_at_direction, wind.direction_from, wind.sigma_direction)
     diag = {
         "radius_km": cfg.radius_km,
         "background_mol_m2": float(plane.coef[0]),

@@ -48,30 +48,51 @@ def residence_time(radius_m: float, u: float, tau: float) -> float:
     return tau * (1.0 - np.exp(-radius_m / (u * tau)))
 
 
-def estimate(scene: Scene, wind: Wind, life: Lifetime, cfg: IMEConfig = IMEConfig(), *, _sens: bool = True) -> Estimate:
-    if not (np.isfinite(wind.speed) and wind.speed > 0):
-        return Estimate.failed(METHOD, "no_wind_speed")
-    known_dir = np.isfinite(wind.direction_from)
-    s = scene.rotate(wind.direction_from)[0] if known_dir else None
+def _mass(scene: Scene, direction_from: float, cfg: IMEConfig):
+    """Steps 1-2: (background plane, disk cell weights fa [m2], mass [mol]) or a failure flag (str). An unknown
+    direction (NaN) keeps the whole ring as background."""
+    known_dir = np.isfinite(direction_from)
+    s = scene.rotate(direction_from)[0] if known_dir else None
     r_in = cfg.radius_km + cfg.gap_km
     ring = background_ring(scene, r_in, r_in + cfg.ring_km, s, cfg.sector_half_angle_deg if known_dir else None)
     plane = fit_plane(scene, ring)
     if plane is None:
-        return Estimate.failed(METHOD, "too_few_background_cells")
-    noise = noise_model(scene, plane)
+        return "too_few_background_cells"
+    fa, w, observed = scene.cached(("ime_disk", cfg.radius_km, cfg.min_valid_fraction), lambda: _disk(scene, cfg))
+    if not observed:
+        return "disk_not_observed"
+    mass = float(np.sum(fa[w] * (scene.c[w] - plane.at(scene.x[w], scene.y[w]))))
+    return plane, np.where(w, fa, 0.0), mass
+
+
+def _disk(scene: Scene, cfg: IMEConfig) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The disk's cell areas inside it [m2], its observed cells, and whether enough of it is observed."""
     frac = disk_fraction(scene, cfg.radius_km)
     fa = frac * scene.area
-    if fa[scene.valid].sum() < cfg.min_valid_fraction * fa.sum():
-        return Estimate.failed(METHOD, "disk_not_observed")
-    w = (frac > 0) & scene.valid
-    mass = float(np.sum(fa[w] * (scene.c[w] - plane.at(scene.x[w], scene.y[w]))))
+    observed = not fa[scene.valid].sum() < cfg.min_valid_fraction * fa.sum()
+    return fa, (frac > 0) & scene.valid, observed
+
+
+def estimate(scene: Scene, wind: Wind, life: Lifetime, cfg: IMEConfig = IMEConfig(), *, _sens: bool = True) -> Estimate:
+    if not (np.isfinite(wind.speed) and wind.speed > 0):
+        return Estimate.failed(METHOD, "no_wind_speed")
+    known_dir = np.isfinite(wind.direction_from)
+    m = _mass(scene, wind.direction_from, cfg)
+    if isinstance(m, str):
+        return Estimate.failed(METHOD, m)
+    plane, g_mass, mass = m
+    noise = noise_model(scene, plane)
     radius_m = cfg.radius_km * 1e3
 
     def q_of(u: float, tau: float) -> float:
         return mass / residence_time(radius_m, u, tau)
 
+    def q_at_direction(d: float) -> float:
+        md = _mass(scene, d, cfg)
+        return float("nan") if isinstance(md, str) else md[2] / residence_time(radius_m, wind.speed, life.tau_s)
+
     q = q_of(wind.speed, life.tau_s)
-    g = np.where(w, fa, 0.0) / residence_time(radius_m, wind.speed, life.tau_s)
+    g = g_mass / residence_time(radius_m, wind.speed, life.tau_s)
     sig = {"noise": functional_sigma(scene, g, plane, noise)}
     # the plume leaves the disk after R only if the source sits at its centre: a hotspot offset d along the wind
     # changes the integration length by d (the other estimators are nearly insensitive to it)
@@ -80,13 +101,7 @@ def estimate(scene: Scene, wind: Wind, life: Lifetime, cfg: IMEConfig = IMEConfi
         sig["wind_speed"] = sensitivity(lambda u: q_of(max(u, 0.1), life.tau_s), wind.speed, wind.sigma_speed)
         sig["lifetime"] = sensitivity(lambda tau: q_of(wind.speed, max(tau, 600.0)), life.tau_s, life.sigma_s)
         sig["wind_direction"] = (
-            sensitivity(
-                lambda d: estimate(scene, wind.with_(direction_from=d), life, cfg, _sens=False).q,
-                wind.direction_from,
-                wind.sigma_direction,
-            )
-            if known_dir
-            else 0.0
+            sensitivity(q_at_direction, wind.direction_from, wind.sigma_direction) if known_dir else 0.0
         )
     diag = {
         "mass_mol": mass,

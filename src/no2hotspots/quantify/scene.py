@@ -38,18 +38,27 @@ class Scene:
     c: np.ndarray  # mol m-2, NaN where not observed
     sigma: np.ndarray  # mol m-2 (precision; NaN filled with the scene median)
     exclude: np.ndarray = field(default=None)  # cells near other sources: never used as background
+    #: what the estimators derive from the scene alone (offsets, disks, background planes): a scene is read-only
+    #: once built, and the three methods and their direction re-runs ask for the same things
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         if self.exclude is None:
             self.exclude = np.zeros(self.c.shape, dtype=bool)
 
+    def cached(self, key, make):
+        """``make()`` once per scene and ``key``."""
+        if key not in self.memo:
+            self.memo[key] = make()
+        return self.memo[key]
+
     @property
     def valid(self) -> np.ndarray:
-        return np.isfinite(self.c)
+        return self.cached("valid", lambda: np.isfinite(self.c))
 
     @property
     def cell_km(self) -> float:
-        return float(np.sqrt(np.nanmedian(self.area)) / 1e3)
+        return self.cached("cell_km", lambda: float(np.sqrt(np.nanmedian(self.area)) / 1e3))
 
     def rotate(self, direction_from_deg: float) -> tuple[np.ndarray, np.ndarray]:
         """(s, t) km: s downwind of the source, t across the wind (positive to the left looking downwind)."""
@@ -61,7 +70,7 @@ class Scene:
 
     @property
     def r(self) -> np.ndarray:
-        return np.hypot(self.x, self.y)
+        return self.cached("r", lambda: np.hypot(self.x, self.y))
 
 
 def local_scene(
@@ -130,6 +139,7 @@ class Plane:
     mask: np.ndarray
     P: np.ndarray  # (3, n_used)
     resid: np.ndarray  # residuals of the used cells
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def at(self, x, y) -> np.ndarray:
         return self.coef[0] + self.coef[1] * x + self.coef[2] * y
@@ -139,28 +149,74 @@ class Plane:
         return -(g0 * self.P[0] + gx * self.P[1] + gy * self.P[2])
 
 
+def median(a: np.ndarray) -> float:
+    """``np.median`` of a finite 1-D array, the same value without its overhead (thousands of calls per overpass)."""
+    n = a.size
+    if n == 0:
+        return float("nan")
+    k = n // 2
+    if n % 2:
+        return np.partition(a, k)[k]
+    part = np.partition(a, (k - 1, k))
+    return (part[k - 1] + part[k]) / 2
+
+
+#: a background plane needs cells spread at least this far [km, 1-sigma] across its narrowest direction: cells on
+#: (nearly) one line leave the plane's slope across it undetermined (weights, and so noise sigmas, blow up)
+MIN_PLANE_SPREAD_KM = 1.0
+
+
 def fit_plane(scene: Scene, mask: np.ndarray, clip: float = 3.0, iters: int = 3, min_cells: int = 8) -> Plane | None:
-    """Least-squares plane through the valid, non-excluded cells of ``mask`` with iterative sigma clipping."""
+    """Least-squares plane through the valid, non-excluded cells of ``mask`` with iterative sigma clipping; None
+    with fewer than ``min_cells`` cells or cells on (nearly) one line. Computed once per scene and mask."""
+    key = ("plane", mask.tobytes(), clip, iters, min_cells)
+    return scene.cached(key, lambda: _fit_plane(scene, mask, clip, iters, min_cells))
+
+
+def _plane_matrix(scene: Scene, use: np.ndarray) -> np.ndarray | None:
+    """The least-squares operator P (3, n) of the cells ``use``: coefficients (b0, bx, by) = P c. None if the cells
+    do not span a plane (fewer than 3, or spread less than MIN_PLANE_SPREAD_KM across their narrowest direction).
+    Solved on coordinates centred on the cells' mean, where the normal equations are a 2 x 2 system."""
+    x, y = scene.x[use], scene.y[use]
+    n = x.size
+    if n < 3:
+        return None
+    mx, my = x.mean(), y.mean()
+    u, v = x - mx, y - my
+    suu, svv, suv = float(u @ u), float(v @ v), float(u @ v)
+    narrowest = 0.5 * (suu + svv) - np.hypot(0.5 * (suu - svv), suv)  # n x the smaller eigenvalue of the covariance
+    if not np.sqrt(max(narrowest / n, 0.0)) >= MIN_PLANE_SPREAD_KM:
+        return None
+    det = suu * svv - suv * suv
+    px = (svv * u - suv * v) / det
+    py = (suu * v - suv * u) / det
+    return np.vstack([1.0 / n - mx * px - my * py, px, py])
+
+
+def _fit_plane(scene: Scene, mask: np.ndarray, clip: float, iters: int, min_cells: int) -> Plane | None:
     use = mask & scene.valid & ~scene.exclude
-    floor = float(np.median(scene.sigma[use])) if use.any() else 0.0  # never clip below the stated precision
+    floor = float(median(scene.sigma[use])) if use.any() else 0.0  # never clip below the stated precision
     for _ in range(iters + 1):
         if use.sum() < min_cells:
             return None
-        X = np.column_stack([np.ones(use.sum()), scene.x[use], scene.y[use]])
-        P = np.linalg.pinv(X)
+        P = _plane_matrix(scene, use)
+        if P is None:
+            return None
         coef = P @ scene.c[use]
-        res = scene.c[use] - X @ coef
-        s = 1.4826 * np.median(np.abs(res - np.median(res)))
-        keep = np.abs(res - np.median(res)) <= clip * max(s, floor, 1e-30)
+        res = scene.c[use] - (coef[0] + coef[1] * scene.x[use] + coef[2] * scene.y[use])
+        dev = np.abs(res - median(res))
+        s = 1.4826 * median(dev)
+        keep = dev <= clip * max(s, floor, 1e-30)
         if keep.all():
             return Plane(coef, use, P, res)
         idx = np.flatnonzero(use)
         use = use.copy()
         use.flat[idx[~keep]] = False
-    X = np.column_stack([np.ones(use.sum()), scene.x[use], scene.y[use]])
-    P = np.linalg.pinv(X)
+    P = _plane_matrix(scene, use)
+    if P is None:
+        return None
     coef = P @ scene.c[use]
-    return Plane(coef, use, P, scene.c[use] - X @ coef)
+    return Plane(coef, use, P, scene.c[use] - (coef[0] + coef[1] * scene.x[use] + coef[2] * scene.y[use]))
 
 
 @dataclass
@@ -178,10 +234,16 @@ class NoiseModel:
 def noise_model(scene: Scene, plane: Plane | None, max_rho: float = 0.8) -> NoiseModel:
     if plane is None or plane.mask.sum() < 8:
         return NoiseModel()
+    if ("noise", max_rho) not in plane.memo:
+        plane.memo[("noise", max_rho)] = _noise_model(scene, plane, max_rho)
+    return plane.memo[("noise", max_rho)]
+
+
+def _noise_model(scene: Scene, plane: Plane, max_rho: float) -> NoiseModel:
     r = np.full(scene.c.shape, np.nan)
     r[plane.mask] = plane.resid
-    sd = 1.4826 * np.nanmedian(np.abs(plane.resid - np.nanmedian(plane.resid)))
-    chi = max(1.0, float(sd / np.median(scene.sigma[plane.mask])))
+    sd = 1.4826 * median(np.abs(plane.resid - median(plane.resid)))
+    chi = max(1.0, float(sd / median(scene.sigma[plane.mask])))
 
     def lag1(a, b):
         ok = np.isfinite(a) & np.isfinite(b)
@@ -208,23 +270,58 @@ def functional_sigma(scene: Scene, g: np.ndarray, plane: Plane, noise: NoiseMode
 
 def cell_offsets(scene: Scene, sub: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Sub-sample offsets (km east, km north) within each cell: arrays (sub*sub, ny, nx)."""
+    return scene.cached(("offsets", sub), lambda: sub_offsets(scene, np.arange(scene.c.size), sub))
+
+
+def _cell_steps(scene: Scene) -> tuple[np.ndarray, float]:
+    """Cell sizes [km]: east-west per row (ny,), north-south."""
     dlon = np.radians(np.median(np.diff(scene.lon))) if scene.lon.size > 1 else np.radians(0.05)
     dlat = np.radians(np.median(np.diff(scene.lat))) if scene.lat.size > 1 else np.radians(0.05)
-    dx = EARTH_RADIUS_M * np.cos(np.radians(scene.lat))[:, None] * dlon / 1e3 * np.ones_like(scene.x)
-    dy = EARTH_RADIUS_M * dlat / 1e3
+    return EARTH_RADIUS_M * np.cos(np.radians(scene.lat)) * dlon / 1e3, EARTH_RADIUS_M * dlat / 1e3
+
+
+def sub_offsets(scene: Scene, cells: np.ndarray, sub: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-sample offsets (km east, km north) within the cells ``cells`` (flat indices): arrays (sub*sub, n); the
+    same values as :func:`cell_offsets` has for them (on a 2-D scene the result has the scene's shape)."""
+    dx_row, dy = scene.cached("steps", lambda: _cell_steps(scene))
+    dx = dx_row[np.asarray(cells) // scene.c.shape[1]]
     off = (np.arange(sub) + 0.5) / sub - 0.5
     ox, oy = np.meshgrid(off, off, indexing="ij")
-    return ox.ravel()[:, None, None] * dx[None], oy.ravel()[:, None, None] * dy * np.ones_like(dx)[None]
+    ox, oy = ox.ravel()[:, None] * dx[None], oy.ravel()[:, None] * dy * np.ones_like(dx)[None]
+    if np.asarray(cells).size == scene.c.size:
+        return ox.reshape(-1, *scene.c.shape), oy.reshape(-1, *scene.c.shape)
+    return ox, oy
+
+
+def cell_reach(scene: Scene, sub: int = 5) -> float:
+    """The largest distance [km] of a sub-sample from its cell's centre."""
+
+    def make():
+        dx_row, dy = scene.cached("steps", lambda: _cell_steps(scene))
+        half = 0.5 - 0.5 / sub
+        return float(np.hypot(np.max(np.abs(dx_row)) * half, abs(dy) * half)) * (1 + 1e-9) + 1e-9
+
+    return scene.cached(("reach", sub), make)
 
 
 def disk_fraction(scene: Scene, radius_km: float, sub: int = 5) -> np.ndarray:
     """Fraction of each cell's area within ``radius_km`` of the source (sub-sampled ``sub`` x ``sub``).
 
     Counting whole cells by their centre makes the integration length of a narrow plume jump by up to half a cell
-    (+-14 % for a 20 km disk of 5.5 km cells) with the wind angle; fractional cells remove most of that.
+    (+-14 % for a 20 km disk of 5.5 km cells) with the wind angle; fractional cells remove most of that. Only cells
+    on the disk's edge are sub-sampled (the others are wholly inside or outside).
     """
-    ox, oy = cell_offsets(scene, sub)
-    return (np.hypot(scene.x[None] + ox, scene.y[None] + oy) <= radius_km).mean(axis=0)
+
+    def make():
+        r, reach = scene.r, cell_reach(scene, sub)
+        frac = np.where(r + reach < radius_km, 1.0, 0.0)
+        edge = np.flatnonzero((r + reach >= radius_km) & (r - reach <= radius_km))
+        ox, oy = sub_offsets(scene, edge, sub)
+        x, y = scene.x.ravel()[edge], scene.y.ravel()[edge]
+        frac.flat[edge] = (np.hypot(x[None] + ox, y[None] + oy) <= radius_km).mean(axis=0)
+        return frac
+
+    return scene.cached(("disk", radius_km, sub), make)
 
 
 def background_ring(scene: Scene, r_in: float, r_out: float, s=None, half_angle_deg: float | None = None) -> np.ndarray:
