@@ -126,6 +126,59 @@ def test_rank_slices_make_up_the_single_process_batches(tiny_sim):
         ShardStream(shards, 15, shuffle=True, drop_last=True, rank=0, world=2)
 
 
+BN_SCRIPT = """
+import sys, torch, torch.distributed as dist
+from no2hotspots.train.distributed import global_batchnorm
+dist.init_process_group("gloo")
+r, k = dist.get_rank(), dist.get_world_size()
+torch.manual_seed(0)
+x, w = torch.randn(8, 3, 5, 5) * 2 + 1, torch.randn(8, 3, 5, 5)
+bn = torch.nn.BatchNorm2d(3)
+torch.nn.init.uniform_(bn.weight, 0.5, 1.5), torch.nn.init.uniform_(bn.bias, -1, 1)
+net = global_batchnorm(torch.nn.Sequential(bn))
+sl = slice(r * 8 // k, (r + 1) * 8 // k)
+xr = x[sl].clone().requires_grad_()
+y = net(xr)
+(y * w[sl]).sum().backward()
+grads = [p.grad for p in net.parameters()]
+for g in grads:
+    dist.all_reduce(g)
+kind = type(net[0]).__name__
+torch.save({"y": y.detach(), "xgrad": xr.grad, "grads": grads, "state": net.state_dict(), "type": kind},
+           f"{sys.argv[1]}/rank{r}.pt")
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_global_batchnorm_over_two_ranks_equals_one_batch(tmp_path):
+    """GlobalBatchNorm2d on 2 ranks x 4 scenes gives the outputs, input and parameter gradients (summed over the
+    ranks) and running statistics of a BatchNorm2d on the 8 scenes at once."""
+    script = tmp_path / "bn.py"
+    script.write_text(BN_SCRIPT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    log = tmp_path / "bn.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen([*cmd, str(tmp_path)], env=_env(), stdout=f, stderr=subprocess.STDOUT)
+    assert _finish(proc, 300) == 0, log.read_text()[-3000:]
+    torch.manual_seed(0)
+    x, w = torch.randn(8, 3, 5, 5) * 2 + 1, torch.randn(8, 3, 5, 5)
+    bn = torch.nn.BatchNorm2d(3)
+    torch.nn.init.uniform_(bn.weight, 0.5, 1.5), torch.nn.init.uniform_(bn.bias, -1, 1)
+    x.requires_grad_()
+    y = bn(x)
+    (y * w).sum().backward()
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert ranks[0]["type"] == "GlobalBatchNorm2d"
+    tol = {"atol": 1e-5, "rtol": 1e-5}
+    torch.testing.assert_close(torch.cat([r["y"] for r in ranks]), y.detach(), **tol)
+    torch.testing.assert_close(torch.cat([r["xgrad"] for r in ranks]), x.grad, **tol)
+    for r in ranks:
+        torch.testing.assert_close(r["grads"], [bn.weight.grad, bn.bias.grad], **tol)
+        for key, value in bn.state_dict().items():
+            torch.testing.assert_close(r["state"]["0." + key], value, **tol)
+
+
 @pytest.mark.parametrize(
     "override, key",
     [
@@ -150,8 +203,10 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path, tiny_sim):
 @pytest.mark.slow
 def test_two_ranks_match_one_process_and_only_rank_0_tracks(tmp_path, tiny_sim):
     """torchrun --nproc_per_node=2 (8 scenes per rank) and one process (16) with the same global batch of 16 end
-    within 2 % in validation loss (measured: 0.06 %; BatchNorm statistics over 8 instead of 16 scenes and the
-    batch-level Tversky term are what differ); rank 0 alone logged one MLflow run."""
+    with the same validation loss: the issue asks for 2 %; with BatchNorm, dropout and the Tversky term over the
+    global batch (train.distributed.global_batch) they agree to float rounding (measured: < 2e-7 relative for
+    seeds 42, 7, 11; per-rank statistics instead differed by 0.06 %, 0.6 %, 1.9 %). Rank 0 alone logged, one
+    MLflow run."""
     run(compose(tiny_overrides(tmp_path / "one", tiny_sim, *COMMON)))
     one = pd.read_csv(tmp_path / "one/plots/train/learning_curve.csv")
 
@@ -162,7 +217,8 @@ def test_two_ranks_match_one_process_and_only_rank_0_tracks(tmp_path, tiny_sim):
     two = pd.read_csv(tmp_path / "two/plots/train/learning_curve.csv")
     assert list(two.epoch) == list(one.epoch) == [0, 1, 2]
     rel = abs(two.val_loss.iloc[-1] - one.val_loss.iloc[-1]) / one.val_loss.iloc[-1]
-    assert rel < 0.02, (one.val_loss.tolist(), two.val_loss.tolist())
+    assert rel < 1e-3, (one.val_loss.tolist(), two.val_loss.tolist())  # tolerance: kernels differ by batch size
+    np.testing.assert_allclose(two.train_loss, one.train_loss, rtol=1e-3)  # the global batch's loss, as one process
     assert two.val_loss.iloc[-1] < two.val_loss.iloc[0]  # it learns
     assert "rank 0 of 2: gloo on cpu, 1 torch threads" in log and "rank 1 of 2: gloo on cpu" in log
 

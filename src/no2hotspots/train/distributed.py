@@ -28,6 +28,7 @@ import datetime
 import logging
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -55,7 +56,7 @@ class Dist:
     world: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
-    sync_batchnorm: bool = False
+    global_batch: bool = False  # BatchNorm, dropout and the Tversky term over the global batch (K > 1 only)
 
     @property
     def enabled(self) -> bool:
@@ -113,12 +114,7 @@ def validate(cfg: DictConfig) -> None:
         lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
         "must be null (train.num_threads) or an integer >= 1",
     )
-    require(
-        cfg,
-        t + "distributed.sync_batchnorm",
-        lambda v: v in ("auto", True, False),
-        "must be auto, true or false",
-    )
+    require(cfg, t + "distributed.global_batch", lambda v: isinstance(v, bool), "must be true or false")
     require(cfg, t + "distributed.timeout_s", lambda v: float(v) > 0, "must be > 0")
     if cfg.train.distributed.backend == "nccl" and cfg.train.device == "cpu":
         raise ConfigError("train.distributed.backend", "nccl needs train.device=cuda (gloo runs on CPU)")
@@ -156,11 +152,103 @@ def threads(cfg: DictConfig, world: int) -> int:
     return int(cfg.train.num_threads) if world == 1 or tpr is None else int(tpr)
 
 
-def _sync_batchnorm(cfg: DictConfig, device: torch.device, world: int) -> bool:
-    want = cfg.train.distributed.sync_batchnorm
-    if want is True and device.type != "cuda":
-        raise ConfigError("train.distributed.sync_batchnorm", "SyncBatchNorm runs on GPUs only (train.device=cuda)")
-    return world > 1 and (want is True or (want == "auto" and device.type == "cuda"))
+def as_one_process(model: torch.nn.Module, dist: Dist) -> torch.nn.Module:
+    """``model`` whose batch-wide operations cover the global batch, so that K ranks compute what one process
+    computes: BatchNorm statistics (torch's SyncBatchNorm on GPUs, :class:`GlobalBatchNorm2d` on CPU, where
+    SyncBatchNorm has no kernels) and dropout masks (:class:`GlobalDropout`). Parameters and buffers stay the same
+    tensors; the state dict keeps its keys."""
+    if dist.device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    else:
+        model = global_batchnorm(model)
+    return global_dropout(model, dist.rank, dist.world)
+
+
+class GlobalDropout(torch.nn.Dropout):
+    """Dropout that draws the mask of the whole global batch (every rank alike: they share the torch seed) and
+    applies this rank's rows of it: on CPU the masks are those one process draws for the same batch."""
+
+    def __init__(self, p: float, rank: int, world: int):
+        super().__init__(p)
+        self.rank, self.world = rank, world
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.numel() == 0:
+            return x
+        n = x.shape[0]
+        noise = torch.empty((n * self.world, *x.shape[1:]), dtype=x.dtype, device=x.device).bernoulli_(1 - self.p)
+        noise.div_(1 - self.p)  # as torch's CPU dropout: mask / (1 - p), then times the input
+        return x * noise[self.rank * n : (self.rank + 1) * n]
+
+
+def global_dropout(module: torch.nn.Module, rank: int, world: int) -> torch.nn.Module:
+    out = GlobalDropout(module.p, rank, world) if type(module) is torch.nn.Dropout else module
+    if out is not module:
+        out.train(module.training)
+    for name, child in module.named_children():
+        out.add_module(name, global_dropout(child, rank, world))
+    return out
+
+
+class SumOverRanks(torch.autograd.Function):
+    """Sum of a tensor over all ranks; the backward pass sums the gradients over the ranks likewise."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:
+        t = t.clone(memory_format=torch.contiguous_format)
+        torch.distributed.all_reduce(t)
+        return t
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        torch.distributed.all_reduce(grad)
+        return grad
+
+
+class GlobalBatchNorm2d(torch.nn.BatchNorm2d):
+    """BatchNorm2d whose training-mode statistics (and running averages) cover the global batch of all ranks.
+
+    Per channel, the sums of x and x² and the count go through one differentiable all-reduce (float64), so the
+    backward pass sums the gradients of the statistics over the ranks as well: with DDP averaging the parameter
+    gradients, K ranks compute the gradient of the global batch's loss, as one process would. Outside training or
+    without a process group it is a plain BatchNorm2d."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return super().forward(x)
+        c, xd = x.shape[1], x.double()
+        count = xd.new_full((1,), x.numel() // c)
+        stats = SumOverRanks.apply(torch.cat([xd.sum((0, 2, 3)), (xd * xd).sum((0, 2, 3)), count]))
+        n = stats[-1]
+        mean = stats[:c] / n
+        var = (stats[c : 2 * c] / n - mean * mean).clamp_min(0.0)  # biased, as batch norm normalises
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1.0 - m).add_(mean.to(x.dtype), alpha=m)
+                self.running_var.mul_(1.0 - m).add_((var * n / (n - 1)).to(x.dtype), alpha=m)
+        shape = (1, c, 1, 1)
+        y = (x - mean.to(x.dtype).view(shape)) * torch.rsqrt(var + self.eps).to(x.dtype).view(shape)
+        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+
+
+def global_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """Every ``nn.BatchNorm2d`` of ``module`` as a :class:`GlobalBatchNorm2d` on the same tensors."""
+    out = module
+    if type(module) is torch.nn.BatchNorm2d:
+        m = module
+        out = GlobalBatchNorm2d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
+        if m.affine:
+            out.weight, out.bias = m.weight, m.bias
+        if m.track_running_stats:
+            out.running_mean, out.running_var = m.running_mean, m.running_var
+            out.num_batches_tracked = m.num_batches_tracked
+        out.train(m.training)
+    for name, child in module.named_children():
+        out.add_module(name, global_batchnorm(child))
+    return out
 
 
 @contextlib.contextmanager
@@ -172,7 +260,7 @@ def session(cfg: DictConfig) -> Iterator[Dist]:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     torch.set_num_threads(threads(cfg, world))
-    dist = Dist(rank, world, local_rank, device, _sync_batchnorm(cfg, device, world))
+    dist = Dist(rank, world, local_rank, device, world > 1 and bool(cfg.train.distributed.global_batch))
     if not dist.enabled:
         yield dist
         return
@@ -187,17 +275,17 @@ def session(cfg: DictConfig) -> Iterator[Dist]:
     try:
         yield dist
         finished = True
-    except RankFailed:
-        raise
     except UserError as e:
+        stop.failing = True  # from here on this rank ignores torchrun's SIGTERM: its own line comes next
         e.args = (f"{e} ({dist.describe()})",)  # every rank prints its line: say whose it is
         raise
     except RuntimeError as e:
+        stop.failing = True
         if not _is_lost_peer(e):
             raise
         raise RankFailed(_resume_hint(dist, cfg, "lost contact with another rank (it failed or was killed)")) from e
     finally:
-        stop.failing = not finished  # a failing rank ignores torchrun's SIGTERM until it has printed its one line
+        stop.failing = not finished
         if finished:
             signal.signal(signal.SIGTERM, previous)
         quiet.close()
@@ -206,7 +294,13 @@ def session(cfg: DictConfig) -> Iterator[Dist]:
 
 
 class _Stop:
-    """SIGTERM from torchrun (it stops the other ranks when one fails) becomes :class:`RankFailed` once."""
+    """torchrun's SIGTERM (it stops the other ranks when one fails): print one line and leave at once.
+
+    Raising from a signal handler would surface inside whatever library call was running (an MLflow database
+    commit, a gloo wait) and come out wrapped or as a traceback, so the handler writes the line itself and exits
+    (status 2, like every user error): outputs are written atomically (a temp file left behind is removed by the
+    next write), the last checkpoint stays, and the MLflow run stays RUNNING until ``train.resume=true`` reopens
+    and finishes it. A rank already failing on its own error ignores the signal and prints that error instead."""
 
     def __init__(self, message: str):
         self.message, self.failing = message, False
@@ -215,7 +309,10 @@ class _Stop:
         if self.failing:
             return
         self.failing = True
-        raise RankFailed(self.message)
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"no2hotspots train: error: {self.message}\n")
+            sys.stderr.flush()
+        os._exit(RankFailed.exit_code)
 
 
 def _is_lost_peer(e: RuntimeError) -> bool:

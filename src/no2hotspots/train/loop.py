@@ -1,8 +1,8 @@
 """The loss and one training epoch (the evaluation pass is no2hotspots.score.evaluate).
 
-Determinism: before each epoch the torch RNG is seeded from ``(seed, epoch)`` (dropout masks; under torchrun from
-``(seed, epoch, rank)`` on ranks > 0) and the data order comes from the same pair (``ShardStream``), so an epoch
-redone after a crash repeats exactly what the lost attempt did.
+Determinism: before each epoch the torch RNG is seeded from ``(seed, epoch)`` (dropout masks; under torchrun with
+``train.distributed.global_batch: false`` from ``(seed, epoch, rank)`` on ranks > 0) and the data order comes from
+the same pair (``ShardStream``), so an epoch redone after a crash repeats exactly what the lost attempt did.
 """
 
 from __future__ import annotations
@@ -75,23 +75,55 @@ class Loss:
         )
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        sq, counts = self.parts(pred, target)
+        return sq if counts is None else sq + self.dice_weight * self.tversky(counts)
+
+    def parts(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The (weighted) mean squared error and, with a Tversky term, its soft counts ``[tp, fp, fn]`` over the
+        batch (the term is not a mean over scenes: K ranks add their counts to get the global batch's term)."""
         err = (pred - target) ** 2
         if self.positive_weight > 0:
             err = err * (1.0 + self.positive_weight * (target > 0).to(err.dtype))
-        loss = err.mean()
-        if self.dice_weight > 0:
-            eps = 1e-7
-            z = torch.logit(pred.clamp(eps, 1.0 - eps))
-            z0 = math.log(self.dice_threshold / (1.0 - self.dice_threshold))
-            soft = torch.sigmoid((z - z0) / self.dice_temperature)
-            true = (target > 0).to(soft.dtype)
-            tp = (soft * true).sum()
-            fp = soft.sum() - tp
-            fn = true.sum() - tp
-            b = self.dice_beta
-            index = (2.0 * tp + 1.0) / (2.0 * tp + 2.0 * (1.0 - b) * fp + 2.0 * b * fn + 1.0)
-            loss = loss + self.dice_weight * (1.0 - index)
-        return loss
+        if self.dice_weight <= 0:
+            return err.mean(), None
+        eps = 1e-7
+        z = torch.logit(pred.clamp(eps, 1.0 - eps))
+        z0 = math.log(self.dice_threshold / (1.0 - self.dice_threshold))
+        soft = torch.sigmoid((z - z0) / self.dice_temperature)
+        true = (target > 0).to(soft.dtype)
+        tp = (soft * true).sum()
+        return err.mean(), torch.stack([tp, soft.sum() - tp, true.sum() - tp])
+
+    def tversky(self, counts: torch.Tensor) -> torch.Tensor:
+        """``1 - Tversky index`` of soft counts ``[tp, fp, fn]``."""
+        tp, fp, fn = counts[0], counts[1], counts[2]
+        b = self.dice_beta
+        return 1.0 - (2.0 * tp + 1.0) / (2.0 * tp + 2.0 * (1.0 - b) * fp + 2.0 * b * fn + 1.0)
+
+
+def step_loss(loss: Loss, pred: torch.Tensor, y: torch.Tensor, dist: Dist) -> tuple[torch.Tensor, list[float]]:
+    """What to back-propagate on this rank, and the step's sums over all ranks ``[loss x n, MSE x n, n]``.
+
+    One process: the loss. K ranks with ``dist.global_batch``: the global batch's loss as one process computes it,
+    split so that DDP's gradient average gives its gradient: each rank's squared-error mean (the average of equal
+    slices is the global mean) plus the Tversky term of the summed counts, linearised at those counts and scaled
+    by K (its gradient reaches each rank's predictions through that rank's counts). Otherwise each rank's own loss.
+    """
+    k = float(len(y))
+    mse = float(((pred.detach() - y) ** 2).mean()) * k
+    if not (dist.enabled and dist.global_batch):
+        value = loss(pred, y)
+        return value, dist.sum([float(value.detach()) * k, mse, k])
+    sq, counts = loss.parts(pred, y)
+    extra = [] if counts is None else counts.detach().tolist()
+    sums = dist.sum([float(sq.detach()) * k, mse, k, *extra])
+    if counts is None:
+        return sq, sums[:3]
+    c = torch.tensor(sums[3:], dtype=counts.dtype, device=counts.device, requires_grad=True)
+    term = loss.tversky(c)
+    (grad,) = torch.autograd.grad(term, c)
+    back = sq + loss.dice_weight * dist.world * (grad * counts).sum()
+    return back, [sums[0] + loss.dice_weight * float(term.detach()) * sums[2], sums[1], sums[2]]
 
 
 def train_epoch(
@@ -111,11 +143,12 @@ def train_epoch(
     the optimizer applies it.
 
     Under torchrun (``dist``): ``model`` is the DDP wrapper, ``stream`` yields this rank's slice of each global
-    batch, and each step's loss sums are added over the ranks before the backward pass, so every rank sees a NaN
-    of any rank and all stop together (none is left waiting in a gradient all-reduce); the returned means are
-    over the global batches."""
+    batch, and each step's loss sums are added over the ranks before the backward pass (:func:`step_loss`), so
+    every rank sees a NaN of any rank and all stop together (none is left waiting in a gradient all-reduce); the
+    returned means are over the global batches. With ``dist.global_batch`` every rank seeds torch alike (its
+    dropout draws the global batch's masks, no2hotspots.train.distributed.GlobalDropout)."""
     dist = dist or Dist()
-    torch.manual_seed(epoch_seed(seed, epoch, dist.rank))
+    torch.manual_seed(epoch_seed(seed, epoch, 0 if dist.global_batch else dist.rank))
     model.train()
     total, total_mse, n = 0.0, 0.0, 0
     bar = tqdm(
@@ -131,9 +164,7 @@ def train_epoch(
         y = torch.as_tensor(b.emission).to(dist.device)
         optimizer.zero_grad(set_to_none=True)
         pred = model(x)
-        value = loss(pred, y)
-        k = len(y)
-        step = dist.sum([float(value.detach()) * k, float(((pred.detach() - y) ** 2).mean()) * k, float(k)])
+        value, step = step_loss(loss, pred, y, dist)
         if not math.isfinite(step[0]):
             raise NonFiniteLoss(
                 f"training loss became {step[0] / step[2]} in epoch {epoch + 1} (batch {i + 1}); "

@@ -154,16 +154,16 @@ def open_data(cfg: DictConfig, dist: Dist) -> Data:
 
 
 def build(cfg: DictConfig, dist: Dist) -> State:
-    """The network (on this rank's device; SyncBatchNorm across GPUs), optimiser and scheduler, each instantiated
-    from its ``_target_`` config; the same seed gives every rank the same initial weights."""
+    """The network (on this rank's device; batch-wide operations over the global batch under torchrun), optimiser and
+    scheduler, each instantiated from its ``_target_`` config; the same seed gives every rank the same weights."""
     from hydra.utils import instantiate
 
     from ..model.net import build_model
 
     torch.manual_seed(int(cfg.train.seed))
     model = build_model(cfg.model)
-    if dist.sync_batchnorm:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if dist.global_batch:
+        model = distributed.as_one_process(model, dist)
     model = model.to(dist.device)
     optimizer = instantiate(cfg.train.optimizer)(model.parameters())
     scheduler = instantiate(cfg.train.lr_schedule)(optimizer)
