@@ -308,3 +308,23 @@ def test_dask_local_cluster_gives_the_same_outputs_as_sync(case, tmp_path):
             pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12)
         else:
             xr.testing.assert_identical(a, b)
+
+
+def test_folder_metrics_and_plot_data_are_replaced_together(case, tmp_path):
+    """The collection's folder, metrics/evaluate_<c>.json and plots/evaluate/<c>_table2.csv are one atomic group: a
+    run that cannot write its plot data (the plots folder is a file) leaves all three as the last good run wrote
+    them, not a new folder beside old metrics."""
+    import hashlib
+
+    def digests():
+        return {p.relative_to(tmp_path).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in tmp_path.rglob("*") if p.is_file()}  # fmt: skip
+
+    run(case)
+    (tmp_path / "blocked").write_text("a file where the plots folder should be")
+    before = digests()
+    case.evaluate.min_detections = 4  # other results (see test_min_detections_counts_distinct_overpasses)
+    case.paths.plots = str(tmp_path / "blocked" / "plots")
+    with pytest.raises(OSError):
+        run(case)
+    assert digests() == before

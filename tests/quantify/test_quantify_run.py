@@ -283,3 +283,22 @@ def test_collection_names_must_be_plain(case, qhelp):
         cfg.quantify.collection = None  # every collection: a key of quantify.collections is checked the same way
         with pytest.raises(ConfigError, match=r"^config quantify\.collections\."):
             run(cfg)
+
+
+def test_folder_and_metrics_are_replaced_together(case, qhelp):
+    """``<out_dir>/<c>/`` and ``<metrics_dir>/quantify_<c>.json`` are one atomic group: a run that cannot write the
+    metrics file (its folder is a file) leaves both as the last good run wrote them."""
+    import hashlib
+
+    tmp, ov = case
+
+    def digests():
+        return {p.relative_to(tmp).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in tmp.rglob("*") if p.is_file()}  # fmt: skip
+
+    run(qhelp.quantify_cfg(ov))
+    (tmp / "blocked").write_text("a file where the metrics folder should be")
+    before = digests()
+    with pytest.raises(OSError):
+        run(qhelp.quantify_cfg({**ov, "quantify.methods": ["csf"], "quantify.metrics_dir": str(tmp / "blocked" / "m")}))
+    assert digests() == before

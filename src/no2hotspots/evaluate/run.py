@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from ..atomic import atomic_path, write_csv, write_text
+from ..atomic import Group, atomic_group, write_csv, write_text
 from ..config import require_int
 from ..contracts import grid as grid_contract
 from ..inventory.gridding import (
@@ -150,11 +150,12 @@ def evaluate_collection(cfg: DictConfig, name: str) -> dict:
         "detect": detect_meta,
         "metrics": metrics,
     }
-    with atomic_path(out_dir, is_dir=True) as tmp:
+    with atomic_group() as out:  # the folder, metrics and plot data are replaced together (no2hotspots.atomic)
+        tmp = out.folder(out_dir)
         _write_folder(tmp, name, s, obs, tables, results, side, series, changes, summary)
         if s.maps:
             _figures(tmp, name, grid, ddir, tables, results, scene, series, changes, s)
-    _write_metrics_and_plot_data(cfg, name, metrics, side)
+        _write_metrics_and_plot_data(out, cfg, name, metrics, side)
     _log_headline(name, sums, tables, metrics, time.perf_counter() - t0)
     if mode != "none":
         from .mlflow_log import log_evaluation
@@ -225,14 +226,15 @@ def _write_folder(tmp: Path, name: str, s, obs, tables, results, side, series, c
     write_text(tmp / "evaluate.json", json.dumps(summary, indent=2, default=_json_default) + "\n")
 
 
-def _write_metrics_and_plot_data(cfg: DictConfig, name: str, metrics: dict, side: pd.DataFrame) -> None:
+def _write_metrics_and_plot_data(out: Group, cfg: DictConfig, name: str, metrics: dict, side: pd.DataFrame) -> None:
     """``metrics/evaluate_<c>.json`` (the paper's figures first: write_json would sort the keys) and the Table 2
-    plot data: one row per table (model, composite, baseline, the paper), rule and bin, with a bar ``label``."""
-    write_text(
+    plot data: one row per table (model, composite, baseline, the paper), rule and bin, with a bar ``label``;
+    staged in ``out``, the stage's atomic group."""
+    out.write_text(
         Path(str(cfg.paths.metrics)) / f"evaluate_{name}.json",
         json.dumps(metrics, indent=2, default=_json_default) + "\n",
     )
-    write_csv(table2_plot_rows(side), Path(str(cfg.paths.plots)) / "evaluate" / f"{name}_table2.csv")
+    out.write_csv(table2_plot_rows(side), Path(str(cfg.paths.plots)) / "evaluate" / f"{name}_table2.csv")
 
 
 def table2_plot_rows(side: pd.DataFrame) -> pd.DataFrame:

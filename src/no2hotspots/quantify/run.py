@@ -31,7 +31,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_path, to_builtin, write_json
+from ..atomic import atomic_group, to_builtin, write_json
 from ..config import PLAIN_NAME, bool_value, int_value
 from ..errors import ConfigError, InputFileError
 from ..logs import progress_disabled
@@ -578,7 +578,8 @@ def write_outputs(name, s, est_h, est_s, period, wide, wind_desc, n_overpasses, 
         "evaluation": evaluation,
         "seconds": round(_time.perf_counter() - t0, 2),
     }
-    with atomic_path(s["out_dir"], is_dir=True) as tmp:
+    with atomic_group() as out:  # the folder and the metrics file are replaced together (no2hotspots.atomic)
+        tmp = out.folder(s["out_dir"])
         wide.to_csv(tmp / "hotspot_rates.csv", index=False)
         est_h.to_csv(tmp / "estimates_overpass.csv", index=False)
         est_s.to_csv(tmp / "estimates_site_overpass.csv", index=False)
@@ -590,7 +591,7 @@ def write_outputs(name, s, est_h, est_s, period, wide, wind_desc, n_overpasses, 
         if has_truth and not period.empty:
             scatter_plot(period, tmp / "scatter_period.png", value="nox_t_per_yr", sigma="nox_sigma_t_per_yr",
                          truth="inventory_nox_t_per_yr", title=f"{name}: period estimates vs inventory")  # fmt: skip
-    write_json(s["metrics_path"], _clean({**counts, "evaluation": evaluation}))
+        out.write_json(s["metrics_path"], _clean({**counts, "evaluation": evaluation}))
     log.info(
         "%s: %d overpass estimate(s), %d site estimate(s) -> %s",
         name,
