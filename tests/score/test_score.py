@@ -142,3 +142,25 @@ def test_paper_world_is_scored_like_test_and_never_for_a_choice(paper_world_cfg,
     assert "paper_world" not in without["splits"]
     assert without["splits"]["val"] == json.loads(json.dumps(full))["splits"]["val"]
     assert json.loads((tmp_path / "m" / "score.json").read_text())["val"] == metrics["val"]
+
+
+def _digests(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*")
+            if p.is_file()}  # fmt: skip
+
+
+def test_folder_metrics_and_plots_are_replaced_together(trained_cfg, tmp_path):
+    """The score folder, metrics/score.json and plots/score/ are one atomic group: a run that cannot write its plot
+    files (their folder is a file) leaves all of them as the last good run wrote them, not a new folder beside old
+    metrics."""
+    own = {"score": {"log_to_mlflow": False, "out_dir": str(tmp_path / "score")},
+           "paths": {"metrics": str(tmp_path / "metrics"), "plots": str(tmp_path / "plots")}}  # fmt: skip
+    run(OmegaConf.merge(trained_cfg, own))
+    (tmp_path / "blocked").write_text("a file where the plots folder should be")
+    before = _digests(tmp_path)
+    other = {"score": {"mark_threshold": 0.6}, "paths": {"plots": str(tmp_path / "blocked" / "plots")}}
+    with pytest.raises(OSError):
+        run(OmegaConf.merge(trained_cfg, own, other))
+    assert _digests(tmp_path) == before

@@ -78,3 +78,27 @@ def test_resume_with_a_checkpoint_of_another_model_is_one_line(tmp_path, tiny_si
         run(cfg)
     msg = str(e.value)
     assert "\n" not in msg and "last.pt" in msg and "shape" in msg and "stages" in msg
+
+
+@pytest.mark.slow  # two tiny trainings (~60-120 s on 2 shared cores)
+def test_model_run_json_metrics_and_curve_are_replaced_together(tmp_path, tiny_sim):
+    """``model/``, ``run.json``, ``metrics/train.json`` and ``plots/train/learning_curve.csv`` are one atomic group:
+    a training that cannot write its learning curve (the plots folder is a file) leaves all four as the previous
+    training wrote them (the model and run.json used to be replaced first, the metrics after)."""
+    import hashlib
+
+    def digests():
+        files = [tmp_path / "outputs/train/model/state_dict.pt", tmp_path / "outputs/train/model/model.json",
+                 tmp_path / "outputs/train/run.json", tmp_path / "metrics/train.json",
+                 tmp_path / "plots/train/learning_curve.csv"]  # fmt: skip
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+    run(compose(tiny_overrides(tmp_path, tiny_sim, "train.epochs=1", "train.log_model=false")))
+    before = digests()
+    (tmp_path / "blocked").write_text("a file where the plots folder should be")
+    other = ["train.epochs=1", "train.log_model=false", "train.seed=5", f"paths.plots={tmp_path}/blocked/plots"]
+    with pytest.raises(OSError):
+        run(compose(tiny_overrides(tmp_path, tiny_sim, *other)))
+    assert digests() == before
+    hidden = [p.name for d in ("outputs/train", "metrics") for p in (tmp_path / d).iterdir() if p.name.startswith(".")]
+    assert hidden == []

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..atomic import atomic_path, write_csv, write_json
+from ..atomic import atomic_group, write_csv, write_json
 from ..metrics import CONVENTIONS, table1
 
 #: MLflow/DVC metrics of the validation split (what the registry compares; the rest stays in score.json)
@@ -113,7 +113,8 @@ def write(cfg: DictConfig, scoring, meta: dict, results: dict, pairs: dict | Non
         "pairs": {k: _num(v) for k, v in (pairs or {}).items()},
     }
     out_dir = Path(str(cfg.score.out_dir))
-    with atomic_path(out_dir, is_dir=True) as tmp:
+    with atomic_group() as out:  # the folder, metrics and plot files are replaced together (no2hotspots.atomic)
+        tmp = out.folder(out_dir)
         write_json(tmp / "score.json", full)
         for split in results:
             if split != "val":
@@ -122,11 +123,12 @@ def write(cfg: DictConfig, scoring, meta: dict, results: dict, pairs: dict | Non
             from .panel import panel_png
 
             panel_png(results["test"].examples, tmp / "test_panel.png", scoring.detect_threshold)
-    write_json(Path(str(cfg.paths.metrics)) / "score.json", nested(flat))
-    if "val" in results:
-        write_csv(threshold_curve(results["val"].metrics), Path(str(cfg.paths.plots)) / "score" / "threshold_curve.csv")
-    if "test" in results:
-        write_csv(table1_rows(results), Path(str(cfg.paths.plots)) / "score" / "table1.csv")
+        out.write_json(Path(str(cfg.paths.metrics)) / "score.json", nested(flat))
+        plots = Path(str(cfg.paths.plots)) / "score"
+        if "val" in results:
+            out.write_csv(threshold_curve(results["val"].metrics), plots / "threshold_curve.csv")
+        if "test" in results:
+            out.write_csv(table1_rows(results), plots / "table1.csv")
     return full
 
 

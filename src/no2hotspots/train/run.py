@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from ..atomic import atomic_path, write_csv, write_json
+from ..atomic import Group, atomic_group, write_json
 from ..config import require, require_int, to_container
 from ..errors import ConfigError
 from . import checkpoint as ckpt
@@ -362,13 +362,13 @@ def model_meta(cfg: DictConfig, model: torch.nn.Module, state: State, data: Data
     }
 
 
-def save_model(cfg: DictConfig, model: torch.nn.Module, meta: dict) -> Path:
-    """``<out_dir>/model/{state_dict.pt,model.json}``, replaced as a whole."""
-    model_dir = Path(str(cfg.train.out_dir)) / "model"
-    with atomic_path(model_dir, is_dir=True) as tmp:
-        torch.save(model.state_dict(), tmp / "state_dict.pt")
-        write_json(tmp / "model.json", meta)
-    return model_dir
+def save_model(out: Group, cfg: DictConfig, model: torch.nn.Module, meta: dict) -> Path:
+    """``<out_dir>/model/{state_dict.pt,model.json}`` staged in ``out`` (replaced as a whole with the run's other
+    outputs); returns the staged folder."""
+    tmp = out.folder(Path(str(cfg.train.out_dir)) / "model")
+    torch.save(model.state_dict(), tmp / "state_dict.pt")
+    write_json(tmp / "model.json", meta)
+    return tmp
 
 
 def run(cfg: DictConfig) -> float:
@@ -387,22 +387,26 @@ def run(cfg: DictConfig) -> float:
             state = fit(cfg, state, data, dist)
             selected, objective = select_weights(cfg, state)
             model = final_model(cfg, state, selected)
-            model_dir = save_model(cfg, model, model_meta(cfg, model, state, data, selected))
-            tracking_run.log_results(cfg, state.history, selected, objective)
-            model_uri = tracking_run.log_model(model_dir, model, data) if bool(cfg.train.log_model) else None
-            write_outputs(cfg, state, data, selected, objective, model_uri)
+            with atomic_group() as out:  # model/, run.json, metrics and learning curve replaced together
+                model_dir = save_model(out, cfg, model, model_meta(cfg, model, state, data, selected))
+                tracking_run.log_results(cfg, state.history, selected, objective)
+                model_uri = tracking_run.log_model(model_dir, model, data) if bool(cfg.train.log_model) else None
+                write_outputs(out, cfg, state, data, selected, objective, model_uri)
     log.info("selected epoch %d; objective %s = %.4f", selected + 1, cfg.train.objective, objective)
     return objective
 
 
-def write_outputs(cfg: DictConfig, state: State, data: Data, selected: int, objective: float, model_uri) -> None:
-    """metrics/train.json, plots/train/learning_curve.csv and run.json (last: it marks a finished training)."""
+def write_outputs(
+    out: Group, cfg: DictConfig, state: State, data: Data, selected: int, objective: float, model_uri
+) -> None:
+    """metrics/train.json, plots/train/learning_curve.csv and run.json (it marks a finished training), staged in
+    ``out`` with the model folder."""
     import pandas as pd
 
     from .. import tracking
 
     sel = next(h for h in state.history if h["epoch"] == selected)
-    write_json(
+    out.write_json(
         Path(str(cfg.paths.metrics)) / "train.json",
         {
             "selected_epoch": selected,
@@ -414,8 +418,8 @@ def write_outputs(cfg: DictConfig, state: State, data: Data, selected: int, obje
     )
     keys = ("epoch", "train_loss", "train_mse", "val_loss", "lr")
     curve = pd.DataFrame([{k: h[k] for k in keys} for h in state.history])
-    write_csv(curve, Path(str(cfg.paths.plots)) / "train" / "learning_curve.csv")
-    write_json(
+    out.write_csv(curve, Path(str(cfg.paths.plots)) / "train" / "learning_curve.csv")
+    out.write_json(
         Path(str(cfg.train.out_dir)) / "run.json",
         {
             "run_id": state.run_id,
