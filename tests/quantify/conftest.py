@@ -111,6 +111,8 @@ def quantify_cfg(overrides: dict) -> OmegaConf:
     OmegaConf.set_struct(cfg, False)
     if "quantify" not in cfg:
         cfg.quantify = OmegaConf.load(Path(CONF_DIR) / "quantify" / "default.yaml")
+    if "quantify.units_dir" not in overrides:  # no resume cache unless a test asks (never the workspace's outputs/)
+        overrides = {**overrides, "quantify.units_dir": None}
     for k, v in overrides.items():
         OmegaConf.update(cfg, k, v, merge=False)
     return cfg

@@ -96,6 +96,34 @@ def nox_at(sites: pd.DataFrame | None, ids: list[str], time) -> float:
     return float(np.nansum(nox)) if np.isfinite(nox).any() else float("nan")
 
 
+class TruthAt:
+    """:func:`nox_at` for many rows: the inventory rows of each set of ids looked up once (the same values)."""
+
+    def __init__(self, sites: pd.DataFrame | None):
+        self.sites = sites
+        self._rows: dict[tuple, tuple] = {}
+
+    def __call__(self, ids: list[str], time) -> float:
+        if self.sites is None or not ids:
+            return float("nan")
+        key = tuple(ids)
+        if key not in self._rows:
+            sub = self.sites[self.sites["id"].astype(str).isin(ids)]
+            nox = pd.to_numeric(sub["nox_t_per_yr"], errors="coerce").to_numpy(float)
+            when = fac = None
+            if "change_date" in sub and "change_factor" in sub:
+                when = pd.to_datetime(sub["change_date"], errors="coerce").to_numpy("datetime64[ns]")
+                fac = pd.to_numeric(sub["change_factor"], errors="coerce").to_numpy(float)
+            self._rows[key] = (nox, when, fac)
+        nox, when, fac = self._rows[key]
+        if when is not None:
+            ts = pd.Timestamp(time)
+            t = np.datetime64(ts.tz_localize(None) if ts.tzinfo else ts, "ns")
+            changed = ~np.isnat(when) & np.isfinite(fac) & (t >= when)
+            nox = np.where(changed, nox * fac, nox)
+        return float(np.nansum(nox)) if np.isfinite(nox).any() else float("nan")
+
+
 def co2_from_nox(nox: float, sigma: dict[str, float], r: Ratio) -> tuple[float, dict[str, float]]:
     """(Mt CO2/yr, components in Mt CO2/yr) from NOx [t/yr] and its components."""
     q = nox * r.ratio / 1e6

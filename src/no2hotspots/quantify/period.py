@@ -1,7 +1,18 @@
 """Hotspot sites over a period, and the combination of their overpass estimates.
 
-Sites: hotspots of all overpasses within ``merge_km`` of a stronger one form one site (greedy, strongest first, as the
-evaluation merges them), placed at the strongest hotspot.
+Hotspot sites: hotspots of all overpasses within ``merge_km`` of a stronger one form one site (greedy, strongest
+first, as the evaluation merges them), placed at the strongest hotspot; every hotspot row carries its ``site_id``.
+
+Period sites, where the period estimates are made (``sites``):
+
+- ``composite`` (default): the detect stage's composite hotspots (``composite.csv``: peaks of the period's mean
+  relative-emission map), the persistent sources. On the demo year these are 33 sites of which 91 % lie within
+  10 km of a true source, against 629 hotspot sites of which 26 % do: most per-overpass hotspot sites are one-off
+  false alarms, and a period rate for them is a rate for noise. Where the composite lists no site (a collection
+  of fewer overpasses than the composite needs, e.g. a single scene) the hotspot sites are used instead;
+- ``hotspots``: the hotspot sites with at least ``min_detections`` hotspots.
+
+Each hotspot also gets ``period_site_id``: the period site within ``merge_km`` (the nearest), or none.
 
 Which overpasses: ``use: observed`` (default) estimates every site in every overpass whose data cover it, detected
 or not; ``use: detected`` only the overpasses with a hotspot at the site. The second is biased high (an overpass is
@@ -29,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..evaluate.geo import PointIndex
+from ..evaluate.geo import PointIndex, haversine_km, unit_vectors
 
 DEFAULT_CORRELATION = {
     "noise": 0.0,
@@ -42,12 +53,17 @@ DEFAULT_CORRELATION = {
 }
 
 
+SITE_SOURCES = ("composite", "hotspots")
+
+
 @dataclass(frozen=True)
 class PeriodConfig:
     merge_km: float = 10.0
     use: str = "observed"
     min_overpasses: int = 1
     correlation: dict = field(default_factory=lambda: dict(DEFAULT_CORRELATION))
+    sites: str = "composite"
+    min_detections: int = 1
 
 
 def sites_from_hotspots(h: pd.DataFrame, merge_km: float) -> tuple[pd.DataFrame, np.ndarray]:
@@ -57,14 +73,17 @@ def sites_from_hotspots(h: pd.DataFrame, merge_km: float) -> tuple[pd.DataFrame,
     strength = h["peak_rel_emission"].to_numpy(float) if "peak_rel_emission" in h else np.ones(len(h))
     order = np.argsort(-strength, kind="stable")
     lat, lon = h["peak_lat"].to_numpy(float), h["peak_lon"].to_numpy(float)
+    vec = unit_vectors(lat, lon)
+    site_vec = np.empty_like(vec)
     site_of = np.full(len(h), -1)
     slat, slon = [], []
     for i in order:
-        if slat:
-            j, d = PointIndex(slat, slon).nearest(lat[i], lon[i])
-            if d[0] <= merge_km:
-                site_of[i] = j[0]
+        if slat:  # the nearest site so far (straight-line distance of unit vectors, as a KD-tree ranks them)
+            j = int(np.argmin(np.sum((site_vec[: len(slat)] - vec[i]) ** 2, axis=1)))
+            if haversine_km(lat[i], lon[i], slat[j], slon[j]) <= merge_km:
+                site_of[i] = j
                 continue
+        site_vec[len(slat)] = vec[i]
         slat.append(lat[i])
         slon.append(lon[i])
         site_of[i] = len(slat) - 1
@@ -77,6 +96,34 @@ def sites_from_hotspots(h: pd.DataFrame, merge_km: float) -> tuple[pd.DataFrame,
         }
     )
     return sites, site_of + 1
+
+
+def period_sites(
+    cfg: PeriodConfig, hot: pd.DataFrame, hotspot_sites: pd.DataFrame, composite: pd.DataFrame | None
+) -> tuple[pd.DataFrame, np.ndarray, str]:
+    """The period sites (site_id, lat, lon, n_detections), each hotspot's period site (0 = none) and what the sites
+    are (``composite``, ``hotspots`` or ``hotspots (no composite sites)``). ``hot`` carries ``site_id``; the
+    composite table is detect's composite.csv (site_id, peak_lat, peak_lon) or None where there is none."""
+    cols = ["site_id", "lat", "lon", "n_detections"]
+    if cfg.sites == "composite" and composite is not None and len(composite):
+        sites = pd.DataFrame(
+            {
+                "site_id": composite["site_id"].to_numpy(int),
+                "lat": composite["peak_lat"].to_numpy(float),
+                "lon": composite["peak_lon"].to_numpy(float),
+            }
+        )
+        of = np.zeros(len(hot), int)
+        if len(hot):
+            j, d = PointIndex(sites["lat"], sites["lon"]).nearest(hot["peak_lat"], hot["peak_lon"])
+            of = np.where(d <= cfg.merge_km, sites["site_id"].to_numpy(int)[j], 0)
+        sites["n_detections"] = [int((of == sid).sum()) for sid in sites["site_id"]]
+        return sites[cols], of, "composite"
+    what = "hotspots" if cfg.sites == "hotspots" else "hotspots (no composite sites)"
+    sites = hotspot_sites[hotspot_sites["n_detections"] >= cfg.min_detections].reset_index(drop=True)
+    kept = set(sites["site_id"].astype(int))
+    of = np.array([sid if sid in kept else 0 for sid in hot["site_id"].astype(int)], dtype=int)
+    return sites[cols], of, what
 
 
 def combine(q: np.ndarray, comps: dict[str, np.ndarray], correlation: dict[str, float]) -> dict:

@@ -19,30 +19,30 @@ evaluation), ``scatter_overpass.png`` / ``scatter_period.png`` (estimates agains
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time as _time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
+from .. import units
 from ..atomic import atomic_group, to_builtin, write_json
 from ..config import PLAIN_NAME, bool_value, int_value
 from ..errors import ConfigError, InputFileError
-from ..logs import progress_disabled
-from ..winds import WindSample, open_winds
-from . import chemistry, csf, ddeq_ref, divergence, ime, inputs
-from .co2 import CO2Config, InventoryMatcher, co2_from_nox, nox_at
-from .estimate import COMPONENTS, MODEL_UNCERTAINTY, Estimate, Wind
+from ..winds import open_winds
+from ..winds.field import expand_paths
+from . import chemistry, csf, ddeq_ref, divergence, estimate, ime, inputs
+from .co2 import CO2Config, InventoryMatcher
+from .estimate import COMPONENTS
 from .evaluation import evaluate_table, scatter_plot
-from .period import PeriodConfig, combine, sites_from_hotspots
-from .plume import PlumeDirectionConfig, plume_direction
-from .scene import background_ring, fit_plane, local_scene, noise_model
+from .overpass import Context, OverpassTask, estimate_rows, quantify_overpass, quantify_point  # noqa: F401 (API)
+from .period import SITE_SOURCES, PeriodConfig, combine, period_sites, sites_from_hotspots
+from .plume import PlumeDirectionConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,9 @@ ESTIMATORS = {"csf": csf, "ime": ime, "divergence": divergence}
 METHODS = (*ESTIMATORS, ddeq_ref.METHOD)
 DIRECTION_MODES = ("auto", "wind", "plume")
 SIGMA_COMPONENTS = (*COMPONENTS,)
+#: the code an overpass unit's rows depend on (part of its hash)
+UNIT_CODE = ("no2hotspots.quantify", "no2hotspots.winds", "no2hotspots.evaluate.geo", "no2hotspots.contracts.grid",
+             "no2hotspots.readfile")  # fmt: skip
 #: header of an estimates table without rows (no hotspot in the collection): still a readable CSV
 EMPTY_COLUMNS = ("hotspot_id", "site_id", "time", "lat", "lon", "method", "nox_t_per_yr", "nox_sigma_t_per_yr",
                  "co2_mt_per_yr", "co2_sigma_mt_per_yr", "inventory_nox_t_per_yr", "quality_flags")  # fmt: skip
@@ -143,6 +146,7 @@ def settings(q: DictConfig, name: str) -> dict[str, Any]:
         "inventory": q.get("inventory"),
         "ingest_dir": str(q.get("ingest_dir")),
         "detect_dir": str(q.get("detect_dir")),
+        "units_dir": None if q.get("units_dir") in (None, "") else str(q.get("units_dir")),
         "out_dir": Path(str(q.get("out_dir"))) / name,
         "metrics_path": Path(str(q.get("metrics_dir"))) / f"quantify_{name}.json",
         "key": key,
@@ -189,7 +193,11 @@ def _period_config(pc) -> PeriodConfig:
         if not 0 <= v <= 1:
             raise ConfigError(f"quantify.period.correlation.{k}", f"must be in 0..1 (got {v})")
     min_overpasses = int_value("quantify.period.min_overpasses", pc.get("min_overpasses", 1), 1)
-    return PeriodConfig(float(pc.get("merge_km", 10.0)), use, min_overpasses, corr)
+    sites = pc.get("sites", "composite")
+    if sites not in SITE_SOURCES:
+        raise ConfigError("quantify.period.sites", f"must be one of {', '.join(SITE_SOURCES)} (got {sites!r})")
+    min_detections = int_value("quantify.period.min_detections", pc.get("min_detections", 1), 1)
+    return PeriodConfig(float(pc.get("merge_km", 10.0)), use, min_overpasses, corr, str(sites), min_detections)
 
 
 def _with_ddeq(methods: list[str], dd) -> list[str]:
@@ -229,220 +237,116 @@ def collections(cfg: DictConfig) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# one point in one overpass
-
-
-def quantify_point(
-    ov,
-    time,
-    lat0: float,
-    lon0: float,
-    wind: dict,
-    s: dict,
-    others: list[tuple[float, float]] = (),
-    model_uncertainty: Callable | None = None,
-    context: dict | None = None,
-) -> tuple[list[Estimate], dict]:
-    """Estimates (in t NOx/yr) of every configured method for a source at (lat0, lon0) in one overpass grid.
-
-    ``wind``: a :meth:`WindSample.row` dict. Returns the estimates and a dict describing the wind/direction used.
-    """
-    chem: chemistry.Chemistry = s["chemistry"]
-    life = chem.lifetime
-    scene = local_scene(
-        ov["lat"].values,
-        ov["lon"].values,
-        ov["no2"].values,
-        ov["no2_precision"].values,
-        lat0,
-        lon0,
-        s["scene_half_km"],
-        others,
-        s["exclude_other_km"],
-    )
-    info = {"direction_source": "none", "plume_from_deg": np.nan, "plume_snr": np.nan}
-    if scene is None or not scene.valid.any():
-        return [Estimate.failed(m, "not_observed") for m in s["methods"]], info
-    w_dir, w_sig = wind["wind_from_deg"], wind["wind_from_sigma_deg"]
-    p_dir = p_sig = np.nan
-    if s["direction"] == "plume" or not np.isfinite(w_dir):
-        p_dir, p_sig, snr = plume_direction(scene, s["plume_direction"])
-        info.update(plume_from_deg=p_dir, plume_snr=snr)
-    if s["direction"] == "plume" and np.isfinite(p_dir):
-        d, ds, info["direction_source"] = p_dir, p_sig, "plume"
-    elif np.isfinite(w_dir):
-        d, ds, info["direction_source"] = w_dir, w_sig, "wind"
-    elif np.isfinite(p_dir):
-        d, ds, info["direction_source"] = p_dir, p_sig, "plume"
-    else:
-        d, ds = np.nan, np.nan
-    w = Wind(float(wind["wind_speed_m_s"]), float(wind["wind_speed_sigma_m_s"]), float(d), float(ds))
-    info.update(direction_used_deg=d, direction_sigma_deg=ds)
-    out = []
-    for m in s["methods"]:
-        if w.speed < s["min_wind_m_s"]:
-            e = Estimate.failed(m, "low_wind")
-        elif m == ddeq_ref.METHOD:
-            plane = fit_plane(scene, background_ring(scene, 40.0, 60.0))
-            nm = noise_model(scene, plane)
-            noise_level = float(np.median(scene.sigma) * nm.chi)
-            e = ddeq_ref.estimate(ov, time, lat0, lon0, w, life, noise_level, s["ddeq"])
-        else:
-            e = ESTIMATORS[m].estimate(scene, w, life, s[m])
-        if e.ok:
-            hook = model_uncertainty or MODEL_UNCERTAINTY
-            e.sigma["model"] = abs(e.q) * float(hook(context or {}, e)) if hook else 0.0
-        out.append(chemistry.to_nox(e, chem))
-    return out, info
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# rows
-
-
-def estimate_rows(ests: list[Estimate], base: dict, ratio) -> list[dict]:
-    rows = []
-    for e in ests:
-        co2, co2s = co2_from_nox(e.q, e.sigma, ratio)
-        r = {
-            **base,
-            "method": e.method,
-            "nox_t_per_yr": e.q,
-            "nox_sigma_t_per_yr": e.sigma_total,
-            **{f"nox_sigma_{c}_t_per_yr": e.sigma.get(c, 0.0 if e.ok else np.nan) for c in SIGMA_COMPONENTS},
-            "co2_mt_per_yr": co2,
-            "co2_sigma_mt_per_yr": float(np.sqrt(np.nansum(np.square(list(co2s.values()))))) if e.ok else np.nan,
-            "co2_nox_ratio": ratio.ratio,
-            "co2_nox_ratio_rel_sigma": ratio.rel_sigma,
-            "co2_basis": ratio.basis,
-            "quality_flags": " ".join(e.flags),
-        }
-        for k in ("n_transects", "noise_chi", "noise_k", "detected_pixels", "decay_time_h"):
-            if k in e.diag:
-                r[k] = e.diag[k]
-        rows.append(r)
-    return rows
+# the collection: each overpass a unit (quantify/overpass.py)
 
 
 def quantify_collection(cfg: DictConfig, name: str, model_uncertainty: Callable | None = None) -> dict:
     t0 = _time.perf_counter()
     q = collection_config(cfg, name)
     s = settings(q, name)
-    hot = inputs.read_hotspots(name, s["detect_dir"])
-    sites, site_of = sites_from_hotspots(hot, s["period"].merge_km)
-    hot = hot.assign(site_id=site_of)
-    winds = open_winds(s["winds"], key=f"{s['key']}.winds")
+    hot, sites, site_source = hotspots_and_sites(s, name)
     inv = inputs.load_sites(s["inventory"], f"{s['key']}.inventory")
     matcher = InventoryMatcher(inv, s["co2"])
-    log.info(
-        "%s: %d hotspot(s) at %d site(s); winds: %s; methods: %s",
-        name,
-        len(hot),
-        len(sites),
-        winds.describe(),
-        s["methods"],
-    )
     site_ratio = {int(r.site_id): matcher.ratio(r.lat, r.lon) for r in sites.itertuples()}
-    ctx = _Context(s, sites, site_ratio, matcher, inv, model_uncertainty)
+    hook = model_uncertainty or estimate.MODEL_UNCERTAINTY  # resolved here: worker processes do not share globals
+    ctx = Context(s, sites, site_ratio, matcher, inv, hook)
+    ovs = inputs.overpass_list(name, s["ingest_dir"])
+    wind_files = expand_paths((s["winds"] or {}).get("paths"))
+    log.info("%s: %d overpass(es), %d hotspot(s), %d period site(s) (%s); %d wind file(s); methods: %s", name,
+             len(ovs), len(hot), len(sites), site_source, len(wind_files), s["methods"])  # fmt: skip
+    tasks = overpass_tasks(s, name, ovs, hot, ctx, wind_files)
+    from ..parallel import map_units
 
-    rows_h, rows_s = [], []
-    n_ov = 0
-    for t, ov in tqdm(inputs.overpasses(name, s["ingest_dir"]), desc=f"quantify {name}", unit="overpass",
-                      disable=progress_disabled()):  # fmt: skip
-        n_ov += 1
-        h = inputs.hotspots_of(hot, t, ov.attrs.get("overpass"))
-        pts_lat = list(h["peak_lat"]) + list(sites["lat"])
-        pts_lon = list(h["peak_lon"]) + list(sites["lon"])
-        ws: WindSample = winds.at(pts_lat, pts_lon, t) if pts_lat else None
-        rows_h += _hotspot_rows(ctx, ov, t, h, ws)
-        rows_s += _site_rows(ctx, ov, t, h, ws)
-
+    results = map_units(quantify_overpass, tasks, cfg, desc=f"quantify {name}", shared={"ctx": ctx})
+    if tasks and tasks[0].units_dir:
+        units.prune(tasks[0].units_dir, [t.overpass.key for t in tasks])
+    rows_h = [r for res in results for r in res["hotspots"]]
+    rows_s = [r for res in results for r in res["sites"]]
     est_h = pd.DataFrame(rows_h, columns=None if rows_h else list(EMPTY_COLUMNS))
     est_s = pd.DataFrame(rows_s, columns=None if rows_s else list(EMPTY_COLUMNS))
+    if "period_site_id" in est_h:
+        est_h["period_site_id"] = est_h["period_site_id"].astype("Int64")
     period = period_table(est_s, sites, site_ratio, s)
     wide = hotspot_wide(hot, est_h, s)
-    summary = write_outputs(name, s, est_h, est_s, period, wide, winds.describe(), n_ov, inv is not None, t0)
-    return summary
+    kinds = sorted(set().union(*(r["wind_kinds"] for r in results))) if results else []
+    run_info = {
+        "period_sites": site_source,
+        "units_computed": sum(not r["reused"] for r in results),
+        "units_reused": sum(bool(r["reused"]) for r in results),
+    }
+    return write_outputs(name, s, est_h, est_s, period, wide, winds_description(s, len(wind_files), kinds),
+                         len(ovs), inv is not None, t0, run_info)  # fmt: skip
 
 
-@dataclass(frozen=True)
-class _Context:
-    """What every overpass of a collection is quantified with."""
+def hotspots_and_sites(s: dict, name: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The hotspot table with ``site_id`` (hotspot sites) and ``period_site_id`` (0 = none), the period sites and
+    what they are (:func:`.period.period_sites`)."""
+    hot = inputs.read_hotspots(name, s["detect_dir"])
+    hsites, site_of = sites_from_hotspots(hot, s["period"].merge_km)
+    hot = hot.assign(site_id=site_of)
+    composite = inputs.read_composite(name, s["detect_dir"]) if s["period"].sites == "composite" else None
+    sites, period_of, what = period_sites(s["period"], hot, hsites, composite)
+    if what != s["period"].sites:
+        log.info("%s: the composite lists no site; period estimates at the %d hotspot site(s)", name, len(sites))
+    return hot.assign(period_site_id=period_of), sites, what
 
-    s: dict
-    sites: pd.DataFrame
-    site_ratio: dict
-    matcher: InventoryMatcher
-    inv: pd.DataFrame | None
-    model_uncertainty: Callable | None
+
+def overpass_tasks(s: dict, name: str, ovs: list, hot: pd.DataFrame, ctx: Context, wind_files: list) -> list:
+    """One :class:`.overpass.OverpassTask` per overpass: its hotspots, the wind files around its time and (without
+    a model-uncertainty hook, whose effect cannot be hashed) its unit hash."""
+    units_dir = Path(s["units_dir"]) / name if s["units_dir"] and ctx.model_uncertainty is None else None
+    if units_dir:
+        units_dir.mkdir(parents=True, exist_ok=True)
+    spans = inputs.wind_file_spans(wind_files)
+    window = np.timedelta64(int((float((s["winds"] or {}).get("time_window_h", 1.0)) + 3.0) * 3600), "s")
+    fixed = _fixed_digest(s, ctx) if units_dir else ""
+    tasks = []
+    for o, h in zip(ovs, inputs.hotspots_by_overpass(hot, ovs)):
+        paths = tuple(str(p) for p in _wind_files_at(o.time, wind_files, spans, window))
+        records = tuple({"Index": i, **r} for i, r in zip(h.index, h.to_dict("records")))
+        uh = ""
+        if units_dir:
+            table = hashlib.sha256(pd.util.hash_pandas_object(h.astype(str), index=False).to_numpy().tobytes())
+            uh = units.digest([fixed, o.key, units.file_identity(o.path), table.hexdigest(),
+                               [units.file_identity(p) for p in paths]])  # fmt: skip
+        tasks.append(OverpassTask(o, records, paths, str(units_dir) if units_dir else None, uh))
+    return tasks
 
 
-def _hotspot_rows(ctx: _Context, ov, t, h: pd.DataFrame, ws) -> list[dict]:
-    """Estimate rows of the overpass's hotspots (points 0..len(h)-1 of the wind sample ``ws``)."""
-    s = ctx.s
-    pos = list(zip(h["peak_lat"], h["peak_lon"]))
-    rows = []
-    for i, r in enumerate(h.itertuples()):
-        others = [p for j, p in enumerate(pos) if j != i]
-        wrow = ws.row(i)
-        ests, info = quantify_point(ov, t, r.peak_lat, r.peak_lon, wrow, s, others, ctx.model_uncertainty, r._asdict())
-        ratio = ctx.matcher.ratio(r.peak_lat, r.peak_lon)
-        base = {
-            "hotspot_id": int(r.hotspot_id),
-            "site_id": int(r.site_id),
-            "time": str(pd.Timestamp(t))[:19],
-            "lat": float(r.peak_lat),
-            "lon": float(r.peak_lon),
-            **wrow,
-            **info,
-            "lifetime_h": s["chemistry"].lifetime_h,
-            "inventory_nox_t_per_yr": nox_at(ctx.inv, ratio.matched_ids, t),
-            "inventory_co2_t_per_yr": ratio.co2_t_per_yr,
-            "inventory_ids": " ".join(ratio.matched_ids),
+def _wind_files_at(t: np.datetime64, files: list, spans: list, window: np.timedelta64) -> list:
+    """The wind files whose times reach within the averaging window + 3 h of ``t`` (the wind field takes files
+    within 2 h), and those whose times could not be read; where none does, the nearest, so that the overpass gets
+    the same 'time not covered' fallback as with every file."""
+    near = [f for f, sp in zip(files, spans) if sp is None or (sp[1] >= t - window and sp[0] <= t + window)]
+    if near or not files:
+        return near
+    gap = [min(abs(sp[0] - t), abs(sp[1] - t)) for sp in spans]
+    return [files[int(np.argmin(gap))]]
+
+
+def _fixed_digest(s: dict, ctx: Context) -> str:
+    """What every unit of the collection depends on besides its own inputs: code, settings, sites, inventory."""
+    skip = {"out_dir", "metrics_path", "bins", "acceptance_min_truth", "acceptance_min_overpasses",
+            "preferred_method", "units_dir", "inventory"}  # fmt: skip
+    inv = ctx.inv
+    return units.digest(
+        {
+            "code": units.code_digest(*UNIT_CODE),
+            "settings": repr({k: v for k, v in sorted(s.items()) if k not in skip}),
+            "sites": ctx.sites.astype(str).to_dict("list"),
+            "inventory": None if inv is None else str(pd.util.hash_pandas_object(inv.astype(str)).sum()),
         }
-        rows += estimate_rows(ests, base, ratio)
-    return rows
+    )
 
 
-def _site_rows(ctx: _Context, ov, t, h: pd.DataFrame, ws) -> list[dict]:
-    """Estimate rows of the collection's sites in this overpass (points after the hotspots in ``ws``); sites not
-    observed are left out, and with ``period.use: detected`` so are sites without a hotspot in this overpass."""
-    s = ctx.s
-    pos = list(zip(h["peak_lat"], h["peak_lon"]))
-    detected_sites = set(h["site_id"].astype(int))
-    rows = []
-    for k, site in enumerate(ctx.sites.itertuples()):
-        sid = int(site.site_id)
-        detected = sid in detected_sites
-        if s["period"].use == "detected" and not detected:
-            continue
-        others = [p for p in pos if _km(p, (site.lat, site.lon)) > s["period"].merge_km]
-        wrow = ws.row(len(h) + k)
-        ss = s if s["ddeq_sites"] else {**s, "methods": [m for m in s["methods"] if m != ddeq_ref.METHOD]}
-        ests, info = quantify_point(
-            ov, t, site.lat, site.lon, wrow, ss, others, ctx.model_uncertainty, {"site_id": sid}
-        )
-        if all(e.flags == ["not_observed"] or "disk_not_observed" in e.flags for e in ests):
-            continue
-        ratio = ctx.site_ratio[sid]
-        base = {
-            "site_id": sid,
-            "time": str(pd.Timestamp(t))[:19],
-            "lat": float(site.lat),
-            "lon": float(site.lon),
-            "detected": detected,
-            **wrow,
-            **info,
-            "inventory_nox_t_per_yr": nox_at(ctx.inv, ratio.matched_ids, t),
-        }
-        rows += estimate_rows(ests, base, ratio)
-    return rows
-
-
-def _km(a, b) -> float:
-    from ..evaluate.geo import haversine_km
-
-    return float(haversine_km(a[0], a[1], b[0], b[1]))
+def winds_description(s: dict, n_files: int, kinds: list[str]) -> str:
+    """What :meth:`WindField.describe` says for all the collection's wind files (``kinds``: the layouts the
+    overpasses opened)."""
+    spec = open_winds(s["winds"], paths=[], key=f"{s['key']}.winds")
+    if not n_files:
+        return spec.describe()
+    level = "as given (simple layout)" if "simple" in kinds else spec.spec.describe()
+    return f"{n_files} wind file(s) ({', '.join(kinds)}), level {level}"
 
 
 def period_table(est_s: pd.DataFrame, sites: pd.DataFrame, site_ratio: dict, s: dict) -> pd.DataFrame:
@@ -495,8 +399,9 @@ def period_table(est_s: pd.DataFrame, sites: pd.DataFrame, site_ratio: dict, s: 
 
 def hotspot_wide(hot: pd.DataFrame, est_h: pd.DataFrame, s: dict) -> pd.DataFrame:
     """One row per hotspot: position, inventory match, and for each method NOx/CO2 with 1-sigma."""
-    out = hot[["hotspot_id", "time", "peak_lat", "peak_lon", "site_id"]].copy()
+    out = hot[["hotspot_id", "time", "peak_lat", "peak_lon", "site_id", "period_site_id"]].copy()
     out["time"] = out["time"].dt.strftime("%Y-%m-%dT%H:%M:%S")
+    out["period_site_id"] = out["period_site_id"].astype("Int64").where(out["period_site_id"] > 0)
     if est_h.empty:
         return out
     first = est_h.drop_duplicates("hotspot_id").set_index("hotspot_id")
@@ -523,7 +428,7 @@ def hotspot_wide(hot: pd.DataFrame, est_h: pd.DataFrame, s: dict) -> pd.DataFram
     return out
 
 
-def write_outputs(name, s, est_h, est_s, period, wide, wind_desc, n_overpasses, has_truth, t0) -> dict:
+def write_outputs(name, s, est_h, est_s, period, wide, wind_desc, n_overpasses, has_truth, t0, run_info=None) -> dict:
     evaluation = {}
     if has_truth:
         bins = s["bins"]
@@ -574,6 +479,7 @@ def write_outputs(name, s, est_h, est_s, period, wide, wind_desc, n_overpasses, 
             "lifetime_sigma_h": chem.lifetime_sigma_h,
         },
         "period_use": s["period"].use,
+        **(run_info or {}),
         "units": {"nox": "t NOx/yr (as NO2 mass)", "co2": "Mt CO2/yr", "sigma": "1-sigma"},
         "evaluation": evaluation,
         "seconds": round(_time.perf_counter() - t0, 2),

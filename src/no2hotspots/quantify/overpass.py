@@ -1,0 +1,294 @@
+"""One overpass: the unit of the quantify stage (runs in a Dask worker or in process).
+
+Reads the overpass once, samples the winds at its hotspots and at the period sites it covers (opening only the wind
+files around its time), and runs every configured estimator on each of them (:func:`quantify_point`); returns the
+estimate rows of its hotspots and of the period sites. With a unit folder, the rows are kept there with a marker
+holding the unit's hash (inputs, settings and code), and a rerun with the same hash reads them instead.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import units
+from ..atomic import atomic_path
+from ..evaluate.geo import haversine_km
+from ..winds import open_winds
+from . import chemistry, csf, ddeq_ref, divergence, ime, inputs
+from .co2 import InventoryMatcher, TruthAt, co2_from_nox
+from .estimate import COMPONENTS, Estimate, Wind
+from .plume import plume_direction
+from .scene import EARTH_RADIUS_M, background_ring, fit_plane, local_scene, noise_model
+
+ESTIMATORS = {"csf": csf, "ime": ime, "divergence": divergence}
+SIGMA_COMPONENTS = (*COMPONENTS,)
+
+
+@dataclass
+class OverpassGrid:
+    """An overpass's fields as float arrays, converted once for all its points (``ds``: the dataset, for ddeq)."""
+
+    ds: object
+    lat: np.ndarray
+    lon: np.ndarray
+    no2: np.ndarray
+    precision: np.ndarray
+
+    @classmethod
+    def of(cls, ds) -> OverpassGrid:
+        if isinstance(ds, cls):
+            return ds
+        f = lambda name: np.asarray(ds[name].values, float)  # noqa: E731
+        return cls(ds, f("lat"), f("lon"), f("no2"), f("no2_precision"))
+
+
+def quantify_point(
+    ov,
+    time,
+    lat0: float,
+    lon0: float,
+    wind: dict,
+    s: dict,
+    others: list[tuple[float, float]] = (),
+    model_uncertainty: Callable | None = None,
+    context: dict | None = None,
+) -> tuple[list[Estimate], dict]:
+    """Estimates (in t NOx/yr) of every configured method for a source at (lat0, lon0) in one overpass grid
+    (an xarray Dataset or an :class:`OverpassGrid`).
+
+    ``wind``: a :meth:`WindSample.row` dict. Returns the estimates and a dict describing the wind/direction used.
+    ``model_uncertainty``: the detection model's relative 1-sigma hook (:data:`.estimate.MODEL_UNCERTAINTY`).
+    """
+    grid = OverpassGrid.of(ov)
+    chem: chemistry.Chemistry = s["chemistry"]
+    life = chem.lifetime
+    scene = local_scene(grid.lat, grid.lon, grid.no2, grid.precision, lat0, lon0, s["scene_half_km"], others,
+                        s["exclude_other_km"])  # fmt: skip
+    info = {"direction_source": "none", "plume_from_deg": np.nan, "plume_snr": np.nan}
+    if scene is None or not scene.valid.any():
+        return [Estimate.failed(m, "not_observed") for m in s["methods"]], info
+    w_dir, w_sig = wind["wind_from_deg"], wind["wind_from_sigma_deg"]
+    p_dir = p_sig = np.nan
+    if s["direction"] == "plume" or not np.isfinite(w_dir):
+        p_dir, p_sig, snr = plume_direction(scene, s["plume_direction"])
+        info.update(plume_from_deg=p_dir, plume_snr=snr)
+    if s["direction"] == "plume" and np.isfinite(p_dir):
+        d, ds, info["direction_source"] = p_dir, p_sig, "plume"
+    elif np.isfinite(w_dir):
+        d, ds, info["direction_source"] = w_dir, w_sig, "wind"
+    elif np.isfinite(p_dir):
+        d, ds, info["direction_source"] = p_dir, p_sig, "plume"
+    else:
+        d, ds = np.nan, np.nan
+    w = Wind(float(wind["wind_speed_m_s"]), float(wind["wind_speed_sigma_m_s"]), float(d), float(ds))
+    info.update(direction_used_deg=d, direction_sigma_deg=ds)
+    out = []
+    for m in s["methods"]:
+        if w.speed < s["min_wind_m_s"]:
+            e = Estimate.failed(m, "low_wind")
+        elif m == ddeq_ref.METHOD:
+            plane = fit_plane(scene, background_ring(scene, 40.0, 60.0))
+            nm = noise_model(scene, plane)
+            noise_level = float(np.median(scene.sigma) * nm.chi)
+            e = ddeq_ref.estimate(grid.ds, time, lat0, lon0, w, life, noise_level, s["ddeq"])
+        else:
+            e = ESTIMATORS[m].estimate(scene, w, life, s[m])
+        if e.ok:
+            e.sigma["model"] = abs(e.q) * float(model_uncertainty(context or {}, e)) if model_uncertainty else 0.0
+        out.append(chemistry.to_nox(e, chem))
+    return out, info
+
+
+def estimate_rows(ests: list[Estimate], base: dict, ratio) -> list[dict]:
+    rows = []
+    for e in ests:
+        co2, co2s = co2_from_nox(e.q, e.sigma, ratio)
+        r = {
+            **base,
+            "method": e.method,
+            "nox_t_per_yr": e.q,
+            "nox_sigma_t_per_yr": e.sigma_total,
+            **{f"nox_sigma_{c}_t_per_yr": e.sigma.get(c, 0.0 if e.ok else np.nan) for c in SIGMA_COMPONENTS},
+            "co2_mt_per_yr": co2,
+            "co2_sigma_mt_per_yr": float(np.sqrt(np.nansum(np.square(list(co2s.values()))))) if e.ok else np.nan,
+            "co2_nox_ratio": ratio.ratio,
+            "co2_nox_ratio_rel_sigma": ratio.rel_sigma,
+            "co2_basis": ratio.basis,
+            "quality_flags": " ".join(e.flags),
+        }
+        for k in ("n_transects", "noise_chi", "noise_k", "detected_pixels", "decay_time_h"):
+            if k in e.diag:
+                r[k] = e.diag[k]
+        rows.append(r)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the unit
+
+
+@dataclass
+class Context:
+    """What every overpass of a collection is quantified with (sent to each worker once)."""
+
+    s: dict
+    sites: pd.DataFrame  # the period sites: site_id, lat, lon, n_detections
+    site_ratio: dict
+    matcher: InventoryMatcher
+    inv: pd.DataFrame | None
+    model_uncertainty: Callable | None
+    truth: TruthAt = field(init=False)
+    _ratios: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self.truth = TruthAt(self.inv)
+
+    def ratio(self, lat: float, lon: float):
+        """The CO2/NOx ratio and inventory match at a hotspot (hotspots repeat grid positions: looked up once)."""
+        key = (float(lat), float(lon))
+        if key not in self._ratios:
+            self._ratios[key] = self.matcher.ratio(lat, lon)
+        return self._ratios[key]
+
+
+@dataclass(frozen=True)
+class OverpassTask:
+    overpass: inputs.Overpass
+    hotspots: tuple  # the overpass's hotspot rows (dicts: the table's columns, site_id, period_site_id, Index)
+    wind_paths: tuple  # the wind files around its time
+    units_dir: str | None = None  # None: nothing kept
+    unit_hash: str = ""
+
+
+def quantify_overpass(task: OverpassTask, *, ctx: Context) -> dict:
+    """Estimate rows of one overpass: ``{"hotspots": [...], "sites": [...], "wind_kinds": [...], "reused": bool}``."""
+    o = task.overpass
+    rows_file = f"{o.key}.rows.pkl"
+    if task.units_dir and units.load_done(task.units_dir, o.key, task.unit_hash) is not None:
+        try:
+            with open(Path(task.units_dir) / rows_file, "rb") as f:
+                return {**pickle.load(f), "reused": True}
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+            pass  # unreadable: computed again
+    grid = OverpassGrid.of(inputs.open_overpass(o))
+    h = pd.DataFrame(list(task.hotspots))
+    site_idx = _covered_sites(ctx, grid)
+    pts_lat = list(h["peak_lat"]) if len(h) else []
+    pts_lon = list(h["peak_lon"]) if len(h) else []
+    pts_lat += [float(ctx.sites["lat"].iloc[k]) for k in site_idx]
+    pts_lon += [float(ctx.sites["lon"].iloc[k]) for k in site_idx]
+    winds = _winds(ctx.s, task.wind_paths)
+    ws = winds.at(pts_lat, pts_lon, o.time) if pts_lat else None
+    out = {
+        "hotspots": _hotspot_rows(ctx, grid, o.time, h, ws),
+        "sites": _site_rows(ctx, grid, o.time, h, ws, site_idx),
+        "wind_kinds": sorted({f.kind for f in winds.files}),
+    }
+    if task.units_dir:
+        with atomic_path(Path(task.units_dir) / rows_file) as tmp:
+            tmp.write_bytes(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
+        units.mark_done(task.units_dir, o.key, task.unit_hash, [rows_file], {"n_hotspots": len(h)})
+    return {**out, "reused": False}
+
+
+#: wind fields of the last few sets of wind files, per worker process (overpasses of a day share theirs, and each
+#: field keeps the files it has reduced)
+_WINDS: OrderedDict = OrderedDict()
+
+
+def _winds(s: dict, paths: tuple):
+    key = (paths, repr(s["winds"]))
+    if key not in _WINDS:
+        _WINDS[key] = open_winds(s["winds"], paths=list(paths), key=f"{s['key']}.winds")
+        while len(_WINDS) > 4:
+            _WINDS.popitem(last=False)
+    _WINDS.move_to_end(key)
+    return _WINDS[key]
+
+
+def _covered_sites(ctx: Context, grid: OverpassGrid) -> list[int]:
+    """Positions in ``ctx.sites`` of the sites whose scene box overlaps the overpass grid (the test
+    :func:`.scene.local_scene` makes: at least 3 rows and 3 columns within +-scene_half_km)."""
+    out = []
+    half = ctx.s["scene_half_km"]
+    dlat = np.degrees(half * 1e3 / EARTH_RADIUS_M)
+    for k, (lat0, lon0) in enumerate(zip(ctx.sites["lat"].to_numpy(float), ctx.sites["lon"].to_numpy(float))):
+        dlon = dlat / max(np.cos(np.radians(lat0)), 1e-6)
+        ny = np.count_nonzero((grid.lat >= lat0 - dlat) & (grid.lat <= lat0 + dlat))
+        nx = np.count_nonzero((grid.lon >= lon0 - dlon) & (grid.lon <= lon0 + dlon))
+        if ny >= 3 and nx >= 3:
+            out.append(k)
+    return out
+
+
+def _hotspot_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws) -> list[dict]:
+    """Estimate rows of the overpass's hotspots (points 0..len(h)-1 of the wind sample ``ws``)."""
+    s = ctx.s
+    pos = list(zip(h["peak_lat"], h["peak_lon"])) if len(h) else []
+    rows = []
+    for i, r in enumerate(h.to_dict("records")):
+        others = [p for j, p in enumerate(pos) if j != i]
+        wrow = ws.row(i)
+        ests, info = quantify_point(grid, t, r["peak_lat"], r["peak_lon"], wrow, s, others, ctx.model_uncertainty, r)
+        ratio = ctx.ratio(r["peak_lat"], r["peak_lon"])
+        base = {
+            "hotspot_id": int(r["hotspot_id"]),
+            "site_id": int(r["site_id"]),
+            "period_site_id": int(r["period_site_id"]) if r["period_site_id"] else None,
+            "time": str(pd.Timestamp(t))[:19],
+            "lat": float(r["peak_lat"]),
+            "lon": float(r["peak_lon"]),
+            **wrow,
+            **info,
+            "lifetime_h": s["chemistry"].lifetime_h,
+            "inventory_nox_t_per_yr": ctx.truth(ratio.matched_ids, t),
+            "inventory_co2_t_per_yr": ratio.co2_t_per_yr,
+            "inventory_ids": " ".join(ratio.matched_ids),
+        }
+        rows += estimate_rows(ests, base, ratio)
+    return rows
+
+
+def _site_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws, site_idx: list[int]) -> list[dict]:
+    """Estimate rows of the period sites ``site_idx`` in this overpass (points after the hotspots in ``ws``); sites
+    not observed are left out, and with ``period.use: detected`` so are sites without a hotspot in this overpass."""
+    s = ctx.s
+    pos = list(zip(h["peak_lat"], h["peak_lon"])) if len(h) else []
+    hlat, hlon = np.array([p[0] for p in pos], float), np.array([p[1] for p in pos], float)
+    detected_sites = set(h["period_site_id"].astype(int)) - {0} if len(h) else set()
+    ss = s if s["ddeq_sites"] else {**s, "methods": [m for m in s["methods"] if m != ddeq_ref.METHOD]}
+    rows = []
+    for n, k in enumerate(site_idx):
+        site = ctx.sites.iloc[k]
+        sid = int(site["site_id"])
+        detected = sid in detected_sites
+        if s["period"].use == "detected" and not detected:
+            continue
+        far = haversine_km(hlat, hlon, site["lat"], site["lon"]) > s["period"].merge_km
+        others = [p for p, f in zip(pos, far) if f]
+        wrow = ws.row(len(h) + n)
+        ests, info = quantify_point(
+            grid, t, site["lat"], site["lon"], wrow, ss, others, ctx.model_uncertainty, {"site_id": sid}
+        )
+        if all(e.flags == ["not_observed"] or "disk_not_observed" in e.flags for e in ests):
+            continue
+        ratio = ctx.site_ratio[sid]
+        base = {
+            "site_id": sid,
+            "time": str(pd.Timestamp(t))[:19],
+            "lat": float(site["lat"]),
+            "lon": float(site["lon"]),
+            "detected": detected,
+            **wrow,
+            **info,
+            "inventory_nox_t_per_yr": ctx.truth(ratio.matched_ids, t),
+        }
+        rows += estimate_rows(ests, base, ratio)
+    return rows
