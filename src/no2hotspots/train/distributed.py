@@ -12,7 +12,9 @@ What each rank does (train.run):
   batch; order a pure function of (seed, epoch)) and trains on its own contiguous slice of each, ``batch_size / K``
   scenes, so every scene is seen once per epoch across ranks and the optimizer steps on the same samples as a
   single process would;
-- gradients: averaged across ranks by DDP (the gradient of the global batch's mean loss);
+- gradients: averaged across ranks by DDP; with ``train.distributed.global_batch`` (default) BatchNorm statistics,
+  dropout masks and the loss's Tversky term cover the global batch too (:func:`as_one_process`,
+  no2hotspots.train.loop.step_loss), so K ranks compute the gradient one process computes, to float rounding;
 - validation, checkpoints, MLflow, the model and run.json: rank 0 only; rank 0 sends each epoch's validation row to
   the others (:meth:`Dist.broadcast`), so every rank steps its scheduler and stops early alike;
 - resume: rank 0 reads ``checkpoints/last.pt`` and sends it to every rank (other ranks never open the outputs).
