@@ -29,7 +29,8 @@ def two_runs(sim_overrides, tmp_path_factory):
     out = {}
     for w in (1, 2):
         d = tmp_path_factory.mktemp(f"w{w}") / "simulated"
-        run(compose(sim_overrides + [f"paths.simulated={d}", f"simulate.workers={w}"]))
+        # own outputs (and unit folder) per run: the 2-worker run must simulate, not reuse the 1-worker run's shards
+        run(compose(sim_overrides + [f"paths.outputs={d.parent}", f"paths.simulated={d}", f"simulate.workers={w}"]))
         out[w] = d
     return out
 

@@ -54,7 +54,11 @@ def test_paper_world_split_holds_only_the_papers_kind_of_scene(two_runs, populat
 
 def test_paper_world_changes_no_other_split(sim_overrides, two_runs, shard_hashes, tmp_path):
     d = tmp_path / "sim"
-    run(compose(sim_overrides + [f"paths.simulated={d}", "simulate.paper_world.n_scenes=0"]))
+    run(
+        compose(
+            sim_overrides + [f"paths.outputs={tmp_path}", f"paths.simulated={d}", "simulate.paper_world.n_scenes=0"]
+        )
+    )
     off, on = shard_hashes(d), shard_hashes(two_runs[1])
     shards = {k for k in off if k != "manifest.json"}
     assert shards and shards == {k for k in on if not k.startswith("paper_world/") and k != "manifest.json"}

@@ -67,6 +67,7 @@ def test_different_seed_differs(sim_overrides, two_runs, tmp_path):
         compose(
             sim_overrides
             + [
+                f"paths.outputs={tmp_path}",
                 f"paths.simulated={d}",
                 "seed=7",
                 "simulate.n_scenes=6",
@@ -155,7 +156,10 @@ def test_config_errors_name_the_key(sim_overrides, override, key):
 
 
 def test_cli_config_error_is_one_line(sim_overrides, tmp_path, repo_root):
-    cfg = compose(sim_overrides + [f"paths.simulated={tmp_path / 'sim'}", "simulate.wind.speed_min=-2"])
+    cfg = compose(
+        sim_overrides
+        + [f"paths.outputs={tmp_path}", f"paths.simulated={tmp_path / 'sim'}", "simulate.wind.speed_min=-2"]
+    )
     params = tmp_path / "params.yaml"
     OmegaConf.save(cfg, params)
     proc = subprocess.run(
@@ -179,3 +183,35 @@ def test_simulated_dataset_passes_the_validation_suite(two_runs, sim_overrides, 
     res = validate_simulated(two_runs[1], cfg.validate, tmp_path / "report.json", scene_csv=tmp_path / "scenes.csv")
     assert res.success, [o.short for o in res.failures]
     assert res.tables["scenes"] == 128 + 24
+
+
+def test_shards_are_units_reused_when_unchanged_and_recomputed_or_pruned_when_not(sim_overrides, tmp_path):
+    """A rerun with the same settings simulates nothing and publishes the same bytes; another seed recomputes every
+    shard; a smaller plan prunes the units it no longer has. The unit folder lives outside the published one."""
+    from no2hotspots.simulate.run import LAST_RUN_STATS
+
+    base = [*sim_overrides, f"paths.outputs={tmp_path}", "simulate.n_scenes=20", "simulate.shard_size=10",
+            "simulate.pairs.n_per_separation=0", "simulate.paper_world.n_scenes=0"]  # fmt: skip
+    units = tmp_path / ".units" / "simulate"
+    run(compose(base))
+    first = _hashes(tmp_path / "simulated")
+    markers = sorted(p.name for p in units.glob("*.done.json"))
+    assert markers == ["test-shard-00000.done.json", "train-shard-00000.done.json", "train-shard-00001.done.json",
+                       "val-shard-00000.done.json"]  # fmt: skip
+    run(compose(base))
+    assert LAST_RUN_STATS["n_reused"] == LAST_RUN_STATS["n_shards"] == 4
+    assert _hashes(tmp_path / "simulated") == first
+    run(compose([*base, "seed=9"]))
+    assert LAST_RUN_STATS["n_reused"] == 0 and _hashes(tmp_path / "simulated") != first
+    run(compose([*base, "seed=9", "simulate.n_scenes=10"]))  # train 7: one train shard
+    assert LAST_RUN_STATS["n_reused"] == 0  # n_scenes is part of every shard's hash (scene ids, split sizes)
+    assert not (units / "train-shard-00001.done.json").exists() and not (units / "train-shard-00001.nc").exists()
+    with pytest.raises(ConfigError, match="simulate.units_dir: must lie outside paths.simulated"):
+        run(compose([*base, f"simulate.units_dir={tmp_path}/simulated/.units"]))
+
+
+def _hashes(root):
+    import hashlib
+
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if p.is_file()}  # fmt: skip

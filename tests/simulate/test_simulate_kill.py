@@ -1,5 +1,6 @@
 """kill -9 during ``python -m no2hotspots simulate``, then run it again: the same files as a run that was never
-interrupted, the earlier good output untouched until the new one is complete, and no temporary or partial file left.
+interrupted, the earlier good output untouched until the new one is complete, no temporary or partial file left,
+and no shard the killed run finished simulated again (shards are units in ``<paths.outputs>/.units/simulate``).
 
 The killed run is a real subprocess (2 worker processes) killed with SIGKILL on its whole process group once a few
 shards are finished; the rerun is the same command. The uninterrupted reference runs in another folder.
@@ -8,6 +9,7 @@ shards are finished; the rerun is the same command. The uninterrupted reference 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from no2hotspots.config import compose
-from no2hotspots.simulate.run import plan_shards, run
+from no2hotspots.simulate.run import plan_shards, run, unit_hashes
 from no2hotspots.simulate.settings import from_config
 
 pytestmark = pytest.mark.slow  # two CLI subprocesses (~5 s of imports each) and two small runs in process
@@ -47,11 +49,20 @@ def _digests(root: Path) -> dict[str, str]:
     }
 
 
-def _finished_shards(outputs: Path) -> list[Path]:
-    """Complete shard files written so far anywhere under ``outputs`` except the published dataset (partial ones
-    are hidden ``.shard-*.tmp-*`` files while they are written)."""
-    published = outputs / "simulated"
-    return [p for p in outputs.rglob("shard-*.nc") if published not in p.parents]
+def _finished_shards(outputs: Path, hashes: dict[str, str]) -> list[Path]:
+    """The shard files of the units finished so far for the plan whose unit hashes are ``hashes`` (a unit is
+    finished once its marker holds its hash; the earlier run's units of other settings do not count; partial files
+    are hidden ``.<name>.tmp-*`` files while they are written)."""
+    units = outputs / ".units" / "simulate"
+    out = []
+    for key, unit_hash in hashes.items():
+        try:
+            done = json.loads((units / f"{key}.done.json").read_text())
+        except (OSError, ValueError):  # not there, or being replaced right now
+            continue
+        if done.get("unit_hash") == unit_hash:
+            out += [units / f for f in done["files"]]
+    return out
 
 
 def _leftovers(outputs: Path) -> list[str]:
@@ -69,14 +80,16 @@ def killed_and_rerun(ddeq_data, tmp_path_factory):
     # an earlier good output (another seed) that the killed run must leave as it was
     run(compose(_overrides(ddeq_data, cut, "seed=7", "simulate.n_scenes=32", "simulate.pairs.n_per_separation=0")))
     earlier = _digests(cut / "simulated")
-    n_shards = len(plan_shards(from_config(compose(_overrides(ddeq_data, cut)))))
+    st = from_config(compose(_overrides(ddeq_data, cut)))
+    hashes = unit_hashes(st, plan_shards(st))
+    n_shards = len(hashes)
 
     cmd = [sys.executable, "-m", "no2hotspots", "simulate", *_overrides(ddeq_data, cut, "simulate.workers=2")]
     env = {**os.environ, "NO2HOTSPOTS_PROGRESS": "0", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
-        while len(_finished_shards(cut)) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        while len(_finished_shards(cut, hashes)) < 3 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
         os.killpg(proc.pid, signal.SIGKILL)  # the main process and its worker processes
     finally:
@@ -85,11 +98,11 @@ def killed_and_rerun(ddeq_data, tmp_path_factory):
     after_kill = {
         "returncode": proc.returncode,
         "stderr": stderr[-2000:],
-        "finished": len(_finished_shards(cut)),
+        "finished": len(_finished_shards(cut, hashes)),
         "published": _digests(cut / "simulated"),
         "temps": _leftovers(cut),
     }
-    for p in _finished_shards(cut):  # marks them: a rerun that reuses a shard keeps this modification time
+    for p in _finished_shards(cut, hashes):  # marks them: a rerun that reuses a shard keeps this modification time
         os.utime(p, ns=(SENTINEL_NS, SENTINEL_NS))
 
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -115,8 +128,7 @@ def test_sigkill_leaves_the_earlier_output_and_rerun_gives_identical_files(kille
     k = r["after_kill"]
     assert k["returncode"] == -signal.SIGKILL, k["stderr"]
     assert 3 <= k["finished"] < r["n_shards"], "the run finished before it could be killed"
-    assert k["temps"], "a run killed mid-way had no temporary output folder"  # the half-written dataset is there...
-    assert k["published"] == r["earlier"]  # ...but hidden: the earlier good output is byte-identical
+    assert k["published"] == r["earlier"]  # the earlier good output is byte-identical until the new one is complete
 
     assert r["rerun_rc"] == 0, r["rerun_stderr"]
     assert len(r["ref"]) == 1 + r["n_shards"] > 20  # manifest + shards
@@ -124,17 +136,7 @@ def test_sigkill_leaves_the_earlier_output_and_rerun_gives_identical_files(kille
     assert r["rerun_temps"] == []  # the killed run's temporary folder (and partial shards in it) are gone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "simulate has no unit cache: a killed run's finished shards live only in its temporary output folder "
-        "(.simulated.tmp-<pid>-*), which the rerun deletes as stale (atomic.remove_stale_temps) before "
-        "simulating every shard again. Proposed fix in simulate/run.py: shards as units (no2hotspots.units: "
-        "a .units/simulate folder, one marker per shard keyed by split/shard with a hash of the settings, "
-        "seed and code), then published into the atomic output folder with units.link_into"
-    ),
-)
 def test_rerun_after_sigkill_does_not_simulate_a_finished_shard_again(killed_and_rerun):
     r = killed_and_rerun
     assert r["rerun"] == r["ref"]
-    assert len(r["reused"]) == r["after_kill"]["finished"]
+    assert len(r["reused"]) == r["after_kill"]["finished"], r["rerun_stderr"]
