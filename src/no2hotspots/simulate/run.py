@@ -138,7 +138,7 @@ def _unit(task: dict, st: Settings, world: World, units_dir: Path, paper: World 
 
 
 _WORKER: dict = {}
-#: figures of the last :func:`write_dataset` in this process (not written anywhere; for benchmarks and logs)
+#: figures of the last :func:`simulate_units` in this process (not written anywhere; for benchmarks and logs)
 LAST_RUN_STATS: dict = {}
 
 
