@@ -30,3 +30,10 @@ def tiny_overrides(out: Path, sim: Path, *extra: str) -> list[str]:
 def tiny_sim(tmp_path_factory) -> Path:
     """64 train / 32 val / 32 test scenes in shards of 24 (so batches span shards)."""
     return write_dataset(tmp_path_factory.mktemp("sim"), {"train": 64, "val": 32, "test": 32}, seed=3, shard_size=24)
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_tracking_uri(monkeypatch):
+    """mlflow.set_tracking_uri() also exports MLFLOW_TRACKING_URI; keep one test's store out of the next test's
+    subprocesses."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
