@@ -37,7 +37,9 @@ def run_stage(overrides, data_dir):
 
     tmp = Path(tempfile.mkdtemp(prefix="simbench-"))
     try:
-        cfg = compose([f"paths.data={data_dir}", f"paths.simulated={tmp / 'simulated'}", *overrides])
+        cfg = compose(
+            [f"paths.data={data_dir}", f"paths.outputs={tmp}", f"paths.simulated={tmp / 'simulated'}", *overrides]
+        )
         t0 = time.perf_counter()
         run(cfg)
         dt = time.perf_counter() - t0

@@ -31,6 +31,7 @@ PAPER_WORLD_SPLIT = "paper_world"
 #: scaling, NO2/NOx ratio, emission normalisation, footprint, noise) and the run's own layout
 PAPER_WORLD_FIXED = (
     "n_scenes",
+    "units_dir",
     "splits",
     "shard_size",
     "workers",

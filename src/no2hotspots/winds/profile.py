@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from ..config import int_value
 from ..errors import ConfigError
 from .layouts import GEOPOTENTIAL_UNITS, SINGLE_PAIRS, WindFile, check_units
 
@@ -61,7 +62,7 @@ class LevelSpec:
             single=str(get("single", "100m")),
             bottom_m=float(get("bottom_m", 0.0)),
             top_m=float(get("top_m", 500.0)),
-            n_points=int(get("n_points", 25)),
+            n_points=int_value(f"{key}.n_points", get("n_points", 25), 2),
         )
         if spec.single not in SINGLE_PAIRS:
             raise ConfigError(f"{key}.single", f"must be one of {', '.join(SINGLE_PAIRS)} (got {spec.single!r})")
