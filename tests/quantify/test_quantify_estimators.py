@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from no2hotspots.quantify import chemistry, csf, divergence, ime
 from no2hotspots.quantify.estimate import Lifetime, Wind
@@ -103,3 +104,32 @@ def test_nox_conversion_units_and_ratio_uncertainty():
     assert e.sigma["noise"] == pytest.approx(0.1 * e.q)
     assert e.sigma["nox_ratio"] == pytest.approx(e.q * 0.13 / 1.32)
     assert chemistry.nox_t_per_yr_to_no2_mol_s(e.q) == pytest.approx(1.0)
+
+
+def test_wind_speed_uncertain_to_near_calm_is_refused_not_an_overflow(synthetic_plume):
+    """The wind-speed term re-evaluates the estimate at speed - 1 sigma; a 2.5 +- 2.495 m/s wind (seen on the demo
+    year) puts CSF's decay correction exp(s / (U tau)) at U = 0.005 m/s: a 1-sigma of ~1e146 mol/s, whose square
+    overflows further on. Such a wind (1-sigma above ``max_wind_speed_rel_sigma`` of the speed) gives no estimate,
+    with a reason; 2.5 +- 1.0 m/s is estimated as before."""
+    import warnings
+
+    from no2hotspots.quantify.overpass import quantify_point
+
+    lat, lon, c, prec = synthetic_plume(Q, 2.5, 250.0, TAU)
+    sc = scene_of(lat, lon, c, prec)
+    with np.errstate(over="ignore"):
+        blown = csf.estimate(sc, Wind(2.5, 2.495, 250.0, 15.0), Lifetime(TAU, 1.5 * 3600))
+    assert blown.sigma["wind_speed"] > 1e100  # what the refusal prevents
+    s = {
+        "chemistry": chemistry.Chemistry(), "scene_half_km": 60.0, "exclude_other_km": 8.0, "direction": "auto",
+        "methods": ["csf", "ime", "divergence"], "min_wind_m_s": 2.0, "max_wind_speed_rel_sigma": 0.8,
+        "csf": csf.CSFConfig(), "ime": ime.IMEConfig(), "divergence": divergence.DivergenceConfig(),
+    }  # fmt: skip
+    ds = xr.Dataset({"no2": (("lat", "lon"), c), "no2_precision": (("lat", "lon"), prec)}, {"lat": lat, "lon": lon})
+    wind = {"wind_speed_m_s": 2.5, "wind_from_deg": 250.0, "wind_from_sigma_deg": 15.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning (overflow) anywhere
+        refused, _ = quantify_point(ds, None, 40.0, 112.0, {**wind, "wind_speed_sigma_m_s": 2.495}, s)
+        fine, _ = quantify_point(ds, None, 40.0, 112.0, {**wind, "wind_speed_sigma_m_s": 1.0}, s)
+    assert [e.flags for e in refused] == [["uncertain_wind_speed"]] * 3 and not any(e.ok for e in refused)
+    assert all(e.ok and np.isfinite(e.sigma_total) and e.sigma_total < e.q for e in fine)

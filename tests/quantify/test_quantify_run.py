@@ -302,3 +302,121 @@ def test_folder_and_metrics_are_replaced_together(case, qhelp):
     with pytest.raises(OSError):
         run(qhelp.quantify_cfg({**ov, "quantify.methods": ["csf"], "quantify.metrics_dir": str(tmp / "blocked" / "m")}))
     assert digests() == before
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# overpasses as units, period sites
+
+
+def _tables(d) -> dict:
+    return {f: (d / f).read_text() for f in ("hotspot_rates.csv", "estimates_overpass.csv",
+                                             "estimates_site_overpass.csv", "estimates_period.csv")}  # fmt: skip
+
+
+@pytest.mark.parametrize("winds", [True, False], ids=["winds", "no_winds"])
+def test_same_results_as_the_per_point_code(case, qhelp, winds):
+    """tests/quantify/data/reference_13a0cb4.json holds what the per-point code (commit 13a0cb4: every hotspot
+    and site re-read per overpass, unvectorised estimators) wrote for this case. Overpass units, vectorised
+    estimators and shared background planes give the same rows (the case has no composite.csv: the period sites
+    are the hotspot sites, as then). Most values agree to 1e-12; those of the hotspot without a source (an estimate
+    of ~0 from terms of ~1e4 t/yr) to ~1e-9."""
+    from pathlib import Path
+
+    tmp, ov = case
+    if not winds:
+        ov["quantify.collections.synth"]["winds"] = {"paths": None}
+    out = run(qhelp.quantify_cfg(ov))["synth"]
+    assert out["period_sites"] == "hotspots (no composite sites)"
+    ref = json.loads((Path(__file__).parent / "data" / "reference_13a0cb4.json").read_text())
+    ref = ref["era5_like_winds" if winds else "no_winds"]
+    for f, key in (("estimates_overpass", "hotspot_id"), ("estimates_site_overpass", "site_id"),
+                   ("estimates_period", "site_id")):  # fmt: skip
+        d = pd.read_csv(tmp / "out" / "synth" / f"{f}.csv")
+        if "time" in d:
+            d = d.sort_values([key, "time", "method"], kind="stable")
+        rows = d.to_dict("records")
+        assert len(rows) == len(ref[f]) and len(rows) > 0, f
+        for r, e in zip(rows, ref[f]):
+            assert (r[key], r["method"]) == (e["key"], e["method"]), f
+            flags = r.get("quality_flags")
+            assert (None if pd.isna(flags) else flags) == e["flags"], (f, e)
+            for col, v in e.items():
+                if col in ("key", "method", "time", "flags"):
+                    continue
+                if v is None:
+                    assert pd.isna(r[col]), (f, col, e)
+                else:
+                    # rel 1e-6: sums in another order; the empty hotspot's values are differences of near-equal terms
+                    assert r[col] == pytest.approx(v, rel=1e-6, abs=1e-9), (f, col, e)
+
+
+@pytest.mark.slow
+def test_overpasses_on_dask_match_in_process_and_units_are_reused(case, qhelp):
+    """Three overpasses on a two-worker Dask cluster give the tables one process gives; a rerun reuses every unit
+    (the same tables), and a hotspot moved in one overpass recomputes that overpass alone (the period sites, here
+    the composite's, are unchanged; with hotspot sites moving a hotspot moves a site and every overpass is redone)."""
+    tmp, ov = case
+    pd.DataFrame({"site_id": [1], "peak_lat": [40.025], "peak_lon": [112.025]}).to_csv(
+        tmp / "detect" / "synth" / "composite.csv", index=False
+    )
+    ov = {**ov, "parallel.min_units": 1, "parallel.n_workers": 2, "quantify.units_dir": str(tmp / "units")}
+    run(qhelp.quantify_cfg({**ov, "parallel.scheduler": "sync", "quantify.units_dir": None}))
+    one_process = _tables(tmp / "out" / "synth")
+    first = run(qhelp.quantify_cfg(ov))["synth"]
+    assert _tables(tmp / "out" / "synth") == one_process
+    assert (first["units_computed"], first["units_reused"]) == (3, 0)
+    again = run(qhelp.quantify_cfg({**ov, "parallel.scheduler": "sync"}))["synth"]
+    assert (again["units_computed"], again["units_reused"]) == (0, 3)
+    assert _tables(tmp / "out" / "synth") == one_process
+    hot = pd.read_csv(tmp / "detect" / "synth" / "hotspots.csv")
+    hot.loc[hot["hotspot_id"] == 4, "peak_lat"] = 39.225  # the third overpass's second hotspot
+    hot.to_csv(tmp / "detect" / "synth" / "hotspots.csv", index=False)
+    moved = run(qhelp.quantify_cfg({**ov, "parallel.scheduler": "sync"}))["synth"]
+    assert (moved["units_computed"], moved["units_reused"]) == (1, 2)
+
+
+def test_period_sites_are_the_composite_sites(case, qhelp):
+    """With detect's composite.csv the period estimates are made at its sites (``period.sites: composite``), also
+    where no hotspot was ever found; each hotspot names the composite site within merge_km (none for the lone
+    hotspot 4). ``period.sites: hotspots`` with ``min_detections: 2`` keeps the hotspot site seen three times."""
+    tmp, ov = case
+    composite = pd.DataFrame({"site_id": [1, 2], "peak_lat": [40.025, 39.375], "peak_lon": [112.025, 112.725],
+                              "peak_value": [0.5, 0.1], "n_cells": [9, 2], "n_valid": [3, 3],
+                              "n_detections": [3, 0], "threshold": [0.03, 0.03]})  # fmt: skip
+    composite.to_csv(tmp / "detect" / "synth" / "composite.csv", index=False)
+    out = run(qhelp.quantify_cfg(ov))["synth"]
+    assert out["period_sites"] == "composite" and out["n_sites"] == 2
+    per = pd.read_csv(tmp / "out" / "synth" / "estimates_period.csv")
+    assert sorted(set(per["site_id"])) == [1, 2]
+    src = per[per["site_id"] == 1]
+    assert (src["n_overpasses"] == 3).all() and (src["n_detections"] == 3).all()
+    for r in src.itertuples():
+        assert r.nox_t_per_yr == pytest.approx(NOX_TRUE, rel=0.15), r.method
+    empty = per[per["site_id"] == 2]
+    assert (empty["n_detections"] == 0).all() and (empty["n_overpasses"] == 3).all()  # estimated all the same
+    assert (empty["nox_t_per_yr"].abs() < 0.2 * NOX_TRUE).all()  # upwind of the plumes: about nothing
+    wide = pd.read_csv(tmp / "out" / "synth" / "hotspot_rates.csv")
+    assert wide.set_index("hotspot_id")["period_site_id"].fillna(0).astype(int).to_dict() == {1: 1, 2: 1, 3: 1, 4: 0}
+
+    run(qhelp.quantify_cfg({**ov, "quantify.period.sites": "hotspots", "quantify.period.min_detections": 2}))
+    per = pd.read_csv(tmp / "out" / "synth" / "estimates_period.csv")
+    assert set(per["inventory_ids"]) == {"P1"} and (per["n_detections"] == 3).all()
+
+    composite.iloc[0:0].to_csv(tmp / "detect" / "synth" / "composite.csv", index=False)  # e.g. a single scene
+    out = run(qhelp.quantify_cfg(ov))["synth"]
+    assert out["period_sites"] == "hotspots (no composite sites)" and out["n_sites"] == 2
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("quantify.period.sites", "everything", "must be one of composite, hotspots"),
+        ("quantify.period.min_detections", 0, "must be an integer >= 1"),
+        ("quantify.max_wind_speed_rel_sigma", 0, "must be a number > 0"),
+    ],
+)
+def test_period_site_and_wind_keys_are_checked(case, qhelp, key, value, message):
+    tmp, ov = case
+    with pytest.raises(ConfigError) as e:
+        run(qhelp.quantify_cfg({**ov, key: value}))
+    assert str(e.value).startswith(f"config {key}: {message}") and "\n" not in str(e.value)

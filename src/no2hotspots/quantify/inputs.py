@@ -85,7 +85,9 @@ def open_overpass(o: Overpass) -> xr.Dataset:
     if o.index is None:
         from ..contracts import grid as gridc
 
-        ds = _as_overpass(gridc.open_overpass(o.path), o.path)
+        ds = _read_overpass_file(o.path)
+        if ds is None:  # not the plain layout the fast path reads: the contract's reader (and its one-line errors)
+            ds = _as_overpass(gridc.open_overpass(o.path), o.path)
     else:
         whole = open_netcdf(o.path, not_found="not found; run the ingest stage for this collection first")
         try:
@@ -94,6 +96,29 @@ def open_overpass(o: Overpass) -> xr.Dataset:
             whole.close()
     ds.attrs["overpass"] = o.key
     return ds
+
+
+def _read_overpass_file(path: str) -> xr.Dataset | None:
+    """An ingest overpass file read with netCDF4 directly (about half the time of opening it with xarray): the
+    same values (fill value -> NaN); None where the file is not the plain contract layout (float variables no2,
+    no2_precision, coverage on (lat, lon)), which the xarray reader then handles."""
+    import netCDF4
+
+    try:
+        with netCDF4.Dataset(path) as nc:
+            v = nc.variables
+            names = [n for n in ("no2", "no2_precision", "coverage") if n in v]
+            if names[:2] != ["no2", "no2_precision"] or any(v[n].dimensions != ("lat", "lon") for n in names):
+                return None
+            if any(set(v[n].ncattrs()) & {"valid_min", "valid_max", "valid_range", "missing_value"} for n in names):
+                return None  # masking rules where netCDF4 and xarray differ
+            lat, lon = (np.ma.filled(v[c][:].astype(float), np.nan) for c in ("lat", "lon"))
+            data = {n: (("lat", "lon"), np.ma.filled(v[n][:], np.nan), dict(v[n].__dict__)) for n in names}
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+    for var in data.values():
+        var[2].pop("_FillValue", None)
+    return xr.Dataset(data, coords={"lat": lat, "lon": lon})
 
 
 def overpasses(collection: str, ingest_dir: str | Path) -> Iterator[tuple[np.datetime64, xr.Dataset]]:

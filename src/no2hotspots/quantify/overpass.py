@@ -93,6 +93,10 @@ def quantify_point(
     for m in s["methods"]:
         if w.speed < s["min_wind_m_s"]:
             e = Estimate.failed(m, "low_wind")
+        elif not w.sigma_speed <= s["max_wind_speed_rel_sigma"] * w.speed:
+            # the wind-speed term evaluates the estimator at speed - 1 sigma: near calm the decay correction
+            # exp(s / (U tau)) explodes (values beyond 1e154 were seen), so such a wind gives no estimate
+            e = Estimate.failed(m, "uncertain_wind_speed")
         elif m == ddeq_ref.METHOD:
             plane = fit_plane(scene, background_ring(scene, 40.0, 60.0))
             nm = noise_model(scene, plane)

@@ -123,6 +123,7 @@ def settings(q: DictConfig, name: str) -> dict[str, Any]:
         "methods": methods,
         "direction": direction,
         "min_wind_m_s": float(q.get("min_wind_m_s", 2.0)),
+        "max_wind_speed_rel_sigma": _positive(q, "max_wind_speed_rel_sigma", 0.8),
         "scene_half_km": float(q.get("scene_half_km", 80.0)),
         "exclude_other_km": float(q.get("exclude_other_km", 8.0)),
         "chemistry": chem,
@@ -151,6 +152,13 @@ def settings(q: DictConfig, name: str) -> dict[str, Any]:
         "metrics_path": Path(str(q.get("metrics_dir"))) / f"quantify_{name}.json",
         "key": key,
     }
+
+
+def _positive(q, key: str, default: float) -> float:
+    v = q.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+        raise ConfigError(f"quantify.{key}", f"must be a number > 0 (got {v!r})")
+    return float(v)
 
 
 def _chemistry(ch) -> chemistry.Chemistry:
@@ -297,31 +305,41 @@ def overpass_tasks(s: dict, name: str, ovs: list, hot: pd.DataFrame, ctx: Contex
     units_dir = Path(s["units_dir"]) / name if s["units_dir"] and ctx.model_uncertainty is None else None
     if units_dir:
         units_dir.mkdir(parents=True, exist_ok=True)
-    spans = inputs.wind_file_spans(wind_files)
-    window = np.timedelta64(int((float((s["winds"] or {}).get("time_window_h", 1.0)) + 3.0) * 3600), "s")
+    near = _wind_files_near(s, ovs, wind_files)
     fixed = _fixed_digest(s, ctx) if units_dir else ""
+    records = hot.to_dict("records")
     tasks = []
-    for o, h in zip(ovs, inputs.hotspots_by_overpass(hot, ovs)):
-        paths = tuple(str(p) for p in _wind_files_at(o.time, wind_files, spans, window))
-        records = tuple({"Index": i, **r} for i, r in zip(h.index, h.to_dict("records")))
+    for o, h, files in zip(ovs, inputs.hotspots_by_overpass(hot, ovs), near):
+        rows = tuple({"Index": i, **records[hot.index.get_loc(i)]} for i in h.index)
+        paths = tuple(str(wind_files[k]) for k in files)
         uh = ""
         if units_dir:
-            table = hashlib.sha256(pd.util.hash_pandas_object(h.astype(str), index=False).to_numpy().tobytes())
-            uh = units.digest([fixed, o.key, units.file_identity(o.path), table.hexdigest(),
-                               [units.file_identity(p) for p in paths]])  # fmt: skip
-        tasks.append(OverpassTask(o, records, paths, str(units_dir) if units_dir else None, uh))
+            identity = [fixed, o.key, units.file_identity(o.path), [units.file_identity(p) for p in paths]]
+            uh = units.digest([*identity, hashlib.sha256(repr(rows).encode()).hexdigest()])
+        tasks.append(OverpassTask(o, rows, paths, str(units_dir) if units_dir else None, uh))
     return tasks
 
 
-def _wind_files_at(t: np.datetime64, files: list, spans: list, window: np.timedelta64) -> list:
-    """The wind files whose times reach within the averaging window + 3 h of ``t`` (the wind field takes files
-    within 2 h), and those whose times could not be read; where none does, the nearest, so that the overpass gets
-    the same 'time not covered' fallback as with every file."""
-    near = [f for f, sp in zip(files, spans) if sp is None or (sp[1] >= t - window and sp[0] <= t + window)]
-    if near or not files:
-        return near
-    gap = [min(abs(sp[0] - t), abs(sp[1] - t)) for sp in spans]
-    return [files[int(np.argmin(gap))]]
+def _wind_files_near(s: dict, ovs: list, files: list) -> list[np.ndarray]:
+    """Per overpass, the positions in ``files`` of the wind files whose times reach within the averaging window +
+    3 h of it (the wind field takes files within 2 h), with those whose times could not be read; where none does,
+    the nearest, so that the overpass gets the same 'time not covered' fallback as with every file."""
+    if not files:
+        return [np.zeros(0, int) for _ in ovs]
+    window = np.timedelta64(int((float((s["winds"] or {}).get("time_window_h", 1.0)) + 3.0) * 3600), "s")
+    spans = inputs.wind_file_spans(files)
+    nat = np.datetime64("NaT", "ns")
+    t0 = np.array([sp[0] if sp else nat for sp in spans], dtype="datetime64[ns]")
+    t1 = np.array([sp[1] if sp else nat for sp in spans], dtype="datetime64[ns]")
+    unknown = np.isnat(t0)
+    out = []
+    for o in ovs:
+        hit = unknown | ((t1 >= o.time - window) & (t0 <= o.time + window))
+        if not hit.any():
+            gap = np.minimum(np.abs(t0 - o.time), np.abs(t1 - o.time))
+            hit[int(np.argmin(gap))] = True
+        out.append(np.flatnonzero(hit))
+    return out
 
 
 def _fixed_digest(s: dict, ctx: Context) -> str:

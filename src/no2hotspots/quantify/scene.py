@@ -38,8 +38,9 @@ class Scene:
     c: np.ndarray  # mol m-2, NaN where not observed
     sigma: np.ndarray  # mol m-2 (precision; NaN filled with the scene median)
     exclude: np.ndarray = field(default=None)  # cells near other sources: never used as background
-    #: what the estimators derive from the scene alone (offsets, disks, background planes): a scene is read-only
-    #: once built, and the three methods and their direction re-runs ask for the same things
+    #: what the estimators derive from the scene alone (valid cells, offsets, disks, background planes), kept
+    #: because the three methods and their direction re-runs ask for the same things: change no array of a scene
+    #: after an estimator (or ``valid``) has used it
     memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
@@ -103,16 +104,21 @@ def local_scene(
         sig = np.full(c.shape, np.nan)
     else:
         sig = np.asarray(precision, float)[sl].copy()
-    fill = np.nanmedian(sig) if np.isfinite(sig).any() else 1e-5
-    sig = np.where(np.isfinite(sig) & (sig > 0), sig, fill)
+    finite = np.isfinite(sig)
+    fill = median(sig[finite]) if finite.any() else 1e-5
+    sig = np.where(finite & (sig > 0), sig, fill)
     LA, LO = np.meshgrid(la, lo, indexing="ij")
     x = EARTH_RADIUS_M * np.radians(LO - lon0) * np.cos(np.radians(LA)) / 1e3
     y = EARTH_RADIUS_M * np.radians(LA - lat0) / 1e3
     area = cell_areas(la, lo)
     excl = np.zeros(c.shape, dtype=bool)
+    reach = None
     for la1, lo1 in others:
         ox = EARTH_RADIUS_M * np.radians(lo1 - lon0) * np.cos(np.radians(la1)) / 1e3
         oy = EARTH_RADIUS_M * np.radians(la1 - lat0) / 1e3
+        reach = float(np.sqrt(np.max(x * x + y * y))) if reach is None else reach
+        if np.hypot(ox, oy) > reach + exclude_km + 1e-6:  # no cell of the scene is that close to it
+            continue
         excl |= np.hypot(x - ox, y - oy) <= exclude_km
     return Scene(float(lat0), float(lon0), la, lo, x, y, area, c, sig, excl)
 
