@@ -88,6 +88,9 @@ def tiny_repo(tmp_path_factory, repo_root, ddeq_data) -> Path:
     run(["git", "diff", "--exit-code", "data.dvc"], repo, env)
     assert "up to date" in run(["dvc", "status", "data.dvc"], repo, env).stdout
     run(["dvc", "repro"], repo, env)
+    # as a user commits a pipeline's results: dvc.lock, metrics/ and plots/ (git-tracked, not DVC-cached)
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "results"], repo, env)
     return repo
 
 

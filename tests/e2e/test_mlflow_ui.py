@@ -113,6 +113,37 @@ def _wait_for_text(driver, *texts, timeout=60):
     raise AssertionError(f"page never showed {missing!r}; it showed:\n{body[-3000:]}")
 
 
+#: the compare page's metrics are two virtualised grids (names, values) whose cells share a row's ``top``: find
+#: the metric's cell, scrolling the grids until it is rendered, and return the other cells of its row
+_ROW_JS = """
+const key = arguments[0];
+const cells = Array.from(document.querySelectorAll('.ReactVirtualized__Grid__innerScrollContainer > *'));
+const cell = cells.find(e => e.textContent.trim() === key);
+if (!cell) { document.querySelectorAll('.ReactVirtualized__Grid').forEach(g => { g.scrollTop += 250; }); return null; }
+return cells.filter(e => e.style.top === cell.style.top && e !== cell).map(e => e.textContent.trim());
+"""
+
+
+def _metric_row(driver, key: str, timeout: float = 60) -> list[str]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        row = driver.execute_script(_ROW_JS, key)
+        if row is not None:
+            return row
+        time.sleep(0.2)
+    raise AssertionError(f"the compare page never showed the metric {key}")
+
+
+def _ui_number(v: float) -> str:
+    """A metric as MLflow's UI prints it (Utils.formatMetric: 3 decimals below 10, JavaScript number formatting)."""
+    import math
+
+    if v == 0:
+        return "0"
+    r = math.floor(v * 1000 + 0.5) / 1000
+    return str(int(r)) if r == int(r) else repr(r)
+
+
 def test_experiment_compare_and_registry_in_a_browser(ui, browser, tiny_pipeline, tmp_path):
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -128,8 +159,15 @@ def test_experiment_compare_and_registry_in_a_browser(ui, browser, tiny_pipeline
 
     runs = json.dumps(tiny_pipeline["run_ids"])
     browser.get(f"{ui}/#/compare-runs?runs={runs}&experiments={json.dumps([exp_id])}")
-    body = _wait_for_text(browser, *run_names, "Parameters", "train.lr", "score/val/detect/every/source_f1")
+    _wait_for_text(browser, *run_names, "Parameters", "train.lr", "Metrics")
     browser.save_screenshot(str(shots / "compare.png"))
+    # Table 1 on the compare page, both runs: each quartile's row holds the two runs' values as the UI rounds them
+    for q in ("q1", "q2", "q3"):
+        key = f"score/test/mark/every/pixel_recall_{q}_all"  # Table 1, all classes, every source counted
+        shown = _metric_row(browser, key)
+        want = [_ui_number(t[key]) for t in tiny_pipeline["table1"]]
+        assert sorted(shown) == sorted(want), (key, shown, want)
+    assert all(len(t) >= 12 for t in tiny_pipeline["table1"])  # 1Q/2Q/3Q x all/low/mid/high logged for both
 
     name = tiny_pipeline["model_name"]
     browser.get(f"{ui}/#/models/{name}")

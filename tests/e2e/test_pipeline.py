@@ -30,6 +30,7 @@ STAGES = {
     "quantify@osse",
     "baseline@matimba",
     "baseline@osse",
+    "headline",
 }
 
 
@@ -42,7 +43,9 @@ def test_repro_ran_every_stage_and_declares_metrics_and_plots(tiny_repo):
     lock = (tiny_repo / "dvc.lock").read_text()
     assert all(f"{s}:" in lock for s in STAGES)
     hot = pd.read_csv(tiny_repo / "outputs/detect/matimba/hotspots.csv")
-    assert list(hot.columns)[:4] == ["hotspot_id", "time", "peak_lat", "peak_lon"]
+    assert list(hot.columns)[:5] == ["hotspot_id", "overpass", "overpass_hotspot", "time", "peak_lat"]
+    head = json.loads((tiny_repo / "metrics/headline.json").read_text())["headline"]
+    assert "table1.test_median_every" in head and "osse.model.site_precision" in head
     for coll in ("matimba", "osse"):
         m = json.loads((tiny_repo / f"metrics/evaluate_{coll}.json").read_text())
         assert "model/co2_overlap_pct" in m and "model/hotspot_precision" in m
@@ -54,7 +57,8 @@ def test_repro_ran_every_stage_and_declares_metrics_and_plots(tiny_repo):
     assert "test.mark.every.pixel_recall_q1_all" in shown and "test.detect.visible.pixel_recall_q2_all" in shown
     run(["dvc", "plots", "show", "-o", str(tiny_repo / "scratch_plots")], tiny_repo, env)
     html = (tiny_repo / "scratch_plots" / "index.html").read_text()
-    assert "learning_curves" in html and "table1_recognition_accuracy" in html and "table2_detection_rate" in html
+    assert "learning_curves" in html and "table1_median_recall" in html and "table2_detection_rate" in html
+    assert "threshold_curve" in html
 
 
 def test_second_repro_skips_everything(tiny_repo):
@@ -103,9 +107,18 @@ def test_dvc_exp_run_of_a_training_parameter_reruns_only_train_and_downstream(ti
         "evaluate@osse",
         "quantify@matimba",
         "quantify@osse",
+        "headline",
     }
     shown = run(["dvc", "exp", "show", "--json"], tiny_repo, env).stdout
     assert "lr-2e-3" in shown and "0.002" in shown
+    # both rows, the committed results and the experiment, carry their own headline figures (no "!")
+    rows = json.loads(shown)
+    base = next(r for r in rows if r["rev"] != "workspace")
+    exp = next(e for e in base["experiments"] if e["name"] == "lr-2e-3")["revs"][0]
+    for row in (base, exp):
+        head = row["data"]["metrics"]["metrics/headline.json"]["data"]["headline"]
+        assert "table1.test_median_every" in head and "osse.model.table2_strict_gt5000" in head
+    assert exp["data"]["params"]["params.yaml"]["data"]["train"]["lr"] == 0.002
     # params.yaml was composed by Hydra from conf/ with the override (DVC's Hydra integration); conf/ is untouched
     assert run(["git", "status", "--porcelain", "conf"], tiny_repo, env).stdout.strip() == ""
     assert OmegaConf.load(tiny_repo / "params.yaml").train.lr == 0.002
