@@ -25,7 +25,14 @@ def test_headline_from_metrics_files(tmp_path):
         "val": {"detect": {"every": {"source_f1": 0.4}}},
     }
     (m / "score.json").write_text(json.dumps(score))
-    osse = {"model/site_precision": 0.8, "model/source_recall_nearest": 0.6, "model/table2_strict_rate_gt5000": 0.9}
+    osse = {
+        "model/site_precision": 0.8,
+        "model/source_recall_nearest": 0.6,
+        "model/table2_strict_rate_gt5000": 0.9,
+        "model/table2_strict_rate_2000_4000": None,  # no observed cell in the bin: undefined
+        "composite/site_precision": None,  # no composite site
+        "composite/source_recall_nearest": 0.0,
+    }
     (m / "evaluate_osse.json").write_text(json.dumps(osse))
     (m / "evaluate_matimba.json").write_text(json.dumps({"model/hotspot_precision": 1.0}))
     src = tmp_path / "ev" / "matimba" / "model"
@@ -44,7 +51,10 @@ def test_headline_from_metrics_files(tmp_path):
     assert "sim.pair_recall_ge3px" not in head  # not in score.json: left out, not filled in
     assert head["osse.model.f1"] == pytest.approx(round(2 * 0.8 * 0.6 / 1.4, 4))
     assert f1_by_bin(osse)["model"]["gt5000"] == pytest.approx(2 * 0.8 * 0.9 / 1.7)
-    assert "osse.model.table2_strict_lt2000" not in head and "osse.baseline.f1" not in head
+    assert "osse.model.table2_strict_lt2000" not in head  # not in the evaluation's file: left out
+    assert "osse.baseline.f1" not in head  # no baseline table in this evaluation
+    assert head["osse.model.table2_strict_2000_4000"] is None and head["osse.composite.site_precision"] is None
+    assert head["osse.composite.f1"] is None  # undefined precision: undefined F1, the key stays
     # >= 5 kt with valid pixels: 19000 (found) and 11400 (missed); 6000 unobserved, 2000 too weak
     assert head["matimba.sites_observed_ge5kt"] == 2 and head["matimba.sites_found_ge5kt"] == 1
 

@@ -3,8 +3,9 @@
 Reads the stages' metrics (``<paths.metrics>/score.json``, ``evaluate_<c>.json``) and the Matimba evaluation's
 per-source table, and writes ``<paths.metrics>/headline.json`` under one ``headline`` key, so ``dvc exp show
 --drop '.*' --keep 'Experiment|headline\\.'`` and ``dvc metrics diff --targets metrics/headline.json`` compare
-experiments on these and nothing else. Every figure counts every source (the headline convention); missing inputs
-(a split or collection not run) leave their keys out and are logged, never filled in.
+experiments on these and nothing else. Every figure counts every source (the headline convention); a figure that
+is undefined (no hotspot, no scene of a class) is null; missing inputs (a split or collection not run) leave their
+keys out and are logged, never filled in.
 
 F1 on the OSSE (``osse.<table>.f1``): recall = share of the observed truth sources found by the ``nearest`` rule
 (a hotspot whose nearest source is this one, within ``evaluate.match_distance_km``), precision = site precision
@@ -40,10 +41,13 @@ SCORE_KEYS = {
 }
 
 
+MISSING = object()  # a figure whose input is not there at all (left out, unlike an undefined value: null)
+
+
 def _get(d: dict, path: tuple[str, ...]):
     for k in path:
         if not isinstance(d, dict) or k not in d:
-            return None
+            return MISSING
         d = d[k]
     return d
 
@@ -53,6 +57,14 @@ def _read(path: Path) -> dict | None:
         log.warning("headline: %s not found; its figures are left out", path)
         return None
     return json.loads(path.read_text())
+
+
+def _clean(v):
+    """A figure as JSON: floats rounded to 4 decimals, NaN and undefined as null (the key stays, so the columns of
+    ``dvc exp show`` are the same for every experiment)."""
+    if isinstance(v, float):
+        return None if v != v else round(v, 4)
+    return v
 
 
 def f1(precision, recall):
@@ -66,14 +78,14 @@ def osse_figures(ev: dict) -> dict:
     compares model and baseline is in the README and ``f1_by_bin``)."""
     out: dict[str, float] = {}
     for t in TABLES:
-        p = ev.get(f"{t}/site_precision")
-        if p is None:
+        if f"{t}/site_precision" not in ev:  # no such table in this evaluation
             continue
+        p = ev[f"{t}/site_precision"]
         out[f"osse.{t}.site_precision"] = p
         out[f"osse.{t}.f1"] = f1(p, ev.get(f"{t}/source_recall_nearest"))
         for b in BINS:
-            out[f"osse.{t}.table2_strict_{b}"] = ev.get(f"{t}/table2_strict_rate_{b}")
-        out[f"osse.{t}.chance_floor"] = ev.get(f"{t}/chance_floor")
+            out[f"osse.{t}.table2_strict_{b}"] = ev.get(f"{t}/table2_strict_rate_{b}", MISSING)
+        out[f"osse.{t}.chance_floor"] = ev.get(f"{t}/chance_floor", MISSING)
     return out
 
 
@@ -87,7 +99,7 @@ def f1_by_bin(ev: dict) -> dict[str, dict[str, float | None]]:
 def matimba_figures(ev: dict, sources_csv: Path, min_nox_t_per_yr: float) -> dict:
     """Matimba: CoCO2 sites above ``min_nox_t_per_yr`` with valid pixels that get a hotspot within the match
     distance, and the share of hotspots within it of some CoCO2 site."""
-    out = {"matimba.hotspot_precision": ev.get("model/hotspot_precision")}
+    out = {"matimba.hotspot_precision": ev.get("model/hotspot_precision", MISSING)}
     if sources_csv.exists():
         import pandas as pd
 
@@ -113,7 +125,7 @@ def run(cfg: DictConfig) -> dict:
     if mat is not None:
         sources = Path(str(cfg.evaluate.out_dir)) / "matimba" / "model" / "sources.csv"
         head.update(matimba_figures(mat, sources, 5000.0))
-    head = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in head.items() if v is not None}
+    head = {k: _clean(v) for k, v in head.items() if v is not MISSING}
     write_json(metrics / "headline.json", {"headline": head})
     log.info("headline: %d figures -> %s", len(head), metrics / "headline.json")
     return head
