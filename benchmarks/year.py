@@ -21,12 +21,14 @@
    start and the shared arguments' transfer excluded, reported beside it as before_first_unit_s) with 1 worker
    over the span with 2 (acceptance: >= 1.7); ``speedup_steady``: the same from the units per second after each
    process's first unit (lazy initialisation left out); ``speedup_map_wall``: the whole map_units call.
-   Extrapolation to 16 and 64 workers, per stage ``T(w) = a + b*U + ceil(U/w) * t_unit``: t_unit the mean unit
-   wall on 2 Dask workers (first unit per worker left out), U the units of the whole period, a + b*U the serial
-   part (process start, imports, planning, cluster start, publishing, period products) = end-to-end stage wall
-   minus the unit map's span (estimated from the units' marker times), least-squares fitted over the sizes with
-   >= 8 units (b = 0 with one size). evaluate is counted as serial. It assumes a free core per worker and a file
-   system that keeps up.
+   Extrapolation to 16 and 64 workers, per stage ``T(w) = a + b*U + ceil(U/w) * t_unit`` with U the units of the
+   whole period and a + b*U the serial part (process start, imports, planning, cluster start, publishing, period
+   products), least-squares fitted over the sizes with >= 8 units (b = 0 with one size); evaluate is a + b*U only.
+   Two versions: ``as_measured`` (serial = stage wall minus the unit map's span estimated from the units' marker
+   times, t_unit = mean unit wall on 2 Dask workers: this box with its load) and ``free_cores`` (serial = the stage
+   process's CPU plus the workers' CPU beyond their units shared over the workers, t_unit = one unit's CPU in its
+   task thread: a free core per worker, a file system that keeps up). Each worker's first unit is left out of
+   t_unit (lazy initialisation, counted as serial).
 4. ``--kill``: on the last size, the outputs of the uninterrupted run are checksummed; then the stage's unit
    folder and output are removed, the stage (detect, then ingest) is started again, SIGKILLed as a process group
    once half of its units are marked done, and rerun. Reported: units finished before the kill, units whose marker
@@ -77,12 +79,13 @@ for k, v in {**ONE_THREAD, "NO2HOTSPOTS_PROGRESS": "0", "MLFLOW_DISABLE_TELEMETR
 
 class TreeSampler(threading.Thread):
     """Every ``interval`` s: RSS summed over a process and all its descendants (peak kept), the largest single
-    RSS, the number of processes, and each process's last seen CPU time."""
+    RSS, the stage process's own and the sum of the others (Dask workers, ...), the number of processes, and each
+    process's last seen CPU time."""
 
     def __init__(self, pid: int, interval: float = 0.2):
         super().__init__(daemon=True)
         self.pid, self.interval = pid, interval
-        self.peak_rss = self.peak_single = self.max_procs = 0
+        self.peak_rss = self.peak_single = self.peak_main = self.peak_others = self.max_procs = 0
         self.cpu: dict[tuple[int, float], float] = {}
         self._halt = threading.Event()
 
@@ -94,7 +97,7 @@ class TreeSampler(threading.Thread):
             procs = [root, *root.children(recursive=True)]
         except psutil.Error:
             return
-        total = 0
+        total = others = 0
         for p in procs:
             try:
                 with p.oneshot():
@@ -104,8 +107,13 @@ class TreeSampler(threading.Thread):
             except psutil.Error:
                 continue
             total += rss
+            if p.pid == self.pid:
+                self.peak_main = max(self.peak_main, rss)
+            else:
+                others += rss
             self.peak_single = max(self.peak_single, rss)
         self.peak_rss = max(self.peak_rss, total)
+        self.peak_others = max(self.peak_others, others)
         self.max_procs = max(self.max_procs, len(procs))
 
     def run(self) -> None:
@@ -180,9 +188,13 @@ def run_stage(stage: str, overrides: list[str], cwd: Path, log_path: Path, kill_
         "wall_s": round(wall, 2),
         "peak_rss_mb": round(sampler.peak_rss / MB, 1),
         "peak_single_process_rss_mb": round(sampler.peak_single / MB, 1),
+        "peak_main_rss_mb": round(sampler.peak_main / MB, 1),
+        "peak_workers_rss_mb": round(sampler.peak_others / MB, 1),  # summed over the other processes
         "max_processes": sampler.max_procs,
         "cpu_s": round(children_cpu() - cpu0, 2),
         "cpu_s_sampled": round(sum(sampler.cpu.values()), 2),
+        "cpu_main_s": round(sum(v for (pid, _), v in sampler.cpu.items() if pid == p.pid), 2),
+        "cpu_others_s": round(sum(v for (pid, _), v in sampler.cpu.items() if pid != p.pid), 2),
         "load_before": load0,
         "load_after": load(),
     }
@@ -373,6 +385,7 @@ def steady(rows: list[dict]) -> dict:
         "units_per_s_after_first": round(rate, 3),
         "unit_wall_mean_after_first_s": round(sum(r["wall"] for r in later) / len(later), 3),
         "unit_cpu_thread_mean_after_first_s": round(sum(r["cpu_thread"] for r in later) / len(later), 3),
+        "unit_cpu_process_mean_after_first_s": round(sum(r["cpu_process"] for r in later) / len(later), 3),
     }
 
 
@@ -472,8 +485,40 @@ def scaling(args, days: int, root: Path) -> dict:
     return out
 
 
-def extrapolate(runs: list[dict], scale: dict, per_day: list[int], workers_e2e: int) -> dict:
-    """T(w) = a + b*U + ceil(U/w) * t_unit per mapped stage; evaluate as measured (serial), linear in U."""
+def fit(points: list[tuple[float, float]]) -> tuple[float | None, float | None]:
+    """(a, b) of y = a + b*U by least squares over the sizes with >= FIT_MIN_UNITS units (else the last size, b = 0);
+    both clipped at 0."""
+    pts = [p for p in points if p[0] >= FIT_MIN_UNITS] or points[-1:]
+    if not pts:
+        return None, None
+    if len({u for u, _ in pts}) < 2:
+        return max(pts[-1][1], 0.0), 0.0
+    n = len(pts)
+    mu, my = sum(u for u, _ in pts) / n, sum(y for _, y in pts) / n
+    b = max(sum((u - mu) * (y - my) for u, y in pts) / sum((u - mu) ** 2 for u, _ in pts), 0.0)
+    return max(my - b * mu, 0.0), b
+
+
+def serial_cpu(st: str, s: dict, units: int, workers: int, unit_cpu: float | None) -> float | None:
+    """CPU seconds of a stage outside its parallel unit work, as wall seconds on free cores: the stage process's
+    own CPU plus the workers' CPU beyond their units (start-up, imports, first-unit initialisation) shared over the
+    workers. evaluate: everything (its batches spread over the workers)."""
+    if "cpu_main_s" not in s:
+        return None
+    dask = s["max_processes"] > 1
+    w = workers if dask else 1
+    if st == "evaluate":
+        return s["cpu_main_s"] + s["cpu_others_s"] / w
+    if unit_cpu is None:
+        return None
+    if not dask:
+        return max(s["cpu_main_s"] - units * unit_cpu, 0.0)
+    return s["cpu_main_s"] + max(s["cpu_others_s"] - units * unit_cpu, 0.0) / w
+
+
+def extrapolate(runs: list[dict], scale: dict | None, per_day: list[int], workers_e2e: int) -> dict:
+    """Per stage T(w) = a + b*U + ceil(U/w) * t_unit, in two versions: as measured (wall times on this box, its
+    load included) and on free cores (CPU times as wall times)."""
     big = runs[-1]
     units_year = {
         "osse": len(per_day),
@@ -481,53 +526,55 @@ def extrapolate(runs: list[dict], scale: dict, per_day: list[int], workers_e2e: 
         "detect": round(sum(per_day) * big["n_overpasses"] / max(big["n_granules"], 1)),
     }
     units_of = {"osse": lambda r: r["days"], "ingest": lambda r: r["n_granules"], "detect": lambda r: r["n_overpasses"]}
-    model = {}
+    models: dict[str, dict] = {"as_measured": {}, "free_cores": {}}
     for st in (*MAPPED, "evaluate"):
         key = "ingest" if st == "evaluate" else st
-        pts = []
+        two = scale[st]["2_workers"] if scale and st in MAPPED else None
+        t_wall = (two["unit_wall_mean_after_first_s"] or two["unit_wall_mean_s"]) if two else None
+        t_cpu = (two.get("unit_cpu_thread_mean_after_first_s") or two["unit_cpu_thread_mean_s"]) if two else None
+        t_cpu_proc = (two.get("unit_cpu_process_mean_after_first_s") or two["unit_cpu_process_mean_s"]) if two else None
+        wall_pts, cpu_pts = [], []
         for r in runs:
-            s = r["stages"][st]
-            serial = s["wall_s"] if st == "evaluate" else s.get("serial_s_est")
-            if serial is not None:
-                pts.append((units_of[key](r), serial))
-        pts = [p for p in pts if p[0] >= FIT_MIN_UNITS] or pts[-1:]  # no size large enough: the last one, b = 0
-        if len({u for u, _ in pts}) >= 2:  # least squares over the sizes
-            n = len(pts)
-            mu, ms = sum(u for u, _ in pts) / n, sum(v for _, v in pts) / n
-            b = sum((u - mu) * (v - ms) for u, v in pts) / sum((u - mu) ** 2 for u, _ in pts)
-            b = max(b, 0.0)
-            a = max(ms - b * mu, 0.0)
-        elif pts:
-            a, b = pts[-1][1], 0.0
-        else:
-            a, b = None, None
-        t_unit = None
-        if st in MAPPED and scale:
-            two = scale[st]["2_workers"]
-            t_unit = two["unit_wall_mean_after_first_s"] or two["unit_wall_mean_s"]
-        model[st] = {"a_s": None if a is None else round(a, 2), "b_s_per_unit": None if b is None else round(b, 4)}
-        if t_unit is not None:
-            model[st]["t_unit_s"] = t_unit
-    pred = {}
-    for w in sorted({workers_e2e, 16, 64}):
-        tot = 0.0
-        per = {}
-        for st, m in model.items():
-            u = units_year["ingest" if st == "evaluate" else st]
-            if m["a_s"] is None:
-                per[st] = None
-                continue
-            t = m["a_s"] + m["b_s_per_unit"] * u + (math.ceil(u / w) * m["t_unit_s"] if "t_unit_s" in m else 0.0)
-            per[st] = round(t, 1)
-            tot += t
-        pred[str(w)] = {"stages_s": per, "total_s": round(tot, 1), "total_min": round(tot / 60, 1)}
+            s, u = r["stages"][st], units_of[key](r)
+            y = s["wall_s"] if st == "evaluate" else s.get("serial_s_est")
+            if y is not None:
+                wall_pts.append((u, y))
+            y = serial_cpu(st, s, u, workers_e2e, t_cpu_proc if s["max_processes"] > 1 else t_cpu)
+            if y is not None:
+                cpu_pts.append((u, y))
+        for name, pts, t_unit in (("as_measured", wall_pts, t_wall), ("free_cores", cpu_pts, t_cpu)):
+            a, b = fit(pts)
+            m = {"a_s": None if a is None else round(a, 2), "b_s_per_unit": None if b is None else round(b, 4)}
+            if st in MAPPED:
+                m["t_unit_s"] = t_unit
+            models[name][st] = m
+    predicted: dict[str, dict] = {}
+    for name, model in models.items():
+        predicted[name] = {}
+        for w in sorted({workers_e2e, 16, 64}):
+            per = {}
+            for st, m in model.items():
+                u = units_year["ingest" if st == "evaluate" else st]
+                if m["a_s"] is None or (st in MAPPED and m["t_unit_s"] is None):
+                    per[st] = None
+                    continue
+                per[st] = round(m["a_s"] + m["b_s_per_unit"] * u + math.ceil(u / w) * m.get("t_unit_s", 0.0), 1)
+            total = None if None in per.values() else round(sum(per.values()), 1)
+            predicted[name][str(w)] = {
+                "stages_s": per,
+                "total_s": total,
+                "total_min": None if total is None else round(total / 60, 1),
+            }
     return {
-        "formula": "T_stage(w) = a + b*U + ceil(U/w) * t_unit; a + b*U = serial part (stage wall - unit map "
-        "span; least-squares fit over the sizes with >= 8 units), t_unit = mean unit wall on 2 Dask workers (each "
-        "worker's first unit left out); evaluate: a + b*U only (U = granules)",
+        "formula": "T_stage(w) = a + b*U + ceil(U/w) * t_unit (U: units of the whole period; evaluate: a + b*U, "
+        "U = granules). as_measured: a + b*U = stage wall - unit map span (span from the units' marker times), "
+        "t_unit = mean unit wall on 2 Dask workers (each worker's first unit left out): this box with its load. "
+        "free_cores: a + b*U = CPU of the stage process + the workers' CPU beyond their units / workers, t_unit = "
+        "CPU of one unit in the task thread (first unit per worker left out): a free core per worker. a, b: "
+        "least-squares over the sizes with >= 8 units (b = 0 with one size)",
         "units_full_period": units_year,
-        "stage_model": model,
-        "predicted": pred,
+        "stage_model": models,
+        "predicted": predicted,
     }
 
 

@@ -59,23 +59,32 @@ class InventoryMatcher:
             sites if sites is not None else pd.DataFrame(columns=["id", "lat", "lon", "nox_t_per_yr", "co2_t_per_yr"])
         )
         self.index = PointIndex(self.sites["lat"].to_numpy(float), self.sites["lon"].to_numpy(float))
+        # columns as arrays once (a matcher answers thousands of hotspots)
+        self._nox = pd.to_numeric(self.sites["nox_t_per_yr"], errors="coerce").to_numpy(float)
+        self._co2 = pd.to_numeric(self.sites["co2_t_per_yr"], errors="coerce").to_numpy(float)
+        self._ids = [str(i) for i in self.sites["id"]]
+        self._fuel = list(self.sites["fuel"]) if "fuel" in self.sites else None
 
     def ratio(self, lat: float, lon: float) -> Ratio:
         c = self.cfg
         idx = self.index.within(lat, lon, c.match_km)[0] if len(self.index) else np.zeros(0, int)
-        sub = self.sites.iloc[idx] if len(idx) else self.sites.iloc[0:0]
-        nox = float(pd.to_numeric(sub["nox_t_per_yr"], errors="coerce").sum(min_count=1)) if len(sub) else np.nan
-        co2 = float(pd.to_numeric(sub["co2_t_per_yr"], errors="coerce").sum(min_count=1)) if len(sub) else np.nan
-        ids = [str(i) for i in sub["id"]] if len(sub) else []
+        nox, co2 = _sum(self._nox[idx]), _sum(self._co2[idx])
+        ids = [self._ids[i] for i in idx]
         if np.isfinite(nox) and np.isfinite(co2) and nox > 0 and co2 > 0:
             return Ratio(co2 / nox, c.matched_ratio_rel_sigma, "matched: " + " ".join(ids), ids, nox, co2)
         fuel = "unknown"
-        if len(self.index) and "fuel" in self.sites:
+        if len(self.index) and self._fuel is not None:
             j, d = self.index.nearest(lat, lon)
-            if j[0] >= 0 and d[0] <= c.fuel_search_km and isinstance(self.sites["fuel"].iloc[j[0]], str):
-                fuel = self.sites["fuel"].iloc[j[0]]
+            if j[0] >= 0 and d[0] <= c.fuel_search_km and isinstance(self._fuel[j[0]], str):
+                fuel = self._fuel[j[0]]
         r, rs = c.default_ratio.get(fuel, c.default_ratio.get("unknown", DEFAULT_RATIOS["unknown"]))
         return Ratio(float(r), float(rs), f"fuel default: {fuel}", ids, nox, co2)
+
+
+def _sum(a: np.ndarray) -> float:
+    """Sum of the known values; NaN when none is known (pandas' ``sum(min_count=1)``)."""
+    known = a[~np.isnan(a)]
+    return float(known.sum()) if known.size else float("nan")
 
 
 def nox_at(sites: pd.DataFrame | None, ids: list[str], time) -> float:
@@ -117,8 +126,11 @@ class TruthAt:
             self._rows[key] = (nox, when, fac)
         nox, when, fac = self._rows[key]
         if when is not None:
-            ts = pd.Timestamp(time)
-            t = np.datetime64(ts.tz_localize(None) if ts.tzinfo else ts, "ns")
+            if isinstance(time, np.datetime64):
+                t = time.astype("datetime64[ns]")
+            else:
+                ts = pd.Timestamp(time)
+                t = np.datetime64(ts.tz_localize(None) if ts.tzinfo else ts, "ns")
             changed = ~np.isnat(when) & np.isfinite(fac) & (t >= when)
             nox = np.where(changed, nox * fac, nox)
         return float(np.nansum(nox)) if np.isfinite(nox).any() else float("nan")

@@ -152,18 +152,24 @@ def _strip_cells(scene: Scene, edges: np.ndarray, cfg: CSFConfig) -> np.ndarray:
     return scene.cached(("strip_cells", reach), lambda: np.flatnonzero(scene.r <= reach + cell_reach(scene)))
 
 
+def _subsamples(scene: Scene, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-sample positions (km east, km north of the source) in the cells ``cells``: arrays (25, n)."""
+    ox, oy = sub_offsets(scene, cells)
+    return scene.x.ravel()[cells][None] + ox, scene.y.ravel()[cells][None] + oy
+
+
 def _transects(scene: Scene, plane: Plane, s, t, edges, direction_from: float, cfg: CSFConfig) -> _Strips:
     """Step 3: the strips observed well enough, their line density [mol m-1] and its noise variance."""
     # cells are split between strips by the share of their area in each (5 x 5 sub-samples): counting whole cells
     # by their centre makes a narrow plume's path length per strip jump by up to +-50 % with the wind angle
     cells = _strip_cells(scene, edges, cfg)
     n = cells.size
-    oxc, oyc = scene.cached(("strip_offsets", cells.tobytes()), lambda: sub_offsets(scene, cells))
-    n_sub = oxc.shape[0]
+    x_sub, y_sub = scene.cached(("strip_subsamples", cells.tobytes()), lambda: _subsamples(scene, cells))
+    n_sub = x_sub.shape[0]
     phi = np.radians(direction_from)
     ex, ey = -np.sin(phi), -np.cos(phi)
-    s_sub = s.ravel()[cells][None] + oxc * ex + oyc * ey
-    t_sub = t.ravel()[cells][None] - oxc * ey + oyc * ex
+    s_sub = x_sub * ex + y_sub * ey
+    t_sub = y_sub * ex - x_sub * ey
     tan_w = np.tan(np.radians(cfg.widen_deg))
     in_cone = np.abs(t_sub) <= cfg.core_half_width_km + np.maximum(s_sub, 0.0) * tan_w
     n_strips = len(edges) - 1

@@ -107,9 +107,9 @@ def local_scene(
     finite = np.isfinite(sig)
     fill = median(sig[finite]) if finite.any() else 1e-5
     sig = np.where(finite & (sig > 0), sig, fill)
-    LA, LO = np.meshgrid(la, lo, indexing="ij")
+    LA, LO = la[:, None], lo[None, :]
     x = EARTH_RADIUS_M * np.radians(LO - lon0) * np.cos(np.radians(LA)) / 1e3
-    y = EARTH_RADIUS_M * np.radians(LA - lat0) / 1e3
+    y = np.broadcast_to(EARTH_RADIUS_M * np.radians(LA - lat0) / 1e3, x.shape).copy()
     area = cell_areas(la, lo)
     excl = np.zeros(c.shape, dtype=bool)
     reach = None
@@ -179,50 +179,60 @@ def fit_plane(scene: Scene, mask: np.ndarray, clip: float = 3.0, iters: int = 3,
     return scene.cached(key, lambda: _fit_plane(scene, mask, clip, iters, min_cells))
 
 
-def _plane_matrix(scene: Scene, use: np.ndarray) -> np.ndarray | None:
-    """The least-squares operator P (3, n) of the cells ``use``: coefficients (b0, bx, by) = P c. None if the cells
+def _plane_matrix(x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """The least-squares operator P (3, n) of cells at (x, y): coefficients (b0, bx, by) = P c. None if the cells
     do not span a plane (fewer than 3, or spread less than MIN_PLANE_SPREAD_KM across their narrowest direction).
     Solved on coordinates centred on the cells' mean, where the normal equations are a 2 x 2 system."""
-    x, y = scene.x[use], scene.y[use]
     n = x.size
     if n < 3:
         return None
-    mx, my = x.mean(), y.mean()
+    mx, my = x.sum() / n, y.sum() / n
     u, v = x - mx, y - my
     suu, svv, suv = float(u @ u), float(v @ v), float(u @ v)
     narrowest = 0.5 * (suu + svv) - np.hypot(0.5 * (suu - svv), suv)  # n x the smaller eigenvalue of the covariance
     if not np.sqrt(max(narrowest / n, 0.0)) >= MIN_PLANE_SPREAD_KM:
         return None
     det = suu * svv - suv * suv
-    px = (svv * u - suv * v) / det
-    py = (suu * v - suv * u) / det
-    return np.vstack([1.0 / n - mx * px - my * py, px, py])
+    P = np.empty((3, n))
+    np.multiply(svv / det, u, out=P[1])
+    P[1] -= (suv / det) * v
+    np.multiply(suu / det, v, out=P[2])
+    P[2] -= (suv / det) * u
+    P[0] = 1.0 / n - mx * P[1] - my * P[2]
+    return P
 
 
 def _fit_plane(scene: Scene, mask: np.ndarray, clip: float, iters: int, min_cells: int) -> Plane | None:
-    use = mask & scene.valid & ~scene.exclude
-    floor = float(median(scene.sigma[use])) if use.any() else 0.0  # never clip below the stated precision
+    use = mask & scene.cached("usable", lambda: scene.valid & ~scene.exclude)
+    idx = np.flatnonzero(use)
+    xa, ya, ca = scene.x.ravel(), scene.y.ravel(), scene.c.ravel()
+    floor = float(median(scene.sigma.ravel()[idx])) if idx.size else 0.0  # never clip below the stated precision
     for _ in range(iters + 1):
-        if use.sum() < min_cells:
+        if idx.size < min_cells:
             return None
-        P = _plane_matrix(scene, use)
+        x, y, c = xa[idx], ya[idx], ca[idx]
+        P = _plane_matrix(x, y)
         if P is None:
             return None
-        coef = P @ scene.c[use]
-        res = scene.c[use] - (coef[0] + coef[1] * scene.x[use] + coef[2] * scene.y[use])
+        coef = P @ c
+        res = c - (coef[0] + coef[1] * x + coef[2] * y)
         dev = np.abs(res - median(res))
-        s = 1.4826 * median(dev)
-        keep = dev <= clip * max(s, floor, 1e-30)
+        keep = dev <= clip * max(1.4826 * median(dev), floor, 1e-30)
         if keep.all():
-            return Plane(coef, use, P, res)
-        idx = np.flatnonzero(use)
-        use = use.copy()
-        use.flat[idx[~keep]] = False
-    P = _plane_matrix(scene, use)
+            return Plane(coef, _mask(use.shape, idx), P, res)
+        idx = idx[keep]
+    x, y, c = xa[idx], ya[idx], ca[idx]
+    P = _plane_matrix(x, y)
     if P is None:
         return None
-    coef = P @ scene.c[use]
-    return Plane(coef, use, P, scene.c[use] - (coef[0] + coef[1] * scene.x[use] + coef[2] * scene.y[use]))
+    coef = P @ c
+    return Plane(coef, _mask(use.shape, idx), P, c - (coef[0] + coef[1] * x + coef[2] * y))
+
+
+def _mask(shape: tuple, idx: np.ndarray) -> np.ndarray:
+    m = np.zeros(shape, dtype=bool)
+    m.flat[idx] = True
+    return m
 
 
 @dataclass
@@ -255,7 +265,8 @@ def _noise_model(scene: Scene, plane: Plane, max_rho: float) -> NoiseModel:
         ok = np.isfinite(a) & np.isfinite(b)
         if ok.sum() < 8:
             return 0.0
-        a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
+        a, b = a[ok], b[ok]
+        a, b = a - a.sum() / a.size, b - b.sum() / b.size
         d = np.sqrt((a * a).sum() * (b * b).sum())
         return float(np.clip((a * b).sum() / d, 0.0, max_rho)) if d > 0 else 0.0
 
