@@ -29,8 +29,10 @@ def _num(v) -> str:
 def _ui_line(uri: str) -> str:
     if uri.startswith(("http://", "https://")):
         return f"  MLflow UI    {uri} (the team server)"
-    return (f"  MLflow UI    make ui   (or: mlflow ui --backend-store-uri {uri} --host 127.0.0.1)"
-            " then open http://127.0.0.1:5000")
+    return (
+        f"  MLflow UI    make ui   (or: mlflow ui --backend-store-uri {uri} --host 127.0.0.1)"
+        " then open http://127.0.0.1:5000"
+    )
 
 
 def summary_lines(cfg: DictConfig) -> list[str]:
@@ -71,7 +73,7 @@ def summary_lines(cfg: DictConfig) -> list[str]:
     lines += [
         "",
         "  metrics      dvc metrics show        plots: dvc plots show (opens dvc_plots/index.html)",
-        "  compare      dvc exp show --drop '.*' --keep 'Experiment|headline\\.'   (experiments on the headline figures)",
+        "  compare      dvc exp show --drop '.*' --keep 'Experiment|headline\\.'  (experiments, headline figures)",
         _ui_line(tracking.resolve_uri(cfg)),
         "",
     ]

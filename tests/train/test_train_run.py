@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from no2hotspots.config import compose
-from no2hotspots.tracking import resolve_uri
 from no2hotspots.errors import InputFileError
+from no2hotspots.tracking import resolve_uri
 from no2hotspots.train.data import ShardStream, split_shards
 from no2hotspots.train.loop import NonFiniteLoss
 from no2hotspots.train.run import EPOCH_METRICS, run
