@@ -101,7 +101,9 @@ def tiny_pipeline(tiny_repo) -> dict:
     first = json.loads((tiny_repo / "outputs/train/run.json").read_text())
     # the second run writes beside the DVC outputs (scratch/), so the pipeline's workspace stays as dvc.lock says
     scratch = tiny_repo / "scratch"
+    # the CLI composes the installed package's conf/, not the tiny copy's: the tiny epochs are passed again
     keep_outputs = [
+        f"train.epochs={TINY['train/demo.yaml']['epochs']}",
         f"train.out_dir={scratch}/train",
         f"paths.metrics={scratch}/metrics",
         f"paths.plots={scratch}/plots",
