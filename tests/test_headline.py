@@ -48,10 +48,13 @@ def test_headline_from_metrics_files(tmp_path):
     written = json.loads((m / "headline.json").read_text())["headline"]
     assert written == head
     assert head["table1.test_median_every"] == 0.5 and head["sim.val_source_f1"] == 0.4
-    assert "sim.pair_recall_ge3px" not in head  # not in score.json: left out, not filled in
+    assert "sim.pair_recall_ge3px" not in head  # pairs not scored (no split in score.json): left out
+    assert "table1.paper_world_median_visible" not in head
+    # the test split was scored, its F1 is absent (the stage writes no NaN): undefined, the key stays as null
+    assert "sim.test_source_f1" in head and head["sim.test_source_f1"] is None
     assert head["osse.model.f1"] == pytest.approx(round(2 * 0.8 * 0.6 / 1.4, 4))
     assert f1_by_bin(osse)["model"]["gt5000"] == pytest.approx(2 * 0.8 * 0.9 / 1.7)
-    assert "osse.model.table2_strict_lt2000" not in head  # not in the evaluation's file: left out
+    assert head["osse.model.table2_strict_lt2000"] is None  # the table is there without it: null, the key stays
     assert "osse.baseline.f1" not in head  # no baseline table in this evaluation
     assert head["osse.model.table2_strict_2000_4000"] is None and head["osse.composite.site_precision"] is None
     assert head["osse.composite.f1"] is None  # undefined precision: undefined F1, the key stays

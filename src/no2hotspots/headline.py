@@ -45,9 +45,13 @@ MISSING = object()  # a figure whose input is not there at all (left out, unlike
 
 
 def _get(d: dict, path: tuple[str, ...]):
+    """The figure at ``path``: MISSING when its split is not in the file at all (not run), None when the split is
+    there without this figure (the stage writes no NaN: an undefined figure is absent)."""
+    if path[0] not in d:
+        return MISSING
     for k in path:
         if not isinstance(d, dict) or k not in d:
-            return MISSING
+            return None
         d = d[k]
     return d
 
@@ -78,14 +82,14 @@ def osse_figures(ev: dict) -> dict:
     compares model and baseline is in the README and ``f1_by_bin``)."""
     out: dict[str, float] = {}
     for t in TABLES:
-        if f"{t}/site_precision" not in ev:  # no such table in this evaluation
+        if not any(k.startswith(f"{t}/") for k in ev):  # no such table in this evaluation
             continue
-        p = ev[f"{t}/site_precision"]
+        p = ev.get(f"{t}/site_precision")  # absent: undefined (no site), null
         out[f"osse.{t}.site_precision"] = p
         out[f"osse.{t}.f1"] = f1(p, ev.get(f"{t}/source_recall_nearest"))
         for b in BINS:
-            out[f"osse.{t}.table2_strict_{b}"] = ev.get(f"{t}/table2_strict_rate_{b}", MISSING)
-        out[f"osse.{t}.chance_floor"] = ev.get(f"{t}/chance_floor", MISSING)
+            out[f"osse.{t}.table2_strict_{b}"] = ev.get(f"{t}/table2_strict_rate_{b}")
+        out[f"osse.{t}.chance_floor"] = ev.get(f"{t}/chance_floor")
     return out
 
 
@@ -99,7 +103,7 @@ def f1_by_bin(ev: dict) -> dict[str, dict[str, float | None]]:
 def matimba_figures(ev: dict, sources_csv: Path, min_nox_t_per_yr: float) -> dict:
     """Matimba: CoCO2 sites above ``min_nox_t_per_yr`` with valid pixels that get a hotspot within the match
     distance, and the share of hotspots within it of some CoCO2 site."""
-    out = {"matimba.hotspot_precision": ev.get("model/hotspot_precision", MISSING)}
+    out = {"matimba.hotspot_precision": ev.get("model/hotspot_precision")}
     if sources_csv.exists():
         import pandas as pd
 

@@ -24,6 +24,8 @@ TINY = {
     },
     "train/demo.yaml": {"epochs": 2},
     "osse/demo.yaml": {"dates.days": 2, "region.bbox": [111.0, 37.5, 113.0, 39.5], "changes": []},
+    # two days hold <= 3 overpasses: every cell would be "unobserved" at the year's 10 and Table 2 empty (null)
+    "evaluate/default.yaml": {"collections.osse.min_observations": 1},
 }
 
 

@@ -111,7 +111,8 @@ def test_dvc_exp_run_of_a_training_parameter_reruns_only_train_and_downstream(ti
     }
     shown = run(["dvc", "exp", "show", "--json"], tiny_repo, env).stdout
     assert "lr-2e-3" in shown and "0.002" in shown
-    # both rows, the committed results and the experiment, carry their own headline figures (no "!")
+    # both rows, the committed results and the experiment, carry their own headline figures (no "!"; DVC leaves
+    # out a null figure, one the tiny model leaves undefined)
     rows = json.loads(shown)
     base = next(r for r in rows if r["rev"] != "workspace")
     exp = next(e for e in base["experiments"] if e["name"] == "lr-2e-3")["revs"][0]
