@@ -91,6 +91,10 @@ def _no_malloc_trim() -> None:
 def _client(s: dict):
     from distributed import Client, LocalCluster
 
+    # importing distributed sets its logger to INFO from dask's config (logging.distributed): a dozen lines per
+    # cluster start in every stage's output; keep its warnings
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+
     if s["scheduler"] == "address":
         return Client(s["address"]), None
     cluster = LocalCluster(
@@ -130,6 +134,9 @@ def _on_dask(fn, items, s: dict, desc: str, shared: dict) -> list:
                 bar.update()
         return results
     finally:
+        # drop the scattered arguments and the futures before the workers close: data still held on a closing
+        # worker is what makes its heartbeat fail with a traceback at shutdown (dask/distributed#7105)
+        scattered = futures = None  # noqa: F841
         client.close()
         if cluster is not None:
             cluster.close()
