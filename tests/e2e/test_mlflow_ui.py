@@ -2,7 +2,8 @@
 
 A store is made by a tiny real pipeline run (simulate -> validate -> train twice -> register), the MLflow UI is
 started on 127.0.0.1 against it, and the browser opens the experiment, compares the two runs and opens the
-registered model with its `champion` alias. Screenshots land in the test's tmp folder (path printed).
+registered model with its `champion` alias; `dvc plots diff` of the same pipeline is drawn from the offline page.
+Screenshots land in the test's tmp folder (path printed).
 """
 
 from __future__ import annotations
@@ -176,3 +177,45 @@ def test_experiment_compare_and_registry_in_a_browser(ui, browser, tiny_pipeline
     browser.save_screenshot(str(shots / "registered_model.png"))
     print(f"screenshots in {shots}")
     assert all((shots / f).stat().st_size > 10_000 for f in ("experiment.png", "compare.png", "registered_model.png"))
+
+
+#: the plots dvc.yaml declares at top level (each a div of DVC's page, drawn by vega-embed)
+PLOTS = ("learning_curves", "table1_median_recall", "threshold_curve", "table2_detection_rate")
+_DRAWN_JS = """
+return arguments[0].map(id => {
+  const e = document.getElementById(id);
+  const c = e ? e.querySelector('canvas, svg') : null;
+  return [id, c ? c.clientWidth * c.clientHeight : 0];
+});
+"""
+
+
+def test_dvc_plots_diff_draws_table1_and_table2_offline_in_a_browser(browser, tiny_repo, repo_root, tmp_path):
+    """`dvc plots diff` of the tiny pipeline's results, rendered with the offline template (vega inlined; the page
+    loads no script from the network) and drawn by a real browser from a file:// URL."""
+    from .conftest import run, tiny_env
+
+    env = tiny_env(tiny_repo)
+    cached = repo_root / ".cache" / "plots" / "offline.html"  # built by `make venv` (npm pack, once)
+    if cached.exists():
+        (tiny_repo / ".cache" / "plots").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(cached, tiny_repo / ".cache" / "plots" / "offline.html")
+    run([sys.executable, "-m", "no2hotspots.plots_offline"], tiny_repo, env)
+    config = run(["dvc", "config", "--local", "--list"], tiny_repo, env).stdout
+    if "plots.html_template" not in config:
+        pytest.skip("no offline plots template (npm not available and none cached by make venv)")
+    out = tmp_path / "plots"
+    run(["dvc", "plots", "diff", "HEAD", "-o", str(out)], tiny_repo, env)
+    html = (out / "index.html").read_text()
+    assert "<script src=" not in html and "cdn.jsdelivr" not in html  # nothing fetched: vega is inlined
+    browser.get((out / "index.html").as_uri())
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        drawn = dict(browser.execute_script(_DRAWN_JS, list(PLOTS)))
+        if all(drawn.values()):
+            break
+        time.sleep(0.5)
+    assert all(drawn.values()), f"plots not drawn: {drawn}"
+    browser.save_screenshot(str(tmp_path / "dvc_plots_diff.png"))
+    print(f"screenshot in {tmp_path / 'dvc_plots_diff.png'}")
+    assert (tmp_path / "dvc_plots_diff.png").stat().st_size > 10_000
