@@ -37,12 +37,12 @@ format: venv
 venv: $(STAMP)
 $(STAMP): requirements.txt requirements-torch.txt requirements-ddeq.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements-torch.txt
-	$(BIN)/python -m pip install -q -r requirements.txt -c requirements-torch.txt
-	$(BIN)/python -m pip install -q -r requirements-ddeq.txt -c requirements-torch.txt
-	$(BIN)/python -m pip install -q --no-deps hydra-optuna-sweeper==1.3.0
-	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq -r requirements-torch.txt
+	$(BIN)/python -m pip install -qq -r requirements.txt -c requirements-torch.txt
+	$(BIN)/python -m pip install -qq -r requirements-ddeq.txt -c requirements-torch.txt
+	$(BIN)/python -m pip install -qq --no-deps hydra-optuna-sweeper==1.3.0
+	$(BIN)/python -m pip install -qq --no-deps -e .
 	$(BIN)/python -m no2hotspots.plots_offline
 	touch $(STAMP)
 
