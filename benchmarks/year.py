@@ -637,7 +637,11 @@ def main() -> None:
     ap.add_argument("--preset", default="china_year", help="osse preset (conf/osse/)")
     ap.add_argument("--granules", type=int, nargs="+", default=None, help="sizes to run, in order (default: all)")
     ap.add_argument("--sweep", type=int, nargs="+", default=None, help="same as --granules (e.g. 10 100 916)")
-    ap.add_argument("--model", default="/tmp/exp1/outputs/train/model", help="detect.model_uri (a model folder)")
+    ap.add_argument(
+        "--model",
+        default=str(REPO / "outputs" / "train" / "model"),
+        help="detect.model_uri (a model folder: the pipeline's by default)",
+    )
     ap.add_argument("--workers", type=int, default=2, help="Dask workers of the end-to-end stages")
     ap.add_argument("--scaling-units", type=int, default=16, help="units per map in the 1-vs-2-worker scaling")
     ap.add_argument("--no-scaling", action="store_true", help="skip the 1-vs-2-worker scaling")
