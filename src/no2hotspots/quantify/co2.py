@@ -90,23 +90,11 @@ def _sum(a: np.ndarray) -> float:
 def nox_at(sites: pd.DataFrame | None, ids: list[str], time) -> float:
     """Inventory NOx [t/yr] of the sites ``ids`` at ``time``: with the OSSE truth's injected changes
     (``change_date``, ``change_factor`` columns: the emission is x factor from that day on), else as listed."""
-    if sites is None or not ids:
-        return float("nan")
-    sub = sites[sites["id"].astype(str).isin(ids)]
-    nox = pd.to_numeric(sub["nox_t_per_yr"], errors="coerce").to_numpy(float)
-    if "change_date" in sub and "change_factor" in sub:
-        when = pd.to_datetime(sub["change_date"], errors="coerce").to_numpy("datetime64[ns]")
-        fac = pd.to_numeric(sub["change_factor"], errors="coerce").to_numpy(float)
-        t = np.datetime64(
-            pd.Timestamp(time).tz_localize(None) if pd.Timestamp(time).tzinfo else pd.Timestamp(time), "ns"
-        )
-        changed = ~np.isnat(when) & np.isfinite(fac) & (t >= when)
-        nox = np.where(changed, nox * fac, nox)
-    return float(np.nansum(nox)) if np.isfinite(nox).any() else float("nan")
+    return TruthAt(sites)(ids, time)
 
 
 class TruthAt:
-    """:func:`nox_at` for many rows: the inventory rows of each set of ids looked up once (the same values)."""
+    """:func:`nox_at` for many rows: the inventory rows of each set of ids are looked up once."""
 
     def __init__(self, sites: pd.DataFrame | None):
         self.sites = sites
