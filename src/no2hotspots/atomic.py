@@ -50,9 +50,7 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
     try:
         yield tmp
         _chmod(tmp, is_dir)
-        old = _swap(tmp, path, is_dir)
-        if old is not None:
-            _delete(old, path)
+        _replace(tmp, path, is_dir)
     except BaseException:
         _delete(tmp, path)
         raise
@@ -159,6 +157,13 @@ def _swap(tmp: Path, path: Path, is_dir: bool) -> Path | None:
     return None
 
 
+def _replace(tmp: Path, path: Path, is_dir: bool) -> None:
+    """Rename ``tmp`` onto ``path`` and delete the folder it replaced, if any."""
+    old = _swap(tmp, path, is_dir)
+    if old is not None:
+        _delete(old, path)
+
+
 def _delete(p: Path, target: Path) -> None:
     """Remove ``p``, a temporary or old sibling of ``target``; a folder is first renamed to ``.<name>.del-...`` so
     that a ``.old-`` sibling always means a complete previous output (a kill while deleting leaves a ``.del-`` one,
@@ -233,9 +238,7 @@ def _complete_groups(path: Path) -> None:
         for tmp_rel, target_rel, is_dir in items:
             tmp, target = here / tmp_rel, here / target_rel
             if tmp.exists():
-                old = _swap(tmp, target, bool(is_dir))
-                if old is not None:
-                    _delete(old, target)
+                _replace(tmp, target, bool(is_dir))
                 done.append(str(target))
         for _, target_rel, _ in items:
             target = here / target_rel
