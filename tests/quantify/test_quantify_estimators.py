@@ -133,3 +133,28 @@ def test_wind_speed_uncertain_to_near_calm_is_refused_not_an_overflow(synthetic_
         fine, _ = quantify_point(ds, None, 40.0, 112.0, {**wind, "wind_speed_sigma_m_s": 1.0}, s)
     assert [e.flags for e in refused] == [["uncertain_wind_speed"]] * 3 and not any(e.ok for e in refused)
     assert all(e.ok and np.isfinite(e.sigma_total) and e.sigma_total < e.q for e in fine)
+
+
+def test_csf_transect_weights_do_not_depend_on_how_cells_split_between_strips(synthetic_plume):
+    """Issue 15: a strip's weight comes from the noise of its observed nominal area (L x 2 W(s)), not from the
+    variance through the sub-sampled area shares, which grows with the shares a strip happens to get (and so
+    down-weighted the strips that caught more of a narrow plume). Uniform precision: the weights' variance per
+    nominal area is the same for every strip and wind direction (to the cell area's change with latitude), while
+    the sub-sampled variance scatters by tens of per cent."""
+    lat, lon, c, prec = synthetic_plume(Q, 5.0, 250.0, TAU)
+    sc = scene_of(lat, lon, c, prec)
+    cfg = csf.CSFConfig()
+    per_area, per_area_ld = [], []
+    for d in np.arange(0.0, 90.0, 7.5):
+        st = csf._strips(sc, d, cfg)
+        width_m = 2e3 * (cfg.core_half_width_km + st.sbar_km * np.tan(np.radians(cfg.widen_deg)))
+        per_area.append(st.var_w * st.length_m / width_m)
+        per_area_ld.append(st.var_ld * st.length_m / width_m)
+    per_area, per_area_ld = np.concatenate(per_area), np.concatenate(per_area_ld)
+    assert per_area.max() / per_area.min() < 1.01
+    assert per_area_ld.max() / per_area_ld.min() > 1.2
+    # equal weights where the flux factors are equal (no decay, one speed): a_k ~ 1 / W(s_k)
+    st = csf._strips(sc, 40.0, cfg)
+    a = csf._weights(st, np.full(len(st.ld), 5.0))
+    w = cfg.core_half_width_km + st.sbar_km * np.tan(np.radians(cfg.widen_deg))
+    np.testing.assert_allclose(a * w / np.sum(a * w), 1 / len(a), rtol=0.01)
