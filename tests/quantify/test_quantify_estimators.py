@@ -158,3 +158,28 @@ def test_csf_transect_weights_do_not_depend_on_how_cells_split_between_strips(sy
     a = csf._weights(st, np.full(len(st.ld), 5.0))
     w = cfg.core_half_width_km + st.sbar_km * np.tan(np.radians(cfg.widen_deg))
     np.testing.assert_allclose(a * w / np.sum(a * w), 1 / len(a), rtol=0.01)
+
+
+@pytest.mark.parametrize("d_km", [4.0, 8.0])
+def test_csf_position_term_is_the_travel_time_of_a_source_off_the_point(synthetic_plume, qhelp, d_km):
+    """Issue 15: a source d upwind of the point the CSF is made at travels d / U longer than the decay correction
+    counts: Q comes out low by exp(-d / (U tau)); the stated position term at position_sigma_km = d is that size
+    (Q sinh(d / (U tau))). Without decay there is no such term."""
+    from no2hotspots.quantify.scene import EARTH_RADIUS_M
+
+    speed, direction, tau = 3.0, 250.0, 2 * 3600.0
+    phi = np.radians(direction)
+    up_x, up_y = np.sin(phi) * d_km * 1e3, np.cos(phi) * d_km * 1e3  # towards where the wind comes from
+    src_lat = qhelp.LAT0 + np.degrees(up_y / EARTH_RADIUS_M)
+    src_lon = qhelp.LON0 + np.degrees(up_x / EARTH_RADIUS_M / np.cos(np.radians(qhelp.LAT0)))
+    lat, lon = qhelp.grid_axes()
+    c = qhelp.plume_columns(Q, speed, direction, tau, lat=lat, lon=lon, src_lat=src_lat, src_lon=src_lon)
+    c = c + qhelp.background(lat, lon)
+    sc = scene_of(lat, lon, c, np.full(c.shape, 1e-6))
+    e = csf.estimate(sc, Wind(speed, 0.0, direction, 0.0), Lifetime(tau, 0.0), position_sigma_km=d_km, _sens=False)
+    expected = np.exp(-d_km * 1e3 / (speed * tau))
+    assert e.q / Q == pytest.approx(expected, rel=0.05)
+    assert e.sigma["position"] / e.q == pytest.approx(np.sinh(d_km * 1e3 / (speed * tau)), rel=1e-9)
+    assert e.sigma["position"] == pytest.approx(Q - e.q, rel=0.3)
+    no_decay = csf.estimate(sc, Wind(speed, 0.0, direction, 0.0), Lifetime(np.inf, 0.0), position_sigma_km=d_km)
+    assert no_decay.sigma["position"] == 0.0

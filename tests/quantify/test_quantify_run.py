@@ -319,10 +319,13 @@ def test_same_results_as_the_per_point_code(case, qhelp, winds):
     and site re-read per overpass, unvectorised estimators) wrote for this case. Overpass units, vectorised
     estimators and shared background planes give the same rows (the case has no composite.csv: the period sites
     are the hotspot sites, as then). Most values agree to 1e-12; those of the hotspot without a source (an estimate
-    of ~0 from terms of ~1e4 t/yr) to ~1e-9."""
+    of ~0 from terms of ~1e4 t/yr) to ~1e-9. The reference is 13a0cb4 with reference_13a0cb4.patch (what changed
+    the results on purpose since: the CSF transect weights and position term, issue 15), written by
+    make_reference_13a0cb4.py; the position error is that version's fixed one (``position.from_data: false``)."""
     from pathlib import Path
 
     tmp, ov = case
+    ov = {**ov, "quantify.position.from_data": False}
     if not winds:
         ov["quantify.collections.synth"]["winds"] = {"paths": None}
     out = run(qhelp.quantify_cfg(ov))["synth"]
@@ -420,3 +423,39 @@ def test_period_site_and_wind_keys_are_checked(case, qhelp, key, value, message)
     with pytest.raises(ConfigError) as e:
         run(qhelp.quantify_cfg({**ov, key: value}))
     assert str(e.value).startswith(f"config {key}: {message}") and "\n" not in str(e.value)
+
+
+def test_position_error_from_the_hotspots_and_the_model(case, qhelp):
+    """Issue 15: a period site's position error is the RMS offset per axis of its hotspot peaks from it with half a
+    cell in quadrature; a per-overpass hotspot's the model's localisation with half a cell; a site of one hotspot
+    gets the floor. The CSF and IME carry it (divergence: none), correlated across overpasses (one site position)."""
+    from no2hotspots.quantify.position import PositionConfig, position_sigma_km
+    from no2hotspots.quantify.scene import EARTH_RADIUS_M
+
+    tmp, ov = case
+    run(qhelp.quantify_cfg({**ov, "quantify.position": {"floor_km": 2.5, "model_sigma_km": 6.0}}))
+    d = tmp / "out" / "synth"
+    km = np.radians(1.0) * EARTH_RADIUS_M / 1e3
+    # the site of hotspots 1-3 sits at #3 (the strongest): #1 one cell east, #2 one cell south of it
+    dx, dy = 0.05 * km * np.cos(np.radians(40.025)), 0.05 * km
+    spread = np.sqrt((dx**2 + dy**2) / 3 / 2)
+    cell = np.sqrt(0.05 * km * np.cos(np.radians(40.0)) * dy)  # the scene's cell size: sqrt(median cell area)
+    sites = pd.read_csv(d / "estimates_site_overpass.csv")
+    src = sites[sites["site_id"] == 1]  # hotspot sites: #3 (site 1, with #1 and #2), #4 (site 2)
+    assert len(src) == 9 and src["position_sigma_km"].to_numpy() == pytest.approx(np.hypot(spread, cell / 2), rel=0.01)
+    assert (sites.loc[sites["site_id"] == 2, "position_sigma_km"] == 2.5).all()
+    est = pd.read_csv(d / "estimates_overpass.csv")
+    assert est["position_sigma_km"].to_numpy() == pytest.approx(np.hypot(6.0, cell / 2), rel=0.01)
+    for m, zero in (("csf", False), ("ime", False), ("divergence", True)):
+        pos = src.loc[src["method"] == m, "nox_sigma_position_t_per_yr"]
+        assert ((pos == 0) if zero else (pos > 0)).all(), m
+    ime_rows = src[src["method"] == "ime"]
+    assert ime_rows["nox_sigma_position_t_per_yr"].to_numpy() == pytest.approx(
+        ime_rows["nox_t_per_yr"].abs().to_numpy() * np.hypot(spread, cell / 2) / 20.0, rel=0.01
+    )
+    per = pd.read_csv(d / "estimates_period.csv").set_index(["inventory_ids", "method"])
+    # correlation 1: the period's position term is the weighted mean of the overpasses', not averaged down
+    assert per.loc[("P1", "ime"), "nox_sigma_position_t_per_yr"] > 0.9 * ime_rows["nox_sigma_position_t_per_yr"].min()
+    assert position_sigma_km(PositionConfig(from_data=False), 9.0, 5.0) == 2.5
+    assert position_sigma_km(PositionConfig(), float("nan"), 5.0) == 2.5
+    assert position_sigma_km(PositionConfig(floor_km=1.0), 0.0, 5.0) == 2.5

@@ -20,7 +20,8 @@ Following the CSF method as described and implemented in ddeq (Kuhlmann et al. 2
 
 Uncertainty: noise through the exact weights on every cell (:func:`scene.functional_sigma`), at least the scatter
 between transects (weighted standard error); wind speed and lifetime by re-evaluating F_k at +-1 sigma; wind
-direction by re-running 2.-5. with the direction +-1 sigma.
+direction by re-running 2.-5. with the direction +-1 sigma; the source position error d along the wind through the
+decay correction's travel time, Q sinh(d / (U tau)) (d: ``position_sigma_km``, :func:`.overpass.position_sigma_km`).
 """
 
 from __future__ import annotations
@@ -102,7 +103,16 @@ def _rate(scene: Scene, direction_from: float, speed: float, tau: float, cfg: CS
     return float(np.sum(_weights(st, f0) * f0 * st.ld))
 
 
-def estimate(scene: Scene, wind: Wind, life: Lifetime, cfg: CSFConfig = CSFConfig(), *, _sens: bool = True) -> Estimate:
+def estimate(
+    scene: Scene,
+    wind: Wind,
+    life: Lifetime,
+    cfg: CSFConfig = CSFConfig(),
+    *,
+    position_sigma_km: float = 2.5,
+    _sens: bool = True,
+) -> Estimate:
+    """``position_sigma_km``: the 1-sigma error of the source position along the wind (the position term)."""
     if not np.isfinite(wind.direction_from):
         return Estimate.failed(METHOD, "no_wind_direction")
     if not (np.isfinite(wind.speed) and wind.speed > 0):
@@ -129,6 +139,10 @@ def estimate(scene: Scene, wind: Wind, life: Lifetime, cfg: CSFConfig = CSFConfi
         sig_noise = max(sig_noise, float(sd * np.sqrt(sw2)))
 
     sig = {"noise": sig_noise}
+    # the decay correction exp(s / (U tau)) counts the travel time from the scene's centre: a source d further
+    # upwind (downwind) makes every transect's travel time d / U longer (shorter), a factor exp(+-d / (U tau))
+    # on Q; half the change over +-1 sigma
+    sig["position"] = abs(q) * float(np.sinh(position_sigma_km * 1e3 / (wind.speed * life.tau_s)))
     if _sens:
         sig["wind_speed"] = sensitivity(
             lambda u: float(np.sum(a * _factors(sbar_m, u, life.tau_s) * ld)), wind.speed, wind.sigma_speed

@@ -15,7 +15,8 @@ for the background):
 
 Uncertainty: noise through the exact cell weights (incl. the background plane's), wind speed and lifetime by
 re-evaluation at +-1 sigma, wind direction by re-running with the sector moved by +-1 sigma, and the hotspot's
-position error ``position_sigma_km`` along the wind (it shifts where the plume leaves the disk): Q d/R.
+position error d = ``position_sigma_km`` along the wind (it shifts where the plume leaves the disk): Q d/R (d: see
+:func:`.overpass.position_sigma_km`).
 Cells on the disk's edge count with the fraction of their area inside it.
 """
 
@@ -38,7 +39,6 @@ class IMEConfig:
     ring_km: float = 20.0
     sector_half_angle_deg: float = 45.0
     min_valid_fraction: float = 0.9
-    position_sigma_km: float = 2.5
 
 
 def residence_time(radius_m: float, u: float, tau: float) -> float:
@@ -73,7 +73,16 @@ def _disk(scene: Scene, cfg: IMEConfig) -> tuple[np.ndarray, np.ndarray, bool]:
     return fa, (frac > 0) & scene.valid, observed
 
 
-def estimate(scene: Scene, wind: Wind, life: Lifetime, cfg: IMEConfig = IMEConfig(), *, _sens: bool = True) -> Estimate:
+def estimate(
+    scene: Scene,
+    wind: Wind,
+    life: Lifetime,
+    cfg: IMEConfig = IMEConfig(),
+    *,
+    position_sigma_km: float = 2.5,
+    _sens: bool = True,
+) -> Estimate:
+    """``position_sigma_km``: the 1-sigma error of the source position along the wind (the position term)."""
     if not (np.isfinite(wind.speed) and wind.speed > 0):
         return Estimate.failed(METHOD, "no_wind_speed")
     known_dir = np.isfinite(wind.direction_from)
@@ -96,7 +105,7 @@ def estimate(scene: Scene, wind: Wind, life: Lifetime, cfg: IMEConfig = IMEConfi
     sig = {"noise": functional_sigma(scene, g, plane, noise)}
     # the plume leaves the disk after R only if the source sits at its centre: a hotspot offset d along the wind
     # changes the integration length by d (the other estimators are nearly insensitive to it)
-    sig["position"] = abs(q) * cfg.position_sigma_km / cfg.radius_km
+    sig["position"] = abs(q) * position_sigma_km / cfg.radius_km
     if _sens:
         sig["wind_speed"] = sensitivity(lambda u: q_of(max(u, 0.1), life.tau_s), wind.speed, wind.sigma_speed)
         sig["lifetime"] = sensitivity(lambda tau: q_of(wind.speed, max(tau, 600.0)), life.tau_s, life.sigma_s)

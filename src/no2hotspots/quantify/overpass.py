@@ -25,9 +25,12 @@ from . import chemistry, csf, ddeq_ref, divergence, ime, inputs
 from .co2 import InventoryMatcher, TruthAt, co2_from_nox
 from .estimate import COMPONENTS, Estimate, Wind
 from .plume import plume_direction
+from .position import PositionConfig, position_sigma_km
 from .scene import EARTH_RADIUS_M, background_ring, fit_plane, local_scene, noise_model
 
 ESTIMATORS = {"csf": csf, "ime": ime, "divergence": divergence}
+#: the estimators that assume the source at the point (a position term; :mod:`.position`)
+POSITION_METHODS = ("csf", "ime")
 SIGMA_COMPONENTS = (*COMPONENTS,)
 
 
@@ -59,21 +62,26 @@ def quantify_point(
     others: list[tuple[float, float]] = (),
     model_uncertainty: Callable | None = None,
     context: dict | None = None,
+    position_spread_km: float = float("nan"),
 ) -> tuple[list[Estimate], dict]:
     """Estimates (in t NOx/yr) of every configured method for a source at (lat0, lon0) in one overpass grid
     (an xarray Dataset or an :class:`OverpassGrid`).
 
     ``wind``: a :meth:`WindSample.row` dict. Returns the estimates and a dict describing the wind/direction used.
     ``model_uncertainty``: the detection model's relative 1-sigma hook (:data:`.estimate.MODEL_UNCERTAINTY`).
+    ``position_spread_km``: the data's position error of the point without the half cell (the model's for a hotspot,
+    the hotspot spread for a site; NaN = unknown, the floor), :func:`.position.position_sigma_km`.
     """
     grid = OverpassGrid.of(ov)
     chem: chemistry.Chemistry = s["chemistry"]
     life = chem.lifetime
     scene = local_scene(grid.lat, grid.lon, grid.no2, grid.precision, lat0, lon0, s["scene_half_km"], others,
                         s["exclude_other_km"])  # fmt: skip
-    info = {"direction_source": "none", "plume_from_deg": np.nan, "plume_snr": np.nan}
+    info = {"direction_source": "none", "plume_from_deg": np.nan, "plume_snr": np.nan, "position_sigma_km": np.nan}
     if scene is None or not scene.valid.any():
         return [Estimate.failed(m, "not_observed") for m in s["methods"]], info
+    pos_sigma = position_sigma_km(s.get("position", PositionConfig()), position_spread_km, scene.cell_km)
+    info["position_sigma_km"] = pos_sigma
     w_dir, w_sig = wind["wind_from_deg"], wind["wind_from_sigma_deg"]
     p_dir = p_sig = np.nan
     if s["direction"] == "plume" or not np.isfinite(w_dir):
@@ -102,6 +110,8 @@ def quantify_point(
             nm = noise_model(scene, plane)
             noise_level = float(np.median(scene.sigma) * nm.chi)
             e = ddeq_ref.estimate(grid.ds, time, lat0, lon0, w, life, noise_level, s["ddeq"])
+        elif m in POSITION_METHODS:
+            e = ESTIMATORS[m].estimate(scene, w, life, s[m], position_sigma_km=pos_sigma)
         else:
             e = ESTIMATORS[m].estimate(scene, w, life, s[m])
         if e.ok:
@@ -240,7 +250,8 @@ def _hotspot_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws) -> l
     for i, r in enumerate(h.to_dict("records")):
         others = [p for j, p in enumerate(pos) if j != i]
         wrow = ws.row(i)
-        ests, info = quantify_point(grid, t, r["peak_lat"], r["peak_lon"], wrow, s, others, ctx.model_uncertainty, r)
+        ests, info = quantify_point(grid, t, r["peak_lat"], r["peak_lon"], wrow, s, others, ctx.model_uncertainty, r,
+                                    s.get("position", PositionConfig()).model_sigma_km)  # fmt: skip
         ratio = ctx.ratio(r["peak_lat"], r["peak_lon"])
         base = {
             "hotspot_id": int(r["hotspot_id"]),
@@ -278,8 +289,9 @@ def _site_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws, site_id
         far = haversine_km(hlat, hlon, site["lat"], site["lon"]) > s["period"].merge_km
         others = [p for p, f in zip(pos, far) if f]
         wrow = ws.row(len(h) + n)
+        spread = float(site["position_spread_km"]) if "position_spread_km" in site else float("nan")
         ests, info = quantify_point(
-            grid, t, site["lat"], site["lon"], wrow, ss, others, ctx.model_uncertainty, {"site_id": sid}
+            grid, t, site["lat"], site["lon"], wrow, ss, others, ctx.model_uncertainty, {"site_id": sid}, spread
         )
         if all(e.flags == ["not_observed"] or "disk_not_observed" in e.flags for e in ests):
             continue

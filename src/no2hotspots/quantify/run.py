@@ -43,6 +43,7 @@ from .evaluation import evaluate_table, scatter_plot
 from .overpass import Context, OverpassTask, estimate_rows, quantify_overpass, quantify_point  # noqa: F401 (API)
 from .period import SITE_SOURCES, PeriodConfig, combine, period_sites, sites_from_hotspots
 from .plume import PlumeDirectionConfig
+from .position import PositionConfig, site_spread_km
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ def settings(q: DictConfig, name: str) -> dict[str, Any]:
         "csf": _dc(csf.CSFConfig, q.get("csf"), "quantify.csf"),
         "ime": _dc(ime.IMEConfig, q.get("ime"), "quantify.ime"),
         "divergence": _dc(divergence.DivergenceConfig, q.get("divergence"), "quantify.divergence"),
+        "position": _dc(PositionConfig, q.get("position"), "quantify.position"),
         "plume_direction": _dc(PlumeDirectionConfig, q.get("plume_direction"), "quantify.plume_direction"),
         "ddeq": _dc(
             ddeq_ref.DdeqConfig, {k: v for k, v in dd.items() if k not in ("enabled", "sites")}, "quantify.ddeq"
@@ -287,13 +289,15 @@ def quantify_collection(cfg: DictConfig, name: str, model_uncertainty: Callable 
 
 
 def hotspots_and_sites(s: dict, name: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """The hotspot table with ``site_id`` (hotspot sites) and ``period_site_id`` (0 = none), the period sites and
-    what they are (:func:`.period.period_sites`)."""
+    """The hotspot table with ``site_id`` (hotspot sites) and ``period_site_id`` (0 = none), the period sites (with
+    ``position_spread_km``, :func:`.position.site_spread_km`) and what they are (:func:`.period.period_sites`)."""
     hot = inputs.read_hotspots(name, s["detect_dir"])
     hsites, site_of = sites_from_hotspots(hot, s["period"].merge_km)
     hot = hot.assign(site_id=site_of)
     composite = inputs.read_composite(name, s["detect_dir"]) if s["period"].sites == "composite" else None
     sites, period_of, what = period_sites(s["period"], hot, hsites, composite)
+    pos = s.get("position", PositionConfig())
+    sites = sites.assign(position_spread_km=site_spread_km(sites, hot, period_of, pos.min_hotspots))
     if what != s["period"].sites:
         log.info("%s: the composite lists no site; period estimates at the %d hotspot site(s)", name, len(sites))
     return hot.assign(period_site_id=period_of), sites, what
