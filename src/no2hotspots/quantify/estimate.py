@@ -9,7 +9,10 @@ one estimate):
 - ``wind_speed``     the stated/measured wind-speed spread, propagated by re-evaluating with speed +- sigma;
 - ``wind_direction`` the direction spread, propagated by re-running the estimator with direction +- sigma;
 - ``lifetime``       NO2 lifetime +- sigma (decay correction);
-- ``position``       the hotspot's position error (integrated mass enhancement only, :mod:`.ime`);
+- ``position``       the source's position error along the wind (:mod:`.position`; cross-sectional flux and integrated
+                     mass enhancement);
+- ``structure``      transport not as the methods assume (curved plumes in turning winds, along-wind diffusion
+                     with decay), calibrated on the training simulator's puff scenes (:mod:`.structure`);
 - ``nox_ratio``      NOx/NO2 ratio +- sigma (added when converting to NOx, :mod:`.chemistry`);
 - ``model``          the detection model's own uncertainty: a hook (see :data:`MODEL_UNCERTAINTY`), 0 until a
                      model provides MC-dropout or ensemble spreads.
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-COMPONENTS = ("noise", "wind_speed", "wind_direction", "lifetime", "position", "nox_ratio", "model")
+COMPONENTS = ("noise", "wind_speed", "wind_direction", "lifetime", "position", "structure", "nox_ratio", "model")
 
 
 @dataclass(frozen=True)

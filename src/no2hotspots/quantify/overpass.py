@@ -21,7 +21,7 @@ from .. import units
 from ..atomic import atomic_path
 from ..evaluate.geo import haversine_km
 from ..winds import open_winds
-from . import chemistry, csf, ddeq_ref, divergence, ime, inputs
+from . import chemistry, csf, ddeq_ref, divergence, ime, inputs, structure
 from .co2 import InventoryMatcher, TruthAt, co2_from_nox
 from .estimate import COMPONENTS, Estimate, Wind
 from .plume import plume_direction
@@ -115,6 +115,7 @@ def quantify_point(
         else:
             e = ESTIMATORS[m].estimate(scene, w, life, s[m])
         if e.ok:
+            e = structure.apply(e, s.get("structure", structure.StructureConfig()))
             e.sigma["model"] = abs(e.q) * float(model_uncertainty(context or {}, e)) if model_uncertainty else 0.0
         out.append(chemistry.to_nox(e, chem))
     return out, info

@@ -30,7 +30,7 @@ noise does not scale with the estimate, unlike the total, which would pull the m
 with rho_c the error correlation between overpasses assumed per component (``correlation``): the NO2 lifetime and
 NOx/NO2 ratio are the same assumption every day (1), the wind-speed error partly so (0.3: ERA5's speed error at the
 plume height is partly a persistent bias), noise and direction independent (0), the position error of a fixed site
-position common (1).
+position common (1), the method-structure error half (0.5: the wind regimes that curve a plume repeat).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ DEFAULT_CORRELATION = {
     "wind_direction": 0.0,
     "lifetime": 1.0,
     "position": 1.0,
+    "structure": 0.5,
     "nox_ratio": 1.0,
     "model": 0.0,
 }

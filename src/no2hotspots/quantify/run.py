@@ -44,6 +44,7 @@ from .overpass import Context, OverpassTask, estimate_rows, quantify_overpass, q
 from .period import SITE_SOURCES, PeriodConfig, combine, period_sites, sites_from_hotspots
 from .plume import PlumeDirectionConfig
 from .position import PositionConfig, site_spread_km
+from .structure import StructureConfig
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ def settings(q: DictConfig, name: str) -> dict[str, Any]:
         "ime": _dc(ime.IMEConfig, q.get("ime"), "quantify.ime"),
         "divergence": _dc(divergence.DivergenceConfig, q.get("divergence"), "quantify.divergence"),
         "position": _dc(PositionConfig, q.get("position"), "quantify.position"),
+        "structure": _structure_config(q.get("structure") or {}),
         "plume_direction": _dc(PlumeDirectionConfig, q.get("plume_direction"), "quantify.plume_direction"),
         "ddeq": _dc(
             ddeq_ref.DdeqConfig, {k: v for k, v in dd.items() if k not in ("enabled", "sites")}, "quantify.ddeq"
@@ -179,6 +181,31 @@ def _chemistry(ch) -> chemistry.Chemistry:
     if chem.lifetime_h is not None and not chem.lifetime_h > 0:
         raise ConfigError("quantify.chemistry.lifetime_h", f"must be > 0 hours or null (got {chem.lifetime_h})")
     return chem
+
+
+def _structure_config(sc) -> StructureConfig:
+    """``quantify.structure``: per method the relative 1-sigma and the bias of the method-structure term."""
+    sc = OmegaConf.to_container(sc, resolve=True) if OmegaConf.is_config(sc) else dict(sc)
+    unknown = sorted(set(sc) - {"rel_sigma", "bias"})
+    if unknown:
+        raise ConfigError(f"quantify.structure.{unknown[0]}", "unknown key (known: rel_sigma, bias)")
+    out = {}
+    for key, low in (("rel_sigma", 0.0), ("bias", None)):
+        d = sc.get(key) or {}
+        if not isinstance(d, dict):
+            raise ConfigError(f"quantify.structure.{key}", f"must map methods to numbers (got {d!r})")
+        vals = {}
+        for m, v in d.items():
+            k = f"quantify.structure.{key}.{m}"
+            if m not in METHODS:
+                raise ConfigError(k, f"unknown method (known: {', '.join(METHODS)})")
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 if low == 0.0 else v > 0):
+                raise ConfigError(k, f"must be a number {'>= 0' if low == 0.0 else '> 0'} (got {v!r})")
+            vals[m] = float(v)
+        out[key] = vals
+    return StructureConfig(out["rel_sigma"], out["bias"])
 
 
 def _co2_config(co2c) -> CO2Config:
