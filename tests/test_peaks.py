@@ -9,6 +9,7 @@ from scipy import ndimage
 
 from no2hotspots.detect.hotspots import label_regions
 from no2hotspots.metrics.scores import Sources, source_scores_at
+from no2hotspots import peaks
 from no2hotspots.peaks import split_peaks
 
 Y, X = np.mgrid[0:40, 0:40]
@@ -68,3 +69,129 @@ def test_pair_scored_as_two_found_sources_only_with_splitting():
     split = source_scores_at(pred, src, pred >= 0.1, 2.0, split={"prominence": 0.2, "min_separation_px": 2})
     assert whole.n_blobs[0] == 1 and whole.n_matched[0] == 1
     assert split.n_blobs[0] == 2 and split.n_matched[0] == 2
+
+
+def _per_map(values, labels, **split):
+    """The reference: split every map alone and number on (what the score stage did map by map)."""
+    out, base = np.zeros(labels.shape, np.int64), 0
+    for i in range(len(labels)):
+        sub = split_peaks(values[i], labels[i], **split)
+        out[i] = np.where(sub > 0, sub + base, 0)
+        base += int(sub.max())
+    return out, base
+
+
+def test_stack_split_equals_map_by_map():
+    """A stack of maps (pairs, singles, empty maps, noise) is split exactly as each map alone would be."""
+    from no2hotspots.metrics.scores import label
+    from no2hotspots.peaks import split_peaks_stack
+
+    rng = np.random.default_rng(11)
+    maps = []
+    for k in range(24):
+        m = rng.normal(0.0, 0.03, Y.shape)
+        for _ in range(k % 4):
+            m += gauss(rng.uniform(5, 35), rng.uniform(5, 35), rng.uniform(0.3, 1.0), rng.uniform(1.0, 2.5))
+        if k % 3 == 0:  # a pair 5-6 px apart in one connected region
+            cy, cx = rng.uniform(8, 30, 2)
+            m += gauss(cy, cx, 1.0, 1.5) + gauss(cy, cx + 5 + k % 2, 0.5, 1.5)
+        maps.append(m)
+    values = np.stack(maps)
+    lab, n = label(values >= 0.1)
+    assert n > 0
+    split = {"prominence": 0.2, "min_separation_px": 2}
+    want, n_want = _per_map(values, lab, **split)
+    got, n_got = split_peaks_stack(values, lab, **split)
+    assert n_want > n  # some regions did split
+    assert n_got == n_want
+    np.testing.assert_array_equal(got, want)
+
+
+def test_label_extremes_equal_ndimage():
+    from no2hotspots.labelstats import label_max, label_min
+
+    rng = np.random.default_rng(5)
+    v = rng.normal(size=(6, 30, 30))
+    lab, n = ndimage.label(v > 1.0)
+    idx = np.arange(1, n + 1)
+    np.testing.assert_array_equal(label_max(v, lab, n), ndimage.maximum(v, lab, idx))
+    np.testing.assert_array_equal(label_min(v, lab, n), ndimage.minimum(v, lab, idx))
+    with pytest.raises(ValueError, match="differ in shape"):
+        label_max(v[0], lab, n)
+
+
+def _reference_split(
+    values: np.ndarray, labels: np.ndarray, *, prominence: float, min_separation_px: int
+) -> np.ndarray:
+    """The plain flooding (dicts, one neighbour at a time) that peaks.split_peaks replaced with a vectorised
+    neighbour search: kept as the reference it must equal cell for cell."""
+    labels = np.asarray(labels)
+    if float(prominence) >= 1.0 or not labels.any():
+        return peaks._renumber(np.where(labels > 0, labels, 0).astype(np.int32))
+    v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=-np.inf)
+    h, w = labels.shape
+    multi = peaks._multi_peak_regions(v, labels, float(prominence))
+    if multi.size == 0:  # no region can split: most maps, cheaply
+        return peaks._renumber(np.where(labels > 0, labels, 0).astype(np.int32))
+    cells = np.flatnonzero(np.isin(labels.ravel(), multi))
+    order = cells[np.lexsort((cells, -v.ravel()[cells]))]  # highest first, ties by position
+    parent: dict[int, int] = {}
+    peak: dict[int, int] = {}  # root -> flat index of its peak
+    lab_flat = labels.ravel()
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    owner = np.full(labels.size, -1, dtype=np.int64)  # flat index -> its region's (original) root at assignment
+    vf = v.ravel()
+    for c in order.tolist():
+        i, j = divmod(c, w)
+        roots: dict[int, float] = {}
+        best, best_v = -1, -np.inf
+        for di, dj in peaks._NEIGHBOURS:
+            a, b = i + di, j + dj
+            if 0 <= a < h and 0 <= b < w:
+                nb = a * w + b
+                if owner[nb] >= 0 and lab_flat[nb] == lab_flat[c]:
+                    r = find(int(owner[nb]))
+                    roots[r] = vf[peak[r]]
+                    if vf[nb] > best_v or (vf[nb] == best_v and nb < best):
+                        best, best_v = nb, vf[nb]
+        if not roots:
+            parent[c], peak[c], owner[c] = c, c, c
+            continue
+        target = find(int(owner[best]))
+        owner[c] = target
+        for r in sorted(roots, key=lambda q: (-roots[q], peak[q])):
+            top = find(target)
+            r = find(r)
+            if r == top:
+                continue
+            hi, lo = (top, r) if (vf[peak[top]], -peak[top]) >= (vf[peak[r]], -peak[r]) else (r, top)
+            p, s = vf[peak[lo]], vf[c]
+            (pi, pj), (qi, qj) = divmod(peak[lo], w), divmod(peak[hi], w)
+            apart = max(abs(pi - qi), abs(pj - qj)) >= int(min_separation_px)
+            if apart and p - s >= float(prominence) * p:
+                continue  # two peaks: both regions stay
+            parent[lo] = hi
+    flat = np.where(labels.ravel() > 0, labels.size + labels.ravel().astype(np.int64), 0)  # unsplit regions
+    flat[cells] = [find(int(owner[c])) + 1 for c in cells.tolist()]
+    return peaks._renumber(flat.reshape(labels.shape))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("prominence, sep", [(0.2, 2), (0.05, 1), (0.5, 3)])
+def test_split_equals_reference_flooding_on_noisy_maps(seed, prominence, sep):
+    """Smooth noise with many multi-peak regions and exact ties (values rounded): the vectorised flooding gives the
+    reference's labels cell for cell."""
+    rng = np.random.default_rng(seed)
+    m = ndimage.gaussian_filter(rng.normal(size=(64, 64)), 1.5)
+    m = np.round(m / m.std(), 1)  # many equal values: tie-breaking by position is exercised
+    lab = ndimage.label(m > 0.3, np.ones((3, 3)))[0]
+    want = _reference_split(m, lab, prominence=prominence, min_separation_px=sep)
+    got = split_peaks(m, lab, prominence=prominence, min_separation_px=sep)
+    assert want.max() > lab.max()  # the map does split
+    np.testing.assert_array_equal(got, want)

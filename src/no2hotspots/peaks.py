@@ -15,6 +15,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from .config import require, require_int
+from .labelstats import label_min
 
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 
@@ -26,15 +27,30 @@ def split_peaks(values: np.ndarray, labels: np.ndarray, *, prominence: float, mi
     if float(prominence) >= 1.0 or not labels.any():
         return _renumber(np.where(labels > 0, labels, 0).astype(np.int32))
     v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=-np.inf)
-    h, w = labels.shape
     multi = _multi_peak_regions(v, labels, float(prominence))
+    return _flood(v[None], labels[None], multi, float(prominence), int(min_separation_px))[0]
+
+
+def _flood(v: np.ndarray, labels: np.ndarray, multi: np.ndarray, prominence: float, min_sep: int) -> np.ndarray:
+    """The flooding of the module docstring over the regions ``multi`` of a stack (N, H, W) of maps labelled uniquely
+    across the stack (others stay whole; neighbours only within a map, so the maps never interact).
+
+    Cells are numbered by their visiting rank (value descending, ties by row-major position), so a region's root is
+    always its peak's rank and "the highest labelled neighbour" is the neighbour of lowest rank; the neighbours
+    visited earlier are found for all cells at once, leaving the union-find itself to the loop."""
     if multi.size == 0:  # no region can split: most maps, cheaply
         return _renumber(np.where(labels > 0, labels, 0).astype(np.int32))
-    cells = np.flatnonzero(np.isin(labels.ravel(), multi))
-    order = cells[np.lexsort((cells, -v.ravel()[cells]))]  # highest first, ties by position
-    parent: dict[int, int] = {}
-    peak: dict[int, int] = {}  # root -> flat index of its peak
+    h, w = labels.shape[-2:]
     lab_flat = labels.ravel()
+    cells = np.flatnonzero(np.isin(lab_flat, multi))
+    order = cells[np.lexsort((cells, -v.ravel()[cells]))]  # highest first, ties by position
+    m = order.size
+    earlier = _earlier_neighbours(order, lab_flat, h, w)
+    val = v.ravel()[order].tolist()
+    pi, pj = np.divmod(order % (h * w), w)
+    pi, pj = pi.tolist(), pj.tolist()
+    parent = list(range(m))
+    owner = list(range(m))
 
     def find(a: int) -> int:
         while parent[a] != a:
@@ -42,58 +58,83 @@ def split_peaks(values: np.ndarray, labels: np.ndarray, *, prominence: float, mi
             a = parent[a]
         return a
 
-    owner = np.full(labels.size, -1, dtype=np.int64)  # flat index -> its region's (original) root at assignment
-    vf = v.ravel()
-    for c in order.tolist():
-        i, j = divmod(c, w)
-        roots: dict[int, float] = {}
-        best, best_v = -1, -np.inf
-        for di, dj in _NEIGHBOURS:
-            a, b = i + di, j + dj
-            if 0 <= a < h and 0 <= b < w:
-                nb = a * w + b
-                if owner[nb] >= 0 and lab_flat[nb] == lab_flat[c]:
-                    r = find(int(owner[nb]))
-                    roots[r] = vf[peak[r]]
-                    if vf[nb] > best_v or (vf[nb] == best_v and nb < best):
-                        best, best_v = nb, vf[nb]
-        if not roots:
-            parent[c], peak[c], owner[c] = c, c, c
+    for k, nbs in enumerate(earlier):
+        if not nbs:
+            continue  # a new peak: its own root
+        target = owner[k] = find(owner[nbs[0]])  # joins the region of its highest neighbour
+        if len(nbs) == 1:
             continue
-        target = find(int(owner[best]))
-        owner[c] = target
-        for r in sorted(roots, key=lambda q: (-roots[q], peak[q])):
-            top = find(target)
-            r = find(r)
+        roots = sorted({find(owner[x]) for x in nbs})  # by peak: highest first
+        if len(roots) == 1:
+            continue
+        s = val[k]
+        for r in roots:
+            top, r = find(target), find(r)
             if r == top:
                 continue
-            hi, lo = (top, r) if (vf[peak[top]], -peak[top]) >= (vf[peak[r]], -peak[r]) else (r, top)
-            p, s = vf[peak[lo]], vf[c]
-            (pi, pj), (qi, qj) = divmod(peak[lo], w), divmod(peak[hi], w)
-            apart = max(abs(pi - qi), abs(pj - qj)) >= int(min_separation_px)
-            if apart and p - s >= float(prominence) * p:
+            hi, lo = (top, r) if top < r else (r, top)
+            p = val[lo]
+            if max(abs(pi[lo] - pi[hi]), abs(pj[lo] - pj[hi])) >= min_sep and p - s >= prominence * p:
                 continue  # two peaks: both regions stay
             parent[lo] = hi
-    flat = np.where(labels.ravel() > 0, labels.size + labels.ravel().astype(np.int64), 0)  # unsplit regions
-    flat[cells] = [find(int(owner[c])) + 1 for c in cells.tolist()]
+    flat = np.where(lab_flat > 0, lab_flat.size + lab_flat.astype(np.int64), 0)  # unsplit regions
+    flat[order] = [find(o) + 1 for o in owner]
     return _renumber(flat.reshape(labels.shape))
 
 
+def _earlier_neighbours(order: np.ndarray, lab_flat: np.ndarray, h: int, w: int) -> list[list[int]]:
+    """Per cell of ``order`` (by rank; flat indices into a stack of h x w maps), the ranks of its 8 in-map
+    neighbours in the same region visited before it, lowest rank (highest value) first."""
+    m = order.size
+    rank = np.full(lab_flat.size, m, dtype=np.int64)
+    rank[order] = np.arange(m)
+    plane, rest = np.divmod(order, h * w)
+    i, j = np.divmod(rest, w)
+    nb = np.full((m, len(_NEIGHBOURS)), m, dtype=np.int64)
+    for k, (di, dj) in enumerate(_NEIGHBOURS):
+        a, b = i + di, j + dj
+        inside = (a >= 0) & (a < h) & (b >= 0) & (b < w)
+        f = plane * (h * w) + np.where(inside, a * w + b, 0)
+        ok = inside & (rank[f] < np.arange(m)) & (lab_flat[f] == lab_flat[order])
+        nb[ok, k] = rank[f[ok]]
+    nb.sort(axis=1)
+    count = (nb < m).sum(axis=1).tolist()
+    return [row[:c] for row, c in zip(nb.tolist(), count)]
+
+
 def _multi_peak_regions(v: np.ndarray, labels: np.ndarray, prominence: float) -> np.ndarray:
-    """Labels of the regions that hold at least two local maxima (3 x 3) able to stand out: a peak ``p`` can only
-    keep a dip ``p - s >= prominence * p`` to a saddle ``s`` inside its region if ``(1 - prominence) * p`` reaches
-    down to the region's lowest value."""
+    """Labels of the regions that hold at least two local maxima (3 x 3 over the last two axes) able to stand out: a
+    peak ``p`` can only keep a dip ``p - s >= prominence * p`` to a saddle ``s`` inside its region if
+    ``(1 - prominence) * p`` reaches down to the region's lowest value. ``v``/``labels`` may be a stack (..., H, W)
+    of maps labelled uniquely across the stack."""
     from scipy import ndimage
 
     inside = labels > 0
     vv = np.where(inside, v, -np.inf)
-    peak = inside & (vv >= ndimage.maximum_filter(vv, size=3, mode="constant", cval=-np.inf))
+    size = (1,) * (v.ndim - 2) + (3, 3)
+    peak = inside & (vv >= ndimage.maximum_filter(vv, size=size, mode="constant", cval=-np.inf))
     n = int(labels.max())
-    low = np.asarray(ndimage.minimum(v, labels, np.arange(1, n + 1)), dtype=np.float64)
+    low = label_min(v, labels, n)
     lab = labels[peak]
     able = (1.0 - prominence) * v[peak] >= low[lab - 1]
     counts = np.bincount(lab[able], minlength=n + 1)
     return np.flatnonzero(counts >= 2)
+
+
+def split_peaks_stack(
+    values: np.ndarray, labels: np.ndarray, *, prominence: float, min_separation_px: int
+) -> tuple[np.ndarray, int]:
+    """:func:`split_peaks` for a stack (N, H, W) of maps whose ``labels`` are unique across the stack (no region
+    spans two maps): returns the new int64 labels, numbered 1..n in row-major order of the stack (map by map, as
+    splitting each map and counting on does), and n. The multi-peak screen and the flooding run once over the
+    whole stack."""
+    labels = np.asarray(labels)
+    v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=-np.inf)
+    multi = np.zeros(0, np.int64)
+    if float(prominence) < 1.0 and labels.any():
+        multi = _multi_peak_regions(v, labels, float(prominence))
+    out = _flood(v, labels, multi, float(prominence), int(min_separation_px)).astype(np.int64)
+    return out, int(out.max(initial=0))
 
 
 def _renumber(lab: np.ndarray) -> np.ndarray:

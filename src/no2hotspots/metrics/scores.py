@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..labelstats import label_max
+
 CLASS_EDGES = (0.33, 0.66)
 # 8-connectivity within each image, none across the batch axis
 _STRUCTURE = np.zeros((3, 3, 3), dtype=bool)
@@ -46,7 +48,7 @@ def hidden_mask(target, min_scored_r: float, valid=None, min_visible_fraction: f
     if n_src == 0:
         return np.zeros(target.shape, dtype=bool)
     idx = np.arange(1, n_src + 1)
-    hidden = np.asarray(ndimage.maximum(target, src_lab, idx), dtype=np.float64) < min_scored_r
+    hidden = label_max(target, src_lab, n_src) < min_scored_r
     if valid is not None and min_visible_fraction > 0:
         visible = np.asarray(ndimage.mean(np.asarray(valid, dtype=np.float64), src_lab, idx), dtype=np.float64)
         hidden |= visible < min_visible_fraction
@@ -88,15 +90,9 @@ def blob_labels(pred: np.ndarray, blobs: np.ndarray, split: dict | None = None) 
     lab, n = label(blobs)
     if n == 0 or not split or float(split["prominence"]) >= 1.0:
         return lab, n
-    from ..peaks import split_peaks
+    from ..peaks import split_peaks_stack
 
-    out = np.zeros(lab.shape, dtype=np.int64)
-    offset = 0
-    for i in np.flatnonzero(lab.reshape(len(lab), -1).any(axis=1)):
-        sub = split_peaks(pred[i], lab[i], **split)
-        out[i] = np.where(sub > 0, sub + offset, 0)
-        offset += int(sub.max())
-    return out, offset
+    return split_peaks_stack(pred, lab, **split)
 
 
 def count_components(mask) -> np.ndarray:
@@ -205,7 +201,7 @@ def source_scores_at(
     blob_p, blob_sample = np.zeros((0, 3)), np.zeros(0, np.int64)
     if n_blob:
         idx = np.arange(1, n_blob + 1)
-        peak = np.concatenate([[0.0], np.asarray(ndimage.maximum(pred, blob_lab, idx), dtype=np.float64)])
+        peak = np.concatenate([[0.0], label_max(pred, blob_lab, n_blob)])
         top = np.where(pred >= 0.5 * peak[blob_lab], pred, 0.0) * (blob_lab > 0)
         blob_p = np.asarray(ndimage.center_of_mass(top, blob_lab, idx), dtype=np.float64).reshape(-1, 3)
         blob_sample = np.rint(blob_p[:, 0]).astype(np.int64)
@@ -245,8 +241,8 @@ def source_scores(
     if n_src:
         idx = np.arange(1, n_src + 1)
         src_c = np.asarray(ndimage.center_of_mass(np.ones_like(target), src_lab, idx)).reshape(-1, 3)
-        src_r = np.asarray(ndimage.maximum(target, src_lab, idx), dtype=np.float64)
-        src_pmax = np.asarray(ndimage.maximum(pred, src_lab, idx), dtype=np.float64)
+        src_r = label_max(target, src_lab, n_src)
+        src_pmax = label_max(pred, src_lab, n_src)
         src_sample = np.rint(src_c[:, 0]).astype(np.int64)
         abs_error = np.abs(src_pmax - src_r)
     blob_p, blob_sample = np.zeros((0, 3)), np.zeros(0, np.int64)
@@ -254,7 +250,7 @@ def source_scores(
         idx = np.arange(1, n_blob + 1)
         # blob location: pred-weighted centroid of the blob's pixels at >= half its peak (the peak, robust to
         # flat tops and not dragged downwind by a plume-shaped tail)
-        peak = np.concatenate([[0.0], np.asarray(ndimage.maximum(pred, blob_lab, idx), dtype=np.float64)])
+        peak = np.concatenate([[0.0], label_max(pred, blob_lab, n_blob)])
         top = np.where(pred >= 0.5 * peak[blob_lab], pred, 0.0) * (blob_lab > 0)
         blob_p = np.asarray(ndimage.center_of_mass(top, blob_lab, idx), dtype=np.float64).reshape(-1, 3)
         blob_sample = np.rint(blob_p[:, 0]).astype(np.int64)
