@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from no2hotspots import peaks
 from no2hotspots.detect.hotspots import label_regions
 from no2hotspots.metrics.scores import Sources, source_scores_at
-from no2hotspots import peaks
 from no2hotspots.peaks import split_peaks
 
 Y, X = np.mgrid[0:40, 0:40]

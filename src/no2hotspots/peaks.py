@@ -36,8 +36,11 @@ def _flood(v: np.ndarray, labels: np.ndarray, multi: np.ndarray, prominence: flo
     across the stack (others stay whole; neighbours only within a map, so the maps never interact).
 
     Cells are numbered by their visiting rank (value descending, ties by row-major position), so a region's root is
-    always its peak's rank and "the highest labelled neighbour" is the neighbour of lowest rank; the neighbours
-    visited earlier are found for all cells at once, leaving the union-find itself to the loop."""
+    always its peak's rank and "the highest labelled neighbour" is the neighbour of lowest rank. A cell joins the
+    region of that neighbour, so following those links from any cell ends at a local peak: its *basin* (found for
+    all cells at once by pointer jumping). Regions are unions of basins, and two can only meet at a cell whose
+    earlier neighbours lie in more than one basin: the union-find loop visits just those cells, in rank order, which
+    gives the same merges as visiting every cell."""
     if multi.size == 0:  # no region can split: most maps, cheaply
         return _renumber(np.where(labels > 0, labels, 0).astype(np.int32))
     h, w = labels.shape[-2:]
@@ -45,12 +48,20 @@ def _flood(v: np.ndarray, labels: np.ndarray, multi: np.ndarray, prominence: flo
     cells = np.flatnonzero(np.isin(lab_flat, multi))
     order = cells[np.lexsort((cells, -v.ravel()[cells]))]  # highest first, ties by position
     m = order.size
-    earlier = _earlier_neighbours(order, lab_flat, h, w)
+    nb = _earlier_neighbours(order, lab_flat, h, w)
+    seen = nb < m
+    basin = np.where(seen[:, 0], nb[:, 0], np.arange(m))
+    while True:  # pointer jumping: every cell to the peak its chain of highest neighbours climbs to
+        up = basin[basin]
+        if np.array_equal(up, basin):
+            break
+        basin = up
+    nb_basin = np.where(seen, basin[np.minimum(nb, m - 1)], -1)
+    meet = np.flatnonzero((seen & (nb_basin != basin[:, None])).any(axis=1))
     val = v.ravel()[order].tolist()
     pi, pj = np.divmod(order % (h * w), w)
     pi, pj = pi.tolist(), pj.tolist()
     parent = list(range(m))
-    owner = list(range(m))
 
     def find(a: int) -> int:
         while parent[a] != a:
@@ -58,17 +69,10 @@ def _flood(v: np.ndarray, labels: np.ndarray, multi: np.ndarray, prominence: flo
             a = parent[a]
         return a
 
-    for k, nbs in enumerate(earlier):
-        if not nbs:
-            continue  # a new peak: its own root
-        target = owner[k] = find(owner[nbs[0]])  # joins the region of its highest neighbour
-        if len(nbs) == 1:
-            continue
-        roots = sorted({find(owner[x]) for x in nbs})  # by peak: highest first
-        if len(roots) == 1:
-            continue
+    for k, own, row in zip(meet.tolist(), basin[meet].tolist(), nb_basin[meet].tolist()):
+        target = find(own)  # the region of its highest neighbour
         s = val[k]
-        for r in roots:
+        for r in sorted({find(b) for b in row if b >= 0}):  # by peak: highest first
             top, r = find(target), find(r)
             if r == top:
                 continue
@@ -77,14 +81,17 @@ def _flood(v: np.ndarray, labels: np.ndarray, multi: np.ndarray, prominence: flo
             if max(abs(pi[lo] - pi[hi]), abs(pj[lo] - pj[hi])) >= min_sep and p - s >= prominence * p:
                 continue  # two peaks: both regions stay
             parent[lo] = hi
+    peak_cells = np.flatnonzero(~seen[:, 0])
+    region = np.arange(m)
+    region[peak_cells] = [find(b) for b in peak_cells.tolist()]
     flat = np.where(lab_flat > 0, lab_flat.size + lab_flat.astype(np.int64), 0)  # unsplit regions
-    flat[order] = [find(o) + 1 for o in owner]
+    flat[order] = region[basin] + 1
     return _renumber(flat.reshape(labels.shape))
 
 
-def _earlier_neighbours(order: np.ndarray, lab_flat: np.ndarray, h: int, w: int) -> list[list[int]]:
-    """Per cell of ``order`` (by rank; flat indices into a stack of h x w maps), the ranks of its 8 in-map
-    neighbours in the same region visited before it, lowest rank (highest value) first."""
+def _earlier_neighbours(order: np.ndarray, lab_flat: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(m, 8) int64: per cell of ``order`` (by rank; flat indices into a stack of h x w maps), the ranks of its 8
+    in-map neighbours in the same region visited before it, lowest rank (highest value) first, padded with m."""
     m = order.size
     rank = np.full(lab_flat.size, m, dtype=np.int64)
     rank[order] = np.arange(m)
@@ -98,8 +105,7 @@ def _earlier_neighbours(order: np.ndarray, lab_flat: np.ndarray, h: int, w: int)
         ok = inside & (rank[f] < np.arange(m)) & (lab_flat[f] == lab_flat[order])
         nb[ok, k] = rank[f[ok]]
     nb.sort(axis=1)
-    count = (nb < m).sum(axis=1).tolist()
-    return [row[:c] for row, c in zip(nb.tolist(), count)]
+    return nb
 
 
 def _multi_peak_regions(v: np.ndarray, labels: np.ndarray, prominence: float) -> np.ndarray:
