@@ -232,6 +232,8 @@ def test_composite_finds_a_faint_repeated_source_and_drops_a_one_off_alarm(tmp_p
     assert len(per_overpass) == 1 and per_overpass.overpass.iloc[0] == "granule_004"
     comp = pd.read_csv(out / "composite.csv")
     lat, lon = ds["lat"].values, ds["lon"].values
-    assert len(comp) == 1 and (comp.peak_lat.iloc[0], comp.peak_lon.iloc[0]) == pytest.approx((lat[30], lon[40]))
+    res = abs(float(lat[1] - lat[0]))
+    assert len(comp) == 1  # at the source: the centroid of the plume's top half lies within a cell of it
+    assert abs(comp.peak_lat.iloc[0] - lat[30]) <= res and abs(comp.peak_lon.iloc[0] - lon[40]) <= res
     assert comp.n_valid.iloc[0] == 10 and comp.n_detections.iloc[0] == 0 and comp.peak_value.iloc[0] > 0.03
     assert json.loads((out / "detect.json").read_text())["n_composite_hotspots"] == 1

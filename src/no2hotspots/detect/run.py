@@ -67,6 +67,7 @@ def composite_settings(cfg: DictConfig) -> dict:
         "k_sigma": require(cfg, c + "k_sigma", lambda v: float(v) > 0, "must be > 0"),
         "min_value": require(cfg, c + "min_value", lambda v: 0 < float(v) < 1, "must be in (0, 1)"),
         "min_cells": require_int(cfg, c + "min_cells", 1),
+        "position": require(cfg, c + "position", lambda v: v in ("peak", "centroid"), "must be peak or centroid"),
         "peaks": peak_settings(cfg, "detect.peaks"),
     }
 
