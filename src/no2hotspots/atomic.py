@@ -218,9 +218,21 @@ def remove_stale_temps(path: str | os.PathLike) -> int:
     interrupted :func:`atomic_group` (from its journal), put back a folder whose replacement was cut between its
     two renames, then delete their temporary siblings. Returns how many siblings went."""
     path = Path(path)
+    if not _has_siblings(path):  # the common case: one listing instead of a glob per kind of sibling
+        return 0
     _complete_groups(path)
     _restore_old(path)
     return sum(_remove_dead(path, kind) for kind in ("tmp", "old", "del"))
+
+
+def _has_siblings(path: Path) -> bool:
+    """Whether the folder of ``path`` holds any hidden sibling ``.<name>.*`` (temporary, aside, journal)."""
+    prefix = f".{path.name}."
+    try:
+        with os.scandir(path.parent) as it:
+            return any(e.name.startswith(prefix) for e in it)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 def _complete_groups(path: Path) -> None:
