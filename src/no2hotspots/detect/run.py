@@ -27,6 +27,7 @@ from ..contracts import grid as grid_contract
 from ..errors import ConfigError, InputFileError
 from ..peaks import settings as peak_settings
 from . import grid as gridmod
+from .composite import POSITIONS
 from .outputs import ESTIMATE_NOTE
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def composite_settings(cfg: DictConfig) -> dict:
         "k_sigma": require(cfg, c + "k_sigma", lambda v: float(v) > 0, "must be > 0"),
         "min_value": require(cfg, c + "min_value", lambda v: 0 < float(v) < 1, "must be in (0, 1)"),
         "min_cells": require_int(cfg, c + "min_cells", 1),
-        "position": require(cfg, c + "position", lambda v: v in ("peak", "centroid"), "must be peak or centroid"),
+        "position": require(cfg, c + "position", lambda v: v in POSITIONS, "must be " + " or ".join(POSITIONS)),
         "peaks": peak_settings(cfg, "detect.peaks"),
     }
 

@@ -16,7 +16,7 @@ for the background):
 Uncertainty: noise through the exact cell weights (incl. the background plane's), wind speed and lifetime by
 re-evaluation at +-1 sigma, wind direction by re-running with the sector moved by +-1 sigma, and the hotspot's
 position error d = ``position_sigma_km`` along the wind (it shifts where the plume leaves the disk): Q d/R (d: see
-:func:`.overpass.position_sigma_km`).
+:func:`.position.position_sigma_km`).
 Cells on the disk's edge count with the fraction of their area inside it.
 """
 
@@ -104,7 +104,7 @@ def estimate(
     g = g_mass / residence_time(radius_m, wind.speed, life.tau_s)
     sig = {"noise": functional_sigma(scene, g, plane, noise)}
     # the plume leaves the disk after R only if the source sits at its centre: a hotspot offset d along the wind
-    # changes the integration length by d (the other estimators are nearly insensitive to it)
+    # changes the integration length by d (csf has its own term, through the decay correction; divergence has none)
     sig["position"] = abs(q) * position_sigma_km / cfg.radius_km
     if _sens:
         sig["wind_speed"] = sensitivity(lambda u: q_of(max(u, 0.1), life.tau_s), wind.speed, wind.sigma_speed)
