@@ -203,6 +203,15 @@ def test_config_and_input_errors_are_one_line(case, qhelp):
     assert "\n" not in str(e.value) and "ingest" in str(e.value)
     with pytest.raises(ConfigError, match="quantify.collection: unknown collection"):
         run(qhelp.quantify_cfg({**ov, "quantify.collection": "mars"}))
+    # the position and method-structure blocks
+    with pytest.raises(ConfigError, match="quantify.position.floor_km: must be a number"):
+        run(qhelp.quantify_cfg({**ov, "quantify.position.floor_km": "wide"}))
+    with pytest.raises(ConfigError, match="quantify.structure.bias.magic: unknown method"):
+        run(qhelp.quantify_cfg({**ov, "quantify.structure.bias": {"magic": 0.9}}))
+    with pytest.raises(ConfigError, match=r"quantify.structure.rel_sigma.csf: must be a number >= 0"):
+        run(qhelp.quantify_cfg({**ov, "quantify.structure.rel_sigma.csf": -0.1}))
+    with pytest.raises(ConfigError, match=r"quantify.structure.bias.ime: must be a number > 0"):
+        run(qhelp.quantify_cfg({**ov, "quantify.structure.bias.ime": 0}))
 
 
 @pytest.mark.slow
