@@ -1,5 +1,6 @@
-"""parallel.profile: Dask's statistical profiler is off in the LocalCluster's workers unless asked for (it keeps
-1,000 s of samples per worker, so memory grows with the units done, and it slows the map)."""
+"""What a unit sees in a LocalCluster worker: Dask's statistical profiler off unless ``parallel.profile`` (it keeps
+1,000 s of samples per worker, so memory grows with the units done, and it slows the map), and xarray's NetCDF
+writes guarded by process-local locks, not a ``distributed.Lock`` round trip to the scheduler per variable."""
 
 from __future__ import annotations
 
@@ -39,3 +40,14 @@ def test_worker_profiler_follows_parallel_profile(profile, sampled):
 def test_parallel_profile_must_be_a_boolean():
     with pytest.raises(ConfigError, match="parallel.profile"):
         settings(compose(["parallel.profile=sometimes"]))
+
+
+def _xarray_write_lock_kind(x: int) -> str:
+    from xarray.backends.locks import get_dask_scheduler
+
+    return str(get_dask_scheduler())
+
+
+def test_units_write_netcdf_with_process_local_locks():
+    cfg = compose(["parallel.scheduler=local", "parallel.n_workers=2", "parallel.min_units=1"])
+    assert set(map_units(_xarray_write_lock_kind, [0, 1, 2], cfg)) == {"threaded"}
