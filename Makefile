@@ -10,6 +10,10 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 export PYTHONUNBUFFERED := 1
+# The stack is installed with pip --no-compile (below): Python byte-compiles a module at its first import and keeps the
+# .pyc, which a PYTHONDONTWRITEBYTECODE in the caller's environment would prevent (every stage would compile its
+# imports again: measured +120 s on the demo)
+unexport PYTHONDONTWRITEBYTECODE
 # DVC stage commands run `python`: make it the project's venv.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
