@@ -132,8 +132,6 @@ def _client(s: dict):
 
 
 def _silence_worker_logs() -> None:
-    import logging
-
     logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
 
 
