@@ -1,6 +1,7 @@
 """What a unit sees in a LocalCluster worker: Dask's statistical profiler off unless ``parallel.profile`` (it keeps
 1,000 s of samples per worker, so memory grows with the units done, and it slows the map), and xarray's NetCDF
-writes guarded by process-local locks, not a ``distributed.Lock`` round trip to the scheduler per variable."""
+writes guarded by process-local locks, not a ``distributed.Lock`` round trip to the scheduler per variable; a unit's
+result released from its worker as soon as the caller has it."""
 
 from __future__ import annotations
 
@@ -51,3 +52,20 @@ def _xarray_write_lock_kind(x: int) -> str:
 def test_units_write_netcdf_with_process_local_locks():
     cfg = compose(["parallel.scheduler=local", "parallel.n_workers=2", "parallel.min_units=1"])
     assert set(map_units(_xarray_write_lock_kind, [0, 1, 2], cfg)) == {"threaded"}
+
+
+def _results_held(x: int) -> int:
+    """How many task results the worker holds while this unit runs (the results of earlier units not yet released,
+    beside the scattered arguments, of which this test has none)."""
+    from distributed import get_worker
+
+    time.sleep(0.1)  # the client's release of the previous results reaches the worker meanwhile
+    return len(get_worker().data)
+
+
+def test_a_unit_result_leaves_its_worker_once_the_caller_has_it():
+    """A future held to the end keeps its result on the worker: memory that grows with the units done (measured:
+    ~140 MB per worker over a china_year-sized detect collection of 909 overpasses)."""
+    cfg = compose(["parallel.scheduler=local", "parallel.n_workers=2", "parallel.min_units=1"])
+    held = map_units(_results_held, list(range(40)), cfg)
+    assert max(held) <= 4, held

@@ -171,21 +171,26 @@ def _on_dask(fn, items, s: dict, desc: str, shared: dict) -> list:
             log.info("Dask dashboard: %s", client.dashboard_link)
         scattered = {k: client.scatter([v], broadcast=True)[0] for k, v in shared.items()}  # [v]: one object
         futures = client.map(functools.partial(_local_locks, fn), items, pure=False, **scattered)
-        position = {f.key: i for i, f in enumerate(futures)}
+        # a result is released as soon as it is here: a future held until the end keeps its result on the worker
+        # (measured: each worker grew ~140 MB over the 909 detect units of a china_year-sized collection)
+        pending = {f.key: (i, f) for i, f in enumerate(futures)}
+        futures = None
         results: list = [None] * len(items)
         with tqdm(total=len(items), desc=desc, unit="unit", disable=progress_disabled(), leave=False) as bar:
-            for future in as_completed(futures):
+            for future in as_completed([f for _, f in pending.values()]):
+                i, _ = pending.pop(future.key)
                 try:
-                    results[position[future.key]] = future.result()
+                    results[i] = future.result()
                 except BaseException:
-                    client.cancel(futures)
+                    client.cancel([f for _, f in pending.values()])
                     raise
+                future = None
                 bar.update()
         return results
     finally:
         # drop the scattered arguments and the futures before the workers close: data still held on a closing
         # worker is what makes its heartbeat fail with a traceback at shutdown (dask/distributed#7105)
-        scattered = futures = None  # noqa: F841
+        scattered = futures = pending = None  # noqa: F841
         if cluster is not None:
             _quiet_worker_shutdown(client)
         client.close()
