@@ -151,6 +151,7 @@ def grid_granule(task: GranuleTask) -> dict:
     ok = plausible(px, valid_pixels(px, task.qa_threshold), task)
     crosses = _antimeridian(px, task.path, task.bbox)
     sub = px.isel(pixel=np.flatnonzero(ok & ~crosses))
+    del px  # a copy of the kept pixels is all the gridding needs: not two granules in memory
     ext = _extent(sub, task.bbox) if ok.any() else None
     if ext is None:
         reason = (
