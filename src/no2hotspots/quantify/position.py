@@ -27,7 +27,7 @@ from .scene import EARTH_RADIUS_M
 @dataclass(frozen=True)
 class PositionConfig:
     floor_km: float = 2.5
-    model_sigma_km: float = 6.0
+    model_sigma_km: float = 3.9
     min_hotspots: int = 2
     from_data: bool = True  # false: floor_km everywhere (the fixed error of earlier versions)
 
