@@ -25,6 +25,7 @@ from ..config import PLAIN_NAME, require, require_int
 from ..contracts import grid as grid_contract
 from ..errors import ConfigError, InputFileError
 from ..peaks import settings as peak_settings
+from ..readfile import open_netcdf
 from .divergence import EARTH_RADIUS_M, OverpassTask, divergence_overpass
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,10 @@ def accumulate(index: pd.DataFrame, grid: xr.Dataset, units_dir: Path) -> tuple[
     shape = (grid.sizes["lat"], grid.sizes["lon"])
     total, n = np.zeros(shape), np.zeros(shape, np.int32)
     for r in index.itertuples():
-        with xr.open_dataset(units_dir / f"{r.key}.nc") as ds:
-            e = ds["emission"].values.astype(np.float64)
+        ds = open_netcdf(units_dir / f"{r.key}.nc", load=True, what="baseline unit file")
+        if "emission" not in ds:
+            raise InputFileError(units_dir / f"{r.key}.nc", "missing variable emission (not a baseline unit file?)")
+        e = ds["emission"].values.astype(np.float64)
         ok = np.isfinite(e)
         w = (slice(r.i0, r.i0 + r.ny), slice(r.j0, r.j0 + r.nx))
         total[w] += np.where(ok, e, 0.0)
