@@ -128,24 +128,3 @@ def test_blocked_overlaps_equal_whole_groups_bit_for_bit(monkeypatch):
     assert whole[0].size > 1000
     for a, b in zip(whole, blocked):
         assert a.dtype == b.dtype and np.array_equal(a, b)
-
-
-def test_grid_overpass_block_sums_equal_bincount_over_all_triples_bit_for_bit():
-    """grid_overpass accumulates block by block (np.add.at) so a granule's triples are never all held; the sums are
-    the bits np.bincount gives over all the triples at once."""
-    lo, la = _swath(n_scan=80, n_gp=60, seed=5)
-    grid = Grid.from_bbox([10.2, 45.3, 11.5, 47.5], 0.02)
-    rng = np.random.default_rng(1)
-    no2, prec = rng.uniform(1e-5, 2e-4, len(lo)), rng.uniform(1e-6, 3e-5, len(lo))
-    p, c, w = overlap_weights(grid, lo, la)
-    n = grid.nlat * grid.nlon
-    sw = np.bincount(c, weights=w, minlength=n)
-    swc = np.bincount(c, weights=w * no2[p], minlength=n)
-    sws = np.bincount(c, weights=(w * prec[p]) ** 2, minlength=n)
-    g = grid_overpass(grid, lo, la, no2, prec)
-    assert np.array_equal(g.covered_area.ravel(), sw)
-    has = sw > 0
-    assert has.sum() > 1000
-    assert np.array_equal(g.no2.ravel()[has], swc[has] / sw[has])
-    assert np.array_equal(g.no2_precision.ravel()[has], np.sqrt(sws[has]) / sw[has])
-    assert np.isnan(g.no2.ravel()[~has]).all()

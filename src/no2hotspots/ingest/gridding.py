@@ -153,19 +153,7 @@ def overlap_weights(grid: Grid, lon_bounds: np.ndarray, lat_bounds: np.ndarray, 
     Returns ``(pixel, cell, weight)``: pixel index, flat cell index (lat-major, ``j * nlon + i``) and overlap area
     in units of one cell area, for every (pixel, cell) pair with a positive overlap inside the grid. Pixels that
     span more than ``max_cells`` cells along an axis, cross the antimeridian, or have zero area are skipped.
-    The triples of :func:`overlap_blocks`, concatenated.
     """
-    blocks = list(overlap_blocks(grid, lon_bounds, lat_bounds, max_cells))
-    if not blocks:
-        e = np.empty(0, np.int64)
-        return e, e, np.empty(0, np.float64)
-    return tuple(np.concatenate(parts) for parts in zip(*blocks))
-
-
-def overlap_blocks(grid: Grid, lon_bounds: np.ndarray, lat_bounds: np.ndarray, max_cells: int = 64):
-    """:func:`overlap_weights`'s triples in blocks: per group of pixels spanning the same cx x cy cells, one block
-    per cell offset (a, b) of the pixel's lower-left cell, in that order (a-major). Only one group's overlaps are
-    held at a time (a granule's triples all at once: ~2 M, ~50 MB, and their temporaries)."""
     u = (np.asarray(lon_bounds, np.float64) - grid.west) / grid.res
     v = (np.asarray(lat_bounds, np.float64) - grid.south) / grid.res
     umin, umax = u.min(axis=1), u.max(axis=1)
@@ -184,12 +172,15 @@ def overlap_blocks(grid: Grid, lon_bounds: np.ndarray, lat_bounds: np.ndarray, m
         )
     keep = np.nonzero(inside & ~too_big)[0]
     if keep.size == 0:
-        return
+        e = np.empty(0, np.int64)
+        return e, e, np.empty(0, np.float64)
     key = kx[keep] * (max_cells + 1) + ky[keep]
     order = np.argsort(key, kind="stable")
     keep, key = keep[order], key[order]
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     ends = np.r_[starts[1:], key.size]
+
+    out_p, out_c, out_w = [], [], []
     for s, e in zip(starts, ends):
         idx = keep[s:e]
         cx, cy = int(kx[idx[0]]), int(ky[idx[0]])
@@ -197,12 +188,13 @@ def overlap_blocks(grid: Grid, lon_bounds: np.ndarray, lat_bounds: np.ndarray, m
         W = np.concatenate(
             [_cell_overlaps(u, v, ix0, iy0, idx[k : k + CHUNK], cx, cy) for k in range(0, idx.size, CHUNK)], axis=2
         )
-        for a in range(cx):
-            ii = ix0[idx] + a
-            for b in range(cy):
-                jj = iy0[idx] + b
-                ok = (W[a, b] > 0) & (ii >= 0) & (ii < grid.nlon) & (jj >= 0) & (jj < grid.nlat)
-                yield idx[ok], (jj * grid.nlon + ii)[ok], W[a, b][ok]
+        ii = ix0[idx][None, None, :] + np.arange(cx)[:, None, None]
+        jj = iy0[idx][None, None, :] + np.arange(cy)[None, :, None]
+        ok = (W > 0) & (ii >= 0) & (ii < grid.nlon) & (jj >= 0) & (jj < grid.nlat)
+        out_p.append(np.broadcast_to(idx[None, None, :], W.shape)[ok])
+        out_c.append((jj * grid.nlon + ii)[ok])
+        out_w.append(W[ok])
+    return np.concatenate(out_p), np.concatenate(out_c), np.concatenate(out_w)
 
 
 @dataclass
@@ -216,18 +208,14 @@ class Gridded:
 
 
 def grid_overpass(grid: Grid, lon_bounds, lat_bounds, no2, precision, max_cells: int = 64) -> Gridded:
-    """Area-weighted mean, propagated precision and coverage of one overpass's valid pixels on ``grid``.
-
-    The sums are accumulated block by block (:func:`overlap_blocks`) with ``np.add.at``, which adds in the triples'
-    order, as ``np.bincount`` over all the triples would: the same bits, without holding a granule's triples."""
+    """Area-weighted mean, propagated precision and coverage of one overpass's valid pixels on ``grid``."""
+    p, c, w = overlap_weights(grid, lon_bounds, lat_bounds, max_cells)
     ncell = grid.nlat * grid.nlon
     no2 = np.asarray(no2, np.float64)
     prec = np.asarray(precision, np.float64)
-    sw, swc, sws = np.zeros(ncell), np.zeros(ncell), np.zeros(ncell)
-    for p, c, w in overlap_blocks(grid, lon_bounds, lat_bounds, max_cells):
-        np.add.at(sw, c, w)
-        np.add.at(swc, c, w * no2[p])
-        np.add.at(sws, c, (w * prec[p]) ** 2)
+    sw = np.bincount(c, weights=w, minlength=ncell)
+    swc = np.bincount(c, weights=w * no2[p], minlength=ncell)
+    sws = np.bincount(c, weights=(w * prec[p]) ** 2, minlength=ncell)
     with np.errstate(invalid="ignore", divide="ignore"):
         has = sw > 0
         mean = np.where(has, swc / np.where(has, sw, 1.0), np.nan)
