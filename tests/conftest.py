@@ -18,13 +18,21 @@ REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
 
 
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) the tests of one folder of tests/ (or one
-    top-level test file) run on one worker: a folder's session fixtures (the tiny `dvc repro` of tests/e2e, the team
-    server of tests/server, simulated datasets) are then built once, not once per worker."""
-    for item in items:
-        rel = Path(str(item.path)).resolve().relative_to(TESTS)
-        item.add_marker(pytest.mark.xdist_group(rel.parts[0]))
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist, ``--dist loadgroup`` (what ``make test`` runs, ``-n 2``) groups by folder: the tests of one
+    folder of tests/ (or one top-level test file) run on one worker, in their order, so a folder's session fixtures
+    (the tiny `dvc repro` of tests/e2e, the team server of tests/server, simulated datasets) are built once. Done by
+    the scheduler: xdist's own groups (``xdist_group`` marks) do not reach it under pytest 9 (it rewrites
+    ``item._nodeid``, which pytest 9 no longer reads)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FolderScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "/".join(nodeid.split("::")[0].split("/")[:2])  # tests/<folder> or tests/<file>.py
+
+    return FolderScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
