@@ -21,9 +21,11 @@ log = logging.getLogger(__name__)
 
 
 def hotspot_table(results: list[dict], grid: xr.Dataset) -> pd.DataFrame:
-    """All hotspots, ids 1..n ordered by time, overpass and peak; ``obs_count`` of the peak cell over the period."""
-    rows = [h for r in results for h in r["hotspots"]]
-    df = pd.DataFrame(rows, columns=[c for c in detections.COLUMNS if c not in ("hotspot_id", "obs_count")])
+    """All hotspots, ids 1..n ordered by time, overpass and peak; ``obs_count`` of the peak cell over the period.
+    Each result's ``hotspots`` are columns (:func:`no2hotspots.detect.overpass.columns`)."""
+    names = [c for c in detections.COLUMNS if c not in ("hotspot_id", "obs_count")]
+    parts = [pd.DataFrame(r["hotspots"], columns=names) for r in results if len(r["hotspots"][names[0]])]
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=names)
     df = df.sort_values(["time", "overpass", "overpass_hotspot"], kind="stable").reset_index(drop=True)
     df.insert(0, "hotspot_id", np.arange(1, len(df) + 1, dtype=np.int64))
     res = float(grid.attrs["resolution_deg"])
