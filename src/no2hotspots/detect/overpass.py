@@ -64,7 +64,8 @@ def detect_overpass(task: OverpassTask, *, loaded, s: dict) -> dict:
 
 def columns(rows: list[dict]) -> dict[str, np.ndarray]:
     """Hotspot rows as one array per column: what the stage process keeps of each overpass until the period is
-    published: 916 overpasses of ~97 rows (a china_year-sized collection) take ~39 MB there as dicts, ~10 MB as arrays."""
+    published: 916 overpasses of ~97 rows (a china_year-sized collection) take ~39 MB there as dicts, ~10 MB as
+    arrays."""
     names = [c for c in detections.COLUMNS if c not in ("hotspot_id", "obs_count")]
     out = {}
     for c in names:
