@@ -18,6 +18,7 @@ import xarray as xr
 
 from no2hotspots.contracts import detections
 from no2hotspots.contracts import grid as contract
+from no2hotspots.detect import composite
 
 RES = 0.05
 
@@ -134,6 +135,7 @@ def write_collection(
             ),
             n_valid=np.isfinite(stack).sum(0),
             n_detections=(stack >= 0.2).sum(0),
+            n_peaks=composite.peak_counts(df["peak_lat"].to_numpy(float), df["peak_lon"].to_numpy(float), lat, lon),
             attrs={},
         )
     meta = {"model_name": "m", "model_version": "1", "n_hotspots": len(df)}

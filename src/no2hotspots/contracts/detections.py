@@ -7,7 +7,7 @@ One folder per collection, ``<detect.out_dir>/<collection>/``::
                           own hotspot numbers 1..n, 0 = none)
     hotspots.csv          one row per hotspot (:data:`COLUMNS`); hotspots.geojson the same as points
     period.nc             over all overpasses: relative_emission_max, relative_emission_mean (over the overpasses
-                          that observed the cell), n_valid, n_detections (lat, lon) on the collection grid
+                          that observed the cell), n_valid, n_detections, n_peaks (lat, lon) on the collection grid
     composite.csv         hotspots of the period's mean map (no2hotspots.detect.composite): site_id, peak_lat,
                           peak_lon, peak_value, n_cells, n_valid, n_detections, threshold
     detect.json           the model, the settings, counts; map.png
@@ -112,7 +112,7 @@ def open_overpass(path: str | Path) -> xr.Dataset:
 
 
 def write_period(
-    folder: str | Path, *, lat, lon, res: float, rel_max, rel_mean, n_valid, n_detections, attrs: dict
+    folder: str | Path, *, lat, lon, res: float, rel_max, rel_mean, n_valid, n_detections, n_peaks, attrs: dict
 ) -> None:
     f32 = np.float32
     ds = xr.Dataset(
@@ -145,11 +145,16 @@ def write_period(
                 n_detections.astype(np.int32),
                 {"units": "1", "long_name": "overpasses in which the cell belongs to a hotspot"},
             ),
+            "n_peaks": (
+                ("lat", "lon"),
+                np.asarray(n_peaks).astype(np.int32),
+                {"units": "1", "long_name": "overpasses whose hotspot peak lies in the cell"},
+            ),
         },
         coords=coords(np.asarray(lat), np.asarray(lon), res),
         attrs={"Conventions": "CF-1.10", "title": "no2hotspots detections over the period", **attrs},
     )
-    ds = with_crs(ds, ("relative_emission_max", "relative_emission_mean", "n_valid", "n_detections"))
+    ds = with_crs(ds, ("relative_emission_max", "relative_emission_mean", "n_valid", "n_detections", "n_peaks"))
     with atomic_path(Path(folder) / PERIOD_FILE) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", encoding={v: {"zlib": True} for v in ds.data_vars if v != "crs"})
 

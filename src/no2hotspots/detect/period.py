@@ -14,7 +14,7 @@ from .. import units
 from ..atomic import atomic_path, write_json
 from ..contracts import detections
 from ..contracts import grid as grid_contract
-from .composite import composite_hotspots
+from .composite import composite_hotspots, peak_counts
 from .outputs import ESTIMATE_NOTE, write_map
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ def publish(
     table = hotspot_table(results, grid)
     period = accumulate(index, grid, units_dir)
     lat, lon, res = grid["lat"].values, grid["lon"].values, float(grid.attrs["resolution_deg"])
+    period["n_peaks"] = peak_counts(table["peak_lat"].to_numpy(float), table["peak_lon"].to_numpy(float), lat, lon)
     comp = composite_hotspots(period, lat, lon, composite) if composite and composite.get("enabled") else None
     summary = {
         **summary,
@@ -108,6 +109,7 @@ def publish(
             rel_mean=period["rel_mean"],
             n_valid=period["n_valid"],
             n_detections=period["n_detections"],
+            n_peaks=period["n_peaks"],
             attrs={k: str(v) for k, v in model_info.items() if v is not None},
         )
         write_json(tmp / "detect.json", summary)

@@ -27,7 +27,7 @@ from ..contracts import grid as grid_contract
 from ..errors import ConfigError, InputFileError
 from ..peaks import settings as peak_settings
 from . import grid as gridmod
-from .composite import POSITIONS
+from .composite import POSITIONS, RULES
 from .outputs import ESTIMATE_NOTE
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,12 @@ def composite_settings(cfg: DictConfig) -> dict:
         "min_cells": require_int(cfg, c + "min_cells", 1),
         "position": require(cfg, c + "position", lambda v: v in POSITIONS, "must be " + " or ".join(POSITIONS)),
         "peaks": peak_settings(cfg, "detect.peaks"),
+        "rule": require(cfg, c + "rule", lambda v: v in RULES, "must be " + " or ".join(RULES)),
+        "recurrence": {
+            "alpha": float(require(cfg, c + "recurrence.alpha", lambda v: 0 < float(v) < 1, "must be in (0, 1)")),
+            "min_peaks": require_int(cfg, c + "recurrence.min_peaks", 1),
+            "separation_cells": require_int(cfg, c + "recurrence.separation_cells", 1),
+        },
     }
 
 

@@ -1,0 +1,92 @@
+"""The recurrence rule of the composite (detect.composite.rule=recurrence) on small hand-made peak maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from no2hotspots.detect.composite import benjamini_hochberg, composite_hotspots, peak_counts, recurrence_map
+
+LAT = 36.0 + 0.05 * np.arange(20)
+LON = 110.0 + 0.05 * np.arange(24)
+RULE = {"alpha": 1e-4, "min_peaks": 2, "separation_cells": 1}
+
+
+def _settings(**kw):
+    return {"rule": "recurrence", "min_valid": 3, "recurrence": {**RULE, **kw}}
+
+
+def _period(n_peaks, n_valid=100):
+    n_peaks = np.asarray(n_peaks)
+    return {
+        "n_peaks": n_peaks,
+        "n_valid": np.full(n_peaks.shape, n_valid, np.int32),
+        "n_detections": 2 * n_peaks.astype(np.int32),
+    }
+
+
+def _scattered_alarms(k=40, seed=3):
+    """k single false peaks on distinct cells away from row 10, column 12."""
+    rng = np.random.default_rng(seed)
+    m = np.zeros((20, 24), np.int64)
+    cells = [(i, j) for i in range(20) for j in range(24) if abs(i - 10) > 3 or abs(j - 12) > 3]
+    for c in rng.choice(len(cells), size=k, replace=False):
+        m[cells[c]] = 1
+    return m
+
+
+def test_a_recurring_source_is_one_site_and_one_off_alarms_are_none():
+    m = _scattered_alarms()
+    m[10, 12] = 15  # a source: its peaks in one cell on 15 % of the overpasses, a few in the cells around
+    m[10, 13] = m[11, 12] = 3
+    df = composite_hotspots(_period(m), LAT, LON, _settings())
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert (row.peak_lat, row.peak_lon) == (pytest.approx(LAT[10]), pytest.approx(LON[12]))
+    assert row.peak_value == pytest.approx(0.15) and row.n_cells == 1 and row.n_valid == 100
+    assert row.n_detections == 30 and row.site_id == 1
+    assert row.threshold == pytest.approx(m.sum() / (100 * m.size))  # lambda0: every peak over every valid cell
+
+
+def test_two_sources_two_cells_apart_are_two_sites_unless_the_separation_asks_for_more():
+    m = _scattered_alarms()
+    m[10, 11], m[10, 13] = 12, 9
+    one = composite_hotspots(_period(m), LAT, LON, _settings())
+    assert [(round(a, 6), round(b, 6)) for a, b in zip(one.peak_lat, one.peak_lon, strict=True)] == [
+        (round(LAT[10], 6), round(LON[11], 6)),
+        (round(LAT[10], 6), round(LON[13], 6)),
+    ]  # strongest first
+    two = composite_hotspots(_period(m), LAT, LON, _settings(separation_cells=2))
+    assert len(two) == 1 and two.peak_lon.iloc[0] == pytest.approx(LON[11])
+
+
+def test_a_plateau_gives_one_site_the_first_cell_in_row_major_order():
+    m = np.zeros((20, 24), np.int64)
+    m[5, 5] = m[5, 6] = m[6, 5] = 8
+    df = composite_hotspots(_period(m), LAT, LON, _settings())
+    assert len(df) == 1 and (df.peak_lat.iloc[0], df.peak_lon.iloc[0]) == (
+        pytest.approx(LAT[5]),
+        pytest.approx(LON[5]),
+    )
+
+
+def test_min_peaks_and_min_valid_and_significance():
+    m = np.zeros((20, 24), np.int64)
+    m[4, 4] = 1  # alone: below min_peaks
+    m[15, 20] = 9
+    p = _period(m)
+    p["n_valid"][15, 20] = 2  # seen twice only: below min_valid, takes no part
+    assert len(composite_hotspots(p, LAT, LON, _settings())) == 0
+    # uniform peaks everywhere: nothing recurs more than the false-alarm rate
+    flat = np.full((20, 24), 3, np.int64)
+    assert len(composite_hotspots(_period(flat), LAT, LON, _settings())) == 0
+
+
+def test_benjamini_hochberg_and_the_peak_counts():
+    p = np.array([0.001, 0.008, 0.039, 0.041, 0.9, np.nan])
+    assert benjamini_hochberg(p, 0.05) == pytest.approx(0.008)  # 0.039 > 0.05 * 3 / 5
+    assert benjamini_hochberg(p, 1e-6) == -1.0
+    counts = peak_counts([36.0, 36.0, 36.051, 35.0], [110.0, 110.0, 110.1, 110.0], LAT, LON)
+    assert counts[0, 0] == 2 and counts[1, 2] == 1 and counts.sum() == 3  # the last peak is off the grid
+    m = recurrence_map(counts, np.full(counts.shape, 10), min_valid=3, alpha=0.05)
+    assert m["lambda0"] == pytest.approx(3 / (10 * counts.size)) and m["share"][0, 0] == pytest.approx(0.2)
