@@ -91,3 +91,30 @@ def test_no_wind_for_any_overpass_is_a_one_line_error(tmp_path):
     )
     with pytest.raises(InputFileError, match="no overpass has a wind direction"):
         run(cfg)
+
+
+def test_a_damaged_unit_file_is_a_one_line_error_and_the_published_table_stays(tmp_path):
+    """A unit file that lost its ``emission`` (damaged on disk after its marker was written) is named in one line
+    when the period is accumulated, and the collection's published table from the run before is left as it was."""
+    from no2hotspots.errors import InputFileError
+
+    ds = _plume_collection(tmp_path / "ingest" / "test", nt=2)
+    winds = _winds(tmp_path / "winds.nc", ds)
+    cfg = compose(
+        [
+            f"paths.outputs={tmp_path}",
+            "baseline.collection=test",
+            "parallel.scheduler=sync",
+            f"+baseline.collections.test.wind_paths=[{winds}]",
+            "baseline.smooth_cells=1",
+            "baseline.min_cells=1",
+        ]
+    )
+    run(cfg)
+    published = (tmp_path / "baseline" / "test" / "composite.csv").read_bytes()
+    unit = sorted((tmp_path / ".units" / "baseline" / "test").glob("*.nc"))[0]
+    xr.Dataset({"other": ("x", np.zeros(3))}).to_netcdf(unit)
+    with pytest.raises(InputFileError, match="missing variable emission") as err:
+        run(cfg)
+    assert unit.name in str(err.value) and "\n" not in str(err.value)
+    assert (tmp_path / "baseline" / "test" / "composite.csv").read_bytes() == published
