@@ -242,3 +242,26 @@ def test_composite_finds_a_faint_repeated_source_and_drops_a_one_off_alarm(tmp_p
     assert abs(comp.peak_lat.iloc[0] - lat[30]) <= res and abs(comp.peak_lon.iloc[0] - lon[40]) <= res
     assert comp.n_valid.iloc[0] == 10 and comp.n_detections.iloc[0] == 0 and comp.peak_value.iloc[0] > 0.03
     assert json.loads((out / "detect.json").read_text())["n_composite_hotspots"] == 1
+
+
+def test_recurrence_composite_is_the_cell_where_the_overpass_peaks_recur(tmp_path, detect_cfg):
+    """detect.composite.rule=recurrence end to end: a source strong enough for a hotspot in each of ten overpasses
+    gives one composite site, at the cell holding its peaks; period.nc counts every hotspot peak once."""
+    from omegaconf import OmegaConf
+
+    from no2hotspots.contracts import detections
+
+    OmegaConf.update(detect_cfg, "detect.composite.rule", "recurrence")
+    folder = tmp_path / "outputs" / "ingest" / "test"
+    make_grid(folder, nt=10, plumes=((30, 40, 3.0e-4),))
+    _detect(detect_cfg, folder, RampNet())
+    out = tmp_path / "outputs" / "detect" / "test"
+    hot = pd.read_csv(out / "hotspots.csv")
+    assert hot.overpass.nunique() == 10
+    period = detections.open_period(out)
+    assert int(period["n_peaks"].sum()) == len(hot)
+    comp = pd.read_csv(out / "composite.csv")
+    top = hot.groupby(["peak_lat", "peak_lon"]).size().idxmax()
+    assert len(comp) == 1 and (comp.peak_lat.iloc[0], comp.peak_lon.iloc[0]) == pytest.approx(top)
+    n_top = hot.groupby(["peak_lat", "peak_lon"]).size().max()
+    assert comp.peak_value.iloc[0] == pytest.approx(n_top / comp.n_valid.iloc[0]) and comp.n_valid.iloc[0] == 10
