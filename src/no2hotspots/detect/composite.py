@@ -19,15 +19,16 @@ site-source distance falls from 3.3 to 2.3 km and the along-wind bias from +0.5 
 
 ``rule: recurrence`` (opt-in; ``mean`` is the default) builds the sites from the per-overpass hotspot PEAKS instead
 of the mean map: a source the model marks on a few per cent of its overpasses puts its peaks into the same few cells
-again and again, a false alarm lands anywhere. Per cell: ``n_peaks`` (overpasses whose hotspot peak lies in it)
-and its share of the cell's valid overpasses. A cell is a site when (1) its share is the highest in its (2r+1)^2 neighbourhood
-(``separation_cells`` r; ties go to more peaks, then to the first cell in row-major order), (2) it holds at least
-``min_peaks`` peaks and (3) the peaks in it and its 4 neighbours are more than a uniform false-alarm rate explains:
-Poisson tail against ``lambda0 x`` their valid overpasses, with ``lambda0`` = all peaks / all valid cell-overpasses
-of the map (sources included, so conservative), at a Benjamini-Hochberg false-discovery rate ``alpha`` over the
-cells. ``peak_value`` is the share, ``threshold`` is ``lambda0``, ``n_cells`` is 1. The rule and its settings were
-chosen on a validation OSSE (another region, seed 7: benchmarks/composite_rule.py), not on the demo's: F1 0.30 (mean)
--> 0.46. It is not the default because quantify's period rates at its extra (cluster) sites miss their 1-sigma.
+again and again, a false alarm lands anywhere. Per cell: ``n_peaks`` (overpasses whose hotspot peak lies in it) and
+its share of the cell's valid overpasses. A cell is a site when (1) its share is the highest in its (2r+1)^2
+neighbourhood (``separation_cells`` r; ties go to more peaks, then to the first cell in row-major order), (2) it
+holds at least ``min_peaks`` peaks and (3) the peaks in it and its 4 neighbours are more than a uniform false-alarm
+rate explains: Poisson tail against ``lambda0 x`` their valid overpasses, with ``lambda0`` = all peaks / all valid
+cell-overpasses of the map (sources included, so conservative), at a Benjamini-Hochberg false-discovery rate
+``alpha`` over the cells. ``peak_value`` is the share, ``threshold`` is ``lambda0``, ``n_cells`` is 1. The rule and
+its settings were chosen on a validation OSSE (another region, seed 7: benchmarks/composite_rule.py), not on the
+demo's: F1 0.30 (mean) -> 0.46. It is not the default because quantify's period rates at its extra (cluster) sites
+miss their 1-sigma.
 A source that never makes a per-overpass hotspot gives no recurrence site; the ``mean`` rule can still catch it.
 """
 
