@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from no2hotspots.detect.tiles import blend_window, count_tiles, stitch, tile_starts
+from no2hotspots.detect.tiles import batch_bounds, blend_window, count_tiles, stitch, tile_starts
 
 
 @pytest.mark.parametrize(
@@ -116,3 +116,24 @@ def test_two_dimensional_input_and_shape_errors():
     assert out.shape == (80, 80)
     with pytest.raises(ValueError):
         stitch(no2, valid[:10], lambda x, m: x)
+
+
+@pytest.mark.parametrize("n", [0, 1, 9, 63, 64, 65, 165, 409, 1000])
+def test_batches_cover_every_tile_once_in_few_shapes(n):
+    bounds = batch_bounds(n, 64)
+    covered = [i for b0, b1 in bounds for i in range(b0, b1)]
+    assert covered == list(range(n))
+    sizes = {b1 - b0 for b0, b1 in bounds}
+    assert sizes <= {64, 32, 16, 8, 4, 2, 1}
+    assert sum(b1 - b0 < 64 for b0, b1 in bounds) == bin(n % 64).count("1")  # the rest, one batch per bit
+
+
+def test_stitch_sees_only_power_of_two_batches_after_the_full_ones():
+    seen = []
+
+    def record(no2, valid):
+        seen.append(len(no2))
+        return np.zeros_like(no2)
+
+    stitch(np.ones((3, 200, 200), np.float32), np.ones((3, 200, 200), bool), record, stride=32, batch_size=16)
+    assert sum(seen) == 3 * 6 * 6 and set(seen) <= {16, 8, 4, 2, 1} and seen == sorted(seen, reverse=True)

@@ -104,7 +104,8 @@ def assert_same_detection(answer: dict, result: dict, det, ny: int, nx: int, key
     rel = np.array([np.nan if v is None else v for v in answer["cells"]["relative_emission"]]).reshape(ny, nx)
     np.testing.assert_allclose(rel, det["relative_emission"].values, rtol=0, atol=1e-6, equal_nan=True)
     np.testing.assert_array_equal(np.array(answer["cells"]["hotspot"]).reshape(ny, nx), det["hotspot_id"].values)
-    got, want = answer["hotspots"], result["hotspots"]
+    got = answer["hotspots"]
+    want = pd.DataFrame(result["hotspots"]).to_dict("records")  # the unit returns its rows as columns
     assert len(got) == len(want) > 0
     for g, w in zip(got, want):
         assert g["overpass"] == key and g["overpass_hotspot"] == w["overpass_hotspot"]
