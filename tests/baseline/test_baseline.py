@@ -54,20 +54,25 @@ def _winds(path, ds):
     return path
 
 
-def test_baseline_finds_the_source_and_recovers_its_rate(tmp_path):
-    ds = _plume_collection(tmp_path / "ingest" / "test")
-    winds = _winds(tmp_path / "winds.nc", ds)
-    cfg = compose(
+def _config(tmp_path, winds, *extra):
+    """The baseline over the test collection with the given wind file, one process, no smoothing, every region."""
+    return compose(
         [
             f"paths.outputs={tmp_path}",
             "baseline.collection=test",
             "parallel.scheduler=sync",
             f"+baseline.collections.test.wind_paths=[{winds}]",
             "baseline.smooth_cells=1",
-            f"baseline.lifetime_h={TAU / 3600}",
             "baseline.min_cells=1",
+            *extra,
         ]
     )
+
+
+def test_baseline_finds_the_source_and_recovers_its_rate(tmp_path):
+    ds = _plume_collection(tmp_path / "ingest" / "test")
+    winds = _winds(tmp_path / "winds.nc", ds)
+    cfg = _config(tmp_path, winds, f"baseline.lifetime_h={TAU / 3600}")
     summary = run(cfg)["test"]
     table = pd.read_csv(tmp_path / "baseline" / "test" / "composite.csv")
     assert summary["n_overpasses_with_wind"] == 4 and len(table) >= 1
@@ -100,16 +105,7 @@ def test_a_damaged_unit_file_is_a_one_line_error_and_the_published_table_stays(t
 
     ds = _plume_collection(tmp_path / "ingest" / "test", nt=2)
     winds = _winds(tmp_path / "winds.nc", ds)
-    cfg = compose(
-        [
-            f"paths.outputs={tmp_path}",
-            "baseline.collection=test",
-            "parallel.scheduler=sync",
-            f"+baseline.collections.test.wind_paths=[{winds}]",
-            "baseline.smooth_cells=1",
-            "baseline.min_cells=1",
-        ]
-    )
+    cfg = _config(tmp_path, winds)
     run(cfg)
     published = (tmp_path / "baseline" / "test" / "composite.csv").read_bytes()
     unit = sorted((tmp_path / ".units" / "baseline" / "test").glob("*.nc"))[0]
