@@ -86,7 +86,7 @@ def test_benjamini_hochberg_and_the_peak_counts():
     p = np.array([0.001, 0.008, 0.039, 0.041, 0.9, np.nan])
     assert benjamini_hochberg(p, 0.05) == pytest.approx(0.008)  # 0.039 > 0.05 * 3 / 5
     assert benjamini_hochberg(p, 1e-6) == -1.0
-    counts = peak_counts([36.0, 36.0, 36.051, 35.0], [110.0, 110.0, 110.1, 110.0], LAT, LON)
+    counts = peak_counts([36.0, 36.0, 36.051, 35.0], [110.0, 110.0, 110.1, 110.0], LAT, LON, 0.05)
     assert counts[0, 0] == 2 and counts[1, 2] == 1 and counts.sum() == 3  # the last peak is off the grid
     m = recurrence_map(counts, np.full(counts.shape, 10), min_valid=3, alpha=0.05)
     assert m["lambda0"] == pytest.approx(3 / (10 * counts.size)) and m["share"][0, 0] == pytest.approx(0.2)

@@ -135,7 +135,9 @@ def write_collection(
             ),
             n_valid=np.isfinite(stack).sum(0),
             n_detections=(stack >= 0.2).sum(0),
-            n_peaks=composite.peak_counts(df["peak_lat"].to_numpy(float), df["peak_lon"].to_numpy(float), lat, lon),
+            n_peaks=composite.peak_counts(
+                df["peak_lat"].to_numpy(float), df["peak_lon"].to_numpy(float), lat, lon, RES
+            ),
             attrs={},
         )
     meta = {"model_name": "m", "model_version": "1", "n_hotspots": len(df)}

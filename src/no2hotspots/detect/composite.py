@@ -121,12 +121,12 @@ def composite_hotspots(period: dict, lat: np.ndarray, lon: np.ndarray, s: dict) 
     return df
 
 
-def peak_counts(peak_lat, peak_lon, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Hotspot peaks per cell of the grid ``lat``/``lon`` (ascending, regular); peaks off the grid are left out."""
-    res_lat = float(lat[1] - lat[0]) if len(lat) > 1 else 1.0
-    res_lon = float(lon[1] - lon[0]) if len(lon) > 1 else 1.0
-    i = np.rint((np.asarray(peak_lat, float) - float(lat[0])) / res_lat).astype(np.int64)
-    j = np.rint((np.asarray(peak_lon, float) - float(lon[0])) / res_lon).astype(np.int64)
+def peak_counts(peak_lat, peak_lon, lat: np.ndarray, lon: np.ndarray, res: float) -> np.ndarray:
+    """Hotspot peaks per cell of the regular grid ``lat``/``lon`` (ascending centres, cells of ``res`` degrees, the
+    grid's ``resolution_deg``, as for ``obs_count`` in :func:`no2hotspots.detect.period.hotspot_table`); peaks off
+    the grid are left out."""
+    i = np.rint((np.asarray(peak_lat, float) - float(lat[0])) / float(res)).astype(np.int64)
+    j = np.rint((np.asarray(peak_lon, float) - float(lon[0])) / float(res)).astype(np.int64)
     ok = (i >= 0) & (i < len(lat)) & (j >= 0) & (j < len(lon))
     flat = np.bincount(i[ok] * len(lon) + j[ok], minlength=len(lat) * len(lon))
     return flat.reshape(len(lat), len(lon)).astype(np.int64)

@@ -85,7 +85,7 @@ def publish(
     table = hotspot_table(results, grid)
     period = accumulate(index, grid, units_dir)
     lat, lon, res = grid["lat"].values, grid["lon"].values, float(grid.attrs["resolution_deg"])
-    period["n_peaks"] = peak_counts(table["peak_lat"].to_numpy(float), table["peak_lon"].to_numpy(float), lat, lon)
+    period["n_peaks"] = peak_counts(table["peak_lat"].to_numpy(float), table["peak_lon"].to_numpy(float), lat, lon, res)
     comp = composite_hotspots(period, lat, lon, composite) if composite and composite.get("enabled") else None
     summary = {
         **summary,
