@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     ev_model = json.loads((root / "metrics" / "evaluate_osse.json").read_text())
     out = {
         "validation": {"bbox": args.bbox, "seed": args.seed, "days": args.days, "model": args.model},
-        "n_sources_scored": ev_model.get("model/n_sources_observed") or ev_model.get("fig8/n_cells_observed"),
+        "n_sources_observed": ev_model.get("inventory/n_sources_observed"),
         "stage_wall_s": timing,
         "candidates": rows,
         "best_f1": max(rows, key=lambda r: r["f1_rows"] or 0)["rule"],
