@@ -174,6 +174,17 @@ def test_bad_config_values_name_the_key(detect_cfg):
         cfg = OmegaConf.merge(detect_cfg, {"detect": {key: value}})
         with pytest.raises(ConfigError, match=f"detect.{key}"):
             settings(cfg)
+    for key, value in (
+        ("rule", "median"),
+        ("recurrence.alpha", 0),
+        ("recurrence.alpha", 1.5),
+        ("recurrence.min_peaks", 0),
+        ("recurrence.separation_cells", 0),
+    ):
+        cfg = OmegaConf.merge(detect_cfg, {})
+        OmegaConf.update(cfg, f"detect.composite.{key}", value)
+        with pytest.raises(ConfigError, match=f"detect.composite.{key}"):
+            settings(cfg)
 
 
 def test_not_a_grid_is_a_one_line_error(tmp_path, detect_cfg):
