@@ -121,12 +121,17 @@ def composite_hotspots(period: dict, lat: np.ndarray, lon: np.ndarray, s: dict) 
     return df
 
 
-def peak_counts(peak_lat, peak_lon, lat: np.ndarray, lon: np.ndarray, res: float) -> np.ndarray:
-    """Hotspot peaks per cell of the regular grid ``lat``/``lon`` (ascending centres, cells of ``res`` degrees, the
-    grid's ``resolution_deg``, as for ``obs_count`` in :func:`no2hotspots.detect.period.hotspot_table`); peaks off
-    the grid are left out."""
+def peak_cells(peak_lat, peak_lon, lat: np.ndarray, lon: np.ndarray, res: float) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of the cell of the regular grid ``lat``/``lon`` (ascending centres, cells of ``res`` degrees:
+    the grid's ``resolution_deg``) that holds each peak; off the grid they fall outside ``0..len - 1``."""
     i = np.rint((np.asarray(peak_lat, float) - float(lat[0])) / float(res)).astype(np.int64)
     j = np.rint((np.asarray(peak_lon, float) - float(lon[0])) / float(res)).astype(np.int64)
+    return i, j
+
+
+def peak_counts(peak_lat, peak_lon, lat: np.ndarray, lon: np.ndarray, res: float) -> np.ndarray:
+    """Hotspot peaks per cell of the regular grid (:func:`peak_cells`); peaks off the grid are left out."""
+    i, j = peak_cells(peak_lat, peak_lon, lat, lon, res)
     ok = (i >= 0) & (i < len(lat)) & (j >= 0) & (j < len(lon))
     flat = np.bincount(i[ok] * len(lon) + j[ok], minlength=len(lat) * len(lon))
     return flat.reshape(len(lat), len(lon)).astype(np.int64)

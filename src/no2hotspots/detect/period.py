@@ -14,7 +14,7 @@ from .. import units
 from ..atomic import atomic_path, write_json
 from ..contracts import detections
 from ..contracts import grid as grid_contract
-from .composite import composite_hotspots, peak_counts
+from .composite import composite_hotspots, peak_cells, peak_counts
 from .outputs import ESTIMATE_NOTE, write_map
 
 log = logging.getLogger(__name__)
@@ -29,9 +29,8 @@ def hotspot_table(results: list[dict], grid: xr.Dataset) -> pd.DataFrame:
     df = df.sort_values(["time", "overpass", "overpass_hotspot"], kind="stable").reset_index(drop=True)
     df.insert(0, "hotspot_id", np.arange(1, len(df) + 1, dtype=np.int64))
     res = float(grid.attrs["resolution_deg"])
-    lat0, lon0 = float(grid["lat"].values[0]), float(grid["lon"].values[0])
-    i = np.rint((df["peak_lat"].to_numpy(float) - lat0) / res).astype(int)
-    j = np.rint((df["peak_lon"].to_numpy(float) - lon0) / res).astype(int)
+    lat, lon = grid["lat"].values, grid["lon"].values
+    i, j = peak_cells(df["peak_lat"].to_numpy(float), df["peak_lon"].to_numpy(float), lat, lon, res)
     obs = grid["obs_count"].values
     df["obs_count"] = obs[np.clip(i, 0, obs.shape[0] - 1), np.clip(j, 0, obs.shape[1] - 1)].astype(np.int64)
     return df[list(detections.COLUMNS)]
