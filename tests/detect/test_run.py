@@ -140,6 +140,37 @@ def test_real_model_architectures_run_on_a_small_grid(tmp_path, which):
     em.close()
 
 
+def test_context_tiling_runs_fully_convolutional_models_and_refuses_others(tmp_path):
+    """tiling=context: the demo network (ShuffleHead) maps whole windows; the paper's FC head cannot (one-line
+    error naming the key), nor can a margin short of the network's receptive field or off its alignment."""
+    from no2hotspots.config import compose
+    from no2hotspots.model.net import build_model
+
+    make_grid(tmp_path / "g", ny=40, nx=100, nt=1)
+    for which in ("demo", "paper"):
+        cfg = compose([f"model={which}", f"paths.outputs={tmp_path}", "detect.overlay_inventory=false"])
+        cfg.detect.tiling = "context"
+        torch.manual_seed(0)
+        net = build_model(cfg.model)
+        if which == "paper":
+            with pytest.raises(UserError, match="detect.tiling: context needs a fully convolutional model") as e:
+                _detect(cfg, tmp_path / "g", net, name="g")
+            assert "\n" not in str(e.value) and "FCHead" in str(e.value)
+            continue
+        summary = _detect(cfg, tmp_path / "g", net, name="g")
+        em = xr.open_dataset(tmp_path / "detect" / "g" / "overpasses" / "granule_000.nc")
+        r = em["relative_emission"].values
+        assert r.shape == (40, 100) and np.isfinite(r).all() and (r >= 0).all() and (r <= 1).all()
+        assert summary["tiles_run"] == 1  # one 128-cell core (+ 48 cells of margin) holds the whole 40 x 100 grid
+        em.close()
+        for key, value, problem in (("margin", 8, "receptive radius"), ("core", 100, "alignment 8")):
+            bad = compose([f"model={which}", f"paths.outputs={tmp_path}/b", "detect.overlay_inventory=false"])
+            bad.detect.tiling = "context"
+            bad.detect.context[key] = value
+            with pytest.raises(UserError, match=f"detect.context.{key}: .*{problem}"):
+                _detect(bad, tmp_path / "g", net, name="g2")
+
+
 def test_missing_ingest_collection_is_a_one_line_error(tmp_path, detect_cfg):
     with pytest.raises(InputFileError) as e:
         run(detect_cfg)
@@ -170,8 +201,18 @@ def test_coarse_grid_is_refused(tmp_path, detect_cfg):
 
 
 def test_bad_config_values_name_the_key(detect_cfg):
-    for key, value in (("stride", 0), ("threshold", 1.5), ("window_floor", 0), ("min_cells", 0), ("stride", 2.5)):
-        cfg = OmegaConf.merge(detect_cfg, {"detect": {key: value}})
+    for key, value in (
+        ("stride", 0),
+        ("threshold", 1.5),
+        ("window_floor", 0),
+        ("min_cells", 0),
+        ("stride", 2.5),
+        ("tiling", "tiles"),
+        ("context.core", 0),
+        ("context.margin", -8),
+    ):
+        cfg = OmegaConf.merge(detect_cfg, {})
+        OmegaConf.update(cfg, f"detect.{key}", value)
         with pytest.raises(ConfigError, match=f"detect.{key}"):
             settings(cfg)
     for key, value in (

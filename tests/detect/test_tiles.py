@@ -137,3 +137,75 @@ def test_stitch_sees_only_power_of_two_batches_after_the_full_ones():
 
     stitch(np.ones((3, 200, 200), np.float32), np.ones((3, 200, 200), bool), record, stride=32, batch_size=16)
     assert sum(seen) == 3 * 6 * 6 and set(seen) <= {16, 8, 4, 2, 1} and seen == sorted(seen, reverse=True)
+
+
+# --- tiling: context (a fully convolutional pass cut into windows) ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_net():
+    """The demo architecture with every residual branch switched on (its BN scales are zero-initialised, which would
+    make the network's reach shorter than a trained one's), in eval mode, one torch thread."""
+    import torch
+
+    from no2hotspots.config import compose
+    from no2hotspots.model.net import build_model
+
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    net = build_model(compose(["model=demo"]).model)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.running_mean.uniform_(-0.1, 0.1)
+    yield net.eval()
+    torch.set_num_threads(n_threads)
+
+
+def _net_predictor(net):
+    import torch
+
+    def predict(no2, valid):
+        x = torch.stack([torch.as_tensor(np.where(valid, no2, 0.0)), torch.as_tensor(valid, dtype=torch.float32)], 1)
+        with torch.inference_mode():
+            return net(x.float()).numpy()
+
+    return predict
+
+
+def test_context_pass_equals_one_pass_over_the_whole_field_whatever_the_cut(demo_net):
+    """With a margin >= the receptive field, every cut of the field gives the map of ONE pass over the whole field
+    (extended by ``margin`` invalid cells on every side, like cloud): no seams, no stride, no dependence on the cut."""
+    from no2hotspots.detect.tiles import context_stitch, receptive_radius
+
+    radius = receptive_radius(demo_net)
+    assert 16 <= radius <= 48, radius  # the demo network reaches ~40 cells (measured on the trained model: 40)
+    no2, valid = _field((2, 150, 203), seed=3)
+    no2 = no2 * 5e4  # order-1 inputs, like the scaled ones
+    predict = _net_predictor(demo_net)
+    pad = ((0, 0), (48, 48 + 152 - 150), (48, 48 + 208 - 203))  # 48 invalid cells round, sides to multiples of 8
+    whole = predict(np.pad(np.where(valid, no2, 0.0), pad), np.pad(valid, pad))[:, 48 : 48 + 150, 48 : 48 + 203]
+    for core in (64, 128):
+        out, counts = context_stitch(no2, valid, predict, core=core, margin=48, alignment=8, batch_size=3)
+        assert out.shape == no2.shape and counts["tiles_run"] > 0
+        np.testing.assert_allclose(out, whole, atol=2e-5)
+    # a margin short of the receptive field does depend on the cut
+    short, _ = context_stitch(no2, valid, predict, core=64, margin=8, alignment=8)
+    assert np.nanmax(np.abs(short - whole)) > 1e-3
+
+
+def test_context_pass_checks_its_cut_and_skips_empty_windows(demo_net):
+    from no2hotspots.detect.tiles import context_stitch
+
+    predict = _net_predictor(demo_net)
+    no2 = np.ones((200, 70), np.float32)
+    valid = np.zeros_like(no2, bool)
+    valid[50:60, :10] = True  # in the first window's core and in the second's margin: both run
+    out, counts = context_stitch(no2, valid, predict, core=64, margin=16, alignment=8)
+    assert counts == {"tiles_total": 8, "tiles_run": 2, "tiles_skipped_empty": 6}
+    assert np.isfinite(out[:128, :64]).all() and np.isnan(out[128:]).all() and np.isnan(out[:, 64:]).all()
+    for bad in ({"core": 60}, {"margin": 20}, {"core": 0}):
+        with pytest.raises(ValueError, match="multiple of the model's alignment"):
+            context_stitch(no2, valid, predict, **{"core": 64, "margin": 16, "alignment": 8, **bad})

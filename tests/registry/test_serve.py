@@ -121,16 +121,19 @@ def test_param_defaults_are_the_detect_stage_defaults():
     from no2hotspots.config import compose
 
     detect = compose().detect
-    flat = {**{k: v for k, v in detect.items() if k != "peaks"}, **detect.peaks}
+    flat = {**{k: v for k, v in detect.items() if k not in ("peaks", "context")}, **detect.peaks}
+    flat.update({f"context_{k}": v for k, v in detect.context.items()})
     shared = [k for k in PARAM_DEFAULTS if k in flat]
     assert set(shared) >= {"threshold", "stride", "window_floor", "coverage_min", "min_cells", "mask_invalid"}
     assert set(shared) >= {"prominence", "min_separation_px", "batch_size", "max_resolution_ratio"}
+    assert set(shared) >= {"tiling", "context_core", "context_margin"}
     assert {k: PARAM_DEFAULTS[k] for k in shared} == {k: flat[k] for k in shared}
 
 
-def test_posted_grid_gives_the_detect_stage_numbers(matimba_overpass, seeded_model_dir, tmp_path):
+@pytest.mark.parametrize("tiling", ["blend", "context"])
+def test_posted_grid_gives_the_detect_stage_numbers(matimba_overpass, seeded_model_dir, tmp_path, tiling):
     """The whole Matimba grid posted cell by cell, or only its observed cells, gives exactly the stage's map and
-    hotspots; a cell the request leaves out is unobserved."""
+    hotspots (either tiling); a cell the request leaves out is unobserved."""
     from no2hotspots.contracts.grid import open_overpass
     from no2hotspots.registry.load import from_dir
 
@@ -138,18 +141,18 @@ def test_posted_grid_gives_the_detect_stage_numbers(matimba_overpass, seeded_mod
     loaded = from_dir(seeded_model_dir)
     ds = open_overpass(matimba_overpass)
     ny, nx = ds.sizes["lat"], ds.sizes["lon"]
-    _, first = stage_detection(loaded, matimba_overpass, tmp_path / "u0")
+    _, first = stage_detection(loaded, matimba_overpass, tmp_path / "u0", tiling=tiling)
     threshold = tie_free_threshold(first["relative_emission"].values)
-    result, det = stage_detection(loaded, matimba_overpass, tmp_path / "u1", threshold=threshold)
+    result, det = stage_detection(loaded, matimba_overpass, tmp_path / "u1", threshold=threshold, tiling=tiling)
 
-    answer = predict_frame(loaded, grid_frame(ds), {"threshold": threshold})
+    answer = predict_frame(loaded, grid_frame(ds), {"threshold": threshold, "tiling": tiling})
     assert_same_detection(answer, result, det, ny, nx)
     assert answer["params"]["threshold"] == threshold and answer["overpasses"][0]["n_lat"] == ny
     assert json.loads(json.dumps(answer, allow_nan=False)) == answer  # plain JSON: no NaN anywhere
 
     observed = grid_frame(ds, "matimba", only_valid=True)
     assert 0 < len(observed) < ny * nx
-    sparse = predict_frame(loaded, observed, {"threshold": threshold})
+    sparse = predict_frame(loaded, observed, {"threshold": threshold, "tiling": tiling})
     assert sparse["hotspots"] == [{**h, "overpass": "matimba"} for h in answer["hotspots"]]
     i = np.rint((observed["lat"].to_numpy() - float(ds["lat"][0])) / 0.05).astype(int)
     j = np.rint((observed["lon"].to_numpy() - float(ds["lon"][0])) / 0.05).astype(int)
@@ -182,6 +185,8 @@ def test_two_overpasses_in_one_request_are_detected_separately(matimba_overpass,
         (lambda df: df.assign(flux=1.0), {}, "'flux'"),
         (lambda df: df, {"threshold": 1.5}, "params.threshold"),
         (lambda df: df, {"stride": 100}, "params.stride"),
+        (lambda df: df, {"tiling": "tiles"}, "params.tiling"),
+        (lambda df: df, {"context_margin": 2.5}, "params.context_margin"),
         (lambda df: df.assign(lat=df["lat"] * 4 + 70, lon=df["lon"] * 4 - 90), {}, "params.max_resolution_ratio"),
     ],
 )

@@ -12,12 +12,15 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from ..errors import UserError
 from . import grid as gridmod
 from .hotspots import find_hotspots
-from .tiles import model_predictor, stitch
+from .tiles import context_stitch, model_predictor, receptive_radius, stitch
 
 #: the settings :func:`detect_field` reads (the ``detect.*`` keys of the same names)
 FIELD_SETTINGS = (
+    "tiling",
+    "context",
     "stride",
     "batch_size",
     "window_floor",
@@ -42,16 +45,44 @@ def detect_field(ds: xr.Dataset, loaded, s: dict[str, Any], *, desc: str = "dete
     valid = gridmod.valid_mask(ds, float(s["coverage_min"]))
     no2 = np.where(valid, ds["no2"].values, np.nan).astype(np.float32)
     predict = model_predictor(loaded.net, float(meta["input_scale"]), device=str(s.get("device", "cpu")))
-    rel, counts = stitch(
-        no2,
-        valid,
-        predict,
-        tile=int(meta.get("tile_size", 64)),
-        stride=int(s["stride"]),
-        batch_size=int(s["batch_size"]),
-        window_floor=float(s["window_floor"]),
-        desc=desc,
-    )
+    if s.get("tiling", "blend") == "context":
+        net = loaded.net
+        if not getattr(net, "fully_convolutional", False):
+            raise UserError(
+                f"detect.tiling: context needs a fully convolutional model (ShuffleHead); this one's head is "
+                f"{type(getattr(net, 'head', net)).__name__}: use tiling=blend"
+            )
+        c, align = s["context"], int(net.alignment)
+        for k in ("core", "margin"):
+            if int(c[k]) % align:
+                raise UserError(f"detect.context.{k}: must be a multiple of the model's alignment {align} (got {c[k]})")
+        radius = receptive_radius(net)
+        if int(c["margin"]) < radius:
+            raise UserError(
+                f"detect.context.margin: {c['margin']} cells is less than the model's receptive radius {radius}: "
+                f"the map would depend on where the field is cut"
+            )
+        rel, counts = context_stitch(
+            no2,
+            valid,
+            predict,
+            core=int(c["core"]),
+            margin=int(c["margin"]),
+            alignment=align,
+            batch_size=max(1, int(s["batch_size"]) // 4),
+            desc=desc,
+        )
+    else:
+        rel, counts = stitch(
+            no2,
+            valid,
+            predict,
+            tile=int(meta.get("tile_size", 64)),
+            stride=int(s["stride"]),
+            batch_size=int(s["batch_size"]),
+            window_floor=float(s["window_floor"]),
+            desc=desc,
+        )
     if s["mask_invalid"]:
         rel = np.where(valid, rel, np.nan).astype(np.float32)
     rows, ids = find_hotspots(

@@ -39,6 +39,11 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
     d = "detect."
     s = {
         "model_uri": require(cfg, d + "model_uri", lambda v: isinstance(v, str) and v, "must be a model URI"),
+        "tiling": require(cfg, d + "tiling", lambda v: v in ("blend", "context"), "must be blend or context"),
+        "context": {
+            "core": require_int(cfg, d + "context.core", 8),
+            "margin": require_int(cfg, d + "context.margin", 0),
+        },
         "stride": require_int(cfg, d + "stride", 1),
         "batch_size": require_int(cfg, d + "batch_size", 1),
         "num_threads": require_int(cfg, d + "num_threads", 1),
@@ -176,6 +181,7 @@ def detect_collection(
                 "no2hotspots.contracts.detections",
             ),
             **{k: s[k] for k in ("stride", "window_floor", "threshold", "min_cells", "coverage_min", "mask_invalid")},
+            **({"tiling": "context", "context": s["context"]} if s["tiling"] == "context" else {}),
             "peaks": s["peaks"],
         }
     )

@@ -127,6 +127,88 @@ def stitch(
     return (out[0] if squeeze else out), counts
 
 
+def context_stitch(
+    no2: np.ndarray,
+    valid: np.ndarray,
+    predict: Predictor,
+    *,
+    core: int = 128,
+    margin: int = 48,
+    alignment: int = 8,
+    batch_size: int = 16,
+    desc: str = "detect",
+) -> tuple[np.ndarray, dict]:
+    """The whole field through a fully convolutional model, window by window, without seams or blending.
+
+    The grid is cut into ``core x core`` blocks at multiples of ``core``; each goes to the model with ``margin``
+    cells of its surroundings on every side (outside the grid: invalid input, as under clouds) and only its core is
+    kept. When ``margin`` covers the network's receptive field the result equals ONE pass over the whole field, so it
+    does not depend on any tiling (there is no stride), and every cell sees its full surroundings instead of sitting
+    near some tile's border. ``core`` and ``margin`` must be multiples of ``alignment`` (the network's stem factor x
+    2 per pooling) so every window lines up with the grid's origin the same way. Windows whose input has no valid
+    cell are not run (their cores are NaN). Same inputs and outputs as :func:`stitch`.
+    """
+    no2 = np.asarray(no2, dtype=np.float32)
+    valid = np.asarray(valid, dtype=bool)
+    squeeze = no2.ndim == 2
+    if squeeze:
+        no2, valid = no2[None], valid[None]
+    if no2.shape != valid.shape or no2.ndim != 3:
+        raise ValueError(f"no2 {no2.shape} and valid {valid.shape} must both be (time, lat, lon)")
+    for name, v in (("core", core), ("margin", margin)):
+        if v < 0 or v % alignment or (name == "core" and v == 0):
+            raise ValueError(f"{name} {v} must be a positive multiple of the model's alignment {alignment}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    nt, ny, nx = no2.shape
+    valid = valid & np.isfinite(no2)
+    rows, cols = range(0, ny, core), range(0, nx, core)
+    py, px = len(rows) * core - ny, len(cols) * core - nx
+    pad = ((0, 0), (margin, margin + py), (margin, margin + px))
+    no2p = np.pad(np.where(valid, no2, np.nan), pad, constant_values=np.nan)
+    validp = np.pad(valid, pad, constant_values=False)
+    out = np.full((nt, ny + py, nx + px), np.nan, dtype=np.float32)
+    win = core + 2 * margin
+    todo = [(t, r, c) for t in range(nt) for r in rows for c in cols]
+    jobs = [(t, r, c) for (t, r, c) in todo if validp[t, r : r + win, c : c + win].any()]
+    counts = {"tiles_total": len(todo), "tiles_run": len(jobs), "tiles_skipped_empty": len(todo) - len(jobs)}
+    with tqdm(total=len(jobs), desc=desc, unit="window", disable=progress_disabled(), leave=False) as bar:
+        for b0, b1 in batch_bounds(len(jobs), batch_size):
+            batch = jobs[b0:b1]
+            x = np.stack([no2p[t, r : r + win, c : c + win] for t, r, c in batch])
+            m = np.stack([validp[t, r : r + win, c : c + win] for t, r, c in batch])
+            y = np.asarray(predict(x, m), dtype=np.float32).reshape(len(batch), win, win)
+            for (t, r, c), yi in zip(batch, y):
+                out[t, r : r + core, c : c + core] = yi[margin : margin + core, margin : margin + core]
+            bar.update(len(batch))
+    out = out[:, :ny, :nx]
+    return (out[0] if squeeze else out), counts
+
+
+def receptive_radius(net, *, size: int = 192, seed: int = 0) -> int:
+    """How far (cells, Chebyshev) a change of one input cell moves ``net``'s output: an impulse on a random field of
+    ``size`` x ``size``. Measured once per network (cached on it); ``size // 2`` means at least that far."""
+    cached = getattr(net, "_receptive_radius", None)
+    if cached is not None:
+        return int(cached)
+    import torch
+
+    rng = np.random.default_rng(seed)
+    x = torch.ones(1, 2, size, size)
+    x[0, 0] = torch.as_tensor(rng.normal(1.0, 0.3, (size, size)), dtype=torch.float32)
+    c = size // 2
+    net = net.eval()
+    x = x.to(next(net.parameters()).device)
+    with torch.inference_mode():
+        y0 = net(x)[0].float()
+        x[0, 0, c, c] += 5.0
+        d = (net(x)[0].float() - y0).abs().cpu().numpy()
+    ii, jj = np.nonzero(d > 1e-7)
+    radius = int(max(np.abs(ii - c).max(initial=0), np.abs(jj - c).max(initial=0)))
+    net._receptive_radius = radius
+    return radius
+
+
 def model_predictor(net, input_scale: float, *, device: str = "cpu") -> Predictor:
     """A :data:`Predictor` running ``net`` on the training input (:func:`no2hotspots.model.inputs.prepare_input`).
 

@@ -144,7 +144,11 @@ class ShuffleHead(nn.Module):
     stage's (unpooled) output as a skip connection, mixed by conv3x3-BN-ReLU, then dropout and a 1x1 conv give
     ``up*up`` channels that a pixel shuffle turns into the full-resolution (N, tile, tile) map, through a sigmoid.
     Translation-equivariant, so it learns "where" from every scene instead of per output pixel as an FC layer must.
+    Fully convolutional: it maps any input whose sides are multiples of the network's alignment (stem factor x
+    2^pools) to a map of the same size, which detection's ``tiling: context`` uses.
     """
+
+    fully_convolutional = True
 
     def __init__(
         self,
@@ -175,4 +179,4 @@ class ShuffleHead(nn.Module):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
         z = self.relu(self.bn(self.mix(torch.cat([x, skip], dim=1))))
         z = self.shuffle(self.out(self.dropout(z)))
-        return torch.sigmoid(z).view(-1, self.tile, self.tile)
+        return torch.sigmoid(z)[:, 0]  # (N, H, W): H = W = tile in training; any multiple of the alignment works

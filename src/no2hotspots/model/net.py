@@ -57,6 +57,8 @@ class HotspotNet(nn.Module):
             modules.append(Stage(in_ch, int(w), int(n), bool(p)))
             in_ch, res = int(w), (res // 2 if p else res)
         self.stages = nn.ModuleList(modules)
+        #: input sides must be multiples of this for the map to line up with the input (stem x 2 per pooling)
+        self.alignment = self.stem.factor * 2 ** sum(bool(p) for p in pool)
         self.head = head(
             deep_ch=in_ch, deep_res=res, skip_ch=int(widths[0]), up=self.stem.factor, tile=tile_size, dropout=dropout
         )
@@ -67,6 +69,11 @@ class HotspotNet(nn.Module):
         for m in self.modules():
             if isinstance(m, ResidualBlock):
                 nn.init.zeros_(m.bn2.weight)
+
+    @property
+    def fully_convolutional(self) -> bool:
+        """True when the network maps inputs of any (aligned) size, not only tile x tile (the head decides)."""
+        return bool(getattr(self.head, "fully_convolutional", False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(self.attention(x))

@@ -98,7 +98,7 @@ def model_signature(example, output):
             ColSpec("string", "overpass", required=False),
         ]
     )
-    kinds = {bool: "boolean", int: "long", float: "double"}
+    kinds = {bool: "boolean", int: "long", float: "double", str: "string"}
     params = ParamSchema([ParamSpec(k, kinds[type(v)], v) for k, v in PARAM_DEFAULTS.items()])
     try:
         from mlflow.types.utils import _infer_schema

@@ -13,7 +13,8 @@ Input: a table with one row per grid cell (``dataframe_split`` or ``dataframe_re
   cells with coverage 0 (or below the param ``coverage_min``) are invalid; default 1 where ``no2`` is finite;
 - ``overpass``, optional: a label; rows with different labels are separate overpasses, detected separately.
 
-Params (all optional; defaults = the ``detect`` stage's, :data:`PARAM_DEFAULTS`): ``threshold``, ``stride``,
+Params (all optional; defaults = the ``detect`` stage's, :data:`PARAM_DEFAULTS`): ``threshold``, ``tiling``
+(``blend`` | ``context``, with ``context_core`` and ``context_margin``: ``detect.context.*``), ``stride``,
 ``window_floor``, ``coverage_min``, ``min_cells``, ``prominence`` and ``min_separation_px`` (``detect.peaks.*``:
 when one region holds several peaks), ``mask_invalid``, ``batch_size``, ``resolution_deg``, ``max_resolution_ratio``.
 
@@ -38,6 +39,9 @@ from ..errors import UserError
 #: the request params and their defaults (the ``detect`` stage's defaults; a test keeps them equal to conf/detect/)
 PARAM_DEFAULTS: dict[str, Any] = {
     "threshold": 0.2,
+    "tiling": "blend",
+    "context_core": 128,
+    "context_margin": 48,
     "stride": 32,
     "window_floor": 0.1,
     "coverage_min": 0.0,
@@ -96,6 +100,13 @@ def settings(params: dict | None) -> dict[str, Any]:
         v = s[k]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
             raise ServingInputError(f"params.{k}: {problem} (got {v!r})")
+    for k in ("context_core", "context_margin"):
+        v = s[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or not 0 <= v <= 1024:
+            raise ServingInputError(f"params.{k}: must be an integer in 0..1024 (got {v!r})")
+        s[k] = int(v)
+    if s["tiling"] not in ("blend", "context"):
+        raise ServingInputError(f"params.tiling: must be blend or context (got {s['tiling']!r})")
     if not isinstance(s["mask_invalid"], bool):
         raise ServingInputError(f"params.mask_invalid: must be true or false (got {s['mask_invalid']!r})")
     for k in ("stride", "min_cells", "batch_size", "min_separation_px"):
@@ -107,7 +118,12 @@ def settings(params: dict | None) -> dict[str, Any]:
 
 def _field_settings(s: dict) -> dict:
     """The request settings in the layout of the detect stage's (``detect.run.settings``)."""
-    return {**s, "device": "cpu", "peaks": {"prominence": s["prominence"], "min_separation_px": s["min_separation_px"]}}
+    return {
+        **s,
+        "device": "cpu",
+        "peaks": {"prominence": s["prominence"], "min_separation_px": s["min_separation_px"]},
+        "context": {"core": s["context_core"], "margin": s["context_margin"]},
+    }
 
 
 def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
