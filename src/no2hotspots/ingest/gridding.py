@@ -147,13 +147,9 @@ def _cell_overlaps(u, v, ix0, iy0, idx, cx: int, cy: int) -> np.ndarray:
     return (G[1:, 1:] - G[:-1, 1:] - G[1:, :-1] + G[:-1, :-1]) * np.sign(ed.area)
 
 
-def overlap_weights(grid: Grid, lon_bounds: np.ndarray, lat_bounds: np.ndarray, max_cells: int = 64):
-    """Exact overlap areas of pixel footprints with grid cells.
-
-    Returns ``(pixel, cell, weight)``: pixel index, flat cell index (lat-major, ``j * nlon + i``) and overlap area
-    in units of one cell area, for every (pixel, cell) pair with a positive overlap inside the grid. Pixels that
-    span more than ``max_cells`` cells along an axis, cross the antimeridian, or have zero area are skipped.
-    """
+def _overlap_chunks(grid: Grid, lon_bounds: np.ndarray, lat_bounds: np.ndarray, max_cells: int = 64):
+    """The (pixel, cell, weight) triples of :func:`overlap_weights`, yielded per block of at most ``CHUNK`` pixels
+    that span the same number of cells (a block's pixels are consecutive in the granule, so its cells are close)."""
     u = (np.asarray(lon_bounds, np.float64) - grid.west) / grid.res
     v = (np.asarray(lat_bounds, np.float64) - grid.south) / grid.res
     umin, umax = u.min(axis=1), u.max(axis=1)
@@ -172,29 +168,36 @@ def overlap_weights(grid: Grid, lon_bounds: np.ndarray, lat_bounds: np.ndarray, 
         )
     keep = np.nonzero(inside & ~too_big)[0]
     if keep.size == 0:
-        e = np.empty(0, np.int64)
-        return e, e, np.empty(0, np.float64)
+        return
     key = kx[keep] * (max_cells + 1) + ky[keep]
     order = np.argsort(key, kind="stable")
     keep, key = keep[order], key[order]
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     ends = np.r_[starts[1:], key.size]
-
-    out_p, out_c, out_w = [], [], []
     for s, e in zip(starts, ends):
-        idx = keep[s:e]
-        cx, cy = int(kx[idx[0]]), int(ky[idx[0]])
+        cx, cy = int(kx[keep[s]]), int(ky[keep[s]])
         # per pixel the same arithmetic in any chunking: chunks keep the temporaries in the core's cache
-        W = np.concatenate(
-            [_cell_overlaps(u, v, ix0, iy0, idx[k : k + CHUNK], cx, cy) for k in range(0, idx.size, CHUNK)], axis=2
-        )
-        ii = ix0[idx][None, None, :] + np.arange(cx)[:, None, None]
-        jj = iy0[idx][None, None, :] + np.arange(cy)[None, :, None]
-        ok = (W > 0) & (ii >= 0) & (ii < grid.nlon) & (jj >= 0) & (jj < grid.nlat)
-        out_p.append(np.broadcast_to(idx[None, None, :], W.shape)[ok])
-        out_c.append((jj * grid.nlon + ii)[ok])
-        out_w.append(W[ok])
-    return np.concatenate(out_p), np.concatenate(out_c), np.concatenate(out_w)
+        for k in range(s, e, CHUNK):
+            idx = keep[k : min(k + CHUNK, e)]
+            W = _cell_overlaps(u, v, ix0, iy0, idx, cx, cy)
+            ii = ix0[idx][None, None, :] + np.arange(cx)[:, None, None]
+            jj = iy0[idx][None, None, :] + np.arange(cy)[None, :, None]
+            ok = (W > 0) & (ii >= 0) & (ii < grid.nlon) & (jj >= 0) & (jj < grid.nlat)
+            yield np.broadcast_to(idx[None, None, :], W.shape)[ok], (jj * grid.nlon + ii)[ok], W[ok]
+
+
+def overlap_weights(grid: Grid, lon_bounds: np.ndarray, lat_bounds: np.ndarray, max_cells: int = 64):
+    """Exact overlap areas of pixel footprints with grid cells.
+
+    Returns ``(pixel, cell, weight)``: pixel index, flat cell index (lat-major, ``j * nlon + i``) and overlap area
+    in units of one cell area, for every (pixel, cell) pair with a positive overlap inside the grid. Pixels that
+    span more than ``max_cells`` cells along an axis, cross the antimeridian, or have zero area are skipped.
+    """
+    parts = list(_overlap_chunks(grid, lon_bounds, lat_bounds, max_cells))
+    if not parts:
+        e = np.empty(0, np.int64)
+        return e, e, np.empty(0, np.float64)
+    return tuple(np.concatenate(x) for x in zip(*parts))
 
 
 @dataclass
@@ -208,14 +211,21 @@ class Gridded:
 
 
 def grid_overpass(grid: Grid, lon_bounds, lat_bounds, no2, precision, max_cells: int = 64) -> Gridded:
-    """Area-weighted mean, propagated precision and coverage of one overpass's valid pixels on ``grid``."""
-    p, c, w = overlap_weights(grid, lon_bounds, lat_bounds, max_cells)
+    """Area-weighted mean, propagated precision and coverage of one overpass's valid pixels on ``grid``.
+
+    The sums are accumulated block by block of pixels (:func:`_overlap_chunks`) over the cells the block touches, so
+    the memory beyond the grid's own arrays is one block's, whatever the granule's size (collecting every
+    (pixel, cell) pair of a china_year granule first took ~80 MB more at the peak than a small granule's)."""
     ncell = grid.nlat * grid.nlon
     no2 = np.asarray(no2, np.float64)
     prec = np.asarray(precision, np.float64)
-    sw = np.bincount(c, weights=w, minlength=ncell)
-    swc = np.bincount(c, weights=w * no2[p], minlength=ncell)
-    sws = np.bincount(c, weights=(w * prec[p]) ** 2, minlength=ncell)
+    sw, swc, sws = np.zeros(ncell), np.zeros(ncell), np.zeros(ncell)
+    for p, c, w in _overlap_chunks(grid, lon_bounds, lat_bounds, max_cells):
+        c0 = int(c.min())
+        cl, n = c - c0, int(c.max()) - c0 + 1
+        sw[c0 : c0 + n] += np.bincount(cl, weights=w, minlength=n)
+        swc[c0 : c0 + n] += np.bincount(cl, weights=w * no2[p], minlength=n)
+        sws[c0 : c0 + n] += np.bincount(cl, weights=(w * prec[p]) ** 2, minlength=n)
     with np.errstate(invalid="ignore", divide="ignore"):
         has = sw > 0
         mean = np.where(has, swc / np.where(has, sw, 1.0), np.nan)
