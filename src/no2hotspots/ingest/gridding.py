@@ -129,6 +129,9 @@ class _Edges:
 #: L2 cache; whole groups (up to ~60,000 pixels of a TROPOMI granule) spill to memory, and two workers on one box
 #: then slow each other down
 CHUNK = 4096
+#: (pixel, cell) pairs gathered before they are summed into the grid (~2.4 MB): bounds the memory whatever the
+#: granule's size, and keeps the number of sums over the grid small
+FLUSH_PAIRS = 100_000
 
 
 def _cell_overlaps(u, v, ix0, iy0, idx, cx: int, cy: int) -> np.ndarray:
@@ -220,12 +223,26 @@ def grid_overpass(grid: Grid, lon_bounds, lat_bounds, no2, precision, max_cells:
     no2 = np.asarray(no2, np.float64)
     prec = np.asarray(precision, np.float64)
     sw, swc, sws = np.zeros(ncell), np.zeros(ncell), np.zeros(ncell)
-    for p, c, w in _overlap_chunks(grid, lon_bounds, lat_bounds, max_cells):
+    buf: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def flush():
+        p, c, w = (np.concatenate(x) for x in zip(*buf))
+        buf.clear()
         c0 = int(c.min())
         cl, n = c - c0, int(c.max()) - c0 + 1
         sw[c0 : c0 + n] += np.bincount(cl, weights=w, minlength=n)
         swc[c0 : c0 + n] += np.bincount(cl, weights=w * no2[p], minlength=n)
         sws[c0 : c0 + n] += np.bincount(cl, weights=(w * prec[p]) ** 2, minlength=n)
+
+    held = 0
+    for part in _overlap_chunks(grid, lon_bounds, lat_bounds, max_cells):
+        buf.append(part)
+        held += part[0].size
+        if held >= FLUSH_PAIRS:
+            flush()
+            held = 0
+    if buf:
+        flush()
     with np.errstate(invalid="ignore", divide="ignore"):
         has = sw > 0
         mean = np.where(has, swc / np.where(has, sw, 1.0), np.nan)
