@@ -25,10 +25,8 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +34,8 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+
+from composite_rule import stage  # noqa: E402  (benchmarks/ is on sys.path: the script's folder)
 
 from no2hotspots.evaluate.geo import EARTH_RADIUS_KM, PointIndex  # noqa: E402
 
@@ -58,17 +58,6 @@ VARIANTS = {
     "shifted": ("shifted", []),
     "res0625": ("g0625", []),
 }
-
-
-def stage(name: str, overrides: list[str], log: Path) -> float:
-    t0 = time.perf_counter()
-    with open(log, "a") as f:
-        rc = subprocess.run(
-            [sys.executable, "-m", "no2hotspots", name, *overrides], cwd=REPO, stdout=f, stderr=subprocess.STDOUT
-        ).returncode
-    if rc:
-        raise SystemExit(f"{name} failed (rc {rc}); see {log}")
-    return time.perf_counter() - t0
 
 
 def matched(table: pd.DataFrame, src: pd.DataFrame, index: PointIndex, match_km: float) -> pd.DataFrame:

@@ -70,6 +70,38 @@ def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
     return bounds
 
 
+def _time_fields(no2, valid) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``no2`` (float32) and ``valid`` (bool) as ``(time, ny, nx)``, and whether they came as one ``(ny, nx)`` field."""
+    no2 = np.asarray(no2, dtype=np.float32)
+    valid = np.asarray(valid, dtype=bool)
+    squeeze = no2.ndim == 2
+    if squeeze:
+        no2, valid = no2[None], valid[None]
+    if no2.shape != valid.shape or no2.ndim != 3:
+        raise ValueError(f"no2 {no2.shape} and valid {valid.shape} must both be (time, lat, lon)")
+    return no2, valid, squeeze
+
+
+def _window_jobs(validp: np.ndarray, rows, cols, win: int) -> tuple[list, dict]:
+    """The ``(t, row, col)`` windows of ``win`` x ``win`` cells that hold a valid cell, and the counts of run and
+    skipped windows (``tiles_*``)."""
+    todo = [(t, r, c) for t in range(validp.shape[0]) for r in rows for c in cols]
+    jobs = [(t, r, c) for (t, r, c) in todo if validp[t, r : r + win, c : c + win].any()]
+    return jobs, {"tiles_total": len(todo), "tiles_run": len(jobs), "tiles_skipped_empty": len(todo) - len(jobs)}
+
+
+def _predict_windows(no2p, validp, jobs, win: int, predict: Predictor, batch_size: int, desc: str, unit: str):
+    """``((t, row, col), output)`` for every window of ``jobs``, predicted in :func:`batch_bounds` batches."""
+    with tqdm(total=len(jobs), desc=desc, unit=unit, disable=progress_disabled(), leave=False) as bar:
+        for b0, b1 in batch_bounds(len(jobs), batch_size):
+            batch = jobs[b0:b1]
+            x = np.stack([no2p[t, r : r + win, c : c + win] for t, r, c in batch])
+            m = np.stack([validp[t, r : r + win, c : c + win] for t, r, c in batch])
+            y = np.asarray(predict(x, m), dtype=np.float32).reshape(len(batch), win, win)
+            yield from zip(batch, y)
+            bar.update(len(batch))
+
+
 def stitch(
     no2: np.ndarray,
     valid: np.ndarray,
@@ -87,16 +119,10 @@ def stitch(
     Tiles without a single valid cell are not run; cells covered only by such tiles are NaN in the result.
     Returns the stitched ``(time, ny, nx)`` float32 map and a small dict of counts (tiles run / skipped).
     """
-    no2 = np.asarray(no2, dtype=np.float32)
-    valid = np.asarray(valid, dtype=bool)
-    squeeze = no2.ndim == 2
-    if squeeze:
-        no2, valid = no2[None], valid[None]
-    if no2.shape != valid.shape or no2.ndim != 3:
-        raise ValueError(f"no2 {no2.shape} and valid {valid.shape} must both be (time, lat, lon)")
+    no2, valid, squeeze = _time_fields(no2, valid)
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
-    nt, ny, nx = no2.shape
+    ny, nx = no2.shape[1:]
     valid = valid & np.isfinite(no2)
     # pad to at least one tile (padding = invalid input)
     py, px = max(tile - ny, 0), max(tile - nx, 0)
@@ -107,20 +133,10 @@ def stitch(
 
     acc = np.zeros(validp.shape, dtype=np.float32)  # float32: ~7 digits are plenty for a 0..1 map
     wsum = np.zeros(validp.shape, dtype=np.float32)
-    todo = [(t, r, c) for t in range(nt) for r in rows for c in cols]
-    jobs = [(t, r, c) for (t, r, c) in todo if validp[t, r : r + tile, c : c + tile].any()]
-    counts = {"tiles_total": len(todo), "tiles_run": len(jobs), "tiles_skipped_empty": len(todo) - len(jobs)}
-
-    with tqdm(total=len(jobs), desc=desc, unit="tile", disable=progress_disabled(), leave=False) as bar:
-        for b0, b1 in batch_bounds(len(jobs), batch_size):
-            batch = jobs[b0:b1]
-            x = np.stack([no2p[t, r : r + tile, c : c + tile] for t, r, c in batch])
-            m = np.stack([validp[t, r : r + tile, c : c + tile] for t, r, c in batch])
-            y = np.asarray(predict(x, m), dtype=np.float32).reshape(len(batch), tile, tile)
-            for (t, r, c), yi in zip(batch, y):
-                acc[t, r : r + tile, c : c + tile] += window * yi
-                wsum[t, r : r + tile, c : c + tile] += window
-            bar.update(len(batch))
+    jobs, counts = _window_jobs(validp, rows, cols, tile)
+    for (t, r, c), yi in _predict_windows(no2p, validp, jobs, tile, predict, batch_size, desc, "tile"):
+        acc[t, r : r + tile, c : c + tile] += window * yi
+        wsum[t, r : r + tile, c : c + tile] += window
 
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(wsum > 0, acc / wsum, np.nan)[:, :ny, :nx].astype(np.float32)
@@ -148,13 +164,7 @@ def context_stitch(
     2 per pooling) so every window lines up with the grid's origin the same way. Windows whose input has no valid
     cell are not run (their cores are NaN). Same inputs and outputs as :func:`stitch`.
     """
-    no2 = np.asarray(no2, dtype=np.float32)
-    valid = np.asarray(valid, dtype=bool)
-    squeeze = no2.ndim == 2
-    if squeeze:
-        no2, valid = no2[None], valid[None]
-    if no2.shape != valid.shape or no2.ndim != 3:
-        raise ValueError(f"no2 {no2.shape} and valid {valid.shape} must both be (time, lat, lon)")
+    no2, valid, squeeze = _time_fields(no2, valid)
     for name, v in (("core", core), ("margin", margin)):
         if v < 0 or v % alignment or (name == "core" and v == 0):
             raise ValueError(f"{name} {v} must be a positive multiple of the model's alignment {alignment}")
@@ -169,18 +179,9 @@ def context_stitch(
     validp = np.pad(valid, pad, constant_values=False)
     out = np.full((nt, ny + py, nx + px), np.nan, dtype=np.float32)
     win = core + 2 * margin
-    todo = [(t, r, c) for t in range(nt) for r in rows for c in cols]
-    jobs = [(t, r, c) for (t, r, c) in todo if validp[t, r : r + win, c : c + win].any()]
-    counts = {"tiles_total": len(todo), "tiles_run": len(jobs), "tiles_skipped_empty": len(todo) - len(jobs)}
-    with tqdm(total=len(jobs), desc=desc, unit="window", disable=progress_disabled(), leave=False) as bar:
-        for b0, b1 in batch_bounds(len(jobs), batch_size):
-            batch = jobs[b0:b1]
-            x = np.stack([no2p[t, r : r + win, c : c + win] for t, r, c in batch])
-            m = np.stack([validp[t, r : r + win, c : c + win] for t, r, c in batch])
-            y = np.asarray(predict(x, m), dtype=np.float32).reshape(len(batch), win, win)
-            for (t, r, c), yi in zip(batch, y):
-                out[t, r : r + core, c : c + core] = yi[margin : margin + core, margin : margin + core]
-            bar.update(len(batch))
+    jobs, counts = _window_jobs(validp, rows, cols, win)
+    for (t, r, c), yi in _predict_windows(no2p, validp, jobs, win, predict, batch_size, desc, "window"):
+        out[t, r : r + core, c : c + core] = yi[margin : margin + core, margin : margin + core]
     out = out[:, :ny, :nx]
     return (out[0] if squeeze else out), counts
 
