@@ -1,7 +1,7 @@
 """What a unit sees in a LocalCluster worker: Dask's statistical profiler off unless ``parallel.profile`` (it keeps
 1,000 s of samples per worker, so memory grows with the units done, and it slows the map), and xarray's NetCDF
 writes guarded by process-local locks, not a ``distributed.Lock`` round trip to the scheduler per variable; a unit's
-result released from its worker as soon as the caller has it."""
+result released from its worker as soon as the caller has it; the workers' glibc malloc settings."""
 
 from __future__ import annotations
 
@@ -69,3 +69,19 @@ def test_a_unit_result_leaves_its_worker_once_the_caller_has_it():
     cfg = compose(["parallel.scheduler=local", "parallel.n_workers=2", "parallel.min_units=1"])
     held = map_units(_results_held, list(range(40)), cfg)
     assert max(held) <= 4, held
+
+
+def _malloc_env(x: int) -> dict:
+    import os
+
+    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")}
+
+
+def test_workers_start_with_the_malloc_settings_that_keep_freed_buffers():
+    """Not Dask's MALLOC_TRIM_THRESHOLD_=65536 (every freed buffer returned and faulted in again per unit)."""
+    from no2hotspots.parallel import WORKER_MALLOC
+
+    cfg = compose(["parallel.scheduler=local", "parallel.n_workers=2", "parallel.min_units=1"])
+    seen = map_units(_malloc_env, [0, 1], cfg)
+    assert seen == [WORKER_MALLOC, WORKER_MALLOC]
+    assert int(WORKER_MALLOC["MALLOC_TRIM_THRESHOLD_"]) > 65536
