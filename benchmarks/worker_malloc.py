@@ -76,12 +76,6 @@ def one_map(stage: str, workers: int, cfg, root: Path, n: int) -> dict:
     }
 
 
-def median(values: list[float]) -> float:
-    v = sorted(values)
-    m = len(v) // 2
-    return v[m] if len(v) % 2 else round(0.5 * (v[m - 1] + v[m]), 3)
-
-
 def main(argv=None) -> int:
     global TUNED
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -120,14 +114,14 @@ def main(argv=None) -> int:
         use("tuned")
         shutil.rmtree(root, ignore_errors=True)
 
-    one = median([m["span_s"] for m in maps["in_process"]])
+    one = year._median([m["span_s"] for m in maps["in_process"]])
     summary = {}
     for setting, runs in maps.items():
-        span = median([m["span_s"] for m in runs])
+        span = year._median([m["span_s"] for m in runs])
         summary[setting] = {
             "span_s_each": [m["span_s"] for m in runs],
             "span_s_median": span,
-            "unit_cpu_thread_after_first_s_median": median([m["unit_cpu_thread_after_first_s"] for m in runs]),
+            "unit_cpu_thread_after_first_s_median": year._median([m["unit_cpu_thread_after_first_s"] for m in runs]),
             "peak_workers_rss_mb_max": max(m["peak_workers_rss_mb"] for m in runs),
             "speedup_over_in_process": round(one / span, 3) if setting != "in_process" else 1.0,
         }
@@ -140,7 +134,7 @@ def main(argv=None) -> int:
         "worker_malloc": TUNED,
         "settings": summary,
         "tuned_span_over_glibc_each": pairs,
-        "tuned_span_over_glibc_median": median(pairs),
+        "tuned_span_over_glibc_median": year._median(pairs),
         "maps": maps,
         "load_start": load0,
         "load_end": year.load(),
@@ -158,7 +152,7 @@ def main(argv=None) -> int:
             f"workers' peak RSS {s['peak_workers_rss_mb_max']} MB",
             file=sys.stderr,
         )
-    print(f"tuned / glibc span: {median(pairs)} (each {pairs})", file=sys.stderr)
+    print(f"tuned / glibc span: {year._median(pairs)} (each {pairs})", file=sys.stderr)
     return 0
 
 
