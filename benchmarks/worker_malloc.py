@@ -16,9 +16,7 @@ the ratio of the spans (the baseline, glibc's defaults, measured in the same run
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -47,32 +45,16 @@ def use(setting: str) -> None:
 
 
 def one_map(stage: str, workers: int, cfg, root: Path, n: int) -> dict:
-    from no2hotspots.parallel import map_units
-
-    fresh = root / "scaling" / f"{stage}_{workers}"
-    shutil.rmtree(fresh, ignore_errors=True)
-    fresh.mkdir(parents=True)
-    fn_path, tasks, shared = year.scaling_tasks(stage, cfg, root, n, fresh, None)
-    sampler = year.TreeSampler(os.getpid())
-    sampler.start()
-    try:
-        rows = map_units(
-            functools.partial(year.timed_unit, fn_path), tasks, cfg, desc=f"{stage} x{workers}", shared=shared
-        )
-    finally:
-        sampler.stop()
-    shutil.rmtree(fresh, ignore_errors=True)
-    if any(r["reused"] for r in rows):
-        raise RuntimeError("a unit was reused from a fresh unit folder")
-    st = year.steady(rows)
+    """``year.map_once`` with the workers' peak RSS, the figures this benchmark reports."""
+    m = year.map_once(stage, cfg, root, n, workers, None, sample_rss=True)
     return {
-        "workers": workers,
-        "units": len(rows),
-        "span_s": round(max(r["end"] for r in rows) - min(r["start"] for r in rows), 2),
-        "unit_cpu_thread_after_first_s": st.get("unit_cpu_thread_mean_after_first_s"),
-        "unit_wall_after_first_s": st.get("unit_wall_mean_after_first_s"),
-        "peak_workers_rss_mb": round(sampler.peak_others / year.MB, 1),
-        "load_after": year.load(),
+        "workers": m["workers"],
+        "units": m["units"],
+        "span_s": m["span_s"],
+        "unit_cpu_thread_after_first_s": m.get("unit_cpu_thread_mean_after_first_s"),
+        "unit_wall_after_first_s": m.get("unit_wall_mean_after_first_s"),
+        "peak_workers_rss_mb": m["peak_workers_rss_mb"],
+        "load_after": m["load_after"],
     }
 
 
