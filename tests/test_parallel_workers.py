@@ -1,7 +1,8 @@
 """What a unit sees in a LocalCluster worker: Dask's statistical profiler off unless ``parallel.profile`` (it keeps
 1,000 s of samples per worker, so memory grows with the units done, and it slows the map), and xarray's NetCDF
 writes guarded by process-local locks, not a ``distributed.Lock`` round trip to the scheduler per variable; a unit's
-result released from its worker as soon as the caller has it; the workers' glibc malloc settings."""
+result released from its worker as soon as the caller has it; the glibc malloc settings of workers and of maps in
+process."""
 
 from __future__ import annotations
 
@@ -38,9 +39,10 @@ def test_worker_profiler_follows_parallel_profile(profile, sampled):
     assert (min(counts) > 0) is sampled, counts
 
 
-def test_parallel_profile_must_be_a_boolean():
-    with pytest.raises(ConfigError, match="parallel.profile"):
-        settings(compose(["parallel.profile=sometimes"]))
+@pytest.mark.parametrize("key", ["profile", "tune_malloc"])
+def test_parallel_switches_must_be_booleans(key):
+    with pytest.raises(ConfigError, match=f"parallel.{key}"):
+        settings(compose([f"parallel.{key}=sometimes"]))
 
 
 def _xarray_write_lock_kind(x: int) -> str:
@@ -85,3 +87,61 @@ def test_workers_start_with_the_malloc_settings_that_keep_freed_buffers():
     seen = map_units(_malloc_env, [0, 1], cfg)
     assert seen == [WORKER_MALLOC, WORKER_MALLOC]
     assert int(WORKER_MALLOC["MALLOC_TRIM_THRESHOLD_"]) > 65536
+
+
+def test_workers_keep_glibc_defaults_with_tune_malloc_false():
+    """Neither our settings nor Dask's MALLOC_TRIM_THRESHOLD_=65536: glibc's own defaults."""
+    cfg = compose(
+        ["parallel.scheduler=local", "parallel.n_workers=2", "parallel.min_units=1", "parallel.tune_malloc=false"]
+    )
+    import os
+
+    blank = {"MALLOC_TRIM_THRESHOLD_": None, "MALLOC_MMAP_THRESHOLD_": None}
+    assert map_units(_malloc_env, [0, 1], cfg) == [blank, blank]
+    # and no earlier cluster's settings left in this process's environment (Dask's nannies write them there)
+    assert not {k for k in os.environ if k in blank}
+
+
+#: in a fresh process: map one unit in process, which allocates and touches 24 MiB and reports how many bytes glibc
+#: then holds in mmapped blocks beyond those before (mallinfo2.hblkhd): 0 when the buffer came from the heap
+_IN_PROCESS = """
+import ctypes, sys
+import numpy as np
+from no2hotspots.config import compose
+from no2hotspots.parallel import map_units
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(k, ctypes.c_size_t) for k in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+info = ctypes.CDLL(None).mallinfo2
+info.restype = MallInfo2
+
+def unit(x):
+    before = info().hblkhd
+    a = np.ones(24 * 2**20, np.uint8)
+    return int(info().hblkhd - before)
+
+cfg = compose(["parallel.n_workers=1", f"parallel.tune_malloc={sys.argv[1]}"])
+print(map_units(unit, [0], cfg)[0])
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "confstr"), reason="needs glibc")
+def test_an_in_process_map_gets_the_same_malloc_settings_as_the_workers():
+    """``parallel.tune_malloc`` reaches a map run in process too (glibc's mallopt): a 24 MiB buffer is served from
+    the heap, where glibc's defaults (a fresh process: mmap threshold 128 KiB) map it from the kernel."""
+    import os
+    import subprocess
+    import sys
+
+    if "glibc" not in os.confstr("CS_GNU_LIBC_VERSION").lower():
+        pytest.skip("needs glibc")
+    mapped = {}
+    for tune in ("true", "false"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}  # glibc's defaults at start
+        cmd = [sys.executable, "-c", _IN_PROCESS, tune]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+        mapped[tune] = int(out.stdout.strip().splitlines()[-1])
+    assert mapped["true"] == 0, mapped
+    assert mapped["false"] >= 24 * 2**20, mapped
