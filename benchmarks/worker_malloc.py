@@ -50,9 +50,11 @@ def one_map(stage: str, base: list[str], root: Path, n: int, workers: int, tune:
 
 
 def summarise(maps: dict[str, list[dict]]) -> dict:
+    tuned = {name: tune for name, _, tune in MAPS}
     out = {}
     for name, runs in maps.items():
-        one = year._median([m["span_s"] for m in maps[f"in_process_{'tuned' if 'tuned' in name else 'glibc'}"]])
+        ref = "in_process_tuned" if tuned[name] else "in_process_glibc"  # the in-process map with the same malloc
+        one = year._median([m["span_s"] for m in maps[ref]])
         span = year._median([m["span_s"] for m in runs])
         out[name] = {
             "span_s_each": [m["span_s"] for m in runs],

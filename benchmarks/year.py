@@ -520,7 +520,9 @@ def map_in_fresh_process(
     process's start, imports and the model's load precede the map and are not in its times."""
     spec = {"stage": stage, "overrides": overrides, "root": str(root), "n": n, "workers": workers, "cluster": cluster}
     spec.update(model=model, sample_rss=sample_rss)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    from no2hotspots.parallel import ONE_THREAD
+
+    env = {**os.environ, **ONE_THREAD}
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--scaling-child", json.dumps(spec)],
         stdout=subprocess.PIPE,
