@@ -336,6 +336,16 @@ def end_to_end(args, n_wanted: int, days: int, root: Path) -> dict:
     }
 
 
+def keep_evaluation(root: Path, dest: Path) -> None:
+    """Copy a run's evaluation (outputs/evaluate, metrics/, plots/) to ``dest`` before the run's folder goes."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for rel in ("outputs/evaluate", "metrics", "plots"):
+        if (root / rel).exists():
+            shutil.copytree(root / rel, dest / Path(rel).name)
+    print(f"  evaluation kept in {dest}", file=sys.stderr, flush=True)
+
+
 # --------------------------------------------------------------------------------------------------- scaling
 
 
@@ -767,6 +777,11 @@ def main() -> None:
     ap.add_argument("--data", default=str(REPO / "data"), help="paths.data (inventory/)")
     ap.add_argument("--tmp", default=None, help="parent of the temporary folders (default: the system's)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folders (printed)")
+    ap.add_argument(
+        "--evaluation-out",
+        default=None,
+        help="copy each size's evaluation (outputs/evaluate, metrics, plots) to DIR/<granules>_granules/",
+    )
     ap.add_argument("--out", default=None, help="result JSON (default benchmarks/results/year_<preset>.json)")
     args = ap.parse_args()
     if args.scaling_child:
@@ -797,6 +812,8 @@ def main() -> None:
             roots.append(root)
             print(f"size {min(n, sum(per_day))} granules ({d} days) in {root}", file=sys.stderr, flush=True)
             result["runs"].append(end_to_end(args, n, d, root))
+            if args.evaluation_out:  # the science of the run (Table 2, Fig. 8/9/10, time series), not its bulk
+                keep_evaluation(root, Path(args.evaluation_out) / f"{result['runs'][-1]['n_granules']}_granules")
         if len(result["runs"]) > 1:
             result["memory_flatness"] = {
                 st: {
