@@ -10,7 +10,7 @@ site precision (rows merged within 10 km), row precision (every row is one claim
 rule), F1 (the headline's: site precision with the nearest-rule recall) and F1 with the row precision, and the
 strict Table 2 per bin.
 
-    .venv/bin/python benchmarks/composite_rule.py --model outputs/train/model [--days 366] [--out JSON]
+    .venv/bin/python benchmarks/composite_rule.py --model outputs/train/model [--days 366] [--out JSON] [--only TEXT]
 """
 
 from __future__ import annotations
@@ -35,12 +35,41 @@ CANDIDATES = {
         "detect.composite.min_value=0.02",
         "detect.peaks.prominence=0.05",
     ],
-    "recurrence alpha=1e-2": ["detect.composite.rule=recurrence", "detect.composite.recurrence.alpha=0.01"],
-    "recurrence alpha=1e-4": ["detect.composite.rule=recurrence", "detect.composite.recurrence.alpha=0.0001"],
-    "recurrence alpha=1e-4, 2 cells apart": [
+    "recurrence of hotspot peaks alpha=1e-2": [
+        "detect.composite.rule=recurrence",
+        "detect.composite.recurrence.alpha=0.01",
+        "detect.composite.recurrence.level=null",
+    ],
+    "recurrence of hotspot peaks alpha=1e-4": [
         "detect.composite.rule=recurrence",
         "detect.composite.recurrence.alpha=0.0001",
+        "detect.composite.recurrence.level=null",
+    ],
+    "recurrence of hotspot peaks alpha=1e-4, 2 cells apart": [
+        "detect.composite.rule=recurrence",
+        "detect.composite.recurrence.alpha=0.0001",
+        "detect.composite.recurrence.level=null",
         "detect.composite.recurrence.separation_cells=2",
+    ],
+    "recurrence of maxima >= 0.02 alpha=1e-4": [
+        "detect.composite.rule=recurrence",
+        "detect.composite.recurrence.alpha=0.0001",
+        "detect.composite.recurrence.level=0.02",
+    ],
+    "recurrence of maxima >= 0.05 alpha=1e-4": [
+        "detect.composite.rule=recurrence",
+        "detect.composite.recurrence.alpha=0.0001",
+        "detect.composite.recurrence.level=0.05",
+    ],
+    "recurrence of maxima >= 0.1 alpha=1e-4": [
+        "detect.composite.rule=recurrence",
+        "detect.composite.recurrence.alpha=0.0001",
+        "detect.composite.recurrence.level=0.1",
+    ],
+    "recurrence of maxima >= 0.02 alpha=1e-2": [
+        "detect.composite.rule=recurrence",
+        "detect.composite.recurrence.alpha=0.01",
+        "detect.composite.recurrence.level=0.02",
     ],
 }
 
@@ -71,7 +100,11 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(REPO / "data"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "composite_rule.json"))
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--only", nargs="+", metavar="TEXT", help="run only the candidates whose name contains a TEXT")
     args = ap.parse_args(argv)
+    chosen = {k: v for k, v in CANDIDATES.items() if not args.only or any(t in k for t in args.only)}
+    if not chosen:
+        raise SystemExit(f"--only {' '.join(args.only)}: no candidate matches ({', '.join(CANDIDATES)})")
     os.environ.setdefault("NO2HOTSPOTS_PROGRESS", "0")
     root = Path(tempfile.mkdtemp(prefix="composite_rule_"))
     base = [
@@ -97,7 +130,7 @@ def main(argv=None) -> int:
     log = root / "stages.log"
     timing = {s: round(stage(s, base, log), 1) for s in ("osse", "ingest")}
     rows = []
-    for name, extra in CANDIDATES.items():
+    for name, extra in chosen.items():
         t = stage("detect", base + extra, log)
         timing.setdefault("detect_first", round(t, 1))
         stage("evaluate", base + extra, log)
@@ -121,7 +154,7 @@ def main(argv=None) -> int:
         }
         rows.append(row)
         print(
-            f"{name:38s} rows {row['rows']:4d} sites {row['sites']:4d} site prec {row['site_precision']:.3f} "
+            f"{name:54s} rows {row['rows']:4d} sites {row['sites']:4d} site prec {row['site_precision']:.3f} "
             f"row prec {row['row_precision']:.3f} recall {row['recall_nearest']:.3f} F1 {row['f1']:.3f} "
             f"(rows {row['f1_rows']:.3f}) strict "
             + " / ".join(f"{100 * (row[f'strict_{b}'] or 0):.0f}" for b in BINS)

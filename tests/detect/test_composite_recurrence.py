@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from no2hotspots.detect.composite import benjamini_hochberg, composite_hotspots, peak_counts, recurrence_map
+from no2hotspots.detect.composite import (
+    benjamini_hochberg,
+    composite_hotspots,
+    local_maxima,
+    peak_counts,
+    recurrence_map,
+)
+from no2hotspots.errors import ConfigError
 
 LAT = 36.0 + 0.05 * np.arange(20)
 LON = 110.0 + 0.05 * np.arange(24)
@@ -90,3 +97,25 @@ def test_benjamini_hochberg_and_the_peak_counts():
     assert counts[0, 0] == 2 and counts[1, 2] == 1 and counts.sum() == 3  # the last peak is off the grid
     m = recurrence_map(counts, np.full(counts.shape, 10), min_valid=3, alpha=0.05)
     assert m["lambda0"] == pytest.approx(3 / (10 * counts.size)) and m["share"][0, 0] == pytest.approx(0.2)
+
+
+def test_local_maxima_of_one_map_and_the_rule_counting_them():
+    rel = np.zeros((6, 7))
+    rel[1, 1] = 0.04  # a weak peak
+    rel[1, 2] = 0.03  # its shoulder: no maximum
+    rel[4, 5] = 0.01  # a peak under the level
+    rel[0, 6] = np.nan  # no valid input: never a maximum and no neighbour's rival
+    rel[1, 5] = 0.05
+    top = local_maxima(rel, 0.02)
+    assert {tuple(c) for c in np.argwhere(top)} == {(1, 1), (1, 5)}
+    assert not local_maxima(np.full((3, 3), np.nan), 0.02).any()
+    # the rule counts n_maxima instead of the hotspot peaks when a level is set
+    m = _scattered_alarms()
+    maxima = np.zeros_like(m)
+    maxima[3, 3] = 20
+    p = {**_period(m), "n_maxima": maxima}
+    with_level = composite_hotspots(p, LAT, LON, _settings(level=0.02))
+    assert len(with_level) == 1 and with_level.peak_lat.iloc[0] == pytest.approx(LAT[3])
+    assert len(composite_hotspots(p, LAT, LON, _settings(level=None))) == 0  # the scattered alarms: no site
+    with pytest.raises(ConfigError, match="recurrence.level"):
+        composite_hotspots(_period(m), LAT, LON, _settings(level=0.02))

@@ -221,6 +221,10 @@ def test_bad_config_values_name_the_key(detect_cfg):
         ("recurrence.alpha", 1.5),
         ("recurrence.min_peaks", 0),
         ("recurrence.separation_cells", 0),
+        ("recurrence.level", 0),
+        ("recurrence.level", 1.5),
+        ("recurrence.level", True),
+        ("recurrence.level", "0.1"),
     ):
         cfg = OmegaConf.merge(detect_cfg, {})
         OmegaConf.update(cfg, f"detect.composite.{key}", value)
@@ -266,23 +270,29 @@ def test_run_stage_end_to_end_with_a_local_model_folder(tmp_path, detect_cfg):
     em.close()
 
 
-def test_composite_finds_a_faint_repeated_source_and_drops_a_one_off_alarm(tmp_path, detect_cfg):
-    """Ten overpasses: a faint source (r ~ 0.1, below the per-overpass 0.2) in every one, a strong blob in one
-    only. Per overpass: the strong blob once, the faint source never; composite (rule mean): the faint source, not
-    the blob. (The recurrence rule needs per-overpass peaks: it finds neither, the blob's single peak is no site.)"""
-    from omegaconf import OmegaConf
-
+def _faint_source_and_one_off_blob(folder):
+    """Ten overpasses of a faint source at cell (30, 40), and a strong blob at (55:57, 10:12) in granule_004 only."""
     from no2hotspots.contracts import grid as contract
 
-    OmegaConf.update(detect_cfg, "detect.composite.rule", "mean")
-
-    folder = tmp_path / "outputs" / "ingest" / "test"
     ds = make_grid(folder, nt=10, plumes=((30, 40, 0.6e-4),))
     blob = contract.overpass_path(folder, "granule_004")
     one = xr.open_dataset(blob).load()
     one["no2"][55:57, 10:12] = 3.0e-4
     blob.unlink()
     one.to_netcdf(blob)
+    return ds
+
+
+def test_composite_finds_a_faint_repeated_source_and_drops_a_one_off_alarm(tmp_path, detect_cfg):
+    """Ten overpasses: a faint source (r ~ 0.1, below the per-overpass 0.2) in every one, a strong blob in one
+    only. Per overpass: the strong blob once, the faint source never; composite (rule mean): the faint source, not
+    the blob. (The recurrence rule needs per-overpass peaks: it finds neither, the blob's single peak is no site.)"""
+    from omegaconf import OmegaConf
+
+    OmegaConf.update(detect_cfg, "detect.composite.rule", "mean")
+
+    folder = tmp_path / "outputs" / "ingest" / "test"
+    ds = _faint_source_and_one_off_blob(folder)
     _detect(detect_cfg, folder, RampNet())
     out = tmp_path / "outputs" / "detect" / "test"
     per_overpass = pd.read_csv(out / "hotspots.csv")
@@ -317,3 +327,32 @@ def test_recurrence_composite_is_the_cell_where_the_overpass_peaks_recur(tmp_pat
     assert len(comp) == 1 and (comp.peak_lat.iloc[0], comp.peak_lon.iloc[0]) == pytest.approx(top)
     n_top = hot.groupby(["peak_lat", "peak_lon"]).size().max()
     assert comp.peak_value.iloc[0] == pytest.approx(n_top / comp.n_valid.iloc[0]) and comp.n_valid.iloc[0] == 10
+
+
+def test_recurrence_of_local_maxima_finds_the_faint_repeated_source_hotspot_peaks_miss(tmp_path, detect_cfg):
+    """The faint source of the test above (r ~ 0.1 in each of ten overpasses, never a hotspot) and the one-off
+    blob: with hotspot peaks the recurrence rule finds neither; with recurrence.level 0.05 it counts every local
+    maximum >= 0.05 (period.nc n_maxima) and finds the faint source, not the blob."""
+    from omegaconf import OmegaConf
+
+    from no2hotspots.contracts import detections
+
+    OmegaConf.update(detect_cfg, "detect.composite.rule", "recurrence")
+    OmegaConf.update(detect_cfg, "detect.composite.recurrence.level", 0.05)
+    folder = tmp_path / "outputs" / "ingest" / "test"
+    ds = _faint_source_and_one_off_blob(folder)
+    _detect(detect_cfg, folder, RampNet())
+    out = tmp_path / "outputs" / "detect" / "test"
+    assert len(pd.read_csv(out / "hotspots.csv")) == 1  # the blob, once
+    period = detections.open_period(out)
+    assert int(period["n_peaks"].sum()) == 1 and int(period["n_maxima"].max()) == 10
+    assert "0.05" in period["n_maxima"].attrs["long_name"]
+    comp = pd.read_csv(out / "composite.csv")
+    lat, lon = ds["lat"].values, ds["lon"].values
+    res = abs(float(lat[1] - lat[0]))
+    assert len(comp) == 1 and comp.peak_value.iloc[0] == pytest.approx(1.0)
+    assert abs(comp.peak_lat.iloc[0] - lat[30]) <= res and abs(comp.peak_lon.iloc[0] - lon[40]) <= res
+    OmegaConf.update(detect_cfg, "detect.composite.recurrence.level", None)
+    _detect(detect_cfg, folder, RampNet())
+    assert len(pd.read_csv(out / "composite.csv")) == 0
+    assert "n_maxima" not in detections.open_period(out)

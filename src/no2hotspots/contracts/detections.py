@@ -7,9 +7,10 @@ One folder per collection, ``<detect.out_dir>/<collection>/``::
                           own hotspot numbers 1..n, 0 = none)
     hotspots.csv          one row per hotspot (:data:`COLUMNS`); hotspots.geojson the same as points
     period.nc             over all overpasses: relative_emission_max, relative_emission_mean (over the overpasses
-                          that observed the cell), n_valid, n_detections, n_peaks (lat, lon) on the collection grid
-    composite.csv         hotspots of the period's mean map (no2hotspots.detect.composite): site_id, peak_lat,
-                          peak_lon, peak_value, n_cells, n_valid, n_detections, threshold
+                          that observed the cell), n_valid, n_detections, n_peaks (lat, lon) on the collection grid;
+                          n_maxima (local maxima >= detect.composite.recurrence.level) where the recurrence rule ran
+    composite.csv         the period's composite sites (no2hotspots.detect.composite; rule mean or recurrence):
+                          site_id, peak_lat, peak_lon, peak_value, n_cells, n_valid, n_detections, threshold
     detect.json           the model, the settings, counts; map.png
 """
 
@@ -112,8 +113,22 @@ def open_overpass(path: str | Path) -> xr.Dataset:
 
 
 def write_period(
-    folder: str | Path, *, lat, lon, res: float, rel_max, rel_mean, n_valid, n_detections, n_peaks, attrs: dict
+    folder: str | Path,
+    *,
+    lat,
+    lon,
+    res: float,
+    rel_max,
+    rel_mean,
+    n_valid,
+    n_detections,
+    n_peaks,
+    attrs: dict,
+    n_maxima=None,
+    maxima_level: float | None = None,
 ) -> None:
+    """``period.nc``; ``n_maxima`` (overpasses with a local maximum of relative_emission >= ``maxima_level`` in the
+    cell) only where the composite's recurrence rule counted them."""
     f32 = np.float32
     ds = xr.Dataset(
         {
@@ -154,7 +169,17 @@ def write_period(
         coords=coords(np.asarray(lat), np.asarray(lon), res),
         attrs={"Conventions": "CF-1.10", "title": "no2hotspots detections over the period", **attrs},
     )
-    ds = with_crs(ds, ("relative_emission_max", "relative_emission_mean", "n_valid", "n_detections", "n_peaks"))
+    if n_maxima is not None:
+        ds["n_maxima"] = (
+            ("lat", "lon"),
+            np.asarray(n_maxima).astype(np.int32),
+            {
+                "units": "1",
+                "long_name": f"overpasses with a local maximum of relative_emission >= {maxima_level:g} in the cell",
+            },
+        )
+    names = ("relative_emission_max", "relative_emission_mean", "n_valid", "n_detections", "n_peaks", "n_maxima")
+    ds = with_crs(ds, tuple(v for v in names if v in ds))
     with atomic_path(Path(folder) / PERIOD_FILE) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", encoding={v: {"zlib": True} for v in ds.data_vars if v != "crs"})
 

@@ -17,19 +17,21 @@ site-source distance falls from 3.3 to 2.3 km and the along-wind bias from +0.5 
 16-84 % range narrows (-2.8..+2.7 -> -1.3..+2.2 km); on an earlier demo run 4.7 -> 2.6 km and +2.5 -> +0.2 km.
 ``n_valid``/``n_detections`` are those of the peak cell either way.
 
-``rule: recurrence`` (opt-in; ``mean`` is the default) builds the sites from the per-overpass hotspot PEAKS instead
-of the mean map: a source the model marks on a few per cent of its overpasses puts its peaks into the same few cells
-again and again, a false alarm lands anywhere. Per cell: ``n_peaks`` (overpasses whose hotspot peak lies in it) and
-its share of the cell's valid overpasses. A cell is a site when (1) its share is the highest in its (2r+1)^2
-neighbourhood (``separation_cells`` r; ties go to more peaks, then to the first cell in row-major order), (2) it
-holds at least ``min_peaks`` peaks and (3) the peaks in it and its 4 neighbours are more than a uniform false-alarm
-rate explains: Poisson tail against ``lambda0 x`` their valid overpasses, with ``lambda0`` = all peaks / all valid
-cell-overpasses of the map (sources included, so conservative), at a Benjamini-Hochberg false-discovery rate
-``alpha`` over the cells. ``peak_value`` is the share, ``threshold`` is ``lambda0``, ``n_cells`` is 1. The rule and
-its settings were chosen on a validation OSSE (another region, seed 7: benchmarks/composite_rule.py), not on the
-demo's: F1 0.30 (mean) -> 0.46. It is not the default because quantify's period rates at its extra (cluster) sites
-miss their 1-sigma.
-A source that never makes a per-overpass hotspot gives no recurrence site; the ``mean`` rule can still catch it.
+``rule: recurrence`` (opt-in; ``mean`` is the default) builds the sites from the per-overpass PEAKS instead of the
+mean map: a source the model marks on a few per cent of its overpasses puts its peaks into the same few cells again
+and again, a false alarm lands anywhere. The peaks are every local maximum (3x3) of an overpass's map at or above
+``recurrence.level`` (0.02, the marking level of Table 1; counted per cell in ``n_maxima``), so a source too weak
+for a hotspot (r < ``detect.threshold``) recurs too; ``level: null`` counts the hotspot peaks only (``n_peaks``).
+Per cell: the peak count and its share of the cell's valid overpasses. A cell is a site when (1) its share is the
+highest in its (2r+1)^2 neighbourhood (``separation_cells`` r; ties go to more peaks, then to the first cell in
+row-major order), (2) it holds at least ``min_peaks`` peaks and (3) the peaks in it and its 4 neighbours are more
+than a uniform false-alarm rate explains: Poisson tail against ``lambda0 x`` their valid overpasses, with
+``lambda0`` = all peaks / all valid cell-overpasses of the map (sources included, so conservative), at a
+Benjamini-Hochberg false-discovery rate ``alpha`` over the cells. ``peak_value`` is the share, ``threshold`` is
+``lambda0``, ``n_cells`` is 1. The rule and its settings were chosen on a validation OSSE (another region, seed 7:
+benchmarks/composite_rule.py), not on the demo's: F1 0.30 (mean) -> 0.46 (hotspot peaks) -> 0.49 (local maxima >=
+0.02). It is not the default because quantify's period rates at its extra (cluster) sites miss their 1-sigma. With
+``level: null`` a source that never makes a per-overpass hotspot gives no recurrence site.
 """
 
 from __future__ import annotations
@@ -167,12 +169,34 @@ def recurrence_map(n_peaks: np.ndarray, n_valid: np.ndarray, *, min_valid: int, 
     return {"share": share, "p": p, "significant": significant, "lambda0": lambda0}
 
 
-def recurrence_hotspots(period: dict, lat: np.ndarray, lon: np.ndarray, r: dict, *, min_valid: int) -> pd.DataFrame:
-    """Composite sites of the ``recurrence`` rule (module docstring): one row per cell that is a local maximum of
-    the peak share, holds >= ``r["min_peaks"]`` peaks and is significant at ``r["alpha"]``."""
+def local_maxima(rel: np.ndarray, level: float) -> np.ndarray:
+    """Cells of one overpass's relative-emission map (NaN = no valid input) that are the highest of their 3x3 block
+    (cells off the map and invalid cells do not count) and reach ``level``: the map's peaks, also those too weak
+    for a hotspot (``recurrence.level``)."""
     from scipy import ndimage
 
-    n_peaks = np.asarray(period["n_peaks"])
+    v = np.where(np.isfinite(rel), np.asarray(rel, np.float64), -np.inf)
+    top = v >= ndimage.maximum_filter(v, size=3, mode="constant", cval=-np.inf)
+    return top & (v >= float(level))
+
+
+def recurrence_counts(period: dict, r: dict) -> np.ndarray:
+    """What the recurrence rule counts per cell: overpasses whose map has a local maximum >= ``r["level"]`` in it
+    (``period["n_maxima"]``), or, with ``level`` None, overpasses whose hotspot peak lies in it (``n_peaks``)."""
+    if r.get("level") is None:
+        return np.asarray(period["n_peaks"])
+    if "n_maxima" not in period:
+        raise ConfigError("detect.composite.recurrence.level", "set, but the period has no local-maximum counts")
+    return np.asarray(period["n_maxima"])
+
+
+def recurrence_hotspots(period: dict, lat: np.ndarray, lon: np.ndarray, r: dict, *, min_valid: int) -> pd.DataFrame:
+    """Composite sites of the ``recurrence`` rule (module docstring): one row per cell that is a local maximum of
+    the peak share, holds >= ``r["min_peaks"]`` peaks and is significant at ``r["alpha"]``; peaks are hotspot peaks
+    or, with ``r["level"]``, the maps' local maxima >= level (:func:`recurrence_counts`)."""
+    from scipy import ndimage
+
+    n_peaks = recurrence_counts(period, r)
     m = recurrence_map(n_peaks, period["n_valid"], min_valid=min_valid, alpha=float(r["alpha"]))
     share = m["share"]
     # a strict total order (share, then peaks, then the first cell in row-major order): one maximum per plateau

@@ -14,7 +14,7 @@ from .. import units
 from ..atomic import atomic_path, write_json
 from ..contracts import detections
 from ..contracts import grid as grid_contract
-from .composite import composite_hotspots, peak_cells, peak_counts
+from .composite import composite_hotspots, local_maxima, peak_cells, peak_counts
 from .outputs import ESTIMATE_NOTE, write_map
 
 log = logging.getLogger(__name__)
@@ -36,13 +36,16 @@ def hotspot_table(results: list[dict], grid: xr.Dataset) -> pd.DataFrame:
     return df[list(detections.COLUMNS)]
 
 
-def accumulate(index: pd.DataFrame, grid: xr.Dataset, units_dir: Path) -> dict[str, np.ndarray]:
-    """relative_emission max/mean, n_valid and n_detections on the collection grid, streaming the overpasses."""
+def accumulate(index: pd.DataFrame, grid: xr.Dataset, units_dir: Path, level: float | None = None) -> dict:
+    """relative_emission max/mean, n_valid and n_detections on the collection grid, streaming the overpasses; with
+    ``level``, also ``n_maxima``: overpasses whose map has a local maximum >= level in the cell
+    (:func:`no2hotspots.detect.composite.local_maxima`, for the recurrence rule's ``level``)."""
     shape = (grid.sizes["lat"], grid.sizes["lon"])
     rmax = np.full(shape, -np.inf, np.float32)
     rsum = np.zeros(shape, np.float64)
     n_valid = np.zeros(shape, np.int32)
     n_det = np.zeros(shape, np.int32)
+    n_max = np.zeros(shape, np.int32) if level is not None else None
     for r in index.itertuples():
         ds = detections.open_overpass(units_dir / f"{r.key}.nc")
         rel = ds["relative_emission"].values
@@ -52,13 +55,17 @@ def accumulate(index: pd.DataFrame, grid: xr.Dataset, units_dir: Path) -> dict[s
         rsum[w] += np.where(ok, rel, 0.0)
         n_valid[w] += ok
         n_det[w] += ds["hotspot_id"].values > 0
+        if n_max is not None:
+            n_max[w] += local_maxima(rel, level)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n_valid > 0, rsum / np.maximum(n_valid, 1), np.nan)
         # leave-one-out of the largest value: a one-off alarm adds nothing, a repeated signal stays
         trimmed = np.where(
             n_valid > 1, (rsum - np.where(np.isfinite(rmax), rmax, 0.0)) / np.maximum(n_valid - 1, 1), np.nan
         )
+    out = {} if n_max is None else {"n_maxima": n_max}
     return {
+        **out,
         "rel_trimmed": trimmed,
         "rel_max": np.where(np.isfinite(rmax), rmax, np.nan),
         "rel_mean": mean,
@@ -82,7 +89,9 @@ def publish(
     index = grid_contract.overpass_index(grid)
     index = index[index["key"].isin([r["key"] for r in results])]
     table = hotspot_table(results, grid)
-    period = accumulate(index, grid, units_dir)
+    on = bool(composite and composite.get("enabled") and composite.get("rule") == "recurrence")
+    level = composite["recurrence"].get("level") if on else None
+    period = accumulate(index, grid, units_dir, level)
     lat, lon, res = grid["lat"].values, grid["lon"].values, float(grid.attrs["resolution_deg"])
     period["n_peaks"] = peak_counts(table["peak_lat"].to_numpy(float), table["peak_lon"].to_numpy(float), lat, lon, res)
     comp = composite_hotspots(period, lat, lon, composite) if composite and composite.get("enabled") else None
@@ -109,6 +118,8 @@ def publish(
             n_valid=period["n_valid"],
             n_detections=period["n_detections"],
             n_peaks=period["n_peaks"],
+            n_maxima=period.get("n_maxima"),
+            maxima_level=level,
             attrs={k: str(v) for k, v in model_info.items() if v is not None},
         )
         write_json(tmp / "detect.json", summary)

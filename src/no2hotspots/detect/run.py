@@ -80,8 +80,20 @@ def composite_settings(cfg: DictConfig) -> dict:
             "alpha": float(require(cfg, c + "recurrence.alpha", lambda v: 0 < float(v) < 1, "must be in (0, 1)")),
             "min_peaks": require_int(cfg, c + "recurrence.min_peaks", 1),
             "separation_cells": require_int(cfg, c + "recurrence.separation_cells", 1),
+            "level": _optional_float(
+                require(
+                    cfg,
+                    c + "recurrence.level",
+                    lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1),
+                    "must be null (hotspot peaks) or in (0, 1)",
+                )
+            ),
         },
     }
+
+
+def _optional_float(v) -> float | None:
+    return None if v is None else float(v)
 
 
 def collections(cfg: DictConfig) -> list[str]:
