@@ -8,9 +8,12 @@ then, for each candidate rule, detect republishes the period from the overpasses
 recomputed) and evaluate scores the composite table with the project's own code. Printed per rule: sites (rows),
 site precision (rows merged within 10 km), row precision (every row is one claimed site), source recall (nearest
 rule), F1 (the headline's: site precision with the nearest-rule recall) and F1 with the row precision, and the
-strict Table 2 per bin.
+strict Table 2 per bin. With ``--quantify`` the quantify stage runs on each candidate's sites too, and the
+period rates are scored against the truth per method (median |ln ratio| and the share of truths within the stated
+1-sigma, all matched sites and quantify's acceptance set): a rule whose sites cannot be quantified is no default.
 
     .venv/bin/python benchmarks/composite_rule.py --model outputs/train/model [--days 366] [--out JSON] [--only TEXT]
+        [--quantify]
 """
 
 from __future__ import annotations
@@ -55,6 +58,31 @@ CANDIDATES = {
         "detect.composite.rule=recurrence",
         "detect.composite.recurrence.alpha=0.0001",
         "detect.composite.recurrence.level=0.02",
+        "detect.composite.recurrence.position=cell",
+    ],
+    "recurrence of maxima >= 0.02 alpha=1e-4, centroid": [
+        "detect.composite.rule=recurrence",
+        "detect.composite.recurrence.alpha=0.0001",
+        "detect.composite.recurrence.level=0.02",
+        "detect.composite.recurrence.position=centroid",
+    ],
+    "recurrence of maxima >= 0.02 alpha=1e-4, ring 3 cells": [
+        "detect.composite.rule=recurrence",
+        "detect.composite.recurrence.alpha=0.0001",
+        "detect.composite.recurrence.level=0.02",
+        "detect.composite.recurrence.ring_cells=3",
+    ],
+    "recurrence of maxima >= 0.02 alpha=1e-4, ring 6 cells": [
+        "detect.composite.rule=recurrence",
+        "detect.composite.recurrence.alpha=0.0001",
+        "detect.composite.recurrence.level=0.02",
+        "detect.composite.recurrence.ring_cells=6",
+    ],
+    "recurrence of maxima >= 0.02 alpha=1e-2, ring 8 cells": [
+        "detect.composite.rule=recurrence",
+        "detect.composite.recurrence.alpha=0.01",
+        "detect.composite.recurrence.level=0.02",
+        "detect.composite.recurrence.ring_cells=8",
     ],
     "recurrence of maxima >= 0.05 alpha=1e-4": [
         "detect.composite.rule=recurrence",
@@ -80,6 +108,19 @@ def f1(p, r):
     return 0.0 if p + r == 0 else 2 * p * r / (p + r)
 
 
+def period_rates(q: dict) -> dict:
+    """Per set (all matched sites, quantify's acceptance set) and method: n, median |ln ratio|, 1-sigma coverage."""
+    ev = q.get("evaluation") or {}
+    return {
+        part: {
+            m: {k: v.get(k) for k in ("n", "median_abs_log_ratio", "coverage_68")}
+            for m, v in (ev.get(part) or {}).items()
+            if isinstance(v, dict)
+        }
+        for part in ("period", "period_acceptance")
+    }
+
+
 def stage(name: str, overrides: list[str], log: Path) -> float:
     t0 = time.perf_counter()
     with open(log, "a") as f:
@@ -101,6 +142,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "composite_rule.json"))
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--only", nargs="+", metavar="TEXT", help="run only the candidates whose name contains a TEXT")
+    ap.add_argument("--quantify", action="store_true", help="also quantify each candidate's sites (period rates)")
     args = ap.parse_args(argv)
     chosen = {k: v for k, v in CANDIDATES.items() if not args.only or any(t in k for t in args.only)}
     if not chosen:
@@ -126,6 +168,7 @@ def main(argv=None) -> int:
         "evaluate.collection=osse",
         "evaluate.log_to=none",
         "evaluate.maps=false",
+        "quantify.collection=osse",
     ]
     log = root / "stages.log"
     timing = {s: round(stage(s, base, log), 1) for s in ("osse", "ingest")}
@@ -152,6 +195,10 @@ def main(argv=None) -> int:
             **{f"strict_{b}": g(f"table2_strict_rate_{b}") for b in BINS},
             "chance_floor": g("chance_floor"),
         }
+        if args.quantify:
+            t = stage("quantify", base + extra, log)
+            timing.setdefault("quantify_first", round(t, 1))
+            row["quantify"] = period_rates(json.loads((root / "metrics" / "quantify_osse.json").read_text()))
         rows.append(row)
         print(
             f"{name:54s} rows {row['rows']:4d} sites {row['sites']:4d} site prec {row['site_precision']:.3f} "
@@ -161,6 +208,16 @@ def main(argv=None) -> int:
             + f" chance {100 * (row['chance_floor'] or 0):.1f}",
             flush=True,
         )
+        for part, methods in (row.get("quantify") or {}).items():
+            print(
+                f"    quantify {part:17s} "
+                + "  ".join(
+                    f"{m} n {v['n']} |ln| {v['median_abs_log_ratio'] or float('nan'):.3f} "
+                    f"cov {v['coverage_68'] or float('nan'):.2f}"
+                    for m, v in methods.items()
+                ),
+                flush=True,
+            )
     ev_model = json.loads((root / "metrics" / "evaluate_osse.json").read_text())
     out = {
         "validation": {"bbox": args.bbox, "seed": args.seed, "days": args.days, "model": args.model},

@@ -11,6 +11,7 @@ from no2hotspots.detect.composite import (
     local_maxima,
     peak_counts,
     recurrence_map,
+    share_centroids,
 )
 from no2hotspots.errors import ConfigError
 
@@ -119,3 +120,44 @@ def test_local_maxima_of_one_map_and_the_rule_counting_them():
     assert len(composite_hotspots(p, LAT, LON, _settings(level=None))) == 0  # the scattered alarms: no site
     with pytest.raises(ConfigError, match="recurrence.level"):
         composite_hotspots(_period(m), LAT, LON, _settings(level=0.02))
+
+
+def test_centroid_position_is_the_share_weighted_centre_of_the_sites_3x3_block():
+    m = _scattered_alarms()
+    m[10, 12] = 20  # the site's cell; its neighbours hold peaks too, more on the east and south sides
+    m[10, 13], m[11, 12], m[9, 11] = 10, 5, 5
+    cell = composite_hotspots(_period(m), LAT, LON, _settings(position="cell"))
+    cen = composite_hotspots(_period(m), LAT, LON, _settings(position="centroid"))
+    assert len(cell) == len(cen) == 1 and (cell.peak_lat.iloc[0], cell.peak_lon.iloc[0]) == (LAT[10], LON[12])
+    # shares 0.20 / 0.10 / 0.05 / 0.05 (100 valid overpasses each): rows (10*20 + 10*10 + 11*5 + 9*5) / 40,
+    # columns (12*20 + 13*10 + 12*5 + 11*5) / 40
+    assert cen.peak_lat.iloc[0] == pytest.approx(np.interp(400 / 40, np.arange(20), LAT), abs=1e-6)
+    assert cen.peak_lon.iloc[0] == pytest.approx(np.interp(485 / 40, np.arange(24), LON), abs=1e-6)
+    # everything but the place is the same
+    cols = ["site_id", "peak_value", "n_cells", "n_valid", "n_detections", "threshold"]
+    assert cell[cols].equals(cen[cols])
+    # at the map's edge the block is cut; a block without share keeps its cell
+    share = np.zeros((4, 5))
+    share[0, 0], share[0, 1] = 0.3, 0.1
+    pos = share_centroids(share, np.array([[0, 0], [3, 4]]))
+    assert pos.tolist() == [[0.0, 0.25], [3.0, 4.0]]
+    with pytest.raises(ConfigError, match="recurrence.position"):
+        composite_hotspots(_period(m), LAT, LON, _settings(position="peak"))
+
+
+def test_ring_cells_test_peaks_against_their_surroundings():
+    m = _scattered_alarms()
+    m[6:15, 8:21] = 4  # a strong plume's area: peaks on 4 % of the overpasses everywhere in it
+    m[10, 15] = 8  # a side peak inside it
+    m[2, 3], m[2, 4] = 20, 5  # an isolated weak source
+
+    def cells(ring):
+        df = composite_hotspots(_period(m), LAT, LON, _settings(ring_cells=ring))
+        return {(int(np.argmin(abs(LAT - a))), int(np.argmin(abs(LON - b)))) for a, b in zip(df.peak_lat, df.peak_lon)}
+
+    wide, local = cells(0), cells(3)
+    assert {(10, 15), (2, 3)} <= wide  # against the map-wide rate (~1 %) both recur
+    assert (2, 3) in local and (10, 15) not in local  # against its ring (~4 %) the side peak does not
+    mp = recurrence_map(m, np.full(m.shape, 100), min_valid=3, alpha=1e-4, ring_cells=3)
+    assert mp["local_rate"][10, 15] == pytest.approx(0.04)  # the ring 2..3 cells away lies inside the area
+    assert mp["local_rate"][2, 3] == pytest.approx(mp["lambda0"])  # the map-wide rate is the floor

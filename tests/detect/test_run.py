@@ -225,6 +225,10 @@ def test_bad_config_values_name_the_key(detect_cfg):
         ("recurrence.level", 1.5),
         ("recurrence.level", True),
         ("recurrence.level", "0.1"),
+        ("recurrence.position", "peak"),
+        ("recurrence.ring_cells", 1),
+        ("recurrence.ring_cells", -2),
+        ("recurrence.ring_cells", 2.5),
     ):
         cfg = OmegaConf.merge(detect_cfg, {})
         OmegaConf.update(cfg, f"detect.composite.{key}", value)

@@ -30,7 +30,7 @@ than a uniform false-alarm rate explains: Poisson tail against ``lambda0 x`` the
 Benjamini-Hochberg false-discovery rate ``alpha`` over the cells. ``peak_value`` is the share, ``threshold`` is
 ``lambda0``, ``n_cells`` is 1. The rule and its settings were chosen on a validation OSSE (another region, seed 7:
 benchmarks/composite_rule.py), not on the demo's: F1 0.30 (mean) -> 0.46 (hotspot peaks) -> 0.49 (local maxima >=
-0.02). It is not the default because quantify's period rates at its extra (cluster) sites miss their 1-sigma. With
+0.02). It is not the default because quantify's period rates at its sites miss their stated 1-sigma. With
 ``level: null`` a source that never makes a per-overpass hotspot gives no recurrence site.
 """
 
@@ -44,6 +44,8 @@ from .hotspots import label_regions
 
 #: ways to place a composite site (``detect.composite.position``)
 POSITIONS = ("peak", "centroid")
+#: ways to place a recurrence site (``detect.composite.recurrence.position``)
+RECURRENCE_POSITIONS = ("cell", "centroid")
 #: composite rules (``detect.composite.rule``)
 RULES = ("mean", "recurrence")
 COLUMNS = ("site_id", "peak_lat", "peak_lon", "peak_value", "n_cells", "n_valid", "n_detections", "threshold")
@@ -65,6 +67,15 @@ def check_position(position) -> str:
     return str(position)
 
 
+def check_recurrence_position(position) -> str:
+    if position not in RECURRENCE_POSITIONS:
+        raise ConfigError(
+            "detect.composite.recurrence.position",
+            f"must be one of {', '.join(RECURRENCE_POSITIONS)} (got {position!r})",
+        )
+    return str(position)
+
+
 def site_positions(values: np.ndarray, lab: np.ndarray, n: int, position: str = "peak") -> np.ndarray:
     """Fractional (row, col) of regions 1..n of ``lab`` on the map ``values`` (NaN = 0), shape (n, 2): ``peak`` the
     highest cell (first in row-major order on ties), ``centroid`` the value-weighted centroid of the region's cells
@@ -81,6 +92,15 @@ def site_positions(values: np.ndarray, lab: np.ndarray, n: int, position: str = 
     peak = np.concatenate([[0.0], np.asarray(ndimage.maximum(v, lab, idx), dtype=np.float64)])
     top = np.where((lab > 0) & (v >= 0.5 * peak[lab]), v, 0.0)
     return np.asarray(ndimage.center_of_mass(top, lab, idx), dtype=np.float64).reshape(-1, 2)
+
+
+def index_to_latlon(pos: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Latitude and longitude of fractional (row, col) positions on the grid of cell centres ``lat``/``lon``."""
+    pos = np.asarray(pos, np.float64).reshape(-1, 2)
+    return (
+        np.interp(pos[:, 0], np.arange(len(lat)), np.asarray(lat, dtype=np.float64)),
+        np.interp(pos[:, 1], np.arange(len(lon)), np.asarray(lon, dtype=np.float64)),
+    )
 
 
 def composite_hotspots(period: dict, lat: np.ndarray, lon: np.ndarray, s: dict) -> pd.DataFrame:
@@ -103,8 +123,7 @@ def composite_hotspots(period: dict, lat: np.ndarray, lon: np.ndarray, s: dict) 
         values = np.asarray(ndimage.maximum(m, lab, idx), dtype=float)
         cells = np.bincount(lab.ravel(), minlength=n + 1)[1:]
         pos = site_positions(mean, lab, n, position)
-        site_lat = np.interp(pos[:, 0], np.arange(len(lat)), np.asarray(lat, dtype=np.float64))
-        site_lon = np.interp(pos[:, 1], np.arange(len(lon)), np.asarray(lon, dtype=np.float64))
+        site_lat, site_lon = index_to_latlon(pos, lat, lon)
         for k in np.lexsort((idx, -values)):
             i, j = peaks[k]
             rows.append(
@@ -149,10 +168,15 @@ def benjamini_hochberg(p: np.ndarray, alpha: float) -> float:
     return float(pv[k.max()]) if len(k) else -1.0
 
 
-def recurrence_map(n_peaks: np.ndarray, n_valid: np.ndarray, *, min_valid: int, alpha: float) -> dict:
+def recurrence_map(
+    n_peaks: np.ndarray, n_valid: np.ndarray, *, min_valid: int, alpha: float, ring_cells: int = 0
+) -> dict:
     """Per cell: ``share`` of valid overpasses with a hotspot peak in it, ``p`` the Poisson tail of the peaks in the
     cell and its 4 neighbours against ``lambda0`` x their valid overpasses, ``significant`` (Benjamini-Hochberg at
-    ``alpha``); ``lambda0`` (all peaks / all valid cell-overpasses, cells with >= ``min_valid`` only)."""
+    ``alpha``); ``lambda0`` (all peaks / all valid cell-overpasses, cells with >= ``min_valid`` only). With
+    ``ring_cells`` R >= 2 the rate per cell is the larger of ``lambda0`` and the local rate in the ring of cells 2..R
+    away (Chebyshev distance; the 3x3 block left out), so peaks that a strong neighbour's plume scatters around it
+    are tested against their own surroundings (``local_rate``)."""
     from scipy import ndimage, stats
 
     seen = np.asarray(n_valid) >= int(min_valid)
@@ -162,11 +186,19 @@ def recurrence_map(n_peaks: np.ndarray, n_valid: np.ndarray, *, min_valid: int, 
     s_k = ndimage.convolve(k, cross, mode="constant")
     s_n = ndimage.convolve(n, cross, mode="constant")
     lambda0 = float(k.sum() / n.sum()) if n.sum() > 0 else 0.0
+    rate = np.full(k.shape, lambda0)
+    if int(ring_cells) >= 2:
+        ring = np.ones((2 * int(ring_cells) + 1,) * 2)
+        ring[ring_cells - 1 : ring_cells + 2, ring_cells - 1 : ring_cells + 2] = 0.0
+        r_k = ndimage.convolve(k, ring, mode="constant")
+        r_n = ndimage.convolve(n, ring, mode="constant")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = np.maximum(rate, np.where(r_n > 0, r_k / np.maximum(r_n, 1.0), 0.0))
     with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.where(seen & (s_n > 0), stats.poisson.sf(s_k - 1, lambda0 * s_n), np.nan)
+        p = np.where(seen & (s_n > 0), stats.poisson.sf(s_k - 1, rate * s_n), np.nan)
         share = np.where(seen, k / np.maximum(n, 1), 0.0)
     significant = seen & np.isfinite(p) & (p <= benjamini_hochberg(p, alpha)) if lambda0 > 0 else np.zeros_like(seen)
-    return {"share": share, "p": p, "significant": significant, "lambda0": lambda0}
+    return {"share": share, "p": p, "significant": significant, "lambda0": lambda0, "local_rate": rate}
 
 
 def local_maxima(rel: np.ndarray, level: float) -> np.ndarray:
@@ -190,14 +222,33 @@ def recurrence_counts(period: dict, r: dict) -> np.ndarray:
     return np.asarray(period["n_maxima"])
 
 
+def share_centroids(share: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Fractional (row, col) of the share-weighted centroid of each cell's 3x3 block (cells off the map left out),
+    shape (n, 2); a block of zero share keeps its cell."""
+    if not len(cells):
+        return np.zeros((0, 2))
+    w = np.pad(np.asarray(share, np.float64), 1)
+    di, dj = np.mgrid[-1:2, -1:2]
+    out = np.empty((len(cells), 2))
+    for k, (i, j) in enumerate(cells):
+        b = w[i : i + 3, j : j + 3]
+        tot = b.sum()
+        out[k] = (i + (b * di).sum() / tot, j + (b * dj).sum() / tot) if tot > 0 else (i, j)
+    return out
+
+
 def recurrence_hotspots(period: dict, lat: np.ndarray, lon: np.ndarray, r: dict, *, min_valid: int) -> pd.DataFrame:
     """Composite sites of the ``recurrence`` rule (module docstring): one row per cell that is a local maximum of
     the peak share, holds >= ``r["min_peaks"]`` peaks and is significant at ``r["alpha"]``; peaks are hotspot peaks
-    or, with ``r["level"]``, the maps' local maxima >= level (:func:`recurrence_counts`)."""
+    or, with ``r["level"]``, the maps' local maxima >= level (:func:`recurrence_counts`). The site lies at the
+    cell's centre (``r["position"]`` ``cell``) or at the share-weighted centroid of its 3x3 block (``centroid``:
+    :func:`share_centroids`)."""
     from scipy import ndimage
 
     n_peaks = recurrence_counts(period, r)
-    m = recurrence_map(n_peaks, period["n_valid"], min_valid=min_valid, alpha=float(r["alpha"]))
+    m = recurrence_map(
+        n_peaks, period["n_valid"], min_valid=min_valid, alpha=float(r["alpha"]), ring_cells=int(r.get("ring_cells", 0))
+    )
     share = m["share"]
     # a strict total order (share, then peaks, then the first cell in row-major order): one maximum per plateau
     order = np.lexsort((-np.arange(share.size), n_peaks.ravel(), share.ravel()))
@@ -209,10 +260,13 @@ def recurrence_hotspots(period: dict, lat: np.ndarray, lon: np.ndarray, r: dict,
     keep = top & m["significant"] & (n_peaks >= int(r["min_peaks"]))
     cells = np.argwhere(keep)
     cells = cells[np.lexsort((cells[:, 1], cells[:, 0], -share[keep]))] if len(cells) else cells.reshape(0, 2)
+    position = check_recurrence_position(r.get("position", "cell"))
+    pos = share_centroids(share, cells) if position == "centroid" else cells.astype(np.float64).reshape(-1, 2)
+    site_lat, site_lon = index_to_latlon(pos, lat, lon)
     df = pd.DataFrame(
         {
-            "peak_lat": [round(float(lat[i]), 6) for i, _ in cells],
-            "peak_lon": [round(float(lon[j]), 6) for _, j in cells],
+            "peak_lat": [round(float(v), 6) for v in site_lat],
+            "peak_lon": [round(float(v), 6) for v in site_lon],
             "peak_value": [float(share[i, j]) for i, j in cells],
             "n_cells": np.ones(len(cells), np.int64),
             "n_valid": [int(period["n_valid"][i, j]) for i, j in cells],

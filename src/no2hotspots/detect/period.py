@@ -63,15 +63,16 @@ def accumulate(index: pd.DataFrame, grid: xr.Dataset, units_dir: Path, level: fl
         trimmed = np.where(
             n_valid > 1, (rsum - np.where(np.isfinite(rmax), rmax, 0.0)) / np.maximum(n_valid - 1, 1), np.nan
         )
-    out = {} if n_max is None else {"n_maxima": n_max}
-    return {
-        **out,
+    out = {
         "rel_trimmed": trimmed,
         "rel_max": np.where(np.isfinite(rmax), rmax, np.nan),
         "rel_mean": mean,
         "n_valid": n_valid,
         "n_detections": n_det,
     }
+    if n_max is not None:
+        out["n_maxima"] = n_max
+    return out
 
 
 def publish(
@@ -89,12 +90,12 @@ def publish(
     index = grid_contract.overpass_index(grid)
     index = index[index["key"].isin([r["key"] for r in results])]
     table = hotspot_table(results, grid)
-    on = bool(composite and composite.get("enabled") and composite.get("rule") == "recurrence")
-    level = composite["recurrence"].get("level") if on else None
+    enabled = bool(composite and composite.get("enabled"))
+    level = composite["recurrence"].get("level") if enabled and composite.get("rule") == "recurrence" else None
     period = accumulate(index, grid, units_dir, level)
     lat, lon, res = grid["lat"].values, grid["lon"].values, float(grid.attrs["resolution_deg"])
     period["n_peaks"] = peak_counts(table["peak_lat"].to_numpy(float), table["peak_lon"].to_numpy(float), lat, lon, res)
-    comp = composite_hotspots(period, lat, lon, composite) if composite and composite.get("enabled") else None
+    comp = composite_hotspots(period, lat, lon, composite) if enabled else None
     summary = {
         **summary,
         "n_hotspots": int(len(table)),

@@ -27,7 +27,7 @@ from ..contracts import grid as grid_contract
 from ..errors import ConfigError, InputFileError
 from ..peaks import settings as peak_settings
 from . import grid as gridmod
-from .composite import POSITIONS, RULES
+from .composite import POSITIONS, RECURRENCE_POSITIONS, RULES
 from .outputs import ESTIMATE_NOTE
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,18 @@ def composite_settings(cfg: DictConfig) -> dict:
             "alpha": float(require(cfg, c + "recurrence.alpha", lambda v: 0 < float(v) < 1, "must be in (0, 1)")),
             "min_peaks": require_int(cfg, c + "recurrence.min_peaks", 1),
             "separation_cells": require_int(cfg, c + "recurrence.separation_cells", 1),
+            "ring_cells": require(
+                cfg,
+                c + "recurrence.ring_cells",
+                lambda v: isinstance(v, int) and not isinstance(v, bool) and (v == 0 or v >= 2),
+                "must be 0 (the map-wide rate) or an integer >= 2",
+            ),
+            "position": require(
+                cfg,
+                c + "recurrence.position",
+                lambda v: v in RECURRENCE_POSITIONS,
+                "must be " + " or ".join(RECURRENCE_POSITIONS),
+            ),
             "level": _optional_float(
                 require(
                     cfg,
