@@ -109,11 +109,12 @@ def f1(p, r):
 
 
 def period_rates(q: dict) -> dict:
-    """Per set (all matched sites, quantify's acceptance set) and method: n, median |ln ratio|, 1-sigma coverage."""
+    """Per set (all matched sites, quantify's acceptance set) and method: n, median |ln ratio|, median ratio, 1-sigma
+    coverage."""
     ev = q.get("evaluation") or {}
     return {
         part: {
-            m: {k: v.get(k) for k in ("n", "median_abs_log_ratio", "coverage_68")}
+            m: {k: v.get(k) for k in ("n", "median_abs_log_ratio", "median_ratio", "coverage_68")}
             for m, v in (ev.get(part) or {}).items()
             if isinstance(v, dict)
         }
@@ -213,7 +214,7 @@ def main(argv=None) -> int:
                 f"    quantify {part:17s} "
                 + "  ".join(
                     f"{m} n {v['n']} |ln| {v['median_abs_log_ratio'] or float('nan'):.3f} "
-                    f"cov {v['coverage_68'] or float('nan'):.2f}"
+                    f"ratio {v['median_ratio'] or float('nan'):.2f} cov {v['coverage_68'] or float('nan'):.2f}"
                     for m, v in methods.items()
                 ),
                 flush=True,
