@@ -124,7 +124,7 @@ def test_local_maxima_of_one_map_and_the_rule_counting_them():
 
 def test_centroid_position_is_the_share_weighted_centre_of_the_sites_3x3_block():
     m = _scattered_alarms()
-    m[10, 12] = 20  # the site's cell; its neighbours hold peaks too, more on the east and south sides
+    m[10, 12] = 20  # the site's cell; three of its neighbours hold peaks too, most the one to the east
     m[10, 13], m[11, 12], m[9, 11] = 10, 5, 5
     cell = composite_hotspots(_period(m), LAT, LON, _settings(position="cell"))
     cen = composite_hotspots(_period(m), LAT, LON, _settings(position="centroid"))
