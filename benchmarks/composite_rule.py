@@ -30,6 +30,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BINS = ("gt5000", "4000_5000", "2000_4000", "lt2000")
 
+
+def _recurrence(alpha: str, level: str, *extra: str) -> list[str]:
+    """Overrides of a recurrence candidate: its false-discovery rate, its peak level (null: hotspot peaks) and more."""
+    return [
+        "detect.composite.rule=recurrence",
+        f"detect.composite.recurrence.alpha={alpha}",
+        f"detect.composite.recurrence.level={level}",
+        *(f"detect.composite.recurrence.{e}" for e in extra),
+    ]
+
+
 #: candidate rules: name -> detect.composite overrides
 CANDIDATES = {
     "mean (k=5, min 0.03)": ["detect.composite.rule=mean"],
@@ -38,67 +49,17 @@ CANDIDATES = {
         "detect.composite.min_value=0.02",
         "detect.peaks.prominence=0.05",
     ],
-    "recurrence of hotspot peaks alpha=1e-2": [
-        "detect.composite.rule=recurrence",
-        "detect.composite.recurrence.alpha=0.01",
-        "detect.composite.recurrence.level=null",
-    ],
-    "recurrence of hotspot peaks alpha=1e-4": [
-        "detect.composite.rule=recurrence",
-        "detect.composite.recurrence.alpha=0.0001",
-        "detect.composite.recurrence.level=null",
-    ],
-    "recurrence of hotspot peaks alpha=1e-4, 2 cells apart": [
-        "detect.composite.rule=recurrence",
-        "detect.composite.recurrence.alpha=0.0001",
-        "detect.composite.recurrence.level=null",
-        "detect.composite.recurrence.separation_cells=2",
-    ],
-    "recurrence of maxima >= 0.02 alpha=1e-4": [
-        "detect.composite.rule=recurrence",
-        "detect.composite.recurrence.alpha=0.0001",
-        "detect.composite.recurrence.level=0.02",
-        "detect.composite.recurrence.position=cell",
-    ],
-    "recurrence of maxima >= 0.02 alpha=1e-4, centroid": [
-        "detect.composite.rule=recurrence",
-        "detect.composite.recurrence.alpha=0.0001",
-        "detect.composite.recurrence.level=0.02",
-        "detect.composite.recurrence.position=centroid",
-    ],
-    "recurrence of maxima >= 0.02 alpha=1e-4, ring 3 cells": [
-        "detect.composite.rule=recurrence",
-        "detect.composite.recurrence.alpha=0.0001",
-        "detect.composite.recurrence.level=0.02",
-        "detect.composite.recurrence.ring_cells=3",
-    ],
-    "recurrence of maxima >= 0.02 alpha=1e-4, ring 6 cells": [
-        "detect.composite.rule=recurrence",
-        "detect.composite.recurrence.alpha=0.0001",
-        "detect.composite.recurrence.level=0.02",
-        "detect.composite.recurrence.ring_cells=6",
-    ],
-    "recurrence of maxima >= 0.02 alpha=1e-2, ring 8 cells": [
-        "detect.composite.rule=recurrence",
-        "detect.composite.recurrence.alpha=0.01",
-        "detect.composite.recurrence.level=0.02",
-        "detect.composite.recurrence.ring_cells=8",
-    ],
-    "recurrence of maxima >= 0.05 alpha=1e-4": [
-        "detect.composite.rule=recurrence",
-        "detect.composite.recurrence.alpha=0.0001",
-        "detect.composite.recurrence.level=0.05",
-    ],
-    "recurrence of maxima >= 0.1 alpha=1e-4": [
-        "detect.composite.rule=recurrence",
-        "detect.composite.recurrence.alpha=0.0001",
-        "detect.composite.recurrence.level=0.1",
-    ],
-    "recurrence of maxima >= 0.02 alpha=1e-2": [
-        "detect.composite.rule=recurrence",
-        "detect.composite.recurrence.alpha=0.01",
-        "detect.composite.recurrence.level=0.02",
-    ],
+    "recurrence of hotspot peaks alpha=1e-2": _recurrence("0.01", "null"),
+    "recurrence of hotspot peaks alpha=1e-4": _recurrence("0.0001", "null"),
+    "recurrence of hotspot peaks alpha=1e-4, 2 cells apart": _recurrence("0.0001", "null", "separation_cells=2"),
+    "recurrence of maxima >= 0.02 alpha=1e-4": _recurrence("0.0001", "0.02", "position=cell"),
+    "recurrence of maxima >= 0.02 alpha=1e-4, centroid": _recurrence("0.0001", "0.02", "position=centroid"),
+    "recurrence of maxima >= 0.02 alpha=1e-4, ring 3 cells": _recurrence("0.0001", "0.02", "ring_cells=3"),
+    "recurrence of maxima >= 0.02 alpha=1e-4, ring 6 cells": _recurrence("0.0001", "0.02", "ring_cells=6"),
+    "recurrence of maxima >= 0.02 alpha=1e-2, ring 8 cells": _recurrence("0.01", "0.02", "ring_cells=8"),
+    "recurrence of maxima >= 0.05 alpha=1e-4": _recurrence("0.0001", "0.05"),
+    "recurrence of maxima >= 0.1 alpha=1e-4": _recurrence("0.0001", "0.1"),
+    "recurrence of maxima >= 0.02 alpha=1e-2": _recurrence("0.01", "0.02"),
 }
 
 

@@ -61,18 +61,10 @@ def threshold(mean: np.ndarray, n_valid: np.ndarray, *, min_valid: int, k_sigma:
     return max(float(min_value), med + float(k_sigma) * 1.4826 * mad)
 
 
-def check_position(position) -> str:
-    if position not in POSITIONS:
-        raise ConfigError("detect.composite.position", f"must be one of {', '.join(POSITIONS)} (got {position!r})")
-    return str(position)
-
-
-def check_recurrence_position(position) -> str:
-    if position not in RECURRENCE_POSITIONS:
-        raise ConfigError(
-            "detect.composite.recurrence.position",
-            f"must be one of {', '.join(RECURRENCE_POSITIONS)} (got {position!r})",
-        )
+def check_position(position, choices: tuple = POSITIONS, key: str = "detect.composite.position") -> str:
+    """``position`` if it is one of ``choices``, else a one-line ConfigError naming ``key``."""
+    if position not in choices:
+        raise ConfigError(key, f"must be one of {', '.join(choices)} (got {position!r})")
     return str(position)
 
 
@@ -260,7 +252,7 @@ def recurrence_hotspots(period: dict, lat: np.ndarray, lon: np.ndarray, r: dict,
     keep = top & m["significant"] & (n_peaks >= int(r["min_peaks"]))
     cells = np.argwhere(keep)
     cells = cells[np.lexsort((cells[:, 1], cells[:, 0], -share[keep]))] if len(cells) else cells.reshape(0, 2)
-    position = check_recurrence_position(r.get("position", "cell"))
+    position = check_position(r.get("position", "cell"), RECURRENCE_POSITIONS, "detect.composite.recurrence.position")
     pos = share_centroids(share, cells) if position == "centroid" else cells.astype(np.float64).reshape(-1, 2)
     site_lat, site_lon = index_to_latlon(pos, lat, lon)
     df = pd.DataFrame(

@@ -80,12 +80,7 @@ def composite_settings(cfg: DictConfig) -> dict:
             "alpha": float(require(cfg, c + "recurrence.alpha", lambda v: 0 < float(v) < 1, "must be in (0, 1)")),
             "min_peaks": require_int(cfg, c + "recurrence.min_peaks", 1),
             "separation_cells": require_int(cfg, c + "recurrence.separation_cells", 1),
-            "ring_cells": require(
-                cfg,
-                c + "recurrence.ring_cells",
-                lambda v: isinstance(v, int) and not isinstance(v, bool) and (v == 0 or v >= 2),
-                "must be 0 (the map-wide rate) or an integer >= 2",
-            ),
+            "ring_cells": _ring_cells(cfg, c + "recurrence.ring_cells"),
             "position": require(
                 cfg,
                 c + "recurrence.position",
@@ -102,6 +97,13 @@ def composite_settings(cfg: DictConfig) -> dict:
             ),
         },
     }
+
+
+def _ring_cells(cfg: DictConfig, key: str) -> int:
+    ring = require_int(cfg, key, 0)
+    if ring == 1:
+        raise ConfigError(key, "must be 0 (the map-wide rate) or >= 2 (got 1: the ring would be the 3x3 block)")
+    return ring
 
 
 def _optional_float(v) -> float | None:
