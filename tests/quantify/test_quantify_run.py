@@ -333,12 +333,14 @@ def test_same_results_as_the_per_point_code(case, qhelp, winds):
     are the hotspot sites, as then). Most values agree to 1e-12; those of the hotspot without a source (an estimate
     of ~0 from terms of ~1e4 t/yr) to ~1e-9. The reference is 13a0cb4 with reference_13a0cb4.patch (what changed
     the results on purpose since: the CSF transect weights and position term, issue 15), written by
-    make_reference_13a0cb4.py; the position error is that version's fixed one (``position.from_data: false``) and
-    the method-structure term (not in that version) is off."""
+    make_reference_13a0cb4.py; the position error is that version's fixed one (``position.from_data: false``), and
+    the method-structure term and the other sources' plumes and period sites out of the background (not in that
+    version) are off."""
     from pathlib import Path
 
     tmp, ov = case
-    ov = {**ov, "quantify.position.from_data": False, "quantify.structure": {"rel_sigma": {}, "bias": {}}}
+    ov = {**ov, "quantify.position.from_data": False, "quantify.structure": {"rel_sigma": {}, "bias": {}},
+          "quantify.exclude_sites": False, "quantify.exclude_plume_efolds": 0.0}  # fmt: skip
     if not winds:
         ov["quantify.collections.synth"]["winds"] = {"paths": None}
     out = run(qhelp.quantify_cfg(ov))["synth"]
@@ -429,6 +431,8 @@ def test_period_sites_are_the_composite_sites(case, qhelp):
         ("quantify.period.sites", "everything", "must be one of composite, hotspots"),
         ("quantify.period.min_detections", 0, "must be an integer >= 1"),
         ("quantify.max_wind_speed_rel_sigma", 0, "must be a number > 0"),
+        ("quantify.exclude_plume_efolds", -1.0, "must be a number in [0, inf]"),
+        ("quantify.exclude_plume_deg", 90, "must be a number in [0, 89]"),
     ],
 )
 def test_period_site_and_wind_keys_are_checked(case, qhelp, key, value, message):
@@ -524,3 +528,57 @@ def test_structure_keys_are_checked(case, qhelp, value, message):
     with pytest.raises(ConfigError) as e:
         run(qhelp.quantify_cfg({**ov, "quantify.structure": value}))
     assert str(e.value).startswith(f"config {message}") and "\n" not in str(e.value)
+
+
+def test_other_period_sites_and_their_plumes_are_no_background(tmp_path, qhelp):
+    """A period site 25 km north of a source three times as strong, 25 km downwind of it (wind from the west, both
+    plumes run east); no overpass has a hotspot at the strong source, so only the composite knows it. Its plume runs
+    through the weak site's CSF background band: with the other sites and their plumes kept out of the background
+    (``exclude_sites``, ``exclude_plume_efolds``, the defaults) the weak site's period CSF is within 10 % of its
+    truth; with only the overpass's hotspots kept out it is less than 60 % of it."""
+    lat, lon = qhelp.grid_axes()
+    strong = (qhelp.LAT0 - 0.225, qhelp.LON0 - 0.3)
+    times = TIMES[:2]
+    no2 = [
+        qhelp.plume_columns(Q, 5.0, 270.0, TAU, lat=lat, lon=lon)
+        + qhelp.plume_columns(3 * Q, 5.0, 270.0, TAU, lat=lat, lon=lon, src_lat=strong[0], src_lon=strong[1])
+        + qhelp.background(lat, lon)
+        for _ in times
+    ]
+    qhelp.write_ingest_grid(tmp_path / "ingest" / "synth.nc", lat, lon, times, no2, [np.full(no2[0].shape, 1e-6)] * 2)
+    for t in times:
+        hours = pd.date_range(f"{t[:10]}T00:00", f"{t[:10]}T23:00", freq="1h")
+        qhelp.write_simple_winds(tmp_path / "winds" / f"winds_{t[:10]}.nc", hours, np.full(24, 5.0), np.zeros(24))
+    pd.DataFrame({"id": ["WEAK", "STRONG"], "lat": [qhelp.LAT0, strong[0]], "lon": [qhelp.LON0, strong[1]],
+                  "nox_t_per_yr": [NOX_TRUE, 3 * NOX_TRUE], "co2_t_per_yr": [1e7, 3e7],
+                  "fuel": ["coal", "coal"]}).to_csv(tmp_path / "sources.csv", index=False)  # fmt: skip
+    det = tmp_path / "detect" / "synth"
+    det.mkdir(parents=True)
+    pd.DataFrame({"hotspot_id": [1, 2], "time": times, "peak_lat": [qhelp.LAT0] * 2, "peak_lon": [qhelp.LON0] * 2,
+                  "peak_rel_emission": [0.5] * 2, "sum_rel_emission": [1.0] * 2,
+                  "nox_rate_estimate_t_per_yr": [0.0] * 2, "area_km2": [100.0] * 2, "n_cells": [4] * 2,
+                  "obs_count": [2] * 2}).to_csv(det / "hotspots.csv", index=False)  # fmt: skip
+    pd.DataFrame({"site_id": [1, 2], "peak_lat": [qhelp.LAT0, strong[0]],
+                  "peak_lon": [qhelp.LON0, strong[1]]}).to_csv(det / "composite.csv", index=False)  # fmt: skip
+    ov = {
+        "quantify.collection": "synth",
+        "quantify.methods": ["csf"],
+        "quantify.structure.bias": {},
+        "quantify.ingest_dir": str(tmp_path / "ingest"),
+        "quantify.detect_dir": str(det.parent),
+        "quantify.out_dir": str(tmp_path / "out"),
+        "quantify.metrics_dir": str(tmp_path / "metrics"),
+        "quantify.units_dir": None,
+        "quantify.collections.synth": {
+            "winds": {"paths": [str(tmp_path / "winds" / "*.nc")]},
+            "inventory": str(tmp_path / "sources.csv"),
+        },
+    }
+
+    def weak_site(**extra):
+        run(qhelp.quantify_cfg({**ov, **extra}))
+        per = pd.read_csv(tmp_path / "out" / "synth" / "estimates_period.csv")
+        return float(per.loc[per["site_id"] == 1, "nox_t_per_yr"].iloc[0])
+
+    assert weak_site() == pytest.approx(NOX_TRUE, rel=0.10)
+    assert weak_site(**{"quantify.exclude_sites": False}) < 0.6 * NOX_TRUE

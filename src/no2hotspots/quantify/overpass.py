@@ -97,6 +97,13 @@ def quantify_point(
         d, ds = np.nan, np.nan
     w = Wind(float(wind["wind_speed_m_s"]), float(wind["wind_speed_sigma_m_s"]), float(d), float(ds))
     info.update(direction_used_deg=d, direction_sigma_deg=ds)
+    efolds = s.get("exclude_plume_efolds", 0.0)
+    if others and efolds > 0 and np.isfinite(d) and np.isfinite(w.speed):
+        # the other sources' plumes are no background either: downwind of them a background fit would take their
+        # NO2 for this source's background (low estimates next to strong neighbours). A plume reaches about
+        # U tau (one e-folding of its NO2) downwind; without decay, across the whole scene
+        reach = efolds * w.speed * life.tau_s / 1e3 if np.isfinite(life.tau_s) else 2.0 * s["scene_half_km"]
+        scene = scene.excluding(scene.plumes_of(others, d, reach, s["exclude_other_km"], s["exclude_plume_deg"]))
     out = []
     for m in s["methods"]:
         if w.speed < s["min_wind_m_s"]:
@@ -249,7 +256,7 @@ def _hotspot_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws) -> l
     pos = list(zip(h["peak_lat"], h["peak_lon"])) if len(h) else []
     rows = []
     for i, r in enumerate(h.to_dict("records")):
-        others = [p for j, p in enumerate(pos) if j != i]
+        others = [p for j, p in enumerate(pos) if j != i] + _other_sites(ctx, r["peak_lat"], r["peak_lon"])
         wrow = ws.row(i)
         ests, info = quantify_point(grid, t, r["peak_lat"], r["peak_lon"], wrow, s, others, ctx.model_uncertainty, r,
                                     s.get("position", PositionConfig()).model_sigma_km)  # fmt: skip
@@ -272,6 +279,16 @@ def _hotspot_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws) -> l
     return rows
 
 
+def _other_sites(ctx: Context, lat: float, lon: float) -> list[tuple[float, float]]:
+    """The period sites farther than ``period.merge_km`` from (lat, lon): known sources, also where this overpass has
+    no hotspot at them, whose surroundings are no background (``exclude_other_km``, ``exclude_plume_efolds``)."""
+    if not ctx.s.get("exclude_sites", False) or ctx.sites is None or not len(ctx.sites):
+        return []
+    slat, slon = ctx.sites["lat"].to_numpy(float), ctx.sites["lon"].to_numpy(float)
+    far = haversine_km(slat, slon, lat, lon) > ctx.s["period"].merge_km
+    return list(zip(slat[far], slon[far]))
+
+
 def _site_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws, site_idx: list[int]) -> list[dict]:
     """Estimate rows of the period sites ``site_idx`` in this overpass (points after the hotspots in ``ws``); sites
     not observed are left out, and with ``period.use: detected`` so are sites without a hotspot in this overpass."""
@@ -288,7 +305,7 @@ def _site_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws, site_id
         if s["period"].use == "detected" and not detected:
             continue
         far = haversine_km(hlat, hlon, site["lat"], site["lon"]) > s["period"].merge_km
-        others = [p for p, f in zip(pos, far) if f]
+        others = [p for p, f in zip(pos, far) if f] + _other_sites(ctx, site["lat"], site["lon"])
         wrow = ws.row(len(h) + n)
         spread = float(site["position_spread_km"]) if "position_spread_km" in site else float("nan")
         ests, info = quantify_point(

@@ -128,6 +128,9 @@ def settings(q: DictConfig, name: str) -> dict[str, Any]:
         "max_wind_speed_rel_sigma": _positive(q, "max_wind_speed_rel_sigma", 0.8),
         "scene_half_km": float(q.get("scene_half_km", 80.0)),
         "exclude_other_km": float(q.get("exclude_other_km", 8.0)),
+        "exclude_plume_efolds": _in_range(q, "exclude_plume_efolds", 0.0, 0.0, np.inf),
+        "exclude_plume_deg": _in_range(q, "exclude_plume_deg", 15.0, 0.0, 89.0),
+        "exclude_sites": bool(q.get("exclude_sites", False)),
         "chemistry": chem,
         "csf": _dc(csf.CSFConfig, q.get("csf"), "quantify.csf"),
         "ime": _dc(ime.IMEConfig, q.get("ime"), "quantify.ime"),
@@ -162,6 +165,13 @@ def _positive(q, key: str, default: float) -> float:
     v = q.get(key, default)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
         raise ConfigError(f"quantify.{key}", f"must be a number > 0 (got {v!r})")
+    return float(v)
+
+
+def _in_range(q, key: str, default: float, lo: float, hi: float) -> float:
+    v = q.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+        raise ConfigError(f"quantify.{key}", f"must be a number in [{lo:g}, {hi:g}] (got {v!r})")
     return float(v)
 
 

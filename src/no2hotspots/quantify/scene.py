@@ -69,6 +69,29 @@ class Scene:
         t = -self.x * ey + self.y * ex
         return s, t
 
+    def excluding(self, mask: np.ndarray) -> Scene:
+        """The same scene with the cells of ``mask`` also kept out of the background (a new scene: nothing derived
+        from the old exclusion is reused)."""
+        return Scene(self.lat0, self.lon0, self.lat, self.lon, self.x, self.y, self.area, self.c, self.sigma,
+                     self.exclude | mask)  # fmt: skip
+
+    def plumes_of(self, others: list[tuple[float, float]], direction_from_deg: float, length_km: float,
+                  half_width_km: float, widen_deg: float) -> np.ndarray:  # fmt: skip
+        """Cells in the downwind plumes of the sources ``others`` (lat, lon): from each, along the wind up to
+        ``length_km``, within ``half_width_km`` + distance x tan(``widen_deg``) of its axis."""
+        out = np.zeros(self.c.shape, dtype=bool)
+        if not others or not np.isfinite(direction_from_deg) or length_km <= 0:
+            return out
+        phi = np.radians(direction_from_deg)
+        ex, ey = -np.sin(phi), -np.cos(phi)
+        tan_w = np.tan(np.radians(widen_deg))
+        for la1, lo1 in others:
+            ox, oy = local_xy(la1, lo1, self.lat0, self.lon0)
+            dx, dy = self.x - ox, self.y - oy
+            s, t = dx * ex + dy * ey, -dx * ey + dy * ex
+            out |= (s >= 0.0) & (s <= length_km) & (np.abs(t) <= half_width_km + s * tan_w)
+        return out
+
     @property
     def r(self) -> np.ndarray:
         return self.cached("r", lambda: np.hypot(self.x, self.y))
@@ -114,13 +137,18 @@ def local_scene(
     excl = np.zeros(c.shape, dtype=bool)
     reach = None
     for la1, lo1 in others:
-        ox = EARTH_RADIUS_M * np.radians(lo1 - lon0) * np.cos(np.radians(la1)) / 1e3
-        oy = EARTH_RADIUS_M * np.radians(la1 - lat0) / 1e3
+        ox, oy = local_xy(la1, lo1, lat0, lon0)
         reach = float(np.sqrt(np.max(x * x + y * y))) if reach is None else reach
         if np.hypot(ox, oy) > reach + exclude_km + 1e-6:  # no cell of the scene is that close to it
             continue
         excl |= np.hypot(x - ox, y - oy) <= exclude_km
     return Scene(float(lat0), float(lon0), la, lo, x, y, area, c, sig, excl)
+
+
+def local_xy(lat: float, lon: float, lat0: float, lon0: float) -> tuple[float, float]:
+    """(km east, km north) of (lat, lon) from (lat0, lon0), as the scene's cell coordinates are taken."""
+    return (EARTH_RADIUS_M * np.radians(lon - lon0) * np.cos(np.radians(lat)) / 1e3,
+            EARTH_RADIUS_M * np.radians(lat - lat0) / 1e3)  # fmt: skip
 
 
 def cell_areas(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
