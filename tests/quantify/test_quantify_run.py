@@ -433,6 +433,7 @@ def test_period_sites_are_the_composite_sites(case, qhelp):
         ("quantify.max_wind_speed_rel_sigma", 0, "must be a number > 0"),
         ("quantify.exclude_plume_efolds", -1.0, "must be a number in [0, inf]"),
         ("quantify.exclude_plume_deg", 90, "must be a number in [0, 89]"),
+        ("quantify.exclude_sites", "false", "must be true or false"),
     ],
 )
 def test_period_site_and_wind_keys_are_checked(case, qhelp, key, value, message):

@@ -130,7 +130,7 @@ def settings(q: DictConfig, name: str) -> dict[str, Any]:
         "exclude_other_km": float(q.get("exclude_other_km", 8.0)),
         "exclude_plume_efolds": _in_range(q, "exclude_plume_efolds", 0.0, 0.0, np.inf),
         "exclude_plume_deg": _in_range(q, "exclude_plume_deg", 15.0, 0.0, 89.0),
-        "exclude_sites": bool(q.get("exclude_sites", False)),
+        "exclude_sites": bool_value("quantify.exclude_sites", q.get("exclude_sites", False)),
         "chemistry": chem,
         "csf": _dc(csf.CSFConfig, q.get("csf"), "quantify.csf"),
         "ime": _dc(ime.IMEConfig, q.get("ime"), "quantify.ime"),

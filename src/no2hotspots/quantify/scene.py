@@ -17,7 +17,7 @@ rho the lag-1 correlation of neighbouring background residuals (a TROPOMI pixel 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -72,8 +72,7 @@ class Scene:
     def excluding(self, mask: np.ndarray) -> Scene:
         """The same scene with the cells of ``mask`` also kept out of the background (a new scene: nothing derived
         from the old exclusion is reused)."""
-        return Scene(self.lat0, self.lon0, self.lat, self.lon, self.x, self.y, self.area, self.c, self.sigma,
-                     self.exclude | mask)  # fmt: skip
+        return replace(self, exclude=self.exclude | mask, memo={})
 
     def plumes_of(self, others: list[tuple[float, float]], direction_from_deg: float, length_km: float,
                   half_width_km: float, widen_deg: float) -> np.ndarray:  # fmt: skip
