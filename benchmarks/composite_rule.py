@@ -31,12 +31,15 @@ REPO = Path(__file__).resolve().parents[1]
 BINS = ("gt5000", "4000_5000", "2000_4000", "lt2000")
 
 
-def _recurrence(alpha: str, level: str, *extra: str) -> list[str]:
-    """Overrides of a recurrence candidate: its false-discovery rate, its peak level (null: hotspot peaks) and more."""
+def _recurrence(alpha: str, level: str, *extra: str, position: str = "cell") -> list[str]:
+    """Overrides of a recurrence candidate: its false-discovery rate, its peak level (null: hotspot peaks), where a
+    site lies (cell unless the name says centroid, as the recorded results were measured; the default is centroid)
+    and more."""
     return [
         "detect.composite.rule=recurrence",
         f"detect.composite.recurrence.alpha={alpha}",
         f"detect.composite.recurrence.level={level}",
+        f"detect.composite.recurrence.position={position}",
         *(f"detect.composite.recurrence.{e}" for e in extra),
     ]
 
@@ -52,8 +55,8 @@ CANDIDATES = {
     "recurrence of hotspot peaks alpha=1e-2": _recurrence("0.01", "null"),
     "recurrence of hotspot peaks alpha=1e-4": _recurrence("0.0001", "null"),
     "recurrence of hotspot peaks alpha=1e-4, 2 cells apart": _recurrence("0.0001", "null", "separation_cells=2"),
-    "recurrence of maxima >= 0.02 alpha=1e-4": _recurrence("0.0001", "0.02", "position=cell"),
-    "recurrence of maxima >= 0.02 alpha=1e-4, centroid": _recurrence("0.0001", "0.02", "position=centroid"),
+    "recurrence of maxima >= 0.02 alpha=1e-4": _recurrence("0.0001", "0.02"),
+    "recurrence of maxima >= 0.02 alpha=1e-4, centroid": _recurrence("0.0001", "0.02", position="centroid"),
     "recurrence of maxima >= 0.02 alpha=1e-4, ring 3 cells": _recurrence("0.0001", "0.02", "ring_cells=3"),
     "recurrence of maxima >= 0.02 alpha=1e-4, ring 6 cells": _recurrence("0.0001", "0.02", "ring_cells=6"),
     "recurrence of maxima >= 0.02 alpha=1e-2, ring 8 cells": _recurrence("0.01", "0.02", "ring_cells=8"),
