@@ -149,6 +149,22 @@ def test_plumes_of_marks_the_cone_downwind_of_each_other_source(synthetic_plume)
     assert not sc.plumes_of([other], np.nan, 30.0, 8.0, 15.0).any() and not sc.plumes_of([], 270.0, 30.0, 8, 15).any()
 
 
+def test_plumes_of_reaches_the_scene_from_a_source_far_outside_it(synthetic_plume):
+    """Sources outside the scene are skipped only when their cone cannot reach it: one 40 km west of the scene's
+    west edge marks that edge with a 45 km reach, nothing with a 35 km reach, as the cone's geometry says."""
+    lat, lon, c, prec = synthetic_plume(Q, 5.0, 270.0, TAU)
+    sc = scene_of(lat, lon, c, prec)
+    west = float(sc.x.min())
+    far = (40.0, 112.0 + (west - 40.0) / (111.19 * np.cos(np.radians(40.0))))
+    ox, _ = local_xy(*far, 40.0, 112.0)
+    assert ox == pytest.approx(west - 40.0, abs=0.5)
+    m = sc.plumes_of([far], 270.0, 45.0, 8.0, 15.0)
+    s = sc.x - ox
+    assert m.any() and m[s <= 45.0].any() and not m[s > 45.0].any()
+    assert not sc.plumes_of([far], 270.0, 35.0, 8.0, 15.0).any()
+    assert not sc.plumes_of([far], 90.0, 200.0, 8.0, 15.0).any()  # wind from the east: the scene is upwind of it
+
+
 def test_nox_conversion_units_and_ratio_uncertainty():
     chem = chemistry.Chemistry()
     from no2hotspots.quantify.estimate import Estimate

@@ -84,11 +84,13 @@ class Scene:
         phi = np.radians(direction_from_deg)
         ex, ey = -np.sin(phi), -np.cos(phi)
         tan_w = np.tan(np.radians(widen_deg))
-        for la1, lo1 in others:
-            ox, oy = local_xy(la1, lo1, self.lat0, self.lon0)
-            dx, dy = self.x - ox, self.y - oy
+        # a plume reaches no cell farther from its source than its cone's far corner: sources beyond that are skipped
+        reach = np.hypot(length_km, half_width_km + length_km * tan_w) + float(self.r.max())
+        o = np.array(within(others, self.lat0, self.lon0, reach), float).reshape(-1, 2)
+        for k in range(0, len(o), 16):  # sources x cells at once, 16 sources at a time
+            dx, dy = self.x - o[k : k + 16, 0, None, None], self.y - o[k : k + 16, 1, None, None]
             s, t = dx * ex + dy * ey, -dx * ey + dy * ex
-            out |= (s >= 0.0) & (s <= length_km) & (np.abs(t) <= half_width_km + s * tan_w)
+            out |= ((s >= 0.0) & (s <= length_km) & (np.abs(t) <= half_width_km + s * tan_w)).any(axis=0)
         return out
 
     @property
@@ -134,13 +136,11 @@ def local_scene(
     y = np.broadcast_to(EARTH_RADIUS_M * np.radians(LA - lat0) / 1e3, x.shape).copy()
     area = cell_areas(la, lo)
     excl = np.zeros(c.shape, dtype=bool)
-    reach = None
-    for la1, lo1 in others:
-        ox, oy = local_xy(la1, lo1, lat0, lon0)
-        reach = float(np.sqrt(np.max(x * x + y * y))) if reach is None else reach
-        if np.hypot(ox, oy) > reach + exclude_km + 1e-6:  # no cell of the scene is that close to it
-            continue
-        excl |= np.hypot(x - ox, y - oy) <= exclude_km
+    if len(others):
+        # sources farther than this from the centre have no cell of the scene within exclude_km
+        reach = float(np.sqrt(np.max(x * x + y * y))) + exclude_km + 1e-6
+        for ox, oy in within(others, lat0, lon0, reach):
+            excl |= np.hypot(x - ox, y - oy) <= exclude_km
     return Scene(float(lat0), float(lon0), la, lo, x, y, area, c, sig, excl)
 
 
@@ -148,6 +148,16 @@ def local_xy(lat: float, lon: float, lat0: float, lon0: float) -> tuple[float, f
     """(km east, km north) of (lat, lon) from (lat0, lon0), as the scene's cell coordinates are taken."""
     return (EARTH_RADIUS_M * np.radians(lon - lon0) * np.cos(np.radians(lat)) / 1e3,
             EARTH_RADIUS_M * np.radians(lat - lat0) / 1e3)  # fmt: skip
+
+
+def within(points, lat0: float, lon0: float, km: float) -> list[tuple[float, float]]:
+    """(x, y) [km] from (lat0, lon0) (:func:`local_xy`) of the (lat, lon) ``points`` no farther than ``km``."""
+    if not len(points):
+        return []
+    p = np.asarray(points, float).reshape(-1, 2)
+    ox, oy = local_xy(p[:, 0], p[:, 1], lat0, lon0)
+    keep = np.hypot(ox, oy) <= km
+    return list(zip(ox[keep].tolist(), oy[keep].tolist()))
 
 
 def cell_areas(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
