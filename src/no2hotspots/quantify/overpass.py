@@ -167,10 +167,26 @@ class Context:
     inv: pd.DataFrame | None
     model_uncertainty: Callable | None
     truth: TruthAt = field(init=False)
+    site_records: list = field(init=False, repr=False)  # ctx.sites as one dict per row
     _ratios: dict = field(default_factory=dict, repr=False)
+    _others: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         self.truth = TruthAt(self.inv)
+        self.site_records = self.sites.to_dict("records") if self.sites is not None else []
+
+    def other_sites(self, lat: float, lon: float) -> list[tuple[float, float]]:
+        """The period sites farther than ``period.merge_km`` from (lat, lon): known sources, also where this overpass
+        has no hotspot at them, whose surroundings are no background (``exclude_other_km``, ``exclude_plume_efolds``).
+        Points repeat (sites every overpass, hotspots on grid cells): looked up once."""
+        if not self.s.get("exclude_sites", False) or self.sites is None or not len(self.sites):
+            return []
+        key = (float(lat), float(lon))
+        if key not in self._others:
+            slat, slon = self.sites["lat"].to_numpy(float), self.sites["lon"].to_numpy(float)
+            far = haversine_km(slat, slon, lat, lon) > self.s["period"].merge_km
+            self._others[key] = list(zip(slat[far], slon[far]))
+        return self._others[key]
 
     def ratio(self, lat: float, lon: float):
         """The CO2/NOx ratio and inventory match at a hotspot (hotspots repeat grid positions: looked up once)."""
@@ -256,7 +272,7 @@ def _hotspot_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws) -> l
     pos = list(zip(h["peak_lat"], h["peak_lon"])) if len(h) else []
     rows = []
     for i, r in enumerate(h.to_dict("records")):
-        others = [p for j, p in enumerate(pos) if j != i] + _other_sites(ctx, r["peak_lat"], r["peak_lon"])
+        others = [p for j, p in enumerate(pos) if j != i] + ctx.other_sites(r["peak_lat"], r["peak_lon"])
         wrow = ws.row(i)
         ests, info = quantify_point(grid, t, r["peak_lat"], r["peak_lon"], wrow, s, others, ctx.model_uncertainty, r,
                                     s.get("position", PositionConfig()).model_sigma_km)  # fmt: skip
@@ -279,16 +295,6 @@ def _hotspot_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws) -> l
     return rows
 
 
-def _other_sites(ctx: Context, lat: float, lon: float) -> list[tuple[float, float]]:
-    """The period sites farther than ``period.merge_km`` from (lat, lon): known sources, also where this overpass has
-    no hotspot at them, whose surroundings are no background (``exclude_other_km``, ``exclude_plume_efolds``)."""
-    if not ctx.s.get("exclude_sites", False) or ctx.sites is None or not len(ctx.sites):
-        return []
-    slat, slon = ctx.sites["lat"].to_numpy(float), ctx.sites["lon"].to_numpy(float)
-    far = haversine_km(slat, slon, lat, lon) > ctx.s["period"].merge_km
-    return list(zip(slat[far], slon[far]))
-
-
 def _site_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws, site_idx: list[int]) -> list[dict]:
     """Estimate rows of the period sites ``site_idx`` in this overpass (points after the hotspots in ``ws``); sites
     not observed are left out, and with ``period.use: detected`` so are sites without a hotspot in this overpass."""
@@ -299,13 +305,13 @@ def _site_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws, site_id
     ss = s if s["ddeq_sites"] else {**s, "methods": [m for m in s["methods"] if m != ddeq_ref.METHOD]}
     rows = []
     for n, k in enumerate(site_idx):
-        site = ctx.sites.iloc[k]
+        site = ctx.site_records[k]
         sid = int(site["site_id"])
         detected = sid in detected_sites
         if s["period"].use == "detected" and not detected:
             continue
         far = haversine_km(hlat, hlon, site["lat"], site["lon"]) > s["period"].merge_km
-        others = [p for p, f in zip(pos, far) if f] + _other_sites(ctx, site["lat"], site["lon"])
+        others = [p for p, f in zip(pos, far) if f] + ctx.other_sites(site["lat"], site["lon"])
         wrow = ws.row(len(h) + n)
         spread = float(site["position_spread_km"]) if "position_spread_km" in site else float("nan")
         ests, info = quantify_point(
