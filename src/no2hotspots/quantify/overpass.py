@@ -169,7 +169,7 @@ class Context:
     truth: TruthAt = field(init=False)
     site_records: list = field(init=False, repr=False)  # ctx.sites as one dict per row
     _ratios: dict = field(default_factory=dict, repr=False)
-    _others: dict = field(default_factory=dict, repr=False)
+    _far: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         self.truth = TruthAt(self.inv)
@@ -178,15 +178,16 @@ class Context:
     def other_sites(self, lat: float, lon: float) -> list[tuple[float, float]]:
         """The period sites farther than ``period.merge_km`` from (lat, lon): known sources, also where this overpass
         has no hotspot at them, whose surroundings are no background (``exclude_other_km``, ``exclude_plume_efolds``).
-        Points repeat (sites every overpass, hotspots on grid cells): looked up once."""
+        Points repeat (sites every overpass, hotspots on grid cells): their distances are computed once, and kept as
+        one bit per site."""
         if not self.s.get("exclude_sites", False) or self.sites is None or not len(self.sites):
             return []
+        slat, slon = self.sites["lat"].to_numpy(float), self.sites["lon"].to_numpy(float)
         key = (float(lat), float(lon))
-        if key not in self._others:
-            slat, slon = self.sites["lat"].to_numpy(float), self.sites["lon"].to_numpy(float)
-            far = haversine_km(slat, slon, lat, lon) > self.s["period"].merge_km
-            self._others[key] = list(zip(slat[far], slon[far]))
-        return self._others[key]
+        if key not in self._far:
+            self._far[key] = np.packbits(haversine_km(slat, slon, lat, lon) > self.s["period"].merge_km)
+        far = np.unpackbits(self._far[key], count=len(slat)).astype(bool)
+        return list(zip(slat[far], slon[far]))
 
     def ratio(self, lat: float, lon: float):
         """The CO2/NOx ratio and inventory match at a hotspot (hotspots repeat grid positions: looked up once)."""
