@@ -168,21 +168,26 @@ class Context:
     model_uncertainty: Callable | None
     truth: TruthAt = field(init=False)
     site_records: list = field(init=False, repr=False)  # ctx.sites as one dict per row
+    _site_lat: np.ndarray = field(init=False, repr=False)
+    _site_lon: np.ndarray = field(init=False, repr=False)
     _ratios: dict = field(default_factory=dict, repr=False)
     _far: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         self.truth = TruthAt(self.inv)
-        self.site_records = self.sites.to_dict("records") if self.sites is not None else []
+        has = self.sites is not None and len(self.sites) > 0
+        self.site_records = self.sites.to_dict("records") if has else []
+        self._site_lat = self.sites["lat"].to_numpy(float) if has else np.empty(0)
+        self._site_lon = self.sites["lon"].to_numpy(float) if has else np.empty(0)
 
     def other_sites(self, lat: float, lon: float) -> list[tuple[float, float]]:
         """The period sites farther than ``period.merge_km`` from (lat, lon): known sources, also where this overpass
         has no hotspot at them, whose surroundings are no background (``exclude_other_km``, ``exclude_plume_efolds``).
         Points repeat (sites every overpass, hotspots on grid cells): their distances are computed once, and kept as
         one bit per site."""
-        if not self.s.get("exclude_sites", False) or self.sites is None or not len(self.sites):
+        slat, slon = self._site_lat, self._site_lon
+        if not self.s.get("exclude_sites", False) or not len(slat):
             return []
-        slat, slon = self.sites["lat"].to_numpy(float), self.sites["lon"].to_numpy(float)
         key = (float(lat), float(lon))
         if key not in self._far:
             self._far[key] = np.packbits(haversine_km(slat, slon, lat, lon) > self.s["period"].merge_km)

@@ -86,7 +86,7 @@ class Scene:
         tan_w = np.tan(np.radians(widen_deg))
         # a plume reaches no cell farther from its source than its cone's far corner: sources beyond that are skipped
         reach = np.hypot(length_km, half_width_km + length_km * tan_w) + float(self.r.max())
-        o = np.array(within(others, self.lat0, self.lon0, reach), float).reshape(-1, 2)
+        o = within(others, self.lat0, self.lon0, reach)
         for k in range(0, len(o), 16):  # sources x cells at once, 16 sources at a time
             dx, dy = self.x - o[k : k + 16, 0, None, None], self.y - o[k : k + 16, 1, None, None]
             s, t = dx * ex + dy * ey, -dx * ey + dy * ex
@@ -150,14 +150,11 @@ def local_xy(lat: float, lon: float, lat0: float, lon0: float) -> tuple[float, f
             EARTH_RADIUS_M * np.radians(lat - lat0) / 1e3)  # fmt: skip
 
 
-def within(points, lat0: float, lon0: float, km: float) -> list[tuple[float, float]]:
-    """(x, y) [km] from (lat0, lon0) (:func:`local_xy`) of the (lat, lon) ``points`` no farther than ``km``."""
-    if not len(points):
-        return []
+def within(points, lat0: float, lon0: float, km: float) -> np.ndarray:
+    """(n, 2): (x, y) [km] from (lat0, lon0) (:func:`local_xy`) of the (lat, lon) ``points`` no farther than ``km``."""
     p = np.asarray(points, float).reshape(-1, 2)
-    ox, oy = local_xy(p[:, 0], p[:, 1], lat0, lon0)
-    keep = np.hypot(ox, oy) <= km
-    return list(zip(ox[keep].tolist(), oy[keep].tolist()))
+    xy = np.column_stack(local_xy(p[:, 0], p[:, 1], lat0, lon0))
+    return xy[np.hypot(xy[:, 0], xy[:, 1]) <= km]
 
 
 def cell_areas(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
