@@ -165,6 +165,47 @@ def test_plumes_of_reaches_the_scene_from_a_source_far_outside_it(synthetic_plum
     assert not sc.plumes_of([far], 90.0, 200.0, 8.0, 15.0).any()  # wind from the east: the scene is upwind of it
 
 
+@pytest.mark.parametrize("lat0", [40.0, 70.0, -55.0])
+def test_scene_exclusion_and_plume_cones_test_the_same_cells_as_every_cell(lat0):
+    """The exclusion disks and plume cones are tested on a box of cells around each source (scene.box_cells); the
+    result equals the test on every cell of the scene for sources inside, at the edge of and far outside it, and at
+    high latitude (cells narrower in x, their spacing changing across the scene)."""
+    lat = np.round(np.arange(lat0 - 1.0, lat0 + 1.0 + 1e-9, 0.05), 6)
+    lon = np.round(np.arange(19.0, 23.0 + 1e-9, 0.05), 6)
+    rng = np.random.default_rng(int(lat0 * 10) % 1000)
+    c = rng.normal(1e-5, 1e-6, (lat.size, lon.size))
+    others = [(lat0 + a, 21.0 + b) for a, b in rng.uniform(-1.3, 1.3, (300, 2)) * [1.0, 2.0]]
+    sc = local_scene(lat, lon, c, None, lat0, 21.0, 60.0, others, 8.0)
+    oxy = np.array([local_xy(a, b, lat0, 21.0) for a, b in others])
+    brute = (np.hypot(sc.x[None] - oxy[:, 0, None, None], sc.y[None] - oxy[:, 1, None, None]) <= 8.0).any(axis=0)
+    assert 0 < sc.exclude.sum() < sc.exclude.size and np.array_equal(sc.exclude, brute)
+    few, oxy = others[:20], oxy[:20]  # cones of 300 sources would cover the scene
+    for d, length in [(270.0, 45.0), (33.0, 80.0), (190.0, 20.0)]:
+        phi = np.radians(d)
+        ex, ey = -np.sin(phi), -np.cos(phi)
+        dx, dy = sc.x[None] - oxy[:, 0, None, None], sc.y[None] - oxy[:, 1, None, None]
+        s, t = dx * ex + dy * ey, -dx * ey + dy * ex
+        cone = ((s >= 0.0) & (s <= length) & (np.abs(t) <= 8.0 + s * np.tan(np.radians(15.0)))).any(axis=0)
+        m = sc.plumes_of(few, d, length, 8.0, 15.0)
+        assert 0 < m.sum() < m.size and np.array_equal(m, cone)
+    # a grid whose latitudes run north to south gives the same cells (every cell tested)
+    flip = local_scene(lat[::-1], lon, c[::-1], None, lat0, 21.0, 60.0, others, 8.0)
+    assert np.array_equal(flip.exclude[::-1], sc.exclude)
+    assert np.array_equal(flip.plumes_of(few, 33.0, 80.0, 8.0, 15.0)[::-1], sc.plumes_of(few, 33.0, 80.0, 8.0, 15.0))
+
+
+def test_scenes_share_the_crop_geometry_read_only(synthetic_plume):
+    """A site's box, offsets and areas are computed once per grid and shared by the scenes of every overpass: they
+    are read-only, so no estimator can change another scene's geometry."""
+    lat, lon, c, prec = synthetic_plume(Q, 5.0, 270.0, TAU)
+    a, b = scene_of(lat, lon, c, prec), scene_of(lat, lon, 2 * c, prec)
+    assert a.x is b.x and a.area is b.area and np.array_equal(2 * a.c, b.c)
+    with pytest.raises(ValueError):
+        a.x[0, 0] = 1.0
+    moved = local_scene(lat + 0.05, lon, c, prec, 40.0, 112.0, 60.0)  # another grid: its own geometry
+    assert moved.x is not a.x and not np.array_equal(moved.y, a.y)
+
+
 def test_nox_conversion_units_and_ratio_uncertainty():
     chem = chemistry.Chemistry()
     from no2hotspots.quantify.estimate import Estimate

@@ -17,6 +17,7 @@ rho the lag-1 correlation of neighbouring background residuals (a TROPOMI pixel 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -84,13 +85,16 @@ class Scene:
         phi = np.radians(direction_from_deg)
         ex, ey = -np.sin(phi), -np.cos(phi)
         tan_w = np.tan(np.radians(widen_deg))
-        # a plume reaches no cell farther from its source than its cone's far corner: sources beyond that are skipped
-        reach = np.hypot(length_km, half_width_km + length_km * tan_w) + float(self.r.max())
-        o = within(others, self.lat0, self.lon0, reach)
-        for k in range(0, len(o), 16):  # sources x cells at once, 16 sources at a time
-            dx, dy = self.x - o[k : k + 16, 0, None, None], self.y - o[k : k + 16, 1, None, None]
-            s, t = dx * ex + dy * ey, -dx * ey + dy * ex
-            out |= ((s >= 0.0) & (s <= length_km) & (np.abs(t) <= half_width_km + s * tan_w)).any(axis=0)
+        # a cone lies inside the circle about its midline's middle through its far corners: only the cells near
+        # that circle are tested, and sources whose circle misses every cell of the scene are skipped
+        half_len, far = 0.5 * length_km, half_width_km + length_km * tan_w
+        o = within(others, self.lat0, self.lon0, 2.0 * half_len + far + float(self.r.max()))
+        k, rr, cc = box_cells(self.x, self.y, o[:, 0] + half_len * ex, o[:, 1] + half_len * ey,
+                              float(np.hypot(half_len, far)))  # fmt: skip
+        dx, dy = self.x[rr, cc] - o[k, 0], self.y[rr, cc] - o[k, 1]
+        s, t = dx * ex + dy * ey, -dx * ey + dy * ex
+        hit = (s >= 0.0) & (s <= length_km) & (np.abs(t) <= half_width_km + s * tan_w)
+        out[rr[hit], cc[hit]] = True
         return out
 
     @property
@@ -115,13 +119,10 @@ def local_scene(
     """
     lat = np.asarray(lat, float)
     lon = np.asarray(lon, float)
-    dlat = np.degrees(half_km * 1e3 / EARTH_RADIUS_M)
-    dlon = dlat / max(np.cos(np.radians(lat0)), 1e-6)
-    iy = np.flatnonzero((lat >= lat0 - dlat) & (lat <= lat0 + dlat))
-    ix = np.flatnonzero((lon >= lon0 - dlon) & (lon <= lon0 + dlon))
-    if iy.size < 3 or ix.size < 3:
+    geo = _crop(lat, lon, float(lat0), float(lon0), float(half_km))
+    if geo is None:
         return None
-    sl = (slice(iy[0], iy[-1] + 1), slice(ix[0], ix[-1] + 1))
+    sl, x, y, area, r_max = geo
     la, lo = lat[sl[0]], lon[sl[1]]
     c = np.asarray(no2, float)[sl]
     if precision is None:
@@ -131,17 +132,71 @@ def local_scene(
     finite = np.isfinite(sig)
     fill = median(sig[finite]) if finite.any() else 1e-5
     sig = np.where(finite & (sig > 0), sig, fill)
-    LA, LO = la[:, None], lo[None, :]
-    x = EARTH_RADIUS_M * np.radians(LO - lon0) * np.cos(np.radians(LA)) / 1e3
-    y = np.broadcast_to(EARTH_RADIUS_M * np.radians(LA - lat0) / 1e3, x.shape).copy()
-    area = cell_areas(la, lo)
     excl = np.zeros(c.shape, dtype=bool)
     if len(others):
         # sources farther than this from the centre have no cell of the scene within exclude_km
-        reach = float(np.sqrt(np.max(x * x + y * y))) + exclude_km + 1e-6
-        for ox, oy in within(others, lat0, lon0, reach):
-            excl |= np.hypot(x - ox, y - oy) <= exclude_km
+        o = within(others, lat0, lon0, r_max + exclude_km + 1e-6)
+        k, rr, cc = box_cells(x, y, o[:, 0], o[:, 1], exclude_km)
+        near = np.hypot(x[rr, cc] - o[k, 0], y[rr, cc] - o[k, 1]) <= exclude_km
+        excl[rr[near], cc[near]] = True
     return Scene(float(lat0), float(lon0), la, lo, x, y, area, c, sig, excl)
+
+
+def box_cells(x: np.ndarray, y: np.ndarray, cx: np.ndarray, cy: np.ndarray, radius: float):
+    """(k, rows, cols): the cells of a box around each point k at (cx[k], cy[k]) [km] that holds every cell of the
+    scene grid (``x``/``y`` as a :class:`Scene`'s) within ``radius`` of it: the rows whose y, and the columns whose x
+    in some row, lie within ``radius`` (so the caller tests a few cells per point, not all; same test, same result).
+    A grid whose y or x does not increase along its axes gives every cell to every point."""
+    ny, nx = x.shape
+    cx, cy = np.asarray(cx, float).ravel(), np.asarray(cy, float).ravel()
+    yc = y[:, 0]
+    if not (np.all(np.diff(yc) > 0) and np.all(np.diff(x, axis=1) > 0)):
+        k, rr, cc = np.meshgrid(np.arange(cx.size), np.arange(ny), np.arange(nx), indexing="ij")
+        return k.ravel(), rr.ravel(), cc.ravel()
+    pad = radius * (1 + 1e-9) + 1e-9  # the box is a superset: never lose a cell at the edge to rounding
+    r0, r1 = np.searchsorted(yc, cy - pad, "left"), np.searchsorted(yc, cy + pad, "right")
+    c0, c1 = np.searchsorted(x.max(axis=0), cx - pad, "left"), np.searchsorted(x.min(axis=0), cx + pad, "right")
+    h, w = int(max((r1 - r0).max(initial=0), 0)), int(max((c1 - c0).max(initial=0), 0))
+    rr = r0[:, None, None] + np.arange(h)[None, :, None]
+    cc = c0[:, None, None] + np.arange(w)[None, None, :]
+    inside = (rr < r1[:, None, None]) & (cc < c1[:, None, None])
+    k = np.nonzero(inside)[0]
+    rr, cc = np.broadcast_arrays(rr, cc)
+    return k, rr[inside], cc[inside]
+
+
+#: the crop geometry of recent scenes, per process (:func:`_crop`): a collection's overpasses share one grid, so a
+#: period site's box, offsets and areas are computed once, not once per overpass
+_CROPS: OrderedDict = OrderedDict()
+_CROPS_MAX = 512
+
+
+def _crop(lat: np.ndarray, lon: np.ndarray, lat0: float, lon0: float, half_km: float):
+    """(slices, x, y, area, farthest cell distance) of the +-``half_km`` box around (lat0, lon0) on the grid, or
+    None if the box holds fewer than 3 rows or columns; the arrays are read-only (shared between scenes)."""
+    key = (lat.tobytes(), lon.tobytes(), lat0, lon0, half_km)
+    if key in _CROPS:
+        _CROPS.move_to_end(key)
+        return _CROPS[key]
+    dlat = np.degrees(half_km * 1e3 / EARTH_RADIUS_M)
+    dlon = dlat / max(np.cos(np.radians(lat0)), 1e-6)
+    iy = np.flatnonzero((lat >= lat0 - dlat) & (lat <= lat0 + dlat))
+    ix = np.flatnonzero((lon >= lon0 - dlon) & (lon <= lon0 + dlon))
+    out = None
+    if iy.size >= 3 and ix.size >= 3:
+        sl = (slice(iy[0], iy[-1] + 1), slice(ix[0], ix[-1] + 1))
+        la, lo = lat[sl[0]], lon[sl[1]]
+        LA, LO = la[:, None], lo[None, :]
+        x = EARTH_RADIUS_M * np.radians(LO - lon0) * np.cos(np.radians(LA)) / 1e3
+        y = np.broadcast_to(EARTH_RADIUS_M * np.radians(LA - lat0) / 1e3, x.shape).copy()
+        area = cell_areas(la, lo)
+        for a in (x, y, area):
+            a.setflags(write=False)
+        out = sl, x, y, area, float(np.sqrt(np.max(x * x + y * y)))
+    _CROPS[key] = out
+    while len(_CROPS) > _CROPS_MAX:
+        _CROPS.popitem(last=False)
+    return out
 
 
 def local_xy(lat: float, lon: float, lat0: float, lon0: float) -> tuple[float, float]:
