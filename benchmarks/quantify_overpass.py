@@ -36,7 +36,10 @@ BASELINE_REV = "3e149c1"
 
 
 def child(args) -> None:
-    """One timing in this process (PYTHONPATH selects the code): prints one JSON line."""
+    """One timing in this process (PYTHONPATH selects the code): prints one JSON line.
+
+    The context is assembled here as ``quantify.run.quantify_collection`` assembles it, line for line, not through a
+    helper of the current tree: the same code must also run on the baseline revision's src/."""
     os.environ.setdefault("NO2HOTSPOTS_PROGRESS", "0")
     from omegaconf import OmegaConf
 
