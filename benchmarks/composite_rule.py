@@ -34,13 +34,14 @@ BINS = ("gt5000", "4000_5000", "2000_4000", "lt2000")
 def _recurrence(alpha: str, level: str, *extra: str, position: str = "cell") -> list[str]:
     """Overrides of a recurrence candidate: its false-discovery rate, its peak level (null: hotspot peaks), where a
     site lies (cell unless the name says centroid, as the recorded results were measured; the default is centroid)
-    and more."""
+    and more; no downwind test unless the name says downwind (as the recorded results were measured)."""
+    off = [] if any(e.startswith("downwind.alpha") for e in extra) else ["downwind.alpha=null"]
     return [
         "detect.composite.rule=recurrence",
         f"detect.composite.recurrence.alpha={alpha}",
         f"detect.composite.recurrence.level={level}",
         f"detect.composite.recurrence.position={position}",
-        *(f"detect.composite.recurrence.{e}" for e in extra),
+        *(f"detect.composite.recurrence.{e}" for e in (*off, *extra)),
     ]
 
 
@@ -63,6 +64,24 @@ CANDIDATES = {
     "recurrence of maxima >= 0.05 alpha=1e-4": _recurrence("0.0001", "0.05"),
     "recurrence of maxima >= 0.1 alpha=1e-4": _recurrence("0.0001", "0.1"),
     "recurrence of maxima >= 0.02 alpha=1e-2": _recurrence("0.01", "0.02"),
+    **{
+        f"recurrence of maxima >= 0.02 alpha=1e-4, centroid, downwind p {a} r {r} km {h} deg": _recurrence(
+            "0.0001",
+            "0.02",
+            f"downwind.alpha={a}",
+            f"downwind.radius_km={r}",
+            f"downwind.half_angle_deg={h}",
+            position="centroid",
+        )
+        for a, r, h in (
+            ("0.05", 20, 45),
+            ("0.01", 20, 45),
+            ("0.05", 25, 45),
+            ("0.01", 25, 60),
+            ("0.05", 15, 45),
+            ("0.01", 15, 45),
+        )
+    },
 }
 
 
@@ -106,6 +125,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(REPO / "data"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "composite_rule.json"))
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--reuse", metavar="DIR", help="a folder kept by --keep: its osse and ingest outputs are reused")
     ap.add_argument("--only", nargs="+", metavar="TEXT", help="run only the candidates whose name contains a TEXT")
     ap.add_argument("--quantify", action="store_true", help="also quantify each candidate's sites (period rates)")
     args = ap.parse_args(argv)
@@ -113,7 +133,7 @@ def main(argv=None) -> int:
     if not chosen:
         raise SystemExit(f"--only {' '.join(args.only)}: no candidate matches ({', '.join(CANDIDATES)})")
     os.environ.setdefault("NO2HOTSPOTS_PROGRESS", "0")
-    root = Path(tempfile.mkdtemp(prefix="composite_rule_"))
+    root = Path(args.reuse) if args.reuse else Path(tempfile.mkdtemp(prefix="composite_rule_"))
     base = [
         f"paths.data={args.data}",
         f"paths.outputs={root / 'outputs'}",
@@ -136,7 +156,7 @@ def main(argv=None) -> int:
         "quantify.collection=osse",
     ]
     log = root / "stages.log"
-    timing = {s: round(stage(s, base, log), 1) for s in ("osse", "ingest")}
+    timing = {} if args.reuse else {s: round(stage(s, base, log), 1) for s in ("osse", "ingest")}
     rows = []
     for name, extra in chosen.items():
         t = stage("detect", base + extra, log)
@@ -194,7 +214,7 @@ def main(argv=None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(f"best F1 (row precision): {out['best_f1']}; written {args.out}")
-    if not args.keep:
+    if not args.keep and not args.reuse:
         import shutil
 
         shutil.rmtree(root, ignore_errors=True)

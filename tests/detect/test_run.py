@@ -229,11 +229,25 @@ def test_bad_config_values_name_the_key(detect_cfg):
         ("recurrence.ring_cells", 1),
         ("recurrence.ring_cells", -2),
         ("recurrence.ring_cells", 2.5),
+        ("recurrence.downwind.alpha", 0),
+        ("recurrence.downwind.alpha", "0.01"),
+        ("recurrence.downwind.radius_km", 0),
+        ("recurrence.downwind.half_angle_deg", 180),
     ):
         cfg = OmegaConf.merge(detect_cfg, {})
         OmegaConf.update(cfg, f"detect.composite.{key}", value)
         with pytest.raises(ConfigError, match=f"detect.composite.{key}"):
             settings(cfg)
+
+
+def test_the_downwind_test_needs_the_maxima_it_tests(detect_cfg):
+    cfg = OmegaConf.merge(detect_cfg, {})
+    OmegaConf.update(cfg, "detect.composite.recurrence.level", None)
+    OmegaConf.update(cfg, "detect.composite.recurrence.downwind.alpha", 0.01)
+    with pytest.raises(ConfigError, match="detect.composite.recurrence.downwind.alpha: needs recurrence.level"):
+        settings(cfg)
+    OmegaConf.update(cfg, "detect.composite.recurrence.downwind.alpha", None)
+    assert settings(cfg)["composite"]["recurrence"]["downwind"]["alpha"] is None
 
 
 def test_not_a_grid_is_a_one_line_error(tmp_path, detect_cfg):
@@ -357,6 +371,7 @@ def test_recurrence_of_local_maxima_finds_the_faint_repeated_source_hotspot_peak
     assert len(comp) == 1 and comp.peak_value.iloc[0] == pytest.approx(1.0)
     assert abs(comp.peak_lat.iloc[0] - lat[30]) <= res and abs(comp.peak_lon.iloc[0] - lon[40]) <= res
     OmegaConf.update(detect_cfg, "detect.composite.recurrence.level", None)
+    OmegaConf.update(detect_cfg, "detect.composite.recurrence.downwind.alpha", None)
     _detect(detect_cfg, folder, RampNet())
     assert len(pd.read_csv(out / "composite.csv")) == 0
     assert "n_maxima" not in detections.open_period(out)

@@ -31,7 +31,9 @@ Benjamini-Hochberg false-discovery rate ``alpha`` over the cells. ``peak_value``
 ``lambda0``, ``n_cells`` is 1. The rule and its settings were chosen on a validation OSSE (another region, seed 7:
 benchmarks/composite_rule.py), not on the demo's: F1 0.30 (mean) -> 0.46 (hotspot peaks) -> 0.49 (local maxima >=
 0.02). It is not the default because quantify's period rates at its sites miss their stated 1-sigma. With
-``level: null`` a source that never makes a per-overpass hotspot gives no recurrence site.
+``level: null`` a source that never makes a per-overpass hotspot gives no recurrence site. Sites whose peaks come
+with the wind blowing onto them from a stronger site (satellites of its plume) are dropped by the downwind test of
+:mod:`.downwind` (``recurrence.downwind``; the ``satellites`` argument).
 """
 
 from __future__ import annotations
@@ -95,12 +97,15 @@ def index_to_latlon(pos: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> tuple[
     )
 
 
-def composite_hotspots(period: dict, lat: np.ndarray, lon: np.ndarray, s: dict) -> pd.DataFrame:
+def composite_hotspots(period: dict, lat: np.ndarray, lon: np.ndarray, s: dict, satellites=None) -> pd.DataFrame:
     """One row per composite hotspot (:data:`COLUMNS`), strongest first. ``s["rule"]`` (default ``mean``):
     ``mean`` = regions of the trimmed mean map, placed by ``s["position"]`` (default ``peak``;
-    :func:`site_positions`); ``recurrence`` = :func:`recurrence_hotspots` (needs ``period["n_peaks"]``)."""
+    :func:`site_positions`); ``recurrence`` = :func:`recurrence_hotspots` (needs ``period["n_peaks"]``; with
+    ``satellites``, its sites less those that call flags)."""
     if s.get("rule", "mean") == "recurrence":
-        return recurrence_hotspots(period, lat, lon, s["recurrence"], min_valid=int(s["min_valid"]))
+        return recurrence_hotspots(
+            period, lat, lon, s["recurrence"], min_valid=int(s["min_valid"]), satellites=satellites
+        )
     position = check_position(s.get("position", "peak"))
     mean = np.where(period["n_valid"] >= s["min_valid"], period["rel_trimmed"], np.nan)
     thr = threshold(mean, period["n_valid"], min_valid=s["min_valid"], k_sigma=s["k_sigma"], min_value=s["min_value"])
@@ -229,12 +234,15 @@ def share_centroids(share: np.ndarray, cells: np.ndarray) -> np.ndarray:
     return out
 
 
-def recurrence_hotspots(period: dict, lat: np.ndarray, lon: np.ndarray, r: dict, *, min_valid: int) -> pd.DataFrame:
+def recurrence_hotspots(
+    period: dict, lat: np.ndarray, lon: np.ndarray, r: dict, *, min_valid: int, satellites=None
+) -> pd.DataFrame:
     """Composite sites of the ``recurrence`` rule (module docstring): one row per cell that is a local maximum of
     the peak share, holds >= ``r["min_peaks"]`` peaks and is significant at ``r["alpha"]``; peaks are hotspot peaks
     or, with ``r["level"]``, the maps' local maxima >= level (:func:`recurrence_counts`). The site lies at the
     cell's centre (``r["position"]`` ``cell``) or at the share-weighted centroid of its 3x3 block (``centroid``:
-    :func:`share_centroids`)."""
+    :func:`share_centroids`). ``satellites(cells, site_lat, site_lon, share)`` -> bool per site, if given, names
+    sites to drop (the downwind test, :mod:`.downwind`)."""
     from scipy import ndimage
 
     n_peaks = recurrence_counts(period, r)
@@ -255,6 +263,9 @@ def recurrence_hotspots(period: dict, lat: np.ndarray, lon: np.ndarray, r: dict,
     position = check_position(r.get("position", "cell"), RECURRENCE_POSITIONS, "detect.composite.recurrence.position")
     pos = share_centroids(share, cells) if position == "centroid" else cells.astype(np.float64).reshape(-1, 2)
     site_lat, site_lon = index_to_latlon(pos, lat, lon)
+    if satellites is not None and len(cells):
+        keep = ~np.asarray(satellites(cells, site_lat, site_lon, share[cells[:, 0], cells[:, 1]]), bool)
+        cells, site_lat, site_lon = cells[keep], site_lat[keep], site_lon[keep]
     df = pd.DataFrame(
         {
             "peak_lat": [round(float(v), 6) for v in site_lat],

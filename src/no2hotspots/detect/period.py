@@ -75,6 +75,46 @@ def accumulate(index: pd.DataFrame, grid: xr.Dataset, units_dir: Path, level: fl
     return out
 
 
+class SatelliteTest:
+    """The downwind test of :mod:`.downwind` as the ``satellites`` callable of the recurrence rule: streams the
+    overpasses once (each map's maxima >= ``level``, the wind at the sites at its time) and keeps a summary."""
+
+    def __init__(self, index: pd.DataFrame, units_dir: Path, level: float, winds, d: dict):
+        self.index, self.units_dir, self.level, self.winds, self.d = index, units_dir, float(level), winds, d
+        self.summary: dict = {}
+
+    def _overpasses(self, cells, site_lat, site_lon, pair):
+        """The overpasses whose window holds a tested site; the wind sampled at the partner sites only."""
+        tested, origin = pair.any(axis=1), np.flatnonzero(pair.any(axis=0))
+        for r in self.index.itertuples():
+            i, j = cells[tested, 0] - r.i0, cells[tested, 1] - r.j0
+            if not ((i >= 0) & (i < r.ny) & (j >= 0) & (j < r.nx)).any():
+                continue
+            rel = detections.open_overpass(self.units_dir / f"{r.key}.nc")["relative_emission"].values
+            mx = np.where(np.isfinite(rel), local_maxima(rel, self.level).astype(np.float64), np.nan)
+            direction = np.full(len(cells), np.nan)
+            direction[origin] = self.winds.at(site_lat[origin], site_lon[origin], np.datetime64(r.time)).direction_from
+            yield mx, direction, (r.i0, r.j0)
+
+    def __call__(self, cells, site_lat, site_lon, share) -> np.ndarray:
+        from . import downwind
+
+        cells = np.asarray(cells)
+        pair, dx, dy = downwind.partners(site_lat, site_lon, share, self.d["radius_km"])
+        c = downwind.count_overpasses(
+            self._overpasses(cells, site_lat, site_lon, pair), cells, pair, dx, dy, self.d["half_angle_deg"]
+        )
+        p, sat = downwind.satellite_test(c["n_obs"], c["n_obs_down"], c["n_hit"], c["n_hit_down"], self.d["alpha"])
+        self.summary = {
+            **{k: self.d[k] for k in ("alpha", "radius_km", "half_angle_deg")},
+            "n_sites": int(len(cells)),
+            "n_tested": int(pair.any(axis=1).sum()),
+            "n_dropped": int(sat.sum()),
+        }
+        log.info("downwind test: %(n_tested)d of %(n_sites)d site(s) tested, %(n_dropped)d dropped", self.summary)
+        return sat
+
+
 def publish(
     name: str,
     out_dir: Path,
@@ -85,8 +125,10 @@ def publish(
     model_info: dict,
     inventory: pd.DataFrame | None,
     composite: dict | None = None,
+    winds=None,
 ) -> pd.DataFrame:
-    """``<out_dir>/`` assembled in a temporary folder and swapped in as a whole."""
+    """``<out_dir>/`` assembled in a temporary folder and swapped in as a whole. ``winds`` (a
+    :class:`no2hotspots.winds.WindField`) serves the recurrence rule's downwind test when it is on."""
     index = grid_contract.overpass_index(grid)
     index = index[index["key"].isin([r["key"] for r in results])]
     table = hotspot_table(results, grid)
@@ -95,12 +137,16 @@ def publish(
     period = accumulate(index, grid, units_dir, level)
     lat, lon, res = grid["lat"].values, grid["lon"].values, float(grid.attrs["resolution_deg"])
     period["n_peaks"] = peak_counts(table["peak_lat"].to_numpy(float), table["peak_lon"].to_numpy(float), lat, lon, res)
-    comp = composite_hotspots(period, lat, lon, composite) if enabled else None
+    dw = (composite or {}).get("recurrence", {}).get("downwind") or {}
+    test = enabled and composite.get("rule") == "recurrence" and dw.get("alpha") is not None and winds is not None
+    sat = SatelliteTest(index, units_dir, level, winds, dw) if test else None
+    comp = composite_hotspots(period, lat, lon, composite, satellites=sat) if enabled else None
     summary = {
         **summary,
         "n_hotspots": int(len(table)),
         "n_composite_hotspots": None if comp is None else int(len(comp)),
         "composite_threshold": None if comp is None or not len(comp) else float(comp["threshold"].iloc[0]),
+        "composite_downwind_test": None if sat is None else sat.summary,
         "hotspots_per_overpass": {k: int(v) for k, v in table.groupby("overpass").size().items()},
     }
     with atomic_path(out_dir, is_dir=True) as tmp:

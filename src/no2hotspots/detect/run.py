@@ -60,6 +60,11 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
     }
     s["peaks"] = peak_settings(cfg, "detect.peaks")
     s["composite"] = composite_settings(cfg)
+    r = s["composite"]["recurrence"]
+    if r["downwind"]["alpha"] is not None and r["level"] is None:
+        raise ConfigError(
+            "detect.composite.recurrence.downwind.alpha", "needs recurrence.level (the maps' maxima it tests)"
+        )
     if s["stride"] > 64:
         raise ConfigError("detect.stride", f"must be <= the tile size 64 or cells are skipped (got {s['stride']})")
     return s
@@ -91,11 +96,30 @@ def composite_settings(cfg: DictConfig) -> dict:
                 require(
                     cfg,
                     c + "recurrence.level",
-                    lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1),
+                    _null_or_fraction,
                     "must be null (hotspot peaks) or in (0, 1)",
                 )
             ),
+            "downwind": _downwind_settings(cfg, c + "recurrence.downwind."),
         },
+    }
+
+
+def _downwind_settings(cfg: DictConfig, d: str) -> dict:
+    """``detect.composite.recurrence.downwind.*`` (:mod:`.downwind`)."""
+    return {
+        "alpha": _optional_float(
+            require(
+                cfg,
+                d + "alpha",
+                _null_or_fraction,
+                "must be null (no downwind test) or in (0, 1)",
+            )
+        ),
+        "radius_km": float(require(cfg, d + "radius_km", lambda v: float(v) > 0, "must be > 0 km")),
+        "half_angle_deg": float(
+            require(cfg, d + "half_angle_deg", lambda v: 0 < float(v) < 180, "must be in (0, 180)")
+        ),
     }
 
 
@@ -104,6 +128,10 @@ def _ring_cells(cfg: DictConfig, key: str) -> int:
     if ring == 1:
         raise ConfigError(key, "must be 0 (the map-wide rate) or >= 2 (got 1: the ring would be the 3x3 block)")
     return ring
+
+
+def _null_or_fraction(v) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1)
 
 
 def _optional_float(v) -> float | None:
@@ -226,7 +254,9 @@ def detect_collection(
     }
     summary = _summary(name, ingest_folder, grid, s, results, model_info)
     out_dir = Path(str(cfg.detect.out_dir)) / name
-    table = publish(name, out_dir, units_dir, grid, results, summary, model_info, inventory, s["composite"])
+    table = publish(
+        name, out_dir, units_dir, grid, results, summary, model_info, inventory, s["composite"], winds(cfg, name, s)
+    )
     log.info(
         "%s: %d hotspot(s) in %d overpasses (%d computed, %d reused) in %.1f s",
         name,
@@ -237,6 +267,22 @@ def detect_collection(
         time.perf_counter() - t0,
     )
     return {**summary, "n_hotspots": int(len(table)), "units_computed": len(tasks) - reused, "units_reused": reused}
+
+
+def winds(cfg: DictConfig, name: str, s: dict):
+    """The collection's winds for the recurrence rule's downwind test (``detect.wind_paths.<name>`` read with the
+    ``detect.winds`` settings), or None when the test is off or the collection has no wind files (then untested)."""
+    c = s["composite"]
+    if not c["enabled"] or c["rule"] != "recurrence" or c["recurrence"]["downwind"]["alpha"] is None:
+        return None
+    from ..winds import open_winds
+
+    wp = OmegaConf.select(cfg, f"detect.wind_paths.{name}", default=None)
+    paths = OmegaConf.to_container(wp, resolve=True) if OmegaConf.is_config(wp) else ([wp] if wp else [])
+    if not paths:
+        log.warning("%s: no detect.wind_paths.%s; the composite's downwind test is skipped", name, name)
+        return None
+    return open_winds(cfg.detect.winds, paths, key="detect.winds")
 
 
 def _summary(name: str, ingest_folder: Path, grid, s: dict, results: list[dict], model_info: dict) -> dict:
