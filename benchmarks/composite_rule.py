@@ -13,7 +13,10 @@ period rates are scored against the truth per method (median |ln ratio| and the 
 1-sigma, all matched sites and quantify's acceptance set): a rule whose sites cannot be quantified is no default.
 
     .venv/bin/python benchmarks/composite_rule.py --model outputs/train/model [--days 366] [--out JSON] [--only TEXT]
-        [--quantify]
+        [--quantify] [--keep | --reuse DIR]
+
+``--keep`` leaves the temporary folder (osse, ingest, detect units); ``--reuse DIR`` runs more candidates in such a
+folder without rerunning osse and ingest (detect reuses its overpasses and only republishes the period).
 """
 
 from __future__ import annotations
