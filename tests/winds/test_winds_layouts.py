@@ -143,3 +143,28 @@ def test_interp_columns_linear_profile_mean_is_exact():
     assert ui.mean() == pytest.approx(2.0)
     (below,) = interp_columns(h, [u], np.array([[10.0]]))
     assert below[0, 0] == pytest.approx(1.0)  # constant below the lowest valid level
+
+
+def test_a_period_of_daily_files_is_never_held_at_once(tmp_path):
+    """Stream, don't stack: walking 20 daily files keeps at most ``cache_files`` reduced; the winds do not depend on
+    the cache's size or on the order of the queries."""
+    days = pd.date_range("2019-09-01", periods=20, freq="D")
+    for k, d in enumerate(days):  # hourly winds, a different u every day and hour
+        times = pd.date_range(d, periods=24, freq="h")
+        simple_file(tmp_path / f"w_{k:02d}.nc", times, 1.0 + k + np.arange(24) / 24.0, np.full(24, -1.0))
+    cfg = {"paths": str(tmp_path / "w_*.nc"), "time_window_h": 1.0}
+    at = [d + pd.Timedelta(hours=h) for d in days for h in (0, 5, 13)]  # 00:00 needs the day before too
+    small, big = open_winds(cfg), open_winds(cfg)
+    small.cache_files, big.cache_files = 3, 100
+    u_small, u_big = [], []
+    for t in at:
+        u_small.append(small.at([40.0], [112.0], t).u[0])
+        u_big.append(big.at([40.0], [112.0], t).u[0])
+        assert len(small._cache) <= 3
+    assert len(big._cache) == 20
+    assert np.allclose(u_small, u_big)
+    assert u_small[4] == pytest.approx(2.0 + 5 / 24 - 0.5 / 24)  # day 1, 05:00: mean of 04:00..05:00
+    rev = open_winds(cfg)
+    rev.cache_files = 2
+    assert np.allclose([rev.at([40.0], [112.0], t).u[0] for t in reversed(at)], u_big[::-1])
+    assert len(rev._cache) <= 2

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import glob
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,9 @@ from .profile import LevelSpec, ReducedWind, reduce_layer, reduce_pressure, redu
 
 log = logging.getLogger(__name__)
 HOUR = np.timedelta64(3600, "s")
+#: reduced wind files kept in memory per WindField (least recently used dropped): a query needs the 1-3 files around
+#: its time and a stage walks its overpasses in time order, so a period's winds are never held at once
+CACHE_FILES = 8
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,7 @@ def _bilinear(arr: np.ndarray, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
 
 @dataclass
 class WindField:
-    """Wind files of one collection, reduced to one level on demand (cached per file)."""
+    """Wind files of one collection, reduced to one level on demand (the last ``cache_files`` used are kept)."""
 
     files: list[WindFile]
     spec: LevelSpec = field(default_factory=LevelSpec)
@@ -124,7 +128,8 @@ class WindField:
     fallback: FallbackWind = field(default_factory=FallbackWind)
     time_window_h: float = 1.0
     on_missing: str = "fallback"
-    _cache: dict = field(default_factory=dict, repr=False)
+    cache_files: int = CACHE_FILES
+    _cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _warned: set = field(default_factory=set, repr=False)
 
     # -- which files make the field ----------------------------------------------------------------------------
@@ -162,7 +167,9 @@ class WindField:
         return best
 
     def _reduced(self, wf: WindFile) -> ReducedWind:
-        if wf.path not in self._cache:
+        if wf.path in self._cache:
+            self._cache.move_to_end(wf.path)
+        else:
             if wf.kind == "simple":
                 r = reduce_simple(wf)
             elif self.spec.kind == "pressure":
@@ -174,6 +181,8 @@ class WindField:
             else:
                 r = reduce_layer(None, wf, self.spec)
             self._cache[wf.path] = r
+            while len(self._cache) > max(1, self.cache_files):
+                self._cache.popitem(last=False)
             for f in self.files:  # the reduced field is kept; the raw levels are not needed any more
                 f.release()
             log.debug("wind %s", r.description)
