@@ -50,6 +50,30 @@ def test_the_binomial_tail_flags_peaks_that_follow_the_wind_only():
     assert p[0] < 1e-10 and p[1] > 0.3 and p[2] == 1.0 and p[3] == 1.0
 
 
+def test_counts_at_window_edges_unobserved_cells_and_neighbour_maxima():
+    # sites: in the corner (two neighbours outside the window), unobserved centre, maximum only in a neighbour, a
+    # maximum in a diagonal cell (not a 4-neighbour), outside the window; every site has the first as partner
+    cells = np.array([[10, 20], [11, 22], [12, 24], [14, 22], [30, 30]])
+    lat, lon = LAT[0] + RES * cells[:, 0], LON[0] + RES * cells[:, 1]
+    pair = np.zeros((5, 5), bool)
+    pair[1:, 0] = True
+    dx = (lon[:, None] - lon[None, :]) * 111.32 * np.cos(np.deg2rad(lat.mean()))
+    dy = (lat[:, None] - lat[None, :]) * 111.32
+    mx = np.zeros((5, 5))  # the window: rows 10..14, columns 20..24 of the grid
+    mx[1, 2] = np.nan  # site 1's own cell unobserved
+    mx[2, 3] = 1.0  # next to site 2 (12, 24) -> (12, 23)
+    mx[3, 1] = 1.0  # diagonal to site 3 (14, 22) -> (13, 21)
+    mx[0, 1] = 1.0  # next to site 0, the corner
+    west = np.array([270.0, np.nan, np.nan, np.nan, np.nan])  # every site lies east of site 0
+    c = downwind.count_overpasses([(mx, west, (10, 20))] * 3, cells, pair, dx, dy, 45.0)
+    assert c["n_obs"].tolist() == [0, 0, 3, 3, 0]  # site 0: no partner, not tested; site 4 outside
+    assert c["n_hit"].tolist() == [0, 0, 3, 0, 0]
+    assert c["n_obs_down"].tolist() == [0, 0, 3, 0, 0]  # site 3 lies north-north-east: 45+ degrees off a west wind
+    assert c["n_hit_down"].tolist() == [0, 0, 3, 0, 0]
+    unknown = np.full(5, np.nan)  # no wind at the partner: not counted
+    assert not downwind.count_overpasses([(mx, unknown, (10, 20))], cells, pair, dx, dy, 45.0)["n_obs"].any()
+
+
 def _unit_maps(n=96, seed=5):
     """Per overpass: a map with P's plume maxima, S's maximum when the wind blows from the west (plus 1 in 20
     otherwise), N's maximum on every third overpass whatever the wind, random alarms elsewhere; NaN border."""

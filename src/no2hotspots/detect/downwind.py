@@ -90,18 +90,22 @@ def count_overpasses(
         direction = np.asarray(direction, np.float64)
         known = (~pair | np.isfinite(direction)[None, :]).all(axis=1)  # the wind at every partner
         down = downwind_of_partner(pair, dx, dy, direction, half_angle_deg)
-        for s in np.flatnonzero(inside & known):
-            a, b = li[s], lj[s]
-            if not np.isfinite(mx[a, b]):
-                continue
-            cross = [mx[a, b]] + [
-                mx[a + di, b + dj]
-                for di, dj in ((-1, 0), (1, 0), (0, -1), (0, 1))
-                if 0 <= a + di < ny and 0 <= b + dj < nx
-            ]
-            hit = bool(np.nansum(cross) > 0)
-            out["n_obs"][s] += 1
-            out["n_obs_down"][s] += down[s]
-            out["n_hit"][s] += hit
-            out["n_hit_down"][s] += hit and down[s]
+        s = np.flatnonzero(inside & known)
+        s = s[np.isfinite(mx[li[s], lj[s]])]  # observed in the site's own cell
+        hit = cross_hits(mx)[li[s], lj[s]]
+        out["n_obs"][s] += 1
+        out["n_obs_down"][s] += down[s]
+        out["n_hit"][s] += hit
+        out["n_hit_down"][s] += hit & down[s]
     return out
+
+
+def cross_hits(mx: np.ndarray) -> np.ndarray:
+    """Per cell: a maximum (``mx`` > 0; NaN = unobserved) in the cell or one of its 4 neighbours."""
+    m = np.nan_to_num(np.asarray(mx, np.float64), nan=0.0) > 0
+    hit = m.copy()
+    hit[1:, :] |= m[:-1, :]
+    hit[:-1, :] |= m[1:, :]
+    hit[:, 1:] |= m[:, :-1]
+    hit[:, :-1] |= m[:, 1:]
+    return hit
