@@ -383,9 +383,12 @@ def test_overpasses_on_dask_match_in_process_and_units_are_reused(case, qhelp):
     first = run(qhelp.quantify_cfg(ov))["synth"]
     assert _tables(tmp / "out" / "synth") == one_process
     assert (first["units_computed"], first["units_reused"]) == (3, 0)
+    written = (tmp / "out" / "synth" / "quantify.json").read_bytes()
     again = run(qhelp.quantify_cfg({**ov, "parallel.scheduler": "sync"}))["synth"]
     assert (again["units_computed"], again["units_reused"]) == (0, 3)
     assert _tables(tmp / "out" / "synth") == one_process
+    # a DVC output: the same inputs give the same bytes (run statistics are returned and logged, not written)
+    assert (tmp / "out" / "synth" / "quantify.json").read_bytes() == written
     hot = pd.read_csv(tmp / "detect" / "synth" / "hotspots.csv")
     hot.loc[hot["hotspot_id"] == 4, "peak_lat"] = 39.225  # the third overpass's second hotspot
     hot.to_csv(tmp / "detect" / "synth" / "hotspots.csv", index=False)

@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 ESTIMATORS = {"csf": csf, "ime": ime, "divergence": divergence}
 METHODS = (*ESTIMATORS, ddeq_ref.METHOD)
 DIRECTION_MODES = ("auto", "wind", "plume")
+#: run statistics: returned and logged, never written to quantify.json (a DVC output: same inputs, same bytes)
+RUN_STATS = ("units_computed", "units_reused")
 SIGMA_COMPONENTS = (*COMPONENTS,)
 #: the code an overpass unit's rows depend on (part of its hash)
 UNIT_CODE = ("no2hotspots.quantify", "no2hotspots.winds", "no2hotspots.evaluate.geo", "no2hotspots.contracts.grid",
@@ -538,10 +540,9 @@ def write_outputs(name, s, est_h, est_s, period, wide, wind_desc, n_overpasses, 
             "lifetime_sigma_h": chem.lifetime_sigma_h,
         },
         "period_use": s["period"].use,
-        **(run_info or {}),
+        **{k: v for k, v in (run_info or {}).items() if k not in RUN_STATS},
         "units": {"nox": "t NOx/yr (as NO2 mass)", "co2": "Mt CO2/yr", "sigma": "1-sigma"},
         "evaluation": evaluation,
-        "seconds": round(_time.perf_counter() - t0, 2),
     }
     with atomic_group() as out:  # the folder and the metrics file are replaced together (no2hotspots.atomic)
         tmp = out.folder(s["out_dir"])
@@ -557,14 +558,22 @@ def write_outputs(name, s, est_h, est_s, period, wide, wind_desc, n_overpasses, 
             scatter_plot(period, tmp / "scatter_period.png", value="nox_t_per_yr", sigma="nox_sigma_t_per_yr",
                          truth="inventory_nox_t_per_yr", title=f"{name}: period estimates vs inventory")  # fmt: skip
         out.write_json(s["metrics_path"], _clean({**counts, "evaluation": evaluation}))
+    # run statistics go to the caller and the log, not into quantify.json: the same inputs give the same file
+    stats = {
+        **{k: v for k, v in (run_info or {}).items() if k in RUN_STATS},
+        "seconds": round(_time.perf_counter() - t0, 2),
+    }
     log.info(
-        "%s: %d overpass estimate(s), %d site estimate(s) -> %s",
+        "%s: %d overpass estimate(s), %d site estimate(s) -> %s (units: %s computed, %s reused; %.1f s)",
         name,
         counts["n_estimates_overpass"],
         counts["n_estimates_period"],
         s["out_dir"],
+        stats.get("units_computed", "-"),
+        stats.get("units_reused", "-"),
+        stats["seconds"],
     )
-    return summary
+    return {**summary, **stats}
 
 
 def _clean(o):
