@@ -137,6 +137,8 @@ def main(argv=None) -> int:
         "detect.collection=osse",
         f"detect.model_uri={args.model}",
         "detect.overlay_inventory=false",
+        # the downwind test's winds: this OSSE's own (the default points under paths.outputs, which differs per variant)
+        f"detect.wind_paths.osse=['{root / 'osse' / 'truth' / 'winds' / '*.nc'}']",
     ]
     log = root / "stages.log"
     timing = {}
