@@ -489,29 +489,35 @@ def hotspot_wide(hot: pd.DataFrame, est_h: pd.DataFrame, s: dict) -> pd.DataFram
     return out
 
 
-def write_outputs(name, s, est_h, est_s, period, wide, wind_desc, n_overpasses, has_truth, t0, run_info=None) -> dict:
+def evaluation_against_truth(s: dict, est_h: pd.DataFrame, period: pd.DataFrame) -> dict:
+    """quantify.json's ``evaluation``: the overpass and period estimates against the inventory (or the OSSE's
+    truth), and the period estimates that pass the acceptance filter."""
     evaluation = {}
-    if has_truth:
-        bins = s["bins"]
-        if not est_h.empty:
-            evaluation["overpass"] = evaluate_table(
-                est_h, value="nox_t_per_yr", sigma="nox_sigma_t_per_yr", truth="inventory_nox_t_per_yr", bins=bins
-            )
-        if not period.empty:
-            evaluation["period"] = evaluate_table(
-                period, value="nox_t_per_yr", sigma="nox_sigma_t_per_yr", truth="inventory_nox_t_per_yr", bins=bins
-            )
-            acc = (period["inventory_nox_t_per_yr"] > s["acceptance_min_truth"]) & (
-                period["n_overpasses"] >= s["acceptance_min_overpasses"]
-            )
-            evaluation["period_acceptance"] = {
-                "filter": f"inventory NOx > {s['acceptance_min_truth']:g} t/yr and >= "
-                f"{s['acceptance_min_overpasses']} overpass estimates",
-                **evaluate_table(
-                    period, value="nox_t_per_yr", sigma="nox_sigma_t_per_yr", truth="inventory_nox_t_per_yr",
-                    bins=bins, extra_filter=acc,
-                ),
-            }  # fmt: skip
+    bins = s["bins"]
+    if not est_h.empty:
+        evaluation["overpass"] = evaluate_table(
+            est_h, value="nox_t_per_yr", sigma="nox_sigma_t_per_yr", truth="inventory_nox_t_per_yr", bins=bins
+        )
+    if not period.empty:
+        evaluation["period"] = evaluate_table(
+            period, value="nox_t_per_yr", sigma="nox_sigma_t_per_yr", truth="inventory_nox_t_per_yr", bins=bins
+        )
+        acc = (period["inventory_nox_t_per_yr"] > s["acceptance_min_truth"]) & (
+            period["n_overpasses"] >= s["acceptance_min_overpasses"]
+        )
+        evaluation["period_acceptance"] = {
+            "filter": f"inventory NOx > {s['acceptance_min_truth']:g} t/yr and >= "
+            f"{s['acceptance_min_overpasses']} overpass estimates",
+            **evaluate_table(
+                period, value="nox_t_per_yr", sigma="nox_sigma_t_per_yr", truth="inventory_nox_t_per_yr",
+                bins=bins, extra_filter=acc,
+            ),
+        }  # fmt: skip
+    return evaluation
+
+
+def write_outputs(name, s, est_h, est_s, period, wide, wind_desc, n_overpasses, has_truth, t0, run_info=None) -> dict:
+    evaluation = evaluation_against_truth(s, est_h, period) if has_truth else {}
     ok = lambda d: int(np.isfinite(d["nox_t_per_yr"]).sum()) if not d.empty else 0  # noqa: E731
     counts = {
         "n_overpasses": n_overpasses,
