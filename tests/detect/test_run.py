@@ -208,6 +208,7 @@ def test_bad_config_values_name_the_key(detect_cfg):
         ("min_cells", 0),
         ("stride", 2.5),
         ("tiling", "tiles"),
+        ("resample", "bilinear"),
         ("context.core", 0),
         ("context.margin", -8),
     ):

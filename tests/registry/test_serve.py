@@ -126,14 +126,14 @@ def test_param_defaults_are_the_detect_stage_defaults():
     shared = [k for k in PARAM_DEFAULTS if k in flat]
     assert set(shared) >= {"threshold", "stride", "window_floor", "coverage_min", "min_cells", "mask_invalid"}
     assert set(shared) >= {"prominence", "min_separation_px", "batch_size", "max_resolution_ratio"}
-    assert set(shared) >= {"tiling", "context_core", "context_margin"}
+    assert set(shared) >= {"tiling", "context_core", "context_margin", "resample"}
     assert {k: PARAM_DEFAULTS[k] for k in shared} == {k: flat[k] for k in shared}
 
 
-@pytest.mark.parametrize("tiling", ["blend", "context"])
-def test_posted_grid_gives_the_detect_stage_numbers(matimba_overpass, seeded_model_dir, tmp_path, tiling):
+@pytest.mark.parametrize(("tiling", "resample"), [("blend", "none"), ("context", "none"), ("blend", "model_pixel")])
+def test_posted_grid_gives_the_detect_stage_numbers(matimba_overpass, seeded_model_dir, tmp_path, tiling, resample):
     """The whole Matimba grid posted cell by cell, or only its observed cells, gives exactly the stage's map and
-    hotspots (either tiling); a cell the request leaves out is unobserved."""
+    hotspots (either tiling, either resampling); a cell the request leaves out is unobserved."""
     from no2hotspots.contracts.grid import open_overpass
     from no2hotspots.registry.load import from_dir
 
@@ -141,14 +141,17 @@ def test_posted_grid_gives_the_detect_stage_numbers(matimba_overpass, seeded_mod
     loaded = from_dir(seeded_model_dir)
     ds = open_overpass(matimba_overpass)
     ny, nx = ds.sizes["lat"], ds.sizes["lon"]
-    _, first = stage_detection(loaded, matimba_overpass, tmp_path / "u0", tiling=tiling)
+    _, first = stage_detection(loaded, matimba_overpass, tmp_path / "u0", tiling=tiling, resample=resample)
     threshold = tie_free_threshold(first["relative_emission"].values)
-    result, det = stage_detection(loaded, matimba_overpass, tmp_path / "u1", threshold=threshold, tiling=tiling)
+    opts = {"tiling": tiling, "resample": resample}
+    result, det = stage_detection(loaded, matimba_overpass, tmp_path / "u1", threshold=threshold, **opts)
 
-    answer = predict_frame(loaded, grid_frame(ds), {"threshold": threshold, "tiling": tiling})
+    answer = predict_frame(loaded, grid_frame(ds), {"threshold": threshold, **opts})
     assert_same_detection(answer, result, det, ny, nx)
     assert answer["params"]["threshold"] == threshold and answer["overpasses"][0]["n_lat"] == ny
     assert json.loads(json.dumps(answer, allow_nan=False)) == answer  # plain JSON: no NaN anywhere
+    if resample != "none":  # the observed cells span a smaller grid, whose lattice (and tiles) differ
+        return
 
     observed = grid_frame(ds, "matimba", only_valid=True)
     assert 0 < len(observed) < ny * nx
@@ -186,6 +189,7 @@ def test_two_overpasses_in_one_request_are_detected_separately(matimba_overpass,
         (lambda df: df, {"threshold": 1.5}, "params.threshold"),
         (lambda df: df, {"stride": 100}, "params.stride"),
         (lambda df: df, {"tiling": "tiles"}, "params.tiling"),
+        (lambda df: df, {"resample": "bilinear"}, "params.resample"),
         (lambda df: df, {"context_margin": 2.5}, "params.context_margin"),
         (lambda df: df.assign(lat=df["lat"] * 4 + 70, lon=df["lon"] * 4 - 90), {}, "params.max_resolution_ratio"),
     ],

@@ -29,13 +29,15 @@ FIELD_SETTINGS = (
     "threshold",
     "min_cells",
     "peaks",
+    "resample",
 )
 
 
 def detect_field(ds: xr.Dataset, loaded, s: dict[str, Any], *, desc: str = "detect") -> dict[str, Any]:
     """Detect hotspots in one overpass ``ds`` (``no2 (lat, lon)`` [mol m-2], optional ``coverage``, ascending
     ``lat``/``lon``, optional ``lat_bnds``/``lon_bnds``) with ``loaded`` (a LoadedModel) and the settings ``s``
-    (:data:`FIELD_SETTINGS`, plus ``device``).
+    (:data:`FIELD_SETTINGS`, plus ``device``). ``resample: model_pixel`` runs the model on a lattice of its training
+    pixel and interpolates the map back to the grid (:mod:`.resample`); hotspots are always found on the grid.
 
     Returns ``valid`` (bool (lat, lon)), ``relative_emission`` (float32, NaN where masked), ``hotspot_id`` (int32,
     the region numbers 1..n by descending peak, 0 = none), ``hotspots`` (rows of
@@ -44,6 +46,36 @@ def detect_field(ds: xr.Dataset, loaded, s: dict[str, Any], *, desc: str = "dete
     meta = loaded.meta
     valid = gridmod.valid_mask(ds, float(s["coverage_min"]))
     no2 = np.where(valid, ds["no2"].values, np.nan).astype(np.float32)
+    if s.get("resample", "none") == "model_pixel":  # the model on its own pixel, the map back on the grid
+        from .resample import model_pixels
+
+        mp = model_pixels(ds["lat"].values, ds["lon"].values, float(meta["pixel_size_m"]))
+        no2_m, valid_m = mp.to_model(no2, valid)
+        rel_m, counts = _infer(no2_m.astype(np.float32), valid_m, loaded, s, desc)
+        rel = mp.to_grid(rel_m).astype(np.float32)
+    else:
+        rel, counts = _infer(no2, valid, loaded, s, desc)
+    if s["mask_invalid"]:
+        rel = np.where(valid, rel, np.nan).astype(np.float32)
+    rows, ids = find_hotspots(
+        rel,
+        ds["lat"].values,
+        ds["lon"].values,
+        cell_area_km2=gridmod.cell_area_km2(ds),
+        emission_min=float(meta["emission_min_t_per_yr"]),
+        emission_max=float(meta["emission_max_t_per_yr"]),
+        threshold=float(s["threshold"]),
+        min_cells=int(s["min_cells"]),
+        prominence=float(s["peaks"]["prominence"]),
+        min_separation_px=int(s["peaks"]["min_separation_px"]),
+    )
+    return {"valid": valid, "relative_emission": rel, "hotspot_id": ids, "hotspots": rows, "counts": counts}
+
+
+def _infer(no2: np.ndarray, valid: np.ndarray, loaded, s: dict[str, Any], desc: str) -> tuple[np.ndarray, dict]:
+    """The model's relative-emission map of one field (tiles blended, or the fully convolutional pass) and the
+    tile counts."""
+    meta = loaded.meta
     predict = model_predictor(loaded.net, float(meta["input_scale"]), device=str(s.get("device", "cpu")))
     if s.get("tiling", "blend") == "context":
         net = loaded.net
@@ -83,18 +115,4 @@ def detect_field(ds: xr.Dataset, loaded, s: dict[str, Any], *, desc: str = "dete
             window_floor=float(s["window_floor"]),
             desc=desc,
         )
-    if s["mask_invalid"]:
-        rel = np.where(valid, rel, np.nan).astype(np.float32)
-    rows, ids = find_hotspots(
-        rel,
-        ds["lat"].values,
-        ds["lon"].values,
-        cell_area_km2=gridmod.cell_area_km2(ds),
-        emission_min=float(meta["emission_min_t_per_yr"]),
-        emission_max=float(meta["emission_max_t_per_yr"]),
-        threshold=float(s["threshold"]),
-        min_cells=int(s["min_cells"]),
-        prominence=float(s["peaks"]["prominence"]),
-        min_separation_px=int(s["peaks"]["min_separation_px"]),
-    )
-    return {"valid": valid, "relative_emission": rel, "hotspot_id": ids, "hotspots": rows, "counts": counts}
+    return rel, counts

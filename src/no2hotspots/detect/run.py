@@ -29,6 +29,7 @@ from ..peaks import settings as peak_settings
 from . import grid as gridmod
 from .composite import POSITIONS, RECURRENCE_POSITIONS, RULES
 from .outputs import ESTIMATE_NOTE
+from .resample import RESAMPLE
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
     s = {
         "model_uri": require(cfg, d + "model_uri", lambda v: isinstance(v, str) and v, "must be a model URI"),
         "tiling": require(cfg, d + "tiling", lambda v: v in ("blend", "context"), "must be blend or context"),
+        "resample": require(cfg, d + "resample", lambda v: v in RESAMPLE, "must be " + " or ".join(RESAMPLE)),
         "context": {
             "core": require_int(cfg, d + "context.core", 8),
             "margin": require_int(cfg, d + "context.margin", 0),
@@ -233,9 +235,11 @@ def detect_collection(
                 "no2hotspots.peaks",
                 "no2hotspots.detect.grid",
                 "no2hotspots.contracts.detections",
+                *(["no2hotspots.detect.resample"] if s["resample"] != "none" else []),
             ),
             **{k: s[k] for k in ("stride", "window_floor", "threshold", "min_cells", "coverage_min", "mask_invalid")},
             **({"tiling": "context", "context": s["context"]} if s["tiling"] == "context" else {}),
+            **({"resample": s["resample"]} if s["resample"] != "none" else {}),
             "peaks": s["peaks"],
         }
     )
@@ -300,7 +304,8 @@ def _summary(name: str, ingest_folder: Path, grid, s: dict, results: list[dict],
         "cell_size_km": [round(dy / 1e3, 3), round(dx / 1e3, 3)],
         "tiles_run": sum(r.get("tiles_run", 0) for r in results),
         "note": ESTIMATE_NOTE,
-        "params": {k: v for k, v in s.items() if k not in ("inventory_csv",)},
+        # resample only when on (absent = none: detect.json of the default settings predates the option)
+        "params": {k: v for k, v in s.items() if k != "inventory_csv" and not (k == "resample" and v == "none")},
         "orientation": "tiles fed in grid order: row 0 = southernmost latitude, column 0 = westernmost",
     }
 

@@ -14,7 +14,8 @@ Input: a table with one row per grid cell (``dataframe_split`` or ``dataframe_re
 - ``overpass``, optional: a label; rows with different labels are separate overpasses, detected separately.
 
 Params (all optional; defaults = the ``detect`` stage's, :data:`PARAM_DEFAULTS`): ``threshold``, ``tiling``
-(``blend`` | ``context``, with ``context_core`` and ``context_margin``: ``detect.context.*``), ``stride``,
+(``blend`` | ``context``, with ``context_core`` and ``context_margin``: ``detect.context.*``), ``resample``
+(``none`` | ``model_pixel``: ``detect.resample``), ``stride``,
 ``window_floor``, ``coverage_min``, ``min_cells``, ``prominence`` and ``min_separation_px`` (``detect.peaks.*``:
 when one region holds several peaks), ``mask_invalid``, ``batch_size``, ``resolution_deg``, ``max_resolution_ratio``.
 
@@ -34,12 +35,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..detect.resample import RESAMPLE
 from ..errors import UserError
 
 #: the request params and their defaults (the ``detect`` stage's defaults; a test keeps them equal to conf/detect/)
 PARAM_DEFAULTS: dict[str, Any] = {
     "threshold": 0.2,
     "tiling": "blend",
+    "resample": "none",
     "context_core": 128,
     "context_margin": 48,
     "stride": 32,
@@ -107,6 +110,8 @@ def settings(params: dict | None) -> dict[str, Any]:
         s[k] = int(v)
     if s["tiling"] not in ("blend", "context"):
         raise ServingInputError(f"params.tiling: must be blend or context (got {s['tiling']!r})")
+    if s["resample"] not in RESAMPLE:
+        raise ServingInputError(f"params.resample: must be {' or '.join(RESAMPLE)} (got {s['resample']!r})")
     if not isinstance(s["mask_invalid"], bool):
         raise ServingInputError(f"params.mask_invalid: must be true or false (got {s['mask_invalid']!r})")
     for k in ("stride", "min_cells", "batch_size", "min_separation_px"):
