@@ -17,6 +17,11 @@ cross-wind offset of the matched per-overpass peaks from their source (wind of t
 positive along-wind = downwind). Everything is printed and written to ``--out`` (JSON).
 
     .venv/bin/python benchmarks/grid_invariance.py --model outputs/train/model [--days 366] [--variants ...]
+
+``--extra`` adds detect overrides to every variant (e.g. ``detect.tiling=context detect.resample=model_pixel``);
+runs with one ``--root --keep`` share the OSSE and the ingests and keep one folder per mode and variant, and
+``--cross --root R`` then compares them (the shifted against the 0.0625 deg grid per mode, each mode's reference
+against the default's) without running anything.
 """
 
 from __future__ import annotations
@@ -101,6 +106,25 @@ def wind_offsets(m: pd.DataFrame, winds: pd.DataFrame) -> dict:
     }
 
 
+def cross(root: Path, match_km: float) -> dict:
+    """Between the runs kept under ``root`` (one folder per mode tag and variant): per mode, the pair Jaccard of the
+    shifted against the 0.0625 deg grid, and of the mode's reference against the default's."""
+    src = pd.read_csv(root / "osse" / "truth" / "sources.csv")
+    index = PointIndex(src["lat"].to_numpy(float), src["lon"].to_numpy(float))
+    pairs = {}
+    for f in sorted(root.glob("*_*/detect/osse/hotspots.csv")):
+        tag, name = f.parents[2].name.rsplit("_", 1)
+        m = matched(pd.read_csv(f), src, index, match_km)
+        pairs[(tag, name)] = set(zip(m["overpass"], m["source"]))
+    out = {}
+    for tag in sorted({t for t, _ in pairs}):
+        if (tag, "shifted") in pairs and (tag, "res0625") in pairs:
+            out[f"{tag}: shifted vs res0625"] = jaccard(pairs[(tag, "shifted")], pairs[(tag, "res0625")])
+        if (tag, "ref") in pairs and ("default", "ref") in pairs:
+            out[f"{tag}: ref vs default ref"] = jaccard(pairs[(tag, "ref")], pairs[("default", "ref")])
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="detect.model_uri (a model folder, models:/..., runs:/...)")
@@ -114,7 +138,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "grid_invariance.json"))
     ap.add_argument("--root", default=None, help="reuse this folder (its OSSE is not rerun when present)")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--cross", action="store_true", help="only compare the runs kept under --root (writes --out)")
     args = ap.parse_args(argv)
+    if args.cross:
+        result = cross(Path(args.root), args.match_km)
+        print(json.dumps(result, indent=1))
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        return 0
     os.environ.setdefault("NO2HOTSPOTS_PROGRESS", "0")
     bbox = json.loads(args.bbox)
     root = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="grid_invariance_"))
