@@ -52,12 +52,15 @@ def harp_collection(shared_dir, tmp_path_factory):
     return root / "ingest" / "harp"
 
 
-def test_real_l3_scenes_find_the_maasvlakte_plant(harp_collection, detect_cfg, tmp_path):
-    summary = detect_collection(
-        detect_cfg, "harp", harp_collection, loaded_model(SoftRamp()), settings(detect_cfg), "test-uri"
-    )
+@pytest.mark.parametrize("resample", ["none", "model_pixel"])
+def test_real_l3_scenes_find_the_maasvlakte_plant(harp_collection, detect_cfg, tmp_path, resample):
+    """Also with the model on its own 5.5 km pixel (``detect.resample=model_pixel``: at 52 N a lattice of 0.049 x
+    0.080 deg over the 0.05 deg grid, cloud gaps of the real scenes included)."""
+    s = {**settings(detect_cfg), "resample": resample}
+    summary = detect_collection(detect_cfg, "harp", harp_collection, loaded_model(SoftRamp()), s, "test-uri")
     out = tmp_path / "outputs" / "detect" / "harp"
     assert summary["n_overpasses"] == 3 and summary["tiles_run"] >= 3
+    assert json.loads((out / "detect.json").read_text())["params"].get("resample", "none") == resample
     df = pd.read_csv(out / "hotspots.csv")
     day = df[df.time.str.startswith("2021-12-18T11")]
     assert len(day) and day.overpass.nunique() == 1
