@@ -198,6 +198,26 @@ def test_coarse_grid_is_refused(tmp_path, detect_cfg):
     with pytest.raises(InputFileError, match="max_resolution_ratio"):
         _detect(detect_cfg, tmp_path / "coarse", RampNet(), name="c")
     assert not (tmp_path / "outputs" / "detect" / "c").exists()
+    resampled = OmegaConf.merge(detect_cfg, {"detect": {"resample": "model_pixel"}})
+    with pytest.raises(InputFileError, match="max_resolution_ratio") as e:  # too coarse for resampling as well
+        _detect(resampled, tmp_path / "coarse", RampNet(), name="c")
+    assert "resample" not in str(e.value)
+
+
+def test_a_fine_grid_is_refused_as_it_is_and_averaged_onto_the_model_pixel_with_resample(tmp_path, detect_cfg):
+    """0.01 deg cells (1.1 km, 5x finer than the 5.5 km pixel): refused with a hint; detect.resample=model_pixel
+    averages them onto the pixel and finds the plume on the fine grid."""
+    ds = make_grid(tmp_path / "fine", ny=200, nx=220, nt=1, res=0.01, plumes=((100, 110, 1.0e-3),), seed=2)
+    with pytest.raises(InputFileError, match="max_resolution_ratio.*or set detect.resample=model_pixel") as e:
+        _detect(detect_cfg, tmp_path / "fine", RampNet(), name="f")
+    assert "\n" not in str(e.value)
+    cfg = OmegaConf.merge(detect_cfg, {"detect": {"resample": "model_pixel"}})
+    summary = _detect(cfg, tmp_path / "fine", RampNet(), name="f")
+    hot = pd.read_csv(tmp_path / "outputs" / "detect" / "f" / "hotspots.csv")
+    assert summary["grid_shape"] == [200, 220] and len(hot) >= 1
+    top = hot.loc[hot["peak_rel_emission"].idxmax()]
+    lat, lon = float(ds["lat"][100]), float(ds["lon"][110])
+    assert abs(top.peak_lat - lat) < 0.05 and abs(top.peak_lon - lon) < 0.08  # within a model pixel of the plume
 
 
 def test_bad_config_values_name_the_key(detect_cfg):

@@ -192,6 +192,7 @@ def test_two_overpasses_in_one_request_are_detected_separately(matimba_overpass,
         (lambda df: df, {"resample": "bilinear"}, "params.resample"),
         (lambda df: df, {"context_margin": 2.5}, "params.context_margin"),
         (lambda df: df.assign(lat=df["lat"] * 4 + 70, lon=df["lon"] * 4 - 90), {}, "params.max_resolution_ratio"),
+        (lambda df: df.assign(lat=df["lat"] * 0.2, lon=df["lon"] * 0.2), {}, "or set params.resample=model_pixel"),
     ],
 )
 def test_bad_requests_are_one_line_errors_naming_the_column_or_param(
@@ -204,6 +205,17 @@ def test_bad_requests_are_one_line_errors_naming_the_column_or_param(
     with pytest.raises(ServingInputError) as e:
         predict_frame(from_dir(seeded_model_dir), df, params)
     assert names in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_fine_grid_is_served_with_resample_model_pixel(matimba_overpass, seeded_model_dir):
+    from no2hotspots.contracts.grid import open_overpass
+    from no2hotspots.registry.load import from_dir
+
+    df = grid_frame(open_overpass(matimba_overpass), only_valid=True).iloc[:400].copy()
+    fine = df.assign(lat=df["lat"] * 0.2, lon=df["lon"] * 0.2)  # 0.01 deg cells
+    answer = predict_frame(from_dir(seeded_model_dir), fine, {"resample": "model_pixel"})
+    rel = np.array([np.nan if v is None else v for v in answer["cells"]["relative_emission"]])
+    assert answer["params"]["resample"] == "model_pixel" and np.isfinite(rel).mean() > 0.9
 
 
 def test_logged_model_carries_its_code_requirements_and_signature(seeded_model_dir, matimba_overpass, tmp_path):

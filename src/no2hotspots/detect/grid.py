@@ -27,11 +27,19 @@ def cell_size_m(ds: xr.Dataset) -> tuple[float, float]:
     return dlat * M_PER_DEG, dlon * M_PER_DEG * coslat
 
 
-def resolution_ratio(ds: xr.Dataset, pixel_size_m: float) -> float:
-    """How far the grid's cells are from the model pixel: max over both axes of max(d/p, p/d) (1 = identical)."""
+def resolution_ratio(ds: xr.Dataset, pixel_size_m: float, *, finer_ok: bool = False) -> float:
+    """How far the grid's cells are from the model pixel: max over both axes of max(d/p, p/d) (1 = identical).
+    ``finer_ok``: cells finer than the pixel count as 1 (``detect.resample=model_pixel`` averages them onto it)."""
     dy, dx = cell_size_m(ds)
-    ratios = [max(d / pixel_size_m, pixel_size_m / d) for d in (dy, dx) if np.isfinite(d) and d > 0]
+    ratios = [
+        max(d / pixel_size_m, 1.0 if finer_ok else pixel_size_m / d) for d in (dy, dx) if np.isfinite(d) and d > 0
+    ]
     return max(ratios) if ratios else 1.0
+
+
+def finer_than(ds: xr.Dataset, pixel_size_m: float) -> bool:
+    """Whether the grid's cells are finer than the pixel along some axis (then resampling can take them)."""
+    return any(np.isfinite(d) and 0 < d < pixel_size_m for d in cell_size_m(ds))
 
 
 def cell_area_km2(ds: xr.Dataset) -> np.ndarray:
