@@ -37,9 +37,22 @@ def resolution_ratio(ds: xr.Dataset, pixel_size_m: float, *, finer_ok: bool = Fa
     return max(ratios) if ratios else 1.0
 
 
-def finer_than(ds: xr.Dataset, pixel_size_m: float) -> bool:
-    """Whether the grid's cells are finer than the pixel along some axis (then resampling can take them)."""
-    return any(np.isfinite(d) and 0 < d < pixel_size_m for d in cell_size_m(ds))
+def resolution_refusal(
+    ds: xr.Dataset, pixel_size_m: float, max_ratio: float, *, resampled: bool, key: str
+) -> str | None:
+    """Why the grid is refused (one line naming ``<key>.max_resolution_ratio``), or None: its cells differ more than
+    ``max_ratio`` from the model pixel; with ``resampled`` (``resample=model_pixel``) only coarser cells count, and
+    without it a grid finer than the pixel is pointed to ``<key>.resample=model_pixel``."""
+    ratio = resolution_ratio(ds, pixel_size_m, finer_ok=resampled)
+    if ratio <= max_ratio:
+        return None
+    dy, dx = cell_size_m(ds)
+    finer = not resampled and any(np.isfinite(d) and 0 < d < pixel_size_m for d in (dy, dx))
+    return (
+        f"grid cells {dy / 1e3:.1f} km x {dx / 1e3:.1f} km differ {ratio:.1f}x from the model pixel "
+        f"{pixel_size_m / 1e3:.1f} km (limit {key}.max_resolution_ratio={max_ratio:g}); grid it at "
+        f"~{pixel_size_m / M_PER_DEG:.2f} deg" + (f" or set {key}.resample=model_pixel" if finer else "")
+    )
 
 
 def cell_area_km2(ds: xr.Dataset) -> np.ndarray:

@@ -314,13 +314,6 @@ def check_resolution(grid, pixel_m: float, s: dict, where: Path) -> None:
     """Refuse grids whose cells differ too much from the model pixel; with ``resample: model_pixel`` only those too
     coarse (finer cells are averaged onto the pixel)."""
     resampled = s.get("resample", "none") == "model_pixel"
-    ratio = gridmod.resolution_ratio(grid, pixel_m, finer_ok=resampled)
-    if ratio > float(s["max_resolution_ratio"]):
-        dy, dx = gridmod.cell_size_m(grid)
-        hint = "" if resampled or not gridmod.finer_than(grid, pixel_m) else " or set detect.resample=model_pixel"
-        raise InputFileError(
-            where / grid_contract.GRID_FILE,
-            f"grid cells {dy / 1e3:.1f} km x {dx / 1e3:.1f} km differ {ratio:.1f}x from the model pixel "
-            f"{pixel_m / 1e3:.1f} km (limit detect.max_resolution_ratio={s['max_resolution_ratio']}); "
-            f"grid it at ~{pixel_m / gridmod.M_PER_DEG:.2f} deg{hint}",
-        )
+    why = gridmod.resolution_refusal(grid, pixel_m, float(s["max_resolution_ratio"]), resampled=resampled, key="detect")
+    if why:
+        raise InputFileError(where / grid_contract.GRID_FILE, why)

@@ -248,18 +248,11 @@ def predict_frame(loaded, df: pd.DataFrame, params: dict | None = None) -> dict[
     key_out = np.empty(n, dtype=object)
     hotspots, overpasses = [], []
     pixel_m = float(loaded.meta["pixel_size_m"])
+    resampled = s["resample"] == "model_pixel"  # finer cells are averaged onto the model pixel
     for g in grids:
-        resampled = s["resample"] == "model_pixel"  # finer cells are averaged onto the model pixel
-        ratio = gridmod.resolution_ratio(g["ds"], pixel_m, finer_ok=resampled)
-        if ratio > s["max_resolution_ratio"]:
-            dy, dx = gridmod.cell_size_m(g["ds"])
-            finer = not resampled and gridmod.finer_than(g["ds"], pixel_m)
-            hint = " or set params.resample=model_pixel" if finer else ""
-            raise ServingInputError(
-                f"overpass {g['key']!r}: grid cells {dy / 1e3:.1f} km x {dx / 1e3:.1f} km differ {ratio:.1f}x from "
-                f"the model pixel {pixel_m / 1e3:.1f} km (params.max_resolution_ratio={s['max_resolution_ratio']:g});"
-                f" grid the NO2 at ~{pixel_m / gridmod.M_PER_DEG:.2f} degree{hint}"
-            )
+        why = gridmod.resolution_refusal(g["ds"], pixel_m, s["max_resolution_ratio"], resampled=resampled, key="params")
+        if why:
+            raise ServingInputError(f"overpass {g['key']!r}: {why}")
         r = detect_field(g["ds"], loaded, _field_settings(s), desc=f"overpass {g['key']}")
         rel_out[g["rows"]] = r["relative_emission"][g["i"], g["j"]]
         hot_out[g["rows"]] = r["hotspot_id"][g["i"], g["j"]]
