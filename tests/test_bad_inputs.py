@@ -308,6 +308,7 @@ def test_bad_model(kind, detected, tmp_path, capsys):
         ("detect.stride=2.5", "detect.stride"),
         ("detect.collection=../ingest/test", "detect.collection"),
         ("detect.device=tpu", "detect.device"),
+        ("detect.resample=bilinear", "detect.resample"),
         ("detect.model_uri=models:/no-such@champion", "no-such"),
         ("foo.bar=1", "foo.bar"),
     ],
