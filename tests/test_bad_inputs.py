@@ -321,6 +321,25 @@ def test_bad_detect_config(override, key, detected, capsys, tmp_path):
     assert checksums(root / "outputs" / "detect" / "test") == before
 
 
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("hybrid.k_sigma=-1", "hybrid.k_sigma"),
+        ("hybrid.candidates=mean", "hybrid.candidates"),
+        ("hybrid.baseline_sites=maybe", "hybrid.baseline_sites"),
+        ("hybrid.merge_km=0", "hybrid.merge_km"),
+        ("hybrid.collection=../detect/test", "hybrid.collection"),
+    ],
+)
+def test_bad_hybrid_config(override, key, detected, capsys, tmp_path):
+    root, _, args = detected
+    before = checksums(root / "outputs")
+    params = args[args.index("--params") + 1]
+    rc, lines = run_cli(capsys, *in_params_file(["hybrid", "--params", params], override, tmp_path))
+    assert_one_line(rc, lines, "hybrid", key)
+    assert checksums(root / "outputs") == before
+
+
 # --- inventories into simulate (CoCO2 layout) ------------------------------------------------------------------
 
 

@@ -30,6 +30,11 @@ STAGES = {
     "evaluate": ("no2hotspots.evaluate.run", ("evaluate",), "score hotspots against an inventory"),
     "download": ("no2hotspots.download.run", ("download",), "download S5P L2 NO2 granules from CDSE"),
     "baseline": ("no2hotspots.baseline.run", ("baseline",), "flux-divergence hotspots: the classical baseline"),
+    "hybrid": (
+        "no2hotspots.hybrid.run",
+        ("hybrid",),
+        "the model's composite sites confirmed by the baseline's flux divergence",
+    ),
     "quantify": ("no2hotspots.quantify.run", ("quantify",), "NOx and CO2 emission rates with uncertainty per hotspot"),
     "server": ("no2hotspots.server.run", ("server",), "team tracking server: PostgreSQL + MLflow (server.action=...)"),
     "headline": (

@@ -26,7 +26,7 @@ from .atomic import write_json
 log = logging.getLogger(__name__)
 
 BINS = ("gt5000", "4000_5000", "2000_4000", "lt2000")
-TABLES = ("model", "composite", "baseline")
+TABLES = ("model", "composite", "hybrid", "baseline")
 
 #: headline key -> (metrics file, key in it), the simulated-data figures (score.json, nested)
 SCORE_KEYS = {

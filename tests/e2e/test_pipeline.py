@@ -30,6 +30,8 @@ STAGES = {
     "quantify@osse",
     "baseline@matimba",
     "baseline@osse",
+    "hybrid@matimba",
+    "hybrid@osse",
     "headline",
 }
 
@@ -103,6 +105,8 @@ def test_dvc_exp_run_of_a_training_parameter_reruns_only_train_and_downstream(ti
         "register",
         "detect@matimba",
         "detect@osse",
+        "hybrid@matimba",
+        "hybrid@osse",
         "evaluate@matimba",
         "evaluate@osse",
         "quantify@matimba",

@@ -3,7 +3,7 @@
 ``python -m no2hotspots evaluate [evaluate.collection=NAME]`` reads ``<evaluate.ingest_dir>/<c>/`` (grid.nc and the
 overpass files, no2hotspots.contracts.grid), ``<evaluate.detect_dir>/<c>/`` (hotspots.csv, period.nc, the overpass
 files, detect.json; no2hotspots.contracts.detections) and every other table in ``evaluate.tables`` that exists
-(composite, baseline), streams the overpass files once (:mod:`.stream`, units on Dask), scores every table with the
+(composite, hybrid, baseline), streams the overpass files once (:mod:`.stream`, units on Dask), scores every table with the
 same code (:mod:`.tables`) and writes ``<evaluate.out_dir>/<c>/`` (replaced as a whole), ``metrics/evaluate_<c>.json``
 (the paper's figures first) and ``plots/evaluate/<c>_table2.csv``; then logs to MLflow per ``evaluate.log_to``.
 docs/evaluate.md describes every file and metric.
@@ -228,7 +228,7 @@ def _write_folder(tmp: Path, name: str, s, obs, tables, results, side, series, c
 
 def _write_metrics_and_plot_data(out: Group, cfg: DictConfig, name: str, metrics: dict, side: pd.DataFrame) -> None:
     """``metrics/evaluate_<c>.json`` (the paper's figures first: write_json would sort the keys) and the Table 2
-    plot data: one row per table (model, composite, baseline, the paper), rule and bin, with a bar ``label``;
+    plot data: one row per table (model, composite, hybrid, baseline, the paper), rule and bin, with a bar ``label``;
     staged in ``out``, the stage's atomic group."""
     out.write_text(
         Path(str(cfg.paths.metrics)) / f"evaluate_{name}.json",

@@ -1,0 +1,160 @@
+"""``python -m no2hotspots hybrid [hybrid.collection=NAME]``: the model's period sites that the flux divergence
+confirms (:mod:`.confirm`).
+
+The candidate sites (``hybrid.candidates``): ``recurrence``, the sites of detect's recurrence rule recomputed from its
+``period.nc`` with the settings detect recorded in ``detect.json`` but WITHOUT the downwind test (the flux divergence
+takes its place: the far part of a plume has none), or ``composite``, detect's ``composite.csv`` as it is. Read too:
+the baseline stage's ``period.nc`` (``mean_emission``,
+``n_valid``) and ``baseline.json`` (its ``min_valid``, so both read the same map), and writes
+``<hybrid.out_dir>/<c>/composite.csv`` (the confirmed sites, in detect's composite layout with their
+``divergence_z``, ``origin`` and ``origin_site_id``, and with ``hybrid.baseline_sites`` the baseline's sites that
+no confirmed site lies near; the evaluation scores it as the ``hybrid`` table), ``sites.csv`` (every candidate site
+with its z and whether it was confirmed) and ``hybrid.json``. Inputs are checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from ..atomic import atomic_path, write_json
+from ..config import PLAIN_NAME, require, require_int
+from ..errors import ConfigError, InputFileError
+from ..readfile import open_netcdf, read_csv
+from .confirm import site_z, with_baseline_sites, z_map
+
+log = logging.getLogger(__name__)
+
+SITE_COLUMNS = ("site_id", "peak_lat", "peak_lon")
+#: where the candidate sites come from (``hybrid.candidates``)
+CANDIDATES = ("recurrence", "composite")
+
+
+def settings(cfg: DictConfig) -> dict:
+    h = "hybrid."
+    return {
+        "k_sigma": float(require(cfg, h + "k_sigma", lambda v: float(v) >= 0, "must be >= 0")),
+        "smooth_cells": require_int(cfg, h + "smooth_cells", 1),
+        "candidates": str(require(cfg, h + "candidates", lambda v: v in CANDIDATES, f"must be one of {CANDIDATES}")),
+        "baseline_sites": bool(require(cfg, h + "baseline_sites", lambda v: isinstance(v, bool), "must be a boolean")),
+        "merge_km": float(require(cfg, h + "merge_km", lambda v: float(v) > 0, "must be > 0 km")),
+    }
+
+
+def collections(cfg: DictConfig) -> list[str]:
+    one = OmegaConf.select(cfg, "hybrid.collection", default=None)
+    names = [one] if one else list(cfg.hybrid.collections or [])
+    for n in names:
+        if not isinstance(n, str) or not PLAIN_NAME.match(n) or n not in cfg.hybrid.collections:
+            raise ConfigError("hybrid.collection", f"must name a configured collection (got {n!r})")
+    return names
+
+
+def run(cfg: DictConfig) -> dict:
+    s = settings(cfg)
+    return {name: hybrid_collection(cfg, name, s) for name in collections(cfg)}
+
+
+def read_composite(path: Path) -> pd.DataFrame:
+    df = read_csv(path, not_found="not found (run the detect stage first)")
+    missing = [c for c in SITE_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputFileError(path, f"missing column(s) {', '.join(missing)} (not a composite hotspot table?)")
+    for c in ("peak_lat", "peak_lon"):
+        v = pd.to_numeric(df[c], errors="coerce")
+        if v.isna().any():
+            raise InputFileError(path, f"column {c} has a missing or non-numeric value in row {int(v.isna().idxmax())}")
+    return df
+
+
+def recurrence_candidates(folder: Path) -> pd.DataFrame:
+    """The recurrence rule's sites from detect's ``period.nc`` and the composite settings in its ``detect.json``,
+    without the downwind test."""
+    from ..contracts.detections import PERIOD_FILE, open_period
+    from ..detect.composite import recurrence_hotspots
+
+    info_path = folder / "detect.json"
+    if not info_path.exists():
+        raise InputFileError(info_path, "not found (run the detect stage first)")
+    try:
+        c = json.loads(info_path.read_text())["params"]["composite"]
+        r, min_valid = c["recurrence"], int(c["min_valid"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputFileError(info_path, f"no params.composite.recurrence ({type(e).__name__}: {e})") from None
+    if c.get("rule") != "recurrence" or r.get("level") is None:
+        raise InputFileError(
+            info_path,
+            "the composite was not made by the recurrence rule with a level (use hybrid.candidates=composite)",
+        )
+    ds = open_period(folder)
+    for v in ("n_maxima", "n_valid", "n_detections", "n_peaks"):
+        if v not in ds:
+            raise InputFileError(folder / PERIOD_FILE, f"missing variable {v} (not made by the recurrence rule?)")
+    period = {v: ds[v].values for v in ("n_maxima", "n_valid", "n_detections", "n_peaks")}
+    return recurrence_hotspots(period, ds["lat"].values, ds["lon"].values, r, min_valid=min_valid)
+
+
+def read_period(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, int]:
+    """The baseline's period map, its regular grid's cell size and the ``min_valid`` it was made with."""
+    info_path = folder / "baseline.json"
+    if not info_path.exists():
+        raise InputFileError(info_path, "not found (run the baseline stage first)")
+    try:
+        min_valid = int(json.loads(info_path.read_text())["settings"]["min_valid"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputFileError(info_path, f"no settings.min_valid ({type(e).__name__}: {e})") from None
+    path = folder / "period.nc"
+    ds = open_netcdf(path, load=True, what="baseline period map", not_found="not found (run the baseline stage first)")
+    for v in ("mean_emission", "n_valid"):
+        if v not in ds:
+            raise InputFileError(path, f"missing variable {v} (not a baseline period map?)")
+    lat, lon = ds["lat"].values.astype(np.float64), ds["lon"].values.astype(np.float64)
+    steps = np.r_[np.diff(lat), np.diff(lon)]
+    if len(lat) < 2 or len(lon) < 2 or not np.allclose(steps, steps[0], rtol=1e-4) or steps[0] <= 0:
+        raise InputFileError(path, "lat/lon are not a regular ascending grid of >= 2 x 2 cells")
+    return ds["mean_emission"].values, ds["n_valid"].values, lat, lon, float(steps[0]), min_valid
+
+
+def hybrid_collection(cfg: DictConfig, name: str, s: dict) -> dict:
+    detect_dir = Path(str(cfg.hybrid.detect_dir)) / name
+    if s["candidates"] == "recurrence":
+        sites = recurrence_candidates(detect_dir)
+    else:
+        sites = read_composite(detect_dir / "composite.csv")
+    baseline_dir = Path(str(cfg.hybrid.baseline_dir)) / name
+    mean, n_valid, lat, lon, res, min_valid = read_period(baseline_dir)
+    base = read_composite(baseline_dir / "composite.csv") if s["baseline_sites"] else sites.iloc[:0]
+    z = z_map(mean, n_valid, min_valid=min_valid, smooth_cells=s["smooth_cells"])
+    sites["divergence_z"] = site_z(z, sites["peak_lat"], sites["peak_lon"], lat, lon, res)
+    sites["confirmed"] = np.isfinite(sites["divergence_z"]) & (sites["divergence_z"] >= s["k_sigma"])
+    kept = with_baseline_sites(sites[sites["confirmed"]].drop(columns="confirmed"), base, s["merge_km"])
+    kept["divergence_z"] = site_z(z, kept["peak_lat"], kept["peak_lon"], lat, lon, res)
+    n_added = int((kept["origin"] == "baseline").sum())
+    summary = {
+        "collection": name,
+        "n_candidates": int(len(sites)),
+        "n_confirmed": int(len(kept)) - n_added,
+        "n_baseline_sites_added": n_added,
+        "settings": {**s, "min_valid": min_valid},
+        "rule": "candidate site kept when the baseline's smoothed period flux divergence at its cell is >= k_sigma "
+        "robust standard deviations above the map's median; with baseline_sites, the baseline's sites farther than "
+        "merge_km from every kept site added",
+        "inputs": {"detect": str(detect_dir), "baseline": str(Path(str(cfg.hybrid.baseline_dir)) / name)},
+    }
+    with atomic_path(Path(str(cfg.hybrid.out_dir)) / name, is_dir=True) as tmp:
+        kept.to_csv(tmp / "composite.csv", index=False)
+        sites.to_csv(tmp / "sites.csv", index=False)
+        write_json(tmp / "hybrid.json", summary)
+    log.info(
+        "hybrid %s: %d of %d candidate site(s) confirmed by the flux divergence, %d baseline site(s) added",
+        name,
+        summary["n_confirmed"],
+        len(sites),
+        n_added,
+    )
+    return summary

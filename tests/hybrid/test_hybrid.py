@@ -1,0 +1,236 @@
+"""The hybrid stage on the baseline's real output for an analytic plume in noise: a site on the source is confirmed,
+sites in the background and far down the plume are not; bad inputs are one-line errors that leave the published
+table as it was."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from baseline.test_baseline import TAU, _plume_collection, _winds
+
+from no2hotspots.baseline.run import run as run_baseline
+from no2hotspots.config import compose
+from no2hotspots.errors import InputFileError
+from no2hotspots.hybrid.confirm import site_z, z_map
+from no2hotspots.hybrid.run import run as run_hybrid
+
+
+def _add_noise(folder, std=2e-6, seed=0):
+    """Independent noise on every overpass (a flat background has no spread to standardise by)."""
+    rng = np.random.default_rng(seed)
+    for path in sorted((folder / "overpasses").glob("*.nc")):
+        one = xr.open_dataset(path).load()
+        one["no2"].values[:] = one["no2"].values + rng.normal(0.0, std, one["no2"].shape)
+        path.unlink()
+        one.to_netcdf(path)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The baseline stage's output over a noisy plume from cell (30, 20), blowing east, 5 overpasses."""
+    tmp = tmp_path_factory.mktemp("hybrid")
+    ds = _plume_collection(tmp / "ingest" / "test", nt=5)  # the 5 days of the test wind file
+    _add_noise(tmp / "ingest" / "test")
+    winds = _winds(tmp / "winds.nc", ds)
+    cfg = compose(
+        [
+            f"paths.outputs={tmp}",
+            "baseline.collection=test",
+            "parallel.scheduler=sync",
+            f"+baseline.collections.test.wind_paths=[{winds}]",
+            f"baseline.lifetime_h={TAU / 3600}",
+        ]
+    )
+    run_baseline(cfg)
+    return tmp, ds
+
+
+def _sites(folder, ds, cells):
+    lat, lon = ds["lat"].values, ds["lon"].values
+    rows = [
+        {"site_id": k + 1, "peak_lat": float(lat[i]), "peak_lon": float(lon[j]), "peak_value": 0.1, "n_cells": 1}
+        for k, (i, j) in enumerate(cells)
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(folder / "composite.csv", index=False)
+
+
+def _config(tmp, *extra):
+    """The hybrid over detect's composite table as it is (``candidates=composite``), without the baseline's own sites,
+    unless ``extra`` says otherwise."""
+    return compose(
+        [
+            f"paths.outputs={tmp}",
+            "hybrid.collection=test",
+            "+hybrid.collections=[test]",
+            "hybrid.candidates=composite",
+            "hybrid.baseline_sites=false",
+            *extra,
+        ]
+    )
+
+
+def test_the_source_is_confirmed_and_the_plume_and_background_are_not(world):
+    tmp, ds = world
+    # on the source; 25 cells down the plume (~125 km: still in it, E ~ 0 there); background north of the plume
+    _sites(tmp / "detect" / "test", ds, [(30, 20), (30, 45), (52, 60)])
+    summary = run_hybrid(_config(tmp))["test"]
+    sites = pd.read_csv(tmp / "hybrid" / "test" / "sites.csv")
+    kept = pd.read_csv(tmp / "hybrid" / "test" / "composite.csv")
+    assert sites["divergence_z"].iloc[0] > 20  # the source stands out by far
+    assert sites["divergence_z"].iloc[1:].abs().max() < 3
+    assert list(sites["confirmed"]) == [True, False, False]
+    assert list(kept["origin_site_id"]) == [1] and list(kept["origin"]) == ["model"] and "divergence_z" in kept.columns
+    assert summary["n_candidates"] == 3 and summary["n_confirmed"] == 1
+    assert summary["settings"]["min_valid"] == 3  # the baseline's own, read from its baseline.json
+
+
+def test_k_sigma_zero_keeps_every_site_above_the_median_and_off_grid_sites_never(world):
+    tmp, ds = world
+    lat = ds["lat"].values
+    _sites(tmp / "detect" / "test", ds, [(30, 20)])
+    table = pd.read_csv(tmp / "detect" / "test" / "composite.csv")
+    table.loc[1] = [2, float(lat[0]) - 1.0, 110.0, 0.1, 1]  # a degree south of the grid
+    table.to_csv(tmp / "detect" / "test" / "composite.csv", index=False)
+    run_hybrid(_config(tmp, "hybrid.k_sigma=0"))
+    sites = pd.read_csv(tmp / "hybrid" / "test" / "sites.csv")
+    assert sites["confirmed"].tolist() == [True, False] and np.isnan(sites["divergence_z"].iloc[1])
+
+
+def test_z_map_standardises_by_the_robust_spread_and_leaves_unobserved_cells_out():
+    rng = np.random.default_rng(1)
+    mean = rng.normal(5.0, 2.0, (80, 80))
+    mean[40, 40] = 50.0
+    n_valid = np.full(mean.shape, 10)
+    n_valid[:, :5] = 2
+    z = z_map(mean, n_valid, min_valid=3, smooth_cells=1)
+    assert np.isnan(z[:, :5]).all() and np.isfinite(z[:, 5:]).all()
+    assert abs(np.median(z[:, 5:])) < 0.05 and 0.9 < 1.4826 * np.median(np.abs(z[:, 5:])) < 1.1
+    assert z[40, 40] == pytest.approx((50.0 - np.median(mean[:, 5:])) / (1.4826 * 2.0 * 0.6745), rel=0.1)
+    smooth = z_map(mean, n_valid, min_valid=3, smooth_cells=3)
+    # the spike spread over its 3x3 box ((50 + 8 x 5) / 9 = 10 against the smoothed noise: sigma 2 / 3): z ~ 7.5
+    assert 5 < smooth[40, 40] < z[40, 40]
+    lat = np.arange(80) * 0.05
+    assert np.isnan(site_z(z, [-0.2, 2.0], [2.0, 2.0], lat, lat, 0.05)[0])
+    assert site_z(z, [2.0], [2.0], lat, lat, 0.05)[0] == z[40, 40]
+
+
+def test_a_flat_map_confirms_nothing():
+    z = z_map(np.ones((10, 10)), np.full((10, 10), 5), min_valid=3, smooth_cells=3)
+    assert np.isnan(z).all()
+
+
+@pytest.mark.parametrize("damage", ["no_period", "no_min_valid", "bad_site", "no_composite"])
+def test_bad_inputs_are_one_line_errors_and_the_published_table_stays(world, tmp_path, damage):
+    tmp, ds = world
+    _sites(tmp_path / "detect" / "test", ds, [(30, 20)])
+    base = tmp_path / "baseline" / "test"
+    base.mkdir(parents=True)
+    for f in ("period.nc", "baseline.json"):
+        (base / f).write_bytes((tmp / "baseline" / "test" / f).read_bytes())
+    cfg = _config(tmp_path)
+    run_hybrid(cfg)
+    published = (tmp_path / "hybrid" / "test" / "composite.csv").read_bytes()
+    if damage == "no_period":
+        (base / "period.nc").unlink()
+        expected = "period.nc: not found"
+    elif damage == "no_min_valid":
+        (base / "baseline.json").write_text(json.dumps({"settings": {}}))
+        expected = "baseline.json: no settings.min_valid"
+    elif damage == "bad_site":
+        path = tmp_path / "detect" / "test" / "composite.csv"
+        path.write_text("site_id,peak_lat,peak_lon\n1,abc,110.0\n")
+        expected = "composite.csv: column peak_lat has a missing or non-numeric value in row 0"
+    else:
+        (tmp_path / "detect" / "test" / "composite.csv").unlink()
+        expected = "composite.csv: not found"
+    with pytest.raises(InputFileError, match=expected) as err:
+        run_hybrid(cfg)
+    assert "\n" not in str(err.value)
+    assert (tmp_path / "hybrid" / "test" / "composite.csv").read_bytes() == published
+
+
+def _detect_period(folder, ds, maxima: dict, rule="recurrence", n=12):
+    """detect's period.nc (written by the contract's writer) with ``maxima`` {cell: overpasses with a local maximum},
+    every cell observed ``n`` times, and a detect.json recording the composite settings."""
+    from no2hotspots.config import compose as compose_cfg
+    from no2hotspots.contracts.detections import write_period
+    from no2hotspots.detect.run import composite_settings
+
+    shape = (ds.sizes["lat"], ds.sizes["lon"])
+    n_maxima = np.zeros(shape, np.int32)
+    for (i, j), k in maxima.items():
+        n_maxima[i, j] = k
+    zeros = np.zeros(shape)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_period(
+        folder,
+        lat=ds["lat"].values,
+        lon=ds["lon"].values,
+        res=0.05,
+        rel_max=zeros,
+        rel_mean=zeros,
+        n_valid=np.full(shape, n),
+        n_detections=n_maxima,
+        n_peaks=zeros,
+        n_maxima=n_maxima,
+        maxima_level=0.02,
+        attrs={},
+    )
+    composite = composite_settings(compose_cfg([f"detect.composite.rule={rule}"]))
+    (folder / "detect.json").write_text(json.dumps({"params": {"composite": composite}}, default=str))
+
+
+def test_recurrence_candidates_come_from_detects_period_and_the_divergence_confirms_the_source(world):
+    """Two cells where the maps' maxima recur on 10 of 12 overpasses: the source, and a cell far down its plume.
+    Both are recurrence sites; the flux divergence confirms the source only."""
+    tmp, ds = world
+    _detect_period(tmp / "detect" / "test", ds, {(30, 20): 10, (30, 45): 10})
+    summary = run_hybrid(_config(tmp, "hybrid.candidates=recurrence"))["test"]
+    sites = pd.read_csv(tmp / "hybrid" / "test" / "sites.csv")
+    lat, lon = ds["lat"].values, ds["lon"].values
+    near = [(abs(sites.peak_lat - lat[30]) < 0.03) & (abs(sites.peak_lon - lon[j]) < 0.03) for j in (20, 45)]
+    assert summary["n_candidates"] == 2 and all(m.sum() == 1 for m in near)
+    assert sites.loc[near[0], "confirmed"].item() and not sites.loc[near[1], "confirmed"].item()
+    assert summary["n_confirmed"] == 1
+
+
+def test_recurrence_candidates_need_a_recurrence_composite(world, tmp_path):
+    from no2hotspots.errors import InputFileError
+
+    tmp, ds = world
+    _detect_period(tmp_path / "detect" / "test", ds, {(30, 20): 10}, rule="mean")
+    base = tmp_path / "baseline" / "test"
+    base.mkdir(parents=True)
+    for f in ("period.nc", "baseline.json"):
+        (base / f).write_bytes((tmp / "baseline" / "test" / f).read_bytes())
+    with pytest.raises(InputFileError, match="detect.json: the composite was not made by the recurrence rule"):
+        run_hybrid(_config(tmp_path, "hybrid.candidates=recurrence"))
+    assert not (tmp_path / "hybrid").exists()
+
+
+def test_baseline_sites_join_where_no_confirmed_site_lies_near(world):
+    """The baseline finds the source; with a confirmed model site on it, nothing is added; with the only model site
+    in the background (not confirmed), the baseline's source site is added, numbered after the model's."""
+    tmp, ds = world
+    base = pd.read_csv(tmp / "baseline" / "test" / "composite.csv")
+    assert len(base) >= 1
+    _sites(tmp / "detect" / "test", ds, [(30, 20)])
+    summary = run_hybrid(_config(tmp, "hybrid.baseline_sites=true"))["test"]
+    kept = pd.read_csv(tmp / "hybrid" / "test" / "composite.csv")
+    far = base[
+        np.hypot((base.peak_lat - ds.lat.values[30]) / 0.09, (base.peak_lon - ds.lon.values[20]) / 0.11) > 1
+    ]  # baseline sites more than ~10 km from the source (none expected on a clean plume)
+    assert summary["n_confirmed"] == 1 and summary["n_baseline_sites_added"] == len(far)
+    assert kept["origin"].iloc[0] == "model"
+    _sites(tmp / "detect" / "test", ds, [(52, 60)])
+    summary = run_hybrid(_config(tmp, "hybrid.baseline_sites=true"))["test"]
+    kept = pd.read_csv(tmp / "hybrid" / "test" / "composite.csv")
+    assert summary["n_confirmed"] == 0 and summary["n_baseline_sites_added"] == len(base)
+    assert list(kept["site_id"]) == list(range(1, len(base) + 1)) and set(kept["origin"]) == {"baseline"}
+    assert list(kept["origin_site_id"]) == list(base["site_id"])
+    assert kept["divergence_z"].iloc[0] > 20 and kept["peak_value"].isna().all()
