@@ -13,7 +13,12 @@ period rates are scored against the truth per method (median |ln ratio| and the 
 1-sigma, all matched sites and quantify's acceptance set): a rule whose sites cannot be quantified is no default.
 
     .venv/bin/python benchmarks/composite_rule.py --model outputs/train/model [--days 366] [--out JSON] [--only TEXT]
-        [--quantify] [--keep | --reuse DIR]
+        [--quantify] [--hybrid K ...] [--keep | --reuse DIR]
+
+``--hybrid K ...`` also runs the baseline stage (once) and, per candidate and K, the hybrid stage
+(``hybrid.k_sigma=K``, its default candidates: the recurrence sites before the downwind test), without and with the
+baseline's own sites added (``hybrid.baseline_sites``), and scores its table the same way (rows named
+``<candidate> | hybrid k=K[ + baseline sites]``).
 
 ``--keep`` leaves the temporary folder (osse, ingest, detect units); ``--reuse DIR`` runs more candidates in such a
 folder without rerunning osse and ingest (detect reuses its overpasses and only republishes the period).
@@ -119,6 +124,39 @@ def stage(name: str, overrides: list[str], log: Path) -> float:
     return time.perf_counter() - t0
 
 
+def score(root: Path, name: str, extra: list[str], table: str) -> dict:
+    """The figures of one evaluated table (``composite`` or ``hybrid``) from the evaluation's metrics."""
+    ev = json.loads((root / "metrics" / "evaluate_osse.json").read_text())
+
+    def g(k):
+        return ev.get(f"{table}/{k}")
+
+    return {
+        "rule": name,
+        "overrides": extra,
+        "rows": g("n_hotspots"),
+        "sites": g("n_sites"),
+        "site_precision": g("site_precision"),
+        "row_precision": g("hotspot_precision"),
+        "recall_nearest": g("source_recall_nearest"),
+        "f1": f1(g("site_precision"), g("source_recall_nearest")),
+        "f1_rows": f1(g("hotspot_precision"), g("source_recall_nearest")),
+        **{f"strict_{b}": g(f"table2_strict_rate_{b}") for b in BINS},
+        "chance_floor": g("chance_floor"),
+    }
+
+
+def show(row: dict) -> None:
+    print(
+        f"{row['rule']:54s} rows {row['rows']:4d} sites {row['sites']:4d} site prec {row['site_precision']:.3f} "
+        f"row prec {row['row_precision']:.3f} recall {row['recall_nearest']:.3f} F1 {row['f1']:.3f} "
+        f"(rows {row['f1_rows']:.3f}) strict "
+        + " / ".join(f"{100 * (row[f'strict_{b}'] or 0):.0f}" for b in BINS)
+        + f" chance {100 * (row['chance_floor'] or 0):.1f}",
+        flush=True,
+    )
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="detect.model_uri (a model folder, models:/..., runs:/...)")
@@ -131,6 +169,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reuse", metavar="DIR", help="a folder kept by --keep: its osse and ingest outputs are reused")
     ap.add_argument("--only", nargs="+", metavar="TEXT", help="run only the candidates whose name contains a TEXT")
     ap.add_argument("--quantify", action="store_true", help="also quantify each candidate's sites (period rates)")
+    ap.add_argument("--hybrid", nargs="+", type=float, metavar="K", help="also score the hybrid at these k_sigma")
     args = ap.parse_args(argv)
     chosen = {k: v for k, v in CANDIDATES.items() if not args.only or any(t in k for t in args.only)}
     if not chosen:
@@ -157,6 +196,8 @@ def main(argv=None) -> int:
         "evaluate.log_to=none",
         "evaluate.maps=false",
         "quantify.collection=osse",
+        "baseline.collection=osse",
+        "hybrid.collection=osse",
     ]
     log = root / "stages.log"
     timing = {} if args.reuse else {s: round(stage(s, base, log), 1) for s in ("osse", "ingest")}
@@ -165,37 +206,22 @@ def main(argv=None) -> int:
         t = stage("detect", base + extra, log)
         timing.setdefault("detect_first", round(t, 1))
         stage("evaluate", base + extra, log)
-        ev = json.loads((root / "metrics" / "evaluate_osse.json").read_text())
-
-        def g(k, ev=ev):
-            return ev.get(f"composite/{k}")
-
-        row = {
-            "rule": name,
-            "overrides": extra,
-            "rows": g("n_hotspots"),
-            "sites": g("n_sites"),
-            "site_precision": g("site_precision"),
-            "row_precision": g("hotspot_precision"),
-            "recall_nearest": g("source_recall_nearest"),
-            "f1": f1(g("site_precision"), g("source_recall_nearest")),
-            "f1_rows": f1(g("hotspot_precision"), g("source_recall_nearest")),
-            **{f"strict_{b}": g(f"table2_strict_rate_{b}") for b in BINS},
-            "chance_floor": g("chance_floor"),
-        }
+        row = score(root, name, extra, "composite")
         if args.quantify:
             t = stage("quantify", base + extra, log)
             timing.setdefault("quantify_first", round(t, 1))
             row["quantify"] = period_rates(json.loads((root / "metrics" / "quantify_osse.json").read_text()))
         rows.append(row)
-        print(
-            f"{name:54s} rows {row['rows']:4d} sites {row['sites']:4d} site prec {row['site_precision']:.3f} "
-            f"row prec {row['row_precision']:.3f} recall {row['recall_nearest']:.3f} F1 {row['f1']:.3f} "
-            f"(rows {row['f1_rows']:.3f}) strict "
-            + " / ".join(f"{100 * (row[f'strict_{b}'] or 0):.0f}" for b in BINS)
-            + f" chance {100 * (row['chance_floor'] or 0):.1f}",
-            flush=True,
-        )
+        show(row)
+        for k, plus in ((k, plus) for plus in (False, True) for k in args.hybrid or ()):
+            if not (root / "outputs" / "baseline" / "osse" / "period.nc").exists():
+                timing["baseline"] = round(stage("baseline", base, log), 1)
+            h = [f"hybrid.k_sigma={k}", f"hybrid.baseline_sites={str(plus).lower()}"]
+            stage("hybrid", base + extra + h, log)
+            stage("evaluate", base + extra, log)
+            label = f"{name} | hybrid k={k:g}" + (" + baseline sites" if plus else "")
+            rows.append(score(root, label, [*extra, *h], "hybrid"))
+            show(rows[-1])
         for part, methods in (row.get("quantify") or {}).items():
             print(
                 f"    quantify {part:17s} "
