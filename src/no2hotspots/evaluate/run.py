@@ -3,9 +3,10 @@
 ``python -m no2hotspots evaluate [evaluate.collection=NAME]`` reads ``<evaluate.ingest_dir>/<c>/`` (grid.nc and the
 overpass files, no2hotspots.contracts.grid), ``<evaluate.detect_dir>/<c>/`` (hotspots.csv, period.nc, the overpass
 files, detect.json; no2hotspots.contracts.detections) and every other table in ``evaluate.tables`` that exists
-(composite, hybrid, baseline), streams the overpass files once (:mod:`.stream`, units on Dask), scores every table with the
-same code (:mod:`.tables`) and writes ``<evaluate.out_dir>/<c>/`` (replaced as a whole), ``metrics/evaluate_<c>.json``
-(the paper's figures first) and ``plots/evaluate/<c>_table2.csv``; then logs to MLflow per ``evaluate.log_to``.
+(composite, hybrid, baseline), streams the overpass files once (:mod:`.stream`, units on Dask), scores every table
+with the same code (:mod:`.tables`) and writes ``<evaluate.out_dir>/<c>/`` (replaced as a whole),
+``metrics/evaluate_<c>.json`` (the paper's figures first) and ``plots/evaluate/<c>_table2.csv``; then logs to MLflow
+per ``evaluate.log_to``.
 docs/evaluate.md describes every file and metric.
 """
 
