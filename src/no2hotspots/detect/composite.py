@@ -1,13 +1,13 @@
-"""Composite detection over a period: hotspots of the mean relative-emission map (issue 12).
+"""Composite detection over a period: sites where the per-overpass peaks recur, or hotspots of the mean map (issue 12).
 
 A weak source seen on many overpasses gives a faint but repeated signal in the model's map; a one-off false alarm
-gives a strong signal once. The composite is, per cell, the mean of the per-overpass maps over the overpasses that
-observed the cell leaving out the single largest value: the repeated signal stays, a one-off alarm adds nothing
-(two at the same cell: half of one). The composite threshold
-is false-alarm controlled from the map itself: cells with at least ``min_valid`` observations give the background's
-median and spread (median absolute deviation, robust to the sources), and a cell is marked when its mean exceeds
-``median + k_sigma * 1.4826 * MAD`` (and at least ``min_value``). Each 8-connected marked region, split at
-prominent peaks as the per-overpass hotspots are (``detect.peaks``), is one composite hotspot.
+gives a strong signal once. With ``rule: mean`` the composite is, per cell, the mean of the per-overpass maps over
+the overpasses that observed the cell leaving out the single largest value: the repeated signal stays, a one-off
+alarm adds nothing (two at the same cell: half of one). The composite threshold is false-alarm controlled from the
+map itself: cells with at least ``min_valid`` observations give the background's median and spread (median absolute
+deviation, robust to the sources), and a cell is marked when its mean exceeds ``median + k_sigma * 1.4826 * MAD``
+(and at least ``min_value``). Each 8-connected marked region, split at prominent peaks as the per-overpass hotspots
+are (``detect.peaks``), is one composite hotspot.
 
 Where a site lies (``peak_lat``/``peak_lon``; ``detect.composite.position``): ``peak``, the centre of the region's
 highest cell, or ``centroid``, the mean-weighted centroid of the region's cells at or above half its peak (the score
@@ -17,23 +17,23 @@ site-source distance falls from 3.3 to 2.3 km and the along-wind bias from +0.5 
 16-84 % range narrows (-2.8..+2.7 -> -1.3..+2.2 km); on an earlier demo run 4.7 -> 2.6 km and +2.5 -> +0.2 km.
 ``n_valid``/``n_detections`` are those of the peak cell either way.
 
-``rule: recurrence`` (opt-in; ``mean`` is the default) builds the sites from the per-overpass PEAKS instead of the
-mean map: a source the model marks on a few per cent of its overpasses puts its peaks into the same few cells again
-and again, a false alarm lands anywhere. The peaks are every local maximum (3x3) of an overpass's map at or above
-``recurrence.level`` (0.02, the marking level of Table 1; counted per cell in ``n_maxima``), so a source too weak
-for a hotspot (r < ``detect.threshold``) recurs too; ``level: null`` counts the hotspot peaks only (``n_peaks``).
-Per cell: the peak count and its share of the cell's valid overpasses. A cell is a site when (1) its share is the
-highest in its (2r+1)^2 neighbourhood (``separation_cells`` r; ties go to more peaks, then to the first cell in
-row-major order), (2) it holds at least ``min_peaks`` peaks and (3) the peaks in it and its 4 neighbours are more
-than a uniform false-alarm rate explains: Poisson tail against ``lambda0 x`` their valid overpasses, with
+``rule: recurrence`` (the default since 8c6b099; ``mean`` is opt-in) builds the sites from the per-overpass PEAKS
+instead of the mean map: a source the model marks on a few per cent of its overpasses puts its peaks into the same
+few cells again and again, a false alarm lands anywhere. The peaks are every local maximum (3x3) of an overpass's
+map at or above ``recurrence.level`` (0.02, the marking level of Table 1; counted per cell in ``n_maxima``), so a
+source too weak for a hotspot (r < ``detect.threshold``) recurs too; ``level: null`` counts the hotspot peaks only
+(``n_peaks``). Per cell: the peak count and its share of the cell's valid overpasses. A cell is a site when (1) its
+share is the highest in its (2r+1)^2 neighbourhood (``separation_cells`` r; ties go to more peaks, then to the first
+cell in row-major order), (2) it holds at least ``min_peaks`` peaks and (3) the peaks in it and its 4 neighbours are
+more than a uniform false-alarm rate explains: Poisson tail against ``lambda0 x`` their valid overpasses, with
 ``lambda0`` = all peaks / all valid cell-overpasses of the map (sources included, so conservative), at a
 Benjamini-Hochberg false-discovery rate ``alpha`` over the cells. ``peak_value`` is the share, ``threshold`` is
 ``lambda0``, ``n_cells`` is 1. The rule and its settings were chosen on a validation OSSE (another region, seed 7:
 benchmarks/composite_rule.py), not on the demo's: F1 0.30 (mean) -> 0.46 (hotspot peaks) -> 0.49 (local maxima >=
-0.02). It is not the default because quantify's period rates at its sites miss their stated 1-sigma. With
-``level: null`` a source that never makes a per-overpass hotspot gives no recurrence site. Sites whose peaks come
-with the wind blowing onto them from a stronger site (satellites of its plume) are dropped by the downwind test of
-:mod:`.downwind` (``recurrence.downwind``; the ``satellites`` argument).
+0.02); quantify's period rates at its sites (at the share centroids, ``position: centroid``) meet their targets on
+that OSSE (README). With ``level: null`` a source that never makes a per-overpass hotspot gives no recurrence site.
+Sites whose peaks come with the wind blowing onto them from a stronger site (satellites of its plume) are dropped by
+the downwind test of :mod:`.downwind` (``recurrence.downwind``; the ``satellites`` argument).
 """
 
 from __future__ import annotations
