@@ -27,6 +27,7 @@ from ..errors import ConfigError, InputFileError
 from ..peaks import settings as peak_settings
 from ..readfile import open_netcdf
 from .divergence import EARTH_RADIUS_M, OverpassTask, divergence_overpass
+from .smoothing import smoothed_mean
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +134,7 @@ def hotspots(mean: np.ndarray, n_valid: np.ndarray, grid: xr.Dataset, s: dict) -
     from ..detect.composite import threshold
     from ..detect.hotspots import label_regions
 
-    m = np.where(n_valid >= s["min_valid"], mean, np.nan)
-    if s["smooth_cells"] > 1:
-        ok = np.isfinite(m)
-        k = s["smooth_cells"]
-        num = ndimage.uniform_filter(np.where(ok, m, 0.0), k, mode="constant")
-        den = ndimage.uniform_filter(ok.astype(float), k, mode="constant")
-        m = np.where(ok, num / np.maximum(den, 1e-9), np.nan)
+    m = smoothed_mean(mean, n_valid, s["min_valid"], s["smooth_cells"])
     thr = threshold(m, n_valid, min_valid=s["min_valid"], k_sigma=s["k_sigma"], min_value=1e-30)
     lab, n = label_regions(m, thr, s["min_cells"], **s["peaks"])
     lat, lon = grid["lat"].values, grid["lon"].values

@@ -15,24 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def smoothed(mean: np.ndarray, n_valid: np.ndarray, min_valid: int, cells: int) -> np.ndarray:
-    """The period map with cells observed < ``min_valid`` times as NaN, box-smoothed over ``cells`` (odd, >= 1)."""
-    from scipy import ndimage
-
-    m = np.where(np.asarray(n_valid) >= int(min_valid), np.asarray(mean, np.float64), np.nan)
-    if int(cells) <= 1:
-        return m
-    ok = np.isfinite(m)
-    num = ndimage.uniform_filter(np.where(ok, m, 0.0), int(cells), mode="constant")
-    den = ndimage.uniform_filter(ok.astype(np.float64), int(cells), mode="constant")
-    return np.where(ok, num / np.maximum(den, 1e-12), np.nan)
+from ..baseline.smoothing import smoothed_mean
 
 
 def z_map(mean: np.ndarray, n_valid: np.ndarray, *, min_valid: int, smooth_cells: int) -> np.ndarray:
     """z = (E_s - median) / (1.4826 MAD) of the smoothed map over its finite cells (NaN elsewhere; all NaN when the
     map has no spread)."""
-    s = smoothed(mean, n_valid, min_valid, smooth_cells)
+    s = smoothed_mean(mean, n_valid, min_valid, smooth_cells)
     bg = s[np.isfinite(s)]
     if bg.size == 0:
         return s
