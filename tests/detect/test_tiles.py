@@ -209,3 +209,17 @@ def test_context_pass_checks_its_cut_and_skips_empty_windows(demo_net):
     for bad in ({"core": 60}, {"margin": 20}, {"core": 0}):
         with pytest.raises(ValueError, match="multiple of the model's alignment"):
             context_stitch(no2, valid, predict, **{"core": 64, "margin": 16, "alignment": 8, **bad})
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device (run on a GPU machine)")
+def test_model_predictor_on_cuda_matches_the_cpu(demo_net):
+    """detect.device=cuda gives the CPU's maps (TF32 off): far below any threshold's resolution."""
+    import copy
+
+    from no2hotspots.detect.tiles import model_predictor
+
+    no2, valid = _field((64, 64, 64), seed=5)  # mol m-2 with a cloud gap; the predictor scales them
+    cpu = model_predictor(copy.deepcopy(demo_net), 1e5, device="cpu")(no2, valid)
+    gpu = model_predictor(copy.deepcopy(demo_net), 1e5, device="cuda")(no2, valid)
+    assert gpu.shape == cpu.shape and np.isfinite(gpu).all()
+    assert np.abs(gpu - cpu).max() < 1e-5

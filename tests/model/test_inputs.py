@@ -55,3 +55,20 @@ def test_prepare_input_rejects_unscaled_and_double_scaled():
 def test_prepare_input_shape_mismatch_is_user_error():
     with pytest.raises(UserError, match="prepare_input"):
         prepare_input(np.zeros((2, 64, 64)), np.zeros((3, 64, 64)), SCALE)
+
+
+def test_prepare_input_on_a_device_is_the_same_input():
+    no2, valid = _field()
+    assert torch.equal(prepare_input(no2, valid, SCALE, device="cpu"), prepare_input(no2, valid, SCALE))
+    assert prepare_input(no2, valid, SCALE, device=torch.device("cpu")).device.type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on a GPU machine)")
+def test_prepare_input_on_cuda_equals_cpu_and_still_checks_the_scaling():
+    no2, valid = _field()
+    x = prepare_input(no2, valid, SCALE, device="cuda")
+    assert x.is_cuda and torch.equal(x.cpu(), prepare_input(no2, valid, SCALE))
+    with pytest.raises(UserError, match="raw mol m-2"):
+        prepare_input(no2, valid, 1.0, device="cuda")
+    with pytest.raises(UserError, match="scaled twice"):
+        prepare_input(no2 * SCALE, valid, SCALE, device="cuda")

@@ -214,17 +214,22 @@ def model_predictor(net, input_scale: float, *, device: str = "cpu") -> Predicto
     """A :data:`Predictor` running ``net`` on the training input (:func:`no2hotspots.model.inputs.prepare_input`).
 
     The input scaling and mask convention are therefore exactly the training ones. Runs under
-    ``torch.inference_mode``; the output is clipped to the contract's range [0, 1].
+    ``torch.inference_mode``; the output is clipped to the contract's range [0, 1]. On CUDA, TF32 is switched off
+    for this process (PyTorch allows it for convolutions by default): the maps then match the CPU's to ~1e-6
+    instead of ~6e-4, so hotspots do not depend on the device (benchmarks/gpu.py, ``agreement``).
     """
     import torch
 
     from ..model.inputs import prepare_input
 
     dev = torch.device(resolve_device(device))
+    if dev.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     net = net.to(dev).eval()
 
     def predict(no2: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        x = prepare_input(no2, valid, input_scale).to(dev)
+        x = prepare_input(no2, valid, input_scale, device=dev)
         with torch.inference_mode():
             y = net(x).float().reshape(no2.shape).clamp(0.0, 1.0)
             return y.cpu().numpy()

@@ -37,7 +37,10 @@ def check_scaling(no2_scaled, valid=None) -> None:
     vals = x[ok].abs()
     if vals.numel() == 0:
         return
-    med = float(np.median(vals.numpy()))  # numpy: torch.quantile refuses > 2**24 elements
+    if vals.is_cuda:  # on the GPU: the lower median (torch's), no copy to the host; the range is orders wide
+        med = float(vals.median())
+    else:  # numpy: torch.quantile refuses > 2**24 elements
+        med = float(np.median(vals.numpy()))
     lo, hi = SCALED_MEDIAN_RANGE
     if med < lo:
         raise InputScaleError(
@@ -51,17 +54,20 @@ def check_scaling(no2_scaled, valid=None) -> None:
         )
 
 
-def prepare_input(no2, valid, input_scale: float, *, check: bool = True) -> torch.Tensor:
+def prepare_input(no2, valid, input_scale: float, *, check: bool = True, device=None) -> torch.Tensor:
     """Build the model input (N, 2, H, W) float32 from NO2 columns [mol m-2] and the validity mask.
 
     - channel 0: ``no2 * input_scale``; pixels that are invalid (``valid == 0``) or not finite (NaN) are set to 0;
     - channel 1: the validity mask as 0/1 (a NaN pixel counts as invalid even where ``valid`` says 1).
 
     ``no2``/``valid`` may be numpy arrays, torch tensors or xarray DataArrays of shape (N, H, W) or (H, W).
-    With ``check`` (default) the scaled valid pixels go through ``check_scaling``.
+    With ``check`` (default) the scaled valid pixels go through ``check_scaling``. ``device``: move the raw arrays
+    there first and prepare the input there (on a GPU the host then only copies them; ``None``: where they are).
     """
     x = _as_tensor(no2)
     v = _as_tensor(valid)
+    if device is not None:
+        x, v = x.to(device), v.to(device)
     if x.ndim == 2:
         x, v = x[None], v[None] if v.ndim == 2 else v
     if x.ndim != 3 or tuple(v.shape) != tuple(x.shape):

@@ -160,7 +160,7 @@ def train_epoch(
         disable=progress_disabled(),
     )
     for i, b in enumerate(bar):
-        x = prepare_input(b.no2, b.valid, input_scale).to(dist.device)
+        x = prepare_input(b.no2, b.valid, input_scale, device=dist.device)
         y = torch.as_tensor(b.emission).to(dist.device)
         optimizer.zero_grad(set_to_none=True)
         pred = model(x)
