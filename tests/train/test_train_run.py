@@ -34,6 +34,39 @@ def test_stream_is_a_seeded_permutation_of_all_scenes(tiny_sim):
     np.testing.assert_array_equal(np.sort(a0), np.sort(a1))  # ... of the same scenes
 
 
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"shuffle": True, "seed": 5, "drop_last": True},
+        {"shuffle": False},  # the last partial batch too
+        {"shuffle": True, "seed": 2, "max_scenes": 30},  # stops after the second shard: no third read
+        {"shuffle": True, "seed": 1, "drop_last": True, "rank": 1, "world": 2},
+    ],
+)
+def test_prefetching_the_next_shard_gives_the_same_batches(tiny_sim, kw):
+    """``prefetch`` (GPU training) reads the next shard in a thread: the batches are those of the plain stream."""
+    shards = split_shards(tiny_sim, "train")
+    plain = list(ShardStream(shards, 16, **kw).batches(3))
+    ahead = list(ShardStream(shards, 16, prefetch=True, **kw).batches(3))
+    assert len(plain) == len(ahead) > 0
+    for a, b in zip(plain, ahead):
+        for name in ("no2", "valid", "emission"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    if "max_scenes" in kw:
+        assert sum(len(b.no2) for b in ahead) == kw["max_scenes"]
+
+
+def test_prefetching_stops_at_a_bad_shard_with_its_own_error(tmp_path, tiny_sim):
+    """A bad shard read ahead raises its one-line error when the stream reaches it, after the good batches before it."""
+    bad = _copy_with(tiny_sim, tmp_path / "bad_sim", "emission", float("nan"))
+    got = []
+    with pytest.raises(InputFileError) as e:
+        for b in ShardStream(split_shards(bad, "train"), 8, shuffle=False, prefetch=True).batches(0):
+            got.append(b)
+    assert "shard-00001.nc" in str(e.value) and "\n" not in str(e.value)
+    assert sum(len(b.no2) for b in got) == 24  # the first shard's 24 scenes (3 batches of 8) came through
+
+
 def test_trains_and_logs_an_mlflow_run(tmp_path, tiny_sim):
     import mlflow
 

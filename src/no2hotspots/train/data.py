@@ -9,12 +9,16 @@ Under torchrun (K processes) each rank builds the same global batches and keeps 
 ``batch_size / K`` scenes (``rank``, ``world``): every scene is seen once per epoch across the ranks, the order is
 still a pure function of (seed, epoch), and a K-process step trains on exactly the scenes of a single-process step.
 Each rank reads every shard (one at a time) and keeps 1/K of it.
+
+With ``prefetch`` (the train stage sets it when it trains on a GPU) the next shard is read in a background thread
+while the current one is used: the same shards in the same order, so the same batches, with one more shard in memory.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,8 +121,8 @@ def _check_scaling(shard: Path, input_scale: float, n: int = 16) -> None:
         raise InputFileError(shard, f"input_scale {input_scale!r}: {e}") from None
 
 
-def count_scenes(shards: list[Path]) -> int:
-    return sum(shards_contract.read_info(s)["shapes"]["no2"][0] for s in shards)
+def shard_scenes(shard: Path) -> int:
+    return int(shards_contract.read_info(shard)["shapes"]["no2"][0])
 
 
 def _load_shard(shard: Path) -> Batch:
@@ -142,6 +146,7 @@ class ShardStream:
     epoch])``. ``max_scenes`` caps the scenes per pass (the first ones in stream order). ``world`` > 1: yield this
     ``rank``'s slice ``[rank * b, (rank + 1) * b)`` of every global batch, ``b = batch_size / world`` (needs
     ``drop_last`` and a batch size divisible by ``world``); ``n_scenes``/``n_batches`` stay the global counts.
+    ``prefetch``: read the next shard in a background thread (module docstring).
     """
 
     def __init__(
@@ -155,6 +160,7 @@ class ShardStream:
         drop_last: bool = False,
         rank: int = 0,
         world: int = 1,
+        prefetch: bool = False,
     ):
         if world > 1 and (not drop_last or batch_size % world or not 0 <= rank < world):
             raise ValueError(f"rank {rank} of {world}: needs drop_last and a batch size divisible by {world}")
@@ -165,12 +171,19 @@ class ShardStream:
         self.seed = int(seed)
         self.max_scenes = max_scenes
         self.drop_last = drop_last
+        self.prefetch = bool(prefetch)
         self._n = None
+        self._sizes: list[int] | None = None
 
     def n_scenes(self) -> int:
         if self._n is None:
-            self._n = count_scenes(self.shards)
+            self._n = sum(self._shard_sizes())
         return self._n if self.max_scenes is None else min(self._n, int(self.max_scenes))
+
+    def _shard_sizes(self) -> list[int]:
+        if self._sizes is None:
+            self._sizes = [shard_scenes(s) for s in self.shards]
+        return self._sizes
 
     def n_batches(self) -> int:
         n = self.n_scenes()
@@ -180,12 +193,11 @@ class ShardStream:
         rng = np.random.default_rng([self.seed, int(epoch)]) if self.shuffle else None
         order = rng.permutation(len(self.shards)) if rng is not None else np.arange(len(self.shards))
         budget = self.n_scenes()
+        sizes = self._shard_sizes()
+        needed = np.cumsum([sizes[i] for i in order]) - np.asarray([sizes[i] for i in order]) < budget
         carry: list[Batch] = []
         n_carry = 0
-        for i in order:
-            if budget <= 0:
-                break
-            data = _load_shard(self.shards[i])
+        for data in self._loaded([self.shards[i] for i in order[needed]]):
             n = data.no2.shape[0]
             idx = rng.permutation(n) if rng is not None else np.arange(n)
             idx = idx[:budget]
@@ -204,6 +216,19 @@ class ShardStream:
                 carry, n_carry = [rest], rest.no2.shape[0]
         if n_carry and not self.drop_last:
             yield _concat(carry)
+
+    def _loaded(self, shards: list[Path]) -> Iterator[Batch]:
+        """The checked arrays of ``shards`` in order; with ``prefetch`` each next one is read while this is used."""
+        if not self.prefetch or len(shards) < 2:
+            yield from (_load_shard(s) for s in shards)
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="shard-prefetch") as pool:
+            pending = pool.submit(_load_shard, shards[0])
+            for k in range(len(shards)):
+                data = pending.result()  # a bad shard raises its own one-line error here, in stream order
+                if k + 1 < len(shards):
+                    pending = pool.submit(_load_shard, shards[k + 1])
+                yield data
 
 
 def _concat(parts: list[Batch]) -> Batch:
