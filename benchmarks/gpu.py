@@ -7,7 +7,8 @@ Four parts, each against a CPU baseline measured in the same run (all CPU thread
    three precisions: ``fp32`` (TF32 off: what the CPU computes), ``tf32`` (PyTorch's default for convolutions
    on CUDA) and ``bf16`` (autocast; not offered by the train stage, measured to size the headroom);
 2. ``loop``: ``train.loop.train_epoch``, the train stage's own epoch, over shards on disk (``ShardStream``,
-   ``prepare_input``, one host sync per step): what ``train.device=cuda`` gets end to end;
+   ``prepare_input``, one host sync per step): what ``train.device=cuda`` gets end to end, on CUDA without and with
+   the next shard read ahead in a thread (``+pf``: ``ShardStream(prefetch=True)``, what the stage does on CUDA);
 3. ``predict``: ``detect.tiles.model_predictor`` (what ``detect.device=cuda`` runs, TF32 off) on batches of tiles;
 4. ``prep`` (``--parts prep``): the model input prepared on the host and copied, against copied raw and prepared on
    the GPU (``prepare_input(device=)``, what the loop and the predictor do since 2026-12-04);
@@ -97,12 +98,12 @@ def bench_steps(cfg, device: str, mode: str, batch: int, seconds: float) -> dict
             "samples_per_s": batch / t}  # fmt: skip
 
 
-def bench_loop(cfg, device: str, mode: str, shards: list[Path], batch: int) -> dict:
+def bench_loop(cfg, device: str, mode: str, shards: list[Path], batch: int, prefetch: bool = False) -> dict:
     from no2hotspots.train.data import ShardStream
 
     net = net_for(cfg, device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    stream = ShardStream(shards, batch, shuffle=True, seed=0)
+    stream = ShardStream(shards, batch, shuffle=True, seed=0, prefetch=prefetch)
     set_mode(mode)
     dist = Dist(device=torch.device(device))
     kw = dict(seed=0, input_scale=INPUT_SCALE, dist=dist)
@@ -114,8 +115,9 @@ def bench_loop(cfg, device: str, mode: str, shards: list[Path], batch: int) -> d
     mean_loss, _ = train_epoch(net, opt, stream, Loss.from_config(cfg.train), epoch=1, **kw)
     sync(device)
     t = time.perf_counter() - t0
-    return {"part": "loop", "model": cfg.model.name, "device": device, "mode": mode, "batch": batch,
-            "samples_per_s": stream.n_scenes() / t, "epoch_loss": mean_loss}  # fmt: skip
+    return {"part": "loop", "model": cfg.model.name, "device": device, "mode": mode + "+pf" * prefetch,
+            "batch": batch, "prefetch": prefetch, "samples_per_s": stream.n_scenes() / t,
+            "epoch_loss": mean_loss}  # fmt: skip
 
 
 def bench_predict(cfg, device: str, batch: int, seconds: float, tiles: tuple[np.ndarray, np.ndarray]) -> dict:
@@ -185,7 +187,7 @@ def write_shards(root: Path, n: int) -> tuple[list[Path], tuple[np.ndarray, np.n
 
 def show(rows: list[dict]) -> None:
     cpu = {(r["part"], r["model"], r["batch"]): r["samples_per_s"] for r in rows if r.get("device") == "cpu"}
-    print(f"{'part':<8}{'model':<7}{'device':<7}{'mode':<6}{'batch':>6}{'samples/s':>11}  vs CPU (same box)")
+    print(f"{'part':<8}{'model':<7}{'device':<7}{'mode':<9}{'batch':>6}{'samples/s':>11}  vs CPU (same box)")
     for r in rows:
         if r["part"] == "agreement":
             continue
@@ -193,12 +195,12 @@ def show(rows: list[dict]) -> None:
             host = next(h["samples_per_s"] for h in rows if h["part"] == "prep" and h["batch"] == r["batch"])
             ratio = f"{r['samples_per_s'] / host:8.1f}x prepared on the host" if r["mode"] == "device" else ""
             print(
-                f"{'prep':<8}{'-':<7}{r['device']:<7}{r['mode']:<7}{r['batch']:>5}{r['samples_per_s']:>11.0f}  {ratio}"
+                f"{'prep':<8}{'-':<7}{r['device']:<7}{r['mode']:<9}{r['batch']:>6}{r['samples_per_s']:>11.0f}  {ratio}"
             )
             continue
         base = cpu.get((r["part"], r["model"], r["batch"])) or cpu.get((r["part"], r["model"], 32))
         ratio = f"{r['samples_per_s'] / base:8.1f}x" if base and r["device"] != "cpu" else ""
-        print(f"{r['part']:<8}{r['model']:<7}{r['device']:<7}{r['mode']:<6}{r['batch']:>6}"
+        print(f"{r['part']:<8}{r['model']:<7}{r['device']:<7}{r['mode']:<9}{r['batch']:>6}"
               f"{r['samples_per_s']:>11.0f}  {ratio}")  # fmt: skip
     for r in rows:
         if r["part"] == "agreement":
@@ -216,7 +218,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=3.0, help="timing window per measurement")
     ap.add_argument("--scenes", type=int, default=2048, help="scenes in the loop's training shards")
     ap.add_argument("--batches", type=int, nargs="+", default=[32, 256, 1024], help="CUDA batch sizes")
-    ap.add_argument("--parts", nargs="+", choices=["models", "prep"], default=["models", "prep"])
+    ap.add_argument("--parts", nargs="+", choices=["models", "loop", "prep"], default=["models", "prep"],
+                    help="models: every part per model; loop: only the epochs; prep: input preparation")  # fmt: skip
     ap.add_argument("--out", help="JSON to write (default benchmarks/results/gpu.json, with CUDA only)")
     args = ap.parse_args(argv)
     threads = len(os.sched_getaffinity(0))
@@ -230,22 +233,26 @@ def main(argv=None) -> int:
         if "prep" in args.parts and cuda:
             for batch in (256, 512):
                 rows.extend(bench_prep("cuda", batch, args.seconds, tiles))
-        for name in args.models if "models" in args.parts else []:
+        for name in args.models if {"models", "loop"} & set(args.parts) else []:
             cfg = config(name)
             print(f"{name}: {count_parameters(net_for(cfg, 'cpu')):,} parameters, loss {cfg.train.loss}", flush=True)
-            rows.append(bench_steps(cfg, "cpu", "fp32", 32, args.seconds))
+            full = "models" in args.parts
             rows.append(bench_loop(cfg, "cpu", "fp32", shards, 32))
-            rows.append(bench_predict(cfg, "cpu", 256, args.seconds, tiles))
+            if full:
+                rows.append(bench_steps(cfg, "cpu", "fp32", 32, args.seconds))
+                rows.append(bench_predict(cfg, "cpu", 256, args.seconds, tiles))
             if not cuda:
                 continue
-            for mode in MODES:
+            for mode in MODES if full else ():
                 for batch in args.batches:
                     rows.append(bench_steps(cfg, "cuda", mode, batch, args.seconds))
-            for batch in args.batches:
+            for batch in args.batches:  # without and with reading the next shard ahead (what the stage does on CUDA)
                 rows.append(bench_loop(cfg, "cuda", "tf32", shards, batch))
-            for batch in (256, 512):
-                rows.append(bench_predict(cfg, "cuda", batch, args.seconds, tiles))
-            rows.append(agreement(cfg, tiles))
+                rows.append(bench_loop(cfg, "cuda", "tf32", shards, batch, prefetch=True))
+            if full:
+                for batch in (256, 512):
+                    rows.append(bench_predict(cfg, "cuda", batch, args.seconds, tiles))
+                rows.append(agreement(cfg, tiles))
     show(rows)
     result = {
         "machine": {
