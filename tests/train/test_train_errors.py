@@ -60,6 +60,7 @@ def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
         ("train.optimizer._target_=os.system", "train.optimizer._target_"),
         ("train.objective=test/source_f1", "train.objective"),
         ("train.dice_beta=1.5", "train.dice_beta"),
+        ("train.ema_decay=1.0", "train.ema_decay"),  # an average that never moves
     ],
 )
 def test_bad_train_config_names_the_key(tmp_path, tiny_sim, override, key):

@@ -137,6 +137,7 @@ def train_epoch(
     input_scale: float,
     desc: str = "train",
     dist: Dist | None = None,
+    after_step=None,
 ) -> tuple[float, float]:
     """Train for one pass over ``stream``; return the mean (per-scene) training loss and its MSE part (comparable
     with the validation loss, which is the MSE). A NaN/inf loss stops training with :class:`NonFiniteLoss` before
@@ -146,7 +147,8 @@ def train_epoch(
     batch, and each step's loss sums are added over the ranks before the backward pass (:func:`step_loss`), so
     every rank sees a NaN of any rank and all stop together (none is left waiting in a gradient all-reduce); the
     returned means are over the global batches. With ``dist.global_batch`` every rank seeds torch alike (its
-    dropout draws the global batch's masks, no2hotspots.train.distributed.GlobalDropout)."""
+    dropout draws the global batch's masks, no2hotspots.train.distributed.GlobalDropout). ``after_step`` is called
+    after every optimizer step (the weight average of ``train.ema_decay``)."""
     dist = dist or Dist()
     torch.manual_seed(epoch_seed(seed, epoch, 0 if dist.global_batch else dist.rank))
     model.train()
@@ -172,6 +174,8 @@ def train_epoch(
             )
         value.backward()
         optimizer.step()
+        if after_step is not None:  # the weight average (train.ema_decay)
+            after_step()
         total, total_mse, n = total + step[0], total_mse + step[1], n + int(step[2])
         bar.set_postfix(loss=f"{total / n:.4g}")
     if n == 0:

@@ -78,6 +78,7 @@ def _validate(cfg: DictConfig) -> None:
     require(cfg, t + "dice_temperature", lambda v: float(v) > 0, "must be > 0")
     require(cfg, t + "dice_beta", lambda v: 0 < float(v) < 1, "must be in (0, 1) (0.5 = Dice)")
     require(cfg, t + "select", lambda v: v in ("best", "last"), "must be 'best' or 'last'")
+    require(cfg, t + "ema_decay", lambda v: v is None or 0 <= float(v) < 1, "must be null (off) or in [0, 1)")
     require(
         cfg,
         t + "objective",
@@ -119,6 +120,22 @@ class State:
     best_epoch: int = -1
     stale: int = 0
     run_id: str | None = None
+    ema: torch.nn.Module | None = None  # AveragedModel (train.ema_decay): validated, selected and saved
+
+
+def averaged(model: torch.nn.Module, decay) -> torch.nn.Module | None:
+    """The exponential moving average of ``model``'s weights and BatchNorm statistics (``train.ema_decay``: each
+    step ``avg = decay * avg + (1 - decay) * weights``), or None when the decay is null."""
+    if decay is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(decay)), use_buffers=True)
+
+
+def weights_of(state: State) -> torch.nn.Module:
+    """The network that is validated, selected and saved: the average when ``train.ema_decay`` is set."""
+    return state.model if state.ema is None else state.ema.module
 
 
 def open_data(cfg: DictConfig, dist: Dist) -> Data:
@@ -168,7 +185,7 @@ def build(cfg: DictConfig, dist: Dist) -> State:
     model = model.to(dist.device)
     optimizer = instantiate(cfg.train.optimizer)(model.parameters())
     scheduler = instantiate(cfg.train.lr_schedule)(optimizer)
-    return State(model, optimizer, scheduler)
+    return State(model, optimizer, scheduler, ema=averaged(model, cfg.train.ema_decay))
 
 
 def resume_or_start(cfg: DictConfig, state: State, dist: Dist) -> State:
@@ -180,6 +197,13 @@ def resume_or_start(cfg: DictConfig, state: State, dist: Dist) -> State:
     if saved is None:
         return state
     ckpt.load_state_dict_checked(state.model, saved["model"], last)
+    decay = cfg.train.ema_decay
+    if saved.get("ema_decay") != (None if decay is None else float(decay)):
+        raise ConfigError(
+            "train.ema_decay", f"{decay} differs from the {saved.get('ema_decay')} of {last}: resume with that value"
+        )
+    if state.ema is not None:
+        state.ema.load_state_dict(saved["ema"])
     state.optimizer.load_state_dict(saved["optimizer"])
     state.scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["torch_rng"])
@@ -208,7 +232,7 @@ def _read_last_or_clear(cfg: DictConfig) -> dict | None:
 def save_checkpoint(cfg: DictConfig, state: State, best: bool) -> None:
     ckpt_dir = Path(str(cfg.train.out_dir)) / "checkpoints"
     if best:
-        ckpt.save(ckpt_dir / ckpt.BEST, {"model": state.model.state_dict(), "epoch": state.epoch})
+        ckpt.save(ckpt_dir / ckpt.BEST, {"model": weights_of(state).state_dict(), "epoch": state.epoch})
     ckpt.save(
         ckpt_dir / ckpt.LAST,
         {
@@ -222,6 +246,8 @@ def save_checkpoint(cfg: DictConfig, state: State, best: bool) -> None:
             "stale": state.stale,
             "history": state.history,
             "run_id": state.run_id,
+            "ema_decay": None if state.ema is None else float(cfg.train.ema_decay),
+            "ema": None if state.ema is None else state.ema.state_dict(),
         },
     )
 
@@ -262,10 +288,11 @@ def run_epoch(cfg: DictConfig, state: State, data: Data, dist: Dist, net, loss, 
         input_scale=scale,
         desc=f"epoch {state.epoch + 1}/{cfg.train.epochs}",
         dist=dist,
+        after_step=None if state.ema is None else lambda: state.ema.update_parameters(state.model),
     )
     row = None
     if dist.is_main:
-        model = distributed.for_cpu_callers(state.model, dist.device)
+        model = distributed.for_cpu_callers(weights_of(state), dist.device)
         val = evaluate(model, data.val, input_scale=scale, scoring=scoring, desc="validate")
         row = {
             "epoch": state.epoch,
@@ -335,7 +362,7 @@ def final_model(cfg: DictConfig, state: State, selected: int) -> torch.nn.Module
     from ..model.net import build_model
 
     source: str | Path = "the trained model"
-    weights = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
+    weights = {k: v.detach().cpu() for k, v in weights_of(state).state_dict().items()}
     if selected != state.history[-1]["epoch"]:
         source = Path(str(cfg.train.out_dir)) / "checkpoints" / ckpt.BEST
         weights = ckpt.load(source)["model"]

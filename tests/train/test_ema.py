@@ -1,0 +1,53 @@
+"""train.ema_decay: the exponential moving average of the weights is what is validated, selected and saved."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from no2hotspots.config import compose
+from no2hotspots.errors import ConfigError
+from no2hotspots.train.run import run
+
+from .conftest import tiny_overrides
+
+COMMON = ("train.epochs=3", "train.log_model=false", "train.select=last")
+
+
+def _weights(root):
+    return torch.load(root / "outputs/train/model/state_dict.pt", weights_only=True)
+
+
+def _history(root):
+    return torch.load(root / "outputs/train/checkpoints/last.pt", weights_only=True)["history"]
+
+
+def test_the_saved_model_is_the_average_and_a_zero_decay_is_the_plain_run(tmp_path, tiny_sim):
+    """decay 0 averages nothing (the average is the latest weights): the run equals the plain one, so the plumbing
+    (validation, selection, saving) does use the average; a decay of 0.9 then saves other weights, closer to the
+    earlier steps', and validates them (other validation losses)."""
+    for name, extra in (("plain", ()), ("zero", ("train.ema_decay=0.0",)), ("avg", ("train.ema_decay=0.9",))):
+        run(compose(tiny_overrides(tmp_path / name, tiny_sim, *COMMON, *extra)))
+    plain, zero, avg = (_weights(tmp_path / n) for n in ("plain", "zero", "avg"))
+    assert plain.keys() == zero.keys() == avg.keys()
+    for k in plain:
+        assert torch.equal(plain[k], zero[k]), k
+    assert [h["val_loss"] for h in _history(tmp_path / "zero")] == [h["val_loss"] for h in _history(tmp_path / "plain")]
+    moved = [k for k in plain if plain[k].is_floating_point() and not torch.allclose(plain[k], avg[k])]
+    assert len(moved) > len(plain) // 2
+    assert [h["val_loss"] for h in _history(tmp_path / "avg")] != [h["val_loss"] for h in _history(tmp_path / "plain")]
+
+
+def test_resuming_continues_the_average_and_refuses_another_decay(tmp_path, tiny_sim):
+    """Two epochs, then a resumed third, end with the weights of three epochs in one go (the average is in the
+    checkpoint); resuming with another decay is one line naming the key."""
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    run(compose(tiny_overrides(ref, tiny_sim, *COMMON, "train.ema_decay=0.9")))
+    run(compose(tiny_overrides(cut, tiny_sim, *COMMON, "train.ema_decay=0.9", "train.epochs=2")))
+    with pytest.raises(ConfigError) as e:
+        run(compose(tiny_overrides(cut, tiny_sim, *COMMON, "train.ema_decay=0.5", "train.resume=true")))
+    assert str(e.value).startswith("config train.ema_decay:") and "\n" not in str(e.value)
+    run(compose(tiny_overrides(cut, tiny_sim, *COMMON, "train.ema_decay=0.9", "train.resume=true")))
+    a, b = _weights(ref), _weights(cut)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k  # CPU, 1 thread: bitwise
