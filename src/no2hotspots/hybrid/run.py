@@ -144,7 +144,7 @@ def hybrid_collection(cfg: DictConfig, name: str, s: dict) -> dict:
         "rule": "candidate site kept when the baseline's smoothed period flux divergence at its cell is >= k_sigma "
         "robust standard deviations above the map's median; with baseline_sites, the baseline's sites farther than "
         "merge_km from every kept site added",
-        "inputs": {"detect": str(detect_dir), "baseline": str(Path(str(cfg.hybrid.baseline_dir)) / name)},
+        "inputs": {"detect": str(detect_dir), "baseline": str(baseline_dir)},
     }
     with atomic_path(Path(str(cfg.hybrid.out_dir)) / name, is_dir=True) as tmp:
         kept.to_csv(tmp / "composite.csv", index=False)

@@ -172,17 +172,15 @@ class ShardStream:
         self.max_scenes = max_scenes
         self.drop_last = drop_last
         self.prefetch = bool(prefetch)
-        self._n = None
-        self._sizes: list[int] | None = None
+        self._sizes: np.ndarray | None = None  # scenes per shard, read once
 
     def n_scenes(self) -> int:
-        if self._n is None:
-            self._n = sum(self._shard_sizes())
-        return self._n if self.max_scenes is None else min(self._n, int(self.max_scenes))
+        n = int(self._shard_sizes().sum())
+        return n if self.max_scenes is None else min(n, int(self.max_scenes))
 
-    def _shard_sizes(self) -> list[int]:
+    def _shard_sizes(self) -> np.ndarray:
         if self._sizes is None:
-            self._sizes = [shard_scenes(s) for s in self.shards]
+            self._sizes = np.asarray([shard_scenes(s) for s in self.shards], dtype=np.int64)
         return self._sizes
 
     def n_batches(self) -> int:
@@ -193,8 +191,8 @@ class ShardStream:
         rng = np.random.default_rng([self.seed, int(epoch)]) if self.shuffle else None
         order = rng.permutation(len(self.shards)) if rng is not None else np.arange(len(self.shards))
         budget = self.n_scenes()
-        sizes = self._shard_sizes()
-        needed = np.cumsum([sizes[i] for i in order]) - np.asarray([sizes[i] for i in order]) < budget
+        sizes = self._shard_sizes()[order]
+        needed = np.cumsum(sizes) - sizes < budget  # the shards that start before the budget is spent
         carry: list[Batch] = []
         n_carry = 0
         for data in self._loaded([self.shards[i] for i in order[needed]]):
