@@ -51,3 +51,29 @@ def test_resuming_continues_the_average_and_refuses_another_decay(tmp_path, tiny
     a, b = _weights(ref), _weights(cut)
     for k in a:
         assert torch.equal(a[k], b[k]), k  # CPU, 1 thread: bitwise
+
+
+def test_the_average_warms_up_so_a_short_run_follows_its_weights():
+    """Step t uses d = min(decay, (1 + t) / (10 + t)) (TensorFlow's num_updates warm-up): the average equals that
+    recurrence computed by hand, and after 20 steps of a decay of 0.995 it lies near the latest weights, not near the
+    initial ones (without the warm-up it would keep 0.995**20 = 90 % of them)."""
+    from no2hotspots.train.run import averaged
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    start = net.weight.detach().clone()
+    ema = averaged(net, 0.995)
+    expected = start.clone()
+    for t in range(1, 21):
+        with torch.no_grad():
+            net.weight.add_(1.0)  # the weights move by 1 per step
+        ema.update_parameters(net)
+        if t > 1:  # the first update copies the weights
+            d = min(0.995, (1 + (t - 1)) / (10 + (t - 1)))
+            expected = d * expected + (1 - d) * net.weight.detach()
+        else:
+            expected = net.weight.detach().clone()
+    got = ema.module.weight.detach()
+    assert torch.allclose(got, expected, atol=1e-5)
+    lag = float((net.weight.detach() - got).mean())
+    assert 1.0 < lag < 4.0  # ~2 steps behind the latest weights; ~18 steps behind without the warm-up

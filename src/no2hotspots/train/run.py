@@ -124,13 +124,30 @@ class State:
 
 
 def averaged(model: torch.nn.Module, decay) -> torch.nn.Module | None:
-    """The exponential moving average of ``model``'s weights and BatchNorm statistics (``train.ema_decay``: each
-    step ``avg = decay * avg + (1 - decay) * weights``), or None when the decay is null."""
+    """The exponential moving average of ``model``'s weights and BatchNorm statistics (``train.ema_decay``), or None
+    when the decay is null. Step t (t updates so far) does ``avg = d * avg + (1 - d) * weights`` with
+    ``d = min(decay, (1 + t) / (10 + t))``: TensorFlow's ``ExponentialMovingAverage(num_updates=...)`` warm-up, so a
+    short run follows its recent weights instead of staying near the initial ones (d reaches 0.995 after ~1,800
+    steps). The count is the average's ``n_averaged``, saved with it, so a resumed run continues the same schedule."""
     if decay is None:
         return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel
 
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(decay)), use_buffers=True)
+    return AveragedModel(model, multi_avg_fn=_ema_with_warmup(float(decay)), use_buffers=True)
+
+
+def _ema_with_warmup(decay: float):
+    @torch.no_grad()
+    def update(averages: list[torch.Tensor], weights: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        t = int(n_averaged)
+        d = min(decay, (1 + t) / (10 + t))
+        if averages[0].is_floating_point():
+            torch._foreach_lerp_(averages, weights, 1 - d)
+        else:  # integer buffers (BatchNorm's num_batches_tracked), as torch's own EMA does them
+            for a, w in zip(averages, weights, strict=True):
+                a.copy_(a * d + w * (1 - d))
+
+    return update
 
 
 def weights_of(state: State) -> torch.nn.Module:
