@@ -26,7 +26,11 @@ def test_the_saved_model_is_the_average_and_a_zero_decay_is_the_plain_run(tmp_pa
     """decay 0 averages nothing (the average is the latest weights): the run equals the plain one, so the plumbing
     (validation, selection, saving) does use the average; a decay of 0.9 then saves other weights, closer to the
     earlier steps', and validates them (other validation losses)."""
-    for name, extra in (("plain", ()), ("zero", ("train.ema_decay=0.0",)), ("avg", ("train.ema_decay=0.9",))):
+    for name, extra in (
+        ("plain", ("train.ema_decay=null",)),
+        ("zero", ("train.ema_decay=0.0",)),
+        ("avg", ("train.ema_decay=0.9",)),
+    ):
         run(compose(tiny_overrides(tmp_path / name, tiny_sim, *COMMON, *extra)))
     plain, zero, avg = (_weights(tmp_path / n) for n in ("plain", "zero", "avg"))
     assert plain.keys() == zero.keys() == avg.keys()
