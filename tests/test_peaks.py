@@ -120,6 +120,28 @@ def test_label_extremes_equal_ndimage():
         label_max(v[0], lab, n)
 
 
+@pytest.mark.parametrize("shape", [(8, 64, 64), (40, 50)])
+def test_label_centroid_equals_ndimage_bit_for_bit(shape):
+    """The scores' source and blob positions: the same floats as scipy's center_of_mass (which sums over every
+    cell), for uniform weights and for weights that are zero on part of a label (the blobs' tops)."""
+    from no2hotspots.labelstats import label_centroid
+
+    rng = np.random.default_rng(11)
+    v = rng.normal(size=shape)
+    lab, n = ndimage.label(v > 1.5)
+    assert n > 20
+    idx = np.arange(1, n + 1)
+    peak = np.concatenate([[0.0], ndimage.maximum(v, lab, idx)])
+    top = np.where((lab > 0) & (v >= 0.9 * peak[lab]), v, 0.0)
+    for w in (np.ones_like(v), top):
+        want = np.asarray(ndimage.center_of_mass(w, lab, idx), dtype=np.float64).reshape(-1, len(shape))
+        got = label_centroid(w, lab, n)
+        assert got.shape == want.shape
+        assert np.array_equal(got, want)
+    with pytest.raises(ValueError, match="differ in shape"):
+        label_centroid(v[0], lab, n)
+
+
 def _reference_split(
     values: np.ndarray, labels: np.ndarray, *, prominence: float, min_separation_px: int
 ) -> np.ndarray:

@@ -3,6 +3,9 @@
 ``scipy.ndimage.maximum``/``minimum`` with an index sort every labelled value (an argsort over the whole array): on
 the score stage's 2,080 x 64 x 64 validation maps that sort was ~30 s of a 150 s run. An unbuffered ``ufunc.at``
 over the labelled cells only gives the same values (max/min are exact; NaN propagates as in ndimage).
+``scipy.ndimage.center_of_mass`` sums over every cell of the array, unlabelled ones included (four ``bincount``
+passes over a 256 x 64 x 64 batch for a few % of labelled cells): :func:`label_centroid` makes the same sums over the
+labelled cells only, in the same order, so the same bits.
 """
 
 from __future__ import annotations
@@ -30,3 +33,23 @@ def label_max(values, labels, n: int) -> np.ndarray:
 def label_min(values, labels, n: int) -> np.ndarray:
     """(n,) float64: the smallest of ``values`` over each label 1..n of ``labels`` (+inf where a label is empty)."""
     return _extreme(np.minimum, np.inf, values, labels, n)
+
+
+def label_centroid(weights, labels, n: int) -> np.ndarray:
+    """(n, ndim) float64: the ``weights``-weighted centroid of each label 1..n of ``labels``, in index coordinates;
+    bit for bit what ``scipy.ndimage.center_of_mass(weights, labels, range(1, n + 1))`` returns (each coordinate's
+    sum of weight x index and the sum of weights accumulate in the same cell order; unlabelled cells, which it also
+    visits, add to label 0 only). NaN where a label's weights sum to 0, as there."""
+    lab = np.asarray(labels)
+    w = np.asarray(weights, dtype=np.float64)
+    if lab.shape != w.shape:
+        raise ValueError(f"weights {w.shape} and labels {lab.shape} differ in shape")
+    cells = np.flatnonzero(lab.ravel() > 0)
+    which, wc = lab.ravel()[cells], w.ravel()[cells]
+    total = np.bincount(which, weights=wc, minlength=int(n) + 1)[1:]
+    coords = np.unravel_index(cells, lab.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.stack(
+            [np.bincount(which, weights=wc * c.astype(np.float64), minlength=int(n) + 1)[1:] / total for c in coords],
+            axis=-1,
+        ).reshape(-1, lab.ndim)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..labelstats import label_max
+from ..labelstats import label_centroid, label_max
 
 CLASS_EDGES = (0.33, 0.66)
 # 8-connectivity within each image, none across the batch axis
@@ -187,7 +187,6 @@ def source_scores_at(
 ) -> SourceScores:
     """Source-level scores with sources at their listed positions (block centres); ``skip`` (N, S) leaves sources
     out (hidden ones in the ``visible`` convention); ``split``: see :func:`blob_labels`."""
-    from scipy import ndimage
 
     pred = np.asarray(pred, dtype=np.float64)
     n, h, w = pred.shape
@@ -200,10 +199,9 @@ def source_scores_at(
     blob_lab, n_blob = blob_labels(pred, blobs, split)
     blob_p, blob_sample = np.zeros((0, 3)), np.zeros(0, np.int64)
     if n_blob:
-        idx = np.arange(1, n_blob + 1)
         peak = np.concatenate([[0.0], label_max(pred, blob_lab, n_blob)])
         top = np.where(pred >= 0.5 * peak[blob_lab], pred, 0.0) * (blob_lab > 0)
-        blob_p = np.asarray(ndimage.center_of_mass(top, blob_lab, idx), dtype=np.float64).reshape(-1, 3)
+        blob_p = label_centroid(top, blob_lab, n_blob)
         blob_sample = np.rint(blob_p[:, 0]).astype(np.int64)
     n_sources = np.bincount(i, minlength=n).astype(np.int64)
     n_blobs = np.bincount(blob_sample, minlength=n).astype(np.int64)
@@ -230,7 +228,6 @@ def source_scores(
 ) -> SourceScores:
     """Source-level scores: sources are the components of ``target > 0``, blobs those of the bool ``blobs`` mask
     (split at prominent peaks: :func:`blob_labels`)."""
-    from scipy import ndimage
 
     pred = np.asarray(pred, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
@@ -239,20 +236,18 @@ def source_scores(
     blob_lab, n_blob = blob_labels(pred, blobs, split)
     src_c, src_sample, abs_error = np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros(0)
     if n_src:
-        idx = np.arange(1, n_src + 1)
-        src_c = np.asarray(ndimage.center_of_mass(np.ones_like(target), src_lab, idx)).reshape(-1, 3)
+        src_c = label_centroid(np.ones_like(target), src_lab, n_src)
         src_r = label_max(target, src_lab, n_src)
         src_pmax = label_max(pred, src_lab, n_src)
         src_sample = np.rint(src_c[:, 0]).astype(np.int64)
         abs_error = np.abs(src_pmax - src_r)
     blob_p, blob_sample = np.zeros((0, 3)), np.zeros(0, np.int64)
     if n_blob:
-        idx = np.arange(1, n_blob + 1)
         # blob location: pred-weighted centroid of the blob's pixels at >= half its peak (the peak, robust to
         # flat tops and not dragged downwind by a plume-shaped tail)
         peak = np.concatenate([[0.0], label_max(pred, blob_lab, n_blob)])
         top = np.where(pred >= 0.5 * peak[blob_lab], pred, 0.0) * (blob_lab > 0)
-        blob_p = np.asarray(ndimage.center_of_mass(top, blob_lab, idx), dtype=np.float64).reshape(-1, 3)
+        blob_p = label_centroid(top, blob_lab, n_blob)
         blob_sample = np.rint(blob_p[:, 0]).astype(np.int64)
     n_sources = np.bincount(src_sample, minlength=n).astype(np.int64)
     n_blobs = np.bincount(blob_sample, minlength=n).astype(np.int64)
