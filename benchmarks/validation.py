@@ -16,7 +16,7 @@ alone costs per epoch and over a run at the paper's size (27,300 validation scen
 (the code before) against ``labelstats.label_centroid`` (same bits, checked). Writes
 benchmarks/results/validation.json (``--out``).
 
-    .venv/bin/python benchmarks/validation.py --workspace DIR [--scenes 1000] [--threads 1] [--repeat 2]
+    .venv/bin/python benchmarks/validation.py [--workspace DIR] [--scenes 1000] [--threads 1] [--repeat 2]
 """
 
 from __future__ import annotations
@@ -74,7 +74,9 @@ def centroid_timing(pred: np.ndarray, level: float, repeat: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workspace", required=True, help="a make demo workspace (outputs/simulated, outputs/train/model)")
+    ap.add_argument(
+        "--workspace", default=str(ROOT), help="a make demo workspace (outputs/simulated, outputs/train/model)"
+    )
     ap.add_argument("--scenes", type=int, default=1000, help="scenes per split (the first ones, in stream order)")
     ap.add_argument("--splits", nargs="+", default=["val", "paper_world"])
     ap.add_argument("--threads", type=int, default=1, help="torch threads (one per worker process on CPU)")
@@ -85,6 +87,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     ws = Path(args.workspace)
+    if not (ws / "outputs" / "train" / "model").is_dir():
+        raise SystemExit(f"{ws}: no outputs/train/model (run `make demo` there first, or pass --workspace)")
     cfg = compose([])
     loaded = load_model(str(ws / "outputs" / "train" / "model"))
     torch.manual_seed(0)
