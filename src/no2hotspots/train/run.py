@@ -133,21 +133,29 @@ def averaged(model: torch.nn.Module, decay) -> torch.nn.Module | None:
         return None
     from torch.optim.swa_utils import AveragedModel
 
-    return AveragedModel(model, multi_avg_fn=_ema_with_warmup(float(decay)), use_buffers=True)
+    update = _WarmupEMA(float(decay))
+    avg = AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+    update.owner = avg
+    return avg
 
 
-def _ema_with_warmup(decay: float):
+class _WarmupEMA:
+    """``AveragedModel``'s ``multi_avg_fn`` with the warm-up of :func:`averaged`. It reads t from the average's own
+    ``n_averaged`` (a host tensor), not from the copy on the weights' device that ``AveragedModel`` passes, whose read
+    would stall every CUDA step until the GPU is done."""
+
+    def __init__(self, decay: float):
+        self.decay, self.owner = decay, None
+
     @torch.no_grad()
-    def update(averages: list[torch.Tensor], weights: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
-        t = int(n_averaged)
-        d = min(decay, (1 + t) / (10 + t))
+    def __call__(self, averages: list[torch.Tensor], weights: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        t = int(n_averaged if self.owner is None else self.owner.n_averaged)
+        d = min(self.decay, (1 + t) / (10 + t))
         if averages[0].is_floating_point():
             torch._foreach_lerp_(averages, weights, 1 - d)
         else:  # integer buffers (BatchNorm's num_batches_tracked), as torch's own EMA does them
             for a, w in zip(averages, weights, strict=True):
                 a.copy_(a * d + w * (1 - d))
-
-    return update
 
 
 def weights_of(state: State) -> torch.nn.Module:
