@@ -105,8 +105,8 @@ def main() -> None:
 
             n = ShardStream(shards, 1, shuffle=False, max_scenes=args.scenes).n_scenes()
             full = one(scoring)  # warm-up, and the figures the scores come to
-            stream = ShardStream(shards, int(cfg.train.eval_batch_size), shuffle=False, max_scenes=args.scenes)
-            maps = evaluate(net, stream, input_scale=loaded.input_scale, scoring=NoScores(), keep_examples=256)
+            first = ShardStream(shards, int(cfg.train.eval_batch_size), shuffle=False, max_scenes=min(args.scenes, 256))
+            maps = evaluate(net, first, input_scale=loaded.input_scale, scoring=NoScores(), keep_examples=256)
             centroids = centroid_timing(maps.examples["pred"], float(scoring.mark_threshold), args.repeat)
             t_base = best_of(lambda one=one: one(NoScores()), args.repeat)
             t_full = best_of(lambda one=one: one(scoring), args.repeat)

@@ -65,18 +65,16 @@ def test_the_average_warms_up_so_a_short_run_follows_its_weights():
 
     torch.manual_seed(0)
     net = torch.nn.Linear(3, 2)
-    start = net.weight.detach().clone()
     ema = averaged(net, 0.995)
-    expected = start.clone()
     for t in range(1, 21):
         with torch.no_grad():
             net.weight.add_(1.0)  # the weights move by 1 per step
         ema.update_parameters(net)
-        if t > 1:  # the first update copies the weights
+        if t == 1:  # the first update copies the weights
+            expected = net.weight.detach().clone()
+        else:  # update t has t - 1 updates before it
             d = min(0.995, (1 + (t - 1)) / (10 + (t - 1)))
             expected = d * expected + (1 - d) * net.weight.detach()
-        else:
-            expected = net.weight.detach().clone()
     got = ema.module.weight.detach()
     assert torch.allclose(got, expected, atol=1e-5)
     lag = float((net.weight.detach() - got).mean())

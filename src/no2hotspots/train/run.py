@@ -145,11 +145,11 @@ class _WarmupEMA:
     would stall every CUDA step until the GPU is done."""
 
     def __init__(self, decay: float):
-        self.decay, self.owner = decay, None
+        self.decay, self.owner = decay, None  # owner: the AveragedModel, set by averaged() once it exists
 
     @torch.no_grad()
-    def __call__(self, averages: list[torch.Tensor], weights: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
-        t = int(n_averaged if self.owner is None else self.owner.n_averaged)
+    def __call__(self, averages: list[torch.Tensor], weights: list[torch.Tensor], _n_on_device: torch.Tensor) -> None:
+        t = int(self.owner.n_averaged)
         d = min(self.decay, (1 + t) / (10 + t))
         if averages[0].is_floating_point():
             torch._foreach_lerp_(averages, weights, 1 - d)
