@@ -14,7 +14,11 @@ Four parts, each against a CPU baseline measured in the same run (all CPU thread
    the GPU (``prepare_input(device=)``, what the loop and the predictor do since 2026-12-04);
 5. ``agreement``: the same weights and tiles on CPU and CUDA, eval mode: the largest difference of the relative
    emission map (0..1) for a plain forward in fp32 and tf32 and for detect's predictor, and the pixels that
-   cross the product's detection threshold (0.2).
+   cross the product's detection threshold (0.2);
+6. ``ema`` (``--parts ema``): the training step of 1. (tf32, what the stage runs on CUDA) without the weight average,
+   with the train stage's (``train.run.averaged``: torch's ``AveragedModel.update_parameters`` with our warm-up), and
+   with a direct update (the same arithmetic on the tensors, the count a Python int: a candidate, not the product's),
+   and the host synchronisations one update makes (``torch.cuda.set_sync_debug_mode``).
 
 Without CUDA only the CPU rows are measured (and the script says so). The shards for ``loop`` are written by the
 tests' contract-conforming generator (tests/train/simdata.py) into a temporary folder.
@@ -75,9 +79,62 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bench_steps(cfg, device: str, mode: str, batch: int, seconds: float) -> dict:
+def direct_average(net: torch.nn.Module, decay: float):
+    """The train stage's average (train.run._WarmupEMA's arithmetic) without AveragedModel: the count a Python int,
+    no tensor copied to the device per update. Returns the update function."""
+    import copy
+
+    avg = copy.deepcopy(net)
+    pairs = list(zip([*avg.parameters(), *avg.buffers()], [*net.parameters(), *net.buffers()], strict=True))
+    floats = [[a for a, w in pairs if a.is_floating_point()], [w for a, w in pairs if a.is_floating_point()]]
+    ints = [(a, w) for a, w in pairs if not a.is_floating_point()]
+    count = [0]
+
+    @torch.no_grad()
+    def update():
+        t = count[0]
+        d = 0.0 if t == 0 else min(decay, (1 + t) / (10 + t))  # the first update copies, as AveragedModel's
+        torch._foreach_lerp_(floats[0], [w.detach() for w in floats[1]], 1 - d)
+        for a, w in ints:
+            a.copy_(a * d + w * (1 - d))
+        count[0] += 1
+
+    return update
+
+
+def ema_update(net: torch.nn.Module, ema: str):
+    if ema in (None, "none"):
+        return None
+    if ema == "stage":
+        from no2hotspots.train.run import averaged
+
+        avg = averaged(net, 0.995)
+        return lambda: avg.update_parameters(net)
+    return direct_average(net, 0.995)
+
+
+def syncs_per_update(cfg, ema: str) -> int:
+    """Host synchronisations one weight-average update makes on CUDA (after the first, which copies)."""
+    import warnings
+
+    net = net_for(cfg, "cuda").train()
+    update = ema_update(net, ema)
+    update()
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            update()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in seen)
+
+
+def bench_steps(cfg, device: str, mode: str, batch: int, seconds: float, ema: str | None = None) -> dict:
     net = net_for(cfg, device).train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    average = ema_update(net, ema)
     loss = Loss.from_config(cfg.train)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(batch, 2, 64, 64, generator=g).to(device)
@@ -91,11 +148,16 @@ def bench_steps(cfg, device: str, mode: str, batch: int, seconds: float) -> dict
         value, _ = step_loss(loss, pred.float(), y, Dist())  # host sync per step, as the loop does
         value.backward()
         opt.step()
+        if average is not None:
+            average()
         sync(device)
 
     t = timed(step, seconds)
-    return {"part": "steps", "model": cfg.model.name, "device": device, "mode": mode, "batch": batch,
-            "samples_per_s": batch / t}  # fmt: skip
+    row = {"part": "steps" if ema is None else f"ema:{ema}", "model": cfg.model.name, "device": device,
+           "mode": mode, "batch": batch, "samples_per_s": batch / t}  # fmt: skip
+    if ema not in (None, "none") and device == "cuda":
+        row["syncs_per_update"] = syncs_per_update(cfg, ema)
+    return row
 
 
 def bench_loop(cfg, device: str, mode: str, shards: list[Path], batch: int, prefetch: bool = False) -> dict:
@@ -191,6 +253,13 @@ def show(rows: list[dict]) -> None:
     for r in rows:
         if r["part"] == "agreement":
             continue
+        if r["part"].startswith("ema:"):
+            key = lambda h: (h["model"], h["device"], h["batch"])  # noqa: E731
+            base = next(h["samples_per_s"] for h in rows if h["part"] == "ema:none" and key(h) == key(r))
+            syncs = f", {r['syncs_per_update']} host syncs per update" if "syncs_per_update" in r else ""
+            print(f"{r['part']:<12}{r['model']:<7}{r['device']:<7}{r['mode']:<9}{r['batch']:>6}"
+                  f"{r['samples_per_s']:>11.0f}  {r['samples_per_s'] / base:5.2f}x of no average{syncs}")  # fmt: skip
+            continue
         if r["part"] == "prep":
             host = next(h["samples_per_s"] for h in rows if h["part"] == "prep" and h["batch"] == r["batch"])
             ratio = f"{r['samples_per_s'] / host:8.1f}x prepared on the host" if r["mode"] == "device" else ""
@@ -218,8 +287,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=3.0, help="timing window per measurement")
     ap.add_argument("--scenes", type=int, default=2048, help="scenes in the loop's training shards")
     ap.add_argument("--batches", type=int, nargs="+", default=[32, 256, 1024], help="CUDA batch sizes")
-    ap.add_argument("--parts", nargs="+", choices=["models", "loop", "prep"], default=["models", "prep"],
-                    help="models: every part per model; loop: only the epochs; prep: input preparation")  # fmt: skip
+    ap.add_argument("--parts", nargs="+", choices=["models", "loop", "prep", "ema"], default=["models", "prep"],
+                    help="models: every part per model; loop: only the epochs; prep: input preparation; "
+                    "ema: the step without and with the weight average")  # fmt: skip
     ap.add_argument("--out", help="JSON to write (default benchmarks/results/gpu.json, with CUDA only)")
     args = ap.parse_args(argv)
     threads = len(os.sched_getaffinity(0))
@@ -229,7 +299,14 @@ def main(argv=None) -> int:
         print("no CUDA device here: CPU rows only")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        shards, tiles = write_shards(Path(tmp), args.scenes)
+        shards, tiles = write_shards(Path(tmp), args.scenes) if set(args.parts) - {"ema"} else (None, None)
+        for name in args.models if "ema" in args.parts else []:
+            cfg = config(name)
+            for device, batches in (("cpu", [32]), ("cuda", args.batches if cuda else [])):
+                for batch in batches:
+                    for ema in ("none", "stage", "direct"):
+                        rows.append(bench_steps(cfg, device, "fp32" if device == "cpu" else "tf32", batch,
+                                                args.seconds, ema))  # fmt: skip
         if "prep" in args.parts and cuda:
             for batch in (256, 512):
                 rows.extend(bench_prep("cuda", batch, args.seconds, tiles))

@@ -79,3 +79,42 @@ def test_the_average_warms_up_so_a_short_run_follows_its_weights():
     assert torch.allclose(got, expected, atol=1e-5)
     lag = float((net.weight.detach() - got).mean())
     assert 1.0 < lag < 4.0  # ~2 steps behind the latest weights; ~18 steps behind without the warm-up
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on a GPU machine)")
+def test_on_cuda_the_average_is_the_cpus_and_its_count_stays_on_the_host():
+    """train.device=cuda: the average sits beside the weights on the GPU and its update count on the host (read each
+    step without waiting for the GPU), and 20 SGD steps of the demo network give the CPU's average (TF32 off) to
+    float rounding."""
+    from no2hotspots.model.net import build_model
+    from no2hotspots.train.run import averaged
+
+    cfg = compose([])
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        out = {}
+        for device in ("cpu", "cuda"):
+            torch.manual_seed(0)
+            net = build_model(cfg.model).to(device).train()
+            ema = averaged(net, 0.9)
+            opt = torch.optim.SGD(net.parameters(), lr=1e-2)
+            g = torch.Generator().manual_seed(1)
+            for _ in range(20):
+                x = torch.randn(4, int(cfg.model.in_channels), 64, 64, generator=g).to(device)
+                opt.zero_grad()
+                net(x).square().mean().backward()
+                opt.step()
+                ema.update_parameters(net)
+            assert ema.n_averaged.device.type == "cpu" and int(ema.n_averaged) == 20
+            assert {p.device.type for p in ema.module.state_dict().values()} == {device}
+            out[device] = {k: v.detach().cpu() for k, v in ema.module.state_dict().items()}
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    assert out["cpu"].keys() == out["cuda"].keys()
+    for k, cpu in out["cpu"].items():
+        gpu = out["cuda"][k]
+        if cpu.is_floating_point():
+            assert torch.allclose(gpu, cpu, rtol=1e-3, atol=1e-4), (k, float((gpu - cpu).abs().max()))
+        else:
+            assert torch.equal(gpu, cpu), k
