@@ -20,6 +20,11 @@ period rates are scored against the truth per method (median |ln ratio| and the 
 baseline's own sites added (``hybrid.baseline_sites``), and scores its table the same way (rows named
 ``<candidate> | hybrid k=K[ + baseline sites]``).
 
+``--baseline-k K ...`` runs the baseline stage at these ``baseline.k_sigma`` (its hotspot threshold: median + K
+robust standard deviations of the smoothed period flux divergence) and scores its table the same way (rows named
+``baseline k=K``); with ``--hybrid`` also the hybrid with that baseline's sites, per candidate (rows named
+``<candidate> | baseline k=KB | hybrid k=K + baseline sites``). The baseline is rerun at its configured K afterwards.
+
 ``--keep`` leaves the temporary folder (osse, ingest, detect units); ``--reuse DIR`` runs more candidates in such a
 folder without rerunning osse and ingest (detect reuses its overpasses and only republishes the period).
 """
@@ -170,6 +175,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", metavar="TEXT", help="run only the candidates whose name contains a TEXT")
     ap.add_argument("--quantify", action="store_true", help="also quantify each candidate's sites (period rates)")
     ap.add_argument("--hybrid", nargs="+", type=float, metavar="K", help="also score the hybrid at these k_sigma")
+    ap.add_argument("--baseline-k", nargs="+", type=float, metavar="K", help="also score the baseline at these k_sigma")
     args = ap.parse_args(argv)
     chosen = {k: v for k, v in CANDIDATES.items() if not args.only or any(t in k for t in args.only)}
     if not chosen:
@@ -222,6 +228,21 @@ def main(argv=None) -> int:
             label = f"{name} | hybrid k={k:g}" + (" + baseline sites" if plus else "")
             rows.append(score(root, label, [*extra, *h], "hybrid"))
             show(rows[-1])
+        for kb in args.baseline_k or ():
+            b = [f"baseline.k_sigma={kb}"]
+            stage("baseline", base + b, log)
+            stage("evaluate", base + extra, log)
+            rows.append(score(root, f"baseline k={kb:g}", b, "baseline"))
+            show(rows[-1])
+            for k in args.hybrid or ():
+                h = [f"hybrid.k_sigma={k}", "hybrid.baseline_sites=true"]
+                stage("hybrid", base + extra + b + h, log)
+                stage("evaluate", base + extra, log)
+                label = f"{name} | baseline k={kb:g} | hybrid k={k:g} + baseline sites"
+                rows.append(score(root, label, [*extra, *b, *h], "hybrid"))
+                show(rows[-1])
+        if args.baseline_k:
+            stage("baseline", base, log)  # back to the configured threshold (a --reuse with --hybrid reads it)
         for part, methods in (row.get("quantify") or {}).items():
             print(
                 f"    quantify {part:17s} "
