@@ -1,7 +1,9 @@
 """Independent units of work (a granule, an overpass, a day) mapped over Dask, or in process.
 
 ``map_units(fn, items, cfg)`` calls the top-level function ``fn(item)`` once per item and returns the results in
-the items' order. Where it runs is the ``parallel`` config group:
+the items' order; ``iter_units`` gives them one at a time, in the same order, and holds none the caller has had (a
+caller that reduces them, as evaluate sums its units, then holds one result, not the period's). Where it runs is
+the ``parallel`` config group:
 
 - ``scheduler: local`` (default): a ``dask.distributed.LocalCluster`` on this machine, ``n_workers`` processes
   (null = the number of cores) with one thread each; torch in a worker uses one thread (on a shared 2-core box two
@@ -27,7 +29,7 @@ import contextlib
 import functools
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from omegaconf import DictConfig
@@ -74,23 +76,32 @@ def map_units(
 
     ``shared``: keyword arguments every unit gets (a model, a table); on Dask they are sent to each worker once
     (``Client.scatter(broadcast=True)``), not once per unit."""
+    return list(iter_units(fn, items, cfg, desc=desc, shared=shared))
+
+
+def iter_units(
+    fn: Callable[..., Any], items: Sequence, cfg: DictConfig, *, desc: str = "units", shared: dict | None = None
+) -> Iterator:
+    """The results of :func:`map_units` one at a time, in the items' order. A result is dropped once it is handed
+    over; on Dask, results that arrive before an earlier unit's wait for it (with W workers, about W of them). The
+    config is checked now; the units run as the caller iterates (the cluster is closed when the iteration ends)."""
     s = settings(cfg)
     items = list(items)
     if not items:
-        return []
+        return iter(())
     if s["scheduler"] == "sync" or (s["scheduler"] == "local" and (len(items) < s["min_units"] or s["n_workers"] == 1)):
         return _in_process(fn, items, desc, shared or {}, s["tune_malloc"])
     return _on_dask(fn, items, s, desc, shared or {})
 
 
-def _in_process(fn, items, desc: str, shared: dict, tune_malloc: bool = True) -> list:
+def _in_process(fn, items, desc: str, shared: dict, tune_malloc: bool = True) -> Iterator:
     from tqdm import tqdm
 
     if tune_malloc:
         _mallopt()
 
-    bar = tqdm(items, desc=desc, unit="unit", disable=progress_disabled(), leave=False)
-    return [fn(item, **shared) for item in bar]
+    for item in tqdm(items, desc=desc, unit="unit", disable=progress_disabled(), leave=False):
+        yield fn(item, **shared)
 
 
 #: glibc malloc settings of LocalCluster workers (environment at process start): freed buffers up to 32 MiB stay in
@@ -203,7 +214,7 @@ def _local_locks(fn, item, **shared):
         return fn(item, **shared)
 
 
-def _on_dask(fn, items, s: dict, desc: str, shared: dict) -> list:
+def _on_dask(fn, items, s: dict, desc: str, shared: dict) -> Iterator:
     from distributed import as_completed
     from tqdm import tqdm
 
@@ -221,18 +232,21 @@ def _on_dask(fn, items, s: dict, desc: str, shared: dict) -> list:
         # (measured: each worker grew ~140 MB over the 909 detect units of a china_year-sized collection)
         pending = {f.key: (i, f) for i, f in enumerate(futures)}
         futures = None
-        results: list = [None] * len(items)
+        early: dict = {}  # results that came before an earlier unit's, by index
+        nxt = 0
         with tqdm(total=len(items), desc=desc, unit="unit", disable=progress_disabled(), leave=False) as bar:
             for future in as_completed([f for _, f in pending.values()]):
                 i, _ = pending.pop(future.key)
                 try:
-                    results[i] = future.result()
+                    early[i] = future.result()
                 except BaseException:
                     client.cancel([f for _, f in pending.values()])
                     raise
                 future = None
                 bar.update()
-        return results
+                while nxt in early:
+                    yield early.pop(nxt)
+                    nxt += 1
     finally:
         # drop the scattered arguments and the futures before the workers close: data still held on a closing
         # worker is what makes its heartbeat fail with a traceback at shutdown (dask/distributed#7105)
