@@ -83,8 +83,9 @@ def iter_units(
     fn: Callable[..., Any], items: Sequence, cfg: DictConfig, *, desc: str = "units", shared: dict | None = None
 ) -> Iterator:
     """The results of :func:`map_units` one at a time, in the items' order. A result is dropped once it is handed
-    over; on Dask, results that arrive before an earlier unit's wait for it (with W workers, about W of them). The
-    config is checked now; the units run as the caller iterates (the cluster is closed when the iteration ends)."""
+    over; on Dask, results that arrive before an earlier unit's wait for it (a few with units of even length; a
+    slow unit holds back those after it). The config is checked now; the units run as the caller iterates (the
+    cluster is closed when the iteration ends)."""
     s = settings(cfg)
     items = list(items)
     if not items:
