@@ -80,23 +80,26 @@ def sync(device: str) -> None:
 
 
 def direct_average(net: torch.nn.Module, decay: float):
-    """The train stage's average (train.run._WarmupEMA's arithmetic) without AveragedModel: the count a Python int,
-    no tensor copied to the device per update. Returns the update function."""
+    """The train stage's average (its ``ema_step_`` and ``warmup_decay``) without AveragedModel: the count a Python
+    int, no tensor copied to the device per update. Returns the update function."""
     import copy
+
+    from no2hotspots.train.run import ema_step_, warmup_decay
 
     avg = copy.deepcopy(net)
     pairs = list(zip([*avg.parameters(), *avg.buffers()], [*net.parameters(), *net.buffers()], strict=True))
-    floats = [[a for a, w in pairs if a.is_floating_point()], [w for a, w in pairs if a.is_floating_point()]]
-    ints = [(a, w) for a, w in pairs if not a.is_floating_point()]
+    groups = [
+        ([a for a, _ in g], [w.detach() for _, w in g])
+        for g in ([p for p in pairs if p[0].is_floating_point()], [p for p in pairs if not p[0].is_floating_point()])
+        if g
+    ]
     count = [0]
 
-    @torch.no_grad()
     def update():
         t = count[0]
-        d = 0.0 if t == 0 else min(decay, (1 + t) / (10 + t))  # the first update copies, as AveragedModel's
-        torch._foreach_lerp_(floats[0], [w.detach() for w in floats[1]], 1 - d)
-        for a, w in ints:
-            a.copy_(a * d + w * (1 - d))
+        d = 0.0 if t == 0 else warmup_decay(decay, t)  # the first update copies, as AveragedModel's
+        for averages, weights in groups:
+            ema_step_(averages, weights, d)
         count[0] += 1
 
     return update

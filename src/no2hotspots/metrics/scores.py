@@ -177,6 +177,13 @@ def source_masks(sources: Sources, target, valid, min_scored_r: float, min_visib
     return hidden_px & ~scored_px, hidden_flag
 
 
+def blob_tops(pred: np.ndarray, blob_lab: np.ndarray, n_blob: int) -> np.ndarray:
+    """The weights of a blob's location: ``pred`` on the blob's cells at >= half its peak, 0 elsewhere. Their
+    centroid is the peak, robust to flat tops and not dragged downwind by a plume-shaped tail."""
+    peak = np.concatenate([[0.0], label_max(pred, blob_lab, n_blob)])
+    return np.where(pred >= 0.5 * peak[blob_lab], pred, 0.0) * (blob_lab > 0)
+
+
 def source_scores_at(
     pred: np.ndarray,
     sources: Sources,
@@ -199,9 +206,7 @@ def source_scores_at(
     blob_lab, n_blob = blob_labels(pred, blobs, split)
     blob_p, blob_sample = np.zeros((0, 3)), np.zeros(0, np.int64)
     if n_blob:
-        peak = np.concatenate([[0.0], label_max(pred, blob_lab, n_blob)])
-        top = np.where(pred >= 0.5 * peak[blob_lab], pred, 0.0) * (blob_lab > 0)
-        blob_p = label_centroid(top, blob_lab, n_blob)
+        blob_p = label_centroid(blob_tops(pred, blob_lab, n_blob), blob_lab, n_blob)
         blob_sample = np.rint(blob_p[:, 0]).astype(np.int64)
     n_sources = np.bincount(i, minlength=n).astype(np.int64)
     n_blobs = np.bincount(blob_sample, minlength=n).astype(np.int64)
@@ -243,11 +248,7 @@ def source_scores(
         abs_error = np.abs(src_pmax - src_r)
     blob_p, blob_sample = np.zeros((0, 3)), np.zeros(0, np.int64)
     if n_blob:
-        # blob location: pred-weighted centroid of the blob's pixels at >= half its peak (the peak, robust to
-        # flat tops and not dragged downwind by a plume-shaped tail)
-        peak = np.concatenate([[0.0], label_max(pred, blob_lab, n_blob)])
-        top = np.where(pred >= 0.5 * peak[blob_lab], pred, 0.0) * (blob_lab > 0)
-        blob_p = label_centroid(top, blob_lab, n_blob)
+        blob_p = label_centroid(blob_tops(pred, blob_lab, n_blob), blob_lab, n_blob)
         blob_sample = np.rint(blob_p[:, 0]).astype(np.int64)
     n_sources = np.bincount(src_sample, minlength=n).astype(np.int64)
     n_blobs = np.bincount(blob_sample, minlength=n).astype(np.int64)

@@ -148,15 +148,23 @@ class _WarmupEMA:
     def __init__(self, decay: float):
         self.decay, self.owner = decay, None  # owner: the AveragedModel, set by averaged() once it exists
 
-    @torch.no_grad()
     def __call__(self, averages: list[torch.Tensor], weights: list[torch.Tensor], _n_on_device: torch.Tensor) -> None:
-        t = int(self.owner.n_averaged)
-        d = min(self.decay, (1 + t) / (10 + t))
-        if averages[0].is_floating_point():
-            torch._foreach_lerp_(averages, weights, 1 - d)
-        else:  # integer buffers (BatchNorm's num_batches_tracked), as torch's own EMA does them
-            for a, w in zip(averages, weights, strict=True):
-                a.copy_(a * d + w * (1 - d))
+        ema_step_(averages, weights, warmup_decay(self.decay, int(self.owner.n_averaged)))
+
+
+def warmup_decay(decay: float, t: int) -> float:
+    """The decay of the update that has ``t`` updates before it (:func:`averaged`)."""
+    return min(decay, (1 + t) / (10 + t))
+
+
+@torch.no_grad()
+def ema_step_(averages: list[torch.Tensor], weights: list[torch.Tensor], d: float) -> None:
+    """``avg = d * avg + (1 - d) * weights`` in place, for tensors of one dtype (AveragedModel groups them so)."""
+    if averages[0].is_floating_point():
+        torch._foreach_lerp_(averages, weights, 1 - d)
+    else:  # integer buffers (BatchNorm's num_batches_tracked), as torch's own EMA does them
+        for a, w in zip(averages, weights, strict=True):
+            a.copy_(a * d + w * (1 - d))
 
 
 def weights_of(state: State) -> torch.nn.Module:
