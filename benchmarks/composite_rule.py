@@ -13,7 +13,7 @@ period rates are scored against the truth per method (median |ln ratio| and the 
 1-sigma, all matched sites and quantify's acceptance set): a rule whose sites cannot be quantified is no default.
 
     .venv/bin/python benchmarks/composite_rule.py --model outputs/train/model [--days 366] [--out JSON] [--only TEXT]
-        [--quantify] [--hybrid K ...] [--keep | --reuse DIR]
+        [--quantify] [--hybrid K ...] [--baseline-k K ...] [--baseline "OVERRIDES" ...] [--keep | --reuse DIR]
 
 ``--hybrid K ...`` also runs the baseline stage (once) and, per candidate and K, the hybrid stage
 (``hybrid.k_sigma=K``, its default candidates: the recurrence sites before the downwind test), without and with the
@@ -23,7 +23,10 @@ baseline's own sites added (``hybrid.baseline_sites``), and scores its table the
 ``--baseline-k K ...`` runs the baseline stage at these ``baseline.k_sigma`` (its hotspot threshold: median + K
 robust standard deviations of the smoothed period flux divergence) and scores its table the same way (rows named
 ``baseline k=K``); with ``--hybrid`` also the hybrid with that baseline's sites, per candidate (rows named
-``<candidate> | baseline k=KB | hybrid k=K + baseline sites``). The baseline is rerun at its configured K afterwards.
+``<candidate> | baseline k=KB | hybrid k=K + baseline sites``). ``--baseline "OVERRIDES" ...`` does the same for any
+baseline settings, one quoted set of space-separated overrides per variant (e.g. ``"baseline.smooth_cells=1
+baseline.k_sigma=4"``; rows named ``baseline <overrides>``). The baseline is rerun at its configured settings
+afterwards.
 
 ``--keep`` leaves the temporary folder (osse, ingest, detect units); ``--reuse DIR`` runs more candidates in such a
 folder without rerunning osse and ingest (detect reuses its overpasses and only republishes the period).
@@ -176,6 +179,12 @@ def main(argv=None) -> int:
     ap.add_argument("--quantify", action="store_true", help="also quantify each candidate's sites (period rates)")
     ap.add_argument("--hybrid", nargs="+", type=float, metavar="K", help="also score the hybrid at these k_sigma")
     ap.add_argument("--baseline-k", nargs="+", type=float, metavar="K", help="also score the baseline at these k_sigma")
+    ap.add_argument(
+        "--baseline",
+        nargs="+",
+        metavar="OVERRIDES",
+        help='also score the baseline with these settings, one quoted set per variant ("baseline.smooth_cells=1 ...")',
+    )
     args = ap.parse_args(argv)
     chosen = {k: v for k, v in CANDIDATES.items() if not args.only or any(t in k for t in args.only)}
     if not chosen:
@@ -205,6 +214,8 @@ def main(argv=None) -> int:
         "baseline.collection=osse",
         "hybrid.collection=osse",
     ]
+    variants = [(f"baseline k={kb:g}", [f"baseline.k_sigma={kb}"]) for kb in args.baseline_k or ()]
+    variants += [(f"baseline {' '.join(o.split())}", o.split()) for o in args.baseline or ()]
     log = root / "stages.log"
     timing = {} if args.reuse else {s: round(stage(s, base, log), 1) for s in ("osse", "ingest")}
     rows = []
@@ -228,20 +239,19 @@ def main(argv=None) -> int:
             label = f"{name} | hybrid k={k:g}" + (" + baseline sites" if plus else "")
             rows.append(score(root, label, [*extra, *h], "hybrid"))
             show(rows[-1])
-        for kb in args.baseline_k or ():
-            b = [f"baseline.k_sigma={kb}"]
+        for blabel, b in variants:
             stage("baseline", base + b, log)
             stage("evaluate", base + extra, log)
-            rows.append(score(root, f"baseline k={kb:g}", b, "baseline"))
+            rows.append(score(root, blabel, b, "baseline"))
             show(rows[-1])
             for k in args.hybrid or ():
                 h = [f"hybrid.k_sigma={k}", "hybrid.baseline_sites=true"]
                 stage("hybrid", base + extra + b + h, log)
                 stage("evaluate", base + extra, log)
-                label = f"{name} | baseline k={kb:g} | hybrid k={k:g} + baseline sites"
+                label = f"{name} | {blabel} | hybrid k={k:g} + baseline sites"
                 rows.append(score(root, label, [*extra, *b, *h], "hybrid"))
                 show(rows[-1])
-        if args.baseline_k:
+        if variants:
             stage("baseline", base, log)  # back to the configured threshold (a --reuse with --hybrid reads it)
         for part, methods in (row.get("quantify") or {}).items():
             print(

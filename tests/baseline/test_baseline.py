@@ -114,3 +114,58 @@ def test_a_damaged_unit_file_is_a_one_line_error_and_the_published_table_stays(t
         run(cfg)
     assert unit.name in str(err.value) and "\n" not in str(err.value)
     assert (tmp_path / "baseline" / "test" / "composite.csv").read_bytes() == published
+
+
+def _two_sources_map():
+    """A period-mean emission map: a source and one 0.3x as strong 3 cells (15 km) east of it, each spread over
+    ~1 cell (sigma 0.7 cells), on weak noise."""
+    ny, nx = 40, 40
+    yy, xx = np.mgrid[0:ny, 0:nx]
+
+    def blob(i, j):
+        return np.exp(-((yy - i) ** 2 + (xx - j) ** 2) / (2 * 0.7**2))
+
+    noise = np.random.default_rng(3).normal(0.0, 0.005, (ny, nx))
+    mean = (blob(20, 18) + 0.3 * blob(20, 21) + noise) * 1e-8
+    grid = xr.Dataset(
+        coords={"lat": 30.0 + 0.05 * np.arange(ny), "lon": 110.0 + 0.05 * np.arange(nx)},
+        attrs={"resolution_deg": 0.05},
+    )
+    return mean, np.full((ny, nx), 300), grid
+
+
+def test_a_years_defaults_keep_two_sources_three_cells_apart_apart():
+    """The period default (no box, peaks split at a 5 % dip) gives the weaker neighbour its own site; a single
+    overpass's settings (matimba: the 3x3 box and the model's 20 % split) merge it into the stronger one's region."""
+    from no2hotspots.baseline.run import hotspots, settings
+
+    mean, n_valid, grid = _two_sources_map()
+    cfg = compose([])
+    period = hotspots(mean, n_valid, grid, settings(cfg, "osse"))
+    assert len(period) == 2
+    assert sorted(np.round((period.peak_lon.to_numpy() - 110.0) / 0.05).astype(int)) == [18, 21]
+    assert set(np.round((period.peak_lat.to_numpy() - 30.0) / 0.05).astype(int)) == {20}
+    one_overpass = hotspots(mean, n_valid, grid, settings(cfg, "matimba"))
+    assert len(one_overpass) == 1 and round((one_overpass.peak_lon.iloc[0] - 110.0) / 0.05) == 18
+
+
+def test_period_settings_reuse_every_unit_and_map_settings_do_not(tmp_path):
+    """The threshold, smoothing and peak split act on the accumulated maps: changing them reuses every
+    per-overpass unit; the lifetime and the wind level change the maps and recompute them."""
+    ds = _plume_collection(tmp_path / "ingest" / "test", nt=2)
+    winds = _winds(tmp_path / "winds.nc", ds)
+    folder = tmp_path / ".units" / "baseline" / "test"
+
+    def stamps():
+        return {p.name: p.stat().st_mtime_ns for p in sorted(folder.glob("*.nc"))}
+
+    run(_config(tmp_path, winds))
+    first = stamps()
+    assert len(first) == 2
+    run(_config(tmp_path, winds, "baseline.k_sigma=3", "baseline.smooth_cells=3", "baseline.peaks.prominence=0.5"))
+    assert stamps() == first
+    run(_config(tmp_path, winds, "baseline.lifetime_h=2"))
+    second = stamps()
+    assert second.keys() == first.keys() and all(second[k] != first[k] for k in first)
+    run(_config(tmp_path, winds, "baseline.lifetime_h=2", "quantify.winds.time_window_h=3"))
+    assert all(stamps()[k] != second[k] for k in second)

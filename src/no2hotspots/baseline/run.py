@@ -32,6 +32,8 @@ from .smoothing import smoothed_mean
 log = logging.getLogger(__name__)
 
 NO2_G_PER_MOL = 46.0055
+#: the settings a per-overpass unit (divergence_overpass) reads
+UNIT_SETTINGS = ("lifetime_h", "coverage_min", "wind_step_cells")
 SECONDS_PER_YEAR = 365.25 * 86400.0
 
 
@@ -79,8 +81,16 @@ def baseline_collection(cfg: DictConfig, name: str, s: dict) -> dict:
     winds = open_winds(cfg.baseline.winds, paths, key="baseline.winds")
     units_dir = Path(str(cfg.baseline.units_dir)) / name
     units_dir.mkdir(parents=True, exist_ok=True)
+    # a unit's identity: the settings its map depends on, the wind's included (the period's threshold, smoothing
+    # and peak split run on the accumulated maps: changing them reuses every unit)
+    unit_settings = {k: s[k] for k in UNIT_SETTINGS}
     fixed = units.digest(
-        {**s, "winds": [str(p) for p in (paths or [])], "code": units.code_digest("no2hotspots.baseline.divergence")}
+        {
+            **unit_settings,
+            "winds": [str(p) for p in (paths or [])],
+            "wind_settings": OmegaConf.to_container(cfg.baseline.winds, resolve=True),
+            "code": units.code_digest("no2hotspots.baseline.divergence"),
+        }
     )
     tasks = [
         OverpassTask(
@@ -91,7 +101,9 @@ def baseline_collection(cfg: DictConfig, name: str, s: dict) -> dict:
         )
         for k in index["key"]
     ]
-    results = map_units(divergence_overpass, tasks, cfg, desc=f"baseline {name}", shared={"winds": winds, "s": s})
+    results = map_units(
+        divergence_overpass, tasks, cfg, desc=f"baseline {name}", shared={"winds": winds, "s": unit_settings}
+    )
     units.prune(units_dir, [t.key for t in tasks])
     used = index[index["key"].isin([r["key"] for r in results if r["has_wind"]])]
     if used.empty:
