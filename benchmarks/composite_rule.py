@@ -13,12 +13,15 @@ period rates are scored against the truth per method (median |ln ratio| and the 
 1-sigma, all matched sites and quantify's acceptance set): a rule whose sites cannot be quantified is no default.
 
     .venv/bin/python benchmarks/composite_rule.py --model outputs/train/model [--days 366] [--out JSON] [--only TEXT]
-        [--quantify] [--hybrid K ...] [--baseline-k K ...] [--baseline "OVERRIDES" ...] [--keep | --reuse DIR]
+        [--quantify] [--hybrid K ... [--hybrid-extra "OVERRIDES"]] [--baseline-k K ...] [--baseline "OVERRIDES" ...]
+        [--keep | --reuse DIR]
 
 ``--hybrid K ...`` also runs the baseline stage (once) and, per candidate and K, the hybrid stage
 (``hybrid.k_sigma=K``, its default candidates: the recurrence sites before the downwind test), without and with the
 baseline's own sites added (``hybrid.baseline_sites``), and scores its table the same way (rows named
 ``<candidate> | hybrid k=K[ + baseline sites]``).
+
+``--hybrid-extra "OVERRIDES"`` adds these hybrid overrides (space-separated) to every hybrid run, named in its row.
 
 ``--baseline-k K ...`` runs the baseline stage at these ``baseline.k_sigma`` (its hotspot threshold: median + K
 robust standard deviations of the smoothed period flux divergence) and scores its table the same way (rows named
@@ -178,6 +181,9 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", metavar="TEXT", help="run only the candidates whose name contains a TEXT")
     ap.add_argument("--quantify", action="store_true", help="also quantify each candidate's sites (period rates)")
     ap.add_argument("--hybrid", nargs="+", type=float, metavar="K", help="also score the hybrid at these k_sigma")
+    ap.add_argument(
+        "--hybrid-extra", metavar="OVERRIDES", help='more hybrid overrides for every hybrid run ("a=1 b=2")'
+    )
     ap.add_argument("--baseline-k", nargs="+", type=float, metavar="K", help="also score the baseline at these k_sigma")
     ap.add_argument(
         "--baseline",
@@ -214,6 +220,8 @@ def main(argv=None) -> int:
         "baseline.collection=osse",
         "hybrid.collection=osse",
     ]
+    hybrid_extra = (args.hybrid_extra or "").split()
+    hybrid_tag = f" ({' '.join(hybrid_extra)})" if hybrid_extra else ""
     variants = [(f"baseline k={kb:g}", [f"baseline.k_sigma={kb}"]) for kb in args.baseline_k or ()]
     variants += [(f"baseline {' '.join(o.split())}", o.split()) for o in args.baseline or ()]
     log = root / "stages.log"
@@ -233,10 +241,10 @@ def main(argv=None) -> int:
         for k, plus in ((k, plus) for plus in (False, True) for k in args.hybrid or ()):
             if not (root / "outputs" / "baseline" / "osse" / "period.nc").exists():
                 timing["baseline"] = round(stage("baseline", base, log), 1)
-            h = [f"hybrid.k_sigma={k}", f"hybrid.baseline_sites={str(plus).lower()}"]
+            h = [f"hybrid.k_sigma={k}", f"hybrid.baseline_sites={str(plus).lower()}", *hybrid_extra]
             stage("hybrid", base + extra + h, log)
             stage("evaluate", base + extra, log)
-            label = f"{name} | hybrid k={k:g}" + (" + baseline sites" if plus else "")
+            label = f"{name} | hybrid k={k:g}{hybrid_tag}" + (" + baseline sites" if plus else "")
             rows.append(score(root, label, [*extra, *h], "hybrid"))
             show(rows[-1])
         for blabel, b in variants:
@@ -245,10 +253,10 @@ def main(argv=None) -> int:
             rows.append(score(root, blabel, b, "baseline"))
             show(rows[-1])
             for k in args.hybrid or ():
-                h = [f"hybrid.k_sigma={k}", "hybrid.baseline_sites=true"]
+                h = [f"hybrid.k_sigma={k}", "hybrid.baseline_sites=true", *hybrid_extra]
                 stage("hybrid", base + extra + b + h, log)
                 stage("evaluate", base + extra, log)
-                label = f"{name} | {blabel} | hybrid k={k:g} + baseline sites"
+                label = f"{name} | {blabel} | hybrid k={k:g}{hybrid_tag} + baseline sites"
                 rows.append(score(root, label, [*extra, *b, *h], "hybrid"))
                 show(rows[-1])
         if variants:
