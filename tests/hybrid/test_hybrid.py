@@ -119,6 +119,20 @@ def test_z_map_standardises_by_the_robust_spread_and_leaves_unobserved_cells_out
     assert site_z(z, [2.0], [2.0], lat, lat, 0.05)[0] == z[40, 40]
 
 
+def test_a_window_reads_the_highest_z_of_the_block_around_the_site():
+    """window_cells 3: a site one cell off a peak reads the peak's z; two cells off it does not; NaN cells are
+    passed over, and an all-NaN block stays NaN."""
+    z = np.zeros((20, 20))
+    z[10, 10] = 9.0
+    z[2:5, 2:5] = np.nan
+    lat = np.arange(20) * 0.05
+    sites = ([0.5, 0.55, 0.6, 0.15], [0.55, 0.55, 0.55, 0.15])  # cells (10, 11), (11, 11), (12, 11), (3, 3)
+    one = site_z(z, *sites, lat, lat, 0.05)
+    three = site_z(z, *sites, lat, lat, 0.05, window_cells=3)
+    assert one[:3].tolist() == [0.0, 0.0, 0.0] and np.isnan(one[3])
+    assert three[:3].tolist() == [9.0, 9.0, 0.0] and np.isnan(three[3])
+
+
 def test_a_flat_map_confirms_nothing():
     z = z_map(np.ones((10, 10)), np.full((10, 10), 5), min_valid=3, smooth_cells=3)
     assert np.isnan(z).all()

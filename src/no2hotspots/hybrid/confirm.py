@@ -3,8 +3,9 @@
 The baseline's period-mean emission map E (mol m-2 s-1; cells observed on fewer than ``min_valid`` overpasses left
 out) is box-smoothed over ``smooth_cells`` (the divergence is noisy cell to cell; NaN cells left out of each box)
 and standardised by its own background: z = (E_s - median) / (1.4826 x MAD) over the map's cells, robust to the
-sources it holds. A site is confirmed when z at its cell (the baseline grid's cell holding the site) is at least
-``k_sigma``; a site off the map or in an unobserved cell has z = NaN and is not confirmed.
+sources it holds. A site is confirmed when z at its cell (the baseline grid's cell holding the site; with
+``window_cells`` > 1 the highest z of the block of that many cells around it) is at least ``k_sigma``; a site off
+the map or in an unobserved cell has z = NaN and is not confirmed.
 
 With ``baseline_sites`` the baseline's own period sites join the confirmed ones where none of those lies within
 ``merge_km`` (:func:`with_baseline_sites`): the divergence finds sources the model's recurrence misses (mostly
@@ -32,11 +33,21 @@ def z_map(mean: np.ndarray, n_valid: np.ndarray, *, min_valid: int, smooth_cells
     return (s - med) / sigma
 
 
-def site_z(z: np.ndarray, site_lat, site_lon, lat: np.ndarray, lon: np.ndarray, res: float) -> np.ndarray:
-    """z at the cell of the regular grid (ascending centres ``lat``/``lon``, ``res`` degrees) holding each site;
-    NaN off the grid."""
+def site_z(
+    z: np.ndarray, site_lat, site_lon, lat: np.ndarray, lon: np.ndarray, res: float, window_cells: int = 1
+) -> np.ndarray:
+    """z at the cell of the regular grid (ascending centres ``lat``/``lon``, ``res`` degrees) holding each site, or
+    the highest finite z of the ``window_cells`` x ``window_cells`` block centred on it (odd; 1 = the cell); NaN off
+    the grid or where the block has no finite z."""
     from ..detect.composite import peak_cells
 
+    if int(window_cells) > 1:
+        from scipy import ndimage
+
+        top = ndimage.maximum_filter(
+            np.where(np.isfinite(z), z, -np.inf), int(window_cells), mode="constant", cval=-np.inf
+        )
+        z = np.where(np.isfinite(top), top, np.nan)
     i, j = peak_cells(site_lat, site_lon, lat, lon, res)
     inside = (i >= 0) & (i < len(lat)) & (j >= 0) & (j < len(lon))
     out = np.full(len(i), np.nan)

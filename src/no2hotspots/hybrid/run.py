@@ -40,6 +40,7 @@ def settings(cfg: DictConfig) -> dict:
     return {
         "k_sigma": float(require(cfg, h + "k_sigma", lambda v: float(v) >= 0, "must be >= 0")),
         "smooth_cells": require_int(cfg, h + "smooth_cells", 1),
+        "window_cells": require_int(cfg, h + "window_cells", 1),
         "candidates": str(require(cfg, h + "candidates", lambda v: v in CANDIDATES, f"must be one of {CANDIDATES}")),
         "baseline_sites": bool(require(cfg, h + "baseline_sites", lambda v: isinstance(v, bool), "must be a boolean")),
         "merge_km": float(require(cfg, h + "merge_km", lambda v: float(v) > 0, "must be > 0 km")),
@@ -130,10 +131,10 @@ def hybrid_collection(cfg: DictConfig, name: str, s: dict) -> dict:
     mean, n_valid, lat, lon, res, min_valid = read_period(baseline_dir)
     base = read_composite(baseline_dir / "composite.csv") if s["baseline_sites"] else sites.iloc[:0]
     z = z_map(mean, n_valid, min_valid=min_valid, smooth_cells=s["smooth_cells"])
-    sites["divergence_z"] = site_z(z, sites["peak_lat"], sites["peak_lon"], lat, lon, res)
+    sites["divergence_z"] = site_z(z, sites["peak_lat"], sites["peak_lon"], lat, lon, res, s["window_cells"])
     sites["confirmed"] = np.isfinite(sites["divergence_z"]) & (sites["divergence_z"] >= s["k_sigma"])
     kept = with_baseline_sites(sites[sites["confirmed"]].drop(columns="confirmed"), base, s["merge_km"])
-    kept["divergence_z"] = site_z(z, kept["peak_lat"], kept["peak_lon"], lat, lon, res)
+    kept["divergence_z"] = site_z(z, kept["peak_lat"], kept["peak_lon"], lat, lon, res, s["window_cells"])
     n_added = int((kept["origin"] == "baseline").sum())
     summary = {
         "collection": name,
