@@ -316,6 +316,14 @@ def require_int(cfg: DictConfig, key: str, minimum: int | None = None, maximum: 
     return int_value(key, value, minimum, maximum)
 
 
+def require_odd_int(cfg: DictConfig, key: str, minimum: int = 1) -> int:
+    """An odd integer key >= ``minimum`` (a window or box centred on a cell)."""
+    value = require_int(cfg, key, minimum)
+    if value % 2 == 0:
+        raise ConfigError(key, f"must be odd: a window centred on its cell (got {value})")
+    return value
+
+
 def int_value(key: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
     """``value``, read from config key ``key``, as an integer (``2.5``, ``"2"`` and ``true`` are refused, never
     truncated), optionally in minimum..maximum; else a one-line ConfigError naming ``key``. For values taken out of

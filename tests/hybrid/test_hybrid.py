@@ -248,3 +248,15 @@ def test_baseline_sites_join_where_no_confirmed_site_lies_near(world):
     assert list(kept["site_id"]) == list(range(1, len(base) + 1)) and set(kept["origin"]) == {"baseline"}
     assert list(kept["origin_site_id"]) == list(base["site_id"])
     assert kept["divergence_z"].iloc[0] > 20 and kept["peak_value"].isna().all()
+
+
+@pytest.mark.parametrize("key", ["hybrid.smooth_cells", "hybrid.window_cells", "baseline.smooth_cells"])
+def test_an_even_window_is_a_one_line_config_error(key):
+    from no2hotspots.baseline.run import settings as baseline_settings
+    from no2hotspots.errors import ConfigError
+    from no2hotspots.hybrid.run import settings as hybrid_settings
+
+    cfg = compose([f"{key}=2"])
+    with pytest.raises(ConfigError, match=f"{key}: must be odd") as err:
+        (baseline_settings if key.startswith("baseline") else hybrid_settings)(cfg)
+    assert "\n" not in str(err.value)

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .. import units
 from ..atomic import atomic_path, write_json
-from ..config import PLAIN_NAME, require, require_int
+from ..config import PLAIN_NAME, require, require_int, require_odd_int
 from ..contracts import grid as grid_contract
 from ..errors import ConfigError, InputFileError
 from ..peaks import settings as peak_settings
@@ -50,7 +50,7 @@ def settings(cfg: DictConfig, name: str | None = None) -> dict:
         "wind_step_cells": require_int(cfg, b + "wind_step_cells", 1),
         "min_valid": require_int(cfg, b + "min_valid", 1),
         "k_sigma": float(require(cfg, b + "k_sigma", lambda v: float(v) > 0, "must be > 0")),
-        "smooth_cells": require_int(cfg, b + "smooth_cells", 1),
+        "smooth_cells": require_odd_int(cfg, b + "smooth_cells"),
         "min_cells": require_int(cfg, b + "min_cells", 1),
         "peaks": peak_settings(cfg, b + "peaks"),
     }

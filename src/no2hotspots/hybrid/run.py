@@ -23,7 +23,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from ..atomic import atomic_path, write_json
-from ..config import PLAIN_NAME, require, require_int
+from ..config import PLAIN_NAME, require, require_odd_int
 from ..errors import ConfigError, InputFileError
 from ..readfile import open_netcdf, read_csv
 from .confirm import site_z, with_baseline_sites, z_map
@@ -39,8 +39,8 @@ def settings(cfg: DictConfig) -> dict:
     h = "hybrid."
     return {
         "k_sigma": float(require(cfg, h + "k_sigma", lambda v: float(v) >= 0, "must be >= 0")),
-        "smooth_cells": require_int(cfg, h + "smooth_cells", 1),
-        "window_cells": require_int(cfg, h + "window_cells", 1),
+        "smooth_cells": require_odd_int(cfg, h + "smooth_cells"),
+        "window_cells": require_odd_int(cfg, h + "window_cells"),
         "candidates": str(require(cfg, h + "candidates", lambda v: v in CANDIDATES, f"must be one of {CANDIDATES}")),
         "baseline_sites": bool(require(cfg, h + "baseline_sites", lambda v: isinstance(v, bool), "must be a boolean")),
         "merge_km": float(require(cfg, h + "merge_km", lambda v: float(v) > 0, "must be > 0 km")),
