@@ -46,6 +46,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from no2hotspots.headline import f1  # the headline's F1: site precision with nearest-source recall
+
 REPO = Path(__file__).resolve().parents[1]
 BINS = ("gt5000", "4000_5000", "2000_4000", "lt2000")
 
@@ -102,12 +104,6 @@ CANDIDATES = {
         )
     },
 }
-
-
-def f1(p, r):
-    if p is None or r is None:
-        return None
-    return 0.0 if p + r == 0 else 2 * p * r / (p + r)
 
 
 def period_rates(q: dict) -> dict:
