@@ -15,7 +15,7 @@ from baseline.test_baseline import TAU, _plume_collection, _winds
 from no2hotspots.baseline.run import run as run_baseline
 from no2hotspots.config import compose
 from no2hotspots.errors import InputFileError
-from no2hotspots.hybrid.confirm import site_z, z_map
+from no2hotspots.hybrid.confirm import site_z, snap_to_peak, z_map
 from no2hotspots.hybrid.run import run as run_hybrid
 
 
@@ -131,6 +131,43 @@ def test_a_window_reads_the_highest_z_of_the_block_around_the_site():
     three = site_z(z, *sites, lat, lat, 0.05, window_cells=3)
     assert one[:3].tolist() == [0.0, 0.0, 0.0] and np.isnan(one[3])
     assert three[:3].tolist() == [9.0, 9.0, 0.0] and np.isnan(three[3])
+
+
+def test_snapping_moves_a_site_to_the_highest_z_of_its_block_and_nowhere_else():
+    """snap_cells 3: a site one cell off the peak moves onto it, one two cells off does not (5 moves it); a site in
+    an all-NaN block and one off the grid stay where they were; 1 moves nothing."""
+    z = np.zeros((20, 20))
+    z[10, 10] = 9.0
+    z[9, 12] = 4.0  # a lower peak beside the path: the block's highest wins
+    z[2:5, 2:5] = np.nan
+    lat = np.arange(20) * 0.05
+    # cells (10, 11), (10, 12), (3, 3), and a site a degree south of the grid
+    sites = ([0.5, 0.5, 0.15, -1.0], [0.55, 0.6, 0.15, 0.5])
+    la3, lo3 = snap_to_peak(z, *sites, lat, lat, 0.05, 3)
+    assert la3.tolist() == pytest.approx([0.5, 0.45, 0.15, -1.0]) and lo3.tolist() == pytest.approx(
+        [0.5, 0.6, 0.15, 0.5]
+    )
+    la5, lo5 = snap_to_peak(z, *sites, lat, lat, 0.05, 5)
+    assert (la5[1], lo5[1]) == pytest.approx((0.5, 0.5))  # two cells off: reached by a 5-cell block
+    la1, lo1 = snap_to_peak(z, *sites, lat, lat, 0.05, 1)
+    assert la1.tolist() == sites[0] and lo1.tolist() == sites[1]
+
+
+def test_snapped_sites_land_on_the_source_and_merge(world):
+    """Two candidates one cell downwind and one cell north-downwind of the source: unsnapped both are confirmed where
+    the model put them (two sites); with snap_cells 3 both move onto the source's cell and become one site."""
+    tmp, ds = world
+    lat, lon = ds["lat"].values, ds["lon"].values
+    _sites(tmp / "detect" / "test", ds, [(30, 21), (31, 21)])
+    run_hybrid(_config(tmp, "hybrid.k_sigma=3"))
+    kept = pd.read_csv(tmp / "hybrid" / "test" / "composite.csv")
+    assert len(kept) == 2 and kept["peak_lon"].tolist() == pytest.approx([lon[21]] * 2)
+    summary = run_hybrid(_config(tmp, "hybrid.k_sigma=3", "hybrid.snap_cells=3"))["test"]
+    kept = pd.read_csv(tmp / "hybrid" / "test" / "composite.csv")
+    sites = pd.read_csv(tmp / "hybrid" / "test" / "sites.csv")
+    assert len(kept) == 1 and (kept["peak_lat"].iloc[0], kept["peak_lon"].iloc[0]) == pytest.approx((lat[30], lon[20]))
+    assert summary["n_merged_by_snapping"] == 1 and summary["n_confirmed"] == 1
+    assert sites["snap_lon"].tolist() == pytest.approx([lon[20]] * 2)  # both candidates' moves are kept
 
 
 def test_a_flat_map_confirms_nothing():
@@ -250,7 +287,9 @@ def test_baseline_sites_join_where_no_confirmed_site_lies_near(world):
     assert kept["divergence_z"].iloc[0] > 20 and kept["peak_value"].isna().all()
 
 
-@pytest.mark.parametrize("key", ["hybrid.smooth_cells", "hybrid.window_cells", "baseline.smooth_cells"])
+@pytest.mark.parametrize(
+    "key", ["hybrid.smooth_cells", "hybrid.window_cells", "hybrid.snap_cells", "baseline.smooth_cells"]
+)
 def test_an_even_window_is_a_one_line_config_error(key):
     from no2hotspots.baseline.run import settings as baseline_settings
     from no2hotspots.errors import ConfigError

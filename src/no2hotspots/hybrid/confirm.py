@@ -5,7 +5,10 @@ out) is box-smoothed over ``smooth_cells`` (the divergence is noisy cell to cell
 and standardised by its own background: z = (E_s - median) / (1.4826 x MAD) over the map's cells, robust to the
 sources it holds. A site is confirmed when z at its cell (the baseline grid's cell holding the site; with
 ``window_cells`` > 1 the highest z of the block of that many cells around it) is at least ``k_sigma``; a site off
-the map or in an unobserved cell has z = NaN and is not confirmed.
+the map or in an unobserved cell has z = NaN and is not confirmed. With ``snap_cells`` > 1 a confirmed site then
+moves to the cell of the highest z of the UNSMOOTHED map in the block of that many cells around it
+(:func:`snap_to_peak`): the model's sites sit downwind of their source, the divergence peaks at it; sites that land
+in the same cell become one.
 
 With ``baseline_sites`` the baseline's own period sites join the confirmed ones where none of those lies within
 ``merge_km`` (:func:`with_baseline_sites`): the divergence finds sources the model's recurrence misses (mostly
@@ -53,6 +56,31 @@ def site_z(
     out = np.full(len(i), np.nan)
     out[inside] = z[i[inside], j[inside]]
     return out
+
+
+def snap_to_peak(
+    z: np.ndarray, site_lat, site_lon, lat: np.ndarray, lon: np.ndarray, res: float, snap_cells: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each site moved to the centre of the cell with the highest finite z in the ``snap_cells`` x ``snap_cells``
+    block centred on its cell (odd; 1 = not moved); a site off the grid, or whose block has no finite z, stays.
+    Ties go to the first cell in row-major order of the block."""
+    from ..detect.composite import peak_cells
+
+    new_lat, new_lon = np.asarray(site_lat, float).copy(), np.asarray(site_lon, float).copy()
+    h = int(snap_cells) // 2
+    if h < 1:
+        return new_lat, new_lon
+    i, j = peak_cells(site_lat, site_lon, lat, lon, res)
+    for n, (a, b) in enumerate(zip(i, j)):
+        if not (0 <= a < len(lat) and 0 <= b < len(lon)):
+            continue
+        a0, b0 = max(a - h, 0), max(b - h, 0)
+        block = z[a0 : a + h + 1, b0 : b + h + 1]
+        if not np.isfinite(block).any():
+            continue
+        da, db = np.unravel_index(np.argmax(np.where(np.isfinite(block), block, -np.inf)), block.shape)
+        new_lat[n], new_lon[n] = lat[a0 + da], lon[b0 + db]
+    return new_lat, new_lon
 
 
 def with_baseline_sites(confirmed, baseline, merge_km: float):

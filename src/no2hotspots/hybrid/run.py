@@ -26,7 +26,7 @@ from ..atomic import atomic_path, write_json
 from ..config import PLAIN_NAME, require, require_odd_int
 from ..errors import ConfigError, InputFileError
 from ..readfile import open_netcdf, read_csv
-from .confirm import site_z, with_baseline_sites, z_map
+from .confirm import site_z, snap_to_peak, with_baseline_sites, z_map
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ def settings(cfg: DictConfig) -> dict:
         "k_sigma": float(require(cfg, h + "k_sigma", lambda v: float(v) >= 0, "must be >= 0")),
         "smooth_cells": require_odd_int(cfg, h + "smooth_cells"),
         "window_cells": require_odd_int(cfg, h + "window_cells"),
+        "snap_cells": require_odd_int(cfg, h + "snap_cells"),
         "candidates": str(require(cfg, h + "candidates", lambda v: v in CANDIDATES, f"must be one of {CANDIDATES}")),
         "baseline_sites": bool(require(cfg, h + "baseline_sites", lambda v: isinstance(v, bool), "must be a boolean")),
         "merge_km": float(require(cfg, h + "merge_km", lambda v: float(v) > 0, "must be > 0 km")),
@@ -133,7 +134,21 @@ def hybrid_collection(cfg: DictConfig, name: str, s: dict) -> dict:
     z = z_map(mean, n_valid, min_valid=min_valid, smooth_cells=s["smooth_cells"])
     sites["divergence_z"] = site_z(z, sites["peak_lat"], sites["peak_lon"], lat, lon, res, s["window_cells"])
     sites["confirmed"] = np.isfinite(sites["divergence_z"]) & (sites["divergence_z"] >= s["k_sigma"])
-    kept = with_baseline_sites(sites[sites["confirmed"]].drop(columns="confirmed"), base, s["merge_km"])
+    confirmed = sites[sites["confirmed"]].drop(columns="confirmed")
+    n_merged = 0
+    if s["snap_cells"] > 1:
+        raw = z_map(mean, n_valid, min_valid=min_valid, smooth_cells=1)
+        snap_lat, snap_lon = snap_to_peak(raw, sites["peak_lat"], sites["peak_lon"], lat, lon, res, s["snap_cells"])
+        sites["snap_lat"] = np.where(sites["confirmed"], snap_lat, np.nan)
+        sites["snap_lon"] = np.where(sites["confirmed"], snap_lon, np.nan)
+        confirmed = confirmed.assign(
+            peak_lat=sites.loc[sites["confirmed"], "snap_lat"].to_numpy(),
+            peak_lon=sites.loc[sites["confirmed"], "snap_lon"].to_numpy(),
+        )
+        n_before = len(confirmed)
+        confirmed = confirmed.drop_duplicates(subset=["peak_lat", "peak_lon"], keep="first")
+        n_merged = n_before - len(confirmed)
+    kept = with_baseline_sites(confirmed, base, s["merge_km"])
     kept["divergence_z"] = site_z(z, kept["peak_lat"], kept["peak_lon"], lat, lon, res, s["window_cells"])
     n_added = int((kept["origin"] == "baseline").sum())
     summary = {
@@ -141,10 +156,13 @@ def hybrid_collection(cfg: DictConfig, name: str, s: dict) -> dict:
         "n_candidates": int(len(sites)),
         "n_confirmed": int(len(kept)) - n_added,
         "n_baseline_sites_added": n_added,
+        "n_merged_by_snapping": n_merged,
         "settings": {**s, "min_valid": min_valid},
         "rule": "candidate site kept when the baseline's smoothed period flux divergence at its cell is >= k_sigma "
         "robust standard deviations above the map's median; with baseline_sites, the baseline's sites farther than "
-        "merge_km from every kept site added",
+        "merge_km from every kept site added; with snap_cells > 1 each kept candidate first moved to the highest "
+        "unsmoothed divergence of the snap_cells x snap_cells block around its cell (candidates landing in one cell "
+        "merged)",
         "inputs": {"detect": str(detect_dir), "baseline": str(baseline_dir)},
     }
     with atomic_path(Path(str(cfg.hybrid.out_dir)) / name, is_dir=True) as tmp:
