@@ -13,9 +13,12 @@ used), with the Matimba scene's own two figures, summed over the overpasses:
 and F1 of the two. The baseline's map of one overpass is built by the stage's own code (``accumulate`` of that one
 unit, ``hotspots`` with each variant's settings, checked by ``baseline.run.settings``). Variants are sets of
 ``baseline.*`` overrides on top of ``min_valid=1`` (``--variant NAME "OVERRIDES"``; defaults: Matimba's settings
-and the period's). Writes ``benchmarks/results/baseline_one_overpass.json`` (``--out``).
+and the period's). ``--hybrid K ...`` adds a per-overpass hybrid: the model's hotspots whose z in that overpass's
+3x3-smoothed divergence (``hybrid.confirm.z_map``) is >= K, plus the first variant's hotspots farther than 10 km from
+them. Writes ``benchmarks/results/baseline_one_overpass.json`` (``--out``).
 
     .venv/bin/python benchmarks/baseline_one_overpass.py --reuse DIR [--strong 5000] [--variant NAME "OVERRIDES" ...]
+        [--hybrid K ...]
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from no2hotspots.config import compose
 from no2hotspots.contracts import grid as grid_contract
 from no2hotspots.evaluate.geo import haversine_km
 from no2hotspots.headline import f1
+from no2hotspots.hybrid.confirm import site_z, z_map
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {
@@ -86,6 +90,15 @@ def main(argv=None) -> int:
     ap.add_argument("--reuse", required=True, metavar="DIR", help="a folder kept by composite_rule.py --keep")
     ap.add_argument("--strong", type=float, default=5000.0, help="strong sources: t NOx/yr (Matimba: 5000)")
     ap.add_argument("--variant", nargs=2, action="append", metavar=("NAME", "OVERRIDES"))
+    ap.add_argument(
+        "--hybrid",
+        nargs="+",
+        type=float,
+        default=[],
+        metavar="K",
+        help="also the hybrid per overpass: the model's hotspots whose 3x3-smoothed z of that overpass's divergence "
+        "is >= K, plus the first variant's hotspots farther than 10 km from every one of them",
+    )
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "baseline_one_overpass.json"))
     args = ap.parse_args(argv)
     root = Path(args.reuse) / "outputs"
@@ -104,7 +117,10 @@ def main(argv=None) -> int:
     inside = (si >= 0) & (si < len(lat)) & (sj >= 0) & (sj < len(lon))
     model = pd.read_csv(root / "detect" / "osse" / "hotspots.csv")
     by_overpass = dict(tuple(model.groupby("overpass")))
-    tallies = {name: Tally() for name in [*variants, "model per overpass (detect's hotspots)"]}
+    hybrid_names = {
+        k: f"hybrid per overpass: model confirmed at z >= {k:g} + the first variant's sites" for k in args.hybrid
+    }
+    tallies = {name: Tally() for name in [*variants, "model per overpass (detect's hotspots)", *hybrid_names.values()]}
     t0 = time.perf_counter()
     n_used = 0
     for k in range(len(index)):
@@ -118,19 +134,29 @@ def main(argv=None) -> int:
         seen = np.zeros(len(strong), bool)
         seen[inside] = n_valid[si[inside], sj[inside]] > 0
         s_lat, s_lon = strong["lat"].to_numpy()[seen], strong["lon"].to_numpy()[seen]
-        for name, s in setting.items():
-            t = hotspots(mean, n_valid, grid, s)
+        tables = {name: hotspots(mean, n_valid, grid, s) for name, s in setting.items()}
+        for name, t in tables.items():
             tallies[name].add(s_lat, s_lon, t["peak_lat"], t["peak_lon"], truth["lat"], truth["lon"])
         m = by_overpass.get(one["key"].iloc[0], model.iloc[:0])
         tallies["model per overpass (detect's hotspots)"].add(
             s_lat, s_lon, m["peak_lat"], m["peak_lon"], truth["lat"], truth["lon"]
         )
+        if args.hybrid:
+            z = site_z(z_map(mean, n_valid, min_valid=1, smooth_cells=3), m["peak_lat"], m["peak_lon"], lat, lon, res)
+            base = next(iter(tables.values()))
+            for k, name in hybrid_names.items():
+                keep = m[np.isfinite(z) & (z >= k)]
+                extra = base[~near(base["peak_lat"], base["peak_lon"], keep["peak_lat"], keep["peak_lon"])]
+                h_lat = np.r_[keep["peak_lat"].to_numpy(float), extra["peak_lat"].to_numpy(float)]
+                h_lon = np.r_[keep["peak_lon"].to_numpy(float), extra["peak_lon"].to_numpy(float)]
+                tallies[name].add(s_lat, s_lon, h_lat, h_lon, truth["lat"], truth["lon"])
     result = {
         "folder": str(args.reuse),
         "overpasses_scored": n_used,
         "strong_t_nox_per_yr": args.strong,
         "match_km": MATCH_KM,
-        "variants": {name: variants.get(name, "(the model)") for name in tallies},
+        "variants": {name: variants.get(name, "(the model)") for name in tallies if name not in hybrid_names.values()},
+        "hybrid_k": args.hybrid,
         "figures": {name: t.figures() for name, t in tallies.items()},
         "wall_s": round(time.perf_counter() - t0, 1),
     }
