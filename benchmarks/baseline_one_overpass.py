@@ -34,6 +34,7 @@ import pandas as pd
 from no2hotspots.baseline.run import accumulate, hotspots, settings
 from no2hotspots.config import compose
 from no2hotspots.contracts import grid as grid_contract
+from no2hotspots.detect.composite import peak_cells
 from no2hotspots.evaluate.geo import haversine_km
 from no2hotspots.headline import f1
 from no2hotspots.hybrid.confirm import site_z, z_map
@@ -112,8 +113,7 @@ def main(argv=None) -> int:
     strong = truth[truth["nox_t_per_yr"] >= args.strong]
     lat, lon = grid["lat"].values, grid["lon"].values
     res = float(grid.attrs["resolution_deg"])
-    si = np.floor((strong["lat"].to_numpy() - (lat[0] - res / 2)) / res).astype(int)
-    sj = np.floor((strong["lon"].to_numpy() - (lon[0] - res / 2)) / res).astype(int)
+    si, sj = peak_cells(strong["lat"], strong["lon"], lat, lon, res)
     inside = (si >= 0) & (si < len(lat)) & (sj >= 0) & (sj < len(lon))
     model = pd.read_csv(root / "detect" / "osse" / "hotspots.csv")
     by_overpass = dict(tuple(model.groupby("overpass")))

@@ -138,13 +138,9 @@ def hybrid_collection(cfg: DictConfig, name: str, s: dict) -> dict:
     n_merged = 0
     if s["snap_cells"] > 1:
         raw = z_map(mean, n_valid, min_valid=min_valid, smooth_cells=1)
-        snap_lat, snap_lon = snap_to_peak(raw, sites["peak_lat"], sites["peak_lon"], lat, lon, res, s["snap_cells"])
-        sites["snap_lat"] = np.where(sites["confirmed"], snap_lat, np.nan)
-        sites["snap_lon"] = np.where(sites["confirmed"], snap_lon, np.nan)
-        confirmed = confirmed.assign(
-            peak_lat=sites.loc[sites["confirmed"], "snap_lat"].to_numpy(),
-            peak_lon=sites.loc[sites["confirmed"], "snap_lon"].to_numpy(),
-        )
+        snap = snap_to_peak(raw, confirmed["peak_lat"], confirmed["peak_lon"], lat, lon, res, s["snap_cells"])
+        confirmed = confirmed.assign(peak_lat=snap[0], peak_lon=snap[1])
+        sites["snap_lat"], sites["snap_lon"] = confirmed["peak_lat"], confirmed["peak_lon"]  # NaN: not confirmed
         n_before = len(confirmed)
         confirmed = confirmed.drop_duplicates(subset=["peak_lat", "peak_lon"], keep="first")
         n_merged = n_before - len(confirmed)
