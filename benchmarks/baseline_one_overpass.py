@@ -35,7 +35,7 @@ from no2hotspots.baseline.run import accumulate, hotspots, settings
 from no2hotspots.config import compose
 from no2hotspots.contracts import grid as grid_contract
 from no2hotspots.detect.composite import peak_cells
-from no2hotspots.evaluate.geo import haversine_km
+from no2hotspots.evaluate.geo import PointIndex
 from no2hotspots.headline import f1
 from no2hotspots.hybrid.confirm import site_z, z_map
 
@@ -51,15 +51,7 @@ MATCH_KM = 10.0
 
 def near(lat_a, lon_a, lat_b, lon_b) -> np.ndarray:
     """For each point a: is some point b within MATCH_KM."""
-    if len(lat_a) == 0 or len(lat_b) == 0:
-        return np.zeros(len(lat_a), bool)
-    d = haversine_km(
-        np.asarray(lat_a, float)[:, None],
-        np.asarray(lon_a, float)[:, None],
-        np.asarray(lat_b, float)[None, :],
-        np.asarray(lon_b, float)[None, :],
-    )
-    return (d <= MATCH_KM).any(axis=1)
+    return PointIndex(lat_b, lon_b).any_within(lat_a, lon_a, MATCH_KM)
 
 
 class Tally:

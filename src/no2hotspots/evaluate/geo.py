@@ -69,6 +69,12 @@ class PointIndex:
         idx = np.asarray(idx, dtype=int)
         return idx, haversine_km(lat, lon, self.lat[idx], self.lon[idx])
 
+    def any_within(self, lat, lon, distance_km: float) -> np.ndarray:
+        """For each query point: does some indexed point lie within ``distance_km`` (great circle; False when
+        nothing is indexed). The nearest point decides: the chord order is the great-circle order."""
+        _, d = self.nearest(lat, lon)
+        return np.nan_to_num(d, nan=np.inf) <= float(distance_km)
+
     def nearest_other(self, lat, lon) -> np.ndarray:
         """Distance (km) from each query point to the nearest indexed point other than the closest one (the query
         point itself when it is indexed): the nearest-neighbour distance of indexed points. NaN with < 2 points."""

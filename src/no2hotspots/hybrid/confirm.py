@@ -91,16 +91,11 @@ def with_baseline_sites(confirmed, baseline, merge_km: float):
     that order; ``origin_site_id`` is a row's id in the table it came from."""
     import pandas as pd
 
-    from ..evaluate.geo import haversine_km
+    from ..evaluate.geo import PointIndex
 
     if len(confirmed) and len(baseline):
-        d = haversine_km(
-            np.asarray(baseline["peak_lat"], float)[:, None],
-            np.asarray(baseline["peak_lon"], float)[:, None],
-            np.asarray(confirmed["peak_lat"], float)[None, :],
-            np.asarray(confirmed["peak_lon"], float)[None, :],
-        ).min(axis=1)
-        baseline = baseline[d > float(merge_km)]
+        near = PointIndex(confirmed["peak_lat"], confirmed["peak_lon"])
+        baseline = baseline[~near.any_within(baseline["peak_lat"], baseline["peak_lon"], merge_km)]
     base = pd.DataFrame(
         {
             "origin_site_id": baseline["site_id"].to_numpy(),
