@@ -12,7 +12,10 @@ then ``ingest`` + ``detect`` once per variant:
 
 A detection is a pair (overpass, source): a hotspot whose nearest OSSE source (all of them, margins included) lies
 within ``--match-km`` (10, as evaluate's nearest rule). Per variant against ``ref``: the Jaccard index of those
-pairs |A & B| / |A | B| (the issue's figure), the same for the composite sites' sources, and the along-wind /
+pairs |A & B| / |A | B|, the same for the sources found over the year, for the composite sites' sources and (unless
+``--no-period``) for the sources of the period products the pipeline headlines: the flux-divergence ``baseline`` and
+the ``hybrid`` (both stages rerun per variant on its own grid; the issue's "Jaccard of matched sources"), also per
+source NOx bin and under the distance rule (every source with a site within ``--match-km``); and the along-wind /
 cross-wind offset of the matched per-overpass peaks from their source (wind of the OSSE at the overpass time;
 positive along-wind = downwind). Everything is printed and written to ``--out`` (JSON).
 
@@ -40,9 +43,14 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from composite_rule import stage  # noqa: E402  (benchmarks/ is on sys.path: the script's folder)
+from composite_rule import BINS, score, stage  # noqa: E402  (benchmarks/ is on sys.path: the script's folder)
 
 from no2hotspots.evaluate.geo import EARTH_RADIUS_KM, PointIndex  # noqa: E402
+from no2hotspots.evaluate.overlap import assign_bins, bin_edges_and_labels  # noqa: E402
+
+#: the Jaccard of found sources is also given per source's own NOx rate [t/yr] (lower-inclusive bins): marginal,
+#: weak sources flip between grids first
+SOURCE_BINS_T = [0, 2000, 5000]
 
 
 def grids(bbox: list[float]) -> dict[str, list[str]]:
@@ -79,8 +87,23 @@ def matched(table: pd.DataFrame, src: pd.DataFrame, index: PointIndex, match_km:
     return out[out["dist_km"] <= match_km].reset_index(drop=True)
 
 
+def sources_near(table: pd.DataFrame, src: pd.DataFrame, match_km: float) -> set:
+    """Ids of the sources with some row of ``table`` within ``match_km`` (evaluate's ``distance`` rule: a site near
+    a cluster finds every source of it, so a hotspot that moves from one unit of a plant to the next does not change
+    the set, as it does under the nearest rule)."""
+    near = PointIndex(table["peak_lat"], table["peak_lon"]).any_within(src["lat"], src["lon"], match_km)
+    return set(src["id"].to_numpy()[near])
+
+
 def jaccard(a: set, b: set) -> float | None:
     return None if not (a | b) else len(a & b) / len(a | b)
+
+
+def jaccard_by_bin(a: set, b: set, src: pd.DataFrame) -> dict[str, float | None]:
+    """:func:`jaccard` of two sets of source ids within each bin of the sources' NOx rate (``SOURCE_BINS_T``)."""
+    full, keys, _ = bin_edges_and_labels(SOURCE_BINS_T)
+    which = dict(zip(src["id"], assign_bins(src["nox_t_per_yr"].to_numpy(float), full)))
+    return {k: jaccard({x for x in a if which[x] == i}, {x for x in b if which[x] == i}) for i, k in enumerate(keys)}
 
 
 def wind_offsets(m: pd.DataFrame, winds: pd.DataFrame) -> dict:
@@ -138,6 +161,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "grid_invariance.json"))
     ap.add_argument("--root", default=None, help="reuse this folder (its OSSE is not rerun when present)")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--no-period", action="store_true", help="skip the baseline and hybrid stages per variant")
+    ap.add_argument(
+        "--evaluate", action="store_true", help="also score each variant's tables against the truth (evaluate stage)"
+    )
     ap.add_argument("--cross", action="store_true", help="only compare the runs kept under --root (writes --out)")
     args = ap.parse_args(argv)
     if args.cross:
@@ -169,6 +196,10 @@ def main(argv=None) -> int:
         "detect.overlay_inventory=false",
         # the downwind test's winds: this OSSE's own (the default points under paths.outputs, which differs per variant)
         f"detect.wind_paths.osse=['{root / 'osse' / 'truth' / 'winds' / '*.nc'}']",
+        # ... and the baseline's (quantify's wind settings; the default also points under paths.outputs)
+        f"quantify.collections.osse.winds.paths=['{root / 'osse' / 'truth' / 'winds' / '*.nc'}']",
+        "baseline.collection=osse",
+        "hybrid.collection=osse",
     ]
     log = root / "stages.log"
     timing = {}
@@ -201,7 +232,28 @@ def main(argv=None) -> int:
         det = out / "detect" / "osse"
         per = matched(pd.read_csv(det / "hotspots.csv"), src, index, args.match_km)
         comp = matched(pd.read_csv(det / "composite.csv"), src, index, args.match_km)
+        period = {}
+        if not args.no_period:  # the period products on this variant's grid and model map
+            for product in ("baseline", "hybrid"):
+                wall = stage(product, ov, log)
+                table = pd.read_csv(out / product / "osse" / "composite.csv")
+                m = matched(table, src, index, args.match_km)
+                period[product] = {
+                    "wall_s": round(wall, 1),
+                    "n_rows": int(len(table)),
+                    "share_rows_matched": round(len(m) / max(len(table), 1), 4),
+                    "sources": set(m["source"]),
+                    "sources_near": sources_near(table, src, args.match_km),
+                }
+        scored = {}
+        if args.evaluate:  # each variant's own accuracy: F1 = site precision x nearest-source recall, strict Table 2
+            ev = ["evaluate.collection=osse", "evaluate.log_to=none", "evaluate.maps=false"]
+            ev.append(f"paths.metrics={out / 'metrics'}")
+            stage("evaluate", ov + ev, log)
+            for table in ("composite", *period):
+                scored[table] = {k: v for k, v in score(out, table, [], table).items() if k != "overrides"}
         res[name] = {
+            "scores": scored,
             "overrides": grid_ov[VARIANTS[name][0]] + VARIANTS[name][1] + list(args.extra),
             "wall_s": {"ingest": round(t_ing, 1), "detect": round(t_det, 1)},
             "n_hotspots": int(len(pd.read_csv(det / "hotspots.csv"))),
@@ -209,6 +261,7 @@ def main(argv=None) -> int:
             "pairs": set(zip(per["overpass"], per["source"])),
             "sources": set(per["source"]),
             "composite_sources": set(comp["source"]),
+            "period": period,
             "offsets": wind_offsets(per, winds),
         }
     ref = res["ref"]
@@ -224,9 +277,25 @@ def main(argv=None) -> int:
             "n_composite_sources": len(r["composite_sources"]),
             "jaccard_pairs_vs_ref": jaccard(r["pairs"], ref["pairs"]),
             "jaccard_sources_vs_ref": jaccard(r["sources"], ref["sources"]),
+            "jaccard_sources_by_nox_vs_ref": jaccard_by_bin(r["sources"], ref["sources"], src),
             "jaccard_composite_vs_ref": jaccard(r["composite_sources"], ref["composite_sources"]),
             "peak_offsets": r["offsets"],
+            "scores": r["scores"],
         }
+        for product, p in r["period"].items():
+            rows[name][product] = {
+                "wall_s": p["wall_s"],
+                "n_rows": p["n_rows"],
+                "share_rows_matched": p["share_rows_matched"],
+                "n_sources_found": len(p["sources"]),
+                "jaccard_sources_vs_ref": jaccard(p["sources"], ref["period"][product]["sources"]),
+                "jaccard_sources_by_nox_vs_ref": jaccard_by_bin(p["sources"], ref["period"][product]["sources"], src),
+                "n_sources_near": len(p["sources_near"]),
+                "jaccard_sources_near_vs_ref": jaccard(p["sources_near"], ref["period"][product]["sources_near"]),
+                "jaccard_sources_near_by_nox_vs_ref": jaccard_by_bin(
+                    p["sources_near"], ref["period"][product]["sources_near"], src
+                ),
+            }
         x = rows[name]
         o = x["peak_offsets"]
         print(
@@ -239,12 +308,44 @@ def main(argv=None) -> int:
             f"{o.get('cross_wind_abs_km_median')} km",
             flush=True,
         )
+        for product in r["period"]:
+            p = x[product]
+            print(
+                f"{'':9s} {product:8s} rows {p['n_rows']:4d} ({100 * p['share_rows_matched']:.1f} % matched) sources "
+                f"{p['n_sources_found']:4d} | Jaccard of sources vs ref {p['jaccard_sources_vs_ref']:.3f} (by NOx "
+                + ", ".join(f"{k} {v:.3f}" for k, v in p["jaccard_sources_by_nox_vs_ref"].items() if v is not None)
+                + f"); within {args.match_km:g} km of a site: {p['jaccard_sources_near_vs_ref']:.3f} (by NOx "
+                + ", ".join(f"{k} {v:.3f}" for k, v in p["jaccard_sources_near_by_nox_vs_ref"].items() if v is not None)
+                + ")",
+                flush=True,
+            )
+        for table, sc in r["scores"].items():
+            print(
+                f"{'':9s} scored {table:9s} F1 {sc['f1']:.3f} (site precision {sc['site_precision']:.3f}, recall "
+                f"{sc['recall_nearest']:.3f}) strict "
+                + " / ".join(f"{100 * (sc[f'strict_{b}'] or 0):.1f}" for b in BINS),
+                flush=True,
+            )
     result = {
         "osse": {"bbox": bbox, "seed": args.seed, "days": args.days, "model": args.model, "match_km": args.match_km},
         "extra_overrides": list(args.extra),
         "stage_wall_s": timing,
         "variants": rows,
         "min_jaccard_pairs": min((v["jaccard_pairs_vs_ref"] for k, v in rows.items() if k != "ref"), default=None),
+        **{
+            f"min_jaccard_{product}_sources": min(
+                (v[product]["jaccard_sources_vs_ref"] for k, v in rows.items() if k != "ref"), default=None
+            )
+            for product in ("baseline", "hybrid")
+            if product in rows["ref"]
+        },
+        **{
+            f"min_jaccard_{product}_sources_near": min(
+                (v[product]["jaccard_sources_near_vs_ref"] for k, v in rows.items() if k != "ref"), default=None
+            )
+            for product in ("baseline", "hybrid")
+            if product in rows["ref"]
+        },
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
