@@ -163,17 +163,7 @@ def test_context_tiling_runs_fully_convolutional_models_and_refuses_others(tmp_p
         assert r.shape == (40, 100) and np.isfinite(r).all() and (r >= 0).all() and (r <= 1).all()
         assert summary["tiles_run"] == 1  # one 128-cell core (+ 48 cells of margin) holds the whole 40 x 100 grid
         em.close()
-        cfg.detect.context.phases = 2  # the mean of 2 x 2 passes at offsets of 4 cells: four windows, close maps
-        summary = _detect(cfg, tmp_path / "g", net, name="g4")
-        with xr.open_dataset(tmp_path / "detect" / "g4" / "overpasses" / "granule_000.nc") as em4:
-            r4 = em4["relative_emission"].values
-        assert summary["tiles_run"] == 4 and r4.shape == r.shape and np.isfinite(r4).all()
-        assert np.abs(r4 - r).max() > 0 and np.corrcoef(r4.ravel(), r.ravel())[0, 1] > 0.9
-        for key, value, problem in (
-            ("margin", 8, "receptive radius"),
-            ("core", 100, "alignment 8"),
-            ("phases", 3, "divide the model's alignment 8"),
-        ):
+        for key, value, problem in (("margin", 8, "receptive radius"), ("core", 100, "alignment 8")):
             bad = compose([f"model={which}", f"paths.outputs={tmp_path}/b", "detect.overlay_inventory=false"])
             bad.detect.tiling = "context"
             bad.detect.context[key] = value
@@ -241,7 +231,6 @@ def test_bad_config_values_name_the_key(detect_cfg):
         ("resample", "bilinear"),
         ("context.core", 0),
         ("context.margin", -8),
-        ("context.phases", 0),
     ):
         cfg = OmegaConf.merge(detect_cfg, {})
         OmegaConf.update(cfg, f"detect.{key}", value)

@@ -211,41 +211,6 @@ def test_context_pass_checks_its_cut_and_skips_empty_windows(demo_net):
             context_stitch(no2, valid, predict, **{"core": 64, "margin": 16, "alignment": 8, **bad})
 
 
-def _phase_dependent(no2, valid):
-    """A predictor whose output depends on where a cell sits in its window modulo 8 (as a network with three
-    2x2 poolings aliases): the input times 1 + (row % 8) / 8 + (col % 8) / 4, invalid cells 0."""
-    n, h, w = no2.shape
-    rows, cols = np.arange(h)[:, None] % 8, np.arange(w)[None, :] % 8
-    return np.where(valid, np.nan_to_num(no2), 0.0) * (1.0 + rows / 8.0 + cols / 4.0)[None]
-
-
-def test_context_phases_average_the_pooling_phases_away():
-    """phases P: the mean over P x P offsets of the field. With P = the alignment every cell gets every phase once,
-    so a predictor that aliases by phase becomes shift-equivariant: the map of a shifted field is the shifted map;
-    with P = 1 it is not. A predictor without phase dependence gives the same map for every P."""
-    from no2hotspots.detect.tiles import context_stitch
-
-    no2, valid = _field((1, 70, 90), seed=4)
-    no2 = no2 * 5e4
-    kw = {"core": 32, "margin": 8, "alignment": 8}
-    mean_factor = 1.0 + np.arange(8).mean() / 8.0 + np.arange(8).mean() / 4.0
-    for phases, equivariant in ((8, True), (1, False)):
-        out, counts = context_stitch(no2, valid, _phase_dependent, phases=phases, **kw)
-        assert counts["tiles_run"] > 0 and out.shape == no2.shape
-        moved, _ = context_stitch(no2[:, 3:, 5:], valid[:, 3:, 5:], _phase_dependent, phases=phases, **kw)
-        same = np.allclose(moved, out[:, 3:, 5:], equal_nan=True, atol=1e-6)
-        assert same is equivariant, phases
-        if phases == 8:  # every cell: its input times the mean factor over all phases
-            np.testing.assert_allclose(out[valid], no2[valid] * mean_factor, rtol=1e-5)
-    identity = lambda x, m: np.where(m, np.nan_to_num(x), 0.0)  # noqa: E731
-    one, counts1 = context_stitch(no2, valid, identity, **kw)
-    four, counts4 = context_stitch(no2, valid, identity, phases=2, **kw)
-    np.testing.assert_allclose(four, one, rtol=1e-6)  # the offsets are undone exactly
-    assert counts4["tiles_run"] >= 4 * counts1["tiles_run"]  # four passes, each counted
-    with pytest.raises(ValueError, match="divisor of the model's alignment"):
-        context_stitch(no2, valid, identity, phases=3, **kw)
-
-
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device (run on a GPU machine)")
 def test_model_predictor_on_cuda_matches_the_cpu(demo_net):
     """detect.device=cuda gives the CPU's maps (TF32 off): far below any threshold's resolution."""

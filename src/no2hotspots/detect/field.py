@@ -88,8 +88,6 @@ def _infer(no2: np.ndarray, valid: np.ndarray, loaded, s: dict[str, Any], desc: 
         for k in ("core", "margin"):
             if int(c[k]) % align:
                 raise UserError(f"detect.context.{k}: must be a multiple of the model's alignment {align} (got {c[k]})")
-        if align % int(c.get("phases", 1)):
-            raise UserError(f"detect.context.phases: must divide the model's alignment {align} (got {c['phases']})")
         radius = receptive_radius(net)
         if int(c["margin"]) < radius:
             raise UserError(
@@ -105,7 +103,6 @@ def _infer(no2: np.ndarray, valid: np.ndarray, loaded, s: dict[str, Any], desc: 
             alignment=align,
             batch_size=max(1, int(s["batch_size"]) // 4),
             desc=desc,
-            phases=int(c.get("phases", 1)),
         )
     else:
         rel, counts = stitch(

@@ -45,7 +45,6 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
         "context": {
             "core": require_int(cfg, d + "context.core", 8),
             "margin": require_int(cfg, d + "context.margin", 0),
-            "phases": require_int(cfg, d + "context.phases", 1),
         },
         "stride": require_int(cfg, d + "stride", 1),
         "batch_size": require_int(cfg, d + "batch_size", 1),

@@ -153,7 +153,6 @@ def context_stitch(
     alignment: int = 8,
     batch_size: int = 16,
     desc: str = "detect",
-    phases: int = 1,
 ) -> tuple[np.ndarray, dict]:
     """The whole field through a fully convolutional model, window by window, without seams or blending.
 
@@ -164,13 +163,7 @@ def context_stitch(
     near some tile's border. ``core`` and ``margin`` must be multiples of ``alignment`` (the network's stem factor x
     2 per pooling) so every window lines up with the grid's origin the same way. Windows whose input has no valid
     cell are not run (their cores are NaN). Same inputs and outputs as :func:`stitch`.
-
-    With ``phases`` P > 1 the map is the mean of P x P such passes, the field moved by multiples of
-    ``alignment / P`` cells in each axis (invalid cells in front): each pooling sees the field at another phase,
-    so what the network's downsampling aliases is averaged out (P x P times the work; the counts are summed).
     """
-    if phases != 1:
-        return _phase_mean(no2, valid, predict, core, margin, alignment, batch_size, desc, phases)
     no2, valid, squeeze = _time_fields(no2, valid)
     for name, v in (("core", core), ("margin", margin)):
         if v < 0 or v % alignment or (name == "core" and v == 0):
@@ -190,38 +183,6 @@ def context_stitch(
     for (t, r, c), yi in _predict_windows(no2p, validp, jobs, win, predict, batch_size, desc, "window"):
         out[t, r : r + core, c : c + core] = yi[margin : margin + core, margin : margin + core]
     out = out[:, :ny, :nx]
-    return (out[0] if squeeze else out), counts
-
-
-def _phase_mean(no2, valid, predict, core, margin, alignment, batch_size, desc, phases) -> tuple[np.ndarray, dict]:
-    """:func:`context_stitch` averaged over ``phases`` x ``phases`` offsets of the field (its docstring)."""
-    if phases < 1 or alignment % phases:
-        raise ValueError(f"phases {phases} must be a positive divisor of the model's alignment {alignment}")
-    no2, valid, squeeze = _time_fields(no2, valid)
-    step = alignment // phases
-    acc = np.zeros(no2.shape, np.float32)
-    n = np.zeros(no2.shape, np.int16)
-    counts: dict[str, int] = {}
-    for dy in range(0, alignment, step):
-        for dx in range(0, alignment, step):
-            pad = ((0, 0), (dy, 0), (dx, 0))
-            rel, c = context_stitch(
-                np.pad(no2, pad, constant_values=np.nan),
-                np.pad(valid, pad, constant_values=False),
-                predict,
-                core=core,
-                margin=margin,
-                alignment=alignment,
-                batch_size=batch_size,
-                desc=desc,
-            )
-            rel = rel[:, dy:, dx:]
-            ok = np.isfinite(rel)
-            acc[ok] += rel[ok]
-            n += ok
-            counts = {k: counts.get(k, 0) + v for k, v in c.items()}
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(n > 0, acc / np.maximum(n, 1), np.nan).astype(np.float32)
     return (out[0] if squeeze else out), counts
 
 
