@@ -95,6 +95,11 @@ def sources_near(table: pd.DataFrame, src: pd.DataFrame, match_km: float) -> set
     return set(src["id"].to_numpy()[near])
 
 
+def fmt(v: float | None) -> str:
+    """A figure for the printout (``n/a`` when undefined, e.g. a Jaccard of two empty sets)."""
+    return "n/a" if v is None else f"{v:.3f}"
+
+
 def jaccard(a: set, b: set) -> float | None:
     return None if not (a | b) else len(a & b) / len(a | b)
 
@@ -312,17 +317,17 @@ def main(argv=None) -> int:
             p = x[product]
             print(
                 f"{'':9s} {product:8s} rows {p['n_rows']:4d} ({100 * p['share_rows_matched']:.1f} % matched) sources "
-                f"{p['n_sources_found']:4d} | Jaccard of sources vs ref {p['jaccard_sources_vs_ref']:.3f} (by NOx "
+                f"{p['n_sources_found']:4d} | Jaccard of sources vs ref {fmt(p['jaccard_sources_vs_ref'])} (by NOx "
                 + ", ".join(f"{k} {v:.3f}" for k, v in p["jaccard_sources_by_nox_vs_ref"].items() if v is not None)
-                + f"); within {args.match_km:g} km of a site: {p['jaccard_sources_near_vs_ref']:.3f} (by NOx "
+                + f"); within {args.match_km:g} km of a site: {fmt(p['jaccard_sources_near_vs_ref'])} (by NOx "
                 + ", ".join(f"{k} {v:.3f}" for k, v in p["jaccard_sources_near_by_nox_vs_ref"].items() if v is not None)
                 + ")",
                 flush=True,
             )
         for table, sc in r["scores"].items():
             print(
-                f"{'':9s} scored {table:9s} F1 {sc['f1']:.3f} (site precision {sc['site_precision']:.3f}, recall "
-                f"{sc['recall_nearest']:.3f}) strict "
+                f"{'':9s} scored {table:9s} F1 {fmt(sc['f1'])} (site precision {fmt(sc['site_precision'])}, recall "
+                f"{fmt(sc['recall_nearest'])}) strict "
                 + " / ".join(f"{100 * (sc[f'strict_{b}'] or 0):.1f}" for b in BINS),
                 flush=True,
             )
