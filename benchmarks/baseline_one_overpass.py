@@ -37,7 +37,7 @@ from no2hotspots.contracts import grid as grid_contract
 from no2hotspots.detect.composite import peak_cells
 from no2hotspots.evaluate.geo import PointIndex
 from no2hotspots.headline import f1
-from no2hotspots.hybrid.confirm import site_z, z_map
+from no2hotspots.hybrid.confirm import site_z, with_baseline_sites, z_map
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {
@@ -49,20 +49,16 @@ VARIANTS = {
 MATCH_KM = 10.0
 
 
-def near(lat_a, lon_a, lat_b, lon_b) -> np.ndarray:
-    """For each point a: is some point b within MATCH_KM."""
-    return PointIndex(lat_b, lon_b).any_within(lat_a, lon_a, MATCH_KM)
-
-
 class Tally:
     def __init__(self):
         self.strong = self.found = self.hotspots = self.matched = 0
 
-    def add(self, strong_lat, strong_lon, h_lat, h_lon, all_lat, all_lon) -> None:
+    def add(self, strong_lat, strong_lon, h_lat, h_lon, sources: PointIndex) -> None:
+        """One overpass: the strong sources seen in it, its hotspots, and every source (indexed once)."""
         self.strong += len(strong_lat)
-        self.found += int(near(strong_lat, strong_lon, h_lat, h_lon).sum())
+        self.found += int(PointIndex(h_lat, h_lon).any_within(strong_lat, strong_lon, MATCH_KM).sum())
         self.hotspots += len(h_lat)
-        self.matched += int(near(h_lat, h_lon, all_lat, all_lon).sum())
+        self.matched += int(sources.any_within(h_lat, h_lon, MATCH_KM).sum())
 
     def figures(self) -> dict:
         recall = self.found / self.strong if self.strong else None
@@ -103,6 +99,7 @@ def main(argv=None) -> int:
     units_dir = root / ".units" / "baseline" / "osse"
     truth = pd.read_csv(root / "osse" / "truth" / "sources.csv")
     strong = truth[truth["nox_t_per_yr"] >= args.strong]
+    sources = PointIndex(truth["lat"], truth["lon"])
     lat, lon = grid["lat"].values, grid["lon"].values
     res = float(grid.attrs["resolution_deg"])
     si, sj = peak_cells(strong["lat"], strong["lon"], lat, lon, res)
@@ -128,20 +125,15 @@ def main(argv=None) -> int:
         s_lat, s_lon = strong["lat"].to_numpy()[seen], strong["lon"].to_numpy()[seen]
         tables = {name: hotspots(mean, n_valid, grid, s) for name, s in setting.items()}
         for name, t in tables.items():
-            tallies[name].add(s_lat, s_lon, t["peak_lat"], t["peak_lon"], truth["lat"], truth["lon"])
+            tallies[name].add(s_lat, s_lon, t["peak_lat"], t["peak_lon"], sources)
         m = by_overpass.get(one["key"].iloc[0], model.iloc[:0])
-        tallies["model per overpass (detect's hotspots)"].add(
-            s_lat, s_lon, m["peak_lat"], m["peak_lon"], truth["lat"], truth["lon"]
-        )
+        tallies["model per overpass (detect's hotspots)"].add(s_lat, s_lon, m["peak_lat"], m["peak_lon"], sources)
         if args.hybrid:
             z = site_z(z_map(mean, n_valid, min_valid=1, smooth_cells=3), m["peak_lat"], m["peak_lon"], lat, lon, res)
             base = next(iter(tables.values()))
-            for k, name in hybrid_names.items():
-                keep = m[np.isfinite(z) & (z >= k)]
-                extra = base[~near(base["peak_lat"], base["peak_lon"], keep["peak_lat"], keep["peak_lon"])]
-                h_lat = np.r_[keep["peak_lat"].to_numpy(float), extra["peak_lat"].to_numpy(float)]
-                h_lon = np.r_[keep["peak_lon"].to_numpy(float), extra["peak_lon"].to_numpy(float)]
-                tallies[name].add(s_lat, s_lon, h_lat, h_lon, truth["lat"], truth["lon"])
+            for k, name in hybrid_names.items():  # the hybrid stage's own merge of the baseline's sites
+                h = with_baseline_sites(m[np.isfinite(z) & (z >= k)], base, MATCH_KM)
+                tallies[name].add(s_lat, s_lon, h["peak_lat"], h["peak_lon"], sources)
     result = {
         "folder": str(args.reuse),
         "overpasses_scored": n_used,
