@@ -129,7 +129,8 @@ def test_real_model_architectures_run_on_a_small_grid(tmp_path, which):
     from no2hotspots.config import compose
     from no2hotspots.model.net import build_model
 
-    cfg = compose([f"model={which}", f"paths.outputs={tmp_path}", "detect.overlay_inventory=false"])
+    over = [f"model={which}", f"paths.outputs={tmp_path}", "detect.overlay_inventory=false", "detect.tiling=blend"]
+    cfg = compose(over)  # the paper's tiles with either network (auto runs the demo one as context: tested below)
     torch.manual_seed(0)
     make_grid(tmp_path / "g", ny=40, nx=100, nt=1)
     summary = _detect(cfg, tmp_path / "g", build_model(cfg.model), name="g")
@@ -169,6 +170,33 @@ def test_context_tiling_runs_fully_convolutional_models_and_refuses_others(tmp_p
             bad.detect.context[key] = value
             with pytest.raises(UserError, match=f"detect.context.{key}: .*{problem}"):
                 _detect(bad, tmp_path / "g", net, name="g2")
+
+
+def test_auto_tiling_is_context_for_fully_convolutional_models_and_blend_otherwise(tmp_path):
+    """tiling=auto (the default) runs what the model can: the demo network (ShuffleHead) the context pass, the
+    paper's FC head the blended tiles; the maps equal those of the explicit setting and detect.json names it."""
+    from no2hotspots.config import compose
+    from no2hotspots.model.net import build_model
+
+    make_grid(tmp_path / "g", ny=40, nx=100, nt=1)
+    assert compose([]).detect.tiling == "auto"
+    maps = {}
+    for which, tilings in (("demo", ("auto", "context", "blend")), ("paper", ("auto", "blend"))):
+        torch.manual_seed(0)
+        net = build_model(compose([f"model={which}"]).model)
+        for tiling in tilings:
+            out = tmp_path / f"{which}_{tiling}"
+            cfg = compose([f"model={which}", f"paths.outputs={out}", "detect.overlay_inventory=false"])
+            cfg.detect.tiling = tiling
+            _detect(cfg, tmp_path / "g", net, name="g")
+            with xr.open_dataset(out / "detect" / "g" / "overpasses" / "granule_000.nc") as em:
+                maps[which, tiling] = em["relative_emission"].values
+            ran = json.loads((out / "detect" / "g" / "detect.json").read_text())["params"]["tiling"]
+            assert ran == (tilings[1] if tiling == "auto" else tiling)
+    np.testing.assert_array_equal(maps["demo", "auto"], maps["demo", "context"])
+    np.testing.assert_array_equal(maps["paper", "auto"], maps["paper", "blend"])
+    # the two tilings give different maps on this grid, so the equalities above tell them apart
+    assert np.nanmax(np.abs(maps["demo", "context"] - maps["demo", "blend"])) > 1e-4
 
 
 def test_missing_ingest_collection_is_a_one_line_error(tmp_path, detect_cfg):
@@ -296,7 +324,9 @@ def test_run_stage_end_to_end_with_a_local_model_folder(tmp_path, detect_cfg):
     make_grid(tmp_path / "outputs" / "ingest" / "test", ny=50, nx=70, nt=1)
     other = make_grid(tmp_path / "outputs" / "ingest" / "other", ny=30, nx=30, nt=2)
     cfg = OmegaConf.merge(
-        detect_cfg, {"detect": {"model_uri": str(mdir), "collections": ["test", "other"], "overlay_inventory": False}}
+        detect_cfg,
+        {"detect": {"model_uri": str(mdir), "collections": ["test", "other"], "overlay_inventory": False}},
+        {"detect": {"tiling": "blend"}},  # one 64x64 tile (auto would run this ShuffleHead net as one context window)
     )
     out = run(cfg)
     assert set(out) == {"test", "other"} and out["other"]["n_overpasses"] == 2

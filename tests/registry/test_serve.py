@@ -130,10 +130,12 @@ def test_param_defaults_are_the_detect_stage_defaults():
     assert {k: PARAM_DEFAULTS[k] for k in shared} == {k: flat[k] for k in shared}
 
 
-@pytest.mark.parametrize(("tiling", "resample"), [("blend", "none"), ("context", "none"), ("blend", "model_pixel")])
+@pytest.mark.parametrize(
+    ("tiling", "resample"), [("blend", "none"), ("context", "none"), ("auto", "none"), ("blend", "model_pixel")]
+)
 def test_posted_grid_gives_the_detect_stage_numbers(matimba_overpass, seeded_model_dir, tmp_path, tiling, resample):
     """The whole Matimba grid posted cell by cell, or only its observed cells, gives exactly the stage's map and
-    hotspots (either tiling, either resampling); a cell the request leaves out is unobserved."""
+    hotspots (either tiling or auto, either resampling); a cell the request leaves out is unobserved."""
     from no2hotspots.contracts.grid import open_overpass
     from no2hotspots.registry.load import from_dir
 
@@ -149,6 +151,7 @@ def test_posted_grid_gives_the_detect_stage_numbers(matimba_overpass, seeded_mod
     answer = predict_frame(loaded, grid_frame(ds), {"threshold": threshold, **opts})
     assert_same_detection(answer, result, det, ny, nx)
     assert answer["params"]["threshold"] == threshold and answer["overpasses"][0]["n_lat"] == ny
+    assert answer["params"]["tiling"] == ("context" if tiling == "auto" else tiling)  # the demo net: ShuffleHead
     assert json.loads(json.dumps(answer, allow_nan=False)) == answer  # plain JSON: no NaN anywhere
     if resample != "none":  # the observed cells span a smaller grid, whose lattice (and tiles) differ
         return

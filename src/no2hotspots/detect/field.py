@@ -15,7 +15,7 @@ import xarray as xr
 from ..errors import UserError
 from . import grid as gridmod
 from .hotspots import find_hotspots
-from .tiles import context_stitch, model_predictor, receptive_radius, stitch
+from .tiles import context_stitch, model_predictor, receptive_radius, resolve_tiling, stitch
 
 #: the settings :func:`detect_field` reads (the ``detect.*`` keys of the same names)
 FIELD_SETTINGS = (
@@ -77,7 +77,7 @@ def _infer(no2: np.ndarray, valid: np.ndarray, loaded, s: dict[str, Any], desc: 
     tile counts."""
     meta = loaded.meta
     predict = model_predictor(loaded.net, float(meta["input_scale"]), device=str(s.get("device", "cpu")))
-    if s.get("tiling", "blend") == "context":
+    if resolve_tiling(s.get("tiling", "blend"), loaded.net) == "context":
         net = loaded.net
         if not getattr(net, "fully_convolutional", False):
             raise UserError(

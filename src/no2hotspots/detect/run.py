@@ -30,6 +30,7 @@ from . import grid as gridmod
 from .composite import POSITIONS, RECURRENCE_POSITIONS, RULES
 from .outputs import ESTIMATE_NOTE
 from .resample import RESAMPLE
+from .tiles import TILINGS, resolve_tiling
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
     d = "detect."
     s = {
         "model_uri": require(cfg, d + "model_uri", lambda v: isinstance(v, str) and v, "must be a model URI"),
-        "tiling": require(cfg, d + "tiling", lambda v: v in ("blend", "context"), "must be blend or context"),
+        "tiling": require(cfg, d + "tiling", lambda v: v in TILINGS, "must be " + ", ".join(TILINGS)),
         "resample": require(cfg, d + "resample", lambda v: v in RESAMPLE, "must be " + " or ".join(RESAMPLE)),
         "context": {
             "core": require_int(cfg, d + "context.core", 8),
@@ -222,6 +223,7 @@ def detect_collection(
     t0 = time.perf_counter()
     grid = grid_contract.open_grid(ingest_folder)
     check_resolution(grid, float(loaded.meta["pixel_size_m"]), s, ingest_folder)
+    s = {**s, "tiling": resolve_tiling(s["tiling"], loaded.net)}  # auto -> what this model runs (units, detect.json)
     units_dir = Path(str(cfg.detect.units_dir)) / name
     units_dir.mkdir(parents=True, exist_ok=True)
     fixed = units.digest(

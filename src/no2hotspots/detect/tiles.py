@@ -23,10 +23,26 @@ from collections.abc import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from ..logs import progress_disabled
 
 #: ``predict(no2 (N,T,T) float32 with NaN where invalid, valid (N,T,T) bool) -> (N,T,T) relative emission``
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+#: detect.tiling's values; ``auto`` is resolved per model by :func:`resolve_tiling`
+TILINGS = ("auto", "blend", "context")
+
+
+def resolve_tiling(tiling: str, net) -> str:
+    """The tiling a model runs with: ``auto`` is ``context`` (one fully convolutional pass, no stride or offset to
+    depend on) for a fully convolutional model (ShuffleHead, ``model=demo``) and ``blend`` (the paper's tiles) for
+    one whose head needs whole 64x64 tiles (FCHead, ``model=paper``); ``blend`` and ``context`` are kept as given."""
+    if tiling not in TILINGS:
+        raise UserError(f"detect.tiling: must be {', '.join(TILINGS)} (got {tiling!r})")
+    if tiling != "auto":
+        return tiling
+    return "context" if getattr(net, "fully_convolutional", False) else "blend"
 
 
 def tile_starts(n: int, tile: int, stride: int) -> list[int]:

@@ -14,8 +14,9 @@ Input: a table with one row per grid cell (``dataframe_split`` or ``dataframe_re
 - ``overpass``, optional: a label; rows with different labels are separate overpasses, detected separately.
 
 Params (all optional; defaults = the ``detect`` stage's, :data:`PARAM_DEFAULTS`): ``threshold``, ``tiling``
-(``blend`` | ``context``, with ``context_core`` and ``context_margin``: ``detect.context.*``), ``resample``
-(``none`` | ``model_pixel``: ``detect.resample``), ``stride``,
+(``auto`` | ``blend`` | ``context``, with ``context_core`` and ``context_margin``: ``detect.context.*``;
+``auto``: context for a fully convolutional model, blend otherwise; the output's ``params`` name the one used),
+``resample`` (``none`` | ``model_pixel``: ``detect.resample``), ``stride``,
 ``window_floor``, ``coverage_min``, ``min_cells``, ``prominence`` and ``min_separation_px`` (``detect.peaks.*``:
 when one region holds several peaks), ``mask_invalid``, ``batch_size``, ``resolution_deg``, ``max_resolution_ratio``.
 
@@ -36,12 +37,13 @@ import numpy as np
 import pandas as pd
 
 from ..detect.resample import RESAMPLE
+from ..detect.tiles import TILINGS, resolve_tiling
 from ..errors import UserError
 
 #: the request params and their defaults (the ``detect`` stage's defaults; a test keeps them equal to conf/detect/)
 PARAM_DEFAULTS: dict[str, Any] = {
     "threshold": 0.2,
-    "tiling": "blend",
+    "tiling": "auto",
     "resample": "none",
     "context_core": 128,
     "context_margin": 48,
@@ -108,8 +110,8 @@ def settings(params: dict | None) -> dict[str, Any]:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or not 0 <= v <= 1024:
             raise ServingInputError(f"params.{k}: must be an integer in 0..1024 (got {v!r})")
         s[k] = int(v)
-    if s["tiling"] not in ("blend", "context"):
-        raise ServingInputError(f"params.tiling: must be blend or context (got {s['tiling']!r})")
+    if s["tiling"] not in TILINGS:
+        raise ServingInputError(f"params.tiling: must be {', '.join(TILINGS)} (got {s['tiling']!r})")
     if s["resample"] not in RESAMPLE:
         raise ServingInputError(f"params.resample: must be {' or '.join(RESAMPLE)} (got {s['resample']!r})")
     if not isinstance(s["mask_invalid"], bool):
@@ -241,6 +243,7 @@ def predict_frame(loaded, df: pd.DataFrame, params: dict | None = None) -> dict[
     from ..detect.outputs import ESTIMATE_NOTE
 
     s = settings(params)
+    s["tiling"] = resolve_tiling(s["tiling"], loaded.net)  # auto -> the tiling this model runs (echoed in params)
     grids = frame_to_grids(df, s)
     n = len(df)
     rel_out = np.full(n, np.nan, np.float64)
