@@ -82,6 +82,15 @@ def test_stats_log_ratio_and_coverage():
     assert s["median_abs_log_ratio"] == pytest.approx(np.median(np.abs(np.log([1.1, 0.8]))))
     assert s["coverage_68"] == pytest.approx(1 / 3)  # only 110 +- 20 covers 100
     assert s["share_within_factor_1_3"] == pytest.approx(1.0)
+    assert s["median_rel_sigma"] == pytest.approx(np.median([20 / 110, 10 / 80, 10 / 5]))
+
+
+def test_stats_median_rel_sigma_skips_undefined_ratios():
+    """An estimate of 0 with sigma 0, or a NaN sigma, has no relative sigma; the others still give a median (one
+    such estimate used to turn the whole median into NaN, written as null)."""
+    s = stats([110.0, 0.0, 80.0, 90.0], [20.0, 0.0, np.nan, 9.0], [100.0, 100.0, 100.0, 100.0])
+    assert s["median_rel_sigma"] == pytest.approx(np.median([20 / 110, 9 / 90]))
+    assert stats([0.0], [0.0], [100.0])["median_rel_sigma"] is None
 
 
 def test_truth_follows_injected_changes():

@@ -15,6 +15,15 @@ import pandas as pd
 LN13 = float(np.log(1.3))
 
 
+def _median_rel_sigma(sig: np.ndarray, est: np.ndarray) -> float | None:
+    """Median of sigma / |estimate| over the estimates where it is defined (a finite sigma and a non-zero
+    estimate); None when there is none. A single undefined ratio must not turn the whole median into NaN."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = sig / np.abs(est)
+    r = r[np.isfinite(r)]
+    return float(np.median(r)) if r.size else None
+
+
 def stats(est: np.ndarray, sig: np.ndarray, truth: np.ndarray) -> dict:
     est, sig, truth = (np.asarray(a, float) for a in (est, sig, truth))
     ok = np.isfinite(est) & np.isfinite(truth) & (truth > 0)
@@ -36,7 +45,7 @@ def stats(est: np.ndarray, sig: np.ndarray, truth: np.ndarray) -> dict:
             "share_within_factor_1_3": float(np.mean(np.abs(lr) <= LN13)) if lr.size else None,
             "share_within_factor_2": float(np.mean(np.abs(lr) <= np.log(2))) if lr.size else None,
             "coverage_68": float(np.mean(cover)),
-            "median_rel_sigma": float(np.median(s / np.abs(e))) if np.isfinite(s).any() else None,
+            "median_rel_sigma": _median_rel_sigma(s, e),
         }
     )
     return out
