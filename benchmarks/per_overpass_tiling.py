@@ -1,0 +1,85 @@
+"""The model's per-overpass hotspots scored one overpass at a time, for detect folders kept by grid_invariance.py.
+
+The Matimba scene's two figures on every overpass of a validation OSSE (as ``baseline_one_overpass.py`` scores the
+baseline): recall of the strong sources (truth >= ``--strong`` t NOx/yr whose cell the overpass observed, found when
+a hotspot of that overpass lies within 10 km) and hotspot precision (hotspots within 10 km of any truth source),
+summed over the overpasses, with their F1; for each detect folder (e.g. the blend tiling's and the context pass's
+``<tag>_ref``) and each threshold on the hotspot's peak relative emission (a hotspot kept when its peak reaches it:
+a filter of the stage's r >= 0.2 hotspots, not a rerun at that threshold). A year's per-overpass chance floor
+saturates; this asks what one overpass's hotspots are worth.
+
+    .venv/bin/python benchmarks/per_overpass_tiling.py --root R --tags default_ref tiling-context_ref [--out F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from no2hotspots.contracts import grid as grid_contract
+from no2hotspots.detect.composite import peak_cells
+from no2hotspots.evaluate.geo import PointIndex
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline_one_overpass import Tally  # noqa: E402  (the same tally as the baseline's single-overpass scores)
+
+REPO = Path(__file__).resolve().parents[1]
+THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", required=True, help="a folder kept by grid_invariance.py --keep")
+    ap.add_argument("--tags", nargs="+", required=True, help="detect folders under --root (e.g. default_ref)")
+    ap.add_argument("--grid", default="g005", help="the ingest those folders were detected on (ingest_<grid>)")
+    ap.add_argument("--strong", type=float, default=5000.0)
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "per_overpass_tiling.json"))
+    args = ap.parse_args(argv)
+    root = Path(args.root)
+    folder = root / f"ingest_{args.grid}" / "osse"
+    grid = grid_contract.open_grid(folder)
+    res = float(grid.attrs["resolution_deg"])
+    truth = pd.read_csv(root / "osse" / "truth" / "sources.csv")
+    strong = truth[truth["nox_t_per_yr"] >= args.strong]
+    sources = PointIndex(truth["lat"], truth["lon"])
+    tables = {
+        t: dict(tuple(pd.read_csv(root / t / "detect" / "osse" / "hotspots.csv").groupby("overpass")))
+        for t in args.tags
+    }
+    tally = {(t, th): Tally() for t in args.tags for th in THRESHOLDS}
+    keys = list(grid_contract.overpass_index(grid)["key"])
+    for key in keys:
+        with grid_contract.open_overpass(grid_contract.overpass_path(folder, key)) as ds:
+            no2, la, lo = ds["no2"].values, ds["lat"].values, ds["lon"].values
+        i, j = peak_cells(strong["lat"], strong["lon"], la, lo, res)
+        inside = (i >= 0) & (i < len(la)) & (j >= 0) & (j < len(lo))
+        seen = np.zeros(len(strong), bool)
+        seen[inside] = np.isfinite(no2[i[inside], j[inside]])
+        s_lat, s_lon = strong["lat"].to_numpy()[seen], strong["lon"].to_numpy()[seen]
+        for t in args.tags:
+            m = tables[t].get(key)
+            for th in THRESHOLDS:
+                h = m[m["peak_rel_emission"] >= th] if m is not None else None
+                h_lat = h["peak_lat"].to_numpy(float) if h is not None else np.empty(0)
+                h_lon = h["peak_lon"].to_numpy(float) if h is not None else np.empty(0)
+                tally[t, th].add(s_lat, s_lon, h_lat, h_lon, sources)
+    result = {"root": str(root), "overpasses": len(keys), "strong_t_nox_per_yr": args.strong, "rows": []}
+    for (t, th), v in tally.items():
+        row = {"detect": t, "min_peak_rel_emission": th, **v.figures()}
+        result["rows"].append(row)
+        print(
+            f"{t:24s} r >= {th:<4g} recall {row['recall_strong']:.3f} precision {row['hotspot_precision']:.3f} "
+            f"F1 {row['f1']:.3f} ({row['hotspots']} hotspots)"
+        )
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print("written", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
