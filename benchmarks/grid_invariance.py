@@ -235,7 +235,8 @@ def main(argv=None) -> int:
         t_ing = done_grids[grid]
         t_det = stage("detect", ov, log)
         det = out / "detect" / "osse"
-        per = matched(pd.read_csv(det / "hotspots.csv"), src, index, args.match_km)
+        hotspots = pd.read_csv(det / "hotspots.csv")
+        per = matched(hotspots, src, index, args.match_km)
         comp = matched(pd.read_csv(det / "composite.csv"), src, index, args.match_km)
         period = {}
         if not args.no_period:  # the period products on this variant's grid and model map
@@ -261,7 +262,7 @@ def main(argv=None) -> int:
             "scores": scored,
             "overrides": grid_ov[VARIANTS[name][0]] + VARIANTS[name][1] + list(args.extra),
             "wall_s": {"ingest": round(t_ing, 1), "detect": round(t_det, 1)},
-            "n_hotspots": int(len(pd.read_csv(det / "hotspots.csv"))),
+            "n_hotspots": int(len(hotspots)),
             "n_hotspots_matched": int(len(per)),
             "pairs": set(zip(per["overpass"], per["source"])),
             "sources": set(per["source"]),
