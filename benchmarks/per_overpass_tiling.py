@@ -6,9 +6,12 @@ a hotspot of that overpass lies within 10 km) and hotspot precision (hotspots wi
 summed over the overpasses, with their F1; for each detect folder (e.g. the blend tiling's and the context pass's
 ``<tag>_ref``) and each threshold on the hotspot's peak relative emission (a hotspot kept when its peak reaches it:
 a filter of the stage's r >= 0.2 hotspots, not a rerun at that threshold). A year's per-overpass chance floor
-saturates; this asks what one overpass's hotspots are worth.
+saturates; this asks what one overpass's hotspots are worth. ``--edge-cells N ...`` also scores, per N, the hotspots
+left when those whose peak lies within N cells of the grid's outer edge are dropped (0 = none dropped; the edge rule
+the context pass invites: it reads beyond the grid as unobserved).
 
-    .venv/bin/python benchmarks/per_overpass_tiling.py --root R --tags default_ref tiling-context_ref [--out F]
+    .venv/bin/python benchmarks/per_overpass_tiling.py --root R --tags default_ref tiling-context_ref
+        [--edge-cells 0 1 2] [--out F]
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tags", nargs="+", required=True, help="detect folders under --root (e.g. default_ref)")
     ap.add_argument("--grid", default="g005", help="the ingest those folders were detected on (ingest_<grid>)")
     ap.add_argument("--strong", type=float, default=5000.0)
+    ap.add_argument("--edge-cells", type=int, nargs="+", default=[0], help="drop peaks within N cells of the edge")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "per_overpass_tiling.json"))
     args = ap.parse_args(argv)
     root = Path(args.root)
@@ -51,7 +55,8 @@ def main(argv=None) -> int:
         t: dict(tuple(pd.read_csv(root / t / "detect" / "osse" / "hotspots.csv").groupby("overpass")))
         for t in args.tags
     }
-    tally = {(t, th): Tally() for t in args.tags for th in THRESHOLDS}
+    edges = sorted(set(args.edge_cells))
+    tally = {(t, th, e): Tally() for t in args.tags for th in THRESHOLDS for e in edges}
     keys = list(grid_contract.overpass_index(grid)["key"])
     for key in keys:
         with grid_contract.open_overpass(grid_contract.overpass_path(folder, key)) as ds:
@@ -63,18 +68,22 @@ def main(argv=None) -> int:
         s_lat, s_lon = strong["lat"].to_numpy()[seen], strong["lon"].to_numpy()[seen]
         for t in args.tags:
             m = tables[t].get(key)
+            if m is None:
+                m = tables[t][next(iter(tables[t]))].iloc[:0]
+            hi, hj = peak_cells(m["peak_lat"], m["peak_lon"], la, lo, res)
+            edge = np.minimum.reduce([hi, len(la) - 1 - hi, hj, len(lo) - 1 - hj])
             for th in THRESHOLDS:
-                h = m[m["peak_rel_emission"] >= th] if m is not None else None
-                h_lat = h["peak_lat"].to_numpy(float) if h is not None else np.empty(0)
-                h_lon = h["peak_lon"].to_numpy(float) if h is not None else np.empty(0)
-                tally[t, th].add(s_lat, s_lon, h_lat, h_lon, sources)
+                for e in edges:
+                    h = m[(m["peak_rel_emission"] >= th).to_numpy() & (edge >= e)]
+                    h_lat, h_lon = h["peak_lat"].to_numpy(float), h["peak_lon"].to_numpy(float)
+                    tally[t, th, e].add(s_lat, s_lon, h_lat, h_lon, sources)
     result = {"root": str(root), "overpasses": len(keys), "strong_t_nox_per_yr": args.strong, "rows": []}
-    for (t, th), v in tally.items():
-        row = {"detect": t, "min_peak_rel_emission": th, **v.figures()}
+    for (t, th, e), v in tally.items():
+        row = {"detect": t, "min_peak_rel_emission": th, "edge_cells_dropped": e, **v.figures()}
         result["rows"].append(row)
         print(
-            f"{t:24s} r >= {th:<4g} recall {row['recall_strong']:.3f} precision {row['hotspot_precision']:.3f} "
-            f"F1 {row['f1']:.3f} ({row['hotspots']} hotspots)"
+            f"{t:24s} r >= {th:<4g} edge {e} recall {row['recall_strong']:.3f} "
+            f"precision {row['hotspot_precision']:.3f} F1 {row['f1']:.3f} ({row['hotspots']} hotspots)"
         )
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print("written", args.out)

@@ -77,6 +77,34 @@ def test_equal_peaks_are_ordered_by_position_the_same_everywhere():
     assert ids[2, 3] == 1 and ids[15, 15] == 3
 
 
+def test_regions_peaking_on_the_edge_are_no_hotspots_and_the_rest_are_renumbered():
+    """edge_cells = 1 drops a region whose peak is on the outermost row or column (even when it reaches inside),
+    keeps one that touches the edge but peaks inside, and numbers the rest 1..n by peak with no gaps; 2 also drops
+    a peak one cell in; 0 keeps all."""
+    rel = np.zeros((20, 20), np.float32)
+    rel[0, 8], rel[1, 8] = 0.9, 0.5  # peak on the first row, region reaches row 1
+    rel[10, 19] = 0.8  # peak on the last column
+    rel[19, 3], rel[18, 3] = 0.3, 0.7  # touches the last row, peaks one cell in
+    rel[10, 10] = 0.6  # inside
+    ds = make_grid(None, ny=20, nx=20, nt=1)
+    lat, lon, area = ds["lat"].values, ds["lon"].values, cell_area_km2(ds)
+
+    def peaks(edge_cells):
+        rows, ids = find_hotspots(
+            rel, lat, lon, cell_area_km2=area, emission_min=0, emission_max=1, edge_cells=edge_cells
+        )
+        assert sorted(np.unique(ids[ids > 0]).tolist()) == [r["overpass_hotspot"] for r in rows]
+        return [r["peak_rel_emission"] for r in rows], ids
+
+    got, _ = peaks(0)
+    assert got == pytest.approx([0.9, 0.8, 0.7, 0.6])
+    got, ids = peaks(1)
+    assert got == pytest.approx([0.7, 0.6])
+    assert ids[18, 3] == ids[19, 3] == 1 and ids[10, 10] == 2 and ids[0, 8] == ids[1, 8] == ids[10, 19] == 0
+    got, _ = peaks(2)
+    assert got == pytest.approx([0.6])
+
+
 def test_no_hotspot_gives_an_empty_list():
     ds = make_grid(None, ny=10, nx=10, nt=1)
     rows, ids = find_hotspots(

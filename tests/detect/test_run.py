@@ -254,6 +254,8 @@ def test_bad_config_values_name_the_key(detect_cfg):
         ("threshold", 1.5),
         ("window_floor", 0),
         ("min_cells", 0),
+        ("edge_cells", -1),
+        ("edge_cells", 0.5),
         ("stride", 2.5),
         ("tiling", "tiles"),
         ("resample", "bilinear"),

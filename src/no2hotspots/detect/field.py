@@ -28,6 +28,7 @@ FIELD_SETTINGS = (
     "mask_invalid",
     "threshold",
     "min_cells",
+    "edge_cells",
     "peaks",
     "resample",
 )
@@ -68,6 +69,7 @@ def detect_field(ds: xr.Dataset, loaded, s: dict[str, Any], *, desc: str = "dete
         min_cells=int(s["min_cells"]),
         prominence=float(s["peaks"]["prominence"]),
         min_separation_px=int(s["peaks"]["min_separation_px"]),
+        edge_cells=int(s["edge_cells"]),
     )
     return {"valid": valid, "relative_emission": rel, "hotspot_id": ids, "hotspots": rows, "counts": counts}
 

@@ -1,7 +1,10 @@
 """Hotspots: connected regions (8-connectivity) of the relative-emission map at or above a threshold, split where a
 region holds several prominent peaks (neighbouring sources; :mod:`no2hotspots.peaks`).
 
-One hotspot per region and overpass. ``nox_rate_estimate_t_per_yr`` maps the region's peak relative emission back
+One hotspot per region and overpass. A region whose peak lies within ``edge_cells`` cells of the grid's outer edge is
+no hotspot: whether it peaks there or beyond the grid cannot be told (what lies beyond is unobserved), and on a
+cropped scene NO2 carried in from outside the crop piles up there.
+``nox_rate_estimate_t_per_yr`` maps the region's peak relative emission back
 to a NOx rate with the training range stored in the model (r = (Q - Qmin) / (Qmax - Qmin)); it is an ESTIMATE that
 inherits every simulation/reality mismatch of the model (the paper's stated limitation: no absolute emissions).
 """
@@ -56,10 +59,12 @@ def find_hotspots(
     min_cells: int = 1,
     prominence: float = 1.0,
     min_separation_px: int = 2,
+    edge_cells: int = 0,
 ) -> tuple[list[dict], np.ndarray]:
     """Hotspots of one overpass's map ``rel (lat, lon)``: one row per region (``overpass_hotspot`` = 1, 2, ...
     by descending peak; peak position, peak and summed relative emission, NOx estimate, area, cells) and the
-    int32 image of region numbers (0 = no hotspot)."""
+    int32 image of region numbers (0 = no hotspot). Regions peaking within ``edge_cells`` cells of the map's outer
+    edge (0 = the outermost row or column) are left out of both (``edge_cells`` 0: none)."""
     rel = np.asarray(rel, dtype=np.float32)
     lab, n = label_regions(rel, threshold, min_cells, prominence=prominence, min_separation_px=min_separation_px)
     ids = np.zeros(rel.shape, dtype=np.int32)
@@ -73,8 +78,12 @@ def find_hotspots(
     areas = np.asarray(ndimage.sum(cell_area_km2, lab, idx), dtype=float)
     ncell = np.bincount(lab.ravel(), minlength=n + 1)[1:]
     order = np.lexsort((idx, -peak_val))  # by peak, ties by region label (row-major position): the same everywhere
+    if edge_cells > 0:
+        pi, pj = np.asarray(peaks, dtype=np.int64).reshape(-1, 2).T
+        inner = np.minimum.reduce([pi, rel.shape[0] - 1 - pi, pj, rel.shape[1] - 1 - pj]) >= int(edge_cells)
+        order = order[inner[order]]
     remap = np.zeros(n + 1, dtype=np.int32)
-    remap[order + 1] = 1 + np.arange(n, dtype=np.int32)
+    remap[order + 1] = 1 + np.arange(len(order), dtype=np.int32)
     ids = remap[lab]
     rows = []
     for rank, k in enumerate(order, start=1):

@@ -53,6 +53,7 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
         "window_floor": require(cfg, d + "window_floor", lambda v: 0 < v <= 1, "must be in (0, 1]"),
         "threshold": require(cfg, d + "threshold", lambda v: isinstance(v, num) and 0 < v <= 1, "must be in (0, 1]"),
         "min_cells": require_int(cfg, d + "min_cells", 1),
+        "edge_cells": require_int(cfg, d + "edge_cells", 0),
         "coverage_min": require(cfg, d + "coverage_min", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
         "mask_invalid": require(cfg, d + "mask_invalid", lambda v: isinstance(v, bool), "must be true or false"),
         "max_resolution_ratio": require(cfg, d + "max_resolution_ratio", lambda v: v >= 1, "must be >= 1"),
@@ -239,7 +240,18 @@ def detect_collection(
                 "no2hotspots.contracts.detections",
                 *(["no2hotspots.detect.resample"] if s["resample"] != "none" else []),
             ),
-            **{k: s[k] for k in ("stride", "window_floor", "threshold", "min_cells", "coverage_min", "mask_invalid")},
+            **{
+                k: s[k]
+                for k in (
+                    "stride",
+                    "window_floor",
+                    "threshold",
+                    "min_cells",
+                    "edge_cells",
+                    "coverage_min",
+                    "mask_invalid",
+                )
+            },
             **({"tiling": "context", "context": s["context"]} if s["tiling"] == "context" else {}),
             **({"resample": s["resample"]} if s["resample"] != "none" else {}),
             "peaks": s["peaks"],
