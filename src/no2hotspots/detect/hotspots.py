@@ -1,9 +1,10 @@
 """Hotspots: connected regions (8-connectivity) of the relative-emission map at or above a threshold, split where a
 region holds several prominent peaks (neighbouring sources; :mod:`no2hotspots.peaks`).
 
-One hotspot per region and overpass. A region whose peak lies within ``edge_cells`` cells of the grid's outer edge is
-no hotspot: whether it peaks there or beyond the grid cannot be told (what lies beyond is unobserved), and on a
-cropped scene NO2 carried in from outside the crop piles up there.
+One hotspot per region and overpass. A region whose peak lies within ``edge_cells`` cells of the outer edge of the
+overpass's field is no hotspot: whether it peaks there or beyond cannot be told (an ingest overpass is the part of
+the collection grid its granule reaches; nothing beyond it was observed), and NO2 carried in from outside the field
+piles up there (as scikit-image's ``peak_local_max`` excludes the border).
 ``nox_rate_estimate_t_per_yr`` maps the region's peak relative emission back
 to a NOx rate with the training range stored in the model (r = (Q - Qmin) / (Qmax - Qmin)); it is an ESTIMATE that
 inherits every simulation/reality mismatch of the model (the paper's stated limitation: no absolute emissions).
