@@ -51,7 +51,7 @@ PARAM_DEFAULTS: dict[str, Any] = {
     "window_floor": 0.1,
     "coverage_min": 0.0,
     "min_cells": 1,
-    "edge_cells": 1,
+    "edge_cells": 0,
     "prominence": 0.2,
     "min_separation_px": 2,
     "mask_invalid": True,
