@@ -239,6 +239,30 @@ def read_hotspots(path: str | Path) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+#: the columns of every composite table (one row per period site), whichever stage wrote it (detect, baseline, hybrid)
+COMPOSITE_COLUMNS = ("site_id", "peak_lat", "peak_lon")
+
+
+def read_composite(path: str | Path, *, not_found: str = "not found") -> pd.DataFrame:
+    """A composite table (composite.csv: one row per period site) with its site positions checked: the
+    :data:`COMPOSITE_COLUMNS` present, ``peak_lat`` in -90..90 and ``peak_lon`` in -180..180 on every row (one-line
+    errors naming the file and the first bad row)."""
+    path = Path(path)
+    df = read_csv(path, not_found=not_found)
+    missing = [c for c in COMPOSITE_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputFileError(path, f"missing column(s) {', '.join(missing)} (not a composite hotspot table?)")
+    for col, lim in (("peak_lat", 90), ("peak_lon", 180)):
+        vals = pd.to_numeric(df[col], errors="coerce")
+        bad = ~vals.between(-lim, lim)
+        if bad.any():
+            raise InputFileError(
+                path, f"column {col} has a missing, non-numeric or out-of-range value in row {int(bad.idxmax())}"
+            )
+        df[col] = vals.astype(float)
+    return df
+
+
 def read_summary(folder: str | Path) -> dict:
     path = Path(folder) / "detect.json"
     try:

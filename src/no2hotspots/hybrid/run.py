@@ -24,13 +24,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..atomic import atomic_path, write_json
 from ..config import PLAIN_NAME, require, require_odd_int
+from ..contracts import detections
 from ..errors import ConfigError, InputFileError
-from ..readfile import open_netcdf, read_csv
+from ..readfile import open_netcdf
 from .confirm import site_z, snap_to_peak, with_baseline_sites, z_map
 
 log = logging.getLogger(__name__)
 
-SITE_COLUMNS = ("site_id", "peak_lat", "peak_lon")
 #: where the candidate sites come from (``hybrid.candidates``)
 CANDIDATES = ("recurrence", "composite")
 
@@ -63,15 +63,7 @@ def run(cfg: DictConfig) -> dict:
 
 
 def read_composite(path: Path) -> pd.DataFrame:
-    df = read_csv(path, not_found="not found (run the detect stage first)")
-    missing = [c for c in SITE_COLUMNS if c not in df.columns]
-    if missing:
-        raise InputFileError(path, f"missing column(s) {', '.join(missing)} (not a composite hotspot table?)")
-    for c in ("peak_lat", "peak_lon"):
-        v = pd.to_numeric(df[c], errors="coerce")
-        if v.isna().any():
-            raise InputFileError(path, f"column {c} has a missing or non-numeric value in row {int(v.isna().idxmax())}")
-    return df
+    return detections.read_composite(path, not_found="not found (run the detect stage first)")
 
 
 def recurrence_candidates(folder: Path) -> pd.DataFrame:

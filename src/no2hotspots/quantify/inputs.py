@@ -24,7 +24,7 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import InputFileError
-from ..readfile import open_netcdf, read_csv
+from ..readfile import open_netcdf
 
 NEEDED = ("no2",)
 
@@ -147,17 +147,13 @@ def hotspots_of(hot: pd.DataFrame, time: np.datetime64, overpass: str | None) ->
 
 
 def read_composite(collection: str, detect_dir: str | Path) -> pd.DataFrame | None:
-    """detect's composite hotspots (site_id, peak_lat, peak_lon, ...); None where there is no composite.csv."""
+    """detect's composite hotspots (site_id, peak_lat, peak_lon, ...; checked by
+    :func:`no2hotspots.contracts.detections.read_composite`); None where there is no composite.csv."""
     from ..contracts.detections import COMPOSITE_CSV
+    from ..contracts.detections import read_composite as read_table
 
     path = Path(detect_dir) / collection / COMPOSITE_CSV
-    if not path.exists():
-        return None
-    df = read_csv(path)
-    missing = [c for c in ("site_id", "peak_lat", "peak_lon") if c not in df.columns]
-    if missing:
-        raise InputFileError(path, f"missing column(s) {', '.join(missing)} (not a detect composite.csv?)")
-    return df
+    return read_table(path) if path.exists() else None
 
 
 def wind_file_spans(paths: list[Path]) -> list[tuple[np.datetime64, np.datetime64] | None]:
