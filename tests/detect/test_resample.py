@@ -101,7 +101,7 @@ def _settings(resample):
         "mask_invalid": True,
         "threshold": 0.2,
         "min_cells": 1,
-        "edge_cells": 1,
+        "edge_cells": 0,
         "peaks": {"prominence": 0.2, "min_separation_px": 2},
         "resample": resample,
         "device": "cpu",

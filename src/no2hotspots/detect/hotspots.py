@@ -1,13 +1,13 @@
 """Hotspots: connected regions (8-connectivity) of the relative-emission map at or above a threshold, split where a
 region holds several prominent peaks (neighbouring sources; :mod:`no2hotspots.peaks`).
 
-One hotspot per region and overpass. A region whose peak lies within ``edge_cells`` cells of the outer edge of the
-overpass's field is no hotspot: whether it peaks there or beyond cannot be told (an ingest overpass is the part of
-the collection grid its granule reaches; nothing beyond it was observed), and NO2 carried in from outside the field
-piles up there (as scikit-image's ``peak_local_max`` excludes the border).
-``nox_rate_estimate_t_per_yr`` maps the region's peak relative emission back
-to a NOx rate with the training range stored in the model (r = (Q - Qmin) / (Qmax - Qmin)); it is an ESTIMATE that
-inherits every simulation/reality mismatch of the model (the paper's stated limitation: no absolute emissions).
+One hotspot per region and overpass. With ``edge_cells`` > 0 (opt-in), a region whose peak lies that close to the
+outer edge of the overpass's field is no hotspot: whether it peaks there or beyond cannot be told (an ingest
+overpass is the part of the collection grid its granule reaches; nothing beyond it was observed), and NO2 carried
+in from outside the field piles up there (as scikit-image's ``peak_local_max`` excludes the border).
+``nox_rate_estimate_t_per_yr`` maps the region's peak relative emission back to a NOx rate with the training range
+stored in the model (r = (Q - Qmin) / (Qmax - Qmin)); it is an ESTIMATE that inherits every simulation/reality
+mismatch of the model (the paper's stated limitation: no absolute emissions).
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def find_hotspots(
 ) -> tuple[list[dict], np.ndarray]:
     """Hotspots of one overpass's map ``rel (lat, lon)``: one row per region (``overpass_hotspot`` = 1, 2, ...
     by descending peak; peak position, peak and summed relative emission, NOx estimate, area, cells) and the
-    int32 image of region numbers (0 = no hotspot). Regions peaking within ``edge_cells`` cells of the map's outer
-    edge (0 = the outermost row or column) are left out of both (``edge_cells`` 0: none)."""
+    int32 image of region numbers (0 = no hotspot). Regions whose peak lies fewer than ``edge_cells`` cells from
+    the map's outer edge (1: on its outermost row or column) are left out of both (0: none)."""
     rel = np.asarray(rel, dtype=np.float32)
     lab, n = label_regions(rel, threshold, min_cells, prominence=prominence, min_separation_px=min_separation_px)
     ids = np.zeros(rel.shape, dtype=np.int32)
