@@ -28,6 +28,29 @@ def read_csv(path: str | Path, *, not_found: str = "not found", **kwargs):
         raise InputFileError(path, f"not a readable CSV ({type(e).__name__}: {e})") from None
 
 
+def show_value(v) -> str:
+    """repr of a table value without numpy's type wrapper (95.0, not np.float64(95.0))."""
+    return repr(v.item() if hasattr(v, "item") else v)
+
+
+def coordinates_in_range(df, source, lat_col: str = "lat", lon_col: str = "lon") -> None:
+    """Make ``df[lat_col]``/``df[lon_col]`` floats in -90..90 / -180..180 (in place), else a one-line
+    :class:`~no2hotspots.errors.InputFileError` naming ``source``, the column, the first bad value and its row (a
+    missing or non-numeric value is out of range too)."""
+    import pandas as pd
+
+    for col, lim in ((lat_col, 90), (lon_col, 180)):
+        vals = pd.to_numeric(df[col], errors="coerce")
+        bad = ~vals.between(-lim, lim)
+        if bad.any():
+            row = bad.idxmax()
+            raise InputFileError(
+                source,
+                f"column {col} has values outside -{lim}..{lim}, e.g. {show_value(df.loc[row, col])} in row {row}",
+            )
+        df[col] = vals.astype(float)
+
+
 def open_netcdf(
     path: str | Path, *, not_found: str = "not found", load: bool = False, what: str = "NetCDF file", **kwargs
 ):

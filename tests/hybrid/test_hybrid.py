@@ -195,7 +195,7 @@ def test_bad_inputs_are_one_line_errors_and_the_published_table_stays(world, tmp
     elif damage == "bad_site":
         path = tmp_path / "detect" / "test" / "composite.csv"
         path.write_text("site_id,peak_lat,peak_lon\n1,abc,110.0\n")
-        expected = "composite.csv: column peak_lat has a missing, non-numeric or out-of-range value in row 0"
+        expected = "composite.csv: column peak_lat has values outside -90..90, e.g. 'abc' in row 0"
     else:
         (tmp_path / "detect" / "test" / "composite.csv").unlink()
         expected = "composite.csv: not found"

@@ -430,8 +430,8 @@ def test_period_sites_are_the_composite_sites(case, qhelp):
     # a damaged composite is one line naming the file and row, and the published results stay
     published = (tmp / "out" / "synth" / "estimates_period.csv").read_bytes()
     composite.assign(peak_lon=["112.025", "east"]).to_csv(tmp / "detect" / "synth" / "composite.csv", index=False)
-    with pytest.raises(InputFileError, match="composite.csv: column peak_lon has a missing, non-numeric or out-of-range"
-                       " value in row 1") as err:  # fmt: skip
+    with pytest.raises(InputFileError, match="composite.csv: column peak_lon has values outside -180..180, e.g. 'east'"
+                       " in row 1") as err:  # fmt: skip
         run(qhelp.quantify_cfg(ov))
     assert "\n" not in str(err.value)
     assert (tmp / "out" / "synth" / "estimates_period.csv").read_bytes() == published

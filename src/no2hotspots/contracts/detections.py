@@ -25,7 +25,7 @@ import xarray as xr
 
 from ..atomic import atomic_path, to_builtin
 from ..errors import InputFileError
-from ..readfile import open_netcdf, read_csv
+from ..readfile import coordinates_in_range, open_netcdf, read_csv
 from .grid import TIME_ENCODING, coords, with_crs
 
 OVERPASS_DIR = "overpasses"
@@ -226,11 +226,7 @@ def read_hotspots(path: str | Path) -> pd.DataFrame:
     missing = [c for c in ("hotspot_id", "time", "peak_lat", "peak_lon") if c not in df.columns]
     if missing:
         raise InputFileError(path, f"missing column(s) {', '.join(missing)} (not a detect hotspots.csv?)")
-    for col, lim in (("peak_lat", 90), ("peak_lon", 180)):
-        vals = pd.to_numeric(df[col], errors="coerce")
-        if not vals.between(-lim, lim).all():
-            raise InputFileError(path, f"column {col} has values outside -{lim}..{lim}")
-        df[col] = vals.astype(float)
+    coordinates_in_range(df, path, "peak_lat", "peak_lon")
     df["time"] = pd.to_datetime(df["time"], errors="coerce", utc=True)
     if df["time"].isna().any():
         raise InputFileError(path, "column time has unparseable timestamps")
@@ -246,20 +242,13 @@ COMPOSITE_COLUMNS = ("site_id", "peak_lat", "peak_lon")
 def read_composite(path: str | Path, *, not_found: str = "not found") -> pd.DataFrame:
     """A composite table (composite.csv: one row per period site) with its site positions checked: the
     :data:`COMPOSITE_COLUMNS` present, ``peak_lat`` in -90..90 and ``peak_lon`` in -180..180 on every row (one-line
-    errors naming the file and the first bad row)."""
+    errors naming the file, the first bad value and its row)."""
     path = Path(path)
     df = read_csv(path, not_found=not_found)
     missing = [c for c in COMPOSITE_COLUMNS if c not in df.columns]
     if missing:
         raise InputFileError(path, f"missing column(s) {', '.join(missing)} (not a composite hotspot table?)")
-    for col, lim in (("peak_lat", 90), ("peak_lon", 180)):
-        vals = pd.to_numeric(df[col], errors="coerce")
-        bad = ~vals.between(-lim, lim)
-        if bad.any():
-            raise InputFileError(
-                path, f"column {col} has a missing, non-numeric or out-of-range value in row {int(bad.idxmax())}"
-            )
-        df[col] = vals.astype(float)
+    coordinates_in_range(df, path, "peak_lat", "peak_lon")
     return df
 
 

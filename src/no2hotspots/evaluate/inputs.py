@@ -17,7 +17,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError, InputFileError
-from ..readfile import read_csv
+from ..readfile import coordinates_in_range, read_csv, show_value
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +37,6 @@ COMPOSITE_KEY = "composite"
 #: more than any single point source on Earth emits (largest plants: ~0.1 Mt NOx, ~40 Mt CO2 per year); values above
 #: these mean the file is in other units (kg, g) or not point sources at all
 PLAUSIBLE_MAX_T_PER_YR = {"nox_t_per_yr": 1.0e6, "co2_t_per_yr": 2.0e8}
-
-
-def _show(v) -> str:
-    """repr of a table value without numpy's type wrapper (95.0, not np.float64(95.0))."""
-    return repr(v.item() if hasattr(v, "item") else v)
-
-
-def _coordinates_in_range(df: pd.DataFrame, source, lat_col: str, lon_col: str) -> None:
-    """Make ``df[lat_col]``/``df[lon_col]`` floats in -90..90 / -180..180 (in place), else a one-line error."""
-    for col, lim in ((lat_col, 90), (lon_col, 180)):
-        vals = pd.to_numeric(df[col], errors="coerce")
-        bad = ~vals.between(-lim, lim)
-        if bad.any():
-            raise InputFileError(
-                source, f"column {col} has values outside -{lim}..{lim}, e.g. {_show(df.loc[bad, col].iloc[0])}"
-            )
-        df[col] = vals.astype(float)
 
 
 def read_detect_json(path: str | Path) -> dict:
@@ -83,14 +66,14 @@ def check_points(df: pd.DataFrame, source: str, *, allow_nan: bool = False) -> p
     if missing:
         raise InputFileError(source, f"missing column(s) {', '.join(missing)} (need {', '.join(INVENTORY_COLUMNS)})")
     df = df.copy()
-    _coordinates_in_range(df, source, "lat", "lon")
+    coordinates_in_range(df, source, "lat", "lon")
     for col, vmax in PLAUSIBLE_MAX_T_PER_YR.items():
         vals = pd.to_numeric(df[col], errors="coerce")
         nonnum = vals.isna() & (df[col].notna() | (not allow_nan))
         badmask = nonnum | np.isinf(vals) | (vals < 0)
         if badmask.any():
             bad = df.loc[badmask, col].iloc[0]
-            raise InputFileError(source, f"column {col} has a negative or non-numeric value, e.g. {_show(bad)}")
+            raise InputFileError(source, f"column {col} has a negative or non-numeric value, e.g. {show_value(bad)}")
         if (vals > vmax).any():
             raise InputFileError(
                 source,
@@ -179,12 +162,9 @@ def read_table(path: str | Path, kind: str, index: pd.DataFrame) -> pd.DataFrame
                 raise InputFileError(path, f"has no overpass column and time {t} is no overpass of the ingest grid")
         df["overpass"] = df["overpass"].astype(str)
     else:
-        df = read_csv(path, not_found="not found")
-        missing = [c for c in ("site_id", "peak_lat", "peak_lon") if c not in df.columns]
-        if missing:
-            raise InputFileError(path, f"missing column(s) {', '.join(missing)} (not a composite hotspot table?)")
-        _coordinates_in_range(df, path, "peak_lat", "peak_lon")
-        df = df.rename(columns={"site_id": "hotspot_id"})
+        from ..contracts.detections import read_composite
+
+        df = read_composite(path).rename(columns={"site_id": "hotspot_id"})
         if "peak_rel_emission" not in df.columns:
             df["peak_rel_emission"] = pd.to_numeric(df["peak_value"], errors="coerce") if "peak_value" in df else 1.0
         df["overpass"] = COMPOSITE_KEY
