@@ -15,11 +15,11 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from no2hotspots.contracts import grid as grid_contract
 from no2hotspots.detect.composite import peak_cells
+from no2hotspots.detect.hotspots import edge_distance
 from no2hotspots.evaluate.geo import PointIndex
 
 BANDS = ((0, 1), (2, 3), (4, 9), (10, None))
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
         near = PointIndex(truth["lat"].to_numpy(float), truth["lon"].to_numpy(float))
         h = pd.read_csv(out / "detect" / args.collection / "hotspots.csv")
         i, j = peak_cells(h["peak_lat"], h["peak_lon"], lat, lon, res)
-        d = np.minimum.reduce([i, len(lat) - 1 - i, j, len(lon) - 1 - j])
+        d = edge_distance(i, j, (len(lat), len(lon)))
         ok = near.any_within(h["peak_lat"].to_numpy(float), h["peak_lon"].to_numpy(float), args.match_km)
         tiling = json.loads((out / "detect" / args.collection / "detect.json").read_text())["params"].get("tiling")
         for lo, hi in BANDS:

@@ -26,6 +26,7 @@ import pandas as pd
 
 from no2hotspots.contracts import grid as grid_contract
 from no2hotspots.detect.composite import peak_cells
+from no2hotspots.detect.hotspots import edge_distance
 from no2hotspots.evaluate.geo import PointIndex
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
             if m is None:
                 m = tables[t][next(iter(tables[t]))].iloc[:0]
             hi, hj = peak_cells(m["peak_lat"], m["peak_lon"], la, lo, res)
-            edge = np.minimum.reduce([hi, len(la) - 1 - hi, hj, len(lo) - 1 - hj])
+            edge = edge_distance(hi, hj, (len(la), len(lo)))
             for th in THRESHOLDS:
                 for e in edges:
                     h = m[(m["peak_rel_emission"] >= th).to_numpy() & (edge >= e)]

@@ -24,6 +24,13 @@ def nox_estimate(peak: np.ndarray | float, emission_min: float, emission_max: fl
     return emission_min + np.asarray(peak, dtype=float) * (emission_max - emission_min)
 
 
+def edge_distance(i, j, shape: tuple[int, int]) -> np.ndarray:
+    """Distance in cells of the cells ``(i, j)`` of a ``shape`` map from its outer edge (0 = on the outermost row or
+    column)."""
+    i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
+    return np.minimum.reduce([i, shape[0] - 1 - i, j, shape[1] - 1 - j])
+
+
 def label_regions(
     rel: np.ndarray, threshold: float, min_cells: int = 1, *, prominence: float = 1.0, min_separation_px: int = 2
 ) -> tuple[np.ndarray, int]:
@@ -81,7 +88,7 @@ def find_hotspots(
     order = np.lexsort((idx, -peak_val))  # by peak, ties by region label (row-major position): the same everywhere
     if edge_cells > 0:
         pi, pj = np.asarray(peaks, dtype=np.int64).reshape(-1, 2).T
-        inner = np.minimum.reduce([pi, rel.shape[0] - 1 - pi, pj, rel.shape[1] - 1 - pj]) >= int(edge_cells)
+        inner = edge_distance(pi, pj, rel.shape) >= int(edge_cells)
         order = order[inner[order]]
     remap = np.zeros(n + 1, dtype=np.int32)
     remap[order + 1] = 1 + np.arange(len(order), dtype=np.int32)
