@@ -64,6 +64,12 @@ def test_unknown_keys_and_options_are_refused_naming_them(override, key, hint):
     assert str(e.value).startswith(f"config {key}:") and hint in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_bad_override_syntax_names_its_own_key_not_the_first():
+    with pytest.raises(ConfigError) as e:
+        load_config(["seed=3", "paths.outputs=/tmp/x[1,2]_y", "detect.threshold=0.3"])
+    assert str(e.value).startswith("config paths.outputs: bad override syntax") and "\n" not in str(e.value)
+
+
 def test_a_composed_file_takes_leaf_overrides_only(repo_root):
     cfg = load_params(repo_root / "params.yaml", ["detect.collection=osse", "detect.min_cells=3"])
     assert cfg.detect.collection == "osse" and cfg.detect.min_cells == 3

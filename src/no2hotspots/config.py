@@ -72,10 +72,21 @@ def config_groups(config_dir: str | os.PathLike = CONF_DIR) -> set[str]:
 def _parse(overrides: list[str]):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    parser = OverridesParser.create()
     try:
-        return OverridesParser.create().parse_overrides(overrides)
-    except Exception as e:  # noqa: BLE001 - a syntax error in an override
-        raise ConfigError(_first_key(overrides) or "overrides", f"bad override syntax ({_first_line(e)})") from None
+        return parser.parse_overrides(overrides)
+    except Exception as e:  # noqa: BLE001 - a syntax error in an override: name the one that fails on its own
+        bad = next((o for o in overrides if not _parses(parser, o)), None)
+        key = _first_key([bad]) if bad is not None else _first_key(overrides)
+        raise ConfigError(key or "overrides", f"bad override syntax ({_first_line(e)})") from None
+
+
+def _parses(parser, override: str) -> bool:
+    try:
+        parser.parse_overrides([override])
+    except Exception:  # noqa: BLE001
+        return False
+    return True
 
 
 def _check_overrides(overrides: list[str], config_dir: Path) -> None:
