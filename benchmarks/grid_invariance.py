@@ -218,7 +218,9 @@ def main(argv=None) -> int:
     names = args.variants or list(VARIANTS)
     if "ref" not in names:
         names = ["ref", *names]
+    # a folder name that is also a plain Hydra override value (no brackets or commas: ring_km=[10,20] -> 10-20)
     tag = "_".join(a.replace("detect.", "").replace("=", "-") for a in args.extra) or "default"
+    tag = tag.replace("[", "").replace("]", "").replace(",", "-").replace(" ", "")
     res: dict[str, dict] = {}
     done_grids: dict[str, float] = {}
     for name in names:
