@@ -15,7 +15,7 @@ from baseline.test_baseline import TAU, _plume_collection, _winds
 from no2hotspots.baseline.run import run as run_baseline
 from no2hotspots.config import compose
 from no2hotspots.errors import InputFileError
-from no2hotspots.hybrid.confirm import site_z, snap_to_peak, z_map
+from no2hotspots.hybrid.confirm import point_contrast, site_z, snap_to_peak, z_map
 from no2hotspots.hybrid.run import run as run_hybrid
 
 
@@ -34,6 +34,37 @@ def world(tmp_path_factory):
     """The baseline stage's output over a noisy plume from cell (30, 20), blowing east, 5 overpasses."""
     tmp = tmp_path_factory.mktemp("hybrid")
     ds = _plume_collection(tmp / "ingest" / "test", nt=5)  # the 5 days of the test wind file
+    _add_noise(tmp / "ingest" / "test")
+    winds = _winds(tmp / "winds.nc", ds)
+    cfg = compose(
+        [
+            f"paths.outputs={tmp}",
+            "baseline.collection=test",
+            "parallel.scheduler=sync",
+            f"+baseline.collections.test.wind_paths=[{winds}]",
+            f"baseline.lifetime_h={TAU / 3600}",
+        ]
+    )
+    run_baseline(cfg)
+    return tmp, ds
+
+
+@pytest.fixture(scope="module")
+def blob_world(tmp_path_factory):
+    """As ``world`` plus a static urban column (Gaussian, 25 km radius, 3e-5 mol m-2) centred on cell (15, 60),
+    ~85 km south-east of the stack: through the sink term and the advection of its flank the flux divergence
+    peaks on the area's upwind side, above the confirmation threshold, where no stack is."""
+    tmp = tmp_path_factory.mktemp("hybrid_blob")
+    ds = _plume_collection(tmp / "ingest" / "test", nt=5)
+    lat, lon = np.meshgrid(ds["lat"].values, ds["lon"].values, indexing="ij")
+    km_y = (lat - lat[15, 0]) * 111.19
+    km_x = (lon - lon[0, 60]) * 111.19 * np.cos(np.radians(lat[15, 0]))
+    blob = 3e-5 * np.exp(-(km_x**2 + km_y**2) / (2 * 25.0**2))
+    for path in sorted((tmp / "ingest" / "test" / "overpasses").glob("*.nc")):
+        one = xr.open_dataset(path).load()
+        one["no2"].values[:] = one["no2"].values + blob
+        path.unlink()
+        one.to_netcdf(path)
     _add_noise(tmp / "ingest" / "test")
     winds = _winds(tmp / "winds.nc", ds)
     cfg = compose(
@@ -285,6 +316,72 @@ def test_baseline_sites_join_where_no_confirmed_site_lies_near(world):
     assert list(kept["site_id"]) == list(range(1, len(base) + 1)) and set(kept["origin"]) == {"baseline"}
     assert list(kept["origin_site_id"]) == list(base["site_id"])
     assert kept["divergence_z"].iloc[0] > 20 and kept["peak_value"].isna().all()
+
+
+def test_the_point_test_drops_an_urban_area_and_keeps_the_stack(blob_world):
+    """Without the test the area's divergence peak is confirmed and the baseline lists it; with
+    point_contrast_min=0.7 the stack stays and neither the model's area site nor the baseline's area sites do."""
+    tmp, ds = blob_world
+    base = pd.read_csv(tmp / "baseline" / "test" / "composite.csv")
+    on_area = base["peak_lon"] > ds["lon"].values[40]
+    assert on_area.sum() >= 1 and (~on_area).sum() == 1  # the baseline: the stack and the area's upwind side
+    area_cell = (int(np.rint((base.loc[on_area, "peak_lat"].iloc[0] - ds["lat"].values[0]) / 0.05)), 56)
+    _sites(tmp / "detect" / "test", ds, [(30, 20), area_cell])
+    run_hybrid(_config(tmp))
+    sites = pd.read_csv(tmp / "hybrid" / "test" / "sites.csv")
+    assert list(sites["confirmed"]) == [True, True] and "point_contrast" not in sites.columns
+    summary = run_hybrid(_config(tmp, "hybrid.point_contrast_min=0.7", "hybrid.baseline_sites=true"))["test"]
+    sites = pd.read_csv(tmp / "hybrid" / "test" / "sites.csv")
+    kept = pd.read_csv(tmp / "hybrid" / "test" / "composite.csv")
+    assert sites["point_contrast"].iloc[0] > 0.95 and sites["point_contrast"].iloc[1] < 0.6
+    assert list(sites["confirmed"]) == [True, False]
+    assert list(kept["origin"]) == ["model"] and kept["point_contrast"].iloc[0] > 0.95
+    assert summary["n_baseline_sites_not_point"] == int(on_area.sum())
+    assert summary["settings"]["point_ring_km"] == [15.0, 25.0]
+
+
+def _grid(n=41, res=0.05, lat0=30.0):
+    lat = lat0 + res * np.arange(n)
+    lon = 110.0 + res * np.arange(n)
+    return lat, lon, np.meshgrid(lat, lon, indexing="ij")
+
+
+def test_point_contrast_is_high_for_a_stack_and_low_for_an_area():
+    """On a 0.05 deg grid: one bright cell on a flat background ~1; a Gaussian area of 25 km radius well below; a
+    second stack in the ring does not lower the first's (the ring's median); NaN where it cannot be told."""
+    lat, lon, (la, lo) = _grid()
+    rng = np.random.default_rng(1)
+    z = rng.normal(0.0, 0.3, la.shape)
+    z[20, 20] = 10.0
+    z[20, 24] = 8.0  # a neighbouring stack ~19 km east, in the ring
+    c = point_contrast(z, [lat[20]], [lon[20]], lat, lon, 0.05, (15.0, 25.0))
+    assert c[0] > 0.95
+    km_y = (la - lat[20]) * 111.19
+    km_x = (lo - lon[20]) * 111.19 * np.cos(np.radians(lat[20]))
+    area = 10.0 * np.exp(-(km_x**2 + km_y**2) / (2 * 25.0**2)) + rng.normal(0.0, 0.3, la.shape)
+    c = point_contrast(area, [lat[20]], [lon[20]], lat, lon, 0.05, (15.0, 25.0))
+    assert 0.2 < c[0] < 0.5  # exp(-r^2 / 2 R^2) over the ring: 0.61-0.83 of the centre
+    narrow = 10.0 * np.exp(-(km_x**2 + km_y**2) / (2 * 5.0**2))  # a 5-km plant footprint: still a point
+    assert point_contrast(narrow, [lat[20]], [lon[20]], lat, lon, 0.05, (15.0, 25.0))[0] > 0.99
+    holes = z.copy()
+    holes[:, :] = np.nan
+    holes[20, 20] = 5.0
+    off = point_contrast(z, [lat[0] - 1.0, lat[20]], [lon[20], lon[20]], lat, lon, 0.05, (15.0, 25.0))
+    assert np.isnan(off[0]) and np.isfinite(off[1])
+    assert np.isnan(point_contrast(holes, [lat[20]], [lon[20]], lat, lon, 0.05, (15.0, 25.0))[0])  # no ring
+    assert np.isnan(point_contrast(-z, [lat[20]], [lon[20]], lat, lon, 0.05, (15.0, 25.0))[0])  # z <= 0
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("hybrid.point_contrast_min=1.5", "must be in 0..1"), ("hybrid.point_ring_km=[25,15]", "inner < outer")],
+)
+def test_bad_point_test_settings_are_one_line_config_errors(value, problem):
+    from no2hotspots.errors import ConfigError
+    from no2hotspots.hybrid.run import settings as hybrid_settings
+
+    with pytest.raises(ConfigError, match=f"{value.split('=')[0]}: .*{problem}"):
+        hybrid_settings(compose([value]))
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from ..config import PLAIN_NAME, require, require_odd_int
 from ..contracts import detections
 from ..errors import ConfigError, InputFileError
 from ..readfile import open_netcdf
-from .confirm import site_z, snap_to_peak, with_baseline_sites, z_map
+from .confirm import point_contrast, site_z, snap_to_peak, with_baseline_sites, z_map
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,18 @@ def settings(cfg: DictConfig) -> dict:
         "candidates": str(require(cfg, h + "candidates", lambda v: v in CANDIDATES, f"must be one of {CANDIDATES}")),
         "baseline_sites": bool(require(cfg, h + "baseline_sites", lambda v: isinstance(v, bool), "must be a boolean")),
         "merge_km": float(require(cfg, h + "merge_km", lambda v: float(v) > 0, "must be > 0 km")),
+        "point_contrast_min": float(
+            require(cfg, h + "point_contrast_min", lambda v: 0 <= float(v) <= 1, "must be in 0..1 (0: no point test)")
+        ),
+        "point_ring_km": [
+            float(v)
+            for v in require(
+                cfg,
+                h + "point_ring_km",
+                lambda v: len(v) == 2 and 0 <= float(v[0]) < float(v[1]),
+                "must be [inner, outer] km with 0 <= inner < outer",
+            )
+        ],
     }
 
 
@@ -126,6 +138,13 @@ def hybrid_collection(cfg: DictConfig, name: str, s: dict) -> dict:
     z = z_map(mean, n_valid, min_valid=min_valid, smooth_cells=s["smooth_cells"])
     sites["divergence_z"] = site_z(z, sites["peak_lat"], sites["peak_lon"], lat, lon, res, s["window_cells"])
     sites["confirmed"] = np.isfinite(sites["divergence_z"]) & (sites["divergence_z"] >= s["k_sigma"])
+    n_not_point = 0
+    if s["point_contrast_min"] > 0:
+        ring = tuple(s["point_ring_km"])
+        sites["point_contrast"] = point_contrast(z, sites["peak_lat"], sites["peak_lon"], lat, lon, res, ring)
+        sites["confirmed"] &= ~(sites["point_contrast"] < s["point_contrast_min"])  # NaN: cannot be tested, stays
+        area = point_contrast(z, base["peak_lat"], base["peak_lon"], lat, lon, res, ring) < s["point_contrast_min"]
+        base, n_not_point = base[~area], int(area.sum())
     confirmed = sites[sites["confirmed"]].drop(columns="confirmed")
     n_merged = 0
     if s["snap_cells"] > 1:
@@ -138,6 +157,8 @@ def hybrid_collection(cfg: DictConfig, name: str, s: dict) -> dict:
         n_merged = n_before - len(confirmed)
     kept = with_baseline_sites(confirmed, base, s["merge_km"])
     kept["divergence_z"] = site_z(z, kept["peak_lat"], kept["peak_lon"], lat, lon, res, s["window_cells"])
+    if s["point_contrast_min"] > 0:
+        kept["point_contrast"] = point_contrast(z, kept["peak_lat"], kept["peak_lon"], lat, lon, res, ring)
     n_added = int((kept["origin"] == "baseline").sum())
     summary = {
         "collection": name,
@@ -145,12 +166,14 @@ def hybrid_collection(cfg: DictConfig, name: str, s: dict) -> dict:
         "n_confirmed": int(len(kept)) - n_added,
         "n_baseline_sites_added": n_added,
         "n_merged_by_snapping": n_merged,
+        "n_baseline_sites_not_point": n_not_point,
         "settings": {**s, "min_valid": min_valid},
         "rule": "candidate site kept when the baseline's smoothed period flux divergence at its cell is >= k_sigma "
         "robust standard deviations above the map's median; with baseline_sites, the baseline's sites farther than "
         "merge_km from every kept site added; with snap_cells > 1 each kept candidate first moved to the highest "
         "unsmoothed divergence of the snap_cells x snap_cells block around its cell (candidates landing in one cell "
-        "merged)",
+        "merged); with point_contrast_min > 0 a candidate or baseline site is dropped when 1 - (median z over the "
+        "ring point_ring_km around it) / (its z) is below it (an area, not a point source)",
         "inputs": {"detect": str(detect_dir), "baseline": str(baseline_dir)},
     }
     with atomic_path(Path(str(cfg.hybrid.out_dir)) / name, is_dir=True) as tmp:
