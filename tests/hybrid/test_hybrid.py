@@ -337,7 +337,7 @@ def test_the_point_test_drops_an_urban_area_and_keeps_the_stack(blob_world):
     assert list(sites["confirmed"]) == [True, False]
     assert list(kept["origin"]) == ["model"] and kept["point_contrast"].iloc[0] > 0.95
     assert summary["n_baseline_sites_not_point"] == int(on_area.sum())
-    assert summary["settings"]["point_ring_km"] == [15.0, 25.0]
+    assert summary["settings"]["point_ring_km"] == [20.0, 30.0]
 
 
 def _grid(n=41, res=0.05, lat0=30.0):
