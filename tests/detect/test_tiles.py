@@ -211,6 +211,29 @@ def test_context_pass_checks_its_cut_and_skips_empty_windows(demo_net):
             context_stitch(no2, valid, predict, **{"core": 64, "margin": 16, "alignment": 8, **bad})
 
 
+def test_tf32_off_inside_the_block_and_the_settings_before_after_it():
+    """The predictor's TF32 switch is local: a training loop in the same process keeps its own settings, also when
+    a batch fails."""
+    import torch
+
+    from no2hotspots.detect.tiles import tf32_off
+
+    flags = lambda: (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)  # noqa: E731
+    before = flags()
+    try:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, True
+        with tf32_off():
+            assert flags() == (False, False)
+        assert flags() == (True, True)
+        with pytest.raises(RuntimeError, match="batch failed"), tf32_off():
+            raise RuntimeError("batch failed")
+        assert flags() == (True, True)
+        with tf32_off(enabled=False):  # the CPU: nothing touched
+            assert flags() == (True, True)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device (run on a GPU machine)")
 def test_model_predictor_on_cuda_matches_the_cpu(demo_net):
     """detect.device=cuda gives the CPU's maps (TF32 off): far below any threshold's resolution."""
@@ -220,6 +243,10 @@ def test_model_predictor_on_cuda_matches_the_cpu(demo_net):
 
     no2, valid = _field((64, 64, 64), seed=5)  # mol m-2 with a cloud gap; the predictor scales them
     cpu = model_predictor(copy.deepcopy(demo_net), 1e5, device="cpu")(no2, valid)
+    import torch
+
+    torch.backends.cudnn.allow_tf32 = True  # PyTorch's default: the predictor turns it off for its batches only
     gpu = model_predictor(copy.deepcopy(demo_net), 1e5, device="cuda")(no2, valid)
+    assert torch.backends.cudnn.allow_tf32
     assert gpu.shape == cpu.shape and np.isfinite(gpu).all()
     assert np.abs(gpu - cpu).max() < 1e-5

@@ -19,6 +19,7 @@ a mirrored plume is just a plume with a mirrored wind direction; what matters is
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -231,26 +232,41 @@ def model_predictor(net, input_scale: float, *, device: str = "cpu") -> Predicto
 
     The input scaling and mask convention are therefore exactly the training ones. Runs under
     ``torch.inference_mode``; the output is clipped to the contract's range [0, 1]. On CUDA, TF32 is switched off
-    for this process (PyTorch allows it for convolutions by default): the maps then match the CPU's to ~1e-6
-    instead of ~6e-4, so hotspots do not depend on the device (benchmarks/gpu.py, ``agreement``).
+    while a batch runs (:func:`tf32_off`; PyTorch allows it for convolutions by default): the maps then match the
+    CPU's to ~1e-6 instead of ~6e-4, so hotspots do not depend on the device (benchmarks/gpu.py, ``agreement``).
+    The process's own TF32 settings (a training loop in the same process) are left as they were.
     """
     import torch
 
     from ..model.inputs import prepare_input
 
     dev = torch.device(resolve_device(device))
-    if dev.type == "cuda":
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
     net = net.to(dev).eval()
 
     def predict(no2: np.ndarray, valid: np.ndarray) -> np.ndarray:
         x = prepare_input(no2, valid, input_scale, device=dev)
-        with torch.inference_mode():
+        with torch.inference_mode(), tf32_off(dev.type == "cuda"):
             y = net(x).float().reshape(no2.shape).clamp(0.0, 1.0)
             return y.cpu().numpy()
 
     return predict
+
+
+@contextmanager
+def tf32_off(enabled: bool = True):
+    """TF32 off for cuDNN convolutions and CUDA matmuls inside the block (``enabled``), the settings before restored
+    after it, also on an error."""
+    if not enabled:
+        yield
+        return
+    import torch
+
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def resolve_device(device: str) -> str:
