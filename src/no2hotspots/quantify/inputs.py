@@ -149,11 +149,10 @@ def hotspots_of(hot: pd.DataFrame, time: np.datetime64, overpass: str | None) ->
 def read_composite(collection: str, detect_dir: str | Path) -> pd.DataFrame | None:
     """detect's composite hotspots (site_id, peak_lat, peak_lon, ...; checked by
     :func:`no2hotspots.contracts.detections.read_composite`); None where there is no composite.csv."""
-    from ..contracts.detections import COMPOSITE_CSV
-    from ..contracts.detections import read_composite as read_table
+    from ..contracts import detections
 
-    path = Path(detect_dir) / collection / COMPOSITE_CSV
-    return read_table(path) if path.exists() else None
+    path = Path(detect_dir) / collection / detections.COMPOSITE_CSV
+    return detections.read_composite(path) if path.exists() else None
 
 
 def wind_file_spans(paths: list[Path]) -> list[tuple[np.datetime64, np.datetime64] | None]:
