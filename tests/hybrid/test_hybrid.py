@@ -29,11 +29,8 @@ def _add_noise(folder, std=2e-6, seed=0):
         one.to_netcdf(path)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """The baseline stage's output over a noisy plume from cell (30, 20), blowing east, 5 overpasses."""
-    tmp = tmp_path_factory.mktemp("hybrid")
-    ds = _plume_collection(tmp / "ingest" / "test", nt=5)  # the 5 days of the test wind file
+def _noisy_baseline(tmp, ds):
+    """Noise on the collection's overpasses, then the baseline stage over them with the test wind file."""
     _add_noise(tmp / "ingest" / "test")
     winds = _winds(tmp / "winds.nc", ds)
     cfg = compose(
@@ -47,6 +44,14 @@ def world(tmp_path_factory):
     )
     run_baseline(cfg)
     return tmp, ds
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The baseline stage's output over a noisy plume from cell (30, 20), blowing east, 5 overpasses."""
+    tmp = tmp_path_factory.mktemp("hybrid")
+    ds = _plume_collection(tmp / "ingest" / "test", nt=5)  # the 5 days of the test wind file
+    return _noisy_baseline(tmp, ds)
 
 
 @pytest.fixture(scope="module")
@@ -65,19 +70,7 @@ def blob_world(tmp_path_factory):
         one["no2"].values[:] = one["no2"].values + blob
         path.unlink()
         one.to_netcdf(path)
-    _add_noise(tmp / "ingest" / "test")
-    winds = _winds(tmp / "winds.nc", ds)
-    cfg = compose(
-        [
-            f"paths.outputs={tmp}",
-            "baseline.collection=test",
-            "parallel.scheduler=sync",
-            f"+baseline.collections.test.wind_paths=[{winds}]",
-            f"baseline.lifetime_h={TAU / 3600}",
-        ]
-    )
-    run_baseline(cfg)
-    return tmp, ds
+    return _noisy_baseline(tmp, ds)
 
 
 def _sites(folder, ds, cells):
