@@ -16,11 +16,11 @@ mid-sized ones in clusters), the model finds weak ones the divergence's threshol
 
 With ``point_contrast_min`` > 0 (opt-in) a site must also look like a POINT source (:func:`point_contrast`): the
 share of its z that is local, 1 - (median z over the ring ``point_ring_km`` around it) / (z at its cell), at least
-that. A stack's divergence is compact (Beirle et al. 2019: the flux divergence is "highly sensitive for point
-sources"; their 2021 catalogue skips "area sources such as megacities"); an urban area's column, through the sink
-term V / tau, raises the ring as much as the centre. The ring's median, not its mean, so one neighbouring stack in
-it does not count; a site whose ring has no observed cell, or whose own z is not positive, cannot be tested and
-stays.
+that. A stack's divergence is compact (Beirle et al., ESSD 2021: the divergence of the mean flux is "highly
+sensitive for point sources", and their catalogue skips "area sources such as megacities"); an urban area's column,
+through the sink term V / tau, raises the ring as much as the centre. The ring's median, not its mean, so one
+neighbouring stack in it does not count; a site whose ring has no observed cell, or whose own z is not positive,
+cannot be tested and stays.
 """
 
 from __future__ import annotations
