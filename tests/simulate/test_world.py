@@ -81,6 +81,28 @@ def test_distractors_change_the_no2_not_the_target(settings, world):
     assert np.all(diff[~with_area] == 0) and np.all(diff[with_area].max(axis=(1, 2)) > 0)
 
 
+def test_static_columns_change_the_no2_not_the_target_and_are_off_by_default(settings, world):
+    """Static urban columns (the OSSE's persistent blobs): in the NO2 of the scenes that hold them, never in the
+    target; with probability 0 (the default) nothing is drawn, so the default shards stay byte for byte."""
+    from no2hotspots.simulate.fields import static_columns
+
+    rng = np.random.default_rng(3)
+    state = rng.bit_generator.state
+    none, count = static_columns(rng, 5, 64, 0.0, 2, (1.5, 4.5), (1e-5, 5e-5))
+    assert not none.any() and not count.any() and rng.bit_generator.state == state
+    cols, count = static_columns(np.random.default_rng(3), 400, 64, 0.5, 2, (1.5, 4.5), (1e-5, 5e-5))
+    assert 150 < (count > 0).sum() < 250 and set(np.unique(count)) == {0, 1, 2}
+    assert not cols[count == 0].any()
+    peak = cols[count == 1].max(axis=(1, 2))
+    assert peak.max() <= 5e-5 + 1e-9 and np.median(peak) > 1e-5 * 0.5  # a centre near the edge shows part of it
+    on = dataclasses.replace(settings, static_probability=1.0)
+    p = sample_scenes(np.random.default_rng(1), 20, settings, world)
+    a, b = simulate_batch(p, settings, np.random.default_rng(2)), simulate_batch(p, on, np.random.default_rng(2))
+    np.testing.assert_array_equal(a["emission"], b["emission"])
+    assert "n_static_columns" not in a and np.all(b["n_static_columns"] >= 1)
+    assert np.nanmax(b["no2"] - a["no2"]) > 1e-5
+
+
 def test_cluster_windows_keep_real_relative_positions_and_rates(settings, world):
     p = sample_scenes(np.random.default_rng(2), 400, settings, world)
     pop = world.pop
@@ -269,6 +291,9 @@ def test_new_keys_are_checked(sim_overrides):
         ("simulate.pairs.separations_px", [1, 1]),
         ("simulate.sources.neighbour_max_px", 0.5),
         ("simulate.clusters.rotate", "yes"),
+        ("simulate.background.static.probability", 1.2),
+        ("simulate.background.static.radius_px", [4.5, 1.5]),
+        ("simulate.background.static.max_per_scene", 0),
     ]:
         cfg = base.copy()
         OmegaConf.update(cfg, key, value)

@@ -127,6 +127,17 @@ def make_dataset(p: SceneParams, out: dict, scene_id: np.ndarray, attrs: dict) -
                 {"units": "1", "long_name": "relative emission r = (Q - emission_min) / (emission_max - emission_min)"},
             ),
             **_extra_vars(p, out),
+            **(
+                {
+                    "n_static_columns": (
+                        sc,
+                        out["n_static_columns"].astype(np.int8),
+                        {"long_name": "number of static urban columns (not marked; simulate.background.static)"},
+                    )
+                }
+                if "n_static_columns" in out
+                else {}
+            ),
         },
         coords={
             "y": (

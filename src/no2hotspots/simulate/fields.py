@@ -30,6 +30,36 @@ def background(rng, mean, rel_std: float, size_px: int, coarse_px: int) -> np.nd
     return mean * np.maximum(np.float32(1.0) + np.float32(rel_std) * f, np.float32(0.1))
 
 
+def static_columns(
+    rng, n: int, size_px: int, probability: float, max_per_scene: int, radius_px: tuple, amplitude: tuple
+) -> tuple[np.ndarray, np.ndarray]:
+    """Static urban columns [mol m-2] (n, size, size) and their number per scene: with ``probability`` a scene
+    holds 1..``max_per_scene`` Gaussian columns (radius and amplitude uniform in the given ranges, centre uniform in
+    the scene). No plume, no emission: the target never marks them (the OSSE's persistent urban blobs,
+    :mod:`no2hotspots.osse.weather`). Draws nothing from ``rng`` when ``probability`` is 0."""
+    out = np.zeros((n, size_px, size_px), dtype=np.float32)
+    count = np.zeros(n, dtype=np.int64)
+    if probability <= 0:
+        return out, count
+    count = np.where(rng.random(n) < probability, rng.integers(1, max_per_scene + 1, n), 0)
+    k = int(max_per_scene)
+    centre = rng.uniform(0, size_px, (n, k, 2))
+    radius = rng.uniform(radius_px[0], radius_px[1], (n, k))
+    amp = rng.uniform(amplitude[0], amplitude[1], (n, k)) * (np.arange(k)[None, :] < count[:, None])
+    g = np.arange(size_px, dtype=np.float64) + 0.5
+    for m in range(k):
+        on = np.flatnonzero(amp[:, m] > 0)
+        if not on.size:
+            continue
+        dy = (g[None, :] - centre[on, m, 0][:, None]) ** 2
+        dx = (g[None, :] - centre[on, m, 1][:, None]) ** 2
+        w = 2 * radius[on, m] ** 2
+        out[on] += (amp[on, m][:, None, None] * np.exp(-(dy[:, :, None] + dx[:, None, :]) / w[:, None, None])).astype(
+            np.float32
+        )
+    return out, count
+
+
 def cloud_mask(rng, fraction, size_px: int, coarse_px: int) -> np.ndarray:
     """Boolean cloud masks (n, size, size): a smooth field thresholded at each scene's target fraction.
 

@@ -145,6 +145,10 @@ class Settings:
     background_mean_max: float
     background_rel_std: float
     background_coarse_px: int
+    static_probability: float  # share of scenes with 1..static_max static urban columns (not marked)
+    static_max: int
+    static_radius_px: tuple  # (min, max), uniform
+    static_amplitude: tuple  # (min, max) mol m-2, uniform
     noise_std_min: float
     noise_std_max: float
     striping_probability: float
@@ -360,6 +364,10 @@ def from_config(cfg: DictConfig) -> Settings:
         background_mean_max=float(cfg.simulate.background.mean_max),
         background_rel_std=float(r("background.rel_std", nonneg, "must be >= 0")),
         background_coarse_px=r("background.coarse_px", lambda x: _int(x) and x >= 2, "must be an integer >= 2"),
+        static_probability=float(r("background.static.probability", prob, "must be in [0, 1]")),
+        static_max=r("background.static.max_per_scene", lambda x: _int(x) and x >= 1, "must be an integer >= 1"),
+        static_radius_px=_range(cfg, k + "background.static.radius_px"),
+        static_amplitude=_range(cfg, k + "background.static.amplitude_mol_m2", positive=False),
         noise_std_min=float(nmin),
         noise_std_max=float(cfg.simulate.noise.std_max),
         striping_probability=float(r("striping.probability", prob, "must be in [0, 1]")),
