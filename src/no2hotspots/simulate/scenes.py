@@ -440,10 +440,12 @@ def simulate_batch(p: SceneParams, st: Settings, rng: np.random.Generator) -> di
     n, size = p.n, st.size_px
     col = plume_columns(p, st)
     col += fields.background(rng, p.background_mean, st.background_rel_std, size, st.background_coarse_px)
-    static, n_static = fields.static_columns(
-        rng, n, size, st.static_probability, st.static_max, st.static_radius_px, st.static_amplitude
-    )
-    col += static
+    static = {}
+    if st.static_probability > 0:  # off: nothing drawn or written, the default shards stay as they were
+        columns, static["n_static_columns"] = fields.static_columns(
+            rng, n, size, st.static_probability, st.static_max, st.static_radius_px, st.static_amplitude
+        )
+        col += columns
     cloud = clouds(p, st, rng)
     sw = ~np.isnan(p.swath_centre_km)
     direct = np.flatnonzero(~sw)
@@ -472,6 +474,6 @@ def simulate_batch(p: SceneParams, st: Settings, rng: np.random.Generator) -> di
         "emission": emission_map(p, st),
         "cloud_fraction": cloud.reshape(n, -1).mean(axis=1),
         "emission_class": emission_class(p),
-        **({"n_static_columns": n_static} if st.static_probability > 0 else {}),  # the default shards stay as they were
+        **static,
         **source_diagnostics(p, cloud, st),
     }
