@@ -204,3 +204,26 @@ def test_listed_sources_keep_touching_footprints_apart():
     m2 = EmissionMetrics(0.05)
     m2.update(two_blobs, target, None, sources)
     assert m2.compute()["every/source_recall"] == 1.0
+
+
+def test_true_pixels_are_the_listed_blocks_whatever_the_target_clears():
+    """A target with a zero border between touching footprints (simulate.sources.separate_footprints) scores like
+    the merged one when the sources are listed: Table 1's true pixels are the sources' whole blocks; a prediction
+    that leaves the border unmarked loses those pixels' recall under both targets alike."""
+    from no2hotspots.metrics.scores import Sources
+
+    pred, merged = _blank(1)
+    merged[0, 20:24, 20:24] = 0.6
+    merged[0, 20:24, 24:28] = 0.3  # 4 px apart: the blocks touch
+    gapped = merged.clone()
+    gapped[0, 20:24, 24] = 0.0  # the weaker block's column next to the stronger one
+    sources = Sources(np.array([[21.5, 21.5]]), np.array([[21.5, 25.5]]), np.array([[0.6, 0.3]]), footprint_px=4)
+    pred[0] = gapped[0]  # a model that learnt the border
+    out = []
+    for target in (merged, gapped):
+        m = EmissionMetrics(0.05)
+        m.update(pred, target, None, sources)
+        out.append(m.compute())
+    np.testing.assert_equal(out[0], out[1])  # NaN == NaN for the empty classes
+    assert out[0]["every/pixel_recall_q2_all"] == pytest.approx(28 / 32)
+    assert out[0]["every/source_recall"] == 1.0  # the border splits the blob: both sources found

@@ -90,19 +90,21 @@ class EmissionMetrics(Metric):
                 raise ValueError(f"valid must be shaped like target {target.shape}; got {valid.shape}")
         marked = pred >= self.threshold
         if sources is None:
+            true = target > 0
             hidden = hidden_mask(target, self.min_scored_r, valid, self.min_visible_fraction)
             n_hidden, flags = count_components(hidden), None
-        else:
-            hidden, flags = source_masks(sources, target, valid, self.min_scored_r, self.min_visible_fraction)
+        else:  # true pixels: the listed sources' blocks
+            hidden, flags, true = source_masks(sources, target, valid, self.min_scored_r, self.min_visible_fraction)
             n_hidden = flags[: len(target)].sum(axis=1)
-        region = ignore_region(target, hidden, self.dilate_px)
+        region = ignore_region(true, hidden, self.dilate_px)
         scored = np.where(hidden, 0.0, target)
-        self._add("every", pred, target, marked, marked, None, sources, None)
-        self._add("visible", pred, scored, marked, counted_blobs(marked, region), region, sources, flags)
+        self._add("every", pred, target, true, marked, marked, None, sources, None)
+        blobs = counted_blobs(marked, region)
+        self._add("visible", pred, scored, true & ~hidden, marked, blobs, region, sources, flags)
         self.n_hidden.append(torch.as_tensor(np.asarray(n_hidden, dtype=np.int64)))
 
-    def _add(self, conv: str, pred, target, marked, blobs, ignored, sources, skip) -> None:
-        recall, precision, iou = pixel_scores(marked, target > 0, ignored)
+    def _add(self, conv: str, pred, target, true, marked, blobs, ignored, sources, skip) -> None:
+        recall, precision, iou = pixel_scores(marked, true, ignored)
         if sources is None:
             s = source_scores(pred, target, blobs, self.match_distance_px, split=self.split)
         else:

@@ -13,7 +13,8 @@ The convention, in five lines (pred, target: (N, H, W) relative emission; valid:
 5. False-alarm rate = share of scenes without a scored source (empty, and for ``visible`` also hidden-only
    scenes) that hold any counted blob. Nothing else is dropped.
 Where the scenes list their sources (:class:`Sources`: positions, r), sources are those positions and their k x k
-blocks, not the connected components of the target: footprints of sources 1-3 px apart touch.
+blocks, not the connected components of the target: footprints of sources 1-3 px apart touch (and a target made with
+``simulate.sources.separate_footprints`` has a zero border there; the blocks are the true pixels all the same).
 """
 
 from __future__ import annotations
@@ -162,19 +163,23 @@ class Sources:
 
 
 def source_masks(sources: Sources, target, valid, min_scored_r: float, min_visible_fraction: float):
-    """From listed sources: (hidden pixel mask, per-source hidden flags (N, S)). A source is hidden when its r is
-    below ``min_scored_r`` or less than ``min_visible_fraction`` of its block is observed; its pixels count as hidden
+    """From listed sources: (hidden pixel mask, per-source hidden flags (N, S), true pixel mask: the whole block of
+    every listed source with r > 0, whatever the target holds there). A source is hidden when its r is below
+    ``min_scored_r`` or less than ``min_visible_fraction`` of its block is observed; its pixels count as hidden
     unless a scored source's block covers them too."""
     n, h, w = np.asarray(target).shape
     hidden_flag = np.zeros(sources.row.shape, dtype=bool)
     scored_px = np.zeros((n, h, w), dtype=bool)
     hidden_px = np.zeros((n, h, w), dtype=bool)
+    true_px = np.zeros((n, h, w), dtype=bool)
     for i, j, r0, r1, c0, c1 in zip(*sources.blocks(n, (h, w))):
         seen = 1.0 if valid is None else float(np.mean(valid[i, r0:r1, c0:c1])) if r1 > r0 and c1 > c0 else 0.0
         hide = sources.r[i, j] < min_scored_r or (valid is not None and seen < min_visible_fraction)
         hidden_flag[i, j] = hide
         (hidden_px if hide else scored_px)[i, r0:r1, c0:c1] = True
-    return hidden_px & ~scored_px, hidden_flag
+        if sources.r[i, j] > 0:  # as target > 0: a source at r = 0 (normalise_from population_min) has no pixels
+            true_px[i, r0:r1, c0:c1] = True
+    return hidden_px & ~scored_px, hidden_flag, true_px
 
 
 def blob_tops(pred: np.ndarray, blob_lab: np.ndarray, n_blob: int) -> np.ndarray:
