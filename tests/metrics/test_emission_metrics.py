@@ -207,8 +207,8 @@ def test_listed_sources_keep_touching_footprints_apart():
 
 
 def test_true_pixels_are_the_listed_blocks_whatever_the_target_clears():
-    """A target with a zero border between touching footprints (simulate.sources.separate_footprints) scores like
-    the merged one when the sources are listed: Table 1's true pixels are the sources' whole blocks; a prediction
+    """A target with a zero border between touching footprints (the experiment of fec457d) scores like the merged
+    one when the sources are listed: Table 1's true pixels are the sources' whole blocks; a prediction
     that leaves the border unmarked loses those pixels' recall under both targets alike."""
     from no2hotspots.metrics.scores import Sources
 

@@ -139,37 +139,6 @@ def test_merging_sites_within_a_pixel_sums_their_rates():
     assert merge_sites(lat, lon, q, 0.0)[2].size == 4
 
 
-def test_separated_footprints_make_close_pairs_two_peaks_and_leave_the_rest(settings, world):
-    """With sources.separate_footprints a weaker source's footprint loses the cells it shares with a stronger one's
-    and the ring next to it: two sources 2-4 px apart are two regions of the target with 0 between them (merged by
-    their maximum they are one region, the weaker a shoulder of the stronger); sources >= 5 px apart (4x4 blocks
-    that do not touch) and the strongest footprint are unchanged; off (the default) is today's target."""
-    from scipy import ndimage
-
-    from no2hotspots.peaks import split_peaks
-
-    on = dataclasses.replace(settings, separate_footprints=True)
-    p = sample_pairs(np.random.default_rng(5), 16, settings, world, first=0)
-    seps = p.pair_separation_px
-    off_t, on_t = emission_map(p, settings), emission_map(p, on)
-    np.testing.assert_array_equal(off_t, simulate_batch(p, settings, np.random.default_rng(1))["emission"])
-    np.testing.assert_array_equal(on_t, simulate_batch(p, on, np.random.default_rng(1))["emission"])
-    r = p.source_rel_emission[:, :2].astype(np.float32)
-    for i, d in enumerate(seps):
-        n_off = ndimage.label(off_t[i] > 0, structure=np.ones((3, 3)))[1]
-        n_on = ndimage.label(on_t[i] > 0, structure=np.ones((3, 3)))[1]
-        assert on_t[i].max() == off_t[i].max() == r[i].max()
-        assert (on_t[i] == r[i].max()).sum() == 16  # the stronger footprint stays whole
-        assert np.all((on_t[i] == off_t[i]) | (on_t[i] == 0))  # cells are only ever cleared
-        if d >= 5:
-            np.testing.assert_array_equal(on_t[i], off_t[i])
-        elif 2 <= d <= 4:
-            assert n_off == 1 and n_on == 2, (d, n_off, n_on)
-            lab = ndimage.label(on_t[i] > 0, structure=np.ones((3, 3)))[0]
-            assert split_peaks(on_t[i], lab, prominence=0.2, min_separation_px=2).max() == 2
-            assert split_peaks(off_t[i], (off_t[i] > 0).astype(int), prominence=0.2, min_separation_px=2).max() == 1
-
-
 def test_pairs_split_has_the_configured_separations(settings, world):
     seps = settings.pairs.separations_px
     p = sample_pairs(np.random.default_rng(3), 3 * len(seps), settings, world, first=len(seps))
@@ -325,7 +294,6 @@ def test_new_keys_are_checked(sim_overrides):
         ("simulate.background.static.probability", 1.2),
         ("simulate.background.static.radius_px", [4.5, 1.5]),
         ("simulate.background.static.max_per_scene", 0),
-        ("simulate.sources.separate_footprints", 1),
     ]:
         cfg = base.copy()
         OmegaConf.update(cfg, key, value)

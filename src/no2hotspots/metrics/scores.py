@@ -13,8 +13,9 @@ The convention, in five lines (pred, target: (N, H, W) relative emission; valid:
 5. False-alarm rate = share of scenes without a scored source (empty, and for ``visible`` also hidden-only
    scenes) that hold any counted blob. Nothing else is dropped.
 Where the scenes list their sources (:class:`Sources`: positions, r), sources are those positions and their k x k
-blocks, not the connected components of the target: footprints of sources 1-3 px apart touch (and a target made with
-``simulate.sources.separate_footprints`` has a zero border there; the blocks are the true pixels all the same).
+blocks, not the connected components of the target: footprints of sources 1-3 px apart touch. Table 1's true pixels
+are then those blocks too, whatever the target holds in them (the same as ``target > 0`` for the targets simulate
+writes; a target with a 0 border between touching footprints, the experiment of ``fec457d``, scores the same).
 """
 
 from __future__ import annotations

@@ -16,8 +16,6 @@ from .settings import Settings
 
 
 def global_attrs(st: Settings, emission_min: float, emission_max: float) -> dict:
-    # the target's footprint rule (sources.separate_footprints): absent when off, so those shards are as before
-    extra = {"separate_footprints": 1} if st.separate_footprints else {}
     return {
         "Conventions": "CF-1.10",
         "title": "no2hotspots simulated NO2 column scenes (Gaussian column plumes and OSSE puffs)",
@@ -28,7 +26,7 @@ def global_attrs(st: Settings, emission_min: float, emission_max: float) -> dict
         "pixel_size_m": float(st.pixel_size_m),
         "footprint_px": int(st.footprint_px),
         "seed": int(st.seed),
-    } | extra
+    }
 
 
 def make_dataset(p: SceneParams, out: dict, scene_id: np.ndarray, attrs: dict) -> xr.Dataset:

@@ -332,44 +332,17 @@ def plume_columns(p: SceneParams, st: Settings) -> np.ndarray:
 
 def emission_map(p: SceneParams, st: Settings) -> np.ndarray:
     """Target (n, size, size) float32: r over each point source's k x k footprint (the larger r where footprints
-    overlap), 0 elsewhere; area sources are never marked. With ``sources.separate_footprints`` the footprints of
-    neighbours are kept apart (:func:`separate_footprints`)."""
+    overlap), 0 elsewhere; area sources are never marked."""
     n, k = st.size_px, st.footprint_px
     out = np.zeros((p.n, n, n), dtype=np.float32)
     scene, has = _source_arrays(p)
     r0, c0 = footprint_slices(p.source_row[has], p.source_col[has], k)
     rel = p.source_rel_emission[has].astype(np.float32)
-    cells = [(np.clip(r0 + dr, 0, n - 1), np.clip(c0 + dc, 0, n - 1)) for dr in range(k) for dc in range(k)]
-    for rr, cc in cells:
-        np.maximum.at(out, (scene, rr, cc), rel)
-    if st.separate_footprints:
-        owner = np.full(out.shape, -1, dtype=np.int64)
-        sid = np.arange(rel.size, dtype=np.int64)
-        for rr, cc in cells:  # the owner of a cell: the source of its r (the largest); exact ties: the later one
-            top = rel == out[scene, rr, cc]
-            np.maximum.at(owner, (scene[top], rr[top], cc[top]), sid[top])
-        out = separate_footprints(out, owner)
+    for dr in range(k):
+        for dc in range(k):
+            rr, cc = np.clip(r0 + dr, 0, n - 1), np.clip(c0 + dc, 0, n - 1)
+            np.maximum.at(out, (scene, rr, cc), rel)
     return out
-
-
-def separate_footprints(target: np.ndarray, owner: np.ndarray) -> np.ndarray:
-    """``target`` (n, h, w) with a zero border where two sources' footprints meet: a cell owned by one source
-    (``owner``: source id per cell, -1 outside every footprint) is 0 when one of its 8 neighbours belongs to a
-    stronger source (larger r; equal r: larger id). The stronger footprint stays whole and the weaker one loses the
-    cells it shares with it and the ring next to it, so two sources >= 2 px apart are two peaks with a 0 between
-    them, as the product's hotspot split needs (with footprints merged by their maximum, a weaker neighbour is a
-    shoulder of the stronger one, no peak). Footprints that do not touch are unchanged."""
-    n, h, w = target.shape
-    t = np.pad(target, ((0, 0), (1, 1), (1, 1)))
-    o = np.pad(owner, ((0, 0), (1, 1), (1, 1)), constant_values=-1)
-    zero = np.zeros(target.shape, dtype=bool)
-    for di in (-1, 0, 1):
-        for dj in (-1, 0, 1):
-            if di or dj:
-                on, tn = o[:, 1 + di : 1 + di + h, 1 + dj : 1 + dj + w], t[:, 1 + di : 1 + di + h, 1 + dj : 1 + dj + w]
-                stronger = (tn > target) | ((tn == target) & (on > owner))
-                zero |= (owner >= 0) & (on >= 0) & (on != owner) & stronger
-    return np.where(zero, np.float32(0), target).astype(target.dtype)
 
 
 def emission_class(p: SceneParams) -> np.ndarray:

@@ -43,7 +43,6 @@ PAPER_WORLD_FIXED = (
     "sources.normalise_from",
     "sources.merge_within_px",
     "sources.footprint_px",
-    "sources.separate_footprints",
     "noise",
     "output",
     "pairs",
@@ -131,7 +130,6 @@ class Settings:
     neighbour_max_px: float
     edge_margin_px: float
     footprint_px: int
-    separate_footprints: bool  # a 1-px zero border on the weaker side where two sources' footprints meet
     class_weights: tuple
     jitter_sigma: float
     wind_speed_min: float
@@ -349,7 +347,6 @@ def from_config(cfg: DictConfig) -> Settings:
         neighbour_max_px=float(nmax),
         edge_margin_px=float(margin),
         footprint_px=fp,
-        separate_footprints=bool(r("sources.separate_footprints", boolean, "must be true or false")),
         class_weights=tuple(float(v) for v in cw),
         jitter_sigma=float(r("sources.jitter_sigma", nonneg, "must be >= 0")),
         wind_speed_min=float(vmin),
