@@ -55,6 +55,7 @@ def test_chance_floor(case, tmp_path):
     assert floor.set_index(["iy", "ix"]).loc[(1, 1), "found"] and floor["found"].sum() == 1
     assert m["model/chance_floor"] == 0.25 and m["model/chance_floor_total"] == 4
     assert m["model/lowest_bin_over_chance"] == 4.0  # < 2000 bin 1/1 over the floor 1/4
+    assert m["model/lowest_bin_strict_over_chance"] == 0.0  # strict: H3's nearest source lies in another cell
 
 
 def test_neighbour_cells_4_and_8():

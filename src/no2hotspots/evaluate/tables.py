@@ -270,9 +270,9 @@ def _metrics(table: Table, out: dict, floor: dict, s) -> tuple[dict, dict]:
     more["chance_floor"] = num(floor["rate"])
     more["chance_floor_found"] = floor["n_found"]
     more["chance_floor_total"] = floor["n_observed"]
-    lt = out["table2"].set_index("bin")
-    low = lt["rate"].iloc[-2]  # the lowest bin (paper order: highest first, then "all")
-    more["lowest_bin_over_chance"] = num(low / floor["rate"]) if floor["rate"] and not math.isnan(low) else None
+    for key, frame in (("lowest_bin_over_chance", "table2"), ("lowest_bin_strict_over_chance", "table2_strict")):
+        low = out[frame].set_index("bin")["rate"].iloc[-2]  # the lowest bin (paper order: highest first, then "all")
+        more[key] = num(low / floor["rate"]) if floor["rate"] and not math.isnan(low) else None
     p = out["precision"].set_index("level")
     more["hotspot_precision"] = num(p.loc["detection", "precision"])
     more["site_precision"] = num(p.loc["site", "precision"])
