@@ -127,17 +127,6 @@ def make_dataset(p: SceneParams, out: dict, scene_id: np.ndarray, attrs: dict) -
                 {"units": "1", "long_name": "relative emission r = (Q - emission_min) / (emission_max - emission_min)"},
             ),
             **_extra_vars(p, out),
-            **(
-                {
-                    "n_static_columns": (
-                        sc,
-                        out["n_static_columns"].astype(np.int8),
-                        {"long_name": "number of static urban columns (not marked; simulate.background.static)"},
-                    )
-                }
-                if "n_static_columns" in out
-                else {}
-            ),
         },
         coords={
             "y": (
@@ -172,7 +161,7 @@ def _extra_vars(p: SceneParams, out: dict) -> dict:
         "flag_values": np.arange(len(names), dtype=np.int8),
         "flag_meanings": " ".join(names),
     }
-    return {
+    extra = {
         "transport": (sc, p.transport.astype(np.int8), {"long_name": "plume transport model", **n_codes(TRANSPORTS)}),
         "layout": (sc, p.layout.astype(np.int8), {"long_name": "source layout", **n_codes(LAYOUTS)}),
         "wind_direction_range": (
@@ -248,3 +237,10 @@ def _extra_vars(p: SceneParams, out: dict) -> dict:
             {"units": "1", "long_name": "Gaussian radius of the emitting area [px]"},
         ),
     }
+    if "n_static_columns" in out:  # only with simulate.background.static on: default shards as before
+        extra["n_static_columns"] = (
+            sc,
+            out["n_static_columns"].astype(np.int8),
+            {"long_name": "number of static urban columns (not marked; simulate.background.static)"},
+        )
+    return extra
