@@ -33,9 +33,9 @@ from peaks_split import best_of  # benchmarks/ is on sys.path: the script's fold
 from scipy import ndimage
 
 from no2hotspots.config import compose
-from no2hotspots.labelstats import label_centroid
+from no2hotspots.labelstats import half_peak_weights, label_centroid
 from no2hotspots.metrics import Scoring
-from no2hotspots.metrics.scores import blob_tops, label
+from no2hotspots.metrics.scores import label
 from no2hotspots.model.net import build_model
 from no2hotspots.registry.load import load_model
 from no2hotspots.score.evaluate import evaluate
@@ -56,7 +56,7 @@ def centroid_timing(pred: np.ndarray, level: float, repeat: int) -> dict:
     in this run; the two must agree bit for bit."""
     lab, n = label(pred >= level)
     idx = np.arange(1, n + 1)
-    top = blob_tops(pred, lab, n)
+    top = half_peak_weights(pred, lab, n)
     want = np.asarray(ndimage.center_of_mass(top, lab, idx), dtype=np.float64).reshape(-1, 3)
     if not np.array_equal(label_centroid(top, lab, n), want):
         raise SystemExit("label_centroid differs from scipy's center_of_mass")

@@ -142,6 +142,28 @@ def test_label_centroid_equals_ndimage_bit_for_bit(shape):
         label_centroid(v[0], lab, n)
 
 
+def test_half_peak_centroid_is_the_ndimage_rule_of_both_callers():
+    """One rule for a region's location (score stage blobs, composite ``position: centroid``): scipy's centroid of
+    the cells at >= half the region's peak, bit for bit, with cells below half the peak left out."""
+    from no2hotspots.labelstats import half_peak_centroid, half_peak_weights
+
+    rng = np.random.default_rng(3)
+    v = rng.gamma(2.0, size=(4, 40, 40))
+    lab, n = ndimage.label(v > 2.5)
+    idx = np.arange(1, n + 1)
+    peak = np.concatenate([[0.0], ndimage.maximum(v, lab, idx)])
+    top = np.where((lab > 0) & (v >= 0.5 * peak[lab]), v, 0.0)
+    assert 0 < (top[lab > 0] == 0).sum() < (lab > 0).sum()  # some labelled cells fall below half their peak
+    np.testing.assert_array_equal(half_peak_weights(v, lab, n), top)
+    want = np.asarray(ndimage.center_of_mass(top, lab, idx), dtype=np.float64).reshape(-1, 3)
+    assert np.array_equal(half_peak_centroid(v, lab, n), want)
+    # a plume-shaped tail: a peak of 4 at column 2 and a long tail of 1.5 stays at the peak
+    tail = np.zeros((1, 12))
+    tail[0, 2], tail[0, 3:] = 4.0, 1.5
+    lab1, n1 = ndimage.label(tail > 0)
+    assert half_peak_centroid(tail, lab1, n1).tolist() == [[0.0, 2.0]]
+
+
 def _reference_split(
     values: np.ndarray, labels: np.ndarray, *, prominence: float, min_separation_px: int
 ) -> np.ndarray:

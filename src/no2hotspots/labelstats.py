@@ -5,7 +5,8 @@ the score stage's 2,080 x 64 x 64 validation maps that sort was ~30 s of a 150 s
 over the labelled cells only gives the same values (max/min are exact; NaN propagates as in ndimage).
 ``scipy.ndimage.center_of_mass`` sums over every cell of the array, unlabelled ones included (four ``bincount``
 passes over a 256 x 64 x 64 batch for a few % of labelled cells): :func:`label_centroid` makes the same sums over the
-labelled cells only, in the same order, so the same bits.
+labelled cells only, in the same order, so the same bits. :func:`half_peak_centroid` is the one place where a region's
+location is computed (the score stage's blobs and the composite's ``position: centroid`` sites).
 """
 
 from __future__ import annotations
@@ -53,3 +54,17 @@ def label_centroid(weights, labels, n: int) -> np.ndarray:
             [np.bincount(which, weights=wc * c.astype(np.float64), minlength=int(n) + 1)[1:] / total for c in coords],
             axis=-1,
         ).reshape(-1, lab.ndim)
+
+
+def half_peak_weights(values, labels, n: int) -> np.ndarray:
+    """``values`` on each label's cells at >= half that label's peak, 0 elsewhere (unlabelled cells included)."""
+    lab = np.asarray(labels)
+    v = np.asarray(values, dtype=np.float64)
+    peak = np.concatenate([[0.0], label_max(v, lab, n)])
+    return np.where((lab > 0) & (v >= 0.5 * peak[lab]), v, 0.0)
+
+
+def half_peak_centroid(values, labels, n: int) -> np.ndarray:
+    """(n, ndim) float64: each label's location, the ``values``-weighted centroid of its cells at >= half its peak
+    (:func:`half_peak_weights`): the peak, robust to flat tops and not dragged downwind by a plume-shaped tail."""
+    return label_centroid(half_peak_weights(values, labels, n), labels, n)

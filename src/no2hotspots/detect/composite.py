@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
+from ..labelstats import half_peak_centroid
 from .hotspots import label_regions
 
 #: ways to place a composite site (``detect.composite.position``)
@@ -83,7 +84,7 @@ def check_position(position, choices: tuple = POSITIONS, key: str = "detect.comp
 def site_positions(values: np.ndarray, lab: np.ndarray, n: int, position: str = "peak") -> np.ndarray:
     """Fractional (row, col) of regions 1..n of ``lab`` on the map ``values`` (NaN = 0), shape (n, 2): ``peak`` the
     highest cell (first in row-major order on ties), ``centroid`` the value-weighted centroid of the region's cells
-    >= half its peak value."""
+    >= half its peak value (:func:`~no2hotspots.labelstats.half_peak_centroid`, as the score stage's blobs)."""
     from scipy import ndimage
 
     check_position(position)
@@ -93,9 +94,7 @@ def site_positions(values: np.ndarray, lab: np.ndarray, n: int, position: str = 
     idx = np.arange(1, n + 1)
     if position == "peak":
         return np.asarray(ndimage.maximum_position(v, lab, idx), dtype=np.float64).reshape(-1, 2)
-    peak = np.concatenate([[0.0], np.asarray(ndimage.maximum(v, lab, idx), dtype=np.float64)])
-    top = np.where((lab > 0) & (v >= 0.5 * peak[lab]), v, 0.0)
-    return np.asarray(ndimage.center_of_mass(top, lab, idx), dtype=np.float64).reshape(-1, 2)
+    return half_peak_centroid(v, lab, n)
 
 
 def index_to_latlon(pos: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

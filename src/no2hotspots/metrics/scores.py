@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..labelstats import label_centroid, label_max
+from ..labelstats import half_peak_centroid, label_centroid, label_max
 
 CLASS_EDGES = (0.33, 0.66)
 # 8-connectivity within each image, none across the batch axis
@@ -183,13 +183,6 @@ def source_masks(sources: Sources, target, valid, min_scored_r: float, min_visib
     return hidden_px & ~scored_px, hidden_flag, true_px
 
 
-def blob_tops(pred: np.ndarray, blob_lab: np.ndarray, n_blob: int) -> np.ndarray:
-    """The weights of a blob's location: ``pred`` on the blob's cells at >= half its peak, 0 elsewhere. Their
-    centroid is the peak, robust to flat tops and not dragged downwind by a plume-shaped tail."""
-    peak = np.concatenate([[0.0], label_max(pred, blob_lab, n_blob)])
-    return np.where(pred >= 0.5 * peak[blob_lab], pred, 0.0) * (blob_lab > 0)
-
-
 def source_scores_at(
     pred: np.ndarray,
     sources: Sources,
@@ -212,7 +205,7 @@ def source_scores_at(
     blob_lab, n_blob = blob_labels(pred, blobs, split)
     blob_p, blob_sample = np.zeros((0, 3)), np.zeros(0, np.int64)
     if n_blob:
-        blob_p = label_centroid(blob_tops(pred, blob_lab, n_blob), blob_lab, n_blob)
+        blob_p = half_peak_centroid(pred, blob_lab, n_blob)
         blob_sample = np.rint(blob_p[:, 0]).astype(np.int64)
     n_sources = np.bincount(i, minlength=n).astype(np.int64)
     n_blobs = np.bincount(blob_sample, minlength=n).astype(np.int64)
@@ -254,7 +247,7 @@ def source_scores(
         abs_error = np.abs(src_pmax - src_r)
     blob_p, blob_sample = np.zeros((0, 3)), np.zeros(0, np.int64)
     if n_blob:
-        blob_p = label_centroid(blob_tops(pred, blob_lab, n_blob), blob_lab, n_blob)
+        blob_p = half_peak_centroid(pred, blob_lab, n_blob)
         blob_sample = np.rint(blob_p[:, 0]).astype(np.int64)
     n_sources = np.bincount(src_sample, minlength=n).astype(np.int64)
     n_blobs = np.bincount(blob_sample, minlength=n).astype(np.int64)
