@@ -160,31 +160,23 @@ class ShuffleHead(nn.Module):
         dropout: float,
         width: int = 32,
         bias_init: float = -2.0,
-        centres: bool = False,
         **_,
     ):
         super().__init__()
         self.tile, self.up = tile, up
-        #: a second map from the same features, the source-centre heatmap (``model.head.centres``): trained as an
-        #: auxiliary task (``train.centre_weight``), returned only when asked for (``with_centres``)
-        self.centres = bool(centres)
         self.mix = conv3x3(deep_ch + skip_ch, width)
         self.bn = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.dropout = nn.Dropout(dropout)
-        self.out = conv1x1(width, up * up * (2 if self.centres else 1), bias=True)
+        self.out = conv1x1(width, up * up, bias=True)
         self.shuffle = nn.PixelShuffle(up) if up > 1 else nn.Identity()
         nn.init.constant_(self.out.bias, bias_init)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None, with_centres: bool = False):
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         if skip is None:
             raise ValueError("ShuffleHead needs the first stage's features as skip")
         if x.shape[-1] != skip.shape[-1]:
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
         z = self.relu(self.bn(self.mix(torch.cat([x, skip], dim=1))))
-        z = torch.sigmoid(self.shuffle(self.out(self.dropout(z))))  # (N, 1 or 2, H, W): the shuffle keeps maps apart
-        if with_centres:
-            if not self.centres:
-                raise ValueError("this head has no centre map (model.head.centres: false)")
-            return z[:, 0], z[:, 1]
-        return z[:, 0]  # (N, H, W): H = W = tile in training; any multiple of the alignment works
+        z = self.shuffle(self.out(self.dropout(z)))
+        return torch.sigmoid(z)[:, 0]  # (N, H, W): H = W = tile in training; any multiple of the alignment works

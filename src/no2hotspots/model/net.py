@@ -75,22 +75,13 @@ class HotspotNet(nn.Module):
         """True when the network maps inputs of any (aligned) size, not only tile x tile (the head decides)."""
         return bool(getattr(self.head, "fully_convolutional", False))
 
-    @property
-    def has_centres(self) -> bool:
-        """True when the head also gives the source-centre heatmap (``model.head.centres``)."""
-        return bool(getattr(self.head, "centres", False))
-
-    def forward(self, x: torch.Tensor, with_centres: bool = False):
-        """(N, T, T) relative emission; with ``with_centres`` (a head with ``centres``) the pair (relative
-        emission, source-centre heatmap), the second only for training's auxiliary loss."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(self.attention(x))
         skip = None
         for i, stage in enumerate(self.stages):
             x, unpooled = stage(x)
             if i == 0:
                 skip = unpooled
-        if with_centres:
-            return self.head(x, skip, with_centres=True)
         return self.head(x, skip)
 
 
@@ -125,11 +116,6 @@ def check_model_config(model_cfg: Mapping) -> None:
     _target(model_cfg, "", NETWORKS)
     _target(model_cfg, "stem", STEMS)
     _target(model_cfg, "head", HEADS)
-    centres = model_cfg["head"].get("centres", False)
-    if not isinstance(centres, bool):
-        raise ConfigError("model.head.centres", f"must be true or false (got {centres!r})")
-    if centres and not model_cfg["head"]["_target_"].endswith("ShuffleHead"):
-        raise ConfigError("model.head.centres", "only the ShuffleHead has a centre map")
     if model_cfg.get("attention") is not None:
         _target(model_cfg, "attention", ATTENTIONS)
         k = _int(model_cfg["attention"].get("kernel_size", 7), "attention.kernel_size")

@@ -38,12 +38,6 @@ class Batch:
     no2: np.ndarray  # (n, y, x) float32 mol m-2, NaN where invalid
     valid: np.ndarray  # (n, y, x) uint8
     emission: np.ndarray  # (n, y, x) float32 relative emission (target)
-    centres: np.ndarray | None = None  # (n, y, x) float32 source-centre heatmap (train.centre_weight > 0), or None
-
-    def take(self, idx) -> Batch:
-        """The scenes ``idx`` (an index array or a slice) of every array."""
-        c = None if self.centres is None else self.centres[idx]
-        return Batch(self.no2[idx], self.valid[idx], self.emission[idx], c)
 
 
 def split_shards(sim_dir: str | Path, split: str) -> list[Path]:
@@ -131,31 +125,7 @@ def shard_scenes(shard: Path) -> int:
     return int(shards_contract.read_info(shard)["shapes"]["no2"][0])
 
 
-def centre_heatmap(shard: Path, shape: tuple[int, int, int], sigma_px: float) -> np.ndarray:
-    """(n, y, x) float32 target of the source-centre map: per scene the maximum over its listed sources of
-    ``exp(-d^2 / (2 sigma_px^2))``, d the distance to the centre of the source's scored k x k block (the position
-    scoring matches hotspots to: :meth:`no2hotspots.metrics.scores.Sources.blocks`). Every listed source counts,
-    weak ones too; area sources (distractors, static columns) are not listed and stay 0."""
-    from ..metrics.scores import Sources
-
-    info = shards_contract.read_info(shard)
-    if "source_row" not in info["shapes"]:
-        raise InputFileError(shard, "lists no source positions (source_row/col), which train.centre_weight needs")
-    a = shards_contract.load_arrays(shard, ("source_row", "source_col", "source_rel_emission"))
-    n, h, w = shape
-    k = int(info["attrs"].get("footprint_px", 4))
-    sources = Sources(*(a[v].astype(np.float64) for v in ("source_row", "source_col", "source_rel_emission")), k)
-    i, _, r0, r1, c0, c1 = sources.blocks(n, (h, w))
-    out = np.zeros((n, h, w), dtype=np.float32)
-    yy, xx = np.arange(h, dtype=np.float64)[:, None], np.arange(w, dtype=np.float64)[None, :]
-    for s, a0, a1, b0, b1 in zip(i, r0, r1, c0, c1):
-        cy, cx = 0.5 * (a0 + a1) - 0.5, 0.5 * (b0 + b1) - 0.5
-        g = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2.0 * sigma_px * sigma_px))
-        np.maximum(out[s], g.astype(np.float32), out=out[s])
-    return out
-
-
-def _load_shard(shard: Path, centre_sigma_px: float = 0.0) -> Batch:
+def _load_shard(shard: Path) -> Batch:
     """One shard's arrays, checked: a NaN target or a non-finite observed column would poison the model."""
     a = shards_contract.load_arrays(shard)
     em = a["emission"]
@@ -166,8 +136,7 @@ def _load_shard(shard: Path, centre_sigma_px: float = 0.0) -> Batch:
         )
     if np.any(~np.isfinite(a["no2"]) & (a["valid"] > 0)):
         raise InputFileError(shard, "no2 is NaN/inf at pixels marked valid")
-    heat = centre_heatmap(shard, em.shape, centre_sigma_px) if centre_sigma_px > 0 else None
-    return Batch(a["no2"], a["valid"], em, heat)
+    return Batch(a["no2"], a["valid"], a["emission"])
 
 
 class ShardStream:
@@ -177,8 +146,7 @@ class ShardStream:
     epoch])``. ``max_scenes`` caps the scenes per pass (the first ones in stream order). ``world`` > 1: yield this
     ``rank``'s slice ``[rank * b, (rank + 1) * b)`` of every global batch, ``b = batch_size / world`` (needs
     ``drop_last`` and a batch size divisible by ``world``); ``n_scenes``/``n_batches`` stay the global counts.
-    ``prefetch``: read the next shard in a background thread (module docstring). ``centre_sigma_px`` > 0: batches
-    also carry the source-centre heatmap of that width (:func:`centre_heatmap`; ``train.centre_weight``).
+    ``prefetch``: read the next shard in a background thread (module docstring).
     """
 
     def __init__(
@@ -193,7 +161,6 @@ class ShardStream:
         rank: int = 0,
         world: int = 1,
         prefetch: bool = False,
-        centre_sigma_px: float = 0.0,
     ):
         if world > 1 and (not drop_last or batch_size % world or not 0 <= rank < world):
             raise ValueError(f"rank {rank} of {world}: needs drop_last and a batch size divisible by {world}")
@@ -205,7 +172,6 @@ class ShardStream:
         self.max_scenes = max_scenes
         self.drop_last = drop_last
         self.prefetch = bool(prefetch)
-        self.centre_sigma_px = float(centre_sigma_px)
         self._sizes: np.ndarray | None = None  # scenes per shard, read once
 
     def n_scenes(self) -> int:
@@ -234,15 +200,17 @@ class ShardStream:
             idx = rng.permutation(n) if rng is not None else np.arange(n)
             idx = idx[:budget]
             budget -= len(idx)
-            part = data.take(idx)
+            part = Batch(data.no2[idx], data.valid[idx], data.emission[idx])
             carry.append(part)
             n_carry += len(idx)
             while n_carry >= self.batch_size:
                 merged = _concat(carry)
                 b = self.batch_size // self.world
                 lo, hi = self.rank * b, (self.rank + 1) * b
-                yield merged.take(slice(lo, hi))
-                rest = merged.take(slice(self.batch_size, None))
+                yield Batch(merged.no2[lo:hi], merged.valid[lo:hi], merged.emission[lo:hi])
+                rest = Batch(
+                    merged.no2[self.batch_size :], merged.valid[self.batch_size :], merged.emission[self.batch_size :]
+                )
                 carry, n_carry = [rest], rest.no2.shape[0]
         if n_carry and not self.drop_last:
             yield _concat(carry)
@@ -250,14 +218,14 @@ class ShardStream:
     def _loaded(self, shards: list[Path]) -> Iterator[Batch]:
         """The checked arrays of ``shards`` in order; with ``prefetch`` each next one is read while this is used."""
         if not self.prefetch or len(shards) < 2:
-            yield from (_load_shard(s, self.centre_sigma_px) for s in shards)
+            yield from (_load_shard(s) for s in shards)
             return
         with ThreadPoolExecutor(1, thread_name_prefix="shard-prefetch") as pool:
-            pending = pool.submit(_load_shard, shards[0], self.centre_sigma_px)
+            pending = pool.submit(_load_shard, shards[0])
             for k in range(len(shards)):
                 data = pending.result()  # a bad shard raises its own one-line error here, in stream order
                 if k + 1 < len(shards):
-                    pending = pool.submit(_load_shard, shards[k + 1], self.centre_sigma_px)
+                    pending = pool.submit(_load_shard, shards[k + 1])
                 yield data
 
 
@@ -268,5 +236,4 @@ def _concat(parts: list[Batch]) -> Batch:
         np.concatenate([p.no2 for p in parts]),
         np.concatenate([p.valid for p in parts]),
         np.concatenate([p.emission for p in parts]),
-        None if parts[0].centres is None else np.concatenate([p.centres for p in parts]),
     )

@@ -54,11 +54,6 @@ class Loss:
     ``dice_beta`` makes it a Tversky index, ``(2 TP + 1) / (2 TP + 2 (1 - beta) FP + 2 beta FN + 1)`` with soft
     counts: 0.5 is the Dice coefficient (false positives and false negatives weigh alike); above 0.5 missed
     footprint pixels cost more than extra marked pixels, which favours pixel recall over pixel precision.
-
-    With ``centre_weight`` > 0 (a head with ``centres``) an auxiliary term asks the network's second map for a peak
-    at every listed source: ``centre_weight * mean((heat - h)^2 * (1 + centre_positive_weight * h))``, h the
-    Gaussian source-centre target of :func:`no2hotspots.train.data.centre_heatmap`. Detection does not use that
-    map; the term shapes the shared features (README, "Training").
     """
 
     positive_weight: float = 0.0
@@ -66,8 +61,6 @@ class Loss:
     dice_threshold: float = 0.02
     dice_temperature: float = 0.5
     dice_beta: float = 0.5
-    centre_weight: float = 0.0
-    centre_positive_weight: float = 20.0
 
     @classmethod
     def from_config(cls, t) -> Loss:
@@ -79,17 +72,11 @@ class Loss:
             dice_threshold=float(t.dice_threshold),
             dice_temperature=float(t.dice_temperature),
             dice_beta=float(t.dice_beta),
-            centre_weight=float(t.centre_weight),
-            centre_positive_weight=float(t.centre_positive_weight),
         )
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         sq, counts = self.parts(pred, target)
         return sq if counts is None else sq + self.dice_weight * self.tversky(counts)
-
-    def centre_term(self, heat: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """``centre_weight`` x the weighted mean squared error of the source-centre map ``heat`` against ``h``."""
-        return self.centre_weight * (((heat - h) ** 2) * (1.0 + self.centre_positive_weight * h)).mean()
 
     def parts(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The (weighted) mean squared error and, with a Tversky term, its soft counts ``[tp, fp, fn]`` over the
@@ -97,16 +84,15 @@ class Loss:
         err = (pred - target) ** 2
         if self.positive_weight > 0:
             err = err * (1.0 + self.positive_weight * (target > 0).to(err.dtype))
-        sq = err.mean()
         if self.dice_weight <= 0:
-            return sq, None
+            return err.mean(), None
         eps = 1e-7
         z = torch.logit(pred.clamp(eps, 1.0 - eps))
         z0 = math.log(self.dice_threshold / (1.0 - self.dice_threshold))
         soft = torch.sigmoid((z - z0) / self.dice_temperature)
         true = (target > 0).to(soft.dtype)
         tp = (soft * true).sum()
-        return sq, torch.stack([tp, soft.sum() - tp, true.sum() - tp])
+        return err.mean(), torch.stack([tp, soft.sum() - tp, true.sum() - tp])
 
     def tversky(self, counts: torch.Tensor) -> torch.Tensor:
         """``1 - Tversky index`` of soft counts ``[tp, fp, fn]``."""
@@ -115,34 +101,28 @@ class Loss:
         return 1.0 - (2.0 * tp + 1.0) / (2.0 * tp + 2.0 * (1.0 - b) * fp + 2.0 * b * fn + 1.0)
 
 
-def step_loss(
-    loss: Loss, pred: torch.Tensor, y: torch.Tensor, dist: Dist, centres=None
-) -> tuple[torch.Tensor, list[float]]:
+def step_loss(loss: Loss, pred: torch.Tensor, y: torch.Tensor, dist: Dist) -> tuple[torch.Tensor, list[float]]:
     """What to back-propagate on this rank, and the step's sums over all ranks ``[loss x n, MSE x n, n]``.
 
     One process: the loss. K ranks with ``dist.global_batch``: the global batch's loss as one process computes it,
     split so that DDP's gradient average gives its gradient: each rank's squared-error mean (the average of equal
     slices is the global mean) plus the Tversky term of the summed counts, linearised at those counts and scaled
     by K (its gradient reaches each rank's predictions through that rank's counts). Otherwise each rank's own loss.
-    ``centres``: (predicted, target) source-centre maps: their term (a mean, split like the MSE) is added to what is
-    back-propagated, not to the sums (the logged training loss stays the relative-emission loss).
     """
     k = float(len(y))
     mse = float(((pred.detach() - y) ** 2).mean()) * k
     if not (dist.enabled and dist.global_batch):
         value = loss(pred, y)
-        sums = dist.sum([float(value.detach()) * k, mse, k])
-        return (value if centres is None else value + loss.centre_term(*centres)), sums
+        return value, dist.sum([float(value.detach()) * k, mse, k])
     sq, counts = loss.parts(pred, y)
     extra = [] if counts is None else counts.detach().tolist()
     sums = dist.sum([float(sq.detach()) * k, mse, k, *extra])
-    aux = 0.0 if centres is None else loss.centre_term(*centres)
     if counts is None:
-        return sq + aux, sums[:3]
+        return sq, sums[:3]
     c = torch.tensor(sums[3:], dtype=counts.dtype, device=counts.device, requires_grad=True)
     term = loss.tversky(c)
     (grad,) = torch.autograd.grad(term, c)
-    back = sq + loss.dice_weight * dist.world * (grad * counts).sum() + aux
+    back = sq + loss.dice_weight * dist.world * (grad * counts).sum()
     return back, [sums[0] + loss.dice_weight * float(term.detach()) * sums[2], sums[1], sums[2]]
 
 
@@ -185,14 +165,9 @@ def train_epoch(
         x = prepare_input(b.no2, b.valid, input_scale, device=dist.device)
         y = torch.as_tensor(b.emission).to(dist.device)
         optimizer.zero_grad(set_to_none=True)
-        centres = None
-        if loss.centre_weight > 0:
-            pred, heat = model(x, with_centres=True)
-            centres = (heat, torch.as_tensor(b.centres).to(dist.device))
-        else:
-            pred = model(x)
-        value, step = step_loss(loss, pred, y, dist, centres)
-        if not math.isfinite(step[0]) or (centres is not None and not math.isfinite(float(value.detach()))):
+        pred = model(x)
+        value, step = step_loss(loss, pred, y, dist)
+        if not math.isfinite(step[0]):
             raise NonFiniteLoss(
                 f"training loss became {step[0] / step[2]} in epoch {epoch + 1} (batch {i + 1}); "
                 "lower train.lr or check the data; the last good checkpoint is kept"

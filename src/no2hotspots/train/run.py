@@ -77,11 +77,6 @@ def _validate(cfg: DictConfig) -> None:
     require(cfg, t + "dice_threshold", lambda v: 0 < float(v) < 1, "must be in (0, 1)")
     require(cfg, t + "dice_temperature", lambda v: float(v) > 0, "must be > 0")
     require(cfg, t + "dice_beta", lambda v: 0 < float(v) < 1, "must be in (0, 1) (0.5 = Dice)")
-    require(cfg, t + "centre_weight", lambda v: float(v) >= 0, "must be >= 0 (0: no centre-map term)")
-    require(cfg, t + "centre_sigma_px", lambda v: float(v) > 0, "must be > 0")
-    require(cfg, t + "centre_positive_weight", lambda v: float(v) >= 0, "must be >= 0")
-    if float(cfg.train.centre_weight) > 0 and not bool(cfg.model.head.get("centres", False)):
-        raise ConfigError(t + "centre_weight", "> 0 needs a head with a centre map (model.head.centres: true)")
     require(cfg, t + "select", lambda v: v in ("best", "last"), "must be 'best' or 'last'")
     require(cfg, t + "ema_decay", lambda v: v is None or 0 <= float(v) < 1, "must be null (off) or in [0, 1)")
     require(
@@ -203,7 +198,6 @@ def open_data(cfg: DictConfig, dist: Dist) -> Data:
         rank=dist.rank,
         world=dist.world,
         prefetch=dist.device.type == "cuda",  # 1.2-1.3x at batch >= 256 on an H200 (benchmarks/gpu.py)
-        centre_sigma_px=float(t.centre_sigma_px) if float(t.centre_weight) > 0 else 0.0,
     )
     if train.n_batches() == 0:
         raise ConfigError("train.batch_size", f"{t.batch_size} exceeds the {train.n_scenes()} training scenes")
