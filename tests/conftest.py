@@ -48,6 +48,21 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def benchmark_script():
+    """``load(name)``: the module of ``benchmarks/<name>.py`` (the scripts are not a package), for tests of the
+    analysis functions some of them define."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """The read-only ../shared folder beside the checkout (development/CI only; the product never needs it)."""
     for cand in (REPO.parent / "shared", REPO / "shared", Path("/work/shared")):

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
 
-def _script():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "quantify_structure.py"
-    spec = importlib.util.spec_from_file_location("quantify_structure", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_puff_scenes_are_estimated_at_the_source_with_the_quantify_wind():
+def test_puff_scenes_are_estimated_at_the_source_with_the_quantify_wind(benchmark_script):
     """Scenes drawn as the simulator draws its puff scenes (independent seed), each method at the true source: the
     ratios are near 1 (the scene, source position and wind are oriented as the estimators take them: a flipped axis
     or a wind from the wrong side gives ratios far off), and the residence time R / U / tau is the puffs' own."""
-    mod = _script()
+    mod = benchmark_script("quantify_structure")
     res = mod.run(24, seed=5)
     assert set(res["ratio"]) == {"csf", "ime", "divergence"}
     for m, r in res["ratio"].items():

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
 from no2hotspots.metrics.scores import Sources
@@ -12,21 +9,13 @@ from no2hotspots.metrics.scores import Sources
 SPLIT = {"prominence": 0.2, "min_separation_px": 2}
 
 
-def _script():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "pair_failures.py"
-    spec = importlib.util.spec_from_file_location("pair_failures", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _bump(m: np.ndarray, row: float, col: float, peak: float, width: float = 1.2) -> None:
     yy, xx = np.mgrid[0:64, 0:64].astype(float)
     np.maximum(m, peak * np.exp(-((yy - row) ** 2 + (xx - col) ** 2) / (2 * width**2)), out=m)
 
 
-def test_each_class_is_told_apart():
-    mod = _script()
+def test_each_class_is_told_apart(benchmark_script):
+    mod = benchmark_script("pair_failures")
     # two sources 6 px apart on one row in every scene; 4 x 4 blocks centred on (20.5, 20.5) and (20.5, 26.5)
     rows = np.full((5, 2), 20.5)
     cols = np.tile([20.5, 26.5], (5, 1))
