@@ -4,9 +4,11 @@ For the OSSE collection of one or more ``make demo`` (or ``dvc exp``) workspaces
 (``outputs/detect/osse/hotspots.csv``) by their distance in cells from the ingest grid's outer edge (0 = the
 outermost row or column), each band's count and share within ``--match-km`` of a truth source (any source of the
 OSSE, those in the grid's margin included). The context pass reads what lies beyond a grid as unobserved; the blend
-tiling's tiles end flush with it. Writes nothing; prints one line per workspace and band.
+tiling's tiles end flush with it. With ``--gaps`` the same by the distance from the peak to the nearest cell its own
+overpass did not observe (a cloud gap, the swath's end, or beyond the grid; 0 = the peak's cell itself), from the
+ingest's overpass files. Writes nothing; prints one line per workspace and band.
 
-    .venv/bin/python benchmarks/edge_hotspots.py WS [WS ...] [--collection osse]
+    .venv/bin/python benchmarks/edge_hotspots.py WS [WS ...] [--collection osse] [--gaps]
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import xarray as xr
+from scipy import ndimage
 
 from no2hotspots.contracts import grid as grid_contract
 from no2hotspots.detect.composite import peak_cells
@@ -25,11 +30,26 @@ from no2hotspots.evaluate.geo import PointIndex
 BANDS = ((0, 1), (2, 3), (4, 9), (10, None))
 
 
+def gap_distance(h: pd.DataFrame, overpasses: Path, res: float) -> np.ndarray:
+    """Per hotspot, the chessboard distance in cells from its peak to the nearest cell its overpass did not observe
+    (NaN NO2; beyond the overpass file's part of the grid counts as unobserved)."""
+    out = np.zeros(len(h), dtype=np.int64)
+    for name, rows in h.groupby("overpass").groups.items():
+        with xr.open_dataset(overpasses / f"{name}.nc") as ds:
+            seen = np.isfinite(ds["no2"].values)
+            lat, lon = ds["lat"].values, ds["lon"].values
+        dist = ndimage.distance_transform_cdt(np.pad(seen, 1), metric="chessboard")[1:-1, 1:-1]
+        i, j = peak_cells(h.loc[rows, "peak_lat"], h.loc[rows, "peak_lon"], lat, lon, res)
+        out[h.index.get_indexer(rows)] = dist[i, j]
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("workspaces", nargs="+")
     ap.add_argument("--collection", default="osse")
     ap.add_argument("--match-km", type=float, default=10.0)
+    ap.add_argument("--gaps", action="store_true", help="also by the distance to the overpass's unobserved cells")
     args = ap.parse_args(argv)
     for ws in map(Path, args.workspaces):
         out = ws / "outputs"
@@ -43,14 +63,18 @@ def main(argv=None) -> int:
         d = edge_distance(i, j, (len(lat), len(lon)))
         ok = near.any_within(h["peak_lat"].to_numpy(float), h["peak_lon"].to_numpy(float), args.match_km)
         tiling = json.loads((out / "detect" / args.collection / "detect.json").read_text())["params"].get("tiling")
-        for lo, hi in BANDS:
-            m = (d >= lo) & (d <= (hi if hi is not None else d.max()))
-            share = f"{ok[m].mean():.3f}" if m.any() else "n/a"
-            band = f"{lo}-{hi}" if hi is not None else f">={lo}"
-            print(
-                f"{ws} ({tiling}): {len(h)} hotspots; {band:>5} cells from the edge: {int(m.sum())},"
-                f" near a source {share}"
-            )
+        dists = {"the edge": d}
+        if args.gaps:
+            dists["an unobserved cell"] = gap_distance(h, out / "ingest" / args.collection / "overpasses", res)
+        for what, dd in dists.items():
+            for lo, hi in BANDS:
+                m = (dd >= lo) & (dd <= (hi if hi is not None else dd.max()))
+                share = f"{ok[m].mean():.3f}" if m.any() else "n/a"
+                band = f"{lo}-{hi}" if hi is not None else f">={lo}"
+                print(
+                    f"{ws} ({tiling}): {len(h)} hotspots; {band:>5} cells from {what}: {int(m.sum())},"
+                    f" near a source {share}"
+                )
     return 0
 
 
