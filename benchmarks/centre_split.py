@@ -28,9 +28,8 @@ import torch
 
 from no2hotspots.contracts import shards as contract
 from no2hotspots.labelstats import half_peak_centroid
-from no2hotspots.metrics.scores import Sources, label, match_nearest
+from no2hotspots.metrics.scores import Sources, blob_labels, match_nearest
 from no2hotspots.model.inputs import prepare_input
-from no2hotspots.peaks import split_peaks_stack
 from no2hotspots.score.evaluate import listed_sources
 from no2hotspots.score.run import load_trained
 from no2hotspots.train.data import ShardStream, split_shards
@@ -58,9 +57,7 @@ def run_model(loaded, shards: list[Path]) -> tuple[np.ndarray, np.ndarray | None
 def scores(pred, split_values, position_values, src: Sources, prominence: float):
     """Per scene: listed sources, regions, matched sources."""
     n = len(pred)
-    lab, nb = label(pred >= THRESHOLD)
-    if prominence < 1 and nb:
-        lab, nb = split_peaks_stack(split_values, lab, prominence=prominence, min_separation_px=MIN_SEP)
+    lab, nb = blob_labels(split_values, pred >= THRESHOLD, {"prominence": prominence, "min_separation_px": MIN_SEP})
     i, _, r0, r1, c0, c1 = src.blocks(n, pred.shape[1:])
     centres = np.stack([0.5 * (r0 + r1) - 0.5, 0.5 * (c0 + c1) - 0.5], axis=1)
     at = half_peak_centroid(position_values, lab, nb) if nb else np.zeros((0, 3))

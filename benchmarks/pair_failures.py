@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from no2hotspots.contracts import shards as contract
-from no2hotspots.metrics.scores import Sources, blob_labels, source_scores_at
+from no2hotspots.metrics.scores import Sources, source_scores_at
 from no2hotspots.model.inputs import prepare_input
 from no2hotspots.score.evaluate import listed_sources
 from no2hotspots.score.run import load_trained
@@ -45,26 +45,16 @@ def predictions(model_dir: Path, shards: list[Path], batch: int = 128) -> np.nda
 
 
 def classify(pred: np.ndarray, sources: Sources, threshold: float, match_px: float, split: dict) -> np.ndarray:
-    """(N,) class index (:data:`CLASSES`) per two-source scene; -1 where a scene does not list two sources."""
-    out = np.full(len(pred), -1, dtype=np.int64)
-    for n in range(len(pred)):
-        one = Sources(sources.row[n : n + 1], sources.col[n : n + 1], sources.r[n : n + 1], sources.footprint_px)
-        p = pred[n : n + 1]
-        _, j, r0, r1, c0, c1 = one.blocks(1, p.shape[1:])
-        if len(j) != 2:
-            continue
-        s = source_scores_at(p, one, p >= threshold, match_px, split=split)
-        block_max = [p[0, a:b, c:d].max(initial=0.0) for a, b, c, d in zip(r0, r1, c0, c1)]
-        _, n_blobs = blob_labels(p, p >= threshold, split)
-        if s.n_matched[0] >= 2:
-            out[n] = 0
-        elif min(block_max) < threshold:
-            out[n] = 1
-        elif n_blobs < 2:
-            out[n] = 2
-        else:
-            out[n] = 3
-    return out
+    """(N,) class index (:data:`CLASSES`) per two-source scene; -1 where a scene does not list two sources. One pass
+    of the score stage's rule over the whole stack (its regions never span two maps)."""
+    n = len(pred)
+    s = source_scores_at(pred, sources, pred >= threshold, match_px, split=split)
+    i, _, r0, r1, c0, c1 = sources.blocks(n, pred.shape[1:])
+    weakest = np.full(n, np.inf)  # the lower of the predicted maxima over the scene's source blocks
+    block_max = [pred[a, b:c, d:e].max(initial=0.0) for a, b, c, d, e in zip(i, r0, r1, c0, c1)]
+    np.minimum.at(weakest, i, np.asarray(block_max, dtype=np.float64))
+    cls = np.select([s.n_matched >= 2, weakest < threshold, s.n_blobs < 2], [0, 1, 2], default=3)
+    return np.where(s.n_sources == 2, cls, -1)
 
 
 def main() -> None:
