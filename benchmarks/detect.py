@@ -51,31 +51,20 @@ def bench_model(name: str, no2, valid, *, stride: int, batch_size: int, device: 
     n = no2.shape[-1]
     lat, lon = np.linspace(-25, -25 + 0.05 * (n - 1), n), np.linspace(25, 25 + 0.05 * (n - 1), n)
     area = np.full((n, n), 30.0)
-    obs = np.ones((n, n), int)
 
     warm, _ = stitch(no2[:, :64, :64], valid[:, :64, :64], predict, batch_size=batch_size)  # warm-up
-    find_hotspots(
-        warm,
-        lat[:64],
-        lon[:64],
-        np.array(["2021-01-01"]),
-        cell_area_km2=area[:64, :64],
-        obs_count=obs[:64, :64],
-        emission_min=0.0,
-        emission_max=1.0,
-    )
+    find_hotspots(warm[0], lat[:64], lon[:64], cell_area_km2=area[:64, :64], emission_min=0.0, emission_max=1.0)
     full = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         rel, counts = stitch(no2, valid, predict, stride=stride, batch_size=batch_size)
         t1 = time.perf_counter()
         df, _ = find_hotspots(
-            rel,
+            rel[0],
             lat,
             lon,
-            np.array(["2021-01-01"]),
             cell_area_km2=area,
-            obs_count=obs,
+            valid=valid[0],
             emission_min=0.0,
             emission_max=1.0,
             threshold=0.2,
