@@ -5,8 +5,8 @@ For the OSSE collection of one or more ``make demo`` (or ``dvc exp``) workspaces
 outermost row or column), each band's count and share within ``--match-km`` of a truth source (any source of the
 OSSE, those in the grid's margin included). The context pass reads what lies beyond a grid as unobserved; the blend
 tiling's tiles end flush with it. With ``--gaps`` the same by the distance from the peak to the nearest cell its own
-overpass did not observe (a cloud gap, the swath's end, or beyond the grid; 0 = the peak's cell itself), from the
-ingest's overpass files. Writes nothing; prints one line per workspace and band.
+overpass did not observe (a cloud gap, the swath's end, or beyond the grid; 0 = the peak's cell itself), the hotspot
+table's ``gap_cells`` column. Writes nothing; prints one line per workspace and band.
 
     .venv/bin/python benchmarks/edge_hotspots.py WS [WS ...] [--collection osse] [--gaps]
 """
@@ -17,10 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import xarray as xr
-from scipy import ndimage
 
 from no2hotspots.contracts import grid as grid_contract
 from no2hotspots.detect.composite import peak_cells
@@ -28,20 +25,6 @@ from no2hotspots.detect.hotspots import edge_distance
 from no2hotspots.evaluate.geo import PointIndex
 
 BANDS = ((0, 1), (2, 3), (4, 9), (10, None))
-
-
-def gap_distance(h: pd.DataFrame, overpasses: Path, res: float) -> np.ndarray:
-    """Per hotspot, the chessboard distance in cells from its peak to the nearest cell its overpass did not observe
-    (NaN NO2; beyond the overpass file's part of the grid counts as unobserved)."""
-    out = np.zeros(len(h), dtype=np.int64)
-    for name, rows in h.groupby("overpass").groups.items():
-        with xr.open_dataset(overpasses / f"{name}.nc") as ds:
-            seen = np.isfinite(ds["no2"].values)
-            lat, lon = ds["lat"].values, ds["lon"].values
-        dist = ndimage.distance_transform_cdt(np.pad(seen, 1), metric="chessboard")[1:-1, 1:-1]
-        i, j = peak_cells(h.loc[rows, "peak_lat"], h.loc[rows, "peak_lon"], lat, lon, res)
-        out[h.index.get_indexer(rows)] = dist[i, j]
-    return out
 
 
 def main(argv=None) -> int:
@@ -65,7 +48,11 @@ def main(argv=None) -> int:
         tiling = json.loads((out / "detect" / args.collection / "detect.json").read_text())["params"].get("tiling")
         dists = {"the edge": d}
         if args.gaps:
-            dists["an unobserved cell"] = gap_distance(h, out / "ingest" / args.collection / "overpasses", res)
+            if "gap_cells" not in h:
+                raise SystemExit(
+                    f"{ws}: hotspots.csv has no gap_cells column (detected before it had one): rerun detect"
+                )
+            dists["an unobserved cell"] = h["gap_cells"].to_numpy()
         for what, dd in dists.items():
             for lo, hi in BANDS:
                 m = (dd >= lo) & (dd <= (hi if hi is not None else dd.max()))

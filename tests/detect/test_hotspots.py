@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from no2hotspots.detect.grid import cell_area_km2
-from no2hotspots.detect.hotspots import find_hotspots, label_regions
+from no2hotspots.detect.hotspots import find_hotspots, gap_distance, label_regions
 
 from .helpers import make_grid
 
@@ -116,3 +116,28 @@ def test_no_hotspot_gives_an_empty_list():
         emission_max=1,
     )
     assert rows == [] and not ids.any()
+
+
+def test_gap_distance_counts_cells_to_the_nearest_unobserved_cell_or_the_field_edge():
+    valid = np.ones((9, 12), bool)
+    valid[2:4, 7:9] = False  # a cloud gap
+    d = gap_distance(valid)
+    assert d[2, 7] == d[3, 8] == 0  # unobserved cells themselves
+    assert d[1, 6] == d[4, 9] == 1  # diagonal neighbours (chessboard)
+    assert d[0, 0] == d[8, 11] == 1  # the outermost ring: the field ends beside it
+    assert d[4, 3] == 4 and d[6, 4] == 3  # nearer the edge than the gap
+    assert gap_distance(np.zeros((3, 3), bool)).max() == 0
+
+
+def test_hotspots_carry_their_distance_to_a_gap():
+    ds = make_grid(None, ny=40, nx=50, nt=1, lat0=-24.0, lon0=27.0)
+    rel = _two_blobs()[0]
+    kw = dict(cell_area_km2=cell_area_km2(ds), emission_min=0.0, emission_max=1.0, threshold=0.2)
+    rows, _ = find_hotspots(rel, ds["lat"].values, ds["lon"].values, **kw)
+    # blob A peaks at (6, 7): 7 cells to beyond the first row; blob B at (30, 40): 10 to beyond the last row and
+    # column; the NaN cell at (21, 21) is farther from both
+    assert [r["gap_cells"] for r in rows] == [7, 10]
+    valid = np.ones(rel.shape, bool)
+    valid[28:30, 36:39] = False  # a gap two cells north-west of B's peak, given as the overpass's valid mask
+    rows, _ = find_hotspots(rel, ds["lat"].values, ds["lon"].values, valid=valid, **kw)
+    assert [r["gap_cells"] for r in rows] == [7, 2]

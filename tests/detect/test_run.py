@@ -61,6 +61,9 @@ def test_products_exist_and_are_valid(tmp_path, detect_cfg):
     assert first.peak_rel_emission.iloc[0] == pytest.approx(r_peak, rel=1e-5)
     assert first.nox_rate_estimate_t_per_yr.iloc[0] == pytest.approx(100 + r_peak * 20000, rel=1e-5)
     assert (df.obs_count == 2).all() and (df.area_km2 > 0).all() and (df.n_cells >= 1).all()
+    # cells to the nearest unobserved one: the gap (rows 0-9, columns 60-89) for the first, the grid's west edge for
+    # the second (beyond the grid is unobserved)
+    assert list(first.gap_cells) == [21, 11]
 
     em = xr.open_dataset(out / "overpasses" / "granule_000.nc")
     assert em["relative_emission"].dims == ("lat", "lon") and em["relative_emission"].attrs["units"] == "1"

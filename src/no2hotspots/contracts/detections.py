@@ -48,6 +48,7 @@ COLUMNS = (
     "nox_rate_estimate_t_per_yr",
     "area_km2",
     "n_cells",
+    "gap_cells",
     "obs_count",
 )
 
@@ -67,6 +68,11 @@ COLUMN_DOCS = {
     ),
     "area_km2": "area of the region's cells on the sphere [km2]",
     "n_cells": "number of grid cells in the region",
+    "gap_cells": (
+        "distance in cells (chessboard) from the peak cell to the nearest cell this overpass did not observe "
+        "(a cloud gap, the swath's end, or beyond the grid; 1 = next to one): hotspots beside a gap are less often "
+        "at a source"
+    ),
     "obs_count": "overpasses observing the peak cell over the period (the ingest grid's obs_count)",
 }
 

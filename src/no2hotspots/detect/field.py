@@ -70,6 +70,7 @@ def detect_field(ds: xr.Dataset, loaded, s: dict[str, Any], *, desc: str = "dete
         prominence=float(s["peaks"]["prominence"]),
         min_separation_px=int(s["peaks"]["min_separation_px"]),
         edge_cells=int(s["edge_cells"]),
+        valid=valid,
     )
     return {"valid": valid, "relative_emission": rel, "hotspot_id": ids, "hotspots": rows, "counts": counts}
 

@@ -5,6 +5,9 @@ One hotspot per region and overpass. With ``edge_cells`` > 0 (opt-in), a region 
 outer edge of the overpass's field is no hotspot: whether it peaks there or beyond cannot be told (an ingest
 overpass is the part of the collection grid its granule reaches; nothing beyond it was observed), and NO2 carried
 in from outside the field piles up there (as scikit-image's ``peak_local_max`` excludes the border).
+``gap_cells`` is the chessboard distance in cells from the region's peak to the nearest cell the overpass did not
+observe (a cloud gap, the swath's end, or beyond the field: 1 = next to one): hotspots beside a gap are less often at
+a source (the model sees a cut plume or a jump in the field there; README "Limitations"), so users can filter on it.
 ``nox_rate_estimate_t_per_yr`` maps the region's peak relative emission back to a NOx rate with the training range
 stored in the model (r = (Q - Qmin) / (Qmax - Qmin)); it is an ESTIMATE that inherits every simulation/reality
 mismatch of the model (the paper's stated limitation: no absolute emissions).
@@ -29,6 +32,13 @@ def edge_distance(i, j, shape: tuple[int, int]) -> np.ndarray:
     column)."""
     i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
     return np.minimum.reduce([i, shape[0] - 1 - i, j, shape[1] - 1 - j])
+
+
+def gap_distance(valid: np.ndarray) -> np.ndarray:
+    """Chessboard distance in cells from each cell of a 2-D ``valid`` mask to the nearest unobserved cell (``valid``
+    False, or beyond the mask's outer edge: the field ends there); 0 on unobserved cells."""
+    padded = np.pad(np.asarray(valid, dtype=bool), 1)
+    return ndimage.distance_transform_cdt(padded, metric="chessboard")[1:-1, 1:-1].astype(np.int64)
 
 
 def label_regions(
@@ -68,11 +78,13 @@ def find_hotspots(
     prominence: float = 1.0,
     min_separation_px: int = 2,
     edge_cells: int = 0,
+    valid: np.ndarray | None = None,
 ) -> tuple[list[dict], np.ndarray]:
     """Hotspots of one overpass's map ``rel (lat, lon)``: one row per region (``overpass_hotspot`` = 1, 2, ...
     by descending peak; peak position, peak and summed relative emission, NOx estimate, area, cells) and the
     int32 image of region numbers (0 = no hotspot). Regions whose peak lies fewer than ``edge_cells`` cells from
-    the map's outer edge (1: on its outermost row or column) are left out of both (0: none)."""
+    the map's outer edge (1: on its outermost row or column) are left out of both (0: none). ``valid`` (bool, the
+    map's shape) marks the cells the overpass observed, for ``gap_cells`` (default: where ``rel`` is finite)."""
     rel = np.asarray(rel, dtype=np.float32)
     lab, n = label_regions(rel, threshold, min_cells, prominence=prominence, min_separation_px=min_separation_px)
     ids = np.zeros(rel.shape, dtype=np.int32)
@@ -85,6 +97,7 @@ def find_hotspots(
     sums = np.asarray(ndimage.sum(r, lab, idx), dtype=float)
     areas = np.asarray(ndimage.sum(cell_area_km2, lab, idx), dtype=float)
     ncell = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+    gap = gap_distance(np.isfinite(rel) if valid is None else valid)
     order = np.lexsort((idx, -peak_val))  # by peak, ties by region label (row-major position): the same everywhere
     if edge_cells > 0:
         pi, pj = np.asarray(peaks, dtype=np.int64).reshape(-1, 2).T
@@ -106,6 +119,7 @@ def find_hotspots(
                 "nox_rate_estimate_t_per_yr": float(nox_estimate(peak_val[k], emission_min, emission_max)),
                 "area_km2": float(areas[k]),
                 "n_cells": int(ncell[k]),
+                "gap_cells": int(gap[i, j]),
             }
         )
     return rows, ids

@@ -23,7 +23,7 @@ holds several peaks), ``mask_invalid``, ``batch_size``, ``resolution_deg``, ``ma
 Output (a JSON object): ``cells`` (column lists in input row order: ``overpass``, ``lat``, ``lon``,
 ``relative_emission`` (null where masked), ``hotspot`` (the cell's hotspot number within its overpass, 0 =
 none)), ``hotspots`` (one object per hotspot: ``overpass``, ``overpass_hotspot``, ``peak_lat``, ``peak_lon``,
-``peak_rel_emission``, ``sum_rel_emission``, ``nox_rate_estimate_t_per_yr``, ``area_km2``, ``n_cells``),
+``peak_rel_emission``, ``sum_rel_emission``, ``nox_rate_estimate_t_per_yr``, ``area_km2``, ``n_cells``, ``gap_cells``),
 ``overpasses`` (per overpass: grid shape, step, valid cells, tiles run), ``params`` (the values used), ``model``
 (input scale, training emission range, pixel size, run id) and ``note`` (what the NOx estimate is).
 """
@@ -71,6 +71,7 @@ HOTSPOT_FIELDS = (
     "nox_rate_estimate_t_per_yr",
     "area_km2",
     "n_cells",
+    "gap_cells",
 )
 #: the model metadata returned with every answer
 META_FIELDS = ("input_scale", "emission_min_t_per_yr", "emission_max_t_per_yr", "pixel_size_m", "tile_size", "run_id")
