@@ -462,7 +462,7 @@ def map_once(
     if sampler:
         sampler.start()
     try:
-        rows = run()
+        rows = list(run())  # _on_dask yields the results (parallel.iter_units): run them inside the timing
     finally:
         if sampler:
             sampler.stop()
