@@ -153,11 +153,17 @@ def score(root: Path, name: str, extra: list[str], table: str) -> dict:
     }
 
 
+def fmt(v: float | None) -> str:
+    """A figure for the printout (``n/a`` when undefined, e.g. a recall with no observed source or a Jaccard of two
+    empty sets)."""
+    return "n/a" if v is None else f"{v:.3f}"
+
+
 def show(row: dict) -> None:
     print(
-        f"{row['rule']:54s} rows {row['rows']:4d} sites {row['sites']:4d} site prec {row['site_precision']:.3f} "
-        f"row prec {row['row_precision']:.3f} recall {row['recall_nearest']:.3f} F1 {row['f1']:.3f} "
-        f"(rows {row['f1_rows']:.3f}) strict "
+        f"{row['rule']:54s} rows {row['rows']:4d} sites {row['sites']:4d} site prec {fmt(row['site_precision'])} "
+        f"row prec {fmt(row['row_precision'])} recall {fmt(row['recall_nearest'])} F1 {fmt(row['f1'])} "
+        f"(rows {fmt(row['f1_rows'])}) strict "
         + " / ".join(f"{100 * (row[f'strict_{b}'] or 0):.0f}" for b in BINS)
         + f" chance {100 * (row['chance_floor'] or 0):.1f}",
         flush=True,

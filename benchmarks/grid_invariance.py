@@ -43,7 +43,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from composite_rule import BINS, score, stage  # noqa: E402  (benchmarks/ is on sys.path: the script's folder)
+from composite_rule import BINS, fmt, score, stage  # noqa: E402  (benchmarks/ is on sys.path: the script's folder)
 
 from no2hotspots.evaluate.geo import EARTH_RADIUS_KM, PointIndex  # noqa: E402
 from no2hotspots.evaluate.overlap import assign_bins, bin_edges_and_labels  # noqa: E402
@@ -93,11 +93,6 @@ def sources_near(table: pd.DataFrame, src: pd.DataFrame, match_km: float) -> set
     the set, as it does under the nearest rule)."""
     near = PointIndex(table["peak_lat"], table["peak_lon"]).any_within(src["lat"], src["lon"], match_km)
     return set(src["id"].to_numpy()[near])
-
-
-def fmt(v: float | None) -> str:
-    """A figure for the printout (``n/a`` when undefined, e.g. a Jaccard of two empty sets)."""
-    return "n/a" if v is None else f"{v:.3f}"
 
 
 def jaccard(a: set, b: set) -> float | None:
@@ -310,8 +305,8 @@ def main(argv=None) -> int:
             f"{name:9s} hotspots {x['n_hotspots']:6d} ({100 * x['share_hotspots_matched']:.1f} % matched) pairs "
             f"{x['n_matched_pairs']:6d} sources "
             f"{x['n_sources_found']:4d} composite {x['n_composite_sources']:4d} | Jaccard vs ref: pairs "
-            f"{x['jaccard_pairs_vs_ref']:.3f} sources {x['jaccard_sources_vs_ref']:.3f} composite "
-            f"{x['jaccard_composite_vs_ref']:.3f} | peak-source {o.get('distance_km_median')} km, along-wind "
+            f"{fmt(x['jaccard_pairs_vs_ref'])} sources {fmt(x['jaccard_sources_vs_ref'])} composite "
+            f"{fmt(x['jaccard_composite_vs_ref'])} | peak-source {o.get('distance_km_median')} km, along-wind "
             f"{o.get('along_wind_km_median')} km ({o.get('along_wind_km_16_84')}), |cross| "
             f"{o.get('cross_wind_abs_km_median')} km",
             flush=True,
