@@ -8,10 +8,12 @@ summed over the overpasses, with their F1; for each detect folder (e.g. the blen
 a filter of the stage's r >= 0.2 hotspots, not a rerun at that threshold). A year's per-overpass chance floor
 saturates; this asks what one overpass's hotspots are worth. ``--edge-cells N ...`` also scores, per N, the hotspots
 left when those whose peak lies within N cells of the grid's outer edge are dropped (0 = none dropped; the edge rule
-the context pass invites: it reads beyond the grid as unobserved).
+the context pass invites: it reads beyond the grid as unobserved). ``--gap-cells N ...`` likewise keeps, per N,
+the hotspots whose ``gap_cells`` (hotspots.csv: cells from the peak to the overpass's nearest unobserved cell) is at
+least N (1 = all): what a user filtering the table on it gains and loses.
 
     .venv/bin/python benchmarks/per_overpass_tiling.py --root R --tags default_ref tiling-context_ref
-        [--edge-cells 0 1 2] [--out F]
+        [--edge-cells 0 1 2] [--gap-cells 1 2 3] [--out F]
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def main(argv=None) -> int:
     ap.add_argument("--grid", default="g005", help="the ingest those folders were detected on (ingest_<grid>)")
     ap.add_argument("--strong", type=float, default=5000.0)
     ap.add_argument("--edge-cells", type=int, nargs="+", default=[0], help="drop peaks within N cells of the edge")
+    ap.add_argument("--gap-cells", type=int, nargs="+", default=[1], help="keep hotspots with gap_cells >= N")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "per_overpass_tiling.json"))
     args = ap.parse_args(argv)
     root = Path(args.root)
@@ -57,7 +60,8 @@ def main(argv=None) -> int:
         for t in args.tags
     }
     edges = sorted(set(args.edge_cells))
-    tally = {(t, th, e): Tally() for t in args.tags for th in THRESHOLDS for e in edges}
+    gaps = sorted(set(args.gap_cells))
+    tally = {(t, th, e, g): Tally() for t in args.tags for th in THRESHOLDS for e in edges for g in gaps}
     keys = list(grid_contract.overpass_index(grid)["key"])
     for key in keys:
         with grid_contract.open_overpass(grid_contract.overpass_path(folder, key)) as ds:
@@ -73,17 +77,19 @@ def main(argv=None) -> int:
                 m = tables[t][next(iter(tables[t]))].iloc[:0]
             hi, hj = peak_cells(m["peak_lat"], m["peak_lon"], la, lo, res)
             edge = edge_distance(hi, hj, (len(la), len(lo)))
+            gap = m["gap_cells"].to_numpy() if gaps != [1] else np.ones(len(m), int)
             for th in THRESHOLDS:
                 for e in edges:
-                    h = m[(m["peak_rel_emission"] >= th).to_numpy() & (edge >= e)]
-                    h_lat, h_lon = h["peak_lat"].to_numpy(float), h["peak_lon"].to_numpy(float)
-                    tally[t, th, e].add(s_lat, s_lon, h_lat, h_lon, sources)
+                    for g in gaps:
+                        h = m[(m["peak_rel_emission"] >= th).to_numpy() & (edge >= e) & (gap >= g)]
+                        h_lat, h_lon = h["peak_lat"].to_numpy(float), h["peak_lon"].to_numpy(float)
+                        tally[t, th, e, g].add(s_lat, s_lon, h_lat, h_lon, sources)
     result = {"root": str(root), "overpasses": len(keys), "strong_t_nox_per_yr": args.strong, "rows": []}
-    for (t, th, e), v in tally.items():
-        row = {"detect": t, "min_peak_rel_emission": th, "edge_cells_dropped": e, **v.figures()}
+    for (t, th, e, g), v in tally.items():
+        row = {"detect": t, "min_peak_rel_emission": th, "edge_cells_dropped": e, "gap_cells_min": g, **v.figures()}
         result["rows"].append(row)
         print(
-            f"{t:24s} r >= {th:<4g} edge {e} recall {row['recall_strong']:.3f} "
+            f"{t:24s} r >= {th:<4g} edge {e} gap >= {g} recall {row['recall_strong']:.3f} "
             f"precision {row['hotspot_precision']:.3f} F1 {row['f1']:.3f} ({row['hotspots']} hotspots)"
         )
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
