@@ -27,8 +27,7 @@ import numpy as np
 import torch
 
 from no2hotspots.contracts import shards as contract
-from no2hotspots.labelstats import half_peak_centroid
-from no2hotspots.metrics.scores import Sources, blob_labels, match_nearest
+from no2hotspots.metrics.scores import Sources, blob_labels, blob_positions, match_per_sample
 from no2hotspots.model.inputs import prepare_input
 from no2hotspots.score.evaluate import listed_sources
 from no2hotspots.score.run import load_trained
@@ -60,13 +59,9 @@ def scores(pred, split_values, position_values, src: Sources, prominence: float)
     lab, nb = blob_labels(split_values, pred >= THRESHOLD, {"prominence": prominence, "min_separation_px": MIN_SEP})
     i, _, r0, r1, c0, c1 = src.blocks(n, pred.shape[1:])
     centres = np.stack([0.5 * (r0 + r1) - 0.5, 0.5 * (c0 + c1) - 0.5], axis=1)
-    at = half_peak_centroid(position_values, lab, nb) if nb else np.zeros((0, 3))
-    scene = np.rint(at[:, 0]).astype(int)
-    n_src, n_reg = np.bincount(i, minlength=n), np.bincount(scene, minlength=n)
-    n_match = np.zeros(n, int)
-    for s in np.flatnonzero((n_src > 0) & (n_reg > 0)):
-        n_match[s] = len(match_nearest(centres[i == s], at[scene == s, 1:], MATCH_PX))
-    return n_src, n_reg, n_match
+    at, scene = blob_positions(position_values, lab, nb)
+    sc = match_per_sample(centres, i, at, scene, n, MATCH_PX, np.zeros(0))
+    return sc.n_sources, sc.n_blobs, sc.n_matched
 
 
 def f1(n_src, n_reg, n_match) -> dict:

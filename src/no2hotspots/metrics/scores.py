@@ -202,20 +202,8 @@ def source_scores_at(
     centres = np.stack([0.5 * (r0 + r1) - 0.5, 0.5 * (c0 + c1) - 0.5], axis=1)
     pmax = np.array([pred[a, b:c, d:e].max(initial=0.0) for a, b, c, d, e in zip(i, r0, r1, c0, c1)])
     abs_error = np.abs(pmax - sources.r[i, j])
-    blob_lab, n_blob = blob_labels(pred, blobs, split)
-    blob_p, blob_sample = np.zeros((0, 3)), np.zeros(0, np.int64)
-    if n_blob:
-        blob_p = half_peak_centroid(pred, blob_lab, n_blob)
-        blob_sample = np.rint(blob_p[:, 0]).astype(np.int64)
-    n_sources = np.bincount(i, minlength=n).astype(np.int64)
-    n_blobs = np.bincount(blob_sample, minlength=n).astype(np.int64)
-    n_matched = np.zeros(n, dtype=np.int64)
-    loc: list[float] = []
-    for s in np.flatnonzero((n_sources > 0) & (n_blobs > 0)):
-        pairs = match_nearest(centres[i == s], blob_p[blob_sample == s, 1:], match_distance_px)
-        n_matched[s] = len(pairs)
-        loc.extend(d for _, _, d in pairs)
-    return SourceScores(n_sources, n_blobs, n_matched, np.asarray(loc, dtype=np.float64), abs_error)
+    blob_p, blob_sample = blob_positions(pred, *blob_labels(pred, blobs, split))
+    return match_per_sample(centres, i.astype(np.int64), blob_p, blob_sample, n, match_distance_px, abs_error)
 
 
 @dataclass
@@ -237,7 +225,6 @@ def source_scores(
     target = np.asarray(target, dtype=np.float64)
     n = pred.shape[0]
     src_lab, n_src = label(target > 0)
-    blob_lab, n_blob = blob_labels(pred, blobs, split)
     src_c, src_sample, abs_error = np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros(0)
     if n_src:
         src_c = label_centroid(np.ones_like(target), src_lab, n_src)
@@ -245,17 +232,38 @@ def source_scores(
         src_pmax = label_max(pred, src_lab, n_src)
         src_sample = np.rint(src_c[:, 0]).astype(np.int64)
         abs_error = np.abs(src_pmax - src_r)
-    blob_p, blob_sample = np.zeros((0, 3)), np.zeros(0, np.int64)
-    if n_blob:
-        blob_p = half_peak_centroid(pred, blob_lab, n_blob)
-        blob_sample = np.rint(blob_p[:, 0]).astype(np.int64)
+    blob_p, blob_sample = blob_positions(pred, *blob_labels(pred, blobs, split))
+    return match_per_sample(src_c[:, 1:], src_sample, blob_p, blob_sample, n, match_distance_px, abs_error)
+
+
+def blob_positions(pred: np.ndarray, blob_lab: np.ndarray, n_blob: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each blob's half-peak centroid (sample, row, col) (:func:`no2hotspots.labelstats.half_peak_centroid`) and
+    its sample index."""
+    if not n_blob:
+        return np.zeros((0, 3)), np.zeros(0, np.int64)
+    blob_p = half_peak_centroid(pred, blob_lab, n_blob)
+    return blob_p, np.rint(blob_p[:, 0]).astype(np.int64)
+
+
+def match_per_sample(
+    src_points: np.ndarray,
+    src_sample: np.ndarray,
+    blob_p: np.ndarray,
+    blob_sample: np.ndarray,
+    n: int,
+    match_distance_px: float,
+    abs_error: np.ndarray,
+) -> SourceScores:
+    """Sources (``src_points`` (row, col), their sample in ``src_sample``) matched one to one with the blobs
+    (``blob_p`` (sample, row, col), ``blob_sample``) of the same sample within ``match_distance_px``
+    (:func:`match_nearest`), over ``n`` samples."""
     n_sources = np.bincount(src_sample, minlength=n).astype(np.int64)
     n_blobs = np.bincount(blob_sample, minlength=n).astype(np.int64)
     n_matched = np.zeros(n, dtype=np.int64)
     loc: list[float] = []
-    for i in np.flatnonzero((n_sources > 0) & (n_blobs > 0)):
-        pairs = match_nearest(src_c[src_sample == i, 1:], blob_p[blob_sample == i, 1:], match_distance_px)
-        n_matched[i] = len(pairs)
+    for s in np.flatnonzero((n_sources > 0) & (n_blobs > 0)):
+        pairs = match_nearest(src_points[src_sample == s], blob_p[blob_sample == s, 1:], match_distance_px)
+        n_matched[s] = len(pairs)
         loc.extend(d for _, _, d in pairs)
     return SourceScores(n_sources, n_blobs, n_matched, np.asarray(loc, dtype=np.float64), abs_error)
 
