@@ -33,6 +33,7 @@ from no2hotspots.evaluate.geo import PointIndex
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline_one_overpass import Tally  # noqa: E402  (the same tally as the baseline's single-overpass scores)
+from composite_rule import fmt  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4)
@@ -89,8 +90,8 @@ def main(argv=None) -> int:
         row = {"detect": t, "min_peak_rel_emission": th, "edge_cells_dropped": e, "gap_cells_min": g, **v.figures()}
         result["rows"].append(row)
         print(
-            f"{t:24s} r >= {th:<4g} edge {e} gap >= {g} recall {row['recall_strong']:.3f} "
-            f"precision {row['hotspot_precision']:.3f} F1 {row['f1']:.3f} ({row['hotspots']} hotspots)"
+            f"{t:24s} r >= {th:<4g} edge {e} gap >= {g} recall {fmt(row['recall_strong'])} "
+            f"precision {fmt(row['hotspot_precision'])} F1 {fmt(row['f1'])} ({row['hotspots']} hotspots)"
         )
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print("written", args.out)
