@@ -73,7 +73,10 @@ COLUMN_DOCS = {
         "(a cloud gap, the swath's end, or beyond the grid; 1 = next to one): hotspots beside a gap are less often "
         "at a source"
     ),
-    "obs_count": "overpasses observing the peak cell over the period (the ingest grid's obs_count)",
+    "obs_count": (
+        "overpasses covering more than ingest.coverage_min of the peak cell over the period (the ingest grid's "
+        "obs_count; 0 where every overpass covered the cell only in part, which detection still reads)"
+    ),
 }
 
 

@@ -7,7 +7,7 @@ overpass is the part of the collection grid its granule reaches; nothing beyond 
 in from outside the field piles up there (as scikit-image's ``peak_local_max`` excludes the border).
 ``gap_cells`` is the chessboard distance in cells from the region's peak to the nearest cell the overpass did not
 observe (a cloud gap, the swath's end, or beyond the field: 1 = next to one): hotspots beside a gap are less often at
-a source (the model sees a cut plume or a jump in the field there; README "Limitations"), so users can filter on it.
+a source (measured: README "Limitations"), so users can filter on it.
 ``nox_rate_estimate_t_per_yr`` maps the region's peak relative emission back to a NOx rate with the training range
 stored in the model (r = (Q - Qmin) / (Qmax - Qmin)); it is an ESTIMATE that inherits every simulation/reality
 mismatch of the model (the paper's stated limitation: no absolute emissions).
