@@ -63,10 +63,10 @@ def main(argv=None) -> int:
     ap.add_argument("--match-km", type=float, default=10.0)
     ap.add_argument("--realdata", type=Path, default=REALDATA, help="the shared realdata folder")
     args = ap.parse_args(argv)
-    scenes = args.realdata / "tropomi_l3_harp_nl"
-    cmd = [sys.executable, "-m", "no2hotspots", "detect-files", str(scenes), "--out", args.out, "--model", args.model]
-    subprocess.run([*cmd, "--set", "parallel.scheduler=sync"], check=True, cwd=REPO)
-    h = pd.read_csv(Path(args.out) / "detections" / "hotspots.csv")
+    scenes, out = args.realdata.resolve() / "tropomi_l3_harp_nl", Path(args.out).resolve()
+    cmd = [sys.executable, "-m", "no2hotspots", "detect-files", str(scenes), "--out", str(out), "--model", args.model]
+    subprocess.run([*cmd, "--set", "parallel.scheduler=sync"], check=True)  # in the caller's folder: its paths hold
+    h = pd.read_csv(out / "detections" / "hotspots.csv")
     p = plants(args.realdata / "jrc_power_plants")
     h = nearest_plants(h, p)
     for r in h.itertuples():
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
             f"{r.time} ({r.peak_lat:.3f} N, {r.peak_lon:.3f} E) r {r.peak_rel_emission:.2f} gap_cells "
             f"{r.gap_cells:2d} | nearest CO2-emitting JRC plant {r.plant} {r.plant_km:.1f} km"
         )
-    for f in sorted((Path(args.out) / "detections" / "overpasses").glob("*.nc")):
+    for f in sorted((out / "detections" / "overpasses").glob("*.nc")):
         with xr.open_dataset(f) as ds:
             at = ds["relative_emission"].sel(
                 lat=slice(MAASVLAKTE[0] - 0.1, MAASVLAKTE[0] + 0.1), lon=slice(MAASVLAKTE[1] - 0.1, MAASVLAKTE[1] + 0.1)
