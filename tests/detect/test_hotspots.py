@@ -125,7 +125,8 @@ def test_gap_distance_counts_cells_to_the_nearest_unobserved_cell_or_the_field_e
     assert d[2, 7] == d[3, 8] == 0  # unobserved cells themselves
     assert d[1, 6] == d[4, 9] == 1  # diagonal neighbours (chessboard)
     assert d[0, 0] == d[8, 11] == 1  # the outermost ring: the field ends beside it
-    assert d[4, 3] == 4 and d[6, 4] == 3  # nearer the edge than the gap
+    assert d[4, 5] == 2  # the gap nearer (two columns) than the edge (five rows)
+    assert d[6, 2] == 3  # the edge nearer (three rows below) than the gap (five columns)
     assert gap_distance(np.zeros((3, 3), bool)).max() == 0
 
 
