@@ -100,6 +100,9 @@ def main() -> None:
             raise SystemExit(f"{root}: the {split} split lists no sources")
         pred, heat = run_model(loaded, shards)
         src = Sources(src.row[: len(pred)], src.col[: len(pred)], src.r[: len(pred)], src.footprint_px)
+        if name == "vpairs":
+            sep = [contract.load_arrays(s, ("pair_separation",))["pair_separation"] for s in shards]
+            sep = np.rint(np.concatenate(sep)[: len(pred)]).astype(int)
         variants = {"r_split_0.2": (pred, pred, 0.2)}
         if heat is not None:
             for p in (0.2, 0.4):
@@ -109,8 +112,6 @@ def main() -> None:
             n_src, n_reg, n_match = scores(pred, split_values, position_values, src, p)
             row = f1(n_src, n_reg, n_match)
             if name == "vpairs":
-                sep = [contract.load_arrays(s, ("pair_separation",))["pair_separation"] for s in shards]
-                sep = np.rint(np.concatenate(sep)[: len(pred)]).astype(int)
                 row.update(pair_rows(n_src, n_match, sep, src.r))
             res.setdefault(name, {})[v] = row
     print(json.dumps(res))
