@@ -22,7 +22,7 @@ positive along-wind = downwind). Everything is printed and written to ``--out`` 
     .venv/bin/python benchmarks/grid_invariance.py --model outputs/train/model [--days 366] [--variants ...]
 
 ``--extra`` adds detect overrides to every variant (e.g. ``detect.tiling=context detect.resample=model_pixel``);
-runs with one ``--root --keep`` share the OSSE and the ingests and keep one folder per mode and variant, and
+``--osse-set`` changes the OSSE itself (e.g. ``osse.background.mean_mol_m2=[5.0e-5,2.0e-4]``; a new ``--root``); runs with one ``--root --keep`` share the OSSE and the ingests and keep one folder per mode and variant, and
 ``--cross --root R`` then compares them (the shifted against the 0.0625 deg grid per mode, each mode's reference
 against the default's) without running anything.
 """
@@ -157,6 +157,9 @@ def main(argv=None) -> int:
     ap.add_argument("--match-km", type=float, default=10.0)
     ap.add_argument("--variants", nargs="+", default=None, help="subset of ref stride16 shifted res0625")
     ap.add_argument("--extra", nargs="*", default=[], help="overrides for every detect run (e.g. a tiling option)")
+    ap.add_argument(
+        "--osse-set", nargs="*", default=[], help="osse overrides (e.g. osse.background.mean_mol_m2=[5.0e-5,2.0e-4])"
+    )
     ap.add_argument("--data", default=str(REPO / "data"))
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "grid_invariance.json"))
     ap.add_argument("--root", default=None, help="reuse this folder (its OSSE is not rerun when present)")
@@ -187,6 +190,7 @@ def main(argv=None) -> int:
         f"osse.dates.days={args.days}",
         "osse.dates.end=null",
         "osse.changes=[]",
+        *args.osse_set,
         f"osse.out_dir={root / 'osse'}",
         f"osse.units_dir={root / '.units_osse'}",
         f"seed={args.seed}",
@@ -331,6 +335,7 @@ def main(argv=None) -> int:
             )
     result = {
         "osse": {"bbox": bbox, "seed": args.seed, "days": args.days, "model": args.model, "match_km": args.match_km},
+        "osse_overrides": list(args.osse_set),
         "extra_overrides": list(args.extra),
         "stage_wall_s": timing,
         "variants": rows,

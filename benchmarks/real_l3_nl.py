@@ -9,6 +9,7 @@ say where the hotspots lie, not what the recall is. Prints one line per hotspot 
 else.
 
     .venv/bin/python benchmarks/real_l3_nl.py --model outputs/train/model [--out /tmp/real_l3_nl] [--match-km 10]
+        [--set detect.background_max_mol_m2=3.0e-5 ...]
 """
 
 from __future__ import annotations
@@ -62,10 +63,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="/tmp/real_l3_nl")
     ap.add_argument("--match-km", type=float, default=10.0)
     ap.add_argument("--realdata", type=Path, default=REALDATA, help="the shared realdata folder")
+    ap.add_argument("--set", nargs="*", default=[], help="detect overrides (e.g. detect.background_max_mol_m2=3.0e-5)")
     args = ap.parse_args(argv)
     scenes, out = args.realdata.resolve() / "tropomi_l3_harp_nl", Path(args.out).resolve()
     cmd = [sys.executable, "-m", "no2hotspots", "detect-files", str(scenes), "--out", str(out), "--model", args.model]
-    subprocess.run([*cmd, "--set", "parallel.scheduler=sync"], check=True)  # in the caller's folder: its paths hold
+    sets = [x for o in ["parallel.scheduler=sync", *args.set] for x in ("--set", o)]
+    subprocess.run([*cmd, *sets], check=True)  # in the caller's folder: its paths hold
     h = pd.read_csv(out / "detections" / "hotspots.csv")
     p = plants(args.realdata / "jrc_power_plants")
     h = nearest_plants(h, p)

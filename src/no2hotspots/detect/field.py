@@ -14,6 +14,7 @@ import xarray as xr
 
 from ..errors import UserError
 from . import grid as gridmod
+from .background import shift_background
 from .hotspots import find_hotspots
 from .tiles import context_stitch, model_predictor, receptive_radius, resolve_tiling, stitch
 
@@ -31,6 +32,8 @@ FIELD_SETTINGS = (
     "edge_cells",
     "peaks",
     "resample",
+    "background_max_mol_m2",
+    "background_sigma_km",
 )
 
 
@@ -42,11 +45,19 @@ def detect_field(ds: xr.Dataset, loaded, s: dict[str, Any], *, desc: str = "dete
 
     Returns ``valid`` (bool (lat, lon)), ``relative_emission`` (float32, NaN where masked), ``hotspot_id`` (int32,
     the region numbers 1..n by descending peak, 0 = none), ``hotspots`` (rows of
-    :func:`no2hotspots.detect.hotspots.find_hotspots`) and ``counts`` (tiles run / skipped).
+    :func:`no2hotspots.detect.hotspots.find_hotspots`) and ``counts`` (tiles run / skipped). With
+    ``background_max_mol_m2`` > 0 the field's regional background above it is taken off first (:mod:`.background`).
     """
     meta = loaded.meta
     valid = gridmod.valid_mask(ds, float(s["coverage_min"]))
     no2 = np.where(valid, ds["no2"].values, np.nan).astype(np.float32)
+    no2, _ = shift_background(
+        no2,
+        valid,
+        gridmod.cell_size_m(ds),
+        max_mol_m2=float(s["background_max_mol_m2"]),
+        sigma_km=float(s["background_sigma_km"]),
+    )
     if s.get("resample", "none") == "model_pixel":  # the model on its own pixel, the map back on the grid
         from .resample import model_pixels
 

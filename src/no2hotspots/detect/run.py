@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,12 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
         "edge_cells": require_int(cfg, d + "edge_cells", 0),
         "coverage_min": require(cfg, d + "coverage_min", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
         "mask_invalid": require(cfg, d + "mask_invalid", lambda v: isinstance(v, bool), "must be true or false"),
+        "background_max_mol_m2": float(
+            require(cfg, d + "background_max_mol_m2", lambda v: _number(v) and 0 <= v < 1, "must be >= 0 (0 = off)")
+        ),
+        "background_sigma_km": float(
+            require(cfg, d + "background_sigma_km", lambda v: _number(v) and 0 < v <= 1000, "must be in (0, 1000]")
+        ),
         "max_resolution_ratio": require(cfg, d + "max_resolution_ratio", lambda v: v >= 1, "must be >= 1"),
         "device": require(cfg, d + "device", lambda v: v in ("cpu", "cuda", "auto"), "must be cpu, cuda or auto"),
         "overlay_inventory": require(cfg, d + "overlay_inventory", lambda v: isinstance(v, bool), "must be a bool"),
@@ -72,6 +79,10 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
     if s["stride"] > 64:
         raise ConfigError("detect.stride", f"must be <= the tile size 64 or cells are skipped (got {s['stride']})")
     return s
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def composite_settings(cfg: DictConfig) -> dict:
@@ -238,6 +249,7 @@ def detect_collection(
                 "no2hotspots.peaks",
                 "no2hotspots.detect.grid",
                 "no2hotspots.contracts.detections",
+                *(["no2hotspots.detect.background"] if s["background_max_mol_m2"] > 0 else []),
                 *(["no2hotspots.detect.resample"] if s["resample"] != "none" else []),
             ),
             **{
@@ -254,6 +266,11 @@ def detect_collection(
             },
             **({"tiling": "context", "context": s["context"]} if s["tiling"] == "context" else {}),
             **({"resample": s["resample"]} if s["resample"] != "none" else {}),
+            **(
+                {k: s[k] for k in ("background_max_mol_m2", "background_sigma_km")}
+                if s["background_max_mol_m2"] > 0
+                else {}
+            ),
             "peaks": s["peaks"],
         }
     )

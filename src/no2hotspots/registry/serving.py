@@ -18,7 +18,9 @@ Params (all optional; defaults = the ``detect`` stage's, :data:`PARAM_DEFAULTS`)
 ``auto``: context for a fully convolutional model, blend otherwise; the output's ``params`` name the one used),
 ``resample`` (``none`` | ``model_pixel``: ``detect.resample``), ``stride``, ``window_floor``, ``coverage_min``,
 ``min_cells``, ``edge_cells``, ``prominence`` and ``min_separation_px`` (``detect.peaks.*``: when one region
-holds several peaks), ``mask_invalid``, ``batch_size``, ``resolution_deg``, ``max_resolution_ratio``.
+holds several peaks), ``mask_invalid``, ``batch_size``, ``resolution_deg``, ``max_resolution_ratio``,
+``background_max_mol_m2`` and ``background_sigma_km`` (the regional background above the training range taken off
+first: :mod:`no2hotspots.detect.background`).
 
 Output (a JSON object): ``cells`` (column lists in input row order: ``overpass``, ``lat``, ``lon``,
 ``relative_emission`` (null where masked), ``hotspot`` (the cell's hotspot number within its overpass, 0 =
@@ -58,6 +60,8 @@ PARAM_DEFAULTS: dict[str, Any] = {
     "batch_size": 64,
     "resolution_deg": 0.0,
     "max_resolution_ratio": 2.5,
+    "background_max_mol_m2": 0.0,
+    "background_sigma_km": 50.0,
 }
 REQUIRED_COLUMNS = ("lat", "lon", "no2")
 OPTIONAL_COLUMNS = ("coverage", "overpass")
@@ -103,6 +107,8 @@ def settings(params: dict | None) -> dict[str, Any]:
         "batch_size": (lambda v: v == int(v) and 1 <= v <= 4096, "must be an integer in 1..4096"),
         "resolution_deg": (lambda v: 0 <= v <= 10, "must be in [0, 10] degrees (0 = inferred from lat/lon)"),
         "max_resolution_ratio": (lambda v: v >= 1, "must be >= 1"),
+        "background_max_mol_m2": (lambda v: 0 <= v < 1, "must be >= 0 mol m-2 (0 = off)"),
+        "background_sigma_km": (lambda v: 0 < v <= 1000, "must be in (0, 1000] km"),
     }
     for k, (ok, problem) in checks.items():
         v = s[k]
@@ -121,7 +127,8 @@ def settings(params: dict | None) -> dict[str, Any]:
         raise ServingInputError(f"params.mask_invalid: must be true or false (got {s['mask_invalid']!r})")
     for k in ("stride", "min_cells", "edge_cells", "batch_size", "min_separation_px"):
         s[k] = int(s[k])
-    for k in ("threshold", "window_floor", "coverage_min", "resolution_deg", "max_resolution_ratio", "prominence"):
+    floats = ("threshold", "window_floor", "coverage_min", "resolution_deg", "max_resolution_ratio", "prominence")
+    for k in (*floats, "background_max_mol_m2", "background_sigma_km"):
         s[k] = float(s[k])
     return s
 
