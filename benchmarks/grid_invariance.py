@@ -22,7 +22,8 @@ positive along-wind = downwind). Everything is printed and written to ``--out`` 
     .venv/bin/python benchmarks/grid_invariance.py --model outputs/train/model [--days 366] [--variants ...]
 
 ``--extra`` adds detect overrides to every variant (e.g. ``detect.tiling=context detect.resample=model_pixel``);
-``--osse-set`` changes the OSSE itself (e.g. ``osse.background.mean_mol_m2=[5.0e-5,2.0e-4]``; a new ``--root``); runs with one ``--root --keep`` share the OSSE and the ingests and keep one folder per mode and variant, and
+``--osse-set`` changes the OSSE itself (e.g. ``osse.background.mean_mol_m2=[5.0e-5,2.0e-4]``; a new ``--root``);
+runs with one ``--root --keep`` share the OSSE and the ingests and keep one folder per mode and variant, and
 ``--cross --root R`` then compares them (the shifted against the 0.0625 deg grid per mode, each mode's reference
 against the default's) without running anything.
 """
