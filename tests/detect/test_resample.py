@@ -103,6 +103,8 @@ def _settings(resample):
         "min_cells": 1,
         "edge_cells": 0,
         "peaks": {"prominence": 0.2, "min_separation_px": 2},
+        "background_max_mol_m2": 0.0,
+        "background_sigma_km": 50.0,
         "resample": resample,
         "device": "cpu",
     }

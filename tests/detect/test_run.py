@@ -264,6 +264,9 @@ def test_bad_config_values_name_the_key(detect_cfg):
         ("resample", "bilinear"),
         ("context.core", 0),
         ("context.margin", -8),
+        ("background_max_mol_m2", -1.0e-5),
+        ("background_max_mol_m2", "3e-5"),
+        ("background_sigma_km", 0),
     ):
         cfg = OmegaConf.merge(detect_cfg, {})
         OmegaConf.update(cfg, f"detect.{key}", value)

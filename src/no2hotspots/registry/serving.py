@@ -60,7 +60,7 @@ PARAM_DEFAULTS: dict[str, Any] = {
     "batch_size": 64,
     "resolution_deg": 0.0,
     "max_resolution_ratio": 2.5,
-    "background_max_mol_m2": 0.0,
+    "background_max_mol_m2": 5.0e-5,
     "background_sigma_km": 50.0,
 }
 REQUIRED_COLUMNS = ("lat", "lon", "no2")

@@ -1,0 +1,98 @@
+"""The regional-background shift before inference (no2hotspots.detect.background) and its place in detect_field."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from no2hotspots.detect.background import local_background, shift_background
+from no2hotspots.detect.field import detect_field
+
+from .helpers import RampNet, Recorder, loaded_model
+
+CELL = (5560.0, 5560.0)  # m, about 0.05 deg
+
+
+def _gaussian(ny, nx, row, col, sigma_px, amp):
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    return amp * np.exp(-((yy - row) ** 2 + (xx - col) ** 2) / (2 * sigma_px**2))
+
+
+def test_local_background_ignores_gaps_and_follows_a_gradient():
+    ny, nx = 60, 80
+    field = 1.0e-4 + 2.0e-7 * np.arange(nx)[None, :] * np.ones((ny, 1))  # +1.6e-5 across the field
+    valid = np.ones((ny, nx), bool)
+    valid[20:40, 30:50] = False
+    field = np.where(valid, field, 9.0)  # what lies under the gap must not matter
+    bg = local_background(field, valid, CELL, sigma_km=30.0)
+    inner = (slice(15, 45), slice(15, 65))  # away from the field's edges (a mean there leans inwards)
+    want = 1.0e-4 + 2.0e-7 * np.arange(nx)[None, :] * np.ones((ny, 1))
+    np.testing.assert_allclose(bg[inner], want[inner], rtol=0.015)  # a gap on one side tilts the weights a little
+    assert bg.max() < 1.2e-4  # the 9.0 under the gap never enters
+
+
+def test_shift_takes_off_only_the_excess_and_keeps_plumes():
+    ny, nx = 64, 64
+    valid = np.ones((ny, nx), bool)
+    plume = _gaussian(ny, nx, 32, 32, 1.5, 1.5e-4)
+    high = (2.0e-4 + plume).astype(np.float32)
+    out, top = shift_background(high, valid, CELL, max_mol_m2=3.0e-5, sigma_km=50.0)
+    far = np.ones((ny, nx), bool)
+    far[24:41, 24:41] = False
+    assert abs(float(np.median(out[far])) - 3.0e-5) < 2.0e-6  # the region now sits at the top of the training range
+    assert 1.65e-4 < top < 1.75e-4  # the largest shift: the background's excess (the plume lifts its local mean)
+    enhancement = float(out[32, 32] - np.median(out[far]))
+    assert abs(enhancement - 1.5e-4) < 0.05 * 1.5e-4  # the plume keeps its height
+    # a field inside the training range is returned as it is; 0 switches the shift off
+    low = (2.0e-5 + plume).astype(np.float32)
+    same, top_low = shift_background(low, valid, CELL, max_mol_m2=3.0e-5, sigma_km=50.0)
+    assert top_low == 0.0 and np.array_equal(same, low)
+    off, top_off = shift_background(high, valid, CELL, max_mol_m2=0.0, sigma_km=50.0)
+    assert top_off == 0.0 and off is high
+
+
+def _overpass(no2: np.ndarray) -> xr.Dataset:
+    ny, nx = no2.shape
+    lat = 40.0 + (np.arange(ny) + 0.5) * 0.05
+    lon = 116.0 + (np.arange(nx) + 0.5) * 0.05
+    ds = xr.Dataset({"no2": (("lat", "lon"), no2)}, coords={"lat": lat, "lon": lon})
+    ds["coverage"] = xr.where(np.isfinite(ds["no2"]), 1.0, 0.0)
+    return ds
+
+
+def _field_settings(max_mol_m2: float) -> dict:
+    return {
+        "tiling": "blend",
+        "stride": 32,
+        "batch_size": 16,
+        "window_floor": 0.1,
+        "coverage_min": 0.0,
+        "mask_invalid": True,
+        "threshold": 0.2,
+        "min_cells": 1,
+        "edge_cells": 0,
+        "peaks": {"prominence": 0.2, "min_separation_px": 2},
+        "resample": "none",
+        "background_max_mol_m2": max_mol_m2,
+        "background_sigma_km": 50.0,
+    }
+
+
+def test_detect_field_runs_the_model_on_the_shifted_field():
+    """A polluted region (2e-4) with a cloud gap and one compact source. The ramp model marks every cell above 1e-4:
+    unshifted, the whole region is one hotspot; shifted to the training range, only the source is."""
+    ny, nx = 96, 96
+    no2 = 2.0e-4 + _gaussian(ny, nx, 60, 30, 1.5, 2.0e-4)
+    no2[:, 70:] = np.nan  # a cloud gap
+    rec = Recorder(RampNet())
+    plain = detect_field(_overpass(no2), loaded_model(rec), _field_settings(0.0))
+    assert len(plain["hotspots"]) == 1 and plain["hotspots"][0]["n_cells"] > 3000
+    seen_plain = float(np.median(rec.inputs[0][:, 0][rec.inputs[0][:, 1] > 0]))
+    rec.inputs.clear()
+    shifted = detect_field(_overpass(no2), loaded_model(rec), _field_settings(3.0e-5))
+    seen = float(np.median(rec.inputs[0][:, 0][rec.inputs[0][:, 1] > 0]))
+    assert abs(seen_plain - 2.0) < 0.01 and abs(seen - 0.3) < 0.03  # model input = no2 x 1e4
+    (h,) = shifted["hotspots"]
+    assert h["n_cells"] < 20
+    lat, lon = _overpass(no2)["lat"].values, _overpass(no2)["lon"].values
+    assert abs(h["peak_lat"] - lat[60]) < 0.03 and abs(h["peak_lon"] - lon[30]) < 0.03
