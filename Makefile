@@ -92,7 +92,7 @@ sweep: venv
 # year.py runs 10 and 100 china_year granules here with its scaling check; the whole year (--sweep 10 100 916, 32-37 min
 # for the year alone on 2 cores) by hand.
 BENCH_NEEDS_INPUTS := composite_rule grid_invariance ingest_memory baseline_one_overpass edge_hotspots false_sites \
-	per_overpass_tiling pair_failures centre_split real_l3_nl
+	per_overpass_tiling pair_failures centre_split real_l3_nl background_shift
 BENCH_YEAR_ARGS := --granules 10 100
 bench: venv
 	for b in benchmarks/*.py; do \

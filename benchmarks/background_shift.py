@@ -5,9 +5,10 @@ Synthetic 128 x 128 fields at 0.05 deg (Beijing's latitude) through the detect s
 plus N(0, 1e-5) noise, seed 0): a clear field, the same with a cloud gap covering its eastern third, and the clear
 field with one compact source (Gaussian, 1.5 px, 1.5e-4 mol m-2 peak). Per level: the highest relative emission
 away from the source (clear field; beside the gap's edge) and at the source, with ``detect.background_max_mol_m2``
-0 (off) and the given value. The training world's backgrounds are 0.5-3e-5 mol m-2 (simulate.background).
+0 (off) and conf/detect's value (``--max`` for another). The training world's backgrounds are 0.5-3e-5 mol m-2
+(simulate.background).
 
-    .venv/bin/python benchmarks/background_shift.py --model outputs/train/model [--max 3.0e-5] [--out F.json]
+    .venv/bin/python benchmarks/background_shift.py --model outputs/train/model [--max 5.0e-5] [--out F.json]
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ def probe(loaded, s: dict) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="a model folder (model.json + state_dict.pt)")
-    ap.add_argument("--max", type=float, default=3.0e-5, help="detect.background_max_mol_m2 of the shifted arm")
-    ap.add_argument("--sigma-km", type=float, default=50.0)
+    ap.add_argument("--max", type=float, default=None, help="the shifted arm's detect.background_max_mol_m2 (conf's)")
+    ap.add_argument("--sigma-km", type=float, default=None, help="its detect.background_sigma_km (default: conf's)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     import torch
@@ -80,9 +81,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     loaded = from_dir(args.model)
     s = {**settings(compose()), "device": "cpu"}
-    result = {"model": args.model, "levels_mol_m2": list(LEVELS), "arms": {}}
-    for name, b in (("off", 0.0), (f"max {args.max:.1e}", args.max)):
-        result["arms"][name] = probe(loaded, {**s, "background_max_mol_m2": b, "background_sigma_km": args.sigma_km})
+    b_on = s["background_max_mol_m2"] if args.max is None else args.max
+    sigma = s["background_sigma_km"] if args.sigma_km is None else args.sigma_km
+    result = {"model": args.model, "levels_mol_m2": list(LEVELS), "sigma_km": sigma, "arms": {}}
+    for name, b in (("off", 0.0), (f"max {b_on:.1e}", b_on)):
+        result["arms"][name] = probe(loaded, {**s, "background_max_mol_m2": b, "background_sigma_km": sigma})
         for level, r in result["arms"][name].items():
             print(
                 f"{name:12s} background {level}: clear field max r {r['clear_max_r']:.3f} | beside a gap "

@@ -96,3 +96,20 @@ def test_detect_field_runs_the_model_on_the_shifted_field():
     assert h["n_cells"] < 20
     lat, lon = _overpass(no2)["lat"].values, _overpass(no2)["lon"].values
     assert abs(h["peak_lat"] - lat[60]) < 0.03 and abs(h["peak_lon"] - lon[30]) < 0.03
+
+
+def test_background_shift_benchmark_probes_the_detect_path(benchmark_script):
+    """benchmarks/background_shift.py on the ramp model (r rises with the column): without the shift every level
+    above 1e-4 marks the whole clear field; with it, each level looks like the training range's top."""
+    from no2hotspots.config import compose
+    from no2hotspots.detect.run import settings
+
+    mod = benchmark_script("background_shift")
+    s = {**settings(compose()), "device": "cpu"}
+    loaded = loaded_model(RampNet())
+    off = mod.probe(loaded, {**s, "background_max_mol_m2": 0.0})
+    on = mod.probe(loaded, {**s, "background_max_mol_m2": 5.0e-5})
+    assert off["2e-04"]["clear_max_r"] > 0.5 and off["3e-04"]["clear_max_r"] > 0.9
+    for level in ("1e-04", "2e-04", "3e-04"):
+        assert on[level]["clear_max_r"] < 0.2  # 5e-5 + noise (< 1e-4) stays under the hotspot threshold
+        assert on[level]["source_r"] > 0.5  # the 1.5e-4 source keeps its height above the shifted background

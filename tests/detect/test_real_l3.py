@@ -52,11 +52,16 @@ def harp_collection(shared_dir, tmp_path_factory):
     return root / "ingest" / "harp"
 
 
-@pytest.mark.parametrize("resample", ["none", "model_pixel"])
-def test_real_l3_scenes_find_the_maasvlakte_plant(harp_collection, detect_cfg, tmp_path, resample):
+@pytest.mark.parametrize(("resample", "shift"), [("none", False), ("model_pixel", False), ("model_pixel", True)])
+def test_real_l3_scenes_find_the_maasvlakte_plant(harp_collection, detect_cfg, tmp_path, resample, shift):
     """Also with the model on its own 5.5 km pixel (``detect.resample=model_pixel``: at 52 N a lattice of 0.049 x
-    0.080 deg over the 0.05 deg grid, cloud gaps of the real scenes included)."""
+    0.080 deg over the 0.05 deg grid, cloud gaps of the real scenes included). The ramp reads absolute columns, so
+    the geometry runs without the regional-background shift; with it (the default: these scenes lie above the
+    training range), the plant's region stays a hotspot, lower by the part of Rotterdam's background taken off."""
     s = {**settings(detect_cfg), "resample": resample}
+    if not shift:
+        s["background_max_mol_m2"] = 0.0
+    assert (s["background_max_mol_m2"] > 0) == shift
     summary = detect_collection(detect_cfg, "harp", harp_collection, loaded_model(SoftRamp()), s, "test-uri")
     out = tmp_path / "outputs" / "detect" / "harp"
     assert summary["n_overpasses"] == 3 and summary["tiles_run"] >= 3
@@ -70,7 +75,7 @@ def test_real_l3_scenes_find_the_maasvlakte_plant(harp_collection, detect_cfg, t
     region = int(em["hotspot_id"].values[i, j])
     assert region > 0, "the plant's cell is in no hotspot"
     hot = day[day.overpass_hotspot == region].iloc[0]
-    assert hot.peak_rel_emission > 0.5 and hot.obs_count >= 1
+    assert hot.peak_rel_emission > (0.3 if shift else 0.5) and hot.obs_count >= 1
     d = np.hypot(hot.peak_lat - MAASVLAKTE[0], (hot.peak_lon - MAASVLAKTE[1]) * np.cos(np.deg2rad(MAASVLAKTE[0])))
     assert d < 0.5  # the region's peak is in the plant's neighbourhood (the Rotterdam port area)
     em.close()
