@@ -127,3 +127,24 @@ def make_grid(
             attrs={"collection": Path(path).name, "coverage_min": 0.75},
         )
     return ds
+
+
+def field_settings(resample: str = "none", background_max_mol_m2: float = 0.0) -> dict:
+    """:func:`no2hotspots.detect.field.detect_field` settings for hand-made fields: blend tiling, stride 32, the
+    stage's hotspot rules, the given resampling and background shift (0 = off)."""
+    return {
+        "tiling": "blend",
+        "stride": 32,
+        "batch_size": 16,
+        "window_floor": 0.1,
+        "coverage_min": 0.0,
+        "mask_invalid": True,
+        "threshold": 0.2,
+        "min_cells": 1,
+        "edge_cells": 0,
+        "peaks": {"prominence": 0.2, "min_separation_px": 2},
+        "background_max_mol_m2": background_max_mol_m2,
+        "background_sigma_km": 50.0,
+        "resample": resample,
+        "device": "cpu",
+    }

@@ -8,7 +8,7 @@ import xarray as xr
 from no2hotspots.detect.background import local_background, shift_background
 from no2hotspots.detect.field import detect_field
 
-from .helpers import RampNet, Recorder, loaded_model
+from .helpers import RampNet, Recorder, field_settings, loaded_model
 
 CELL = (5560.0, 5560.0)  # m, about 0.05 deg
 
@@ -60,24 +60,6 @@ def _overpass(no2: np.ndarray) -> xr.Dataset:
     return ds
 
 
-def _field_settings(max_mol_m2: float) -> dict:
-    return {
-        "tiling": "blend",
-        "stride": 32,
-        "batch_size": 16,
-        "window_floor": 0.1,
-        "coverage_min": 0.0,
-        "mask_invalid": True,
-        "threshold": 0.2,
-        "min_cells": 1,
-        "edge_cells": 0,
-        "peaks": {"prominence": 0.2, "min_separation_px": 2},
-        "resample": "none",
-        "background_max_mol_m2": max_mol_m2,
-        "background_sigma_km": 50.0,
-    }
-
-
 def test_detect_field_runs_the_model_on_the_shifted_field():
     """A polluted region (2e-4) with a cloud gap and one compact source. The ramp model marks every cell above 1e-4:
     unshifted, the whole region is one hotspot; shifted to the training range, only the source is."""
@@ -85,11 +67,11 @@ def test_detect_field_runs_the_model_on_the_shifted_field():
     no2 = 2.0e-4 + _gaussian(ny, nx, 60, 30, 1.5, 2.0e-4)
     no2[:, 70:] = np.nan  # a cloud gap
     rec = Recorder(RampNet())
-    plain = detect_field(_overpass(no2), loaded_model(rec), _field_settings(0.0))
+    plain = detect_field(_overpass(no2), loaded_model(rec), field_settings())
     assert len(plain["hotspots"]) == 1 and plain["hotspots"][0]["n_cells"] > 3000
     seen_plain = float(np.median(rec.inputs[0][:, 0][rec.inputs[0][:, 1] > 0]))
     rec.inputs.clear()
-    shifted = detect_field(_overpass(no2), loaded_model(rec), _field_settings(3.0e-5))
+    shifted = detect_field(_overpass(no2), loaded_model(rec), field_settings(background_max_mol_m2=3.0e-5))
     seen = float(np.median(rec.inputs[0][:, 0][rec.inputs[0][:, 1] > 0]))
     assert abs(seen_plain - 2.0) < 0.01 and abs(seen - 0.3) < 0.03  # model input = no2 x 1e4
     (h,) = shifted["hotspots"]

@@ -12,7 +12,7 @@ from no2hotspots.detect.grid import M_PER_DEG
 from no2hotspots.detect.resample import MIN_COVER, linear_matrix, model_pixels, overlap_matrix
 from no2hotspots.errors import UserError
 
-from .helpers import RampNet, loaded_model
+from .helpers import RampNet, field_settings, loaded_model
 
 PIXEL = 5500.0
 STEP = PIXEL / M_PER_DEG
@@ -91,25 +91,6 @@ def test_a_grid_narrower_than_two_model_pixels_is_a_one_line_error():
     assert "\n" not in str(e.value)
 
 
-def _settings(resample):
-    return {
-        "tiling": "blend",
-        "stride": 32,
-        "batch_size": 16,
-        "window_floor": 0.1,
-        "coverage_min": 0.0,
-        "mask_invalid": True,
-        "threshold": 0.2,
-        "min_cells": 1,
-        "edge_cells": 0,
-        "peaks": {"prominence": 0.2, "min_separation_px": 2},
-        "background_max_mol_m2": 0.0,
-        "background_sigma_km": 50.0,
-        "resample": resample,
-        "device": "cpu",
-    }
-
-
 def _overpass(lat, lon, seed=1):
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0 : lat.size, 0 : lon.size]
@@ -126,7 +107,7 @@ def test_on_the_lattice_itself_model_pixel_detects_what_none_detects():
     lon = (np.arange(470, 560) + 0.5) * step_lon
     ds = _overpass(lat, lon)
     loaded = loaded_model(RampNet())
-    a, b = detect_field(ds, loaded, _settings("none")), detect_field(ds, loaded, _settings("model_pixel"))
+    a, b = detect_field(ds, loaded, field_settings("none")), detect_field(ds, loaded, field_settings("model_pixel"))
     np.testing.assert_allclose(b["relative_emission"], a["relative_emission"], atol=1e-6, equal_nan=True)
     assert a["hotspots"] and [h["peak_lat"] for h in b["hotspots"]] == [h["peak_lat"] for h in a["hotspots"]]
 
@@ -137,7 +118,7 @@ def test_a_finer_grid_gives_the_lattice_map_back_on_its_cells():
     step_lon = STEP / np.cos(np.deg2rad(np.round(lat.mean())))
     lon = (np.arange(940, 1120) + 0.5) * step_lon / 2
     ds = _overpass(lat, lon)
-    r = detect_field(ds, loaded_model(RampNet()), _settings("model_pixel"))
+    r = detect_field(ds, loaded_model(RampNet()), field_settings("model_pixel"))
     assert r["relative_emission"].shape == (lat.size, lon.size)
     assert np.isnan(r["relative_emission"][:6, :10]).all()  # the grid's own gap stays masked
     peak = max(r["hotspots"], key=lambda h: h["peak_rel_emission"])
