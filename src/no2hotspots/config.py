@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import functools
 import logging
+import math
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -353,6 +354,11 @@ def int_value(key: str, value: Any, minimum: int | None = None, maximum: int | N
     if not ok:
         raise ConfigError(key, f"must be an integer{bounds} (got {value!r})")
     return value
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float config value (``true`` and ``"1e-5"`` are not numbers here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def bool_value(key: str, value: Any) -> bool:

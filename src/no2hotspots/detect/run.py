@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from .. import units
-from ..config import PLAIN_NAME, require, require_int
+from ..config import PLAIN_NAME, is_number, require, require_int
 from ..contracts import grid as grid_contract
 from ..errors import ConfigError, InputFileError
 from ..peaks import settings as peak_settings
@@ -58,10 +57,10 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
         "coverage_min": require(cfg, d + "coverage_min", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
         "mask_invalid": require(cfg, d + "mask_invalid", lambda v: isinstance(v, bool), "must be true or false"),
         "background_max_mol_m2": float(
-            require(cfg, d + "background_max_mol_m2", lambda v: _number(v) and 0 <= v < 1, "must be >= 0 (0 = off)")
+            require(cfg, d + "background_max_mol_m2", lambda v: is_number(v) and 0 <= v < 1, "must be >= 0 (0 = off)")
         ),
         "background_sigma_km": float(
-            require(cfg, d + "background_sigma_km", lambda v: _number(v) and 0 < v <= 1000, "must be in (0, 1000]")
+            require(cfg, d + "background_sigma_km", lambda v: is_number(v) and 0 < v <= 1000, "must be in (0, 1000]")
         ),
         "max_resolution_ratio": require(cfg, d + "max_resolution_ratio", lambda v: v >= 1, "must be >= 1"),
         "device": require(cfg, d + "device", lambda v: v in ("cpu", "cuda", "auto"), "must be cpu, cuda or auto"),
@@ -79,10 +78,6 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
     if s["stride"] > 64:
         raise ConfigError("detect.stride", f"must be <= the tile size 64 or cells are skipped (got {s['stride']})")
     return s
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def composite_settings(cfg: DictConfig) -> dict:
@@ -146,7 +141,7 @@ def _ring_cells(cfg: DictConfig, key: str) -> int:
 
 
 def _null_or_fraction(v) -> bool:
-    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1)
+    return v is None or (is_number(v) and 0 < v < 1)
 
 
 def _optional_float(v) -> float | None:

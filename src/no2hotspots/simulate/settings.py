@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ..config import require
+from ..config import is_number, require
 from ..errors import ConfigError
 from .physics import STABILITY_CLASSES
 
@@ -176,10 +176,6 @@ class PaperWorldSettings:
     world: Settings | None  # the training settings with simulate.paper_world.overrides applied (None when off)
 
 
-def _num(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
@@ -194,7 +190,7 @@ def max_sources_that_fit(size_px: int, margin: float, separation: float) -> int:
 
 
 def _range(cfg, key: str, positive: bool = True) -> tuple[float, float]:
-    ok = lambda x: _num(x) and (x > 0 if positive else x >= 0)  # noqa: E731
+    ok = lambda x: is_number(x) and (x > 0 if positive else x >= 0)  # noqa: E731
     v = require(
         cfg,
         key,
@@ -208,15 +204,15 @@ def from_config(cfg: DictConfig) -> Settings:
     """Check every ``simulate.*`` key and return :class:`Settings`; raise ConfigError naming the first bad key."""
     k = "simulate."
     r = lambda key, check, problem: require(cfg, k + key, check, problem)  # noqa: E731
-    pos = lambda x: _num(x) and x > 0  # noqa: E731
-    nonneg = lambda x: _num(x) and x >= 0  # noqa: E731
-    prob = lambda x: _num(x) and 0 <= x <= 1  # noqa: E731
+    pos = lambda x: is_number(x) and x > 0  # noqa: E731
+    nonneg = lambda x: is_number(x) and x >= 0  # noqa: E731
+    prob = lambda x: is_number(x) and 0 <= x <= 1  # noqa: E731
     boolean = lambda x: isinstance(x, bool)  # noqa: E731
 
     n_scenes = r("n_scenes", lambda x: _int(x) and x >= 3, "must be an integer >= 3")
     fr = r("splits", lambda x: set(x.keys()) == set(SPLITS), "must have exactly the keys train, val, test")
     for s in SPLITS:
-        r(f"splits.{s}", lambda x: _num(x) and 0 < x < 1, "must be a fraction in (0, 1)")
+        r(f"splits.{s}", lambda x: is_number(x) and 0 < x < 1, "must be a fraction in (0, 1)")
     if abs(sum(float(fr[s]) for s in SPLITS) - 1.0) > 1e-6:
         raise ConfigError(k + "splits", f"fractions must sum to 1 (got {sum(float(fr[s]) for s in SPLITS):g})")
     size = r("grid.size_px", lambda x: _int(x) and x >= 8, "must be an integer >= 8")
@@ -240,7 +236,7 @@ def from_config(cfg: DictConfig) -> Settings:
     )
     norm = r("sources.normalise_from", lambda x: x in NORMALISATIONS, f"must be one of {', '.join(NORMALISATIONS)}")
     merge = r("sources.merge_within_px", nonneg, "must be >= 0 px (0 = off)")
-    nmax = r("sources.neighbour_max_px", lambda x: _num(x) and x >= sep, "must be >= sources.min_separation_px")
+    nmax = r("sources.neighbour_max_px", lambda x: is_number(x) and x >= sep, "must be >= sources.min_separation_px")
     sw = r(
         "stability.weights", lambda x: isinstance(x, DictConfig) and len(x) > 0, "must map class letters A-F to weights"
     )
@@ -253,15 +249,15 @@ def from_config(cfg: DictConfig) -> Settings:
     if sum(float(v) for v in sw.values()) <= 0:
         raise ConfigError(k + "stability.weights", "weights must have a positive sum")
     vmin = r("wind.speed_min", pos, "must be > 0 m s-1 (a Gaussian plume needs wind)")
-    r("wind.speed_max", lambda x: _num(x) and x >= vmin, "must be >= wind.speed_min")
+    r("wind.speed_max", lambda x: is_number(x) and x >= vmin, "must be >= wind.speed_min")
     tmin = r("lifetime_h.min", pos, "must be > 0 hours")
-    r("lifetime_h.max", lambda x: _num(x) and x >= tmin, "must be >= lifetime_h.min")
+    r("lifetime_h.max", lambda x: is_number(x) and x >= tmin, "must be >= lifetime_h.min")
     bmin = r("background.mean_min", nonneg, "must be >= 0 mol m-2")
-    r("background.mean_max", lambda x: _num(x) and x >= bmin, "must be >= background.mean_min")
+    r("background.mean_max", lambda x: is_number(x) and x >= bmin, "must be >= background.mean_min")
     nmin = r("noise.std_min", nonneg, "must be >= 0 mol m-2")
-    r("noise.std_max", lambda x: _num(x) and x >= nmin, "must be >= noise.std_min")
-    cmin = r("clouds.fraction_min", lambda x: _num(x) and 0 <= x < 1, "must be in [0, 1)")
-    r("clouds.fraction_max", lambda x: _num(x) and cmin <= x < 1, "must be in [clouds.fraction_min, 1)")
+    r("noise.std_max", lambda x: is_number(x) and x >= nmin, "must be >= noise.std_min")
+    cmin = r("clouds.fraction_min", lambda x: is_number(x) and 0 <= x < 1, "must be in [0, 1)")
+    r("clouds.fraction_max", lambda x: is_number(x) and cmin <= x < 1, "must be in [clouds.fraction_min, 1)")
 
     clusters = ClusterSettings(
         fraction=float(r("clusters.fraction", prob, "must be in [0, 1]")),
@@ -282,7 +278,7 @@ def from_config(cfg: DictConfig) -> Settings:
     )
     kd = _range(cfg, k + "transport.diffusivity_m2_s", positive=False)
     rel_h = r("transport.release_hours", pos, "must be > 0 hours")
-    interval = r("transport.release_interval_min", lambda x: _num(x) and 0 < x <= 120, "must be in (0, 120] min")
+    interval = r("transport.release_interval_min", lambda x: is_number(x) and 0 < x <= 120, "must be in (0, 120] min")
     if rel_h * 60.0 / interval < 2:
         raise ConfigError(k + "transport.release_hours", "must hold at least two release intervals")
     puffs = PuffSettings(
@@ -297,12 +293,14 @@ def from_config(cfg: DictConfig) -> Settings:
         speed_variability=float(r("transport.speed_variability", nonneg, "must be >= 0")),
         timescale_h=float(r("transport.timescale_h", pos, "must be > 0 hours")),
         speed_min_m_s=float(r("transport.speed_min_m_s", pos, "must be > 0 m s-1")),
-        cutoff_sigma=float(r("transport.cutoff_sigma", lambda x: _num(x) and x >= 3, "must be >= 3")),
+        cutoff_sigma=float(r("transport.cutoff_sigma", lambda x: is_number(x) and x >= 3, "must be >= 3")),
     )
     swath = SwathSettings(
         fraction=float(r("swath.fraction", prob, "must be in [0, 1]")),
         n_ground_pixels=r("swath.n_ground_pixels", lambda x: _int(x) and x >= 2, "must be an integer >= 2"),
-        max_view_angle_deg=float(r("swath.max_view_angle_deg", lambda x: _num(x) and 0 < x < 70, "must be in (0, 70)")),
+        max_view_angle_deg=float(
+            r("swath.max_view_angle_deg", lambda x: is_number(x) and 0 < x < 70, "must be in (0, 70)")
+        ),
         altitude_km=float(r("swath.altitude_km", pos, "must be > 0 km")),
     )
     pn = _range(cfg, k + "pairs.nox_t_per_yr")
@@ -335,7 +333,7 @@ def from_config(cfg: DictConfig) -> Settings:
         size_px=size,
         pixel_size_m=float(r("grid.pixel_size_m", pos, "must be > 0 m")),
         input_scale=float(r("input_scale", pos, "must be > 0")),
-        no2_nox_ratio=float(r("no2_nox_ratio", lambda x: _num(x) and 0 < x <= 1, "must be in (0, 1]")),
+        no2_nox_ratio=float(r("no2_nox_ratio", lambda x: is_number(x) and 0 < x <= 1, "must be in (0, 1]")),
         inventory_csv=str(r("sources.inventory_csv", lambda x: isinstance(x, str) and x, "must be a path")),
         min_nox_t_per_yr=float(r("sources.min_nox_t_per_yr", nonneg, "must be >= 0 t/yr")),
         normalise_from=str(norm),
@@ -355,7 +353,7 @@ def from_config(cfg: DictConfig) -> Settings:
         lifetime_h_min=float(tmin),
         lifetime_h_max=float(cfg.simulate.lifetime_h.max),
         sigma0_m=float(r("plume.sigma0_m", pos, "must be > 0 m (the initial plume width keeps the column finite)")),
-        truncate_sigma=float(r("plume.truncate_sigma", lambda x: _num(x) and x >= 2, "must be >= 2")),
+        truncate_sigma=float(r("plume.truncate_sigma", lambda x: is_number(x) and x >= 2, "must be >= 2")),
         subpixel_factor=r("subpixel.factor", lambda x: _int(x) and x >= 1, "must be an integer >= 1"),
         subpixel_radius_px=r(
             "subpixel.radius_px", lambda x: _int(x) and x >= -1, "must be an integer >= -1 (-1 = off)"
