@@ -309,6 +309,8 @@ def test_bad_model(kind, detected, tmp_path, capsys):
         ("detect.collection=../ingest/test", "detect.collection"),
         ("detect.device=tpu", "detect.device"),
         ("detect.resample=bilinear", "detect.resample"),
+        ("detect.background_max_mol_m2=-1.0e-5", "detect.background_max_mol_m2"),
+        ("detect.background_sigma_km=0", "detect.background_sigma_km"),
         ("detect.model_uri=models:/no-such@champion", "no-such"),
         ("foo.bar=1", "foo.bar"),
     ],
