@@ -36,19 +36,22 @@ def test_shift_takes_off_only_the_excess_and_keeps_plumes():
     valid = np.ones((ny, nx), bool)
     plume = _gaussian(ny, nx, 32, 32, 1.5, 1.5e-4)
     high = (2.0e-4 + plume).astype(np.float32)
-    out, top = shift_background(high, valid, CELL, max_mol_m2=3.0e-5, sigma_km=50.0)
+    out, shift = shift_background(high, valid, CELL, max_mol_m2=3.0e-5, sigma_km=50.0)
     far = np.ones((ny, nx), bool)
     far[24:41, 24:41] = False
     assert abs(float(np.median(out[far])) - 3.0e-5) < 2.0e-6  # the region now sits at the top of the training range
-    assert 1.65e-4 < top < 1.75e-4  # the largest shift: the background's excess (the plume lifts its local mean)
+    assert shift.dtype == np.float32 and shift.shape == high.shape
+    np.testing.assert_allclose(out, high - shift, rtol=1e-6)  # the map is what was taken off, cell by cell
+    assert 1.65e-4 < float(shift.max()) < 1.75e-4  # the background's excess (the plume lifts its local mean)
+    assert float(shift[32, 32]) > float(np.median(shift[far]))  # ... most where the plume is
     enhancement = float(out[32, 32] - np.median(out[far]))
     assert abs(enhancement - 1.5e-4) < 0.05 * 1.5e-4  # the plume keeps its height
     # a field inside the training range is returned as it is; 0 switches the shift off
     low = (2.0e-5 + plume).astype(np.float32)
-    same, top_low = shift_background(low, valid, CELL, max_mol_m2=3.0e-5, sigma_km=50.0)
-    assert top_low == 0.0 and np.array_equal(same, low)
-    off, top_off = shift_background(high, valid, CELL, max_mol_m2=0.0, sigma_km=50.0)
-    assert top_off == 0.0 and off is high
+    same, shift_low = shift_background(low, valid, CELL, max_mol_m2=3.0e-5, sigma_km=50.0)
+    assert not shift_low.any() and np.array_equal(same, low)
+    off, shift_off = shift_background(high, valid, CELL, max_mol_m2=0.0, sigma_km=50.0)
+    assert not shift_off.any() and shift_off.shape == high.shape and off is high
 
 
 def _overpass(no2: np.ndarray) -> xr.Dataset:
@@ -78,6 +81,11 @@ def test_detect_field_runs_the_model_on_the_shifted_field():
     assert h["n_cells"] < 20
     lat, lon = _overpass(no2)["lat"].values, _overpass(no2)["lon"].values
     assert abs(h["peak_lat"] - lat[60]) < 0.03 and abs(h["peak_lon"] - lon[30]) < 0.03
+    # the hotspot and the overpass say how much background was taken off: 2e-4 (+ the source's share of the local
+    # mean) - 3e-5 at the peak; nothing without the shift
+    assert 1.70e-4 < h["background_shift_mol_m2"] < 1.85e-4
+    assert h["background_shift_mol_m2"] <= shifted["background_shift_max"] < 1.9e-4
+    assert plain["hotspots"][0]["background_shift_mol_m2"] == 0.0 and plain["background_shift_max"] == 0.0
 
 
 def test_background_shift_benchmark_probes_the_detect_path(benchmark_script):

@@ -71,6 +71,8 @@ def test_products_exist_and_are_valid(tmp_path, detect_cfg):
     rel = em["relative_emission"].values
     assert np.isnan(rel[0:10, 60:90]).all() and np.nanmax(rel) <= 1 and np.nanmin(rel) >= 0  # mask_invalid
     assert set(np.unique(em["hotspot_id"].values)) == {0, 1, 2}
+    # the test field's background lies inside the training range: nothing taken off, and the file and table say so
+    assert em.attrs["background_shift_max_mol_m2"] == 0.0 and (df.background_shift_mol_m2 == 0.0).all()
     em.close()
     period = xr.open_dataset(out / "period.nc")
     assert int(period["n_detections"].values[30, 40]) == 2 and int(period["n_valid"].values[0, 70]) == 0

@@ -113,6 +113,7 @@ def assert_same_detection(answer: dict, result: dict, det, ny: int, nx: int, key
             assert g[k] == w[k], k
         for k in ("peak_rel_emission", "sum_rel_emission", "nox_rate_estimate_t_per_yr", "area_km2"):
             assert g[k] == pytest.approx(w[k], rel=1e-5, abs=1e-6), k
+        assert g["background_shift_mol_m2"] == pytest.approx(w["background_shift_mol_m2"], rel=1e-6, abs=1e-12)
 
 
 # --------------------------------------------------------------------------------------------------- fast tests
@@ -158,6 +159,10 @@ def test_posted_grid_gives_the_detect_stage_numbers(matimba_overpass, seeded_mod
     answer = predict_frame(loaded, grid_frame(ds), {"threshold": threshold, **opts})
     assert_same_detection(answer, result, det, ny, nx)
     assert answer["params"]["threshold"] == threshold and answer["overpasses"][0]["n_lat"] == ny
+    # the Highveld's merged plumes lie above the training range: the served overpass and the stage's file record
+    # the same largest background shift
+    top = answer["overpasses"][0]["background_shift_max_mol_m2"]
+    assert 1.0e-4 < top == pytest.approx(det.attrs["background_shift_max_mol_m2"], rel=1e-6)
     assert answer["params"]["tiling"] == ("context" if tiling == "auto" else tiling)  # the demo net: ShuffleHead
     assert json.loads(json.dumps(answer, allow_nan=False)) == answer  # plain JSON: no NaN anywhere
     if resample != "none":  # the observed cells span a smaller grid, whose lattice (and tiles) differ

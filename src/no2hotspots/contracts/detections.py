@@ -4,7 +4,8 @@ One folder per collection, ``<detect.out_dir>/<collection>/``::
 
     overpasses/<key>.nc   per overpass, on the ingest overpass file's part of the grid: relative_emission(lat, lon)
                           (the CNN's map, NaN where the input was invalid) and hotspot_id(lat, lon) (the overpass's
-                          own hotspot numbers 1..n, 0 = none)
+                          own hotspot numbers 1..n, 0 = none); attr background_shift_max_mol_m2 (the most regional
+                          background taken off any valid cell before the model ran, no2hotspots.detect.background)
     hotspots.csv          one row per hotspot (:data:`COLUMNS`); hotspots.geojson the same as points
     period.nc             over all overpasses: relative_emission_max, relative_emission_mean (over the overpasses
                           that observed the cell), n_valid, n_detections, n_peaks (lat, lon) on the collection grid;
@@ -49,6 +50,7 @@ COLUMNS = (
     "area_km2",
     "n_cells",
     "gap_cells",
+    "background_shift_mol_m2",
     "obs_count",
 )
 
@@ -72,6 +74,11 @@ COLUMN_DOCS = {
         "distance in cells (chessboard) from the peak cell to the nearest cell this overpass did not observe "
         "(a cloud gap, the swath's end, or beyond the grid; 1 = next to one): hotspots beside a gap are less often "
         "at a source"
+    ),
+    "background_shift_mol_m2": (
+        "regional background taken off the NO2 column at the peak cell before the model ran [mol m-2]: the excess "
+        "of its local mean over detect.background_max_mol_m2 (0 = none; large values mean a polluted region whose "
+        "merged plumes may have counted as background)"
     ),
     "obs_count": (
         "overpasses covering more than ingest.coverage_min of the peak cell over the period (the ingest grid's "

@@ -40,12 +40,12 @@ def local_background(no2: np.ndarray, valid: np.ndarray, cell_m: tuple[float, fl
 
 def shift_background(
     no2: np.ndarray, valid: np.ndarray, cell_m: tuple[float, float], *, max_mol_m2: float, sigma_km: float
-) -> tuple[np.ndarray, float]:
-    """``no2`` minus the excess of its local background over ``max_mol_m2`` (float32, NaN stays NaN) and the
-    largest shift applied [mol m-2] (0 when the field's background is within the range). ``max_mol_m2 <= 0``: off."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """``no2`` minus the excess of its local background over ``max_mol_m2`` (float32, NaN stays NaN) and that
+    excess per cell [mol m-2] (float32, 0 where the local background is within the range, where no valid cell
+    lies within reach, and everywhere when ``max_mol_m2 <= 0``: off)."""
     if max_mol_m2 <= 0 or not np.any(valid):
-        return no2, 0.0
+        return no2, np.zeros(np.shape(no2), np.float32)
     bg = local_background(no2, valid, cell_m, sigma_km)
     shift = np.nan_to_num(np.maximum(bg - max_mol_m2, 0.0), nan=0.0)
-    top = float(shift[valid].max(initial=0.0))
-    return (no2 - shift).astype(np.float32), top
+    return (no2 - shift).astype(np.float32), shift.astype(np.float32)

@@ -45,13 +45,15 @@ def detect_field(ds: xr.Dataset, loaded, s: dict[str, Any], *, desc: str = "dete
 
     Returns ``valid`` (bool (lat, lon)), ``relative_emission`` (float32, NaN where masked), ``hotspot_id`` (int32,
     the region numbers 1..n by descending peak, 0 = none), ``hotspots`` (rows of
-    :func:`no2hotspots.detect.hotspots.find_hotspots`) and ``counts`` (tiles run / skipped). With
-    ``background_max_mol_m2`` > 0 the field's regional background above it is taken off first (:mod:`.background`).
+    :func:`no2hotspots.detect.hotspots.find_hotspots`), ``counts`` (tiles run / skipped) and
+    ``background_shift_max`` [mol m-2]. With ``background_max_mol_m2`` > 0 the field's regional background above it
+    is taken off first (:mod:`.background`): the hotspot rows carry what was taken off at their peak, and
+    ``background_shift_max`` is the most taken off any valid cell (0 when nothing was).
     """
     meta = loaded.meta
     valid = gridmod.valid_mask(ds, float(s["coverage_min"]))
     no2 = np.where(valid, ds["no2"].values, np.nan).astype(np.float32)
-    no2, _ = shift_background(
+    no2, shift = shift_background(
         no2,
         valid,
         gridmod.cell_size_m(ds),
@@ -82,8 +84,16 @@ def detect_field(ds: xr.Dataset, loaded, s: dict[str, Any], *, desc: str = "dete
         min_separation_px=int(s["peaks"]["min_separation_px"]),
         edge_cells=int(s["edge_cells"]),
         valid=valid,
+        background_shift=shift,
     )
-    return {"valid": valid, "relative_emission": rel, "hotspot_id": ids, "hotspots": rows, "counts": counts}
+    return {
+        "valid": valid,
+        "relative_emission": rel,
+        "hotspot_id": ids,
+        "hotspots": rows,
+        "counts": counts,
+        "background_shift_max": float(shift[valid].max(initial=0.0)),
+    }
 
 
 def _infer(no2: np.ndarray, valid: np.ndarray, loaded, s: dict[str, Any], desc: str) -> tuple[np.ndarray, dict]:

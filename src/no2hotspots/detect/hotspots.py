@@ -79,12 +79,15 @@ def find_hotspots(
     min_separation_px: int = 2,
     edge_cells: int = 0,
     valid: np.ndarray | None = None,
+    background_shift: np.ndarray | None = None,
 ) -> tuple[list[dict], np.ndarray]:
     """Hotspots of one overpass's map ``rel (lat, lon)``: one row per region (``overpass_hotspot`` = 1, 2, ...
     by descending peak; peak position, peak and summed relative emission, NOx estimate, area, cells) and the
     int32 image of region numbers (0 = no hotspot). Regions whose peak lies fewer than ``edge_cells`` cells from
     the map's outer edge (1: on its outermost row or column) are left out of both (0: none). ``valid`` (bool, the
-    map's shape) marks the cells the overpass observed, for ``gap_cells`` (default: where ``rel`` is finite)."""
+    map's shape) marks the cells the overpass observed, for ``gap_cells`` (default: where ``rel`` is finite);
+    ``background_shift`` (the map's shape, mol m-2) what detection took off each cell's background before the model
+    ran (:mod:`.background`), read at the peak for ``background_shift_mol_m2`` (default: 0, nothing taken off)."""
     rel = np.asarray(rel, dtype=np.float32)
     lab, n = label_regions(rel, threshold, min_cells, prominence=prominence, min_separation_px=min_separation_px)
     ids = np.zeros(rel.shape, dtype=np.int32)
@@ -120,6 +123,7 @@ def find_hotspots(
                 "area_km2": float(areas[k]),
                 "n_cells": int(ncell[k]),
                 "gap_cells": int(gap[i, j]),
+                "background_shift_mol_m2": 0.0 if background_shift is None else float(background_shift[i, j]),
             }
         )
     return rows, ids

@@ -48,7 +48,10 @@ def detect_overpass(task: OverpassTask, *, loaded, s: dict) -> dict:
         rel=rel,
         ids=ids,
         time=time,
-        attrs={"source_file": ds.attrs.get("source_file", "")},
+        attrs={
+            "source_file": ds.attrs.get("source_file", ""),
+            "background_shift_max_mol_m2": r["background_shift_max"],
+        },
     )
     t = str(np.datetime_as_string(np.datetime64(time, "s"), unit="s"))
     result = {

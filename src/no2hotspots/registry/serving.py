@@ -25,8 +25,9 @@ first: :mod:`no2hotspots.detect.background`).
 Output (a JSON object): ``cells`` (column lists in input row order: ``overpass``, ``lat``, ``lon``,
 ``relative_emission`` (null where masked), ``hotspot`` (the cell's hotspot number within its overpass, 0 =
 none)), ``hotspots`` (one object per hotspot: ``overpass``, ``overpass_hotspot``, ``peak_lat``, ``peak_lon``,
-``peak_rel_emission``, ``sum_rel_emission``, ``nox_rate_estimate_t_per_yr``, ``area_km2``, ``n_cells``, ``gap_cells``),
-``overpasses`` (per overpass: grid shape, step, valid cells, tiles run), ``params`` (the values used), ``model``
+``peak_rel_emission``, ``sum_rel_emission``, ``nox_rate_estimate_t_per_yr``, ``area_km2``, ``n_cells``, ``gap_cells``,
+``background_shift_mol_m2``), ``overpasses`` (per overpass: grid shape, step, valid cells, hotspots, the largest
+background shift, tiles run), ``params`` (the values used), ``model``
 (input scale, training emission range, pixel size, run id) and ``note`` (what the NOx estimate is).
 """
 
@@ -76,6 +77,7 @@ HOTSPOT_FIELDS = (
     "area_km2",
     "n_cells",
     "gap_cells",
+    "background_shift_mol_m2",
 )
 #: the model metadata returned with every answer
 META_FIELDS = ("input_scale", "emission_min_t_per_yr", "emission_max_t_per_yr", "pixel_size_m", "tile_size", "run_id")
@@ -282,6 +284,7 @@ def predict_frame(loaded, df: pd.DataFrame, params: dict | None = None) -> dict[
                 + [float(ds["lon_bnds"].max()), float(ds["lat_bnds"].max())],
                 "valid_cells": int(r["valid"].sum()),
                 "n_hotspots": len(r["hotspots"]),
+                "background_shift_max_mol_m2": r["background_shift_max"],
                 **{k: int(v) for k, v in r["counts"].items()},
             }
         )
