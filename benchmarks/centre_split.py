@@ -30,6 +30,7 @@ from no2hotspots.contracts import shards as contract
 from no2hotspots.metrics.scores import Sources, blob_labels, blob_positions, match_per_sample
 from no2hotspots.model.inputs import prepare_input
 from no2hotspots.score.evaluate import listed_sources
+from no2hotspots.score.pairs import both_above
 from no2hotspots.score.run import load_trained
 from no2hotspots.train.data import ShardStream, split_shards
 
@@ -71,7 +72,7 @@ def f1(n_src, n_reg, n_match) -> dict:
 
 def pair_rows(n_src, n_match, sep, r) -> dict:
     found = (n_match >= 2) & (n_src == 2)
-    both = np.nanmin(r, axis=1) >= THRESHOLD
+    both = both_above(r, THRESHOLD)
     out = {
         "ge3": round(found[sep >= 3].mean(), 4),
         "ge3_both_above": round(found[(sep >= 3) & both].mean(), 4),

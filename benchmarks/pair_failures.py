@@ -27,6 +27,7 @@ from no2hotspots.contracts import shards as contract
 from no2hotspots.metrics.scores import Sources, source_scores_at
 from no2hotspots.model.inputs import prepare_input
 from no2hotspots.score.evaluate import listed_sources
+from no2hotspots.score.pairs import both_above
 from no2hotspots.score.run import load_trained
 from no2hotspots.train.data import ShardStream, split_shards
 
@@ -78,8 +79,7 @@ def main() -> None:
     pred = predictions(args.model, shards)
     split = {"prominence": args.prominence, "min_separation_px": args.min_separation_px}
     cls = classify(pred, sources, args.threshold, args.match_px, split)
-    listed = np.isfinite(sources.r[: len(pred)])
-    both = (listed.sum(axis=1) == 2) & (np.where(listed, sources.r[: len(pred)], np.inf).min(axis=1) >= args.threshold)
+    both = both_above(sources.r[: len(pred)], args.threshold)
     rows = {}
     for d in [*np.unique(sep[both]).tolist(), "ge3"]:
         sel = both & ((sep >= 3) if d == "ge3" else (sep == d))

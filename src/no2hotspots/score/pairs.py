@@ -43,11 +43,17 @@ def pair_recall(
     return recall_table(found, sep[: len(found)], sources.r[: len(found)], threshold)
 
 
+def both_above(r: np.ndarray, threshold: float) -> np.ndarray:
+    """Per pair scene (N,): both of its two listed sources have a true r >= ``threshold`` (``r`` (N, S) NaN-padded;
+    a scene listing other than two sources is False)."""
+    listed = np.isfinite(r)
+    return (listed.sum(axis=1) == 2) & (np.where(listed, r, np.inf).min(axis=1) >= threshold)
+
+
 def recall_table(found: np.ndarray, separation_px: np.ndarray, r: np.ndarray, threshold: float) -> dict:
     """The pair figures from per-pair outcomes ``found`` (N,), separations (N,) and true r (N, S) NaN-padded."""
     sep = np.rint(separation_px).astype(int)
-    listed = np.isfinite(r)
-    both = (listed.sum(axis=1) == 2) & (np.where(listed, r, np.inf).min(axis=1) >= threshold)
+    both = both_above(r, threshold)
     out = {"pair_recall_all": float(found.mean()), "n_pairs": float(len(found))}
     ge3 = sep >= 3
     out["pair_recall_ge3px"] = float(found[ge3].mean()) if ge3.any() else float("nan")
