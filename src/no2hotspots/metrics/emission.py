@@ -9,8 +9,8 @@ from torchmetrics.utilities import dim_zero_cat
 
 from .scores import (
     Sources,
+    blob_points_every_and_counted,
     count_components,
-    counted_blobs,
     emission_class,
     hidden_mask,
     ignore_region,
@@ -98,17 +98,17 @@ class EmissionMetrics(Metric):
             n_hidden = flags[: len(target)].sum(axis=1)
         region = ignore_region(true, hidden, self.dilate_px)
         scored = np.where(hidden, 0.0, target)
-        self._add("every", pred, target, true, marked, marked, None, sources, None)
-        blobs = counted_blobs(marked, region)
-        self._add("visible", pred, scored, true & ~hidden, marked, blobs, region, sources, flags)
+        every, counted = blob_points_every_and_counted(pred, marked, region, self.split)  # labelled once for both
+        self._add("every", pred, target, true, marked, every, None, sources, None)
+        self._add("visible", pred, scored, true & ~hidden, marked, counted, region, sources, flags)
         self.n_hidden.append(torch.as_tensor(np.asarray(n_hidden, dtype=np.int64)))
 
-    def _add(self, conv: str, pred, target, true, marked, blobs, ignored, sources, skip) -> None:
+    def _add(self, conv: str, pred, target, true, marked, points, ignored, sources, skip) -> None:
         recall, precision, iou = pixel_scores(marked, true, ignored)
         if sources is None:
-            s = source_scores(pred, target, blobs, self.match_distance_px, split=self.split)
+            s = source_scores(pred, target, None, self.match_distance_px, blob_points=points)
         else:
-            s = source_scores_at(pred, sources, blobs, self.match_distance_px, skip, split=self.split)
+            s = source_scores_at(pred, sources, None, self.match_distance_px, skip, blob_points=points)
         values = {
             "recall": recall,
             "precision": precision,

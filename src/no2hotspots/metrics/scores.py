@@ -97,6 +97,35 @@ def blob_labels(pred: np.ndarray, blobs: np.ndarray, split: dict | None = None) 
     return split_peaks_stack(pred, lab, **split)
 
 
+def blob_points_every_and_counted(
+    pred: np.ndarray, marked: np.ndarray, region: np.ndarray | None, split: dict | None = None
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The blob positions (:func:`blob_positions`) of ``marked`` (the ``every`` convention) and of
+    :func:`counted_blobs` ``(marked, region)`` (``visible``), labelled, split and located once: a component wholly
+    inside ``region`` drops with every blob split from it, the others keep theirs (the split of one component does
+    not depend on the others, and its blobs keep their row-major order), so the second is a subset of the first,
+    in the same order: what blob_positions(pred, *blob_labels(pred, counted_blobs(marked, region), split)) gives."""
+    pred = np.asarray(pred, dtype=np.float64)
+    marked = np.asarray(marked, dtype=bool)
+    comp, n_comp = label(marked)
+    lab, n = comp, n_comp
+    if n_comp and split and float(split["prominence"]) < 1.0:
+        from ..peaks import split_peaks_stack
+
+        lab, n = split_peaks_stack(pred, comp, **split)
+    every = blob_positions(pred, lab, n)
+    if region is None or n == 0 or not region.any():
+        return every, every
+    size = np.bincount(comp.ravel(), minlength=n_comp + 1)
+    inside = np.bincount(comp[region], minlength=n_comp + 1)
+    drop = inside == size
+    drop[0] = False
+    parent = np.zeros(n + 1, np.int64)
+    parent[lab.ravel()] = comp.ravel()  # every cell of a split blob lies in one component
+    keep = ~drop[parent[1:]]
+    return every, (every[0][keep], every[1][keep])
+
+
 def count_components(mask) -> np.ndarray:
     """(N,) int64: 8-connected components of the (N, H, W) bool ``mask`` per sample."""
     from scipy import ndimage
@@ -186,13 +215,16 @@ def source_masks(sources: Sources, target, valid, min_scored_r: float, min_visib
 def source_scores_at(
     pred: np.ndarray,
     sources: Sources,
-    blobs: np.ndarray,
+    blobs: np.ndarray | None,
     match_distance_px: float,
     skip: np.ndarray | None = None,
     split: dict | None = None,
+    *,
+    blob_points: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SourceScores:
     """Source-level scores with sources at their listed positions (block centres); ``skip`` (N, S) leaves sources
-    out (hidden ones in the ``visible`` convention); ``split``: see :func:`blob_labels`."""
+    out (hidden ones in the ``visible`` convention); ``split``: see :func:`blob_labels`. ``blob_points``: the blobs'
+    positions already found (:func:`blob_points_every_and_counted`; ``blobs`` and ``split`` are then not read)."""
 
     pred = np.asarray(pred, dtype=np.float64)
     n, h, w = pred.shape
@@ -202,7 +234,7 @@ def source_scores_at(
     centres = np.stack([0.5 * (r0 + r1) - 0.5, 0.5 * (c0 + c1) - 0.5], axis=1)
     pmax = np.array([pred[a, b:c, d:e].max(initial=0.0) for a, b, c, d, e in zip(i, r0, r1, c0, c1)])
     abs_error = np.abs(pmax - sources.r[i, j])
-    blob_p, blob_sample = blob_positions(pred, *blob_labels(pred, blobs, split))
+    blob_p, blob_sample = blob_points or blob_positions(pred, *blob_labels(pred, blobs, split))
     return match_per_sample(centres, i.astype(np.int64), blob_p, blob_sample, n, match_distance_px, abs_error)
 
 
@@ -216,10 +248,16 @@ class SourceScores:
 
 
 def source_scores(
-    pred: np.ndarray, target: np.ndarray, blobs: np.ndarray, match_distance_px: float, split: dict | None = None
+    pred: np.ndarray,
+    target: np.ndarray,
+    blobs: np.ndarray | None,
+    match_distance_px: float,
+    split: dict | None = None,
+    *,
+    blob_points: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SourceScores:
     """Source-level scores: sources are the components of ``target > 0``, blobs those of the bool ``blobs`` mask
-    (split at prominent peaks: :func:`blob_labels`)."""
+    (split at prominent peaks: :func:`blob_labels`), or ``blob_points`` as in :func:`source_scores_at`."""
 
     pred = np.asarray(pred, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
@@ -232,7 +270,7 @@ def source_scores(
         src_pmax = label_max(pred, src_lab, n_src)
         src_sample = np.rint(src_c[:, 0]).astype(np.int64)
         abs_error = np.abs(src_pmax - src_r)
-    blob_p, blob_sample = blob_positions(pred, *blob_labels(pred, blobs, split))
+    blob_p, blob_sample = blob_points or blob_positions(pred, *blob_labels(pred, blobs, split))
     return match_per_sample(src_c[:, 1:], src_sample, blob_p, blob_sample, n, match_distance_px, abs_error)
 
 
