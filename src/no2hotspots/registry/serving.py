@@ -90,6 +90,12 @@ class ServingInputError(UserError):
     """A request the served model cannot use; one line naming the column or param."""
 
 
+def _finite_number(v: Any) -> bool:
+    """A finite int or float param (``True`` is not a number here): config.is_number's test, kept here so that the
+    served model does not import the config layer (omegaconf)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def settings(params: dict | None) -> dict[str, Any]:
     """The request params merged over :data:`PARAM_DEFAULTS`, checked (one-line :class:`ServingInputError`)."""
     s = dict(PARAM_DEFAULTS)
@@ -114,11 +120,11 @@ def settings(params: dict | None) -> dict[str, Any]:
     }
     for k, (ok, problem) in checks.items():
         v = s[k]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
+        if not _finite_number(v) or not ok(v):
             raise ServingInputError(f"params.{k}: {problem} (got {v!r})")
     for k in ("context_core", "context_margin"):
         v = s[k]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or not 0 <= v <= 1024:
+        if not _finite_number(v) or v != int(v) or not 0 <= v <= 1024:
             raise ServingInputError(f"params.{k}: must be an integer in 0..1024 (got {v!r})")
         s[k] = int(v)
     if s["tiling"] not in TILINGS:
