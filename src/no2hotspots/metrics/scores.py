@@ -234,7 +234,7 @@ def source_scores_at(
     centres = np.stack([0.5 * (r0 + r1) - 0.5, 0.5 * (c0 + c1) - 0.5], axis=1)
     pmax = np.array([pred[a, b:c, d:e].max(initial=0.0) for a, b, c, d, e in zip(i, r0, r1, c0, c1)])
     abs_error = np.abs(pmax - sources.r[i, j])
-    blob_p, blob_sample = blob_points or blob_positions(pred, *blob_labels(pred, blobs, split))
+    blob_p, blob_sample = _points_of(pred, blobs, split, blob_points)
     return match_per_sample(centres, i.astype(np.int64), blob_p, blob_sample, n, match_distance_px, abs_error)
 
 
@@ -270,8 +270,13 @@ def source_scores(
         src_pmax = label_max(pred, src_lab, n_src)
         src_sample = np.rint(src_c[:, 0]).astype(np.int64)
         abs_error = np.abs(src_pmax - src_r)
-    blob_p, blob_sample = blob_points or blob_positions(pred, *blob_labels(pred, blobs, split))
+    blob_p, blob_sample = _points_of(pred, blobs, split, blob_points)
     return match_per_sample(src_c[:, 1:], src_sample, blob_p, blob_sample, n, match_distance_px, abs_error)
+
+
+def _points_of(pred, blobs, split, blob_points) -> tuple[np.ndarray, np.ndarray]:
+    """``blob_points`` when given, else the positions of the ``blobs`` mask's blobs (split by ``split``)."""
+    return blob_points if blob_points is not None else blob_positions(pred, *blob_labels(pred, blobs, split))
 
 
 def blob_positions(pred: np.ndarray, blob_lab: np.ndarray, n_blob: int) -> tuple[np.ndarray, np.ndarray]:
