@@ -53,3 +53,22 @@ def test_two_trial_sweep_groups_trials_under_one_parent_run(tmp_path, tiny_sim):
     # the study is persisted (a second sweep would resume it)
     study = optuna.load_study(study_name="no2hotspots-demo", storage=f"sqlite:///{out}/mlruns/optuna.db")
     assert len(study.trials) == 2 and {"train.lr", "model.dropout"} <= set(study.trials[0].params)
+
+
+def test_a_parent_run_that_cannot_be_opened_ends_the_worker_in_one_line(tmp_path):
+    """Hydra would turn the callback's exception into a warning and run the trials without their parent; the
+    callback ends the worker instead (here: a study storage nobody listens on)."""
+    from omegaconf import OmegaConf
+
+    from no2hotspots.config import compose
+    from no2hotspots.train.sweep import MlflowSweepParent
+
+    cfg = compose([f"paths.mlruns={tmp_path}/mlruns"])
+    storage = "postgresql+psycopg://nobody@127.0.0.1:9/optuna"  # port 9 (discard): connection refused
+    OmegaConf.set_struct(cfg, False)
+    cfg.hydra = {"sweeper": {"storage": storage, "study_name": "s"}}
+    with pytest.raises(SystemExit) as e:
+        MlflowSweepParent().on_multirun_start(cfg)
+    msg = str(e.value)
+    assert msg.startswith("sweep: could not open the study's parent MLflow run (") and "\n" not in msg
+    assert os.environ.get("NO2HOTSPOTS_PARENT_RUN_ID") is None  # no parent handed to trials

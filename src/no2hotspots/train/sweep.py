@@ -167,6 +167,18 @@ class MlflowSweepParent(Callback):
 
     # -- Hydra callback --------------------------------------------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Open (or join) the study's parent MLflow run before any trial. Hydra turns an exception raised in a
+        callback into a warning and runs the trials anyway, which would leave them without their parent (a CI run
+        saw a second worker's trials orphaned so): a failure here ends the worker with one line instead."""
+        try:
+            self._open_parent(config)
+        except Exception as e:
+            raise SystemExit(
+                f"sweep: could not open the study's parent MLflow run ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                "no trial was run"
+            ) from e
+
+    def _open_parent(self, config: DictConfig) -> None:
         import mlflow
 
         from .. import tracking
