@@ -3,9 +3,11 @@
 For each model config (conf/model/<name>.yaml): training samples/s (forward + MSE backward + Adam step, batch 32),
 inference tiles/s (no_grad, eval mode, batch 256), FLOPs per sample (torch.utils.flop_counter.FlopCounterMode),
 achieved GFLOP/s and its share of the baseline: a dense 3x3 conv 64->64 ch at 64x64, batch 32, forward, measured in
-the same run. Threads: torch.set_num_threads(2) (the target box has 2 cores).
+the same run. Threads: torch.set_num_threads(2) (the target box has 2 cores). ``--refine-widths W ...`` adds the
+demo model with ``model.head.refine_width=W`` (the full-resolution refinement) and prints its training and inference
+rates as a ratio to the demo model's, measured in the same run.
 
-    .venv/bin/python benchmarks/train.py [--models demo paper] [--seconds 6] [--out benchmarks/results/train.json]
+    .venv/bin/python benchmarks/train.py [--models demo paper] [--refine-widths 12] [--seconds 6] [--out F]
 """
 
 from __future__ import annotations
@@ -63,8 +65,13 @@ def conv_baseline(seconds: float, device: str = "cpu") -> dict:
     return {"what": "conv3x3 64->64 @64x64, batch 32, forward", "flops": flops, "gflops_per_s": flops / t / 1e9}
 
 
-def bench_model(name: str, seconds: float, device: str = "cpu", batch_train: int = 32, batch_infer: int = 256) -> dict:
+def bench_model(
+    name: str, seconds: float, device: str = "cpu", batch_train: int = 32, batch_infer: int = 256, refine: int = 0
+) -> dict:
     cfg = OmegaConf.load(REPO / "conf" / "model" / f"{name}.yaml")
+    if refine:
+        cfg.head.refine_width = refine
+        name = f"{name}+r{refine}"
     torch.manual_seed(0)
     net = build_model(cfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -114,6 +121,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", default=["demo", "paper"])
     ap.add_argument("--seconds", type=float, default=6.0, help="timing window per measurement")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--refine-widths", type=int, nargs="*", default=[], help="demo with head.refine_width=W")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "train.json"))
     args = ap.parse_args(argv)
     global LOAD0
@@ -126,6 +134,15 @@ def main(argv=None) -> int:
         r = bench_model(name, args.seconds)
         r["train_share_of_conv"] = r["train_gflops_per_s"] / base["gflops_per_s"]
         r["infer_share_of_conv"] = r["infer_gflops_per_s"] / base["gflops_per_s"]
+        rows.append(r)
+    demo = next((r for r in rows if r["model"] == "demo"), None)
+    for w in args.refine_widths:
+        r = bench_model("demo", args.seconds, refine=w)
+        r["train_share_of_conv"] = r["train_gflops_per_s"] / base["gflops_per_s"]
+        r["infer_share_of_conv"] = r["infer_gflops_per_s"] / base["gflops_per_s"]
+        if demo is not None:
+            r["train_rate_vs_demo"] = r["train_samples_per_s"] / demo["train_samples_per_s"]
+            r["infer_rate_vs_demo"] = r["infer_tiles_per_s"] / demo["infer_tiles_per_s"]
         rows.append(r)
     cuda = []
     if torch.cuda.is_available():
@@ -140,16 +157,21 @@ def main(argv=None) -> int:
         f"load average {LOAD0:.1f} -> {os.getloadavg()[0]:.1f}: other processes distort timings)"
     )
     hdr = (
-        f"{'model':<7}{'dev':<5}{'params':>10}{'train/s':>9}{'MFLOP/s.':>10}{'GFLOP/s':>9}{'share':>7}"
+        f"{'model':<9}{'dev':<5}{'params':>10}{'train/s':>9}{'MFLOP/s.':>10}{'GFLOP/s':>9}{'share':>7}"
         f"{'infer/s':>9}{'GFLOP/s':>9}{'share':>7}"
     )
     print(hdr)
     for r in rows + cuda:
         print(
-            f"{r['model']:<7}{r['device']:<5}{r['parameters']:>10,}{r['train_samples_per_s']:>9.0f}"
+            f"{r['model']:<9}{r['device']:<5}{r['parameters']:>10,}{r['train_samples_per_s']:>9.0f}"
             f"{r['train_flops_per_sample'] / 1e6:>10.1f}{r['train_gflops_per_s']:>9.1f}"
             f"{r['train_share_of_conv']:>7.0%}{r['infer_tiles_per_s']:>9.0f}{r['infer_gflops_per_s']:>9.1f}"
             f"{r['infer_share_of_conv']:>7.0%}"
+            + (
+                f"   vs demo: train {r['train_rate_vs_demo']:.2f}x, infer {r['infer_rate_vs_demo']:.2f}x"
+                if "train_rate_vs_demo" in r
+                else ""
+            )
         )
     result = {
         "machine": {

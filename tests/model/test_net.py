@@ -146,3 +146,37 @@ def test_a_model_config_of_an_earlier_version_still_builds(model_cfgs):
     }
     a, b = build_model(old), build_model(model_cfgs["demo"])
     assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+
+
+def test_the_refinement_starts_as_the_identity_and_learns(model_cfgs):
+    """head.refine_width: an untrained refinement leaves the map as the head without it draws; training moves it."""
+    torch.manual_seed(0)
+    cfg = OmegaConf.merge(model_cfgs["demo"], {"dropout": 0.0, "head": {"refine_width": 8}})
+    net = build_model(cfg)
+    assert count_parameters(net) > count_parameters(build_model(model_cfgs["demo"]))
+    x, t = _scenes(4)
+    net.eval()
+    with torch.no_grad():
+        refined = net(x)
+        refine, net.head.refine = net.head.refine, None
+        plain = net(x)
+        net.head.refine = refine
+    assert torch.equal(refined, plain)
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(net(x), t).backward()
+        opt.step()
+    assert float(net.head.refine[-1].weight.detach().abs().sum()) > 0
+    net.eval()
+    with torch.no_grad():  # fully convolutional still: a 128 x 128 field maps to a 128 x 128 map
+        assert net(torch.randn(1, 2, 128, 128)).shape == (1, 128, 128)
+
+
+def test_a_refinement_needs_a_shuffle_head_and_a_width_of_at_least_zero(model_cfgs):
+    with pytest.raises(ConfigError, match=r"model\.head\.refine_width"):
+        build_model(OmegaConf.merge(model_cfgs["demo"], {"head": {"refine_width": -1}}))
+    with pytest.raises(ConfigError, match=r"model\.head\.refine_width.*ShuffleHead"):
+        paper = OmegaConf.to_container(model_cfgs["paper"])
+        build_model(OmegaConf.merge(paper, {"head": {"refine_width": 8}}))

@@ -146,6 +146,12 @@ class ShuffleHead(nn.Module):
     Translation-equivariant, so it learns "where" from every scene instead of per output pixel as an FC layer must.
     Fully convolutional: it maps any input whose sides are multiples of the network's alignment (stem factor x
     2^pools) to a map of the same size, which detection's ``tiling: context`` uses.
+
+    ``refine_width`` > 0 adds a full-resolution residual refinement of the logits: three conv3x3 (``refine_width``,
+    ``refine_width``, 1 channels, ReLU between) over [logits, the network's input], added to the logits before the
+    sigmoid. Without it each stem-factor block of output pixels is a linear map of one low-resolution feature
+    vector; with it the map can draw a dip between sources a few pixels apart from the input itself. Its last conv
+    starts at zero, so an untrained refinement is the identity.
     """
 
     fully_convolutional = True
@@ -160,10 +166,21 @@ class ShuffleHead(nn.Module):
         dropout: float,
         width: int = 32,
         bias_init: float = -2.0,
+        refine_width: int = 0,
+        in_channels: int = 2,
         **_,
     ):
         super().__init__()
         self.tile, self.up = tile, up
+        self.refine: nn.Sequential | None = None
+        if refine_width:
+            self.refine = nn.Sequential(
+                nn.Conv2d(1 + in_channels, refine_width, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(refine_width, refine_width, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(refine_width, 1, 3, padding=1),
+            )
         self.mix = conv3x3(deep_ch + skip_ch, width)
         self.bn = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
@@ -172,11 +189,23 @@ class ShuffleHead(nn.Module):
         self.shuffle = nn.PixelShuffle(up) if up > 1 else nn.Identity()
         nn.init.constant_(self.out.bias, bias_init)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+    def zero_refinement(self) -> None:
+        """Start the refinement as the identity (its last conv at zero); the network calls this after its init."""
+        if self.refine is not None:
+            nn.init.zeros_(self.refine[-1].weight)
+            nn.init.zeros_(self.refine[-1].bias)
+
+    def forward(
+        self, x: torch.Tensor, skip: torch.Tensor | None = None, inputs: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if skip is None:
             raise ValueError("ShuffleHead needs the first stage's features as skip")
         if x.shape[-1] != skip.shape[-1]:
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
         z = self.relu(self.bn(self.mix(torch.cat([x, skip], dim=1))))
         z = self.shuffle(self.out(self.dropout(z)))
+        if self.refine is not None:
+            if inputs is None:
+                raise ValueError("ShuffleHead with refine_width needs the network's input")
+            z = z + self.refine(torch.cat([z, inputs], dim=1))
         return torch.sigmoid(z)[:, 0]  # (N, H, W): H = W = tile in training; any multiple of the alignment works

@@ -1,12 +1,13 @@
 """The hotspot CNN and its builder from ``conf/model/*.yaml``.
 
-Architecture (``HotspotNet``): input (N, in_channels, tile, tile) -> spatial attention -> stem (the only part at
-full resolution: space-to-depth or a strided conv) -> stages of residual blocks with max pooling -> head ->
-(N, tile, tile) relative emission in [0, 1] (sigmoid).
+Architecture (``HotspotNet``): input (N, in_channels, tile, tile) -> spatial attention -> stem (space-to-depth or a
+strided conv) -> stages of residual blocks with max pooling -> head -> (N, tile, tile) relative emission in [0, 1]
+(sigmoid). Only the attention, the stem and, where configured, the head's refinement work at full resolution.
 
 Heads: ``FCHead`` is the paper's flatten -> dropout -> fully connected (most parameters sit in that layer);
-``ShuffleHead`` a light decoder with a skip connection and a pixel shuffle. The config names the classes
-(``_target_``) and Hydra's ``instantiate`` builds them.
+``ShuffleHead`` a light decoder with a skip connection and a pixel shuffle, optionally refined at full resolution
+from the input (``head.refine_width``). The config names the classes (``_target_``) and Hydra's ``instantiate``
+builds them.
 """
 
 from __future__ import annotations
@@ -60,7 +61,13 @@ class HotspotNet(nn.Module):
         #: input sides must be multiples of this for the map to line up with the input (stem x 2 per pooling)
         self.alignment = self.stem.factor * 2 ** sum(bool(p) for p in pool)
         self.head = head(
-            deep_ch=in_ch, deep_res=res, skip_ch=int(widths[0]), up=self.stem.factor, tile=tile_size, dropout=dropout
+            deep_ch=in_ch,
+            deep_res=res,
+            skip_ch=int(widths[0]),
+            up=self.stem.factor,
+            tile=tile_size,
+            dropout=dropout,
+            in_channels=in_channels,
         )
         for m in self.modules():
             if isinstance(m, nn.Conv2d) and m is not getattr(self.head, "out", None):
@@ -69,6 +76,8 @@ class HotspotNet(nn.Module):
         for m in self.modules():
             if isinstance(m, ResidualBlock):
                 nn.init.zeros_(m.bn2.weight)
+        if hasattr(self.head, "zero_refinement"):
+            self.head.zero_refinement()
 
     @property
     def fully_convolutional(self) -> bool:
@@ -76,12 +85,15 @@ class HotspotNet(nn.Module):
         return bool(getattr(self.head, "fully_convolutional", False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inputs = x
         x = self.stem(self.attention(x))
         skip = None
         for i, stage in enumerate(self.stages):
             x, unpooled = stage(x)
             if i == 0:
                 skip = unpooled
+        if getattr(self.head, "refine", None) is not None:
+            return self.head(x, skip, inputs)
         return self.head(x, skip)
 
 
@@ -142,6 +154,12 @@ def check_model_config(model_cfg: Mapping) -> None:
             if res % 2:
                 raise ConfigError("model.stages.pool", f"pooling an odd feature map of {res} px (tile/stem/pools)")
             res //= 2
+    head = model_cfg["head"]
+    refine = head.get("refine_width", 0)
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise ConfigError("model.head.refine_width", f"must be an integer >= 0 (got {refine!r})")
+    if refine and not head["_target_"].endswith("ShuffleHead"):
+        raise ConfigError("model.head.refine_width", f"only ShuffleHead has a refinement (got {refine})")
     dropout = model_cfg.get("dropout", 0.0)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ConfigError("model.dropout", f"must be in [0, 1) (got {dropout!r})")
