@@ -122,7 +122,8 @@ class FCHead(nn.Module):
     """The paper's head: flatten -> dropout -> fully connected -> sigmoid -> (N, tile, tile).
 
     Heads share one keyword interface (``deep_ch``, ``deep_res``, ``skip_ch``, ``up``, ``tile``, ``dropout``) so the
-    network builds whichever one the config names; this one uses the deepest features only.
+    network builds whichever one the config names, and one call (deepest features, first stage's features, the
+    network's input); this one uses the deepest features only.
     """
 
     def __init__(self, *, deep_ch: int, deep_res: int, tile: int, dropout: float, bias_init: float = -2.0, **_):
@@ -132,7 +133,9 @@ class FCHead(nn.Module):
         self.fc = nn.Linear(deep_ch * deep_res * deep_res, tile * tile)
         nn.init.constant_(self.fc.bias, bias_init)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, skip: torch.Tensor | None = None, inputs: torch.Tensor | None = None
+    ) -> torch.Tensor:
         z = self.fc(self.dropout(torch.flatten(x, 1)))
         return torch.sigmoid(z).view(-1, self.tile, self.tile)
 

@@ -92,9 +92,7 @@ class HotspotNet(nn.Module):
             x, unpooled = stage(x)
             if i == 0:
                 skip = unpooled
-        if getattr(self.head, "refine", None) is not None:
-            return self.head(x, skip, inputs)
-        return self.head(x, skip)
+        return self.head(x, skip, inputs)
 
 
 def _int(value, key: str, lo: int = 1) -> int:
