@@ -269,6 +269,12 @@ def _bad_model(kind: str, good: Path, d: Path) -> Path:
     elif kind == "other_architecture":
         meta["model"]["stages"]["widths"] = [16, 32]
         (bad / "model.json").write_text(json.dumps(meta))
+    elif kind == "negative_refine_width":
+        meta["model"]["head"]["refine_width"] = -1
+        (bad / "model.json").write_text(json.dumps(meta))
+    elif kind == "refinement_without_its_weights":  # model.json names a refinement the state dict lacks
+        meta["model"]["head"]["refine_width"] = 12
+        (bad / "model.json").write_text(json.dumps(meta))
     elif kind == "nan_input_scale":
         meta["input_scale"] = float("nan")
         (bad / "model.json").write_text(json.dumps(meta))
@@ -285,6 +291,8 @@ MODEL_CASES = [
     "model_json_without_model",
     "model_json_arbitrary_target",
     "other_architecture",
+    "negative_refine_width",
+    "refinement_without_its_weights",
     "nan_input_scale",
     "pickled_module",
 ]
