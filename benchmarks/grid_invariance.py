@@ -21,6 +21,10 @@ positive along-wind = downwind). Everything is printed and written to ``--out`` 
 
     .venv/bin/python benchmarks/grid_invariance.py --model outputs/train/model [--days 366] [--variants ...]
 
+``--hybrid-variants "OVERRIDES" ...`` (with ``--evaluate``) reruns the hybrid stage and evaluate on the ``ref``
+variant's overpasses and baseline once per quoted set of hybrid overrides (e.g. ``"hybrid.k_sigma=3
+hybrid.merge_km=5"``; in ``ref/hybrid_variant_<i>/``) and scores each beside the default (``scores["hybrid <set>"]``).
+
 ``--extra`` adds detect overrides to every variant (e.g. ``detect.tiling=context detect.resample=model_pixel``);
 ``--osse-set`` changes the OSSE itself (e.g. ``osse.background.mean_mol_m2=[5.0e-5,2.0e-4]``; a new ``--root``);
 runs with one ``--root --keep`` share the OSSE and the ingests and keep one folder per mode and variant, and
@@ -169,6 +173,13 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--evaluate", action="store_true", help="also score each variant's tables against the truth (evaluate stage)"
     )
+    ap.add_argument(
+        "--hybrid-variants",
+        nargs="+",
+        default=[],
+        metavar="OVERRIDES",
+        help="with --evaluate: the ref variant's hybrid also at these settings, one quoted set each",
+    )
     ap.add_argument("--cross", action="store_true", help="only compare the runs kept under --root (writes --out)")
     args = ap.parse_args(argv)
     if args.cross:
@@ -260,6 +271,17 @@ def main(argv=None) -> int:
             stage("evaluate", ov + ev, log)
             for table in ("composite", *period):
                 scored[table] = {k: v for k, v in score(out, table, [], table).items() if k != "overrides"}
+            if name == "ref":  # the hybrid again at other settings, on the same overpasses and baseline
+                for i, text in enumerate(args.hybrid_variants):
+                    hv = out / f"hybrid_variant_{i}"
+                    hov = [f"hybrid.out_dir={hv / 'hybrid'}", *text.split()]
+                    stage("hybrid", ov + hov, log)
+                    stage(
+                        "evaluate",
+                        ov + ev + hov + [f"evaluate.out_dir={hv / 'evaluate'}", f"paths.metrics={hv / 'metrics'}"],
+                        log,
+                    )
+                    scored[f"hybrid {text}"] = score(hv, f"hybrid {text}", text.split(), "hybrid")
         res[name] = {
             "scores": scored,
             "overrides": grid_ov[VARIANTS[name][0]] + VARIANTS[name][1] + list(args.extra),
