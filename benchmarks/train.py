@@ -130,17 +130,13 @@ def main(argv=None) -> int:
 
     base = conv_baseline(args.seconds)
     rows = []
-    for name in args.models:
-        r = bench_model(name, args.seconds)
+    # the configs first, then the demo with each refinement (timed against the demo row of the same run)
+    for name, refine in [(n, 0) for n in args.models] + [("demo", w) for w in args.refine_widths]:
+        r = bench_model(name, args.seconds, refine=refine)
         r["train_share_of_conv"] = r["train_gflops_per_s"] / base["gflops_per_s"]
         r["infer_share_of_conv"] = r["infer_gflops_per_s"] / base["gflops_per_s"]
-        rows.append(r)
-    demo = next((r for r in rows if r["model"] == "demo"), None)
-    for w in args.refine_widths:
-        r = bench_model("demo", args.seconds, refine=w)
-        r["train_share_of_conv"] = r["train_gflops_per_s"] / base["gflops_per_s"]
-        r["infer_share_of_conv"] = r["infer_gflops_per_s"] / base["gflops_per_s"]
-        if demo is not None:
+        demo = next((x for x in rows if x["model"] == "demo"), None)
+        if refine and demo is not None:
             r["train_rate_vs_demo"] = r["train_samples_per_s"] / demo["train_samples_per_s"]
             r["infer_rate_vs_demo"] = r["infer_tiles_per_s"] / demo["infer_tiles_per_s"]
         rows.append(r)

@@ -153,9 +153,7 @@ def check_model_config(model_cfg: Mapping) -> None:
                 raise ConfigError("model.stages.pool", f"pooling an odd feature map of {res} px (tile/stem/pools)")
             res //= 2
     head = model_cfg["head"]
-    refine = head.get("refine_width", 0)
-    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
-        raise ConfigError("model.head.refine_width", f"must be an integer >= 0 (got {refine!r})")
+    refine = _int(head.get("refine_width", 0), "head.refine_width", 0)
     if refine and not head["_target_"].endswith("ShuffleHead"):
         raise ConfigError("model.head.refine_width", f"only ShuffleHead has a refinement (got {refine})")
     dropout = model_cfg.get("dropout", 0.0)
