@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -204,6 +206,34 @@ def test_scenes_share_the_crop_geometry_read_only(synthetic_plume):
         a.x[0, 0] = 1.0
     moved = local_scene(lat + 0.05, lon, c, prec, 40.0, 112.0, 60.0)  # another grid: its own geometry
     assert moved.x is not a.x and not np.array_equal(moved.y, a.y)
+    assert moved.geometry is not a.geometry
+
+
+def test_scenes_of_one_box_share_derived_geometry_with_the_same_estimates(synthetic_plume):
+    """What the estimators derive from the cells' positions alone (distances, disks, strip sub-samples) is computed
+    once per box and shared by its scenes (a period site in every overpass): the estimates of a scene that reuses
+    it equal those of a scene built on its own, cloud gaps and excluded cells included, and the shared arrays are
+    read-only."""
+    lat, lon, c, prec = synthetic_plume(Q, 5.0, 270.0, TAU)
+    wind, life = Wind(5.0, 0.5, 270.0, 10.0), Lifetime(TAU, 0.2 * TAU)
+    first = scene_of(lat, lon, c, prec)
+    for est in (csf.estimate, ime.estimate, divergence.estimate):
+        est(first, wind, life)
+    gap = (lat[:, None] > 40.35) & (lon[None, :] < 111.9)  # a cloud gap north-west of the source, off its disks,
+    gap |= (np.abs(lat[:, None] - 40.125) < 0.01) & (np.abs(lon[None, :] - 111.925) < 0.01)  # and one cell on them
+    cloudy = np.where(gap, np.nan, 1.5 * c)
+    shared = scene_of(lat, lon, cloudy, prec)
+    assert np.isnan(cloudy[(lat > 40.1) & (lat < 40.15)][:, (lon > 111.9) & (lon < 111.95)]).all()
+    assert shared.geometry is first.geometry and ("disk", 20.0, 5) in shared.geometry
+    excluded = shared.excluding(shared.r > 70.0)
+    assert excluded.geometry is shared.geometry
+    for sc in (shared, excluded):
+        alone = replace(sc, memo={}, geometry={})
+        for est in (csf.estimate, ime.estimate, divergence.estimate):
+            a, b = est(sc, wind, life), est(alone, wind, life)
+            assert a.ok and a.q == b.q and a.sigma == b.sigma
+    with pytest.raises(ValueError):
+        shared.r[0, 0] = 0.0
 
 
 def test_nox_conversion_units_and_ratio_uncertainty():

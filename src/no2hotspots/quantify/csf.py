@@ -168,7 +168,7 @@ def _strip_cells(scene: Scene, edges: np.ndarray, cfg: CSFConfig) -> np.ndarray:
     """Flat indices of the cells a strip can touch: the cone up to the last edge, widened by a cell's reach."""
     far = float(edges[-1])
     reach = np.hypot(far, cfg.core_half_width_km + max(far, 0.0) * abs(np.tan(np.radians(cfg.widen_deg))))
-    return scene.cached(("strip_cells", reach), lambda: np.flatnonzero(scene.r <= reach + cell_reach(scene)))
+    return scene.cached_geometry(("strip_cells", reach), lambda: np.flatnonzero(scene.r <= reach + cell_reach(scene)))
 
 
 def _subsamples(scene: Scene, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -183,7 +183,7 @@ def _transects(scene: Scene, plane: Plane, s, t, edges, direction_from: float, c
     # by their centre makes a narrow plume's path length per strip jump by up to +-50 % with the wind angle
     cells = _strip_cells(scene, edges, cfg)
     n = cells.size
-    x_sub, y_sub = scene.cached(("strip_subsamples", cells.tobytes()), lambda: _subsamples(scene, cells))
+    x_sub, y_sub = scene.cached_geometry(("strip_subsamples", cells.tobytes()), lambda: _subsamples(scene, cells))
     n_sub = x_sub.shape[0]
     phi = np.radians(direction_from)
     ex, ey = -np.sin(phi), -np.cos(phi)

@@ -43,6 +43,10 @@ class Scene:
     #: because the three methods and their direction re-runs ask for the same things: change no array of a scene
     #: after an estimator (or ``valid``) has used it
     memo: dict = field(default_factory=dict, repr=False, compare=False)
+    #: what derives from the cells' positions and areas alone (distances, cell sizes, sub-samples, disks): shared by
+    #: the scenes cut from one box of one grid (:func:`local_scene`: a period site's scene in every overpass) and by
+    #: :meth:`excluding`
+    geometry: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         if self.exclude is None:
@@ -54,13 +58,28 @@ class Scene:
             self.memo[key] = make()
         return self.memo[key]
 
+    def cached_geometry(self, key, make):
+        """``make()`` once per grid box and ``key``: for what depends on ``x``, ``y``, ``lat``, ``lon`` and ``area``
+        alone. Its arrays are made read-only (other scenes share them)."""
+        if key not in self.geometry:
+            value = make()
+            for v in value if isinstance(value, tuple) else (value,):
+                if isinstance(v, np.ndarray):
+                    v.setflags(write=False)
+            self.geometry[key] = value
+        return self.geometry[key]
+
     @property
     def valid(self) -> np.ndarray:
         return self.cached("valid", lambda: np.isfinite(self.c))
 
     @property
     def cell_km(self) -> float:
-        return self.cached("cell_km", lambda: float(np.sqrt(np.nanmedian(self.area)) / 1e3))
+        return self.cached_geometry("cell_km", lambda: _cell_km(self.area))
+
+    @property
+    def axes(self) -> GridAxes:
+        return self.cached_geometry("axes", lambda: grid_axes(self.x, self.y))
 
     def rotate(self, direction_from_deg: float) -> tuple[np.ndarray, np.ndarray]:
         """(s, t) km: s downwind of the source, t across the wind (positive to the left looking downwind)."""
@@ -72,7 +91,7 @@ class Scene:
 
     def excluding(self, mask: np.ndarray) -> Scene:
         """The same scene with the cells of ``mask`` also kept out of the background (a new scene: nothing derived
-        from the old exclusion is reused)."""
+        from the old exclusion is reused; the cells' geometry is)."""
         return replace(self, exclude=self.exclude | mask, memo={})
 
     def plumes_of(self, others: list[tuple[float, float]], direction_from_deg: float, length_km: float,
@@ -90,7 +109,7 @@ class Scene:
         half_len, far = 0.5 * length_km, half_width_km + length_km * tan_w
         o = within(others, self.lat0, self.lon0, 2.0 * half_len + far + float(self.r.max()))
         k, rr, cc = box_cells(self.x, self.y, o[:, 0] + half_len * ex, o[:, 1] + half_len * ey,
-                              float(np.hypot(half_len, far)))  # fmt: skip
+                              float(np.hypot(half_len, far)), self.axes)  # fmt: skip
         dx, dy = self.x[rr, cc] - o[k, 0], self.y[rr, cc] - o[k, 1]
         s, t = dx * ex + dy * ey, -dx * ey + dy * ex
         hit = (s >= 0.0) & (s <= length_km) & (np.abs(t) <= half_width_km + s * tan_w)
@@ -99,7 +118,7 @@ class Scene:
 
     @property
     def r(self) -> np.ndarray:
-        return self.cached("r", lambda: np.hypot(self.x, self.y))
+        return self.cached_geometry("r", lambda: np.hypot(self.x, self.y))
 
 
 def local_scene(
@@ -122,7 +141,7 @@ def local_scene(
     geo = _crop(lat, lon, float(lat0), float(lon0), float(half_km))
     if geo is None:
         return None
-    sl, x, y, area, r_max = geo
+    sl, x, y, area, r_max, geometry = geo
     la, lo = lat[sl[0]], lon[sl[1]]
     c = np.asarray(no2, float)[sl]
     if precision is None:
@@ -136,33 +155,52 @@ def local_scene(
     if len(others):
         # sources farther than this from the centre have no cell of the scene within exclude_km
         o = within(others, lat0, lon0, r_max + exclude_km + 1e-6)
-        k, rr, cc = box_cells(x, y, o[:, 0], o[:, 1], exclude_km)
+        k, rr, cc = box_cells(x, y, o[:, 0], o[:, 1], exclude_km, geometry["axes"])
         near = np.hypot(x[rr, cc] - o[k, 0], y[rr, cc] - o[k, 1]) <= exclude_km
         excl[rr[near], cc[near]] = True
-    return Scene(float(lat0), float(lon0), la, lo, x, y, area, c, sig, excl)
+    return Scene(float(lat0), float(lon0), la, lo, x, y, area, c, sig, excl, geometry=geometry)
 
 
-def box_cells(x: np.ndarray, y: np.ndarray, cx: np.ndarray, cy: np.ndarray, radius: float):
+@dataclass(frozen=True)
+class GridAxes:
+    """What :func:`box_cells` needs of a scene grid (``x``/``y`` as a :class:`Scene`'s), derived once per grid:
+    whether y increases along the rows and x along every row, the rows' y, and each column's largest and smallest x."""
+
+    ordered: bool
+    y: np.ndarray  # (ny,)
+    x_max: np.ndarray  # (nx,)
+    x_min: np.ndarray  # (nx,)
+
+
+def grid_axes(x: np.ndarray, y: np.ndarray) -> GridAxes:
+    yc = y[:, 0]
+    ordered = bool(np.all(np.diff(yc) > 0) and np.all(np.diff(x, axis=1) > 0))
+    return GridAxes(ordered, yc, x.max(axis=0), x.min(axis=0))
+
+
+def box_cells(
+    x: np.ndarray, y: np.ndarray, cx: np.ndarray, cy: np.ndarray, radius: float, axes: GridAxes | None = None
+):
     """(k, rows, cols): the cells of a box around each point k at (cx[k], cy[k]) [km] that holds every cell of the
     scene grid (``x``/``y`` as a :class:`Scene`'s) within ``radius`` of it: the rows whose y, and the columns whose x
     in some row, lie within ``radius`` (so the caller tests a few cells per point, not all; same test, same result).
-    A grid whose y or x does not increase along its axes gives every cell to every point."""
+    A grid whose y or x does not increase along its axes gives every cell to every point. ``axes``: the grid's
+    :func:`grid_axes`, where the caller has them (computed here otherwise)."""
     ny, nx = x.shape
     cx, cy = np.asarray(cx, float).ravel(), np.asarray(cy, float).ravel()
-    yc = y[:, 0]
-    if not (np.all(np.diff(yc) > 0) and np.all(np.diff(x, axis=1) > 0)):
+    a = axes if axes is not None else grid_axes(x, y)
+    if not a.ordered:
         k, rr, cc = np.meshgrid(np.arange(cx.size), np.arange(ny), np.arange(nx), indexing="ij")
         return k.ravel(), rr.ravel(), cc.ravel()
     pad = radius * (1 + 1e-9) + 1e-9  # the box is a superset: never lose a cell at the edge to rounding
-    r0, r1 = np.searchsorted(yc, cy - pad, "left"), np.searchsorted(yc, cy + pad, "right")
-    c0, c1 = np.searchsorted(x.max(axis=0), cx - pad, "left"), np.searchsorted(x.min(axis=0), cx + pad, "right")
+    r0, r1 = np.searchsorted(a.y, cy - pad, "left"), np.searchsorted(a.y, cy + pad, "right")
+    c0, c1 = np.searchsorted(a.x_max, cx - pad, "left"), np.searchsorted(a.x_min, cx + pad, "right")
     h, w = int(max((r1 - r0).max(initial=0), 0)), int(max((c1 - c0).max(initial=0), 0))
-    rr = r0[:, None, None] + np.arange(h)[None, :, None]
-    cc = c0[:, None, None] + np.arange(w)[None, None, :]
-    inside = (rr < r1[:, None, None]) & (cc < c1[:, None, None])
-    k = np.nonzero(inside)[0]
-    rr, cc = np.broadcast_arrays(rr, cc)
-    return k, rr[inside], cc[inside]
+    inside = (np.arange(h)[None, :, None] < (r1 - r0)[:, None, None]) & (
+        np.arange(w)[None, None, :] < (c1 - c0)[:, None, None]
+    )
+    k, i, j = np.nonzero(inside)  # C order: point by point, row by row, as the boxes' cells
+    return k, r0[k] + i, c0[k] + j
 
 
 #: the crop geometry of recent scenes, per process (:func:`_crop`): a collection's overpasses share one grid, so a
@@ -172,8 +210,9 @@ _CROPS_MAX = 512
 
 
 def _crop(lat: np.ndarray, lon: np.ndarray, lat0: float, lon0: float, half_km: float):
-    """(slices, x, y, area, farthest cell distance) of the +-``half_km`` box around (lat0, lon0) on the grid, or
-    None if the box holds fewer than 3 rows or columns; the arrays are read-only (shared between scenes)."""
+    """(slices, x, y, area, farthest cell distance, geometry memo) of the +-``half_km`` box around (lat0, lon0) on
+    the grid, or None if the box holds fewer than 3 rows or columns; the arrays are read-only and the memo
+    (:attr:`Scene.geometry`, holding the box's :func:`grid_axes` from the start) is shared between its scenes."""
     key = (lat.tobytes(), lon.tobytes(), lat0, lon0, half_km)
     if key in _CROPS:
         _CROPS.move_to_end(key)
@@ -192,7 +231,7 @@ def _crop(lat: np.ndarray, lon: np.ndarray, lat0: float, lon0: float, half_km: f
         area = cell_areas(la, lo)
         for a in (x, y, area):
             a.setflags(write=False)
-        out = sl, x, y, area, float(np.sqrt(np.max(x * x + y * y)))
+        out = sl, x, y, area, float(np.sqrt(np.max(x * x + y * y))), {"axes": grid_axes(x, y)}
     _CROPS[key] = out
     while len(_CROPS) > _CROPS_MAX:
         _CROPS.popitem(last=False)
@@ -210,6 +249,11 @@ def within(points, lat0: float, lon0: float, km: float) -> np.ndarray:
     p = np.asarray(points, float).reshape(-1, 2)
     xy = np.column_stack(local_xy(p[:, 0], p[:, 1], lat0, lon0))
     return xy[np.hypot(xy[:, 0], xy[:, 1]) <= km]
+
+
+def _cell_km(area: np.ndarray) -> float:
+    """The grid's typical cell size [km]: the square root of its median cell area."""
+    return float(np.sqrt(np.nanmedian(area)) / 1e3)
 
 
 def cell_areas(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -376,7 +420,7 @@ def functional_sigma(scene: Scene, g: np.ndarray, plane: Plane, noise: NoiseMode
 
 def cell_offsets(scene: Scene, sub: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Sub-sample offsets (km east, km north) within each cell: arrays (sub*sub, ny, nx)."""
-    return scene.cached(("offsets", sub), lambda: sub_offsets(scene, np.arange(scene.c.size), sub))
+    return scene.cached_geometry(("offsets", sub), lambda: sub_offsets(scene, np.arange(scene.c.size), sub))
 
 
 def _cell_steps(scene: Scene) -> tuple[np.ndarray, float]:
@@ -389,7 +433,7 @@ def _cell_steps(scene: Scene) -> tuple[np.ndarray, float]:
 def sub_offsets(scene: Scene, cells: np.ndarray, sub: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Sub-sample offsets (km east, km north) within the cells ``cells`` (flat indices): arrays (sub*sub, n); the
     same values as :func:`cell_offsets` has for them (on a 2-D scene the result has the scene's shape)."""
-    dx_row, dy = scene.cached("steps", lambda: _cell_steps(scene))
+    dx_row, dy = scene.cached_geometry("steps", lambda: _cell_steps(scene))
     dx = dx_row[np.asarray(cells) // scene.c.shape[1]]
     off = (np.arange(sub) + 0.5) / sub - 0.5
     ox, oy = np.meshgrid(off, off, indexing="ij")
@@ -403,11 +447,11 @@ def cell_reach(scene: Scene, sub: int = 5) -> float:
     """The largest distance [km] of a sub-sample from its cell's centre."""
 
     def make():
-        dx_row, dy = scene.cached("steps", lambda: _cell_steps(scene))
+        dx_row, dy = scene.cached_geometry("steps", lambda: _cell_steps(scene))
         half = 0.5 - 0.5 / sub
         return float(np.hypot(np.max(np.abs(dx_row)) * half, abs(dy) * half)) * (1 + 1e-9) + 1e-9
 
-    return scene.cached(("reach", sub), make)
+    return scene.cached_geometry(("reach", sub), make)
 
 
 def disk_fraction(scene: Scene, radius_km: float, sub: int = 5) -> np.ndarray:
@@ -427,7 +471,7 @@ def disk_fraction(scene: Scene, radius_km: float, sub: int = 5) -> np.ndarray:
         frac.flat[edge] = (np.hypot(x[None] + ox, y[None] + oy) <= radius_km).mean(axis=0)
         return frac
 
-    return scene.cached(("disk", radius_km, sub), make)
+    return scene.cached_geometry(("disk", radius_km, sub), make)
 
 
 def background_ring(scene: Scene, r_in: float, r_out: float, s=None, half_angle_deg: float | None = None) -> np.ndarray:
