@@ -157,6 +157,17 @@ def test_detects_the_matimba_file_and_a_folder_without_touching_dvc(in_repo, mat
     assert (_tree(in_repo / "outputs"), _tree(in_repo / "data")) == before
 
 
+def test_a_file_that_is_not_netcdf_is_named_as_the_user_gave_it(in_repo, model_dir, tmp_path, capsys):
+    """A corrupt granule fails the run with one line naming the user's file, not the link to it in --out."""
+    bad = tmp_path / "mine" / "S5P_corrupt.nc"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not a NetCDF file")
+    out = tmp_path / "results"
+    assert main([str(bad), "--out", str(out), "--model", str(model_dir), *SYNC]) == 2
+    line = _error_line(capsys)
+    assert f"{bad}: cannot be opened as NetCDF" in line and ".inputs" not in line, line
+
+
 @pytest.mark.parametrize(
     ("args", "names"),
     [

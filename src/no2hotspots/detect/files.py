@@ -344,6 +344,14 @@ def link_inputs(files: list[Path], inputs_dir: Path) -> None:
         (inputs_dir / f.name).symlink_to(f.resolve())
 
 
+def user_paths(message: str, files: list[Path], inputs_dir: Path, pattern: str) -> str:
+    """``message`` with each link of ``inputs_dir`` named as the user's file it points to, and the links' glob
+    ``pattern`` as "the input files"."""
+    for f in files:
+        message = message.replace(str(inputs_dir / f.name), str(f))
+    return message.replace(pattern, "the input files")
+
+
 def detect_files(
     paths,
     out: str | Path = DEFAULT_OUT,
@@ -389,9 +397,7 @@ def detect_files(
             raise UserError(f"--bbox {' '.join(map(str, bbox))}: {e.problem}") from None
         raise
     except UserError as e:  # name the user's files, not the links folder (same type and exit status)
-        inputs = str(cfg.ingest.collections[GRID].inputs)
-        if inputs in str(e):
-            e.args = (str(e).replace(inputs, "the input files"),)
+        e.args = (user_paths(str(e), files, inputs_dir, str(cfg.ingest.collections[GRID].inputs)),)
         raise
     detected = detect_run.detect_collection(cfg, DETECTIONS, out_dir / GRID, loaded, s, uri, inventory)
     summary = {
