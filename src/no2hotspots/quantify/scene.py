@@ -39,9 +39,9 @@ class Scene:
     c: np.ndarray  # mol m-2, NaN where not observed
     sigma: np.ndarray  # mol m-2 (precision; NaN filled with the scene median)
     exclude: np.ndarray = field(default=None)  # cells near other sources: never used as background
-    #: what the estimators derive from the scene alone (valid cells, offsets, disks, background planes), kept
-    #: because the three methods and their direction re-runs ask for the same things: change no array of a scene
-    #: after an estimator (or ``valid``) has used it
+    #: what the estimators derive from the scene's columns and exclusions (valid cells, observed disks, background
+    #: planes), kept because the three methods and their direction re-runs ask for the same things: change no array
+    #: of a scene after an estimator (or ``valid``) has used it
     memo: dict = field(default_factory=dict, repr=False, compare=False)
     #: what derives from the cells' positions and areas alone (distances, cell sizes, sub-samples, disks): shared by
     #: the scenes cut from one box of one grid (:func:`local_scene`: a period site's scene in every overpass) and by
@@ -173,6 +173,7 @@ class GridAxes:
 
 
 def grid_axes(x: np.ndarray, y: np.ndarray) -> GridAxes:
+    """The :class:`GridAxes` of a scene grid."""
     yc = y[:, 0]
     ordered = bool(np.all(np.diff(yc) > 0) and np.all(np.diff(x, axis=1) > 0))
     return GridAxes(ordered, yc, x.max(axis=0), x.min(axis=0))
