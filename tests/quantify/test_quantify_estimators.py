@@ -234,6 +234,8 @@ def test_scenes_of_one_box_share_derived_geometry_with_the_same_estimates(synthe
             assert a.ok and a.q == b.q and a.sigma == b.sigma
     with pytest.raises(ValueError):
         shared.r[0, 0] = 0.0
+    with pytest.raises(ValueError):
+        shared.geometry["axes"].x_max[0] = 0.0
 
 
 def test_nox_conversion_units_and_ratio_uncertainty():

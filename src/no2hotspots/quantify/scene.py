@@ -173,10 +173,13 @@ class GridAxes:
 
 
 def grid_axes(x: np.ndarray, y: np.ndarray) -> GridAxes:
-    """The :class:`GridAxes` of a scene grid."""
+    """The :class:`GridAxes` of a scene grid; its arrays read-only (the scenes of a box share them)."""
     yc = y[:, 0]
     ordered = bool(np.all(np.diff(yc) > 0) and np.all(np.diff(x, axis=1) > 0))
-    return GridAxes(ordered, yc, x.max(axis=0), x.min(axis=0))
+    axes = GridAxes(ordered, yc, x.max(axis=0), x.min(axis=0))
+    for a in (axes.y, axes.x_max, axes.x_min):
+        a.setflags(write=False)
+    return axes
 
 
 def box_cells(
