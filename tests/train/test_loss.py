@@ -1,4 +1,4 @@
-"""The training losses: the paper's MSE and the optional soft-Dice term on the marked-pixel mask."""
+"""The training losses: the paper's MSE and the optional soft-Dice and peak terms."""
 
 from __future__ import annotations
 
@@ -63,3 +63,43 @@ def test_tversky_beta_above_half_makes_a_missed_pixel_cost_more_than_an_extra_on
     dice_gap = float(loss_fn(missed, target, dice_beta=0.5, **kw) - loss_fn(extra, target, dice_beta=0.5, **kw))
     tv_gap = float(loss_fn(missed, target, dice_beta=0.7, **kw) - loss_fn(extra, target, dice_beta=0.7, **kw))
     assert abs(dice_gap) < 0.01 and tv_gap > 0.01
+
+
+def _pair(separation: int, r=(0.6, 0.3), k: int = 3):
+    """Two k x k footprints ``separation`` px apart along a row (centre to centre)."""
+    target = torch.zeros(1, 32, 32)
+    for dx, value in zip((0, separation), r):
+        target[0, 10 : 10 + k, 8 + dx : 8 + dx + k] = value
+    return target
+
+
+def test_peak_term_is_zero_when_each_source_shows_its_own_peak():
+    target = _pair(4)
+    pred = torch.zeros_like(target)
+    pred[0, 11, 9], pred[0, 11, 13] = 0.6, 0.3  # only the two centres reach r: every footprint pixel sees its centre
+    assert float(Loss(peak_weight=1.0).peak_deficit(pred, target)) == 0.0
+    # MSE would call this a poor fit (16 of 18 footprint pixels at 0)
+    assert float(loss_fn(pred, target, peak_weight=5.0)) == float(loss_fn(pred, target))
+
+
+def test_a_neighbours_peak_does_not_stand_in_for_a_weaker_source():
+    target = _pair(3)  # blocks touch: no gap between them
+    one_blob = torch.zeros_like(target)
+    one_blob[0, 10:13, 8:11] = 0.6  # the stronger source at its r
+    one_blob[0, 10:13, 11:14] = 0.01  # the weaker one faint, highest at its centre (no ties)
+    one_blob[0, 11, 12] = 0.05
+    deficit = float(Loss(peak_weight=1.0).peak_deficit(one_blob, target))
+    # the weak block's column next to the strong one sees it; its other six pixels see only the 0.05 centre
+    assert abs(deficit - 6 * (0.3 - 0.05) ** 2 / target.numel()) < 1e-9
+    pred = one_blob.clone().requires_grad_(True)
+    Loss(peak_weight=1.0).peak_deficit(pred, target).backward()
+    assert float(pred.grad[0, 11, 12]) < 0  # descent raises the weak source's own peak
+    assert int((pred.grad != 0).sum()) == 1  # and nothing else
+
+
+def test_peak_term_accepts_channel_maps_and_counts_in_the_loss():
+    target = _pair(6).unsqueeze(1)  # (N, 1, H, W) as the model returns
+    pred = torch.zeros_like(target)
+    with_peak = float(loss_fn(pred, target, peak_weight=2.0))
+    expected = float(((pred - target) ** 2).mean()) + 2.0 * float((target**2).mean())
+    assert abs(with_peak - expected) < 1e-9

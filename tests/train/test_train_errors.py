@@ -61,6 +61,7 @@ def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
         ("train.objective=test/source_f1", "train.objective"),
         ("train.dice_beta=1.5", "train.dice_beta"),
         ("train.ema_decay=1.0", "train.ema_decay"),  # an average that never moves
+        ("train.peak_window_px=4", "train.peak_window_px"),  # an even window has no centre pixel
     ],
 )
 def test_bad_train_config_names_the_key(tmp_path, tiny_sim, override, key):

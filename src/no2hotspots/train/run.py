@@ -77,6 +77,10 @@ def _validate(cfg: DictConfig) -> None:
     require(cfg, t + "dice_threshold", lambda v: 0 < float(v) < 1, "must be in (0, 1)")
     require(cfg, t + "dice_temperature", lambda v: float(v) > 0, "must be > 0")
     require(cfg, t + "dice_beta", lambda v: 0 < float(v) < 1, "must be in (0, 1) (0.5 = Dice)")
+    require(cfg, t + "peak_weight", lambda v: float(v) >= 0, "must be >= 0 (0 = no peak term)")
+    require(
+        cfg, t + "peak_window_px", lambda v: type(v) is int and v >= 1 and v % 2 == 1, "must be an odd integer >= 1"
+    )
     require(cfg, t + "select", lambda v: v in ("best", "last"), "must be 'best' or 'last'")
     require(cfg, t + "ema_decay", lambda v: v is None or 0 <= float(v) < 1, "must be null (off) or in [0, 1)")
     require(
