@@ -57,9 +57,11 @@ class Loss:
 
     With ``peak_weight`` > 0 a *peak* term asks that each source shows its own maximum: on every emitting pixel,
     ``relu(target - max(pred over the peak_window_px x peak_window_px window around it))^2``, averaged over all
-    pixels like the MSE. A 3 x 3 window around any pixel of a 3 x 3 footprint holds the footprint's centre, and
-    reaches at most one pixel into a neighbour's footprint: the predicted maximum near each source must reach its r
-    (MSE alone spreads an uncertain source thin, below the threshold), and a neighbour's peak cannot stand in for it.
+    pixels like the MSE; with ``peak_within_footprint`` the maximum is taken over the window's emitting pixels only
+    (a high pixel beside the footprint does not count). The window around any pixel of a k x k footprint holds its
+    centre when it is 3 wide for k = 3 and 5 wide for k = 4, and reaches at most 1 (2) pixels into a neighbour's
+    footprint: the predicted maximum at each source must reach its r (MSE alone spreads an uncertain source thin,
+    below the threshold), and a neighbour's peak cannot stand in for it.
     """
 
     positive_weight: float = 0.0
@@ -69,6 +71,7 @@ class Loss:
     dice_beta: float = 0.5
     peak_weight: float = 0.0
     peak_window_px: int = 3
+    peak_within_footprint: bool = True
 
     @classmethod
     def from_config(cls, t) -> Loss:
@@ -82,6 +85,7 @@ class Loss:
             dice_beta=float(t.dice_beta),
             peak_weight=float(t.peak_weight),
             peak_window_px=int(t.peak_window_px),
+            peak_within_footprint=bool(t.peak_within_footprint),
         )
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -109,12 +113,13 @@ class Loss:
         return sq, torch.stack([tp, soft.sum() - tp, true.sum() - tp])
 
     def peak_deficit(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean over all pixels of ``relu(target - local max of pred)^2`` on emitting pixels (0 elsewhere)."""
-        w = self.peak_window_px
-        shape = pred.shape
-        flat = pred.reshape(-1, 1, shape[-2], shape[-1])
+        """Mean over all pixels of ``relu(target - local max of pred)^2`` on emitting pixels (0 elsewhere); the local
+        max over the window (its emitting pixels only with ``peak_within_footprint``)."""
+        w, shape, emitting = self.peak_window_px, pred.shape, target > 0
+        seen = pred.masked_fill(~emitting, float("-inf")) if self.peak_within_footprint else pred
+        flat = seen.reshape(-1, 1, shape[-2], shape[-1])
         local = torch.nn.functional.max_pool2d(flat, w, stride=1, padding=w // 2).reshape(shape)
-        return (torch.relu(target - local) ** 2 * (target > 0).to(pred.dtype)).mean()
+        return torch.where(emitting, torch.relu(target - local) ** 2, 0.0).mean()
 
     def tversky(self, counts: torch.Tensor) -> torch.Tensor:
         """``1 - Tversky index`` of soft counts ``[tp, fp, fn]``."""

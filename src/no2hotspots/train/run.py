@@ -78,6 +78,7 @@ def _validate(cfg: DictConfig) -> None:
     require(cfg, t + "dice_temperature", lambda v: float(v) > 0, "must be > 0")
     require(cfg, t + "dice_beta", lambda v: 0 < float(v) < 1, "must be in (0, 1) (0.5 = Dice)")
     require(cfg, t + "peak_weight", lambda v: float(v) >= 0, "must be >= 0 (0 = no peak term)")
+    require(cfg, t + "peak_within_footprint", lambda v: isinstance(v, bool), "must be true or false")
     require(
         cfg, t + "peak_window_px", lambda v: type(v) is int and v >= 1 and v % 2 == 1, "must be an odd integer >= 1"
     )
