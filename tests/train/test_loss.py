@@ -110,8 +110,8 @@ def test_a_high_pixel_beside_the_footprint_counts_only_without_the_footprint_mas
     pred = torch.zeros_like(target)
     pred[0, 11, 9], pred[0, 11, 17] = 0.6, 0.01  # the strong source peaks at its centre; the weak one is faint ...
     pred[0, 11, 19] = 0.3  # ... with its r reached one pixel beside its footprint (downwind, say)
-    beside = float(Loss(peak_weight=1.0, peak_within_footprint=False).peak_deficit(pred, target))
-    inside = float(Loss(peak_weight=1.0).peak_deficit(pred, target))
+    beside = float(Loss(peak_weight=1.0).peak_deficit(pred, target))
+    inside = float(Loss(peak_weight=1.0, peak_within_footprint=True).peak_deficit(pred, target))
     # without the mask the footprint's right column sees the outside pixel (3 of 9 satisfied); with it none are
     assert abs(beside - 6 * 0.29**2 / target.numel()) < 1e-9
     assert abs(inside - 9 * 0.29**2 / target.numel()) < 1e-9

@@ -71,7 +71,7 @@ class Loss:
     dice_beta: float = 0.5
     peak_weight: float = 0.0
     peak_window_px: int = 3
-    peak_within_footprint: bool = True
+    peak_within_footprint: bool = False
 
     @classmethod
     def from_config(cls, t) -> Loss:
