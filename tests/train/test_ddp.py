@@ -235,12 +235,13 @@ def test_kill_one_rank_then_resume(tmp_path, tiny_sim):
     """kill -9 of rank 1 after the first epoch's checkpoint: the job fails, rank 0 says in one line what happened
     and how to go on; the rerun with train.resume=true continues the same MLflow run and produces the model.
 
-    The gloo timeout is cut below torchrun's 30 s SIGTERM grace: a rank 0 blocked in a collective that has not seen
-    the peer's socket close cannot run its SIGTERM handler and is killed before its line (the likely cause of one
-    failure on an overloaded box, 2026-12-06: no line, SIGKILL 30 s after SIGTERM); the timeout ends the wait first."""
-    params = _params(tmp_path, "job", tiny_sim, "train.epochs=4", "train.distributed.timeout_s=20")
+    The cut run's gloo timeout is below torchrun's 30 s SIGTERM grace: a rank 0 blocked in a collective that has not
+    seen the peer's socket close cannot run its SIGTERM handler and is killed before its line (the likely cause of
+    one failure on an overloaded box, 2026-12-06: no line, SIGKILL 30 s after SIGTERM); the timeout ends the wait
+    first. The resumed run keeps the default (its rank 1 may wait while rank 0 logs the model)."""
+    params = _params(tmp_path, "job", tiny_sim, "train.epochs=4")
     last = tmp_path / "job/outputs/train/checkpoints/last.pt"
-    proc = _torchrun(params, tmp_path / "cut.log")
+    proc = _torchrun(params, tmp_path / "cut.log", "train.distributed.timeout_s=20")
     try:
         deadline = time.monotonic() + 400
         while not last.exists():
