@@ -62,6 +62,8 @@ def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
         ("train.dice_beta=1.5", "train.dice_beta"),
         ("train.ema_decay=1.0", "train.ema_decay"),  # an average that never moves
         ("train.peak_window_px=4", "train.peak_window_px"),  # an even window has no centre pixel
+        ("train.peak_weight=-1", "train.peak_weight"),
+        ("train.peak_within_footprint=yes", "train.peak_within_footprint"),  # a string, not a boolean
     ],
 )
 def test_bad_train_config_names_the_key(tmp_path, tiny_sim, override, key):
