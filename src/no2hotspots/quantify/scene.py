@@ -422,11 +422,6 @@ def functional_sigma(scene: Scene, g: np.ndarray, plane: Plane, noise: NoiseMode
     return float(np.sqrt(var * noise.factor))
 
 
-def cell_offsets(scene: Scene, sub: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """Sub-sample offsets (km east, km north) within each cell: arrays (sub*sub, ny, nx)."""
-    return scene.cached_geometry(("offsets", sub), lambda: sub_offsets(scene, np.arange(scene.c.size), sub))
-
-
 def _cell_steps(scene: Scene) -> tuple[np.ndarray, float]:
     """Cell sizes [km]: east-west per row (ny,), north-south."""
     dlon = np.radians(np.median(np.diff(scene.lon))) if scene.lon.size > 1 else np.radians(0.05)
@@ -435,8 +430,8 @@ def _cell_steps(scene: Scene) -> tuple[np.ndarray, float]:
 
 
 def sub_offsets(scene: Scene, cells: np.ndarray, sub: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """Sub-sample offsets (km east, km north) within the cells ``cells`` (flat indices): arrays (sub*sub, n); the
-    same values as :func:`cell_offsets` has for them (on a 2-D scene the result has the scene's shape)."""
+    """Sub-sample offsets (km east, km north) within the cells ``cells`` (flat indices): arrays (sub*sub, n), or
+    (sub*sub, ny, nx) when ``cells`` are all the scene's cells."""
     dx_row, dy = scene.cached_geometry("steps", lambda: _cell_steps(scene))
     dx = dx_row[np.asarray(cells) // scene.c.shape[1]]
     off = (np.arange(sub) + 0.5) / sub - 0.5
