@@ -25,6 +25,13 @@ import numpy as np
 EARTH_RADIUS_M = 6_371_008.8
 
 
+def read_only(*values) -> None:
+    """Mark the arrays among ``values`` read-only: they are shared by the scenes cut from one grid box."""
+    for v in values:
+        if isinstance(v, np.ndarray):
+            v.setflags(write=False)
+
+
 @dataclass
 class Scene:
     """Cells around a source: 2-D arrays (ny, nx); ``x``/``y`` km east/north of the source."""
@@ -63,9 +70,7 @@ class Scene:
         alone. Its arrays are made read-only (other scenes share them)."""
         if key not in self.geometry:
             value = make()
-            for v in value if isinstance(value, tuple) else (value,):
-                if isinstance(v, np.ndarray):
-                    v.setflags(write=False)
+            read_only(*(value if isinstance(value, tuple) else (value,)))
             self.geometry[key] = value
         return self.geometry[key]
 
@@ -177,8 +182,7 @@ def grid_axes(x: np.ndarray, y: np.ndarray) -> GridAxes:
     yc = y[:, 0]
     ordered = bool(np.all(np.diff(yc) > 0) and np.all(np.diff(x, axis=1) > 0))
     axes = GridAxes(ordered, yc, x.max(axis=0), x.min(axis=0))
-    for a in (axes.y, axes.x_max, axes.x_min):
-        a.setflags(write=False)
+    read_only(axes.y, axes.x_max, axes.x_min)
     return axes
 
 
@@ -233,8 +237,7 @@ def _crop(lat: np.ndarray, lon: np.ndarray, lat0: float, lon0: float, half_km: f
         x = EARTH_RADIUS_M * np.radians(LO - lon0) * np.cos(np.radians(LA)) / 1e3
         y = np.broadcast_to(EARTH_RADIUS_M * np.radians(LA - lat0) / 1e3, x.shape).copy()
         area = cell_areas(la, lo)
-        for a in (x, y, area):
-            a.setflags(write=False)
+        read_only(x, y, area)
         out = sl, x, y, area, float(np.sqrt(np.max(x * x + y * y))), {"axes": grid_axes(x, y)}
     _CROPS[key] = out
     while len(_CROPS) > _CROPS_MAX:
