@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from no2hotspots.train.loop import Loss
@@ -115,3 +116,38 @@ def test_a_high_pixel_beside_the_footprint_counts_only_without_the_footprint_mas
     # without the mask the footprint's right column sees the outside pixel (3 of 9 satisfied); with it none are
     assert abs(beside - 6 * 0.29**2 / target.numel()) < 1e-9
     assert abs(inside - 9 * 0.29**2 / target.numel()) < 1e-9
+
+
+def _pooled_deficit(pred, target, window, within):
+    """The peak term as a dense max_pool2d over the whole map (the definition the gathered form must equal)."""
+    emitting = target > 0
+    seen = pred.masked_fill(~emitting, float("-inf")) if within else pred
+    flat = seen.reshape(-1, 1, *pred.shape[-2:])
+    local = torch.nn.functional.max_pool2d(flat, window, stride=1, padding=window // 2).reshape(pred.shape)
+    return torch.where(emitting, torch.relu(target - local) ** 2, 0.0).mean()
+
+
+@pytest.mark.parametrize("window", [3, 5])
+@pytest.mark.parametrize("within", [False, True])
+def test_gathered_peak_term_equals_the_pooled_definition(window, within):
+    g = torch.Generator().manual_seed(window + 10 * within)
+    target = torch.rand(4, 1, 32, 32, generator=g) * (torch.rand(4, 1, 32, 32, generator=g) > 0.8)
+    target[0, 0, :6, :6] = 0.4  # footprints on the map's edge and corner
+    base = torch.rand(4, 1, 32, 32, generator=g)
+    base[1, 0, 10:13, 10:13] = 0.5  # a plateau: ties go to the window's first maximum in both forms
+    base[1, 0, 10:13, 9] = 0.5
+    target[1, 0, 9:14, 9:14] = 0.7
+    a, b = base.clone().requires_grad_(True), base.clone().requires_grad_(True)
+    loss = Loss(peak_weight=1.0, peak_window_px=window, peak_within_footprint=within)
+    gathered, pooled = loss.peak_deficit(a, target), _pooled_deficit(b, target, window, within)
+    gathered.backward()
+    pooled.backward()
+    assert gathered.item() > 0 and torch.equal(gathered, pooled)
+    assert torch.equal(a.grad, b.grad) and int((a.grad != 0).sum()) > 10
+
+
+def test_peak_term_of_a_map_without_sources_is_zero_with_a_zero_gradient():
+    pred = torch.rand(2, 16, 16, requires_grad=True)
+    deficit = Loss(peak_weight=1.0).peak_deficit(pred, torch.zeros(2, 16, 16))
+    deficit.backward()
+    assert deficit.item() == 0.0 and not bool(pred.grad.any())
