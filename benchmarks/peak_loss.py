@@ -94,10 +94,12 @@ def main() -> None:
     for name, v in ms.items():
         med = statistics.median(v)
         rows[name] = {"ms_per_batch": {"min": min(v), "median": med, "max": max(v)}, "ratio_to_loss_alone": med / base}
-        print(f"{name:45s} {min(v):6.2f} / {med:6.2f} / {max(v):6.2f} ms per batch  x{med / base:.2f} of the loss alone")
+        spread = f"{min(v):6.2f} / {med:6.2f} / {max(v):6.2f}"
+        print(f"{name:45s} {spread} ms per batch  x{med / base:.2f} of the loss alone")
     pooled = statistics.median(ms["+ peak term, pooled (max_pool2d)"]) - base
     gathered = statistics.median(ms["+ peak term, gathered (Loss.peak_deficit)"]) - base
-    print(f"the term's own cost: pooled {pooled:.2f} ms, gathered {gathered:.2f} ms per batch (x{gathered / pooled:.2f})")
+    ratio = gathered / pooled
+    print(f"the term's own cost: pooled {pooled:.2f} ms, gathered {gathered:.2f} ms per batch (x{ratio:.2f})")
     out = {
         "what": __doc__.splitlines()[0],
         "batch": int(cfg.train.batch_size),
@@ -106,7 +108,7 @@ def main() -> None:
         "threads": args.threads,
         "repeat": args.repeat,
         "rows": rows,
-        "term_cost_ms_per_batch": {"pooled": pooled, "gathered": gathered, "ratio": gathered / pooled},
+        "term_cost_ms_per_batch": {"pooled": pooled, "gathered": gathered, "ratio": ratio},
         "same_values_and_gradients": True,
         "machine": {"platform": platform.platform(), "torch": torch.__version__},
     }
