@@ -2,8 +2,8 @@
 
 The term needs, at every emitting pixel, the prediction's maximum over a window around it. The dense form pools the
 whole map (``max_pool2d``, then ``where`` on the emitting pixels); the gathered form (``Loss.peak_deficit``) reads the
-window only at the emitting pixels (a few % of a map). Both give the same value and the same gradient (checked here
-on every timed batch, and in tests/train/test_loss.py). Timed in one process, forward and backward of the demo loss
+window only at the emitting pixels (a few % of a map). Both give the same value and the same gradient (to 1e-6, checked
+here on every timed batch, and in tests/train/test_loss.py). Timed in one process, forward and backward of the demo loss
 (MSE + Tversky, ``train=demo``) on batches of the training split of a ``make demo`` workspace, with random
 predictions in [0, 1]: the loss alone (the baseline), plus the pooled term, plus the gathered term; ms per batch
 (min / median / max over repeats) and ratios. Writes benchmarks/results/peak_loss.json (``--out``).
@@ -73,7 +73,7 @@ def main() -> None:
         va, vb = loss.peak_deficit(a, t), pooled_deficit(loss, b, t)
         va.backward()
         vb.backward()
-        if not (torch.equal(va, vb) and torch.equal(a.grad, b.grad)):
+        if not (torch.allclose(va, vb, rtol=1e-6, atol=0) and torch.allclose(a.grad, b.grad, rtol=1e-6, atol=1e-12)):
             raise SystemExit("the gathered and the pooled peak terms differ")
     arms = {
         "loss (MSE + Tversky), no peak term": None,
