@@ -102,3 +102,14 @@ def test_no_files_means_fallback_everywhere():
     s = w.at([0.0, 10.0], [0.0, 10.0], OVERPASS)
     assert (s.speed == 5.0).all() and (s.sigma_speed == 2.5).all() and np.isnan(s.direction_from).all()
     assert "fallback" in w.describe()
+
+
+@pytest.mark.parametrize("bad", [2.5, "25", True, 1])
+def test_level_n_points_is_an_exact_integer_of_at_least_two(bad):
+    from no2hotspots.errors import ConfigError
+    from no2hotspots.winds.profile import LevelSpec
+
+    with pytest.raises(ConfigError) as e:
+        LevelSpec.from_config({"kind": "layer", "n_points": bad})
+    assert e.value.key == "quantify.winds.level.n_points" and "\n" not in str(e.value)
+    assert LevelSpec.from_config({"kind": "layer", "n_points": 7}).n_points == 7
