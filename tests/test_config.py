@@ -9,7 +9,16 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from no2hotspots.config import compose, int_value, load_config, load_params, params_yaml_text, require, require_int
+from no2hotspots.config import (
+    compose,
+    int_value,
+    load_config,
+    load_params,
+    params_yaml_text,
+    require,
+    require_bool,
+    require_int,
+)
 from no2hotspots.errors import ConfigError
 
 
@@ -154,3 +163,13 @@ def test_int_value_refuses_rather_than_truncates():
             int_value("a.b", bad, 1)
     with pytest.raises(ConfigError, match=r"must be an integer in 1..3"):
         require_int(OmegaConf.create({"a": {"b": 4}}), "a.b", 1, 3)
+
+
+def test_require_bool_takes_true_or_false_only():
+    cfg = OmegaConf.create({"a": {"yes": True, "no": False, "text": "false", "one": 1, "none": None}})
+    assert require_bool(cfg, "a.yes") is True and require_bool(cfg, "a.no") is False
+    for key in ("a.text", "a.one", "a.none"):
+        with pytest.raises(ConfigError, match=rf"^config {key}: must be true or false \(got "):
+            require_bool(cfg, key)
+    with pytest.raises(ConfigError, match=r"^config a.absent: missing$"):
+        require_bool(cfg, "a.absent")

@@ -328,6 +328,14 @@ def require_int(cfg: DictConfig, key: str, minimum: int | None = None, maximum: 
     return int_value(key, value, minimum, maximum)
 
 
+def require_bool(cfg: DictConfig, key: str) -> bool:
+    """A boolean key (``true``/``false`` only: ``"false"``, ``0`` and ``1`` are refused, never converted)."""
+    value = OmegaConf.select(cfg, key, default=_MISSING)
+    if value is _MISSING:
+        raise ConfigError(key, "missing")
+    return bool_value(key, value)
+
+
 def require_odd_int(cfg: DictConfig, key: str, minimum: int = 1) -> int:
     """An odd integer key >= ``minimum`` (a window or box centred on a cell)."""
     value = require_int(cfg, key, minimum)

@@ -22,7 +22,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from .. import units
-from ..config import PLAIN_NAME, is_number, require, require_int
+from ..config import PLAIN_NAME, is_number, require, require_bool, require_int
 from ..contracts import grid as grid_contract
 from ..errors import ConfigError, InputFileError
 from ..peaks import settings as peak_settings
@@ -55,7 +55,7 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
         "min_cells": require_int(cfg, d + "min_cells", 1),
         "edge_cells": require_int(cfg, d + "edge_cells", 0),
         "coverage_min": require(cfg, d + "coverage_min", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
-        "mask_invalid": require(cfg, d + "mask_invalid", lambda v: isinstance(v, bool), "must be true or false"),
+        "mask_invalid": require_bool(cfg, d + "mask_invalid"),
         "background_max_mol_m2": float(
             require(cfg, d + "background_max_mol_m2", lambda v: is_number(v) and 0 <= v < 1, "must be >= 0 (0 = off)")
         ),
@@ -64,7 +64,7 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
         ),
         "max_resolution_ratio": require(cfg, d + "max_resolution_ratio", lambda v: v >= 1, "must be >= 1"),
         "device": require(cfg, d + "device", lambda v: v in ("cpu", "cuda", "auto"), "must be cpu, cuda or auto"),
-        "overlay_inventory": require(cfg, d + "overlay_inventory", lambda v: isinstance(v, bool), "must be a bool"),
+        "overlay_inventory": require_bool(cfg, d + "overlay_inventory"),
         "inventory_csv": str(OmegaConf.select(cfg, d + "inventory_csv", default="") or ""),
         "overlay_min_nox_t_per_yr": require(cfg, d + "overlay_min_nox_t_per_yr", lambda v: v >= 0, "must be >= 0"),
     }
@@ -83,7 +83,7 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
 def composite_settings(cfg: DictConfig) -> dict:
     c = "detect.composite."
     return {
-        "enabled": require(cfg, c + "enabled", lambda v: isinstance(v, bool), "must be true or false"),
+        "enabled": require_bool(cfg, c + "enabled"),
         "min_valid": require_int(cfg, c + "min_valid", 1),
         "k_sigma": require(cfg, c + "k_sigma", lambda v: float(v) > 0, "must be > 0"),
         "min_value": require(cfg, c + "min_value", lambda v: 0 < float(v) < 1, "must be in (0, 1)"),

@@ -23,7 +23,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from ..atomic import atomic_path, write_json
-from ..config import PLAIN_NAME, require, require_odd_int
+from ..config import PLAIN_NAME, require, require_bool, require_odd_int
 from ..contracts import detections
 from ..errors import ConfigError, InputFileError
 from ..readfile import open_netcdf
@@ -43,7 +43,7 @@ def settings(cfg: DictConfig) -> dict:
         "window_cells": require_odd_int(cfg, h + "window_cells"),
         "snap_cells": require_odd_int(cfg, h + "snap_cells"),
         "candidates": str(require(cfg, h + "candidates", lambda v: v in CANDIDATES, f"must be one of {CANDIDATES}")),
-        "baseline_sites": bool(require(cfg, h + "baseline_sites", lambda v: isinstance(v, bool), "must be a boolean")),
+        "baseline_sites": require_bool(cfg, h + "baseline_sites"),
         "merge_km": float(require(cfg, h + "merge_km", lambda v: float(v) > 0, "must be > 0 km")),
         "point_contrast_min": float(
             require(cfg, h + "point_contrast_min", lambda v: 0 <= float(v) <= 1, "must be in 0..1 (0: no point test)")

@@ -20,7 +20,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from .. import units
-from ..config import PLAIN_NAME, require, require_int, require_name
+from ..config import PLAIN_NAME, require, require_bool, require_int, require_name
 from ..contracts import grid as contract
 from ..errors import ConfigError, InputFileError, UserError
 from .gridding import Grid, grid_overpass
@@ -215,7 +215,7 @@ def settings(cfg: DictConfig) -> dict:
     require(cfg, "ingest.coverage_min", lambda v: 0 <= float(v) < 1, "must be in [0, 1)")
     require_int(cfg, "ingest.max_cells_per_pixel", 1)
     require_int(cfg, "ingest.max_grid_cells", 1)
-    require(cfg, "ingest.allow_empty", lambda v: isinstance(v, bool), "must be true or false")
+    require_bool(cfg, "ingest.allow_empty")
     require(cfg, "ingest.no2_plausible", lambda v: len(v) == 2 and float(v[0]) < float(v[1]), "must be [low, high]")
     require(cfg, "ingest.max_implausible_fraction", lambda v: 0 <= float(v) <= 1, "must be in [0, 1]")
     if str(cfg.ingest.get("method", "exact")) != "exact":

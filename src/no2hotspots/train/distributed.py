@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig
 
-from ..config import require
+from ..config import require, require_bool
 from ..errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def validate(cfg: DictConfig) -> None:
         lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
         "must be null (train.num_threads) or an integer >= 1",
     )
-    require(cfg, t + "distributed.global_batch", lambda v: isinstance(v, bool), "must be true or false")
+    require_bool(cfg, t + "distributed.global_batch")
     require(cfg, t + "distributed.timeout_s", lambda v: float(v) > 0, "must be > 0")
     if cfg.train.distributed.backend == "nccl" and cfg.train.device == "cpu":
         raise ConfigError("train.distributed.backend", "nccl needs train.device=cuda (gloo runs on CPU)")

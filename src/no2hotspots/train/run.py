@@ -29,7 +29,7 @@ import torch
 from omegaconf import DictConfig
 
 from ..atomic import Group, atomic_group, write_json
-from ..config import require, require_int, require_odd_int, to_container
+from ..config import require, require_bool, require_int, require_odd_int, to_container
 from ..errors import ConfigError
 from . import checkpoint as ckpt
 from . import distributed
@@ -78,7 +78,7 @@ def _validate(cfg: DictConfig) -> None:
     require(cfg, t + "dice_temperature", lambda v: float(v) > 0, "must be > 0")
     require(cfg, t + "dice_beta", lambda v: 0 < float(v) < 1, "must be in (0, 1) (0.5 = Dice)")
     require(cfg, t + "peak_weight", lambda v: float(v) >= 0, "must be >= 0 (0 = no peak term)")
-    require(cfg, t + "peak_within_footprint", lambda v: isinstance(v, bool), "must be true or false")
+    require_bool(cfg, t + "peak_within_footprint")
     require_odd_int(cfg, t + "peak_window_px")
     require(cfg, t + "select", lambda v: v in ("best", "last"), "must be 'best' or 'last'")
     require(cfg, t + "ema_decay", lambda v: v is None or 0 <= float(v) < 1, "must be null (off) or in [0, 1)")
