@@ -179,3 +179,32 @@ def test_iter_units_gives_results_in_order_and_holds_none_it_has_given(where):
         assert all(ref() is None for ref in refs), order
     assert order == list(range(12))
     assert [r.i for r in map_units(_result, list(range(12)), cfg)] == list(range(12))
+
+
+def _bad_granule_at_two(x: int) -> int:
+    from no2hotspots.errors import InputFileError
+
+    if x == 2:
+        raise InputFileError(f"/data/granule_{x}.nc", "cannot be opened as NetCDF")
+    return x
+
+
+def _bug_at_two(x: int) -> int:
+    if x == 2:
+        raise ZeroDivisionError("a bug keeps its type and traceback")
+    return x
+
+
+def test_a_bad_input_in_a_worker_is_our_one_line_not_a_worker_traceback(capfd):
+    """A unit's UserError reaches the caller as itself (type, file, problem) and the worker does not log it
+    ("Compute Failed" with a traceback on stderr, before the CLI's one line); a bug still raises as itself."""
+    from no2hotspots.errors import InputFileError
+
+    cfg = compose(["parallel.scheduler=local", "parallel.n_workers=2", "parallel.min_units=1"])
+    with pytest.raises(InputFileError) as e:
+        map_units(_bad_granule_at_two, list(range(6)), cfg)
+    assert (e.value.path, e.value.problem) == ("/data/granule_2.nc", "cannot be opened as NetCDF")
+    err = capfd.readouterr().err
+    assert "Compute Failed" not in err and "Traceback" not in err, err
+    with pytest.raises(ZeroDivisionError, match="a bug keeps"):
+        map_units(_bug_at_two, list(range(6)), cfg)

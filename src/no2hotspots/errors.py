@@ -21,6 +21,9 @@ class ConfigError(UserError):
         self.problem = problem
         super().__init__(f"config {key}: {problem}")
 
+    def __reduce__(self):  # picklable (Dask results, multiprocessing): rebuilt from its two fields, not the message
+        return (type(self), (self.key, self.problem))
+
 
 class InputFileError(UserError):
     """A bad input file. Message names the file and the problem."""
@@ -29,6 +32,9 @@ class InputFileError(UserError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.problem))
 
 
 class ValidationFailed(UserError):

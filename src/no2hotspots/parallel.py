@@ -19,13 +19,15 @@ Dask's statistical profiler is off in LocalCluster workers unless ``parallel.pro
 ``DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False`` for the same effect.
 
 The first failing unit stops the map: its exception (a one-line :class:`~no2hotspots.errors.UserError` for bad
-input) is raised in the caller and the remaining units are cancelled. Units write their own outputs atomically, so
+input, which a Dask worker returns rather than raises, so that it does not also log it with a traceback) is raised
+in the caller and the remaining units are cancelled. Units write their own outputs atomically, so
 whatever finished before a failure or a kill stays and is skipped by the next run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -34,7 +36,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 from .logs import progress_disabled
 
 log = logging.getLogger(__name__)
@@ -202,6 +204,15 @@ def _quiet_worker_shutdown(client) -> None:
         client.run(_silence_worker_logs)
 
 
+@dataclasses.dataclass(frozen=True)
+class _UserErrorInUnit:
+    """What a Dask unit returns instead of raising a :class:`~no2hotspots.errors.UserError` (a bad input file or
+    setting): the caller raises it, so the user sees our one line and not the worker's "Compute Failed" log with a
+    traceback. Any other exception (a bug) still raises in the worker and keeps its traceback."""
+
+    error: UserError
+
+
 def _local_locks(fn, item, **shared):
     """``fn(item, **shared)`` in a Dask worker with dask's scheduler set to synchronous for the unit's own code.
 
@@ -212,7 +223,10 @@ def _local_locks(fn, item, **shared):
     import dask
 
     with dask.config.set(scheduler="synchronous"):
-        return fn(item, **shared)
+        try:
+            return fn(item, **shared)
+        except UserError as e:
+            return _UserErrorInUnit(e)
 
 
 def _on_dask(fn, items, s: dict, desc: str, shared: dict) -> Iterator:
@@ -240,6 +254,8 @@ def _on_dask(fn, items, s: dict, desc: str, shared: dict) -> Iterator:
                 i, _ = pending.pop(future.key)
                 try:
                     early[i] = future.result()
+                    if isinstance(early[i], _UserErrorInUnit):
+                        raise early.pop(i).error
                 except BaseException:
                     client.cancel([f for _, f in pending.values()])
                     raise

@@ -190,3 +190,22 @@ def test_bad_path_box_date_or_folder_is_one_line_naming_it(in_repo, matimba_l2, 
     assert main([*args, "--model", str(model_dir), *SYNC]) == 2
     assert names in _error_line(capsys)
     assert _tree(in_repo / "outputs") == before
+
+
+@pytest.mark.slow
+def test_a_corrupt_granule_among_many_on_dask_is_one_line(in_repo, matimba_l2, model_dir, tmp_path):
+    """A granule and a corrupt one on a local Dask cluster (as a folder of >= parallel.min_units granules runs):
+    stderr holds our one line naming the user's file, not the worker's "Compute Failed" log with a traceback."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    shutil.copy(matimba_l2, mine / "S5P_copy.nc")
+    bad = mine / "S5P_corrupt.nc"
+    bad.write_bytes(b"not a NetCDF file")
+    cmd = [sys.executable, "-m", "no2hotspots", "detect-files", str(mine), "--out", str(tmp_path / "out")]
+    dask = ["--set", "parallel.n_workers=2", "--set", "parallel.min_units=2"]
+    r = subprocess.run(
+        [*cmd, "--model", str(model_dir), *dask], capture_output=True, text=True, timeout=600, cwd=in_repo
+    )
+    errors = [line for line in r.stderr.splitlines() if "error" in line.lower()]
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "Compute Failed" not in r.stderr, r.stderr
+    assert len(errors) == 1 and f"{bad}: cannot be opened as NetCDF" in errors[0], r.stderr
