@@ -1,4 +1,5 @@
-"""The README quotes the committed run: its OSSE table, Table 1 and the targets table must equal ``metrics/``.
+"""The README quotes the committed run: its OSSE table, Table 1, the quantify table, the Matimba counts and the targets
+table must equal the committed ``metrics/``.
 
 A new committed run (``dvc.lock`` and ``metrics/`` from another ``make demo``) fails these tests until the README's
 tables say what the run says; each failure prints the row as the committed metrics give it.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -135,6 +137,51 @@ def test_targets_table_quotes_the_headline():
         f"{100 * h['sim.pair_recall_ge3px']:.1f} % (",
     ):
         assert needle in text, f"README's targets table should quote {needle!r} (metrics/headline.json)"
+
+
+def _percent0(v: float) -> str:
+    """A share as a whole percent, rounded half up as the README prints it (62.5 -> 63)."""
+    return str(Decimal(repr(100 * v)).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
+
+
+def quantify_rows(q: dict) -> list[str]:
+    """The quantify table's rows: median |ln ratio|, median ratio, 68 % coverage per method and level."""
+    ev, methods = q["evaluation"], ("csf", "divergence", "ime")
+    labels = {
+        "period_acceptance": "period, composite sites > 5 kt NOx/yr with ≥ 3 estimates",
+        "period": "period, all composite sites with a truth",
+        "overpass": "single overpasses",
+    }
+    rows = []
+    for level, label in labels.items():
+        n = " / ".join(f"{ev[level][m]['n']:,}" for m in methods)
+        cells = [
+            f"{ev[level][m]['median_abs_log_ratio']:.3f}, {ev[level][m]['median_ratio']:.2f}, "
+            f"{_percent0(ev[level][m]['coverage_68'])} %"
+            for m in methods
+        ]
+        rows.append(f"| {label} (n = {n}) | " + " | ".join(cells) + " |")
+    return rows
+
+
+def test_quantify_table_is_the_committed_run():
+    missing = _missing(quantify_rows(_metrics("quantify_osse.json")))
+    assert not missing, "README's quantify table differs from metrics/quantify_osse.json; the rows should read:\n" + (
+        "\n".join(missing)
+    )
+
+
+def test_matimba_counts_are_the_committed_run():
+    m, h = _metrics("evaluate_matimba.json"), _metrics("headline.json")["headline"]
+    n, near = m["model/n_hotspots"], m["model/n_sites_matched"]
+    found, seen = h["matimba.sites_found_ge5kt"], h["matimba.sites_observed_ge5kt"]
+    text = _readme()
+    for needle in (
+        f"In the committed run the model finds {n} hotspots",
+        f"{found} of the {seen} CoCO2 sites > 5 kt NOx/yr with valid pixels",
+        f"{near} of the {n} hotspots ({100 * near / n:.0f} %)",
+    ):
+        assert needle in text, f"README's Matimba section should read {needle!r} (metrics/evaluate_matimba.json)"
 
 
 def test_osse_rows_change_with_the_metrics():
