@@ -208,3 +208,50 @@ def test_a_bad_input_in_a_worker_is_our_one_line_not_a_worker_traceback(capfd):
     assert "Compute Failed" not in err and "Traceback" not in err, err
     with pytest.raises(ZeroDivisionError, match="a bug keeps"):
         map_units(_bug_at_two, list(range(6)), cfg)
+
+
+_CTRL_C_SCRIPT = """
+import sys, time
+from pathlib import Path
+from no2hotspots.config import compose
+from no2hotspots.parallel import map_units
+
+def unit(i, marks):
+    Path(marks, f"started-{i}").touch()
+    time.sleep(60)
+    return i
+
+if __name__ == "__main__":
+    cfg = compose(["parallel.scheduler=local", "parallel.n_workers=2", "parallel.min_units=1"])
+    try:
+        map_units(unit, [0, 1, 2, 3], cfg, shared={"marks": sys.argv[1]})
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+"""
+
+
+def test_ctrl_c_during_a_map_is_the_callers_line_not_worker_tracebacks(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while units run on a LocalCluster: the
+    caller stops with its own line and the cluster closes; neither the workers (KeyboardInterrupt tracebacks) nor
+    this process's Dask loggers (the teardown of a map nobody waits for) add a line."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(_CTRL_C_SCRIPT)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    p = subprocess.Popen([sys.executable, str(script), str(marks)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(list(marks.glob("started-*"))) < 2 and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.2)
+    assert len(list(marks.glob("started-*"))) == 2, p.communicate(timeout=60)
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    # nothing but the caller's line: no worker tracebacks, no "lost scattered data" or "still alive, killing"
+    assert err.strip().splitlines() == ["interrupted"], err
