@@ -222,6 +222,9 @@ def unit(i, marks):
     return i
 
 if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal (pytest-xdist workers ignore it)
     cfg = compose(["parallel.scheduler=local", "parallel.n_workers=2", "parallel.min_units=1"])
     try:
         map_units(unit, [0, 1, 2, 3], cfg, shared={"marks": sys.argv[1]})
@@ -251,7 +254,11 @@ def test_ctrl_c_during_a_map_is_the_callers_line_not_worker_tracebacks(tmp_path)
         time.sleep(0.2)
     assert len(list(marks.glob("started-*"))) == 2, p.communicate(timeout=60)
     os.killpg(p.pid, signal.SIGINT)
-    out, err = p.communicate(timeout=120)
+    try:
+        out, err = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        raise
     assert p.returncode == 130, err
     # nothing but the caller's line: no worker tracebacks, no "lost scattered data" or "still alive, killing"
     assert err.strip().splitlines() == ["interrupted"], err
