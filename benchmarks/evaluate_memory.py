@@ -1,6 +1,6 @@
 """Where does evaluate's memory go? Resident memory of the evaluate stage's process around each of its steps.
 
-``year.py`` reports evaluate's peak for growing periods (README: 492 MB at 11 china_year granules, 1,349 MB at
+``year.py`` reports evaluate's peak for growing periods (docs/history.md: 492 MB at 11 china_year granules, 1,349 MB at
 916); this breaks one run down. It runs ``evaluate`` for one collection of an existing workspace in this process
 (``parallel.scheduler=sync``: the streamed pass in process too, so its memory is counted) into temporary folders,
 and prints the process's RSS (psutil) before and after each step of :func:`no2hotspots.evaluate.run.evaluate_collection`
