@@ -29,7 +29,9 @@ hybrid.merge_km=5"``; in ``ref/hybrid_variant_<i>/``) and scores each beside the
 ``--osse-set`` changes the OSSE itself (e.g. ``osse.background.mean_mol_m2=[5.0e-5,2.0e-4]``; a new ``--root``);
 runs with one ``--root --keep`` share the OSSE and the ingests and keep one folder per mode and variant, and
 ``--cross --root R`` then compares them (the shifted against the 0.0625 deg grid per mode, each mode's reference
-against the default's) without running anything.
+against the default's) without running anything, and ``--flips TAG --root R`` says why the period products' matched
+sources differ between the kept ``TAG_ref`` and ``TAG_res0625`` runs (another unit of the plant within 3 km took the
+match, a neighbour within ``--match-km`` did, or none near).
 """
 
 from __future__ import annotations
@@ -153,9 +155,66 @@ def cross(root: Path, match_km: float) -> dict:
     return out
 
 
+def _near_flips(a: set, b: set, nox: dict) -> dict:
+    """Sources with a site within the match distance on one grid only (the distance rule), by NOx rate."""
+    rates = sorted(nox[s] for s in a ^ b)
+    return {
+        "jaccard": jaccard(a, b),
+        "n_union": len(a | b),
+        "n_flipped": len(rates),
+        "flipped_under_2000_t": int(sum(r < 2000 for r in rates)),
+        "flipped_nox_t_per_yr": [round(r, 1) for r in rates],
+    }
+
+
+def flips(root: Path, match_km: float, tag: str = "default") -> dict:
+    """Why the period products' matched sources differ between the kept ``ref`` and ``res0625`` runs of mode ``tag``:
+    each source matched (nearest rule) on one grid only, by the distance to the nearest source the other grid matched
+    (<= 3 km: another unit of the same plant took the match; <= ``match_km``: a neighbour did; else none near), with
+    its NOx rate."""
+    src = pd.read_csv(root / "osse" / "truth" / "sources.csv")
+    index = PointIndex(src["lat"].to_numpy(float), src["lon"].to_numpy(float))
+    where = {s: (la, lo) for s, la, lo in zip(src["id"], src["lat"], src["lon"])}
+    nox = dict(zip(src["id"], src["nox_t_per_yr"].astype(float)))
+    out = {}
+    for product in ("hybrid", "baseline"):
+        sets = {}
+        for name in ("ref", "res0625"):
+            table = pd.read_csv(root / f"{tag}_{name}" / product / "osse" / "composite.csv")
+            sets[name] = set(matched(table, src, index, match_km)["source"])
+            sets[name + " near"] = sources_near(table, src, match_km)
+        rows = []
+        for only, other in (("ref", "res0625"), ("res0625", "ref")):
+            others = sorted(sets[other])
+            near = PointIndex([where[s][0] for s in others], [where[s][1] for s in others]) if others else None
+            for s in sorted(sets[only] - sets[other]):
+                dist = float(near.nearest([where[s][0]], [where[s][1]])[1][0]) if near else float("inf")
+                kind = "other_unit_le_3km" if dist <= 3.0 else ("neighbour_le_match_km" if dist <= match_km else "none")
+                rows.append(
+                    {
+                        "source": s,
+                        "only_on": only,
+                        "nox_t_per_yr": round(nox[s], 1),
+                        "nearest_matched_on_other_km": round(dist, 1),
+                        "kind": kind,
+                    }
+                )
+        kinds = pd.Series([r["kind"] for r in rows], dtype=object)
+        out[product] = {
+            "jaccard": jaccard(sets["ref"], sets["res0625"]),
+            "n_union": len(sets["ref"] | sets["res0625"]),
+            "n_flipped": len(rows),
+            "by_kind": {k: int((kinds == k).sum()) for k in ("other_unit_le_3km", "neighbour_le_match_km", "none")},
+            "flipped_under_2000_t": int(sum(r["nox_t_per_yr"] < 2000 for r in rows)),
+            "rows": rows,
+            "near_rule": _near_flips(sets["ref near"], sets["res0625 near"], nox),
+        }
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="detect.model_uri (a model folder, models:/..., runs:/...)")
+    ap.add_argument("--model", default=None, help="detect.model_uri (a model folder, models:/..., runs:/...)")
     ap.add_argument("--bbox", default="[115.2,36.5,120.2,41.5]", help="OSSE region [lon0,lat0,lon1,lat1]")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--days", type=int, default=366)
@@ -181,12 +240,32 @@ def main(argv=None) -> int:
         help="with --evaluate: the ref variant's hybrid also at these settings, one quoted set each",
     )
     ap.add_argument("--cross", action="store_true", help="only compare the runs kept under --root (writes --out)")
+    ap.add_argument(
+        "--flips", default=None, metavar="TAG", help="only explain the ref/res0625 differences of the kept TAG runs"
+    )
     args = ap.parse_args(argv)
+    if args.flips:
+        result = {"root": str(args.root), "tag": args.flips, **flips(Path(args.root), args.match_km, args.flips)}
+        for product in ("hybrid", "baseline"):
+            r = result[product]
+            print(
+                f"{product}: Jaccard {fmt(r['jaccard'])}, {r['n_flipped']} of {r['n_union']} sources matched on one "
+                f"grid only: {r['by_kind']}, {r['flipped_under_2000_t']} of them < 2000 t/yr"
+            )
+            n = r["near_rule"]
+            print(
+                f"  within {args.match_km:g} km of a site: Jaccard {fmt(n['jaccard'])}, {n['n_flipped']} of "
+                f"{n['n_union']} on one grid only, {n['flipped_under_2000_t']} of them < 2000 t/yr"
+            )
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        return 0
     if args.cross:
         result = cross(Path(args.root), args.match_km)
         print(json.dumps(result, indent=1))
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
         return 0
+    if not args.model:
+        ap.error("--model is required (but with --cross or --flips)")
     os.environ.setdefault("NO2HOTSPOTS_PROGRESS", "0")
     bbox = json.loads(args.bbox)
     root = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="grid_invariance_"))
