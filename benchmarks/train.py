@@ -5,7 +5,8 @@ inference tiles/s (no_grad, eval mode, batch 256), FLOPs per sample (torch.utils
 achieved GFLOP/s and its share of the baseline: a dense 3x3 conv 64->64 ch at 64x64, batch 32, forward, measured in
 the same run. Threads: torch.set_num_threads(2) (the target box has 2 cores). ``--refine-widths W ...`` adds the
 demo model with ``model.head.refine_width=W`` (the full-resolution refinement) and prints its training and inference
-rates as a ratio to the demo model's, measured in the same run.
+rates as a ratio to the demo model's, measured in the same run. The model input's preparation is timed with and
+without its scaling check (what training skips after each epoch's first batch), against the demo's training step.
 
     .venv/bin/python benchmarks/train.py [--models demo paper] [--refine-widths 12] [--seconds 6] [--out F]
 """
@@ -116,6 +117,20 @@ def bench_model(
     }
 
 
+def input_check(seconds: float, batch: int = 32, device: str = "cpu") -> dict:
+    """The model input's preparation for one training batch with and without the scaling check (a median over the
+    batch's valid pixels: ``no2hotspots.model.inputs.check_scaling``), ms per batch. Training runs the check on each
+    epoch's first batch only; detection on every overpass."""
+    from no2hotspots.model.inputs import prepare_input
+
+    g = torch.Generator().manual_seed(0)
+    no2 = (torch.rand(batch, 64, 64, generator=g) * 4e-5 + 1e-5).numpy()
+    valid = (torch.rand(batch, 64, 64, generator=g) > 0.2).numpy().astype("uint8")
+    t_check = timed(lambda: prepare_input(no2, valid, 1e5, check=True, device=device), seconds)
+    t_plain = timed(lambda: prepare_input(no2, valid, 1e5, check=False, device=device), seconds)
+    return {"batch": batch, "ms_with_check": 1e3 * t_check, "ms_without_check": 1e3 * t_plain}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["demo", "paper"])
@@ -140,6 +155,12 @@ def main(argv=None) -> int:
             r["train_rate_vs_demo"] = r["train_samples_per_s"] / demo["train_samples_per_s"]
             r["infer_rate_vs_demo"] = r["infer_tiles_per_s"] / demo["infer_tiles_per_s"]
         rows.append(r)
+    prep = input_check(args.seconds)
+    demo = next((x for x in rows if x["model"] == "demo"), None)
+    if demo is not None:  # the check's cost as a share of a demo training step of the same run
+        prep["check_ms_share_of_demo_step"] = (prep["ms_with_check"] - prep["ms_without_check"]) / (
+            1e3 * demo["train_batch"] / demo["train_samples_per_s"]
+        )
     cuda = []
     if torch.cuda.is_available():
         gbase = conv_baseline(args.seconds, "cuda")
@@ -169,6 +190,15 @@ def main(argv=None) -> int:
                 else ""
             )
         )
+    print(
+        f"input preparation, batch {prep['batch']}: {prep['ms_with_check']:.2f} ms with the scaling check, "
+        f"{prep['ms_without_check']:.2f} ms without"
+        + (
+            f" (the check: {prep['check_ms_share_of_demo_step']:.1%} of a demo training step)"
+            if "check_ms_share_of_demo_step" in prep
+            else ""
+        )
+    )
     result = {
         "machine": {
             "platform": platform.platform(),
@@ -180,6 +210,7 @@ def main(argv=None) -> int:
         },
         "baseline": base,
         "models": rows,
+        "input_check": prep,
         "cuda": cuda,
         "goals_demo": {"train_share_of_conv": 0.40, "infer_tiles_per_s": 1000},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),

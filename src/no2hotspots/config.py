@@ -306,11 +306,17 @@ def _first_line(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
-def require(cfg: DictConfig, key: str, check: Callable[[Any], bool], problem: str) -> Any:
-    """Return ``cfg[key]`` (dotted) if ``check(value)`` holds, else raise a one-line ConfigError naming the key."""
+def _required(cfg: DictConfig, key: str) -> Any:
+    """``cfg[key]`` (dotted), or a one-line ConfigError naming the key when it is missing."""
     value = OmegaConf.select(cfg, key, default=_MISSING)
     if value is _MISSING:
         raise ConfigError(key, "missing")
+    return value
+
+
+def require(cfg: DictConfig, key: str, check: Callable[[Any], bool], problem: str) -> Any:
+    """Return ``cfg[key]`` (dotted) if ``check(value)`` holds, else raise a one-line ConfigError naming the key."""
+    value = _required(cfg, key)
     try:
         ok = bool(check(value))
     except Exception:  # noqa: BLE001 - a check that cannot even run means the value has the wrong type
@@ -322,18 +328,12 @@ def require(cfg: DictConfig, key: str, check: Callable[[Any], bool], problem: st
 
 def require_int(cfg: DictConfig, key: str, minimum: int | None = None, maximum: int | None = None) -> int:
     """An integer key (no bool, no float: ``2.5`` is refused, never truncated), optionally in minimum..maximum."""
-    value = OmegaConf.select(cfg, key, default=_MISSING)
-    if value is _MISSING:
-        raise ConfigError(key, "missing")
-    return int_value(key, value, minimum, maximum)
+    return int_value(key, _required(cfg, key), minimum, maximum)
 
 
 def require_bool(cfg: DictConfig, key: str) -> bool:
     """A boolean key (``true``/``false`` only: ``"false"``, ``0`` and ``1`` are refused, never converted)."""
-    value = OmegaConf.select(cfg, key, default=_MISSING)
-    if value is _MISSING:
-        raise ConfigError(key, "missing")
-    return bool_value(key, value)
+    return bool_value(key, _required(cfg, key))
 
 
 def require_odd_int(cfg: DictConfig, key: str, minimum: int = 1) -> int:

@@ -199,8 +199,9 @@ def train_epoch(
         disable=progress_disabled(),
     )
     for i, b in enumerate(bar):
-        # the scaling check (a median over the batch: 1.6 ms of a ~45 ms demo step on 2 cores) on the epoch's first
-        # batch only: every shard carries the one input_scale (check_dataset) and passed the validate stage's ranges
+        # the scaling check (a median over the batch: ~2 ms a batch of 32 on 2 cores, benchmarks/train.py's
+        # input_check) on the epoch's first batch only: every shard carries the one input_scale (check_dataset) and
+        # passed the validate stage's ranges
         x = prepare_input(b.no2, b.valid, input_scale, check=i == 0, device=dist.device)
         y = torch.as_tensor(b.emission).to(dist.device)
         optimizer.zero_grad(set_to_none=True)
