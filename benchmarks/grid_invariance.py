@@ -30,8 +30,8 @@ hybrid.merge_km=5"``; in ``ref/hybrid_variant_<i>/``) and scores each beside the
 runs with one ``--root --keep`` share the OSSE and the ingests and keep one folder per mode and variant, and
 ``--cross --root R`` then compares them (the shifted against the 0.0625 deg grid per mode, each mode's reference
 against the default's) without running anything, and ``--flips TAG --root R`` says why the period products' matched
-sources differ between the kept ``TAG_ref`` and ``TAG_res0625`` runs (another unit of the plant within 3 km took the
-match, a neighbour within ``--match-km`` did, or none near).
+sources differ between the kept ``TAG_ref`` and ``TAG_res0625`` runs (another source within 3 km took the match,
+often a unit of the same plant; a neighbour within ``--match-km`` did; or none near).
 """
 
 from __future__ import annotations
@@ -170,8 +170,8 @@ def _near_flips(a: set, b: set, nox: dict) -> dict:
 def flips(root: Path, match_km: float, tag: str = "default") -> dict:
     """Why the period products' matched sources differ between the kept ``ref`` and ``res0625`` runs of mode ``tag``:
     each source matched (nearest rule) on one grid only, by the distance to the nearest source the other grid matched
-    (<= 3 km: another unit of the same plant took the match; <= ``match_km``: a neighbour did; else none near), with
-    its NOx rate."""
+    (<= 3 km: another source took the match, often a unit of the same plant; <= ``match_km``: a neighbour did; else
+    none near), with its NOx rate."""
     src = pd.read_csv(root / "osse" / "truth" / "sources.csv")
     index = PointIndex(src["lat"].to_numpy(float), src["lon"].to_numpy(float))
     where = {s: (la, lo) for s, la, lo in zip(src["id"], src["lat"], src["lon"])}
@@ -189,7 +189,9 @@ def flips(root: Path, match_km: float, tag: str = "default") -> dict:
             near = PointIndex([where[s][0] for s in others], [where[s][1] for s in others]) if others else None
             for s in sorted(sets[only] - sets[other]):
                 dist = float(near.nearest([where[s][0]], [where[s][1]])[1][0]) if near else float("inf")
-                kind = "other_unit_le_3km" if dist <= 3.0 else ("neighbour_le_match_km" if dist <= match_km else "none")
+                kind = (
+                    "other_source_le_3km" if dist <= 3.0 else ("neighbour_le_match_km" if dist <= match_km else "none")
+                )
                 rows.append(
                     {
                         "source": s,
@@ -204,7 +206,7 @@ def flips(root: Path, match_km: float, tag: str = "default") -> dict:
             "jaccard": jaccard(sets["ref"], sets["res0625"]),
             "n_union": len(sets["ref"] | sets["res0625"]),
             "n_flipped": len(rows),
-            "by_kind": {k: int((kinds == k).sum()) for k in ("other_unit_le_3km", "neighbour_le_match_km", "none")},
+            "by_kind": {k: int((kinds == k).sum()) for k in ("other_source_le_3km", "neighbour_le_match_km", "none")},
             "flipped_under_2000_t": int(sum(r["nox_t_per_yr"] < 2000 for r in rows)),
             "rows": rows,
             "near_rule": _near_flips(sets["ref near"], sets["res0625 near"], nox),
@@ -244,6 +246,8 @@ def main(argv=None) -> int:
         "--flips", default=None, metavar="TAG", help="only explain the ref/res0625 differences of the kept TAG runs"
     )
     args = ap.parse_args(argv)
+    if (args.flips or args.cross) and not args.root:
+        ap.error("--cross and --flips read the runs kept under --root")
     if args.flips:
         result = {"root": str(args.root), "tag": args.flips, **flips(Path(args.root), args.match_km, args.flips)}
         for product in ("hybrid", "baseline"):

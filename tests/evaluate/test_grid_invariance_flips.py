@@ -43,12 +43,12 @@ def test_each_flip_is_classified_by_what_took_its_match(tmp_path, benchmark_scri
     assert out["jaccard"] == pytest.approx(1 / 5)  # {A2, C, D} against {A, B, D}
     kinds = {r["source"]: (r["only_on"], r["kind"]) for r in out["rows"]}
     assert kinds == {
-        "A2": ("ref", "other_unit_le_3km"),  # the other grid matched A, 0.85 km away
+        "A2": ("ref", "other_source_le_3km"),  # the other grid matched A, 0.85 km away
         "C": ("ref", "none"),  # nothing matched near it on the other grid
-        "A": ("res0625", "other_unit_le_3km"),
+        "A": ("res0625", "other_source_le_3km"),
         "B": ("res0625", "neighbour_le_match_km"),  # A2, 4.3 km away, is the nearest the other grid matched
     }
-    assert out["by_kind"] == {"other_unit_le_3km": 2, "neighbour_le_match_km": 1, "none": 1}
+    assert out["by_kind"] == {"other_source_le_3km": 2, "neighbour_le_match_km": 1, "none": 1}
     assert out["flipped_under_2000_t"] == 3  # A2, C, B
     # within 10 km of a site every source but C is found on both grids
     assert out["near_rule"]["n_flipped"] == 1
