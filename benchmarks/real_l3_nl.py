@@ -6,11 +6,11 @@ each hotspot with its ``gap_cells`` (cells to the nearest cell its overpass did 
 background detect took off at its peak (``background_shift_mol_m2``) and the nearest
 plant of the JRC Open Power Plants Database that emitted CO2 in 2018 (units summed per plant). There is no truth
 here: winter scenes, few valid cells, and urban and industrial NO2 that no power-plant list holds; the figures
-say where the hotspots lie, not what the recall is. Prints one line per hotspot and a summary; writes nothing
-else.
+say where the hotspots lie, not what the recall is. Prints one line per hotspot and a summary; ``--json F`` also
+writes them (with the model's weights' MD5) to F.
 
     .venv/bin/python benchmarks/real_l3_nl.py --model outputs/train/model [--out /tmp/real_l3_nl] [--match-km 10]
-        [--set detect.background_max_mol_m2=3.0e-5 ...]
+        [--set detect.background_max_mol_m2=3.0e-5 ...] [--json benchmarks/results/real_l3_nl.json]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,7 @@ def main(argv=None) -> int:
     ap.add_argument("--match-km", type=float, default=10.0)
     ap.add_argument("--realdata", type=Path, default=REALDATA, help="the shared realdata folder")
     ap.add_argument("--set", nargs="*", default=[], help="detect overrides (e.g. detect.background_max_mol_m2=3.0e-5)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the hotspots and the summary here")
     args = ap.parse_args(argv)
     scenes, out = args.realdata.resolve() / "tropomi_l3_harp_nl", Path(args.out).resolve()
     cmd = [sys.executable, "-m", "no2hotspots", "detect-files", str(scenes), "--out", str(out), "--model", args.model]
@@ -79,6 +81,7 @@ def main(argv=None) -> int:
             f"{r.gap_cells:2d} background taken off {r.background_shift_mol_m2:.1e} mol m-2 | nearest CO2-emitting "
             f"JRC plant {r.plant} {r.plant_km:.1f} km"
         )
+    maasvlakte = {}
     for f in sorted((out / "detections" / "overpasses").glob("*.nc")):
         with xr.open_dataset(f) as ds:
             at = ds["relative_emission"].sel(
@@ -86,6 +89,10 @@ def main(argv=None) -> int:
             )
             r_max = float(at.max()) if bool(np.isfinite(at).any()) else float("nan")
             top = float(ds.attrs.get("background_shift_max_mol_m2", 0.0))
+        maasvlakte[f.stem] = {  # None: not observed
+            "r_max_within_0.1_deg": r_max if np.isfinite(r_max) else None,
+            "background_shift_max_mol_m2": top,
+        }
         print(
             f"{f.stem}: highest r within 0.1 deg of Maasvlakte {r_max:.3f} (NaN: not observed); most background "
             f"taken off a cell {top:.1e} mol m-2"
@@ -96,7 +103,34 @@ def main(argv=None) -> int:
         f"{len(h)} hotspots in 3 scenes ({len(p)} JRC plants with 2018 CO2 in the box): {int(near.sum())} within "
         f"{args.match_km:g} km of one; {int(beside.sum())} within 3 cells of an unobserved cell or the grid's edge"
     )
+    if args.json:
+        _write_json(args, h, p, maasvlakte, int(near.sum()), int(beside.sum()))
     return 0
+
+
+def _write_json(args, h: pd.DataFrame, p: pd.DataFrame, maasvlakte: dict, n_near: int, n_beside: int) -> None:
+    import hashlib
+
+    from no2hotspots.atomic import write_json
+
+    weights = Path(args.model) / "state_dict.pt"
+    cols = ["time", "peak_lat", "peak_lon", "peak_rel_emission", "gap_cells", "background_shift_mol_m2"]
+    write_json(
+        args.json,
+        {
+            "model": args.model,
+            "state_dict_md5": hashlib.md5(weights.read_bytes()).hexdigest() if weights.is_file() else None,
+            "detect_overrides": args.set,
+            "match_km": args.match_km,
+            "n_plants_in_box": len(p),
+            "n_hotspots": len(h),
+            "n_within_match_km_of_a_plant": n_near,
+            "n_gap_cells_le_3": n_beside,
+            "hotspots": h[[*cols, "plant", "plant_km"]].round(6).to_dict(orient="records"),
+            "maasvlakte_by_scene": maasvlakte,
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -184,6 +184,18 @@ def test_matimba_counts_are_the_committed_run():
         assert needle in text, f"README's Matimba section should read {needle!r} (metrics/evaluate_matimba.json)"
 
 
+def test_time_series_counts_are_the_committed_run():
+    """The OSSE section's time-series sentence: the unchanged sources and the sites flagged as changed."""
+    m = _metrics("evaluate_osse.json")
+    unchanged = m["inventory/n_sources"] - m["timeseries/injected_n"]
+    text = " ".join(_readme().split())  # the sentence wraps across lines
+    for needle in (
+        f"{m['timeseries/flagged_unchanged_sources']} of the {unchanged} sources without a change",
+        f"{m['timeseries/n_flagged_sites']} of the {m['timeseries/n_sites']} per-overpass hotspot sites",
+    ):
+        assert needle in text, f"README's time-series sentence should read {needle!r} (metrics/evaluate_osse.json)"
+
+
 def test_osse_rows_change_with_the_metrics():
     """The check is not vacuous: another run's figures give other rows, which the README does not hold."""
     d = dict(_metrics("evaluate_osse.json"))
