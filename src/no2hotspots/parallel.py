@@ -36,6 +36,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from .config import bool_value
 from .errors import ConfigError, UserError
 from .logs import progress_disabled
 
@@ -53,10 +54,8 @@ def settings(cfg: DictConfig) -> dict:
     if scheduler == "address" and not p.scheduler_address:
         raise ConfigError("parallel.scheduler_address", "must be set (tcp://host:8786) when scheduler is address")
     n = p.n_workers
-    profile, tune_malloc = p.get("profile", False), p.get("tune_malloc", True)
-    for key, value in (("profile", profile), ("tune_malloc", tune_malloc)):
-        if not isinstance(value, bool):
-            raise ConfigError(f"parallel.{key}", f"must be true or false (got {value!r})")
+    profile = bool_value("parallel.profile", p.get("profile", False))
+    tune_malloc = bool_value("parallel.tune_malloc", p.get("tune_malloc", True))
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise ConfigError("parallel.n_workers", f"must be null or an integer >= 1 (got {n!r})")
     return {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import PLAIN_NAME
+from ..config import PLAIN_NAME, bool_value
 from ..errors import ConfigError
 
 #: keys that may be set at evaluate.* and overridden per collection in evaluate.collections.<name>.*
@@ -86,8 +86,7 @@ def settings_for(cfg: DictConfig, name: str) -> DictConfig:
     number("timeseries.min_valid", 1, integer=True)
     number("timeseries.tolerance_periods", 0, integer=True)
     number("timeseries.max_lines", 1, integer=True)
-    if not isinstance(s.maps, bool):
-        raise ConfigError(key("maps"), f"must be true or false (got {s.maps!r})")
+    bool_value(key("maps"), s.maps)
     _one_of(s, key, "coastline_resolution", ("c", "l", "i"))
     _regions(s.regions, key)
     return s
