@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from no2hotspots.detect.background import local_background, shift_background
+from no2hotspots.detect.background import local_background, masked_background, shift_background
 from no2hotspots.detect.field import detect_field
 
 from .helpers import RampNet, Recorder, field_settings, loaded_model
@@ -52,6 +52,39 @@ def test_shift_takes_off_only_the_excess_and_keeps_plumes():
     assert not shift_low.any() and np.array_equal(same, low)
     off, shift_off = shift_background(high, valid, CELL, max_mol_m2=0.0, sigma_km=50.0)
     assert not shift_off.any() and shift_off.shape == high.shape and off is high
+
+
+def test_masked_background_is_not_raised_by_a_cluster_plume():
+    """A merged plume of a cluster (2e-4 peak, sigma 8 px = 44 km) over a noisy 1e-4 background with a cloud gap:
+    the plain 50-km mean takes a large part of the plume for background; the masked one stays near 1e-4, and the
+    shift then leaves the plume's height (nearly) whole."""
+    rng = np.random.default_rng(3)
+    ny, nx = 96, 96
+    plume = _gaussian(ny, nx, 48, 40, 8.0, 2.0e-4)
+    field = (1.0e-4 + plume + rng.normal(0.0, 1.0e-5, (ny, nx))).astype(np.float32)
+    valid = np.ones((ny, nx), bool)
+    valid[:, 80:] = False
+    field = np.where(valid, field, np.nan).astype(np.float32)
+    plain = local_background(field, valid, CELL, sigma_km=50.0)
+    masked, left_out = masked_background(field, valid, CELL, sigma_km=50.0, z=2.33)
+    assert float(plain[48, 40]) > 1.6e-4  # the mean is raised by the plume by more than half its peak
+    assert abs(float(masked[48, 40]) - 1.0e-4) < 1.5e-5
+    assert left_out[48, 40] and not left_out[~valid].any()  # never an invalid cell
+    assert np.isfinite(masked[valid]).all()
+    out, shift = shift_background(field, valid, CELL, max_mol_m2=5.0e-5, sigma_km=50.0, mask_z=2.33)
+    assert abs(float(out[48, 40] - 5.0e-5) - 2.0e-4) < 0.15 * 2.0e-4  # the plume keeps its height over 5e-5
+
+
+def test_masked_background_of_noise_alone_is_the_mean():
+    """Without plumes the masking leaves out noise peaks and their neighbours only: the estimate moves by a few
+    per cent of the noise, not more."""
+    rng = np.random.default_rng(4)
+    field = (1.0e-4 + rng.normal(0.0, 1.0e-5, (80, 80))).astype(np.float32)
+    valid = np.ones(field.shape, bool)
+    plain = local_background(field, valid, CELL, sigma_km=50.0)
+    masked, left_out = masked_background(field, valid, CELL, sigma_km=50.0, z=2.33)
+    assert 0.0 < left_out.mean() < 0.15  # 1 % of the cells lie above 2.33 sd; with their neighbours < 15 %
+    assert float(np.max(np.abs(masked - plain))) < 0.1 * 1.0e-5
 
 
 def _overpass(no2: np.ndarray) -> xr.Dataset:

@@ -269,6 +269,8 @@ def test_bad_config_values_name_the_key(detect_cfg):
         ("background_max_mol_m2", -1.0e-5),
         ("background_max_mol_m2", "3e-5"),
         ("background_sigma_km", 0),
+        ("background_mask_z", -1.0),
+        ("background_mask_z", "2.33"),
     ):
         cfg = OmegaConf.merge(detect_cfg, {})
         OmegaConf.update(cfg, f"detect.{key}", value)

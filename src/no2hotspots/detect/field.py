@@ -34,6 +34,7 @@ FIELD_SETTINGS = (
     "resample",
     "background_max_mol_m2",
     "background_sigma_km",
+    "background_mask_z",
 )
 
 
@@ -59,6 +60,7 @@ def detect_field(ds: xr.Dataset, loaded, s: dict[str, Any], *, desc: str = "dete
         gridmod.cell_size_m(ds),
         max_mol_m2=float(s["background_max_mol_m2"]),
         sigma_km=float(s["background_sigma_km"]),
+        mask_z=float(s.get("background_mask_z", 0.0)),
     )
     if s.get("resample", "none") == "model_pixel":  # the model on its own pixel, the map back on the grid
         from .resample import model_pixels

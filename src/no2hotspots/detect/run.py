@@ -62,6 +62,11 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
         "background_sigma_km": float(
             require(cfg, d + "background_sigma_km", lambda v: is_number(v) and 0 < v <= 1000, "must be in (0, 1000]")
         ),
+        "background_mask_z": float(
+            require(
+                cfg, d + "background_mask_z", lambda v: is_number(v) and 0 <= v <= 10, "must be in [0, 10] (0: off)"
+            )
+        ),
         "max_resolution_ratio": require(cfg, d + "max_resolution_ratio", lambda v: v >= 1, "must be >= 1"),
         "device": require(cfg, d + "device", lambda v: v in ("cpu", "cuda", "auto"), "must be cpu, cuda or auto"),
         "overlay_inventory": require_bool(cfg, d + "overlay_inventory"),
@@ -264,6 +269,11 @@ def detect_collection(
             **(
                 {k: s[k] for k in ("background_max_mol_m2", "background_sigma_km")}
                 if s["background_max_mol_m2"] > 0
+                else {}
+            ),
+            **(
+                {"background_mask_z": s["background_mask_z"]}
+                if s["background_max_mol_m2"] > 0 and s["background_mask_z"] > 0
                 else {}
             ),
             "peaks": s["peaks"],

@@ -19,8 +19,8 @@ Params (all optional; defaults = the ``detect`` stage's, :data:`PARAM_DEFAULTS`)
 ``resample`` (``none`` | ``model_pixel``: ``detect.resample``), ``stride``, ``window_floor``, ``coverage_min``,
 ``min_cells``, ``edge_cells``, ``prominence`` and ``min_separation_px`` (``detect.peaks.*``: when one region
 holds several peaks), ``mask_invalid``, ``batch_size``, ``resolution_deg``, ``max_resolution_ratio``,
-``background_max_mol_m2`` and ``background_sigma_km`` (the regional background above the training range taken off
-first: :mod:`no2hotspots.detect.background`).
+``background_max_mol_m2``, ``background_sigma_km`` and ``background_mask_z`` (the regional background above the
+training range taken off first: :mod:`no2hotspots.detect.background`).
 
 Output (a JSON object): ``cells`` (column lists in input row order: ``overpass``, ``lat``, ``lon``,
 ``relative_emission`` (null where masked), ``hotspot`` (the cell's hotspot number within its overpass, 0 =
@@ -63,6 +63,7 @@ PARAM_DEFAULTS: dict[str, Any] = {
     "max_resolution_ratio": 2.5,
     "background_max_mol_m2": 5.0e-5,
     "background_sigma_km": 50.0,
+    "background_mask_z": 0.0,
 }
 REQUIRED_COLUMNS = ("lat", "lon", "no2")
 OPTIONAL_COLUMNS = ("coverage", "overpass")
@@ -117,6 +118,7 @@ def settings(params: dict | None) -> dict[str, Any]:
         "max_resolution_ratio": (lambda v: v >= 1, "must be >= 1"),
         "background_max_mol_m2": (lambda v: 0 <= v < 1, "must be >= 0 mol m-2 (0 = off)"),
         "background_sigma_km": (lambda v: 0 < v <= 1000, "must be in (0, 1000] km"),
+        "background_mask_z": (lambda v: 0 <= v <= 10, "must be in [0, 10] (0 = the plain mean)"),
     }
     for k, (ok, problem) in checks.items():
         v = s[k]
@@ -136,7 +138,7 @@ def settings(params: dict | None) -> dict[str, Any]:
     for k in ("stride", "min_cells", "edge_cells", "batch_size", "min_separation_px"):
         s[k] = int(s[k])
     floats = ("threshold", "window_floor", "coverage_min", "resolution_deg", "max_resolution_ratio", "prominence")
-    for k in (*floats, "background_max_mol_m2", "background_sigma_km"):
+    for k in (*floats, "background_max_mol_m2", "background_sigma_km", "background_mask_z"):
         s[k] = float(s[k])
     return s
 
