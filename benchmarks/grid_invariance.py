@@ -10,14 +10,15 @@ then ``ingest`` + ``detect`` once per variant:
 * ``shifted``  0.05 deg grid moved by half a cell east and north (the same scene, cell edges elsewhere)
 * ``res0625``  0.0625 deg grid, stride 32
 
-A detection is a pair (overpass, source): a hotspot whose nearest OSSE source (all of them, margins included) lies
-within ``--match-km`` (10, as evaluate's nearest rule). Per variant against ``ref``: the Jaccard index of those
-pairs |A & B| / |A | B|, the same for the sources found over the year, for the composite sites' sources and (unless
-``--no-period``) for the sources of the period products the pipeline headlines: the flux-divergence ``baseline`` and
-the ``hybrid`` (both stages rerun per variant on its own grid; the issue's "Jaccard of matched sources"), also per
-source NOx bin and under the distance rule (every source with a site within ``--match-km``); and the along-wind /
-cross-wind offset of the matched per-overpass peaks from their source (wind of the OSSE at the overpass time;
-positive along-wind = downwind). Everything is printed and written to ``--out`` (JSON).
+A detection is a pair (overpass, source): a hotspot whose nearest OSSE source (all of them, margins included; units
+within 1 km are one facility, as evaluate scores them) lies within ``--match-km`` (10, as evaluate's nearest rule). Per
+variant against ``ref``: the Jaccard index of those pairs |A & B| / |A | B|, the same for the sources found over the
+year, for the composite sites' sources and (unless ``--no-period``) for the sources of the period products the pipeline
+headlines: the flux-divergence ``baseline`` and the ``hybrid`` (both stages rerun per variant on its own grid; the
+issue's "Jaccard of matched sources"), also per source NOx bin and under the distance rule (every source with a site
+within ``--match-km``); and the along-wind / cross-wind offset of the matched per-overpass peaks from their source
+(wind of the OSSE at the overpass time; positive along-wind = downwind). Everything is printed and written to ``--out``
+(JSON).
 
     .venv/bin/python benchmarks/grid_invariance.py --model outputs/train/model [--days 366] [--variants ...]
 
@@ -52,6 +53,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from composite_rule import BINS, fmt, score, stage  # noqa: E402  (benchmarks/ is on sys.path: the script's folder)
 
+from no2hotspots.evaluate.facilities import FACILITY_KM, group_units  # noqa: E402
 from no2hotspots.evaluate.geo import EARTH_RADIUS_KM, PointIndex  # noqa: E402
 from no2hotspots.evaluate.overlap import assign_bins, bin_edges_and_labels  # noqa: E402
 
@@ -78,6 +80,12 @@ VARIANTS = {
     "shifted": ("shifted", []),
     "res0625": ("g0625", []),
 }
+
+
+def truth_sources(root: Path, facility_km: float = FACILITY_KM) -> pd.DataFrame:
+    """The OSSE's sources as evaluate scores them: units within ``facility_km`` are one facility
+    (``evaluate.facility_km``; no2hotspots.evaluate.facilities)."""
+    return group_units(pd.read_csv(root / "osse" / "truth" / "sources.csv"), facility_km)
 
 
 def matched(table: pd.DataFrame, src: pd.DataFrame, index: PointIndex, match_km: float) -> pd.DataFrame:
@@ -139,7 +147,7 @@ def wind_offsets(m: pd.DataFrame, winds: pd.DataFrame) -> dict:
 def cross(root: Path, match_km: float) -> dict:
     """Between the runs kept under ``root`` (one folder per mode tag and variant): per mode, the pair Jaccard of the
     shifted against the 0.0625 deg grid, and of the mode's reference against the default's."""
-    src = pd.read_csv(root / "osse" / "truth" / "sources.csv")
+    src = truth_sources(root)
     index = PointIndex(src["lat"].to_numpy(float), src["lon"].to_numpy(float))
     pairs = {}
     for f in sorted(root.glob("*_*/detect/osse/hotspots.csv")):
@@ -172,7 +180,7 @@ def flips(root: Path, match_km: float, tag: str = "default") -> dict:
     each source matched (nearest rule) on one grid only, by the distance to the nearest source the other grid matched
     (<= 3 km: another source took the match, often a unit of the same plant; <= ``match_km``: a neighbour did; else
     none near), with its NOx rate."""
-    src = pd.read_csv(root / "osse" / "truth" / "sources.csv")
+    src = truth_sources(root)
     index = PointIndex(src["lat"].to_numpy(float), src["lon"].to_numpy(float))
     where = {s: (la, lo) for s, la, lo in zip(src["id"], src["lat"], src["lon"])}
     nox = dict(zip(src["id"], src["nox_t_per_yr"].astype(float)))
@@ -304,7 +312,7 @@ def main(argv=None) -> int:
     timing = {}
     if not (root / "osse" / "truth" / "sources.csv").exists():
         timing["osse"] = round(stage("osse", base, log), 1)
-    src = pd.read_csv(root / "osse" / "truth" / "sources.csv")
+    src = truth_sources(root)
     winds = pd.read_csv(root / "osse" / "truth" / "winds.csv")
     index = PointIndex(src["lat"].to_numpy(float), src["lon"].to_numpy(float))
 

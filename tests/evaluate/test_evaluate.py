@@ -329,3 +329,24 @@ def test_folder_metrics_and_plot_data_are_replaced_together(case, tmp_path):
     with pytest.raises(OSError):
         run(case)
     assert digests() == before
+
+
+def test_units_of_one_plant_are_one_facility(case, tmp_path, truth_sources):
+    """A second unit 0.22 km from S1 (CoCO2 lists a plant's units at slightly different coordinates): with
+    evaluate.facility_km (1 km by default) it is part of S1's facility, summed; at 0 it is a source of its own."""
+    unit = pd.DataFrame(
+        {"id": ["S1b"], "lat": [0.127], "lon": [0.125], "nox_t_per_yr": [2000.0], "co2_t_per_yr": [1e6]}
+    )
+    pd.concat([truth_sources, unit], ignore_index=True).to_csv(
+        tmp_path / "outputs" / "osse" / "truth" / "sources.csv", index=False
+    )
+    m = run(case)["osse"]
+    assert m["inventory/n_sources"] == 4  # S1-S4 in the grid, S1b inside S1's facility
+    src = pd.read_csv(_out(tmp_path, "model", "sources.csv")).set_index("id")
+    assert "S1b" not in src.index and src.loc["S1", "nox_t_per_yr"] == pytest.approx(8000.0)
+    assert src.loc["S1", "unit_ids"] == "S1;S1b" and src.loc["S2", "unit_ids"] == "S2"
+    case.evaluate.facility_km = 0.0
+    assert run(case)["osse"]["inventory/n_sources"] == 5
+    case.evaluate.facility_km = -1.0
+    with pytest.raises(ConfigError, match="evaluate.facility_km"):
+        run(case)

@@ -10,18 +10,20 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# A and A2: two units of one plant 0.85 km apart; B a neighbour 5.1 km east of A; C alone; D found on both grids
+# A and A2: two units of one plant 1.7 km apart (beyond evaluate.facility_km, 1 km); B a neighbour 5.1 km east of A;
+# C alone; D found on both grids; D2 a unit of D's plant 0.3 km away, which the 0.0625 deg grid's site lies on: one
+# facility with D, so no flip
 SOURCES = pd.DataFrame(
     {
-        "id": ["A", "A2", "B", "C", "D"],
-        "lat": [40.0, 40.0, 40.0, 40.5, 41.0],
-        "lon": [115.0, 115.01, 115.06, 116.0, 117.0],
-        "nox_t_per_yr": [5000.0, 800.0, 1500.0, 300.0, 9000.0],
+        "id": ["A", "A2", "B", "C", "D", "D2"],
+        "lat": [40.0, 40.0, 40.0, 40.5, 41.0, 41.0],
+        "lon": [115.0, 115.02, 115.06, 116.0, 117.0, 117.0036],
+        "nox_t_per_yr": [5000.0, 800.0, 1500.0, 300.0, 9000.0, 100.0],
     }
 )
 SITES = {  # each grid's period sites, exactly on the source each should be matched to (nearest rule)
-    "ref": [(40.0, 115.01), (40.5, 116.0), (41.0, 117.0)],  # A2, C, D
-    "res0625": [(40.0, 115.0), (40.0, 115.06), (41.0, 117.0)],  # A, B, D
+    "ref": [(40.0, 115.02), (40.5, 116.0), (41.0, 117.0)],  # A2, C, D
+    "res0625": [(40.0, 115.0), (40.0, 115.06), (41.0, 117.0036)],  # A, B, D (on its unit D2)
 }
 
 
@@ -43,10 +45,10 @@ def test_each_flip_is_classified_by_what_took_its_match(tmp_path, benchmark_scri
     assert out["jaccard"] == pytest.approx(1 / 5)  # {A2, C, D} against {A, B, D}
     kinds = {r["source"]: (r["only_on"], r["kind"]) for r in out["rows"]}
     assert kinds == {
-        "A2": ("ref", "other_source_le_3km"),  # the other grid matched A, 0.85 km away
+        "A2": ("ref", "other_source_le_3km"),  # the other grid matched A, 1.7 km away
         "C": ("ref", "none"),  # nothing matched near it on the other grid
         "A": ("res0625", "other_source_le_3km"),
-        "B": ("res0625", "neighbour_le_match_km"),  # A2, 4.3 km away, is the nearest the other grid matched
+        "B": ("res0625", "neighbour_le_match_km"),  # A2, 3.4 km away, is the nearest the other grid matched
     }
     assert out["by_kind"] == {"other_source_le_3km": 2, "neighbour_le_match_km": 1, "none": 1}
     assert out["flipped_under_2000_t"] == 3  # A2, C, B

@@ -24,6 +24,30 @@ def chord(distance_km: float) -> float:
     return 2.0 * np.sin(min(distance_km / EARTH_RADIUS_KM, np.pi) / 2.0)
 
 
+def single_linkage(lat, lon, km: float) -> np.ndarray:
+    """Group number of each point (0..n-1, in order of first appearance): points within ``km`` of each other
+    (great circle) share one, and chains of them too. The graph is built over the distinct coordinates (identical
+    points are always linked), which keeps it small for a year of peaks on grid-cell centres."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    coords = np.stack([np.asarray(lat, dtype=float), np.asarray(lon, dtype=float)], axis=1).reshape(-1, 2)
+    if len(coords) == 0:
+        return np.zeros(0, dtype=int)
+    uniq, inverse = np.unique(coords, axis=0, return_inverse=True)
+    m = len(uniq)
+    pairs = np.zeros((0, 2), dtype=int)
+    if km > 0:
+        tree = cKDTree(unit_vectors(uniq[:, 0], uniq[:, 1]))
+        pairs = tree.query_pairs(r=chord(km) * (1 + 1e-9), output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(m, m))
+    _, labels = connected_components(graph, directed=False)
+    labels = labels[np.asarray(inverse).ravel()]
+    _, first = np.unique(labels, return_index=True)  # renumber by first appearance: stable and readable
+    return np.argsort(np.argsort(first))[labels]
+
+
 def distance_to_box_km(lat, lon, lat0, lat1, lon0, lon1) -> np.ndarray:
     """Distance from points to lat/lon rectangles (0 inside); the nearest point is the clamped coordinate."""
     lat = np.asarray(lat, dtype=float)

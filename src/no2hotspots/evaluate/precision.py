@@ -17,39 +17,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .geo import PointIndex, chord, unit_vectors
+from .geo import PointIndex, single_linkage
 
 PERCENTILES = (10, 25, 50, 75, 90)
 
 
 def merge_sites(hotspots: pd.DataFrame, merge_distance_km: float) -> np.ndarray:
-    """Site number (0..n_sites-1, in order of first appearance) of each hotspot, single-linkage within distance.
-
-    Peaks sit on grid-cell centres, so a year of overpasses repeats the same coordinates many times: the graph is
-    built over the distinct coordinates (identical peaks are always linked), which keeps it small."""
-    n = len(hotspots)
-    if n == 0:
-        return np.zeros(0, dtype=int)
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
-
-    coords = np.stack([hotspots["peak_lat"].to_numpy(float), hotspots["peak_lon"].to_numpy(float)], axis=1)
-    uniq, inverse = np.unique(coords, axis=0, return_inverse=True)
-    m = len(uniq)
-    tree = cKDTree(unit_vectors(uniq[:, 0], uniq[:, 1]))
-    pairs = tree.query_pairs(r=chord(merge_distance_km) * (1 + 1e-9), output_type="ndarray")
-    graph = (
-        coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(m, m))
-        if len(pairs)
-        else coo_matrix((m, m))
-    )
-    _, labels = connected_components(graph, directed=False)
-    labels = labels[np.asarray(inverse).ravel()]
-    # renumber in order of first appearance so the numbering is stable and readable
-    _, first = np.unique(labels, return_index=True)
-    order = np.argsort(np.argsort(first))
-    return order[labels]
+    """Site number (0..n_sites-1, in order of first appearance) of each hotspot, single-linkage within distance."""
+    return single_linkage(hotspots["peak_lat"].to_numpy(float), hotspots["peak_lon"].to_numpy(float), merge_distance_km)
 
 
 def match_hotspots(

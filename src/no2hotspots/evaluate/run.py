@@ -34,6 +34,7 @@ from ..inventory.gridding import (
 )
 from ..units import digest
 from . import inputs, matching, overlap, precision, settings, stream, timeseries
+from .facilities import group_units
 from .geo import PointIndex, haversine_km
 from .matching import RULES
 from .tables import PAPER_CO2_OVERLAP_PCT, PAPER_TABLE2, Scene, Table, evaluate_table, num, prepare
@@ -114,7 +115,9 @@ def evaluate_collection(cfg: DictConfig, name: str) -> dict:
     index = grid_contract.overpass_index(grid)
     tables = load_tables(cfg, name, index)  # the model's table first
     detect_meta = inputs.read_detect_json(ddir / "detect.json")
-    inv = inputs.load_inventory(s.inventory, f"evaluate.collections.{name}.inventory")
+    inv = group_units(
+        inputs.load_inventory(s.inventory, f"evaluate.collections.{name}.inventory"), float(s.facility_km)
+    )
 
     scene = make_scene(s, grid, inv, tables)
     for t in tables:

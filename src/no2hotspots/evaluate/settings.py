@@ -20,6 +20,7 @@ SETTINGS = (
     "match_mode",
     "match_distance_km",
     "merge_distance_km",
+    "facility_km",
     "min_detections",
     "co2_threshold_kt_per_month",
     "chance_neighbourhood",
@@ -76,6 +77,7 @@ def settings_for(cfg: DictConfig, name: str) -> DictConfig:
     _one_of(s, key, "source_rule", SOURCE_RULES)
     for k in ("match_distance_km", "merge_distance_km", "co2_threshold_kt_per_month", "point_radius_km"):
         number(k, 0)
+    number("facility_km", 0, 50)
     _one_of(s, key, "chance_neighbourhood", (4, 8))
     number("point_valid_coverage", 0, 1, lo_open=True)
     number("fig9b_min_rel_emission", 0, 1)

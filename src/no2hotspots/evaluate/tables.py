@@ -133,8 +133,8 @@ def _sources(table: Table, scene: Scene, md: int) -> pd.DataFrame:
     """The inventory sources inside the grid, found or not under each rule (and, for the model's per-overpass
     table, their detection frequency over the valid overpasses)."""
     s = scene.s
-    src = scene.src[["id", "lat", "lon", "nox_t_per_yr", "co2_t_per_yr", "obs_count", "observed", "region", "nn_km"]]
-    src = src.copy()
+    cols = ["id", "lat", "lon", "nox_t_per_yr", "co2_t_per_yr", "obs_count", "observed", "region", "nn_km"]
+    src = scene.src[cols + (["unit_ids"] if "unit_ids" in scene.src else [])].copy()
     for rule in RULES:
         n = matching.n_overpasses(table.pairs[rule], len(src))
         src[f"n_detections_{rule}"] = n
