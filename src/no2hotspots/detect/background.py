@@ -41,7 +41,8 @@ def local_background(no2: np.ndarray, valid: np.ndarray, cell_m: tuple[float, fl
         return np.where(den > 1e-6, num / den, np.nan)
 
 
-#: at most this many rounds of masking (the mask stops changing after 2-4 on OSSE and Matimba fields)
+#: at most this many rounds of masking (to a fixed point a validation OSSE or Matimba field takes 4-8, some never
+#: settle; benchmarks/results/background_mask.json's runs used 5)
 MASK_ROUNDS = 5
 #: 1.4826 x MAD is the standard deviation of a normal distribution
 MAD_TO_SIGMA = 1.4826
