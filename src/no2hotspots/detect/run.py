@@ -267,13 +267,8 @@ def detect_collection(
             **({"tiling": "context", "context": s["context"]} if s["tiling"] == "context" else {}),
             **({"resample": s["resample"]} if s["resample"] != "none" else {}),
             **(
-                {k: s[k] for k in ("background_max_mol_m2", "background_sigma_km")}
+                {k: s[k] for k in ("background_max_mol_m2", "background_sigma_km", "background_mask_z") if s[k] > 0}
                 if s["background_max_mol_m2"] > 0
-                else {}
-            ),
-            **(
-                {"background_mask_z": s["background_mask_z"]}
-                if s["background_max_mol_m2"] > 0 and s["background_mask_z"] > 0
                 else {}
             ),
             "peaks": s["peaks"],
