@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from no2hotspots.evaluate.facilities import group_units
 from no2hotspots.evaluate.geo import PointIndex
 
 
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
     ap.add_argument("--radius-km", type=float, default=9.0)
     args = ap.parse_args(argv)
     osse = Path(args.osse)
-    src = pd.read_csv(osse / "truth" / "sources.csv")
+    src = group_units(pd.read_csv(osse / "truth" / "sources.csv"))  # the facilities evaluate scored (1 km)
     fields = sorted((osse / "truth" / "fields").glob("*.nc"))[:: args.every]
     for table in args.tables:
         sites = pd.read_csv(Path(args.outputs) / "evaluate" / "osse" / table / "hotspot_sites.csv")
