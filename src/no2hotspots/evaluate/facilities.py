@@ -57,23 +57,23 @@ def group_units(df: pd.DataFrame, km: float = FACILITY_KM) -> pd.DataFrame:
     labels = facility_labels(df, km)
     if len(df) == 0 or labels.max() == len(df) - 1:  # no two units within km
         return df.assign(unit_ids=df["unit_ids"] if "unit_ids" in df else df["id"].astype(str))
+    ids = df["unit_ids"] if "unit_ids" in df else df["id"].astype(str)
+    multi = np.bincount(labels)[labels] > 1
     rows = []
-    for _, g in df.groupby(labels, sort=True):
-        if len(g) == 1:
-            rows.append(g.iloc[0].to_dict())
-            continue
+    for label, g in df[multi].groupby(labels[multi], sort=True):  # only the facilities of several units
         w = _weights(g)
-        strongest = g.iloc[int(np.argmax(w))].to_dict()
-        strongest["lat"] = float(np.average(g["lat"].to_numpy(float), weights=w))
-        strongest["lon"] = float(np.average(g["lon"].to_numpy(float), weights=w))
+        row = g.iloc[int(np.argmax(w))].to_dict()  # the strongest unit's columns
+        row["lat"] = float(np.average(g["lat"].to_numpy(float), weights=w))
+        row["lon"] = float(np.average(g["lon"].to_numpy(float), weights=w))
         for col in ("nox_t_per_yr", "co2_t_per_yr"):
             if col in g:
-                strongest[col] = float(g[col].sum(min_count=1))
+                row[col] = float(g[col].sum(min_count=1))
         if "n_units" in g:
-            strongest["n_units"] = int(g["n_units"].sum())
-        strongest["unit_ids"] = ";".join(str(v) for v in g["id"])
-        rows.append(strongest)
-    out = pd.DataFrame(rows, columns=[*df.columns, *([] if "unit_ids" in df else ["unit_ids"])])
-    if "unit_ids" in out:
-        out["unit_ids"] = out["unit_ids"].where(out["unit_ids"].notna(), out["id"].astype(str))
-    return out
+            row["n_units"] = int(g["n_units"].sum())
+        row["unit_ids"] = ";".join(ids[g.index])
+        rows.append((label, row))
+    merged = pd.DataFrame([r for _, r in rows], index=[k for k, _ in rows])
+    alone = df[~multi].assign(unit_ids=ids[~multi]).set_axis(labels[~multi])
+    return (
+        pd.concat([alone, merged.astype(alone.dtypes.to_dict(), errors="ignore")]).sort_index().reset_index(drop=True)
+    )
