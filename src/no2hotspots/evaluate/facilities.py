@@ -55,9 +55,9 @@ def group_units(df: pd.DataFrame, km: float = FACILITY_KM) -> pd.DataFrame:
         return df
     df = df.reset_index(drop=True)
     labels = facility_labels(df, km)
-    if len(df) == 0 or labels.max() == len(df) - 1:  # no two units within km
-        return df.assign(unit_ids=df["unit_ids"] if "unit_ids" in df else df["id"].astype(str))
     ids = df["unit_ids"] if "unit_ids" in df else df["id"].astype(str)
+    if len(df) == 0 or labels.max() == len(df) - 1:  # no two units within km
+        return df.assign(unit_ids=ids)
     multi = np.bincount(labels)[labels] > 1
     rows = []
     for label, g in df[multi].groupby(labels[multi], sort=True):  # only the facilities of several units
