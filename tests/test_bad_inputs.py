@@ -319,6 +319,7 @@ def test_bad_model(kind, detected, tmp_path, capsys):
         ("detect.resample=bilinear", "detect.resample"),
         ("detect.background_max_mol_m2=-1.0e-5", "detect.background_max_mol_m2"),
         ("detect.background_sigma_km=0", "detect.background_sigma_km"),
+        ("detect.background_mask_z=-1", "detect.background_mask_z"),
         ("detect.model_uri=models:/no-such@champion", "no-such"),
         ("foo.bar=1", "foo.bar"),
     ],

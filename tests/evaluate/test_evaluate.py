@@ -1,5 +1,6 @@
 """The OSSE-like case of conftest.py, counted by hand (see its docstring for the story)."""
 
+import hashlib
 import json
 import math
 import shutil
@@ -17,6 +18,12 @@ from no2hotspots.inventory.gridding import aggregate_obs_count
 from .conftest import SOURCES, coverage_and_clouds
 
 KM_PER_DEG = 6371.0088 * math.pi / 180  # great-circle km per degree
+
+
+def _digests(root) -> dict[str, str]:
+    """SHA-256 of every file under ``root``."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in root.rglob("*") if p.is_file()}  # fmt: skip
 
 
 def _out(tmp_path, *parts):
@@ -315,20 +322,14 @@ def test_folder_metrics_and_plot_data_are_replaced_together(case, tmp_path):
     """The collection's folder, metrics/evaluate_<c>.json and plots/evaluate/<c>_table2.csv are one atomic group: a
     run that cannot write its plot data (the plots folder is a file) leaves all three as the last good run wrote
     them, not a new folder beside old metrics."""
-    import hashlib
-
-    def digests():
-        return {p.relative_to(tmp_path).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in tmp_path.rglob("*") if p.is_file()}  # fmt: skip
-
     run(case)
     (tmp_path / "blocked").write_text("a file where the plots folder should be")
-    before = digests()
+    before = _digests(tmp_path)
     case.evaluate.min_detections = 4  # other results (see test_min_detections_counts_distinct_overpasses)
     case.paths.plots = str(tmp_path / "blocked" / "plots")
     with pytest.raises(OSError):
         run(case)
-    assert digests() == before
+    assert _digests(tmp_path) == before
 
 
 def test_units_of_one_plant_are_one_facility(case, tmp_path, truth_sources):
@@ -347,6 +348,8 @@ def test_units_of_one_plant_are_one_facility(case, tmp_path, truth_sources):
     assert src.loc["S1", "unit_ids"] == "S1;S1b" and src.loc["S2", "unit_ids"] == "S2"
     case.evaluate.facility_km = 0.0
     assert run(case)["osse"]["inventory/n_sources"] == 5
+    before = _digests(tmp_path)
     case.evaluate.facility_km = -1.0
     with pytest.raises(ConfigError, match="evaluate.facility_km"):
         run(case)
+    assert _digests(tmp_path) == before  # the last good run's outputs, metrics and plot data untouched
