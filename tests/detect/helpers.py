@@ -134,6 +134,7 @@ def field_settings(resample: str = "none", background_max_mol_m2: float = 0.0) -
     stage's hotspot rules, the given resampling and background shift (0 = off)."""
     return {
         "tiling": "blend",
+        "context": {"core": 128, "margin": 48},
         "stride": 32,
         "batch_size": 16,
         "window_floor": 0.1,
@@ -145,6 +146,7 @@ def field_settings(resample: str = "none", background_max_mol_m2: float = 0.0) -
         "peaks": {"prominence": 0.2, "min_separation_px": 2},
         "background_max_mol_m2": background_max_mol_m2,
         "background_sigma_km": 50.0,
+        "background_mask_z": 0.0,
         "resample": resample,
         "device": "cpu",
     }

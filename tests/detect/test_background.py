@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from no2hotspots.detect.background import local_background, masked_background, shift_background
@@ -136,3 +137,22 @@ def test_background_shift_benchmark_probes_the_detect_path(benchmark_script):
     for level in ("1e-04", "2e-04", "3e-04"):
         assert on[level]["clear_max_r"] < 0.2  # 5e-5 + noise (< 1e-4) stays under the hotspot threshold
         assert on[level]["source_r"] > 0.5  # the 1.5e-4 source keeps its height above the shifted background
+
+
+def test_both_callers_supply_every_field_setting_and_a_missing_one_is_named():
+    """detect_field's settings come from the detect stage (detect.run.settings) and from the served model
+    (registry.serving); each must carry every key of FIELD_SETTINGS, and a caller that leaves one out gets one line."""
+    from no2hotspots.config import compose
+    from no2hotspots.detect.field import FIELD_SETTINGS
+    from no2hotspots.detect.run import settings
+    from no2hotspots.errors import UserError
+    from no2hotspots.registry.serving import PARAM_DEFAULTS, _field_settings
+
+    assert set(FIELD_SETTINGS) <= set(settings(compose()))
+    assert set(FIELD_SETTINGS) <= set(_field_settings(dict(PARAM_DEFAULTS)))
+    assert set(FIELD_SETTINGS) <= set(field_settings())  # this suite's hand-made settings too
+    s = field_settings()
+    del s["background_mask_z"], s["peaks"]
+    with pytest.raises(UserError, match=r"^detect settings: missing peaks, background_mask_z \(") as e:
+        detect_field(_overpass(np.full((64, 64), 1.0e-5)), loaded_model(Recorder(RampNet())), s)
+    assert "\n" not in str(e.value)

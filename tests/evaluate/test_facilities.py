@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from no2hotspots.evaluate import timeseries
 from no2hotspots.evaluate.facilities import group_units
 from no2hotspots.evaluate.geo import haversine_km
+from no2hotspots.inventory.changes import injected_mask
 
 KM_LAT = 1.0 / 111.195  # degrees of latitude per km
 
@@ -54,6 +56,29 @@ def test_chains_link_and_changed_units_stay_alone():
     out = group_units(inv, 1.0)
     assert sorted(out["id"]) == ["a", "b", "c"]  # b alone; a and c are 1.6 km apart once b leaves the chain
     assert out.set_index("id").loc["b", "change_date"] == "2020-03-01"
+
+
+@pytest.mark.parametrize(
+    ("date", "factor", "alone"),
+    [
+        ("2020-03-01", 0.0, True),  # switched off on that day
+        ("2020-03-01", 2.5, True),
+        ("2020-03-01", 1.0, False),  # a factor of 1 changes nothing
+        ("not a date", 0.0, False),  # what evaluate.timeseries would not test either
+        ("2020-03-01", np.nan, False),
+        ("", 0.0, False),
+    ],
+)
+def test_only_an_injected_change_keeps_a_unit_alone(date, factor, alone):
+    inv = _inv([("a", 40.0, 116.0, 100.0, 1.0, 1), ("b", 40.0 + 0.5 * KM_LAT, 116.0, 300.0, 1.0, 1)])
+    inv["change_date"] = ["", date]
+    inv["change_factor"] = [np.nan, factor]
+    assert bool(injected_mask(inv)[1]) is alone
+    out = group_units(inv, 1.0)
+    assert sorted(out["id"]) == (["a", "b"] if alone else ["b"])
+    # the time-series test calls the same rows changed
+    changes = pd.DataFrame({"id": ["a", "b"], "flagged": False, "direction": "", "step_period": ""})
+    assert timeseries.injected(changes, inv, ["2020-01"], "M", 1)["injected"].tolist() == [False, alone]
 
 
 def test_missing_emissions_stay_missing_and_weights_fall_back():

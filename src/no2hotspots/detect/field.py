@@ -18,7 +18,8 @@ from .background import shift_background
 from .hotspots import find_hotspots
 from .tiles import context_stitch, model_predictor, receptive_radius, resolve_tiling, stitch
 
-#: the settings :func:`detect_field` reads (the ``detect.*`` keys of the same names)
+#: the settings :func:`detect_field` reads (the ``detect.*`` keys of the same names); a caller that leaves one out
+#: gets a one-line error naming it (the detect stage and the served model build them separately)
 FIELD_SETTINGS = (
     "tiling",
     "context",
@@ -51,6 +52,9 @@ def detect_field(ds: xr.Dataset, loaded, s: dict[str, Any], *, desc: str = "dete
     is taken off first (:mod:`.background`): the hotspot rows carry what was taken off at their peak, and
     ``background_shift_max`` is the most taken off any valid cell (0 when nothing was).
     """
+    missing = [k for k in FIELD_SETTINGS if k not in s]
+    if missing:
+        raise UserError(f"detect settings: missing {', '.join(missing)} (detect.* keys of those names)")
     meta = loaded.meta
     valid = gridmod.valid_mask(ds, float(s["coverage_min"]))
     no2 = np.where(valid, ds["no2"].values, np.nan).astype(np.float32)
@@ -60,9 +64,9 @@ def detect_field(ds: xr.Dataset, loaded, s: dict[str, Any], *, desc: str = "dete
         gridmod.cell_size_m(ds),
         max_mol_m2=float(s["background_max_mol_m2"]),
         sigma_km=float(s["background_sigma_km"]),
-        mask_z=float(s.get("background_mask_z", 0.0)),
+        mask_z=float(s["background_mask_z"]),
     )
-    if s.get("resample", "none") == "model_pixel":  # the model on its own pixel, the map back on the grid
+    if s["resample"] == "model_pixel":  # the model on its own pixel, the map back on the grid
         from .resample import model_pixels
 
         mp = model_pixels(ds["lat"].values, ds["lon"].values, float(meta["pixel_size_m"]))

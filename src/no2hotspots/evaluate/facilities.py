@@ -10,8 +10,9 @@ every period product would miss the second unit of a plant by construction.
 :func:`group_units` sums NOx and CO2 of a group (NaN only when no unit has a value), places it at the NOx-weighted
 mean position (CO2-weighted without NOx, plain mean without either) and keeps the other columns of its strongest
 unit (its ``id`` included: a facility is named by its strongest unit; ``n_units`` is summed where present;
-``unit_ids`` lists the group's ids, ``;``-separated, on every row). Rows with an injected change (``change_date``,
-OSSE truth) keep a row of their own: the change is a per-unit truth the time-series test reads.
+``unit_ids`` lists the group's ids, ``;``-separated, on every row). Rows with an injected change (OSSE truth: a
+``change_date`` and a ``change_factor`` other than 1, :func:`no2hotspots.inventory.changes.injected_mask`) keep a row
+of their own: the change is a per-unit truth the time-series test reads.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..inventory.changes import injected_mask
 from .geo import single_linkage
 
 #: the default grouping distance [km]: where the catalogue's excess of close neighbours ends, far below a pixel
@@ -27,10 +29,8 @@ FACILITY_KM = 1.0
 
 def facility_labels(df: pd.DataFrame, km: float) -> np.ndarray:
     """Group number (0..n-1, by first row) of each row: single linkage within ``km`` among the rows without an
-    injected change; those stay alone (and link no chain)."""
-    alone = np.zeros(len(df), bool)
-    if "change_date" in df:
-        alone = (df["change_date"].notna() & (df["change_date"].astype(str).str.strip() != "")).to_numpy()
+    injected change (``injected_mask``); those stay alone (and link no chain)."""
+    alone = injected_mask(df)
     labels = np.empty(len(df), int)
     linked = ~alone
     labels[linked] = single_linkage(df["lat"].to_numpy(float)[linked], df["lon"].to_numpy(float)[linked], km)

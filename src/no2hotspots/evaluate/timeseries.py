@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..inventory.changes import change_dates, change_factors, injected_mask
+
 
 def series_table(points: pd.DataFrame, periods: list[str], sums: dict, nox: pd.DataFrame) -> pd.DataFrame:
     """One row per (point, period). ``nox``: mean NOx estimate and hotspot count per (point, period)."""
@@ -164,9 +166,9 @@ def injected(
     of ``changes`` (``sources``: the in-grid sources, in point order, with the truth's change columns)."""
     out = changes.copy()
     n = len(sources)
-    date = pd.to_datetime(sources["change_date"], errors="coerce", utc=True).reset_index(drop=True)
-    factor = pd.to_numeric(sources["change_factor"], errors="coerce").reset_index(drop=True)
-    is_inj = date.notna() & factor.notna() & (factor != 1.0)
+    date = change_dates(sources).reset_index(drop=True)
+    factor = change_factors(sources).reset_index(drop=True)
+    is_inj = pd.Series(injected_mask(sources))
     pos = {p: i for i, p in enumerate(periods)}
     change_period = [str(d.tz_convert(None).to_period(freq)) if ok else "" for d, ok in zip(date, is_inj.to_numpy())]
     out["change_date"] = pd.Series([str(d.date()) if ok else "" for d, ok in zip(date, is_inj)] + [""] * (len(out) - n))
