@@ -262,3 +262,54 @@ def test_ctrl_c_during_a_map_is_the_callers_line_not_worker_tracebacks(tmp_path)
     assert p.returncode == 130, err
     # nothing but the caller's line: no worker tracebacks, no "lost scattered data" or "still alive, killing"
     assert err.strip().splitlines() == ["interrupted"], err
+
+
+def _sigint_handler() -> str:
+    import signal
+
+    return "ignored" if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else "handled"
+
+
+def test_workers_a_nanny_restarts_still_ignore_ctrl_c():
+    """The LocalCluster's workers ignore SIGINT (the caller alone answers a Ctrl-C), and so do the workers their
+    nannies start again later (past the memory limit, ``client.restart``), which are spawned after the window in
+    which the cluster started: without the worker plugin those get asyncio's handler and print its tracebacks."""
+    from no2hotspots.parallel import _client, settings
+
+    s = settings(compose(["parallel.scheduler=local", "parallel.n_workers=2"]))
+    client, cluster = _client(s)
+    try:
+        before = client.run(_sigint_handler)
+        client.restart()
+        after = client.run(_sigint_handler)
+    finally:
+        client.close()
+        cluster.close()
+    assert len(before) == 2 and set(before.values()) == {"ignored"}
+    assert len(after) == 2 and set(before) != set(after)  # new worker processes
+    assert set(after.values()) == {"ignored"}
+
+
+def test_two_clusters_at_once_leave_port_8787_alone():
+    """With ``parallel.dashboard`` off the scheduler's HTTP routes take a free port, not the dashboard's 8787: two
+    clusters at once (two stages, a test beside a stage) start without Dask's "Port 8787 is already in use" warning,
+    and the dashboard port stays free for the cluster that asks for it."""
+    import warnings
+
+    from no2hotspots.parallel import _client, settings
+
+    s = settings(compose(["parallel.scheduler=local", "parallel.n_workers=1"]))
+    assert s["dashboard"] is False
+    started = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(2):
+                started.append(_client(s))
+        ports = [c.scheduler.http_server.port for _, c in started]
+    finally:
+        for client, cluster in started:
+            client.close()
+            cluster.close()
+    assert 8787 not in ports and len(set(ports)) == 2
+    assert not [w for w in caught if "already in use" in str(w.message)]

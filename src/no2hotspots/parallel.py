@@ -201,6 +201,10 @@ def _client(s: dict):
             processes=True,
             memory_limit=s["memory_limit"],
             dashboard_address="127.0.0.1:8787" if s["dashboard"] else None,
+            # the scheduler serves its HTTP routes (health, metrics) even without the dashboard, on 8787 by default:
+            # off, on a free port, so that two clusters at once (two stages, a test beside a stage) neither compete
+            # for 8787 nor print Dask's "Port 8787 is already in use" warning
+            scheduler_kwargs=None if s["dashboard"] else {"dashboard_address": "127.0.0.1:0"},
             host="127.0.0.1",
             silence_logs=logging.WARNING,
         )
@@ -209,7 +213,11 @@ def _client(s: dict):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
-    return Client(cluster), cluster
+    from .worker_plugins import IgnoreSigint
+
+    client = Client(cluster)
+    client.register_plugin(IgnoreSigint(), name=IgnoreSigint.name)
+    return client, cluster
 
 
 def _silence_worker_logs() -> None:
