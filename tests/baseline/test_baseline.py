@@ -39,14 +39,14 @@ def _plume_collection(folder, nt=4):
     return ds
 
 
-def _winds(path, ds):
+def _winds(path, ds, u=U):
     lat = np.arange(29.0, 34.0, 0.25)
     lon = np.arange(109.0, 115.0, 0.25)
     time = ds["time"].values[0] - np.timedelta64(3, "h") + np.arange(24 * 5) * np.timedelta64(1, "h")
     shape = (time.size, lat.size, lon.size)
     xr.Dataset(
         {
-            "u": (("time", "latitude", "longitude"), np.full(shape, U), {"units": "m s-1"}),
+            "u": (("time", "latitude", "longitude"), np.full(shape, u), {"units": "m s-1"}),
             "v": (("time", "latitude", "longitude"), np.zeros(shape), {"units": "m s-1"}),
         },
         coords={"time": time, "latitude": lat, "longitude": lon},
@@ -168,4 +168,38 @@ def test_period_settings_reuse_every_unit_and_map_settings_do_not(tmp_path):
     second = stamps()
     assert second.keys() == first.keys() and all(second[k] != first[k] for k in first)
     run(_config(tmp_path, winds, "baseline.lifetime_h=2", "quantify.winds.time_window_h=3"))
+    assert all(stamps()[k] != second[k] for k in second)
+
+
+def test_a_wind_file_replaced_or_added_recomputes_the_maps(tmp_path):
+    """The per-overpass maps depend on the wind files the wind paths match, not on the paths as written: a wind
+    file rewritten in place (the wind reversed) or one added under the same glob recomputes them (before, the
+    resume cache kept the old winds' maps, sign and all)."""
+    ds = _plume_collection(tmp_path / "ingest" / "test", nt=2)
+    wind_dir = tmp_path / "winds"
+    wind_dir.mkdir()
+    winds = _winds(wind_dir / "a.nc", ds)
+    cfg = _config(tmp_path, f"{wind_dir}/*.nc")
+    folder = tmp_path / ".units" / "baseline" / "test"
+
+    def stamps():
+        return {p.name: p.stat().st_mtime_ns for p in sorted(folder.glob("*.nc"))}
+
+    run(cfg)
+    east = pd.read_csv(tmp_path / "baseline" / "test" / "composite.csv")
+    first = stamps()
+    run(cfg)
+    assert stamps() == first  # nothing changed: every unit reused
+    _winds(winds, ds, u=-U)  # the same file, the wind from the other side
+    run(cfg)
+    second = stamps()
+    assert all(second[k] != first[k] for k in first)
+    west = pd.read_csv(tmp_path / "baseline" / "test" / "composite.csv")
+    # blown the other way, the plume's divergence no longer peaks at the source: the top site is not the same
+    assert east.empty or west.empty or (east.iloc[0].peak_lon, east.iloc[0].peak_lat) != (
+        west.iloc[0].peak_lon,
+        west.iloc[0].peak_lat,
+    )
+    _winds(wind_dir / "b.nc", ds)  # one more file under the glob
+    run(cfg)
     assert all(stamps()[k] != second[k] for k in second)

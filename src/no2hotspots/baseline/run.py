@@ -81,15 +81,17 @@ def baseline_collection(cfg: DictConfig, name: str, s: dict) -> dict:
     winds = open_winds(cfg.baseline.winds, paths, key="baseline.winds")
     units_dir = Path(str(cfg.baseline.units_dir)) / name
     units_dir.mkdir(parents=True, exist_ok=True)
-    # a unit's identity: the settings its map depends on, the wind's included (the period's threshold, smoothing
-    # and peak split run on the accumulated maps: changing them reuses every unit)
+    # a unit's identity: the settings its map depends on, the wind's included: the files the wind paths match now
+    # (name, size, mtime: a wind file added or replaced recomputes the maps), their settings and the code that
+    # samples them (the period's threshold, smoothing and peak split run on the accumulated maps: changing them
+    # reuses every unit)
     unit_settings = {k: s[k] for k in UNIT_SETTINGS}
     fixed = units.digest(
         {
             **unit_settings,
-            "winds": [str(p) for p in (paths or [])],
+            "winds": [units.file_identity(f.path) for f in winds.files],
             "wind_settings": OmegaConf.to_container(cfg.baseline.winds, resolve=True),
-            "code": units.code_digest("no2hotspots.baseline.divergence"),
+            "code": units.code_digest("no2hotspots.baseline.divergence", "no2hotspots.winds"),
         }
     )
     tasks = [
