@@ -97,3 +97,69 @@ def test_truncated_file_is_input_error(matimba_l2, tmp_path):
     f.write_bytes(matimba_l2.read_bytes()[:300_000])
     with pytest.raises(InputFileError, match="trunc.nc"):
         open_pixels(f)
+
+
+def test_s5p_l2_pixels_without_a_qa_value_fail_the_filter(matimba_l2, tmp_path):
+    """qa_value at its fill (255): no QA, so no threshold is met (NaN means "filtered upstream" only for the HARP
+    and ddeq layouts)."""
+    px = open_pixels(write_s5p_l2(tmp_path / "S5P_RPRO_L2__NO2____fill.nc", matimba_l2, qa_all=2.55))
+    assert np.isfinite(px.no2.values).any()
+    assert not valid_pixels(px, 0.75).any() and not valid_pixels(px, 0.0 + 1e-3).any()
+
+
+def test_an_l2_granule_without_pixels_is_one_line(tmp_path):
+    import netCDF4
+
+    f = tmp_path / "S5P_RPRO_L2__NO2____empty.nc"
+    with netCDF4.Dataset(f, "w") as nc:
+        nc.product_type = "L2__NO2___"
+        p = nc.createGroup("PRODUCT")
+        for d, n in (("time", 1), ("scanline", 0), ("ground_pixel", 450), ("corner", 4)):
+            p.createDimension(d, n)
+        dims3 = ("time", "scanline", "ground_pixel")
+        p.createVariable("time", "i4", ("time",)).units = "seconds since 2010-01-01 00:00:00"
+        p.createVariable("delta_time", "i4", ("time", "scanline")).units = "milliseconds"
+        for name in ("nitrogendioxide_tropospheric_column", "latitude", "longitude"):
+            p.createVariable(name, "f4", dims3).units = "mol m-2"
+        p.createVariable("qa_value", "u1", dims3)
+        g = p.createGroup("SUPPORT_DATA").createGroup("GEOLOCATIONS")
+        for name in ("latitude_bounds", "longitude_bounds"):
+            g.createVariable(name, "f4", dims3 + ("corner",))
+    with pytest.raises(InputFileError, match=r"has no pixels \(0 scanlines x 450 ground pixels\)") as e:
+        open_pixels(f)
+    assert "\n" not in str(e.value)
+
+
+def test_the_overpass_time_is_that_of_the_pixels_over_the_region(matimba_l2, ingest_cfg, tmp_path):
+    """A granule reaching far beyond the collection's bbox (a full orbit spans ~100 min): the overpass is stamped
+    with the mean time of the pixels whose footprint reaches the gridded crop, not of the whole granule."""
+    (tmp_path / "in").mkdir()
+    f = write_s5p_l2(tmp_path / "in" / "S5P_RPRO_L2__NO2____20210725T110715_x.nc", matimba_l2)
+    px = open_pixels(f)
+    ok = valid_pixels(px, 0.75)
+    t = px.time.values[ok].astype("datetime64[ns]")
+    whole = t.min() + (t - t.min()).mean()
+    bbox = [26.0, -26.4, 30.0, -25.6]  # the southern edge of the crop: its first scanlines
+    run(ingest_cfg(tmp_path / "in" / "*.nc", bbox=bbox))
+    ds = stacked(tmp_path / "outputs" / "ingest" / "test")
+    lo, la = px.lon_bounds.values[ok], px.lat_bounds.values[ok]
+    south, north = float(ds.lat.min()) - 0.025, float(ds.lat.max()) + 0.025
+    west, east = float(ds.lon.min()) - 0.025, float(ds.lon.max()) + 0.025
+    seen = (lo.max(1) > west) & (lo.min(1) < east) & (la.max(1) > south) & (la.min(1) < north)
+    ts = t[seen]
+    assert 0 < seen.sum() < ok.sum()
+    expected = ts.min() + (ts - ts.min()).mean()
+    got = ds.time.values[0].astype("datetime64[ns]")
+    assert abs(got - expected) < np.timedelta64(1, "s")
+    assert abs(got - whole) > np.timedelta64(20, "s")  # the whole granule's mean lies well after the region's
+
+
+def test_a_harp_file_of_one_row_says_why_it_cannot_be_gridded(shared_dir, tmp_path):
+    import xarray as xr
+
+    src = sorted((shared_dir / "realdata" / "tropomi_l3_harp_nl").glob("*.nc"))[0]
+    f = tmp_path / "one_row.nc"
+    with xr.open_dataset(src) as ds:
+        ds.isel(latitude=slice(10, 11)).to_netcdf(f)
+    with pytest.raises(InputFileError, match="latitude has 1 cell centre"):
+        open_pixels(f)

@@ -168,6 +168,21 @@ def grid_granule(task: GranuleTask) -> dict:
     return {**result, "reused": False}
 
 
+def _overpass_time(sub, grid: Grid, crop: tuple) -> np.datetime64:
+    """The overpass time: the mean observation time of the pixels whose footprint reaches the written crop (rows
+    r0:r1, columns c0:c1 of ``grid``), not of the whole granule: a full-orbit L2 granule spans ~100 min, and the
+    time the region was seen (what winds are matched to) is that of its own pixels."""
+    r0, r1, c0, c1 = crop
+    south, north = grid.south + r0 * grid.res, grid.south + r1 * grid.res
+    west, east = grid.west + c0 * grid.res, grid.west + c1 * grid.res
+    lo, la = sub.lon_bounds.values, sub.lat_bounds.values
+    seen = (lo.max(axis=1) > west) & (lo.min(axis=1) < east) & (la.max(axis=1) > south) & (la.min(axis=1) < north)
+    t = sub.time.values.astype("datetime64[ns]")
+    if seen.any():  # (always, when a pixel covers a cell of the crop)
+        t = t[seen]
+    return t.min() + (t - t.min()).mean()
+
+
 def _grid_and_write(task: GranuleTask, sub, grid: Grid) -> dict:
     g = grid_overpass(
         grid,
@@ -183,8 +198,7 @@ def _grid_and_write(task: GranuleTask, sub, grid: Grid) -> dict:
         return {"key": task.key, "source_file": Path(task.path).name, "empty": "no valid pixel overlaps the grid"}
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     no2, prec, cov = (a[r0:r1, c0:c1] for a in (g.no2, g.no2_precision, g.coverage))
-    t = sub.time.values.astype("datetime64[ns]")
-    time = t.min() + (t - t.min()).mean()
+    time = _overpass_time(sub, grid, (r0, r1, c0, c1))
     lat, lon = grid.lat[r0:r1], grid.lon[c0:c1]
     contract.write_overpass(
         Path(task.units_dir) / f"{task.key}.nc",

@@ -66,6 +66,9 @@ def read(nc: netCDF4.Dataset, path):
     lon = np.asarray(nc.variables["longitude"][:], np.float64)
     if lat.ndim != 1 or lon.ndim != 1 or no2.shape != (lat.size, lon.size):
         raise InputFileError(path, f"{NO2_VAR} shape {no2.shape} does not match latitude/longitude axes")
+    for name, axis in (("latitude", lat), ("longitude", lon)):
+        if axis.size < 2:
+            raise InputFileError(path, f"{name} has {axis.size} cell centre(s): the cell size cannot be inferred")
     le, oe = _edges(lat), _edges(lon)
     # corners counter-clockwise: (lon0,lat0) (lon1,lat0) (lon1,lat1) (lon0,lat1)
     lat_b = np.stack(np.broadcast_arrays(le[:-1, None], le[:-1, None], le[1:, None], le[1:, None]), axis=-1)

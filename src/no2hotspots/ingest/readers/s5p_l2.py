@@ -105,12 +105,16 @@ def read(nc: netCDF4.Dataset, path):
         prec = to_mol_m2(_filled(pvar)[0], getattr(pvar, "units", None), path, f"PRODUCT/{pname}")
     else:
         prec = np.full_like(no2, np.nan)
-    qa = _filled(prod.variables["qa_value"])[0]  # netCDF4 applies scale_factor 0.01 -> 0..1
+    # netCDF4 applies scale_factor 0.01 -> 0..1; a fill value (no QA) fails every threshold: NaN would read as
+    # "filtered upstream" (the HARP and ddeq layouts' convention, schema.valid_pixels), which an L2 file is not
+    qa = np.nan_to_num(_filled(prod.variables["qa_value"])[0], nan=0.0)
     lat = _filled(prod.variables["latitude"])[0]
     lon = _filled(prod.variables["longitude"])[0]
     lat_b = _filled(latb)[0]
     lon_b = _filled(lonb)[0]
     nscan, ngp = no2.shape
+    if no2.size == 0:
+        raise InputFileError(path, f"has no pixels ({nscan} scanlines x {ngp} ground pixels)")
     t = _times(prod, path)
     time = np.broadcast_to(t[:, None] if t.size == nscan else t.reshape(1, 1)[:1], (nscan, ngp))
     start = str(t.min())
