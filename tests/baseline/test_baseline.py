@@ -196,9 +196,14 @@ def test_a_wind_file_replaced_or_added_recomputes_the_maps(tmp_path):
     assert all(second[k] != first[k] for k in first)
     west = pd.read_csv(tmp_path / "baseline" / "test" / "composite.csv")
     # blown the other way, the plume's divergence no longer peaks at the source: the top site is not the same
-    assert east.empty or west.empty or (east.iloc[0].peak_lon, east.iloc[0].peak_lat) != (
-        west.iloc[0].peak_lon,
-        west.iloc[0].peak_lat,
+    assert (
+        east.empty
+        or west.empty
+        or (east.iloc[0].peak_lon, east.iloc[0].peak_lat)
+        != (
+            west.iloc[0].peak_lon,
+            west.iloc[0].peak_lat,
+        )
     )
     _winds(wind_dir / "b.nc", ds)  # one more file under the glob
     run(cfg)
