@@ -332,7 +332,9 @@ def test_same_results_as_the_per_point_code(case, qhelp, winds):
     estimators and shared background planes give the same rows (the case has no composite.csv: the period sites
     are the hotspot sites, as then). Most values agree to 1e-12; those of the hotspot without a source (an estimate
     of ~0 from terms of ~1e4 t/yr) to ~1e-9. The reference is 13a0cb4 with reference_13a0cb4.patch (what changed
-    the results on purpose since: the CSF transect weights and position term, issue 15), written by
+    the results on purpose since: the CSF transect weights and position term, issue 15; the CSF's transect scatter
+    as its own component, out of the noise that weights the period mean; CSF strips and IME disks reaching beyond
+    the grid's edge refused), written by
     make_reference_13a0cb4.py; the position error is that version's fixed one (``position.from_data: false``), and
     the method-structure term and the other sources' plumes and period sites out of the background (not in that
     version) are off."""

@@ -68,10 +68,14 @@ class InventoryMatcher:
     def ratio(self, lat: float, lon: float) -> Ratio:
         c = self.cfg
         idx = self.index.within(lat, lon, c.match_km)[0] if len(self.index) else np.zeros(0, int)
-        nox, co2 = _sum(self._nox[idx]), _sum(self._co2[idx])
+        # the ratio of the matched plants that list both species: one with NOx but no CO2 (an inventory without that
+        # species, ``allow_nan``) would add to the denominator only and pull the CO2 low
+        both = idx[np.isfinite(self._nox[idx]) & np.isfinite(self._co2[idx])]
+        nox_b, co2_b = _sum(self._nox[both]), _sum(self._co2[both])
+        nox, co2 = _sum(self._nox[idx]), _sum(self._co2[idx])  # what the inventory lists there: the truth
         ids = [self._ids[i] for i in idx]
-        if np.isfinite(nox) and np.isfinite(co2) and nox > 0 and co2 > 0:
-            return Ratio(co2 / nox, c.matched_ratio_rel_sigma, "matched: " + " ".join(ids), ids, nox, co2)
+        if np.isfinite(nox_b) and np.isfinite(co2_b) and nox_b > 0 and co2_b > 0:
+            return Ratio(co2_b / nox_b, c.matched_ratio_rel_sigma, "matched: " + " ".join(ids), ids, nox, co2)
         fuel = "unknown"
         if len(self.index) and self._fuel is not None:
             j, d = self.index.nearest(lat, lon)

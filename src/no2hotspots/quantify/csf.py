@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .estimate import Estimate, Lifetime, Wind, sensitivity
-from .scene import Plane, Scene, cell_reach, fit_plane, functional_sigma, noise_model, sub_offsets
+from .scene import Plane, Scene, beyond_scene, cell_reach, fit_plane, functional_sigma, noise_model, sub_offsets
 
 METHOD = "csf"
 
@@ -133,12 +133,14 @@ def estimate(
     g = np.zeros(scene.c.shape)
     g.flat[st.cells] = np.sum((a * f0 / st.length_m)[:, None] * st.weights, axis=0)
     sig_noise = functional_sigma(scene, g, st.plane, noise)
-    if k >= 3:
+    sig_transects = 0.0
+    if k >= 3:  # the scatter between transects, where it exceeds the noise: its own component, since it grows with
+        # the emission (plume structure) and the noise, which weights the period mean, must not (period.combine)
         sw2 = float(np.sum(a**2))
         sd = np.sqrt(np.sum(a * (flux - q) ** 2) / max(1.0 - sw2, 1e-9))
-        sig_noise = max(sig_noise, float(sd * np.sqrt(sw2)))
+        sig_transects = float(np.sqrt(max(float(sd) ** 2 * sw2 - sig_noise**2, 0.0)))
 
-    sig = {"noise": sig_noise}
+    sig = {"noise": sig_noise, "transects": sig_transects}
     # the decay correction exp(s / (U tau)) counts the travel time from the scene's centre: a source d further
     # upwind (downwind) makes every transect's travel time d / U longer (shorter), a factor exp(+-d / (U tau))
     # on Q; half the change over +-1 sigma
@@ -177,6 +179,17 @@ def _subsamples(scene: Scene, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return scene.x.ravel()[cells][None] + ox, scene.y.ravel()[cells][None] + oy
 
 
+def _strips_beyond_scene(scene: Scene, edges, ex: float, ey: float, tan_w: float, core_km: float) -> np.ndarray:
+    """Per strip, whether a corner of its cone section (s in [edges[k], edges[k+1]], |t| <= the cone's half-width)
+    lies beyond the scene's outer cell edges (the section is convex, the edges nearly straight)."""
+    s = np.stack([edges[:-1], edges[:-1], edges[1:], edges[1:]], axis=1)
+    half = core_km + np.maximum(s, 0.0) * tan_w
+    t = half * np.array([-1.0, 1.0, -1.0, 1.0])
+    # (s, t) -> (x, y): s along the wind (ex, ey), t to its left (-ey, ex), as _transects measures them
+    x, y = s * ex - t * ey, s * ey + t * ex
+    return beyond_scene(scene, x, y).any(axis=1)
+
+
 def _transects(scene: Scene, plane: Plane, s, t, edges, direction_from: float, cfg: CSFConfig) -> _Strips:
     """Step 3: the strips observed well enough, their line density [mol m-1] and its noise variance."""
     # cells are split between strips by the share of their area in each (5 x 5 sub-samples): counting whole cells
@@ -200,6 +213,10 @@ def _transects(scene: Scene, plane: Plane, s, t, edges, direction_from: float, c
     fa = frac * area[None]
     wa = np.where(valid[None], fa, 0.0)
     keep = (frac > 0).any(axis=1) & ~(wa.sum(axis=1) < cfg.min_valid_fraction * fa.sum(axis=1))
+    # a strip whose cone section reaches beyond the scene's outer cell edges is cut by the end of the collection
+    # grid (a scene is +-scene_half_km around the source, far beyond the strips, unless the grid ends first): the
+    # area beyond was never observed and is not in the scene to count against its observed share, so it is dropped
+    keep &= ~_strips_beyond_scene(scene, edges, ex, ey, tan_w, cfg.core_half_width_km)
     lo, hi = edges[:-1][keep], edges[1:][keep]
     length_m = (hi - lo) * 1e3
     wa = wa[keep]

@@ -4,8 +4,10 @@ Budget components (1-sigma, same units as the estimate; combined in quadrature, 
 one estimate):
 
 - ``noise``          retrieval noise and background (from the precision through the estimator's weights, scaled by
-                     the noise measured in the scene; for the cross-sectional flux at least the scatter between its
-                     transects);
+                     the noise measured in the scene): it does not scale with the estimate, so the period mean
+                     weights overpasses by it (:mod:`.period`);
+- ``transects``      cross-sectional flux only: the scatter between its transects beyond ``noise`` (plume structure,
+                     which grows with the emission; ``noise`` and ``transects`` together are at least that scatter);
 - ``wind_speed``     the stated/measured wind-speed spread, propagated by re-evaluating with speed +- sigma;
 - ``wind_direction`` the direction spread, propagated by re-running the estimator with direction +- sigma;
 - ``lifetime``       NO2 lifetime +- sigma (decay correction);
@@ -25,7 +27,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-COMPONENTS = ("noise", "wind_speed", "wind_direction", "lifetime", "position", "structure", "nox_ratio", "model")
+COMPONENTS = (
+    "noise",
+    "transects",
+    "wind_speed",
+    "wind_direction",
+    "lifetime",
+    "position",
+    "structure",
+    "nox_ratio",
+    "model",
+)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ for the background):
 1. background: a plane fitted to the ring ``R + gap_km`` .. ``R + gap_km + ring_km`` minus the downwind sector
    +-``sector_half_angle_deg`` (the plume continues through the ring there), other sources excluded;
 2. M = sum_disk A_i (c_i - b_i) over observed cells; refused if less than ``min_valid_fraction`` of the disk area is
-   observed (no gap filling: a gap over the plume would bias it low);
+   observed (no gap filling: a gap over the plume would bias it low), or if the disk reaches beyond the scene's
+   outer cell edges (``disk_at_scene_edge``: the collection grid ends inside it, and the area beyond, never observed,
+   is not in the scene to count as a gap);
 3. Q = M / (tau (1 - exp(-R / (U tau)))).
 
 Uncertainty: noise through the exact cell weights (incl. the background plane's), wind speed and lifetime by
@@ -27,7 +29,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from .estimate import Estimate, Lifetime, Wind, sensitivity
-from .scene import Scene, background_ring, disk_fraction, fit_plane, functional_sigma, noise_model
+from .scene import (
+    Scene,
+    background_ring,
+    beyond_scene,
+    disk_fraction,
+    fit_plane,
+    functional_sigma,
+    noise_model,
+)
 
 METHOD = "ime"
 
@@ -61,8 +71,16 @@ def _mass(scene: Scene, direction_from: float, cfg: IMEConfig):
     fa, w, observed = scene.cached(("ime_disk", cfg.radius_km, cfg.min_valid_fraction), lambda: _disk(scene, cfg))
     if not observed:
         return "disk_not_observed"
+    if _disk_beyond_scene(scene, cfg.radius_km):  # the collection grid ends inside the disk
+        return "disk_at_scene_edge"
     mass = float(np.sum(fa[w] * (scene.c[w] - plane.at(scene.x[w], scene.y[w]))))
     return plane, np.where(w, fa, 0.0), mass
+
+
+def _disk_beyond_scene(scene: Scene, radius_km: float) -> bool:
+    """Whether the disk reaches beyond the scene's outer cell edges (72 points of its rim)."""
+    a = np.radians(np.arange(0.0, 360.0, 5.0))
+    return bool(beyond_scene(scene, radius_km * np.sin(a), radius_km * np.cos(a)).any())
 
 
 def _disk(scene: Scene, cfg: IMEConfig) -> tuple[np.ndarray, np.ndarray, bool]:

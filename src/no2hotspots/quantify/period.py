@@ -19,7 +19,8 @@ or not; ``use: detected`` only the overpasses with a hotspot at the site. The se
 more likely to show a hotspot on a day of high emission or low wind), so it is only for comparison.
 
 Combination of the K overpass estimates q_k of one method (weights a_k proportional to 1/noise_k^2, normalised: the
-noise does not scale with the estimate, unlike the total, which would pull the mean low):
+retrieval noise does not scale with the estimate, unlike the total or the cross-sectional flux's transect scatter
+(its ``transects`` component), either of which would weight days of low emission up and pull the mean low):
 
     q = sum a_k q_k
     random    = sqrt(sum_c (1 - rho_c) sum_k a_k^2 sigma_ck^2)    over the budget components c
@@ -44,6 +45,7 @@ from ..evaluate.geo import PointIndex, haversine_km, unit_vectors
 
 DEFAULT_CORRELATION = {
     "noise": 0.0,
+    "transects": 0.0,
     "wind_speed": 0.3,
     "wind_direction": 0.0,
     "lifetime": 1.0,

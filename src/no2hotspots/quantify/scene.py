@@ -456,6 +456,23 @@ def cell_reach(scene: Scene, sub: int = 5) -> float:
     return scene.cached_geometry(("reach", sub), make)
 
 
+def beyond_scene(scene: Scene, x_km, y_km) -> np.ndarray:
+    """Whether points (km east and north of the source, as :func:`local_xy` takes them) lie beyond the scene's outer
+    cell edges. A scene is +-scene_half_km around its source, beyond every estimator's reach, unless the collection
+    grid ends first: then what lies beyond was never observed, and is not in the scene to count as a gap."""
+    y = np.asarray(y_km, float)
+    lat = scene.lat0 + np.degrees(y * 1e3 / EARTH_RADIUS_M)
+    lon = scene.lon0 + np.degrees(np.asarray(x_km, float) * 1e3 / (EARTH_RADIUS_M * np.cos(np.radians(lat))))
+    half_lat = 0.5 * float(np.median(np.diff(scene.lat)))
+    half_lon = 0.5 * float(np.median(np.diff(scene.lon)))
+    return (
+        (lat < scene.lat[0] - half_lat)
+        | (lat > scene.lat[-1] + half_lat)
+        | (lon < scene.lon[0] - half_lon)
+        | (lon > scene.lon[-1] + half_lon)
+    )
+
+
 def disk_fraction(scene: Scene, radius_km: float, sub: int = 5) -> np.ndarray:
     """Fraction of each cell's area within ``radius_km`` of the source (sub-sampled ``sub`` x ``sub``).
 

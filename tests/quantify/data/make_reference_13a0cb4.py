@@ -2,7 +2,9 @@
 overpass, unvectorised estimators), with reference_13a0cb4.patch applied, gives for the case of
 test_quantify_run.py (tests/quantify/test_quantify_run.py::test_same_results_as_the_per_point_code compares the
 vectorised code with it). The patch ports what changed the results since on purpose (issue 15: the CSF transect
-weights). Not a test (no test_ prefix); run from the repository root:
+weights; then the CSF's transect scatter as its own component, out of the noise that weights the period mean, and
+CSF strips and IME disks reaching beyond the grid's edge refused). Not a test (no test_ prefix); run from the
+repository root:
 
     D=$(mktemp -d) && git archive 13a0cb4 src tests/quantify conf | tar -x -C $D \\
       && patch -d $D -p1 < tests/quantify/data/reference_13a0cb4.patch \\
@@ -20,8 +22,8 @@ import os
 import pandas as pd
 from test_quantify_run import case, run  # noqa: F401 (the fixture of 13a0cb4's test module)
 
-SIGMAS = tuple(f"nox_sigma_{c}_t_per_yr" for c in ("lifetime", "noise", "nox_ratio", "position", "wind_direction",
-                                                    "wind_speed"))  # fmt: skip
+SIGMAS = tuple(f"nox_sigma_{c}_t_per_yr" for c in ("lifetime", "noise", "nox_ratio", "position", "transects",
+                                                    "wind_direction", "wind_speed"))  # fmt: skip
 COMMON = ("co2_mt_per_yr", "co2_sigma_mt_per_yr", "inventory_nox_t_per_yr", "nox_t_per_yr", "nox_sigma_t_per_yr",
           *SIGMAS)  # fmt: skip
 OVERPASS = (*COMMON, "plume_from_deg", "time", "wind_from_deg", "wind_speed_m_s")
