@@ -12,62 +12,16 @@ every stage replaced, other deps and comments kept): ``make dvc-deps``.
 
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-PKG = "no2hotspots"
+sys.path.insert(0, str(SRC))
 
-
-def module_file(name: str) -> Path | None:
-    base = SRC / Path(*name.split("."))
-    if (base / "__init__.py").is_file():
-        return base / "__init__.py"
-    if base.with_suffix(".py").is_file():
-        return base.with_suffix(".py")
-    return None
-
-
-def _imports(path: Path, module: str) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
-    out: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1])
-                base = f"{base}.{node.module}" if node.module else base
-            else:
-                base = node.module or ""
-            out.add(base)
-            out.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import submodule`
-    return {m for m in out if m == PKG or m.startswith(PKG + ".")}
-
-
-def closure(*modules: str) -> set[Path]:
-    """Files of every project module that importing ``modules`` executes."""
-    todo, seen, files = list(modules), set(), set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        path = module_file(name)
-        if path is None:
-            continue  # `from pkg import function`: not a module
-        files.add(path)
-        parts = name.split(".")
-        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # parent packages' __init__ run first
-        todo.extend(_imports(path, name))
-    return files
+from no2hotspots.imports import PKG, closure  # noqa: E402 (the closure the unit hashes use too)
 
 
 def stage_code(stage: str) -> set[Path]:
-    sys.path.insert(0, str(SRC))
     from no2hotspots.cli import STAGES
 
     return closure(f"{PKG}.__main__", f"{PKG}.cli", STAGES[stage][0])

@@ -29,19 +29,22 @@ def digest(obj) -> str:
 
 
 def code_digest(*modules: str) -> str:
-    """A hash of the source files of ``modules`` (dotted names; a package counts with all its modules): part of
-    every unit hash, so a code change recomputes the units it could change."""
-    import importlib.util
+    """A hash of the project code that ``modules`` (dotted names; a package counts with all its modules) run: their
+    files and every project module they import, directly or not (:func:`no2hotspots.imports.closure`, what
+    ``dvc.yaml`` lists as a stage's code): part of every unit hash, so a code change recomputes the units it could
+    change, also one in a module the unit's own modules only import (a listed-modules hash missed those)."""
+    from .imports import SRC, closure, module_file
 
+    names = set()
+    for name in modules:
+        path = module_file(name)
+        if path is not None and path.name == "__init__.py":
+            names |= {".".join(f.relative_to(SRC).with_suffix("").parts) for f in path.parent.rglob("*.py")}
+        names.add(name)
     h = hashlib.sha256()
-    for name in sorted(modules):
-        spec = importlib.util.find_spec(name)
-        origin = Path(spec.origin) if spec and spec.origin else None
-        files = sorted(origin.parent.rglob("*.py")) if origin and origin.name == "__init__.py" else [origin]
-        for f in files:
-            if f is not None:
-                h.update(f.name.encode())
-                h.update(f.read_bytes())
+    for f in sorted(closure(*names)):
+        h.update(str(f.relative_to(SRC)).encode())
+        h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 

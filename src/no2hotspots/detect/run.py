@@ -241,17 +241,9 @@ def detect_collection(
     fixed = units.digest(
         {
             "model": model_hash(loaded),
-            "code": units.code_digest(
-                "no2hotspots.detect.overpass",
-                "no2hotspots.detect.field",
-                "no2hotspots.detect.tiles",
-                "no2hotspots.detect.hotspots",
-                "no2hotspots.peaks",
-                "no2hotspots.detect.grid",
-                "no2hotspots.contracts.detections",
-                *(["no2hotspots.detect.background"] if s["background_max_mol_m2"] > 0 else []),
-                *(["no2hotspots.detect.resample"] if s["resample"] != "none" else []),
-            ),
+            # the unit's code and all it imports (peaks, labelstats, model.inputs, ...), and the network's own code
+            # (the weights are in "model")
+            "code": units.code_digest("no2hotspots.detect.overpass", "no2hotspots.model"),
             **{
                 k: s[k]
                 for k in (

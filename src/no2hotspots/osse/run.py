@@ -19,7 +19,6 @@ and computes no day twice; the outputs are byte-identical whatever the number of
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -152,11 +151,8 @@ def prepare(cfg, src: pd.DataFrame) -> RunSetup:
 
 
 def code_digest() -> str:
-    """Hash of the osse package's code: a day computed by other code is computed again."""
-    h = hashlib.sha256()
-    for p in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(p.name.encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()[:16]
+    """Hash of the osse package's code and all it imports: a day computed by other code is computed again."""
+    return units.code_digest("no2hotspots.osse")
 
 
 def settings_hash(cfg, setup: RunSetup, src: pd.DataFrame) -> str:
