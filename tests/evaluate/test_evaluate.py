@@ -231,6 +231,21 @@ def test_distance_mode_matches_near_the_cell():
     assert overlap.match_cells(cells, hs, mode="distance", distance_km=5.0, **kw).tolist() == [0]
 
 
+def test_distance_mode_reaches_past_the_equatorward_corner():
+    """A hotspot 9.995 km beyond the south-east corner of a 0.25 deg cell at 37 N: within 10 km of the cell, and
+    farther from its centre than the poleward half-diagonal plus 10 km (the candidate search used that radius)."""
+    from no2hotspots.evaluate.geo import haversine_km
+
+    lat_edges, lon_edges = np.array([37.0, 37.25]), np.array([110.0, 110.25])
+    cells = pd.DataFrame({"iy": [0], "ix": [0]})
+    hs = pd.DataFrame({"peak_lat": [36.92976], "peak_lon": [110.32019], "overpass": ["a"]})
+    d = float(overlap.distance_to_box_km(hs.peak_lat.values, hs.peak_lon.values, 37.0, 37.25, 110.0, 110.25)[0])
+    poleward = float(haversine_km(37.125, 110.125, 37.25, 110.25)) + 10.0
+    assert d < 10.0 and float(haversine_km(37.125, 110.125, 36.92976, 110.32019)) > poleward
+    found = overlap.match_cells(cells, hs, mode="distance", distance_km=10.0, lat_edges=lat_edges, lon_edges=lon_edges)
+    assert found.tolist() == [1]
+
+
 def test_paths_come_from_config(tmp_path):
     from .conftest import make_case
 

@@ -153,7 +153,14 @@ def test_bad_config_names_the_key(case):
     case.evaluate.nox_bins = [5000, 2000]
     with pytest.raises(ConfigError, match="evaluate.nox_bins"):
         run(case)
+    case.evaluate.nox_bins = [0, 2000, 4000]  # the shape of the recall bins' lists, but 0 makes an empty lowest bin
+    with pytest.raises(ConfigError, match=r"evaluate.nox_bins: edges must be > 0"):
+        run(case)
     case.evaluate.nox_bins = [2000]
+    case.evaluate.collections.osse.min_observations = 0  # every cell of the grid would count as observed
+    with pytest.raises(ConfigError, match="evaluate.collections.osse.min_observations: must be an integer >= 1"):
+        run(case)
+    case.evaluate.collections.osse.min_observations = 1
     case.evaluate.collection = "nowhere"
     with pytest.raises(ConfigError, match="evaluate.collection: unknown collection 'nowhere'"):
         run(case)

@@ -91,7 +91,9 @@ def match_cells(
     lat0, lat1 = lat_edges[cells["iy"]], lat_edges[cells["iy"] + 1]
     lon0, lon1 = lon_edges[cells["ix"]], lon_edges[cells["ix"] + 1]
     clat, clon = 0.5 * (lat0 + lat1), 0.5 * (lon0 + lon1)
-    half_diag = haversine_km(clat, clon, lat1, lon1)
+    # the farthest corner: on the equator side, where a degree of longitude is longest (a candidate search to the
+    # poleward corner missed hotspots just off the other corners)
+    half_diag = np.maximum(haversine_km(clat, clon, lat0, lon1), haversine_km(clat, clon, lat1, lon1))
     matches = []
     for i in range(len(cells)):
         cand = index.within(clat[i], clon[i], distance_km + half_diag[i])[0]

@@ -71,7 +71,10 @@ def settings_for(cfg: DictConfig, name: str) -> DictConfig:
     number("coverage_min", 0, 1, hi_open=True)
     for k in ("nox_bins", "recall_emission_bins_t_per_yr", "recall_obs_bins", "recall_neighbour_bins_km"):
         _ascending(s, key(k), k)
-    number("min_observations", 0, integer=True)
+    if float(s.nox_bins[0]) <= 0:  # the lowest bin is "< first edge": an edge of 0 makes an empty bin of its own
+        raise ConfigError(key("nox_bins"), f"edges must be > 0: the lowest bin is below the first ({list(s.nox_bins)})")
+    # >= 1: a cell never observed is unobserved, never a miss (0 would count every cell of the grid as observed)
+    number("min_observations", 1, integer=True)
     number("min_detections", 1, integer=True)
     _one_of(s, key, "match_mode", ("cell", "distance"))
     _one_of(s, key, "source_rule", SOURCE_RULES)
