@@ -308,8 +308,13 @@ def test_two_clusters_at_once_leave_port_8787_alone():
                 started.append(_client(s))
         ports = [c.scheduler.http_server.port for _, c in started]
     finally:
-        for client, cluster in started:
+        # last in, first out: a Client restores dask's scheduler setting to what it was when it started, so closing
+        # the first one first would leave "dask.distributed" set with no client for the tests after this one
+        for client, cluster in reversed(started):
             client.close()
             cluster.close()
+    import dask
+
+    assert dask.config.get("scheduler", None) is None
     assert 8787 not in ports and len(set(ports)) == 2
     assert not [w for w in caught if "already in use" in str(w.message)]
