@@ -35,12 +35,13 @@ def code_digest(*modules: str) -> str:
     change, also one in a module the unit's own modules only import (a listed-modules hash missed those)."""
     from .imports import SRC, closure, module_file
 
-    names = set()
+    names = set(modules)
     for name in modules:
         path = module_file(name)
-        if path is not None and path.name == "__init__.py":
-            names |= {".".join(f.relative_to(SRC).with_suffix("").parts) for f in path.parent.rglob("*.py")}
-        names.add(name)
+        if path is not None and path.name == "__init__.py":  # a package: every module in it, by its module name
+            for f in path.parent.rglob("*.py"):
+                parts = f.relative_to(SRC).with_suffix("").parts
+                names.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     h = hashlib.sha256()
     for f in sorted(closure(*names)):
         h.update(str(f.relative_to(SRC)).encode())

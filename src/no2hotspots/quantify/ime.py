@@ -71,7 +71,8 @@ def _mass(scene: Scene, direction_from: float, cfg: IMEConfig):
     fa, w, observed = scene.cached(("ime_disk", cfg.radius_km, cfg.min_valid_fraction), lambda: _disk(scene, cfg))
     if not observed:
         return "disk_not_observed"
-    if _disk_beyond_scene(scene, cfg.radius_km):  # the collection grid ends inside the disk
+    beyond = scene.cached_geometry(("ime_beyond", cfg.radius_km), lambda: _disk_beyond_scene(scene, cfg.radius_km))
+    if beyond:  # the collection grid ends inside the disk
         return "disk_at_scene_edge"
     mass = float(np.sum(fa[w] * (scene.c[w] - plane.at(scene.x[w], scene.y[w]))))
     return plane, np.where(w, fa, 0.0), mass
