@@ -368,3 +368,24 @@ def test_units_of_one_plant_are_one_facility(case, tmp_path, truth_sources):
     with pytest.raises(ConfigError, match="evaluate.facility_km"):
         run(case)
     assert _digests(tmp_path) == before  # the last good run's outputs, metrics and plot data untouched
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("nox_bins", [0, 2000, 4000], "evaluate.nox_bins: edges must be > 0"),
+        ("collections.osse.min_observations", 0, "evaluate.collections.osse.min_observations: must be an integer >= 1"),
+    ],
+)
+def test_a_bin_edge_of_0_or_no_observation_floor_is_one_line_and_keeps_the_outputs(case, tmp_path, key, value, message):
+    """Settings that would score wrongly (an empty lowest bin; never-observed cells counted as misses) stop the run
+    with one line before anything is written: the last good run's outputs, metrics and plot data stay."""
+    from omegaconf import OmegaConf
+
+    run(case)
+    before = _digests(tmp_path)
+    OmegaConf.update(case, f"evaluate.{key}", value)
+    with pytest.raises(ConfigError, match=message) as e:
+        run(case)
+    assert "\n" not in str(e.value)
+    assert _digests(tmp_path) == before
