@@ -28,7 +28,6 @@ ALLOWED = {
     # vectorised plume columns: far field at pixel centres, sub-pixel near field, one scatter-add
     "simulate/physics.py:plume_pixels": KERNEL,
     # puff release and midpoint advection in a time-varying wind, then mass, age and width of every puff
-    "osse/transport.py:release_puffs": KERNEL,
 }
 
 
