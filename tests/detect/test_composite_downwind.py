@@ -148,12 +148,13 @@ def _recurrence_settings(alpha):
 
 
 def _period(maps):
-    from no2hotspots.detect.composite import local_maxima
+    from no2hotspots.detect.composite import full_blocks, local_maxima
 
     n_valid = np.sum([np.isfinite(m) for m in maps], axis=0)
     n_max = np.sum([local_maxima(m, 0.02) for m in maps], axis=0)
+    n_block = np.sum([full_blocks(m) for m in maps], axis=0)
     zeros = np.zeros((30, 30), np.int64)
-    return {"n_valid": n_valid, "n_maxima": n_max, "n_peaks": zeros, "n_detections": zeros}
+    return {"n_valid": n_valid, "n_maxima": n_max, "n_maxima_valid": n_block, "n_peaks": zeros, "n_detections": zeros}
 
 
 def _cells(df):

@@ -8,6 +8,7 @@ import pytest
 from no2hotspots.detect.composite import (
     benjamini_hochberg,
     composite_hotspots,
+    full_blocks,
     local_maxima,
     peak_counts,
     recurrence_map,
@@ -105,16 +106,21 @@ def test_local_maxima_of_one_map_and_the_rule_counting_them():
     rel[1, 1] = 0.04  # a weak peak
     rel[1, 2] = 0.03  # its shoulder: no maximum
     rel[4, 5] = 0.01  # a peak under the level
-    rel[0, 6] = np.nan  # no valid input: never a maximum and no neighbour's rival
-    rel[1, 5] = 0.05
+    rel[0, 6] = np.nan  # no valid input: never a maximum, and its neighbours' blocks are not fully observed
+    rel[1, 5] = 0.05  # highest of its block, but the block holds the NaN: not counted
+    rel[4, 6] = 0.06  # on the map's border: fewer neighbours to beat, never counted
+    rel[3, 3] = 0.03  # an interior peak
     top = local_maxima(rel, 0.02)
-    assert {tuple(c) for c in np.argwhere(top)} == {(1, 1), (1, 5)}
+    assert {tuple(c) for c in np.argwhere(top)} == {(1, 1), (3, 3)}
     assert not local_maxima(np.full((3, 3), np.nan), 0.02).any()
-    # the rule counts n_maxima instead of the hotspot peaks when a level is set
+    blocks = full_blocks(rel)
+    assert not blocks[[0, -1]].any() and not blocks[:, [0, -1]].any() and not blocks[1, 5]
+    assert blocks[1:5, 1:5].all() and blocks.sum() == 4 * 5 - 1  # the interior 4 x 5 but the NaN's neighbour
+    # the rule counts n_maxima (out of n_maxima_valid) instead of the hotspot peaks when a level is set
     m = _scattered_alarms()
     maxima = np.zeros_like(m)
     maxima[3, 3] = 20
-    p = {**_period(m), "n_maxima": maxima}
+    p = {**_period(m), "n_maxima": maxima, "n_maxima_valid": _period(m)["n_valid"]}
     with_level = composite_hotspots(p, LAT, LON, _settings(level=0.02))
     assert len(with_level) == 1 and with_level.peak_lat.iloc[0] == pytest.approx(LAT[3])
     assert len(composite_hotspots(p, LAT, LON, _settings(level=None))) == 0  # the scattered alarms: no site
@@ -161,3 +167,19 @@ def test_ring_cells_test_peaks_against_their_surroundings():
     mp = recurrence_map(m, np.full(m.shape, 100), min_valid=3, alpha=1e-4, ring_cells=3)
     assert mp["local_rate"][10, 15] == pytest.approx(0.04)  # the ring 2..3 cells away lies inside the area
     assert mp["local_rate"][2, 3] == pytest.approx(mp["lambda0"])  # the map-wide rate is the floor
+
+
+def test_pure_noise_puts_no_site_on_the_maps_border():
+    # noise alone: every cell of a fully observed block is its maximum 1 time in 9, wherever it lies; a border cell
+    # (5 or 3 neighbours) used to be one 1 time in 6 or 4, and the rule then found its false sites all on the border
+    rng = np.random.default_rng(11)
+    maps = rng.normal(0.05, 0.02, (400, 20, 24))
+    maps[:, 8:11, 0:5] = np.nan  # a cloud gap, always at the same place, touching the border
+    n_max = np.sum([local_maxima(m, 0.02) for m in maps], axis=0)
+    n_block = np.sum([full_blocks(m) for m in maps], axis=0)
+    share = n_max[n_block > 0] / n_block[n_block > 0]
+    assert share.mean() == pytest.approx(1 / 9, rel=0.05)
+    assert share.max() < 0.2  # no cell stands out (the border's old share: 1/6 edges, 1/4 corners)
+    period = {**_period(np.zeros((20, 24)), 400), "n_maxima": n_max, "n_maxima_valid": n_block}
+    sites = composite_hotspots(period, LAT, LON, _settings(level=0.02, alpha=1e-3))
+    assert len(sites) == 0

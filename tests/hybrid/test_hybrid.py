@@ -254,6 +254,7 @@ def _detect_period(folder, ds, maxima: dict, rule="recurrence", n=12):
         n_peaks=zeros,
         n_maxima=n_maxima,
         maxima_level=0.02,
+        n_maxima_valid=np.full(shape, n),
         attrs={},
     )
     composite = composite_settings(compose_cfg([f"detect.composite.rule={rule}"]))

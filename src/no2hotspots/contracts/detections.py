@@ -9,7 +9,8 @@ One folder per collection, ``<detect.out_dir>/<collection>/``::
     hotspots.csv          one row per hotspot (:data:`COLUMNS`); hotspots.geojson the same as points
     period.nc             over all overpasses: relative_emission_max, relative_emission_mean (over the overpasses
                           that observed the cell), n_valid, n_detections, n_peaks (lat, lon) on the collection grid;
-                          n_maxima (local maxima >= detect.composite.recurrence.level) where the recurrence rule ran
+                          n_maxima (local maxima >= detect.composite.recurrence.level) and n_maxima_valid (overpasses
+                          that observed the cell's whole 3x3 block) where the recurrence rule ran
     composite.csv         the period's composite sites (no2hotspots.detect.composite; rule mean or recurrence):
                           site_id, peak_lat, peak_lon, peak_value, n_cells, n_valid, n_detections, threshold
     detect.json           the model, the settings, counts; map.png
@@ -142,9 +143,11 @@ def write_period(
     attrs: dict,
     n_maxima=None,
     maxima_level: float | None = None,
+    n_maxima_valid=None,
 ) -> None:
     """``period.nc``; ``n_maxima`` (overpasses with a local maximum of relative_emission >= ``maxima_level`` in the
-    cell) only where the composite's recurrence rule counted them."""
+    cell) and ``n_maxima_valid`` (overpasses that observed its whole 3x3 block) only where the composite's recurrence
+    rule counted them."""
     f32 = np.float32
     ds = xr.Dataset(
         {
@@ -194,7 +197,21 @@ def write_period(
                 "long_name": f"overpasses with a local maximum of relative_emission >= {maxima_level:g} in the cell",
             },
         )
-    names = ("relative_emission_max", "relative_emission_mean", "n_valid", "n_detections", "n_peaks", "n_maxima")
+    if n_maxima_valid is not None:
+        ds["n_maxima_valid"] = (
+            ("lat", "lon"),
+            np.asarray(n_maxima_valid).astype(np.int32),
+            {"units": "1", "long_name": "overpasses that observed the cell's whole 3x3 block (its possible maxima)"},
+        )
+    names = (
+        "relative_emission_max",
+        "relative_emission_mean",
+        "n_valid",
+        "n_detections",
+        "n_peaks",
+        "n_maxima",
+        "n_maxima_valid",
+    )
     ds = with_crs(ds, tuple(v for v in names if v in ds))
     with atomic_path(Path(folder) / PERIOD_FILE) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", encoding={v: {"zlib": True} for v in ds.data_vars if v != "crs"})

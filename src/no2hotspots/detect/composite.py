@@ -19,10 +19,12 @@ site-source distance falls from 3.3 to 2.3 km and the along-wind bias from +0.5 
 
 ``rule: recurrence`` (the default since 8c6b099; ``mean`` is opt-in) builds the sites from the per-overpass PEAKS
 instead of the mean map: a source the model marks on a few per cent of its overpasses puts its peaks into the same
-few cells again and again, a false alarm lands anywhere. The peaks are every local maximum (3x3) of an overpass's
-map at or above ``recurrence.level`` (0.02, the marking level of Table 1; counted per cell in ``n_maxima``), so a
-source too weak for a hotspot (r < ``detect.threshold``) recurs too; ``level: null`` counts the hotspot peaks only
-(``n_peaks``). Per cell: the peak count and its share of the cell's valid overpasses. A cell is a site when (1) its
+few cells again and again, a false alarm lands anywhere. The peaks are every local maximum of an overpass's map
+over its fully observed 3x3 block at or above ``recurrence.level`` (0.02, the marking level of Table 1; counted per
+cell in ``n_maxima``, out of the ``n_maxima_valid`` overpasses that observed the whole block: a cell on the map's
+border or by a cloud gap, with fewer neighbours to beat, would otherwise be a maximum more often), so a source too
+weak for a hotspot (r < ``detect.threshold``) recurs too; ``level: null`` counts the hotspot peaks only
+(``n_peaks``, out of ``n_valid``). Per cell: the peak count and its share of those overpasses. A cell is a site when (1) its
 share is the highest in its (2r+1)^2 neighbourhood (``separation_cells`` r; ties go to more peaks, then to the first
 cell in row-major order), (2) it holds at least ``min_peaks`` peaks and (3) the peaks in it and its 4 neighbours are
 more than a uniform false-alarm rate explains: Poisson tail against ``lambda0 x`` their valid overpasses, with
@@ -207,25 +209,38 @@ def recurrence_map(
     return {"share": share, "p": p, "significant": significant, "lambda0": lambda0, "local_rate": rate}
 
 
+def full_blocks(rel: np.ndarray) -> np.ndarray:
+    """Cells of one overpass's map (NaN = no valid input) whose whole 3x3 block is observed: the cells that can be a
+    local maximum (:func:`local_maxima`); cells on the map's border never are."""
+    from scipy import ndimage
+
+    ok = np.isfinite(np.asarray(rel, np.float64))
+    return ndimage.minimum_filter(ok.astype(np.uint8), size=3, mode="constant", cval=0).astype(bool)
+
+
 def local_maxima(rel: np.ndarray, level: float) -> np.ndarray:
-    """Cells of one overpass's relative-emission map (NaN = no valid input) that are the highest of their 3x3 block
-    (cells off the map and invalid cells do not count) and reach ``level``: the map's peaks, also those too weak
-    for a hotspot (``recurrence.level``)."""
+    """Cells of one overpass's relative-emission map (NaN = no valid input) that are the highest of their fully
+    observed 3x3 block (:func:`full_blocks`) and reach ``level``: the map's peaks, also those too weak for a hotspot
+    (``recurrence.level``). A cell with an unobserved or off-map neighbour is never one: it would beat 5 (edge) or
+    3 (corner) neighbours instead of 8, and pure noise would put its false sites on the map's border and along
+    cloud gaps (tests/detect/test_composite_recurrence.py)."""
     from scipy import ndimage
 
     v = np.where(np.isfinite(rel), np.asarray(rel, np.float64), -np.inf)
     top = v >= ndimage.maximum_filter(v, size=3, mode="constant", cval=-np.inf)
-    return top & (v >= float(level))
+    return top & (v >= float(level)) & full_blocks(rel)
 
 
-def recurrence_counts(period: dict, r: dict) -> np.ndarray:
-    """What the recurrence rule counts per cell: overpasses whose map has a local maximum >= ``r["level"]`` in it
-    (``period["n_maxima"]``), or, with ``level`` None, overpasses whose hotspot peak lies in it (``n_peaks``)."""
+def recurrence_counts(period: dict, r: dict) -> tuple[np.ndarray, np.ndarray]:
+    """What the recurrence rule counts per cell, and out of how many overpasses: overpasses whose map has a local
+    maximum >= ``r["level"]`` in it (``period["n_maxima"]``) out of those that observed its whole 3x3 block
+    (``n_maxima_valid``), or, with ``level`` None, overpasses whose hotspot peak lies in it (``n_peaks``) out of
+    those that observed it (``n_valid``)."""
     if r.get("level") is None:
-        return np.asarray(period["n_peaks"])
-    if "n_maxima" not in period:
+        return np.asarray(period["n_peaks"]), np.asarray(period["n_valid"])
+    if "n_maxima" not in period or "n_maxima_valid" not in period:
         raise ConfigError("detect.composite.recurrence.level", "set, but the period has no local-maximum counts")
-    return np.asarray(period["n_maxima"])
+    return np.asarray(period["n_maxima"]), np.asarray(period["n_maxima_valid"])
 
 
 def share_centroids(share: np.ndarray, cells: np.ndarray) -> np.ndarray:
@@ -254,9 +269,9 @@ def recurrence_hotspots(
     sites to drop (the downwind test, :mod:`.downwind`)."""
     from scipy import ndimage
 
-    n_peaks = recurrence_counts(period, r)
+    n_peaks, n_valid = recurrence_counts(period, r)
     m = recurrence_map(
-        n_peaks, period["n_valid"], min_valid=min_valid, alpha=float(r["alpha"]), ring_cells=int(r.get("ring_cells", 0))
+        n_peaks, n_valid, min_valid=min_valid, alpha=float(r["alpha"]), ring_cells=int(r.get("ring_cells", 0))
     )
     share = m["share"]
     # a strict total order (share, then peaks, then the first cell in row-major order): one maximum per plateau

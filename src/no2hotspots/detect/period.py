@@ -14,7 +14,7 @@ from .. import units
 from ..atomic import atomic_path, write_json
 from ..contracts import detections
 from ..contracts import grid as grid_contract
-from .composite import composite_hotspots, local_maxima, peak_cells, peak_counts
+from .composite import composite_hotspots, full_blocks, local_maxima, peak_cells, peak_counts
 from .outputs import ESTIMATE_NOTE, write_map
 
 log = logging.getLogger(__name__)
@@ -39,13 +39,16 @@ def hotspot_table(results: list[dict], grid: xr.Dataset) -> pd.DataFrame:
 def accumulate(index: pd.DataFrame, grid: xr.Dataset, units_dir: Path, level: float | None = None) -> dict:
     """relative_emission max/mean, n_valid and n_detections on the collection grid, streaming the overpasses; with
     ``level``, also ``n_maxima``: overpasses whose map has a local maximum >= level in the cell
-    (:func:`no2hotspots.detect.composite.local_maxima`, for the recurrence rule's ``level``)."""
+    (:func:`no2hotspots.detect.composite.local_maxima`, for the recurrence rule's ``level``), and ``n_maxima_valid``:
+    overpasses that observed the cell's whole 3x3 block (:func:`~no2hotspots.detect.composite.full_blocks`, the
+    overpasses in which it can be one)."""
     shape = (grid.sizes["lat"], grid.sizes["lon"])
     rmax = np.full(shape, -np.inf, np.float32)
     rsum = np.zeros(shape, np.float64)
     n_valid = np.zeros(shape, np.int32)
     n_det = np.zeros(shape, np.int32)
     n_max = np.zeros(shape, np.int32) if level is not None else None
+    n_block = np.zeros(shape, np.int32) if level is not None else None
     for r in index.itertuples():
         ds = detections.open_overpass(units_dir / f"{r.key}.nc")
         rel = ds["relative_emission"].values
@@ -57,6 +60,7 @@ def accumulate(index: pd.DataFrame, grid: xr.Dataset, units_dir: Path, level: fl
         n_det[w] += ds["hotspot_id"].values > 0
         if n_max is not None:
             n_max[w] += local_maxima(rel, level)
+            n_block[w] += full_blocks(rel)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n_valid > 0, rsum / np.maximum(n_valid, 1), np.nan)
         # leave-one-out of the largest value: a one-off alarm adds nothing, a repeated signal stays
@@ -72,6 +76,7 @@ def accumulate(index: pd.DataFrame, grid: xr.Dataset, units_dir: Path, level: fl
     }
     if n_max is not None:
         out["n_maxima"] = n_max
+        out["n_maxima_valid"] = n_block
     return out
 
 
@@ -91,7 +96,7 @@ class SatelliteTest:
             if not ((i >= 0) & (i < r.ny) & (j >= 0) & (j < r.nx)).any():
                 continue
             rel = detections.open_overpass(self.units_dir / f"{r.key}.nc")["relative_emission"].values
-            mx = np.where(np.isfinite(rel), local_maxima(rel, self.level).astype(np.float64), np.nan)
+            mx = np.where(full_blocks(rel), local_maxima(rel, self.level).astype(np.float64), np.nan)
             direction = np.full(len(cells), np.nan)
             direction[origin] = self.winds.at(site_lat[origin], site_lon[origin], np.datetime64(r.time)).direction_from
             yield mx, direction, (r.i0, r.j0)
@@ -166,6 +171,7 @@ def publish(
             n_detections=period["n_detections"],
             n_peaks=period["n_peaks"],
             n_maxima=period.get("n_maxima"),
+            n_maxima_valid=period.get("n_maxima_valid"),
             maxima_level=level,
             attrs={k: str(v) for k, v in model_info.items() if v is not None},
         )

@@ -98,10 +98,10 @@ def recurrence_candidates(folder: Path) -> pd.DataFrame:
             "the composite was not made by the recurrence rule with a level (use hybrid.candidates=composite)",
         )
     ds = open_period(folder)
-    for v in ("n_maxima", "n_valid", "n_detections", "n_peaks"):
+    for v in ("n_maxima", "n_maxima_valid", "n_valid", "n_detections", "n_peaks"):
         if v not in ds:
             raise InputFileError(folder / PERIOD_FILE, f"missing variable {v} (not made by the recurrence rule?)")
-    period = {v: ds[v].values for v in ("n_maxima", "n_valid", "n_detections", "n_peaks")}
+    period = {v: ds[v].values for v in ("n_maxima", "n_maxima_valid", "n_valid", "n_detections", "n_peaks")}
     return recurrence_hotspots(period, ds["lat"].values, ds["lon"].values, r, min_valid=min_valid)
 
 
