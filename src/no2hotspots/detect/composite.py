@@ -24,11 +24,11 @@ over its fully observed 3x3 block at or above ``recurrence.level`` (0.02, the ma
 cell in ``n_maxima``, out of the ``n_maxima_valid`` overpasses that observed the whole block: a cell on the map's
 border or by a cloud gap, with fewer neighbours to beat, would otherwise be a maximum more often), so a source too
 weak for a hotspot (r < ``detect.threshold``) recurs too; ``level: null`` counts the hotspot peaks only
-(``n_peaks``, out of ``n_valid``). Per cell: the peak count and its share of those overpasses. A cell is a site when (1) its
-share is the highest in its (2r+1)^2 neighbourhood (``separation_cells`` r; ties go to more peaks, then to the first
-cell in row-major order), (2) it holds at least ``min_peaks`` peaks and (3) the peaks in it and its 4 neighbours are
-more than a uniform false-alarm rate explains: Poisson tail against ``lambda0 x`` their valid overpasses, with
-``lambda0`` = all peaks / all valid cell-overpasses of the map (sources included, so conservative), at a
+(``n_peaks``, out of ``n_valid``). Per cell: the peak count and its share of those overpasses. A cell is a site
+when (1) its share is the highest in its (2r+1)^2 neighbourhood (``separation_cells`` r; ties go to more peaks,
+then to the first cell in row-major order), (2) it holds at least ``min_peaks`` peaks and (3) the peaks in it and its
+4 neighbours are more than a uniform false-alarm rate explains: Poisson tail against ``lambda0 x`` their overpasses,
+with ``lambda0`` = all peaks / all cell-overpasses counted of the map (sources included, so conservative), at a
 Benjamini-Hochberg false-discovery rate ``alpha`` over the cells. ``peak_value`` is the share, ``threshold`` is
 ``lambda0``, ``n_cells`` is 1. The rule and its settings were chosen on a validation OSSE (another region, seed 7:
 benchmarks/composite_rule.py), not on the demo's: F1 0.30 (mean) -> 0.46 (hotspot peaks) -> 0.49 (local maxima >=
