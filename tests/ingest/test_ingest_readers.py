@@ -163,3 +163,29 @@ def test_a_harp_file_of_one_row_says_why_it_cannot_be_gridded(shared_dir, tmp_pa
         ds.isel(latitude=slice(10, 11)).to_netcdf(f)
     with pytest.raises(InputFileError, match="latitude has 1 cell centre"):
         open_pixels(f)
+
+
+def test_l2_scanlines_whose_delta_time_is_the_fill_have_no_time(matimba_l2, ingest_cfg, tmp_path):
+    """delta_time at its fill is no time (it used to become 0 ms: the reference day's midnight, which pulled the
+    overpass's mean time hours early); a granule whose every delta_time is the fill is a one-line error."""
+    import netCDF4
+
+    (tmp_path / "in").mkdir()
+    f = write_s5p_l2(tmp_path / "in" / "S5P_RPRO_L2__NO2____20210725T110715_dtfill.nc", matimba_l2)
+    before = open_pixels(f).time.values.astype("datetime64[ns]")
+    with netCDF4.Dataset(f, "a") as nc:
+        nc["PRODUCT"]["delta_time"][0, :5] = np.ma.masked  # the first scanlines: the crop's southern edge
+    px = open_pixels(f)
+    t = px.time.values.astype("datetime64[ns]")
+    nat = np.isnat(t)
+    assert nat.any() and not nat.all()
+    np.testing.assert_array_equal(t[~nat], before[~nat])
+    # the overpass time of a region holding both: the mean of its timed pixels only (the fill no longer counts)
+    run(ingest_cfg(tmp_path / "in" / "*.nc", bbox=[26.0, -26.4, 30.0, -25.6]))
+    got = stacked(tmp_path / "outputs" / "ingest" / "test").time.values[0].astype("datetime64[ns]")
+    assert abs(got - t[~nat].min()) < np.timedelta64(30, "m")  # midnight in the mean put it hours off
+    with netCDF4.Dataset(f, "a") as nc:
+        nc["PRODUCT"]["delta_time"][0, :] = np.ma.masked
+    with pytest.raises(InputFileError, match="delta_time holds only fill values") as e:
+        open_pixels(f)
+    assert "\n" not in str(e.value)

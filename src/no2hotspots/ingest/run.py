@@ -171,15 +171,19 @@ def grid_granule(task: GranuleTask) -> dict:
 def _overpass_time(sub, grid: Grid, crop: tuple) -> np.datetime64:
     """The overpass time: the mean observation time of the pixels whose footprint reaches the written crop (rows
     r0:r1, columns c0:c1 of ``grid``), not of the whole granule: a full-orbit L2 granule spans ~100 min, and the
-    time the region was seen (what winds are matched to) is that of its own pixels."""
+    time the region was seen (what winds are matched to) is that of its own pixels. Pixels without a time (NaT: a
+    scanline whose ``delta_time`` is the fill value) are left out."""
     r0, r1, c0, c1 = crop
     south, north = grid.south + r0 * grid.res, grid.south + r1 * grid.res
     west, east = grid.west + c0 * grid.res, grid.west + c1 * grid.res
     lo, la = sub.lon_bounds.values, sub.lat_bounds.values
     seen = (lo.max(axis=1) > west) & (lo.min(axis=1) < east) & (la.max(axis=1) > south) & (la.min(axis=1) < north)
     t = sub.time.values.astype("datetime64[ns]")
-    if seen.any():  # (always, when a pixel covers a cell of the crop)
-        t = t[seen]
+    timed = ~np.isnat(t)
+    if (seen & timed).any():  # (always, when a timed pixel covers a cell of the crop)
+        t = t[seen & timed]
+    else:
+        t = t[timed]
     return t.min() + (t - t.min()).mean()
 
 

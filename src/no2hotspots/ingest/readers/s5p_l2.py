@@ -57,7 +57,8 @@ def _filled(var) -> np.ndarray:
 
 
 def _times(prod, path) -> np.ndarray:
-    """Per-scanline observation time (datetime64[ns]) from ``time`` + ``delta_time``."""
+    """Per-scanline observation time (datetime64[ns]) from ``time`` + ``delta_time``; a scanline whose
+    ``delta_time`` is the fill value gets NaT (not ``time`` itself, the reference day's midnight)."""
     try:
         tvar = prod.variables["time"]
         t0 = netCDF4.num2date(
@@ -67,15 +68,17 @@ def _times(prod, path) -> np.ndarray:
         if "delta_time" not in prod.variables:
             return np.array([t0])
         dvar = prod.variables["delta_time"]
-        delta = _filled(dvar)[0]
+        delta = np.atleast_1d(_filled(dvar)[0])
+        ok = np.isfinite(delta)
+        if not ok.any():
+            raise InputFileError(path, "PRODUCT/delta_time holds only fill values: no observation time")
         units = getattr(dvar, "units", "milliseconds")
+        out = np.full(delta.shape, np.datetime64("NaT"), "datetime64[ns]")
         if "since" in units:
-            dates = netCDF4.num2date(
-                np.nan_to_num(delta), units, only_use_cftime_datetimes=False, only_use_python_datetimes=True
-            )
-            out = np.array([np.datetime64(d, "ns") for d in np.atleast_1d(dates)])
+            dates = netCDF4.num2date(delta[ok], units, only_use_cftime_datetimes=False, only_use_python_datetimes=True)
+            out[ok] = [np.datetime64(d, "ns") for d in np.atleast_1d(dates)]
         else:
-            out = t0 + (np.nan_to_num(delta) * 1e6).astype("timedelta64[ns]")
+            out[ok] = t0 + (delta[ok] * 1e6).astype("timedelta64[ns]")
         return out
     except (KeyError, AttributeError, ValueError) as e:
         raise InputFileError(path, f"unreadable PRODUCT/time or delta_time ({e})") from None
@@ -117,9 +120,10 @@ def read(nc: netCDF4.Dataset, path):
         raise InputFileError(path, f"has no pixels ({nscan} scanlines x {ngp} ground pixels)")
     t = _times(prod, path)
     time = np.broadcast_to(t[:, None] if t.size == nscan else t.reshape(1, 1)[:1], (nscan, ngp))
-    start = str(t.min())
+    first = t[~np.isnat(t)].min()
+    start = str(first)
     attrs = {
-        "pixel_size_era": "7x3.5km" if t.min() < PIXEL_CHANGE else "5.5x3.5km",
+        "pixel_size_era": "7x3.5km" if first < PIXEL_CHANGE else "5.5x3.5km",
         "time_coverage_start": str(getattr(nc, "time_coverage_start", start)),
     }
     for key in ("title", "time_coverage_end", "orbit"):
