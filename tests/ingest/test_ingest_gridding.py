@@ -73,6 +73,19 @@ def test_precision_propagation_exact():
     assert g.coverage[0, 0] == pytest.approx(1.0) and g.coverage[0, 1] == pytest.approx(0.5)
 
 
+def test_a_pixel_without_a_precision_does_not_blank_its_cells_precision():
+    grid = Grid(0.0, 0.0, 1.0, 2, 1)
+    lo = np.array([[0, 0.25, 0.25, 0], [0.25, 1.5, 1.5, 0.25]], float)
+    la = np.array([[0, 0, 1, 1], [0, 0, 1, 1]], float)
+    g = grid_overpass(grid, lo, la, np.array([1.0, 3.0]), np.array([np.nan, 0.4]))
+    assert g.no2[0, 0] == pytest.approx(0.25 * 1 + 0.75 * 3)  # the column is unaffected
+    # the unknown pixel takes the cell's other pixels' precision: as if both had 0.4
+    assert g.no2_precision[0, 0] == pytest.approx(np.sqrt(0.25**2 + 0.75**2) * 0.4)
+    assert g.no2_precision[0, 1] == pytest.approx(0.4)
+    none = grid_overpass(grid, lo, la, np.array([1.0, 3.0]), np.array([np.nan, np.nan]))
+    assert np.isnan(none.no2_precision).all() and np.isfinite(none.no2).all()
+
+
 def test_obs_count_counts_only_coverage_above_threshold(tmp_path):
     import pandas as pd
 

@@ -16,7 +16,8 @@ across one 0.05 deg cell is < 0.1 %, and it cancels in the weighted means).
 
 Per overpass this gives, per cell, with w_i the overlap area of pixel i:
 - mean column  sum(w_i c_i) / sum(w_i),
-- its precision (independent errors)  sqrt(sum(w_i^2 s_i^2)) / sum(w_i),
+- its precision (independent errors)  sqrt(sum(w_i^2 s_i^2)) / sum(w_i) (a pixel whose s_i is NaN takes the
+  weighted RMS of the cell's other pixels' s_i; NaN only when no pixel of the cell has one),
 - coverage  sum(w_i) / cell area (clipped to 1: neighbouring footprints may overlap slightly).
 """
 
@@ -222,7 +223,10 @@ def grid_overpass(grid: Grid, lon_bounds, lat_bounds, no2, precision, max_cells:
     ncell = grid.nlat * grid.nlon
     no2 = np.asarray(no2, np.float64)
     prec = np.asarray(precision, np.float64)
+    known = np.isfinite(prec)
+    prec = np.where(known, prec, 0.0)
     sw, swc, sws = np.zeros(ncell), np.zeros(ncell), np.zeros(ncell)
+    sw2, sw2_known = np.zeros(ncell), np.zeros(ncell)
     buf: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def flush():
@@ -233,6 +237,8 @@ def grid_overpass(grid: Grid, lon_bounds, lat_bounds, no2, precision, max_cells:
         sw[c0 : c0 + n] += np.bincount(cl, weights=w, minlength=n)
         swc[c0 : c0 + n] += np.bincount(cl, weights=w * no2[p], minlength=n)
         sws[c0 : c0 + n] += np.bincount(cl, weights=(w * prec[p]) ** 2, minlength=n)
+        sw2[c0 : c0 + n] += np.bincount(cl, weights=w**2, minlength=n)
+        sw2_known[c0 : c0 + n] += np.bincount(cl, weights=w**2 * known[p], minlength=n)
 
     held = 0
     for part in _overlap_chunks(grid, lon_bounds, lat_bounds, max_cells):
@@ -246,7 +252,10 @@ def grid_overpass(grid: Grid, lon_bounds, lat_bounds, no2, precision, max_cells:
     with np.errstate(invalid="ignore", divide="ignore"):
         has = sw > 0
         mean = np.where(has, swc / np.where(has, sw, 1.0), np.nan)
-        sigma = np.where(has, np.sqrt(sws) / np.where(has, sw, 1.0), np.nan)
+        # pixels without a precision (NaN) are given the weighted RMS precision of the cell's others; a cell none of
+        # whose pixels has one gets NaN (before, one such pixel made the whole cell's precision NaN)
+        scale = np.where(sw2_known > 0, sw2 / np.where(sw2_known > 0, sw2_known, 1.0), np.nan)
+        sigma = np.where(has, np.sqrt(sws * scale) / np.where(has, sw, 1.0), np.nan)
     shape = (grid.nlat, grid.nlon)
     return Gridded(mean.reshape(shape), sigma.reshape(shape), np.minimum(sw, 1.0).reshape(shape), sw.reshape(shape))
 
