@@ -158,3 +158,23 @@ def test_sites_merge_as_a_kd_tree_per_hotspot_did():
     sites, new_of = sites_from_hotspots(h, merge_km=10.0)
     assert list(new_of) == list(site_of + 1)
     assert sites["lat"].tolist() == slat and sites["lon"].tolist() == slon and len(sites) > 10
+
+
+def test_a_component_that_could_not_be_computed_is_flagged_not_hidden():
+    """sigma_total leaves a NaN component out (it cannot be added), so the row says which one: the total is then a
+    lower bound; an estimate with every component known carries no such flag."""
+    import numpy as np
+
+    from no2hotspots.quantify.co2 import Ratio
+    from no2hotspots.quantify.estimate import Estimate
+    from no2hotspots.quantify.overpass import estimate_rows
+
+    ratio = Ratio(1000.0, 0.3, "fuel default: coal", [], float("nan"), float("nan"))
+    known = Estimate("csf", 10.0, {"noise": 3.0, "wind_direction": 4.0}, [])
+    unknown = Estimate("csf", 10.0, {"noise": 3.0, "wind_direction": float("nan")}, ["low_snr"])
+    rows = estimate_rows([known, unknown, Estimate.failed("csf", "low_wind")], {}, ratio)
+    assert rows[0]["nox_sigma_t_per_yr"] == 5.0 and rows[0]["quality_flags"] == ""
+    assert rows[1]["nox_sigma_t_per_yr"] == 3.0
+    assert rows[1]["quality_flags"] == "low_snr unknown_sigma_wind_direction"
+    assert unknown.unknown_sigma == ["wind_direction"] and known.unknown_sigma == []
+    assert rows[2]["quality_flags"] == "low_wind" and np.isnan(rows[2]["nox_sigma_t_per_yr"])

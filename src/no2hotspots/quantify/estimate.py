@@ -81,8 +81,16 @@ class Estimate:
 
     @property
     def sigma_total(self) -> float:
+        """The components in quadrature, those that could not be computed (NaN) left out: :attr:`unknown_sigma`
+        names them, and the output rows flag them (``unknown_sigma_<component>``)."""
         v = [s for s in self.sigma.values() if np.isfinite(s)]
         return float(np.sqrt(np.sum(np.square(v)))) if v else float("nan")
+
+    @property
+    def unknown_sigma(self) -> list[str]:
+        """Components of a made estimate that could not be computed (e.g. the wind-direction sensitivity when the
+        estimate fails at both the direction +- its sigma): ``sigma_total`` is a lower bound where any is listed."""
+        return [c for c, s in self.sigma.items() if not np.isfinite(s)] if self.ok else []
 
     @classmethod
     def failed(cls, method: str, why: str, **diag) -> Estimate:

@@ -143,7 +143,7 @@ def estimate_rows(ests: list[Estimate], base: dict, ratio) -> list[dict]:
             "co2_nox_ratio": ratio.ratio,
             "co2_nox_ratio_rel_sigma": ratio.rel_sigma,
             "co2_basis": ratio.basis,
-            "quality_flags": " ".join(e.flags),
+            "quality_flags": " ".join([*e.flags, *(f"unknown_sigma_{c}" for c in e.unknown_sigma)]),
         }
         for k in ("n_transects", "noise_chi", "noise_k", "detected_pixels", "decay_time_h"):
             if k in e.diag:
