@@ -178,3 +178,31 @@ def test_a_component_that_could_not_be_computed_is_flagged_not_hidden():
     assert rows[1]["quality_flags"] == "low_snr unknown_sigma_wind_direction"
     assert unknown.unknown_sigma == ["wind_direction"] and known.unknown_sigma == []
     assert rows[2]["quality_flags"] == "low_wind" and np.isnan(rows[2]["nox_sigma_t_per_yr"])
+
+
+def test_the_period_row_counts_the_overpasses_with_an_unknown_component():
+    import numpy as np
+    import pandas as pd
+
+    from no2hotspots.quantify.co2 import Ratio
+    from no2hotspots.quantify.overpass import SIGMA_COMPONENTS
+    from no2hotspots.quantify.run import period_table
+    from no2hotspots.quantify.period import PeriodConfig
+
+    n = 4
+    est = pd.DataFrame(
+        {
+            "site_id": 1,
+            "method": "csf",
+            "nox_t_per_yr": [10.0, 12.0, np.nan, 11.0],
+            "inventory_nox_t_per_yr": np.nan,
+            "detected": True,
+            **{f"nox_sigma_{c}_t_per_yr": np.ones(n) for c in SIGMA_COMPONENTS},
+        }
+    )
+    est.loc[1, "nox_sigma_wind_direction_t_per_yr"] = np.nan  # used, unknown
+    est.loc[2, "nox_sigma_wind_direction_t_per_yr"] = np.nan  # no estimate: not counted
+    sites = pd.DataFrame({"site_id": [1], "lat": [0.0], "lon": [0.0], "n_detections": [3]})
+    ratio = Ratio(1000.0, 0.3, "fuel default: coal", [], float("nan"), float("nan"))
+    per = period_table(est, sites, {1: ratio}, {"period": PeriodConfig()})
+    assert per["n_overpasses"].tolist() == [3] and per["n_overpasses_unknown_sigma"].tolist() == [1]

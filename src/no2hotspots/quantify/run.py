@@ -421,6 +421,10 @@ def period_table(est_s: pd.DataFrame, sites: pd.DataFrame, site_ratio: dict, s: 
         res = combine(g["nox_t_per_yr"].to_numpy(float), comps, corr)
         ratio = site_ratio[int(sid)]
         used = np.isfinite(g["nox_t_per_yr"].to_numpy(float))
+        # used estimates with a component that could not be computed (counted as 0 by combine; flagged per overpass)
+        unknown = np.zeros(len(g), bool)
+        for v in comps.values():
+            unknown |= ~np.isfinite(v)
         truth = g["inventory_nox_t_per_yr"].to_numpy(float)[used]
         truth = truth[np.isfinite(truth)]
         ok = res["n_overpasses"] >= s["period"].min_overpasses
@@ -439,6 +443,7 @@ def period_table(est_s: pd.DataFrame, sites: pd.DataFrame, site_ratio: dict, s: 
                 "method": m,
                 "n_overpasses": res["n_overpasses"],
                 "n_detected_overpasses": int(g.loc[np.isfinite(g["nox_t_per_yr"]), "detected"].sum()),
+                "n_overpasses_unknown_sigma": int((used & unknown).sum()),
                 "nox_t_per_yr": val,
                 "nox_sigma_t_per_yr": sig,
                 "nox_sigma_random_t_per_yr": res["random"],
