@@ -186,8 +186,8 @@ def test_the_period_row_counts_the_overpasses_with_an_unknown_component():
 
     from no2hotspots.quantify.co2 import Ratio
     from no2hotspots.quantify.overpass import SIGMA_COMPONENTS
-    from no2hotspots.quantify.run import period_table
     from no2hotspots.quantify.period import PeriodConfig
+    from no2hotspots.quantify.run import period_table
 
     n = 4
     est = pd.DataFrame(

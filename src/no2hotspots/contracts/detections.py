@@ -129,6 +129,16 @@ def open_overpass(path: str | Path) -> xr.Dataset:
     return ds
 
 
+#: the period's overpass counts per cell: variable -> long_name (``n_maxima`` formatted with the maxima level)
+PERIOD_COUNTS = {
+    "n_valid": "overpasses with valid input in the cell",
+    "n_detections": "overpasses in which the cell belongs to a hotspot",
+    "n_peaks": "overpasses whose hotspot peak lies in the cell",
+    "n_maxima": "overpasses with a local maximum of relative_emission >= {level:g} in the cell",
+    "n_maxima_valid": "overpasses that observed the cell's whole 3x3 block (its possible maxima)",
+}
+
+
 def write_period(
     folder: str | Path,
     *,
@@ -169,50 +179,18 @@ def write_period(
                     "cell_methods": "time: mean",
                 },
             ),
-            "n_valid": (
-                ("lat", "lon"),
-                n_valid.astype(np.int32),
-                {"units": "1", "long_name": "overpasses with valid input in the cell"},
-            ),
-            "n_detections": (
-                ("lat", "lon"),
-                n_detections.astype(np.int32),
-                {"units": "1", "long_name": "overpasses in which the cell belongs to a hotspot"},
-            ),
-            "n_peaks": (
-                ("lat", "lon"),
-                np.asarray(n_peaks).astype(np.int32),
-                {"units": "1", "long_name": "overpasses whose hotspot peak lies in the cell"},
-            ),
         },
         coords=coords(np.asarray(lat), np.asarray(lon), res),
         attrs={"Conventions": "CF-1.10", "title": "no2hotspots detections over the period", **attrs},
     )
-    if n_maxima is not None:
-        ds["n_maxima"] = (
-            ("lat", "lon"),
-            np.asarray(n_maxima).astype(np.int32),
-            {
-                "units": "1",
-                "long_name": f"overpasses with a local maximum of relative_emission >= {maxima_level:g} in the cell",
-            },
-        )
-    if n_maxima_valid is not None:
-        ds["n_maxima_valid"] = (
-            ("lat", "lon"),
-            np.asarray(n_maxima_valid).astype(np.int32),
-            {"units": "1", "long_name": "overpasses that observed the cell's whole 3x3 block (its possible maxima)"},
-        )
-    names = (
-        "relative_emission_max",
-        "relative_emission_mean",
-        "n_valid",
-        "n_detections",
-        "n_peaks",
-        "n_maxima",
-        "n_maxima_valid",
+    counts = dict(
+        n_valid=n_valid, n_detections=n_detections, n_peaks=n_peaks, n_maxima=n_maxima, n_maxima_valid=n_maxima_valid
     )
-    ds = with_crs(ds, tuple(v for v in names if v in ds))
+    for name, values in counts.items():
+        if values is not None:
+            long_name = PERIOD_COUNTS[name].format(level=maxima_level) if name == "n_maxima" else PERIOD_COUNTS[name]
+            ds[name] = (("lat", "lon"), np.asarray(values).astype(np.int32), {"units": "1", "long_name": long_name})
+    ds = with_crs(ds, ("relative_emission_max", "relative_emission_mean", *(v for v in PERIOD_COUNTS if v in ds)))
     with atomic_path(Path(folder) / PERIOD_FILE) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", encoding={v: {"zlib": True} for v in ds.data_vars if v != "crs"})
 
