@@ -273,6 +273,9 @@ def test_wind_speed_uncertain_to_near_calm_is_refused_not_an_overflow(synthetic_
         fine, _ = quantify_point(ds, None, 40.0, 112.0, {**wind, "wind_speed_sigma_m_s": 1.0}, s)
     assert [e.flags for e in refused] == [["uncertain_wind_speed"]] * 3 and not any(e.ok for e in refused)
     assert all(e.ok and np.isfinite(e.sigma_total) and e.sigma_total < e.q for e in fine)
+    # no wind speed at all (a wind file without the hotspot's time or place) says so, not "uncertain"
+    none, _ = quantify_point(ds, None, 40.0, 112.0, {**wind, "wind_speed_m_s": np.nan, "wind_speed_sigma_m_s": 1.0}, s)
+    assert [e.flags for e in none] == [["no_wind_speed"]] * 3
 
 
 def test_csf_transect_weights_do_not_depend_on_how_cells_split_between_strips(synthetic_plume):

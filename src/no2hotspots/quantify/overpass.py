@@ -106,7 +106,9 @@ def quantify_point(
         scene = scene.excluding(scene.plumes_of(others, d, reach, s["exclude_other_km"], s["exclude_plume_deg"]))
     out = []
     for m in s["methods"]:
-        if w.speed < s["min_wind_m_s"]:
+        if not np.isfinite(w.speed):
+            e = Estimate.failed(m, "no_wind_speed")
+        elif w.speed < s["min_wind_m_s"]:
             e = Estimate.failed(m, "low_wind")
         elif not w.sigma_speed <= s["max_wind_speed_rel_sigma"] * w.speed:
             # the wind-speed term evaluates the estimator at speed - 1 sigma: near calm the decay correction
