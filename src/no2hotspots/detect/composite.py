@@ -181,10 +181,10 @@ def recurrence_map(
 ) -> dict:
     """Per cell: ``share`` of valid overpasses with a hotspot peak in it, ``p`` the Poisson tail of the peaks in the
     cell and its 4 neighbours against ``lambda0`` x their valid overpasses, ``significant`` (Benjamini-Hochberg at
-    ``alpha``); ``lambda0`` (all peaks / all valid cell-overpasses, cells with >= ``min_valid`` only). With
-    ``ring_cells`` R >= 2 the rate per cell is the larger of ``lambda0`` and the local rate in the ring of cells 2..R
-    away (Chebyshev distance; the 3x3 block left out), so peaks that a strong neighbour's plume scatters around it
-    are tested against their own surroundings (``local_rate``)."""
+    ``alpha``); ``lambda0`` (all peaks / all cell-overpasses counted in ``n_valid``, cells with >= ``min_valid``
+    only). With ``ring_cells`` R >= 2 the rate per cell is the larger of ``lambda0`` and the local rate in the ring
+    of cells 2..R away (Chebyshev distance; the 3x3 block left out), so peaks that a strong neighbour's plume
+    scatters around it are tested against their own surroundings (``local_rate``)."""
     from scipy import ndimage, stats
 
     seen = np.asarray(n_valid) >= int(min_valid)
@@ -218,17 +218,18 @@ def full_blocks(rel: np.ndarray) -> np.ndarray:
     return ndimage.minimum_filter(ok.astype(np.uint8), size=3, mode="constant", cval=0).astype(bool)
 
 
-def local_maxima(rel: np.ndarray, level: float) -> np.ndarray:
+def local_maxima(rel: np.ndarray, level: float, blocks: np.ndarray | None = None) -> np.ndarray:
     """Cells of one overpass's relative-emission map (NaN = no valid input) that are the highest of their fully
     observed 3x3 block (:func:`full_blocks`) and reach ``level``: the map's peaks, also those too weak for a hotspot
     (``recurrence.level``). A cell with an unobserved or off-map neighbour is never one: it would beat 5 (edge) or
     3 (corner) neighbours instead of 8, and pure noise would put its false sites on the map's border and along
-    cloud gaps (tests/detect/test_composite_recurrence.py)."""
+    cloud gaps (tests/detect/test_composite_recurrence.py). ``blocks``: :func:`full_blocks` of ``rel`` where the
+    caller has it already."""
     from scipy import ndimage
 
     v = np.where(np.isfinite(rel), np.asarray(rel, np.float64), -np.inf)
     top = v >= ndimage.maximum_filter(v, size=3, mode="constant", cval=-np.inf)
-    return top & (v >= float(level)) & full_blocks(rel)
+    return top & (v >= float(level)) & (full_blocks(rel) if blocks is None else blocks)
 
 
 def recurrence_counts(period: dict, r: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -59,8 +59,9 @@ def accumulate(index: pd.DataFrame, grid: xr.Dataset, units_dir: Path, level: fl
         n_valid[w] += ok
         n_det[w] += ds["hotspot_id"].values > 0
         if n_max is not None:
-            n_max[w] += local_maxima(rel, level)
-            n_block[w] += full_blocks(rel)
+            blocks = full_blocks(rel)
+            n_max[w] += local_maxima(rel, level, blocks)
+            n_block[w] += blocks
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n_valid > 0, rsum / np.maximum(n_valid, 1), np.nan)
         # leave-one-out of the largest value: a one-off alarm adds nothing, a repeated signal stays
@@ -96,7 +97,8 @@ class SatelliteTest:
             if not ((i >= 0) & (i < r.ny) & (j >= 0) & (j < r.nx)).any():
                 continue
             rel = detections.open_overpass(self.units_dir / f"{r.key}.nc")["relative_emission"].values
-            mx = np.where(full_blocks(rel), local_maxima(rel, self.level).astype(np.float64), np.nan)
+            blocks = full_blocks(rel)
+            mx = np.where(blocks, local_maxima(rel, self.level, blocks).astype(np.float64), np.nan)
             direction = np.full(len(cells), np.nan)
             direction[origin] = self.winds.at(site_lat[origin], site_lon[origin], np.datetime64(r.time)).direction_from
             yield mx, direction, (r.i0, r.j0)

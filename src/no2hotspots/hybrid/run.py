@@ -81,7 +81,7 @@ def read_composite(path: Path) -> pd.DataFrame:
 def recurrence_candidates(folder: Path) -> pd.DataFrame:
     """The recurrence rule's sites from detect's ``period.nc`` and the composite settings in its ``detect.json``,
     without the downwind test."""
-    from ..contracts.detections import PERIOD_FILE, open_period
+    from ..contracts.detections import PERIOD_COUNTS, PERIOD_FILE, open_period
     from ..detect.composite import recurrence_hotspots
 
     info_path = folder / "detect.json"
@@ -98,10 +98,10 @@ def recurrence_candidates(folder: Path) -> pd.DataFrame:
             "the composite was not made by the recurrence rule with a level (use hybrid.candidates=composite)",
         )
     ds = open_period(folder)
-    for v in ("n_maxima", "n_maxima_valid", "n_valid", "n_detections", "n_peaks"):
+    for v in PERIOD_COUNTS:  # every count, the recurrence rule's included
         if v not in ds:
             raise InputFileError(folder / PERIOD_FILE, f"missing variable {v} (not made by the recurrence rule?)")
-    period = {v: ds[v].values for v in ("n_maxima", "n_maxima_valid", "n_valid", "n_detections", "n_peaks")}
+    period = {v: ds[v].values for v in PERIOD_COUNTS}
     return recurrence_hotspots(period, ds["lat"].values, ds["lon"].values, r, min_valid=min_valid)
 
 
