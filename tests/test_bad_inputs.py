@@ -120,6 +120,8 @@ def _granule(kind: str, d: Path, crop: Path, harp_dir: Path) -> tuple[Path, str]
             "off the globe",
         ),
         "antimeridian": ("PRODUCT/SUPPORT_DATA/GEOLOCATIONS/longitude_bounds", _across_antimeridian, "antimeridian"),
+        # netCDF's default int32 fill: no scanline has an observation time
+        "all_delta_time_fill": ("PRODUCT/delta_time", lambda a: np.full_like(a, -2147483647), "delta_time"),
     }
     var, fn, word = edits[kind]
     return _set(s5p, var, fn), word
@@ -153,6 +155,7 @@ INGEST_CASES = [
     "no2_molecules_cm2",
     "lat_out_of_range",
     "antimeridian",
+    "all_delta_time_fill",
 ]
 
 
