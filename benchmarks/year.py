@@ -4,6 +4,7 @@
     python benchmarks/year.py --preset china_year --granules 10 100                  # two sizes + scaling
     python benchmarks/year.py --preset china_year --sweep 10 100 916 --kill          # the acceptance run (issue 11)
     python benchmarks/year.py --preset china_year --sweep 10 100 916 --scaling-units 64 --scaling-units-osse 32
+    python benchmarks/year.py --preset china_year --no-scaling --classical --evaluation-out DIR  # + baseline, hybrid
 
 1. End to end. For each size, the four stages run one after another as ``python -m no2hotspots STAGE`` (what DVC
    runs, imports and cluster start included) in a fresh temporary folder (paths.outputs / metrics / plots / mlruns
@@ -71,6 +72,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 STAGES = ("osse", "ingest", "detect", "evaluate")
+#: with --classical: the classical baseline and the hybrid run before evaluate, which scores them beside the model
+CLASSICAL = ("baseline", "hybrid")
 MAPPED = ("osse", "ingest", "detect")  # stages whose units leave markers (evaluate keeps no unit cache)
 DONE = ".done.json"
 COUNTS = re.compile(r"\((\d+) computed, (\d+) reused\)")
@@ -224,6 +227,7 @@ def parallel_overrides(workers: int) -> list[str]:
 
 
 def chain_overrides(preset: str, days: int, root: Path, model: str, data: str, workers: int) -> list[str]:
+    """Overrides of every stage of the chain: this run's folders, the preset cut to ``days``, the model."""
     return [
         f"paths.data={data}",
         f"paths.outputs={root / 'outputs'}",
@@ -236,6 +240,8 @@ def chain_overrides(preset: str, days: int, root: Path, model: str, data: str, w
         "ingest.collection=osse",
         "detect.collection=osse",
         f"detect.model_uri={model}",
+        "baseline.collection=osse",
+        "hybrid.collection=osse",
         "evaluate.collection=osse",
         "evaluate.log_to=none",
         *parallel_overrides(workers),
@@ -309,7 +315,8 @@ def map_span(mtimes: list[int], workers: int) -> tuple[float | None, float | Non
 def end_to_end(args, n_wanted: int, days: int, root: Path) -> dict:
     ovr = chain_overrides(args.preset, days, root, args.model, args.data, args.workers)
     stages = {}
-    for st in STAGES:
+    chain = (*STAGES[:-1], *CLASSICAL, STAGES[-1]) if args.classical else STAGES
+    for st in chain:
         r = run_stage(st, ovr, root, root / "logs" / f"{st}.log")
         if st in MAPPED:
             times = list(markers(unit_dirs(root)[st]).values())
@@ -781,6 +788,11 @@ def main() -> None:
         "--evaluation-out",
         default=None,
         help="copy each size's evaluation (outputs/evaluate, metrics, plots) to DIR/<granules>_granules/",
+    )
+    ap.add_argument(
+        "--classical",
+        action="store_true",
+        help="also run the baseline and hybrid stages before evaluate (scored beside the model; the demo year's chain)",
     )
     ap.add_argument("--out", default=None, help="result JSON (default benchmarks/results/year_<preset>.json)")
     args = ap.parse_args()
