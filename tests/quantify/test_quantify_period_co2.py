@@ -37,6 +37,32 @@ def test_weights_follow_noise_not_the_estimate():
     assert combine(np.array([np.nan, 7.0]), {"noise": np.array([1.0, 1.0])}, {})["n_overpasses"] == 1
 
 
+def test_an_unknown_component_takes_the_largest_relative_value_of_the_others_not_zero():
+    """An overpass whose wind-direction term could not be computed (the estimate broke down at the direction +- its
+    sigma) counted as 0 until the period combination filled it in: the period's direction part was too small."""
+    q = np.array([100.0, 50.0, 200.0])
+    comps = {"noise": np.full(3, 10.0), "wind_direction": np.array([10.0, 10.0, np.nan])}  # 10 % and 20 % known
+    r = combine(q, comps, {})
+    filled = np.array([10.0, 10.0, 0.2 * 200.0])
+    assert r["parts"]["wind_direction"] == pytest.approx(np.sqrt(np.sum(filled**2)) / 3)
+    assert r["n_unknown_left"] == 0
+    alone = combine(q, {"noise": np.full(3, 10.0), "wind_direction": np.full(3, np.nan)}, {})
+    assert alone["parts"]["wind_direction"] == 0.0 and alone["n_unknown_left"] == 3
+    assert r["value"] == alone["value"] == pytest.approx(350.0 / 3)  # the weights do not depend on it
+
+
+def test_an_estimate_without_noise_gets_the_least_weight_of_the_others_whatever_the_unit():
+    """Small noise values (e.g. mol/s) once met a fill of at least 1.0 (nanmax's initial), so a missing noise
+    weighed far less than the largest known one; it now weighs as the largest known one, in any unit."""
+    for scale in (1.0, 1e-3, 1e3):
+        q = np.array([1.0, 2.0, 4.0]) * scale
+        r = combine(q, {"noise": np.array([0.1, 0.2, np.nan]) * scale}, {})
+        w = np.array([100.0, 25.0, 25.0])
+        assert r["value"] == pytest.approx(float(np.sum(w * q) / w.sum()), rel=1e-12)
+    r = combine(np.array([1.0, 3.0]), {"noise": np.array([np.nan, 0.0])}, {})
+    assert r["value"] == pytest.approx(2.0)  # no usable noise at all: equal weights
+
+
 def test_sites_merge_hotspots_within_distance():
     h = pd.DataFrame(
         {
@@ -206,3 +232,8 @@ def test_the_period_row_counts_the_overpasses_with_an_unknown_component():
     ratio = Ratio(1000.0, 0.3, "fuel default: coal", [], float("nan"), float("nan"))
     per = period_table(est, sites, {1: ratio}, {"period": PeriodConfig()})
     assert per["n_overpasses"].tolist() == [3] and per["n_overpasses_unknown_sigma"].tolist() == [1]
+    assert per["nox_sigma_lower_bound"].tolist() == [False]  # the others give the component: filled in
+    est["nox_sigma_wind_direction_t_per_yr"] = np.nan  # no estimate gives it: 0, and the row says so
+    per = period_table(est, sites, {1: ratio}, {"period": PeriodConfig()})
+    assert per["nox_sigma_lower_bound"].tolist() == [True] and per["n_overpasses_unknown_sigma"].tolist() == [3]
+    assert per["nox_sigma_wind_direction_t_per_yr"].tolist() == [0.0]

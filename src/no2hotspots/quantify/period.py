@@ -129,8 +129,33 @@ def period_sites(
     return sites[cols], of, what
 
 
+def noise_weights(noise: np.ndarray) -> np.ndarray:
+    """Normalised weights 1/noise^2 of the used estimates; an estimate without a usable noise (NaN or <= 0) gets the
+    least weight any other has (the largest known noise), and equal weights where none has one."""
+    good = np.isfinite(noise) & (noise > 0)
+    noise = np.where(good, noise, noise[good].max() if good.any() else 1.0)
+    a = 1.0 / noise**2
+    return a / a.sum()
+
+
+def impute_unknown(s: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, int]:
+    """One component's sigmas over the used estimates, its unknown (NaN) ones replaced by the largest relative value
+    (sigma / |q|) among the known ones times |q|: a component is unknown where the estimate broke down at the
+    perturbed input (e.g. the wind direction +- its sigma), so it is large there, not 0. Returns the sigmas and the
+    number left unknown (no estimate has the component: counted as 0, the period sigma a lower bound)."""
+    unknown = ~np.isfinite(s)
+    if not unknown.any():
+        return s, 0
+    rel = np.abs(s[~unknown]) / np.abs(q[~unknown])
+    rel = rel[np.isfinite(rel)]
+    if not rel.size:
+        return np.where(unknown, 0.0, s), int(unknown.sum())
+    return np.where(unknown, rel.max() * np.abs(q), s), 0
+
+
 def combine(q: np.ndarray, comps: dict[str, np.ndarray], correlation: dict[str, float]) -> dict:
-    """Combine overpass estimates of one method (arrays over overpasses); returns value and uncertainty parts."""
+    """Combine overpass estimates of one method (arrays over overpasses); returns value and uncertainty parts.
+    ``n_unknown_left``: component values that neither the estimate nor the others could give (counted as 0)."""
     q = np.asarray(q, float)
     ok = np.isfinite(q)
     n = int(ok.sum())
@@ -141,18 +166,17 @@ def combine(q: np.ndarray, comps: dict[str, np.ndarray], correlation: dict[str, 
         "random": np.nan,
         "systematic": np.nan,
         "spread": np.nan,
+        "n_unknown_left": 0,
     }
     if n == 0:
         return out
-    noise = np.asarray(comps.get("noise", np.ones_like(q)), float)[ok]
-    noise = np.where(np.isfinite(noise) & (noise > 0), noise, np.nanmax(noise[np.isfinite(noise)], initial=1.0))
-    a = 1.0 / noise**2
-    a /= a.sum()
     qq = q[ok]
+    a = noise_weights(np.asarray(comps.get("noise", np.ones_like(q)), float)[ok])
     val = float(np.sum(a * qq))
-    rand2, sys2, parts = 0.0, 0.0, {}
+    rand2, sys2, parts, left = 0.0, 0.0, {}, 0
     for c, s in comps.items():
-        s = np.nan_to_num(np.asarray(s, float)[ok])
+        s, n_left = impute_unknown(np.asarray(s, float)[ok], qq)
+        left += n_left
         rho = float(correlation.get(c, 0.0))
         r2 = (1 - rho) * float(np.sum(a**2 * s**2))
         y2 = rho * float(np.sum(a * s)) ** 2
@@ -164,4 +188,5 @@ def combine(q: np.ndarray, comps: dict[str, np.ndarray], correlation: dict[str, 
     rnd = float(np.sqrt(rand2))
     total = float(np.sqrt(max(rnd, 0.0 if np.isnan(spread) else spread) ** 2 + sys2))
     out.update(value=val, sigma=total, random=rnd, systematic=float(np.sqrt(sys2)), spread=spread, parts=parts)
+    out["n_unknown_left"] = left
     return out

@@ -421,7 +421,8 @@ def period_table(est_s: pd.DataFrame, sites: pd.DataFrame, site_ratio: dict, s: 
         res = combine(g["nox_t_per_yr"].to_numpy(float), comps, corr)
         ratio = site_ratio[int(sid)]
         used = np.isfinite(g["nox_t_per_yr"].to_numpy(float))
-        # used estimates with a component that could not be computed (counted as 0 by combine; flagged per overpass)
+        # used estimates with a component that could not be computed (flagged per overpass; combine takes the
+        # largest relative value of that component among the site's others, or 0 where none has it: a lower bound)
         unknown = np.zeros(len(g), bool)
         for v in comps.values():
             unknown |= ~np.isfinite(v)
@@ -444,6 +445,7 @@ def period_table(est_s: pd.DataFrame, sites: pd.DataFrame, site_ratio: dict, s: 
                 "n_overpasses": res["n_overpasses"],
                 "n_detected_overpasses": int(g.loc[np.isfinite(g["nox_t_per_yr"]), "detected"].sum()),
                 "n_overpasses_unknown_sigma": int((used & unknown).sum()),
+                "nox_sigma_lower_bound": bool(res["n_unknown_left"] > 0),
                 "nox_t_per_yr": val,
                 "nox_sigma_t_per_yr": sig,
                 "nox_sigma_random_t_per_yr": res["random"],
