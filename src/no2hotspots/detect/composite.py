@@ -45,6 +45,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..labelstats import half_peak_centroid
+from ..robust import MAD_TO_SIGMA, median_mad
 from .hotspots import label_regions
 
 #: ways to place a composite site (``detect.composite.position``)
@@ -56,24 +57,13 @@ RULES = ("mean", "recurrence")
 COLUMNS = ("site_id", "peak_lat", "peak_lon", "peak_value", "n_cells", "n_valid", "n_detections", "threshold")
 
 
-def median_mad(values: np.ndarray) -> tuple[float, float] | None:
-    """Median and median absolute deviation of the finite ``values`` (the robust background of a period map: 1.4826
-    x MAD is its standard deviation for Gaussian noise, and the sources it holds barely move either); None when none
-    is finite."""
-    bg = values[np.isfinite(values)]
-    if bg.size == 0:
-        return None
-    med = float(np.median(bg))
-    return med, float(np.median(np.abs(bg - med)))
-
-
 def threshold(mean: np.ndarray, n_valid: np.ndarray, *, min_valid: int, k_sigma: float, min_value: float) -> float:
     """The composite threshold: background median + k_sigma robust standard deviations, at least ``min_value``."""
     background = median_mad(mean[n_valid >= min_valid])
     if background is None:
         return float("inf")
     med, mad = background
-    return max(float(min_value), med + float(k_sigma) * 1.4826 * mad)
+    return max(float(min_value), med + float(k_sigma) * MAD_TO_SIGMA * mad)
 
 
 def check_position(position, choices: tuple = POSITIONS, key: str = "detect.composite.position") -> str:

@@ -28,19 +28,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..baseline.smoothing import smoothed_mean
+from ..robust import MAD_TO_SIGMA, median_mad
 
 
 def z_map(mean: np.ndarray, n_valid: np.ndarray, *, min_valid: int, smooth_cells: int) -> np.ndarray:
     """z = (E_s - median) / (1.4826 MAD) of the smoothed map over its finite cells (NaN elsewhere; all NaN when the
     map has no spread)."""
-    from ..detect.composite import median_mad
-
     s = smoothed_mean(mean, n_valid, min_valid, smooth_cells)
     background = median_mad(s)
     if background is None:
         return s
     med, mad = background
-    sigma = 1.4826 * mad
+    sigma = MAD_TO_SIGMA * mad
     if not sigma > 0:
         return np.full(s.shape, np.nan)
     return (s - med) / sigma
