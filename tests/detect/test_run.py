@@ -261,6 +261,8 @@ def test_bad_config_values_name_the_key(detect_cfg):
         ("min_cells", 0),
         ("edge_cells", -1),
         ("edge_cells", 0.5),
+        ("min_gap_cells_shifted", -1),
+        ("min_gap_cells_shifted", 1.5),
         ("stride", 2.5),
         ("tiling", "tiles"),
         ("resample", "bilinear"),

@@ -31,6 +31,7 @@ FIELD_SETTINGS = (
     "threshold",
     "min_cells",
     "edge_cells",
+    "min_gap_cells_shifted",
     "peaks",
     "resample",
     "background_max_mol_m2",
@@ -89,6 +90,7 @@ def detect_field(ds: xr.Dataset, loaded, s: dict[str, Any], *, desc: str = "dete
         prominence=float(s["peaks"]["prominence"]),
         min_separation_px=int(s["peaks"]["min_separation_px"]),
         edge_cells=int(s["edge_cells"]),
+        min_gap_cells_shifted=int(s["min_gap_cells_shifted"]),
         valid=valid,
         background_shift=shift,
     )

@@ -54,6 +54,7 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
         "threshold": require(cfg, d + "threshold", lambda v: isinstance(v, num) and 0 < v <= 1, "must be in (0, 1]"),
         "min_cells": require_int(cfg, d + "min_cells", 1),
         "edge_cells": require_int(cfg, d + "edge_cells", 0),
+        "min_gap_cells_shifted": require_int(cfg, d + "min_gap_cells_shifted", 0),
         "coverage_min": require(cfg, d + "coverage_min", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
         "mask_invalid": require_bool(cfg, d + "mask_invalid"),
         "background_max_mol_m2": float(
@@ -252,6 +253,7 @@ def detect_collection(
                     "threshold",
                     "min_cells",
                     "edge_cells",
+                    "min_gap_cells_shifted",
                     "coverage_min",
                     "mask_invalid",
                 )

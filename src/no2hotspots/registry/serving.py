@@ -13,12 +13,12 @@ Input: a table with one row per grid cell (``dataframe_split`` or ``dataframe_re
   cells with coverage 0 (or below the param ``coverage_min``) are invalid; default 1 where ``no2`` is finite;
 - ``overpass``, optional: a label; rows with different labels are separate overpasses, detected separately.
 
-Params (all optional; defaults = the ``detect`` stage's, :data:`PARAM_DEFAULTS`): ``threshold``, ``tiling``
-(``auto`` | ``blend`` | ``context``, with ``context_core`` and ``context_margin``: ``detect.context.*``;
-``auto``: context for a fully convolutional model, blend otherwise; the output's ``params`` name the one used),
-``resample`` (``none`` | ``model_pixel``: ``detect.resample``), ``stride``, ``window_floor``, ``coverage_min``,
-``min_cells``, ``edge_cells``, ``prominence`` and ``min_separation_px`` (``detect.peaks.*``: when one region
-holds several peaks), ``mask_invalid``, ``batch_size``, ``resolution_deg``, ``max_resolution_ratio``,
+Params (all optional; defaults = the ``detect`` stage's, :data:`PARAM_DEFAULTS`): ``threshold``, ``tiling`` (``auto``
+| ``blend`` | ``context``, with ``context_core`` and ``context_margin``: ``detect.context.*``; ``auto``: context for
+a fully convolutional model, blend otherwise; the output's ``params`` name the one used), ``resample`` (``none`` |
+``model_pixel``: ``detect.resample``), ``stride``, ``window_floor``, ``coverage_min``, ``min_cells``, ``edge_cells``,
+``min_gap_cells_shifted``, ``prominence`` and ``min_separation_px`` (``detect.peaks.*``: when one region holds
+several peaks), ``mask_invalid``, ``batch_size``, ``resolution_deg``, ``max_resolution_ratio``,
 ``background_max_mol_m2``, ``background_sigma_km`` and ``background_mask_z`` (the regional background above the
 training range taken off first: :mod:`no2hotspots.detect.background`).
 
@@ -55,6 +55,7 @@ PARAM_DEFAULTS: dict[str, Any] = {
     "coverage_min": 0.0,
     "min_cells": 1,
     "edge_cells": 0,
+    "min_gap_cells_shifted": 2,
     "prominence": 0.2,
     "min_separation_px": 2,
     "mask_invalid": True,
@@ -111,6 +112,7 @@ def settings(params: dict | None) -> dict[str, Any]:
         "coverage_min": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
         "min_cells": (lambda v: v == int(v) and v >= 1, "must be an integer >= 1"),
         "edge_cells": (lambda v: v == int(v) and 0 <= v <= 1024, "must be an integer in 0..1024"),
+        "min_gap_cells_shifted": (lambda v: v == int(v) and 0 <= v <= 1024, "must be an integer in 0..1024"),
         "prominence": (lambda v: v > 0, "must be > 0 (>= 1: never split a region into several hotspots)"),
         "min_separation_px": (lambda v: v == int(v) and v >= 1, "must be an integer >= 1"),
         "batch_size": (lambda v: v == int(v) and 1 <= v <= 4096, "must be an integer in 1..4096"),
@@ -135,7 +137,7 @@ def settings(params: dict | None) -> dict[str, Any]:
         raise ServingInputError(f"params.resample: must be {' or '.join(RESAMPLE)} (got {s['resample']!r})")
     if not isinstance(s["mask_invalid"], bool):
         raise ServingInputError(f"params.mask_invalid: must be true or false (got {s['mask_invalid']!r})")
-    for k in ("stride", "min_cells", "edge_cells", "batch_size", "min_separation_px"):
+    for k in ("stride", "min_cells", "edge_cells", "min_gap_cells_shifted", "batch_size", "min_separation_px"):
         s[k] = int(s[k])
     floats = ("threshold", "window_floor", "coverage_min", "resolution_deg", "max_resolution_ratio", "prominence")
     for k in (*floats, "background_max_mol_m2", "background_sigma_km", "background_mask_z"):
