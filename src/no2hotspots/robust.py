@@ -1,4 +1,4 @@
-"""Robust background statistics shared by the period products (the composite threshold, the hybrid z).
+"""Robust background statistics: the composite threshold, the hybrid z, the masked background, quantify's clipping.
 
 A map of sources on a background: its median and median absolute deviation barely move with the few cells the
 sources hold, and ``MAD_TO_SIGMA`` x MAD is the background's standard deviation where its noise is Gaussian.

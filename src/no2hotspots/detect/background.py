@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import binary_dilation, gaussian_filter
 
+from ..robust import MAD_TO_SIGMA, median_mad
+
 #: the Gaussian is cut at this many sigmas (scipy's ``truncate``)
 TRUNCATE = 3.0
 
@@ -44,8 +46,6 @@ def local_background(no2: np.ndarray, valid: np.ndarray, cell_m: tuple[float, fl
 #: at most this many rounds of masking (to a fixed point a validation OSSE or Matimba field takes 4-8, some never
 #: settle; benchmarks/results/background_mask.json's runs used 5)
 MASK_ROUNDS = 5
-#: 1.4826 x MAD is the standard deviation of a normal distribution
-MAD_TO_SIGMA = 1.4826
 
 
 def masked_background(
@@ -65,10 +65,10 @@ def masked_background(
     masked = np.zeros(ok.shape, bool)
     for _ in range(MASK_ROUNDS):
         dev = np.where(ok & np.isfinite(bg), no2 - bg, np.nan)
-        d = dev[np.isfinite(dev)]
-        if d.size == 0:
+        spread = median_mad(dev)
+        if spread is None:
             break
-        scale = MAD_TO_SIGMA * float(np.median(np.abs(d - np.median(d))))
+        scale = MAD_TO_SIGMA * spread[1]
         hits = np.nan_to_num(dev, nan=-np.inf) > z * scale
         hits = binary_dilation(hits, structure=np.ones((3, 3), bool)) & ok
         if np.array_equal(hits, masked) or not np.any(ok & ~hits):

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..robust import MAD_TO_SIGMA
+
 EARTH_RADIUS_M = 6_371_008.8
 
 
@@ -357,7 +359,7 @@ def _fit_plane(scene: Scene, mask: np.ndarray, clip: float, iters: int, min_cell
         coef = P @ c
         res = c - (coef[0] + coef[1] * x + coef[2] * y)
         dev = np.abs(res - median(res))
-        keep = dev <= clip * max(1.4826 * median(dev), floor, 1e-30)
+        keep = dev <= clip * max(MAD_TO_SIGMA * median(dev), floor, 1e-30)
         if keep.all():
             return Plane(coef, _mask(use.shape, idx), P, res)
         idx = idx[keep]
@@ -398,7 +400,7 @@ def noise_model(scene: Scene, plane: Plane | None, max_rho: float = 0.8) -> Nois
 def _noise_model(scene: Scene, plane: Plane, max_rho: float) -> NoiseModel:
     r = np.full(scene.c.shape, np.nan)
     r[plane.mask] = plane.resid
-    sd = 1.4826 * median(np.abs(plane.resid - median(plane.resid)))
+    sd = MAD_TO_SIGMA * median(np.abs(plane.resid - median(plane.resid)))
     chi = max(1.0, float(sd / median(scene.sigma[plane.mask])))
 
     def lag1(a, b):
