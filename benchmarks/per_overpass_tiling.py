@@ -12,10 +12,11 @@ the context pass invites: it reads beyond the grid as unobserved). ``--gap-cells
 the hotspots whose ``gap_cells`` (hotspots.csv: cells from the peak to the overpass's nearest unobserved cell) is at
 least N (1 = all): what a user filtering the table on it gains and loses. With ``--gap-shifted`` the gap rule only
 applies where detect took background off at the peak (``background_shift_mol_m2`` > 0: a background above the
-training world's, where a cloud gap's edge is a step higher than any the model saw).
+training world's, where a cloud gap's edge is a step higher than any the model saw); ``--gap-shift-min T ...`` scores,
+per T, the rule firing only where more than T mol/m2 was taken off (0 = any shift, detect's default).
 
     .venv/bin/python benchmarks/per_overpass_tiling.py --root R --tags default_ref tiling-context_ref
-        [--edge-cells 0 1 2] [--gap-cells 1 2 3 [--gap-shifted]] [--out F]
+        [--edge-cells 0 1 2] [--gap-cells 1 2 3 [--gap-shifted [--gap-shift-min 0 1e-5]]] [--out F]
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main(argv=None) -> int:
     ap.add_argument("--edge-cells", type=int, nargs="+", default=[0], help="drop peaks within N cells of the edge")
     ap.add_argument("--gap-cells", type=int, nargs="+", default=[1], help="keep hotspots with gap_cells >= N")
     ap.add_argument("--gap-shifted", action="store_true", help="the gap rule only where background was taken off")
+    ap.add_argument("--gap-shift-min", type=float, nargs="+", default=[0.0], help="with --gap-shifted: shift > T")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "per_overpass_tiling.json"))
     args = ap.parse_args(argv)
     root = Path(args.root)
@@ -65,7 +67,9 @@ def main(argv=None) -> int:
     }
     edges = sorted(set(args.edge_cells))
     gaps = sorted(set(args.gap_cells))
-    tally = {(t, th, e, g): Tally() for t in args.tags for th in THRESHOLDS for e in edges for g in gaps}
+    shifts = sorted(set(args.gap_shift_min)) if args.gap_shifted else [0.0]
+    rules = [(g, s) for g in gaps for s in (shifts if g > 1 else shifts[:1])]  # gap >= 1 keeps all: one T
+    tally = {(t, th, e, g, s): Tally() for t in args.tags for th in THRESHOLDS for e in edges for g, s in rules}
     keys = list(grid_contract.overpass_index(grid)["key"])
     for key in keys:
         with grid_contract.open_overpass(grid_contract.overpass_path(folder, key)) as ds:
@@ -81,22 +85,24 @@ def main(argv=None) -> int:
                 m = tables[t][next(iter(tables[t]))].iloc[:0]
             hi, hj = peak_cells(m["peak_lat"], m["peak_lon"], la, lo, res)
             edge = edge_distance(hi, hj, (len(la), len(lo)))
-            gap = m["gap_cells"].to_numpy() if gaps != [1] else np.ones(len(m), int)
-            if args.gap_shifted:  # unshifted hotspots pass every gap rule
-                gap = np.where(m["background_shift_mol_m2"].to_numpy(float) > 0, gap, max(gaps))
+            gap_cells = m["gap_cells"].to_numpy() if gaps != [1] else np.ones(len(m), int)
+            shift = m["background_shift_mol_m2"].to_numpy(float) if args.gap_shifted else None
             for th in THRESHOLDS:
                 for e in edges:
-                    for g in gaps:
+                    for g, s in rules:  # with --gap-shifted, hotspots with shift <= T pass every gap rule
+                        gap = gap_cells if shift is None else np.where(shift > s, gap_cells, max(gaps))
                         h = m[(m["peak_rel_emission"] >= th).to_numpy() & (edge >= e) & (gap >= g)]
                         h_lat, h_lon = h["peak_lat"].to_numpy(float), h["peak_lon"].to_numpy(float)
-                        tally[t, th, e, g].add(s_lat, s_lon, h_lat, h_lon, sources)
+                        tally[t, th, e, g, s].add(s_lat, s_lon, h_lat, h_lon, sources)
     result = {"root": str(root), "overpasses": len(keys), "strong_t_nox_per_yr": args.strong, "rows": []}
-    result["gap_rule"] = "where background_shift_mol_m2 > 0" if args.gap_shifted else "every hotspot"
-    for (t, th, e, g), v in tally.items():
-        row = {"detect": t, "min_peak_rel_emission": th, "edge_cells_dropped": e, "gap_cells_min": g, **v.figures()}
+    result["gap_rule"] = "where background_shift_mol_m2 > gap_shift_min_mol_m2" if args.gap_shifted else "every hotspot"
+    for (t, th, e, g, s), v in tally.items():
+        row = {"detect": t, "min_peak_rel_emission": th, "edge_cells_dropped": e, "gap_cells_min": g}
+        row |= {"gap_shift_min_mol_m2": s} if args.gap_shifted else {}
+        row |= v.figures()
         result["rows"].append(row)
         print(
-            f"{t:24s} r >= {th:<4g} edge {e} gap >= {g} recall {fmt(row['recall_strong'])} "
+            f"{t:24s} r >= {th:<4g} edge {e} gap >= {g} shift > {s:g} recall {fmt(row['recall_strong'])} "
             f"precision {fmt(row['hotspot_precision'])} F1 {fmt(row['f1'])} ({row['hotspots']} hotspots)"
         )
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

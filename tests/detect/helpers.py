@@ -144,6 +144,7 @@ def field_settings(resample: str = "none", background_max_mol_m2: float = 0.0) -
         "min_cells": 1,
         "edge_cells": 0,
         "min_gap_cells_shifted": 0,
+        "gap_shift_min_mol_m2": 0.0,
         "peaks": {"prominence": 0.2, "min_separation_px": 2},
         "background_max_mol_m2": background_max_mol_m2,
         "background_sigma_km": 50.0,

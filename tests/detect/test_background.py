@@ -153,6 +153,6 @@ def test_both_callers_supply_every_field_setting_and_a_missing_one_is_named():
     assert set(FIELD_SETTINGS) <= set(field_settings())  # this suite's hand-made settings too
     s = field_settings()
     del s["background_mask_z"], s["peaks"]
-    with pytest.raises(UserError, match=r"^detect settings: missing peaks, background_mask_z \(") as e:
+    with pytest.raises(UserError, match=r"^detect settings: missing background_mask_z, peaks \(") as e:
         detect_field(_overpass(np.full((64, 64), 1.0e-5)), loaded_model(Recorder(RampNet())), s)
     assert "\n" not in str(e.value)

@@ -108,7 +108,8 @@ def test_regions_peaking_on_the_edge_are_no_hotspots_and_the_rest_are_renumbered
 def test_regions_beside_a_gap_are_dropped_only_where_background_was_taken_off():
     """min_gap_cells_shifted = 2 drops a region whose peak is next to an unobserved cell (gap_cells 1) where
     detection took background off (shift > 0); the same region on an unshifted background, and a shifted one two
-    cells from the gap, stay; 0 keeps all. The survivors are renumbered 1..n by peak."""
+    cells from the gap, stay; 0 keeps all. The survivors are renumbered 1..n by peak. With gap_shift_min_mol_m2
+    the rule fires only where more than that was taken off."""
     rel = np.zeros((20, 20), np.float32)
     valid = np.ones((20, 20), bool)
     valid[:, 12:] = False  # a cloud gap over the eastern columns
@@ -119,13 +120,14 @@ def test_regions_beside_a_gap_are_dropped_only_where_background_was_taken_off():
     shift = np.zeros((20, 20))
     shift[:8, :] = 2e-5
     shift[14:, :] = 2e-5
+    shift[3, 11] = 4e-5  # the dropped one: a larger shift than the other shifted peaks
     ds = make_grid(None, ny=20, nx=20, nt=1)
     lat, lon, area = ds["lat"].values, ds["lon"].values, cell_area_km2(ds)
 
-    def kept(g):
+    def kept(g, above=0.0):
         rows, ids = find_hotspots(
             rel, lat, lon, cell_area_km2=area, emission_min=0, emission_max=1,
-            min_gap_cells_shifted=g, valid=valid, background_shift=shift,
+            min_gap_cells_shifted=g, gap_shift_min_mol_m2=above, valid=valid, background_shift=shift,
         )  # fmt: skip
         assert sorted(np.unique(ids[ids > 0]).tolist()) == [r["overpass_hotspot"] for r in rows]
         return [r["peak_rel_emission"] for r in rows], [r["gap_cells"] for r in rows], ids
@@ -137,6 +139,9 @@ def test_regions_beside_a_gap_are_dropped_only_where_background_was_taken_off():
     assert ids[3, 11] == 0 and ids[10, 11] == 1 and ids[5, 4] == 3
     got, _, _ = kept(3)
     assert got == pytest.approx([0.8, 0.6])
+    assert kept(2, above=3e-5)[0] == pytest.approx([0.8, 0.7, 0.6])  # 4e-5 beside the gap: still dropped
+    assert kept(3, above=3e-5)[0] == pytest.approx([0.8, 0.7, 0.6])  # 2e-5 two cells away: now kept
+    assert kept(2, above=4e-5)[0] == pytest.approx([0.9, 0.8, 0.7, 0.6])  # "more than": 4e-5 is not
 
 
 def test_no_hotspot_gives_an_empty_list():

@@ -263,6 +263,8 @@ def test_bad_config_values_name_the_key(detect_cfg):
         ("edge_cells", 0.5),
         ("min_gap_cells_shifted", -1),
         ("min_gap_cells_shifted", 1.5),
+        ("gap_shift_min_mol_m2", -1.0e-5),
+        ("gap_shift_min_mol_m2", "3e-5"),
         ("stride", 2.5),
         ("tiling", "tiles"),
         ("resample", "bilinear"),

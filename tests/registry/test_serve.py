@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 import torch
 
+from no2hotspots.detect.field import NUMBERS
 from no2hotspots.registry.serving import (
     PARAM_DEFAULTS,
     ServingInputError,
@@ -31,6 +32,7 @@ from no2hotspots.registry.serving import (
     predict_frame,
     request_body,
 )
+from no2hotspots.registry.serving import settings as serving_settings
 
 TINY_MODEL = ["model.stem.width=8", "model.stages.widths=[8,16]", "model.head.width=8"]
 
@@ -117,6 +119,39 @@ def assert_same_detection(answer: dict, result: dict, det, ny: int, nx: int, key
 
 
 # --------------------------------------------------------------------------------------------------- fast tests
+
+
+@pytest.mark.parametrize("key", sorted(NUMBERS))
+def test_the_stage_and_the_served_model_check_each_numeric_detect_setting_alike(key):
+    """Both read detect.field.NUMBERS: a bool, a string, NaN, a value below every setting's range and (int settings)
+    2.5 are refused by both, each naming the key with the table's problem; the default passes both, as the right
+    type; a whole float (2.0, as JSON may send an integer) is an int setting's integer when served, not in config."""
+    from omegaconf import OmegaConf
+
+    from no2hotspots.config import compose
+    from no2hotspots.detect.run import settings as stage_settings
+    from no2hotspots.errors import ConfigError
+
+    spec, base = NUMBERS[key], compose()
+    low = -(10**9) if spec.kind is int else -1.0e9
+    for v in (True, "1", float("nan"), low, *((2.5,) if spec.kind is int else ())):
+        cfg = OmegaConf.merge(base, {})
+        OmegaConf.update(cfg, f"detect.{key}", v)
+        with pytest.raises(ConfigError) as stage:
+            stage_settings(cfg)
+        with pytest.raises(ServingInputError) as served:
+            serving_settings({key: v})
+        assert str(stage.value).startswith(f"config detect.{key}: {spec.problem} (got ")
+        assert str(served.value).startswith(f"params.{key}: {spec.problem} (got ")
+    default = stage_settings(base)[key]
+    assert type(default) is spec.kind and serving_settings({})[key] == default
+    assert type(serving_settings({key: default})[key]) is spec.kind
+    if spec.kind is int and spec.value(2):
+        assert serving_settings({key: 2.0})[key] == 2
+        cfg = OmegaConf.merge(base, {})
+        OmegaConf.update(cfg, f"detect.{key}", 2.0)
+        with pytest.raises(ConfigError):
+            stage_settings(cfg)
 
 
 def test_param_defaults_are_the_detect_stage_defaults():
@@ -210,6 +245,7 @@ def test_two_overpasses_in_one_request_are_detected_separately(matimba_overpass,
         (lambda df: df, {"context_margin": float("nan")}, "params.context_margin"),
         (lambda df: df, {"edge_cells": -1}, "params.edge_cells"),
         (lambda df: df, {"min_gap_cells_shifted": 0.5}, "params.min_gap_cells_shifted"),
+        (lambda df: df, {"gap_shift_min_mol_m2": -1.0e-5}, "params.gap_shift_min_mol_m2"),
         (lambda df: df, {"background_max_mol_m2": -1.0e-5}, "params.background_max_mol_m2"),
         (lambda df: df, {"background_sigma_km": 0.0}, "params.background_sigma_km"),
         (lambda df: df, {"background_mask_z": -1.0}, "params.background_mask_z"),

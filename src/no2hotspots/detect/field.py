@@ -7,6 +7,9 @@ the three give the same numbers on the same grid.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,26 +21,55 @@ from .background import shift_background
 from .hotspots import find_hotspots
 from .tiles import context_stitch, model_predictor, receptive_radius, resolve_tiling, stitch
 
+
+@dataclass(frozen=True)
+class Number:
+    """A numeric detect setting: its type, the range it must lie in (``ok``), what an error says when it does not
+    (``problem``), and whether it changes the hotspots (``keys_units``: the detect stage's per-overpass units are
+    keyed by it). The detect stage reads it from ``detect.<name>``, the served model from the request param
+    ``<name>``: one table, so a new setting is checked and typed the same in both."""
+
+    kind: type
+    ok: Callable[[Any], bool]
+    problem: str
+    keys_units: bool = True
+
+    def value(self, v: Any, *, whole_floats: bool = False) -> int | float | None:
+        """``v`` as this setting's type if it is a finite number of that kind in range, else None. An int setting
+        refuses ``2.5`` and ``True``; ``2.0`` only with ``whole_floats`` (a JSON request's numbers, not config)."""
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            return None
+        if self.kind is int:
+            if isinstance(v, float) and not (whole_floats and v == int(v)):
+                return None
+            v = int(v)
+        else:
+            v = float(v)
+        return v if self.ok(v) else None
+
+
+#: the numeric settings :func:`detect_field` reads, checked by the detect stage (``detect.run.settings``) and the
+#: served model (``registry.serving.settings``) alike; the background ones key the units only where it is on
+NUMBERS: dict[str, Number] = {
+    "stride": Number(int, lambda v: 1 <= v <= 64, "must be an integer in 1..64 (the tile size: cells are skipped)"),
+    "batch_size": Number(int, lambda v: 1 <= v <= 65536, "must be an integer in 1..65536", keys_units=False),
+    "window_floor": Number(float, lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "coverage_min": Number(float, lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    "threshold": Number(float, lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "min_cells": Number(int, lambda v: v >= 1, "must be an integer >= 1"),
+    "edge_cells": Number(int, lambda v: 0 <= v <= 1024, "must be an integer in 0..1024"),
+    "min_gap_cells_shifted": Number(int, lambda v: 0 <= v <= 1024, "must be an integer in 0..1024"),
+    "gap_shift_min_mol_m2": Number(float, lambda v: 0 <= v < 1, "must be >= 0 mol m-2 (0: any shift)"),
+    "background_max_mol_m2": Number(float, lambda v: 0 <= v < 1, "must be >= 0 mol m-2 (0 = off)", keys_units=False),
+    "background_sigma_km": Number(float, lambda v: 0 < v <= 1000, "must be in (0, 1000] km", keys_units=False),
+    "background_mask_z": Number(
+        float, lambda v: 0 <= v <= 10, "must be in [0, 10] (0 = the plain mean)", keys_units=False
+    ),
+}
+
 #: the settings :func:`detect_field` reads (the ``detect.*`` keys of the same names); a caller that leaves one out
 #: gets a one-line error naming it (the detect stage and the served model build them separately)
-FIELD_SETTINGS = (
-    "tiling",
-    "context",
-    "stride",
-    "batch_size",
-    "window_floor",
-    "coverage_min",
-    "mask_invalid",
-    "threshold",
-    "min_cells",
-    "edge_cells",
-    "min_gap_cells_shifted",
-    "peaks",
-    "resample",
-    "background_max_mol_m2",
-    "background_sigma_km",
-    "background_mask_z",
-)
+FIELD_SETTINGS = (*NUMBERS, "tiling", "context", "mask_invalid", "peaks", "resample")
 
 
 def detect_field(ds: xr.Dataset, loaded, s: dict[str, Any], *, desc: str = "detect") -> dict[str, Any]:
@@ -91,6 +123,7 @@ def detect_field(ds: xr.Dataset, loaded, s: dict[str, Any], *, desc: str = "dete
         min_separation_px=int(s["peaks"]["min_separation_px"]),
         edge_cells=int(s["edge_cells"]),
         min_gap_cells_shifted=int(s["min_gap_cells_shifted"]),
+        gap_shift_min_mol_m2=float(s["gap_shift_min_mol_m2"]),
         valid=valid,
         background_shift=shift,
     )

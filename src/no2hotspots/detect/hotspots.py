@@ -8,9 +8,10 @@ in from outside the field piles up there (as scikit-image's ``peak_local_max`` e
 ``gap_cells`` is the chessboard distance in cells from the region's peak to the nearest cell the overpass did not
 observe (a cloud gap, the swath's end, or beyond the field: 1 = next to one): hotspots beside a gap are less often at
 a source (measured: README "Limitations"), so users can filter on it. With ``min_gap_cells_shifted`` > 0 a region
-whose peak had background taken off (``background_shift`` > 0: a regional background above the training world's,
-:mod:`.background`) and lies fewer than that many cells from an unobserved cell is no hotspot: on such backgrounds a
-gap's edge is a step higher than any the model was trained on, and the model marks it (README "Backgrounds").
+whose peak had more than ``gap_shift_min_mol_m2`` of background taken off (``background_shift``: a regional
+background above the training world's, :mod:`.background`) and lies fewer than that many cells from an unobserved
+cell is no hotspot: on such backgrounds a gap's edge is a step higher than any the model was trained on, and the model
+marks it (README "Backgrounds").
 ``nox_rate_estimate_t_per_yr`` maps the region's peak relative emission back to a NOx rate with the training range
 stored in the model (r = (Q - Qmin) / (Qmax - Qmin)); it is an ESTIMATE that inherits every simulation/reality
 mismatch of the model (the paper's stated limitation: no absolute emissions).
@@ -82,6 +83,7 @@ def find_hotspots(
     min_separation_px: int = 2,
     edge_cells: int = 0,
     min_gap_cells_shifted: int = 0,
+    gap_shift_min_mol_m2: float = 0.0,
     valid: np.ndarray | None = None,
     background_shift: np.ndarray | None = None,
 ) -> tuple[list[dict], np.ndarray]:
@@ -89,8 +91,8 @@ def find_hotspots(
     by descending peak; peak position, peak and summed relative emission, NOx estimate, area, cells) and the
     int32 image of region numbers (0 = no hotspot). Regions whose peak lies fewer than ``edge_cells`` cells from
     the map's outer edge (1: on its outermost row or column) are left out of both (0: none), and so are those whose
-    peak had background taken off and lies fewer than ``min_gap_cells_shifted`` cells from an unobserved cell
-    (``gap_cells`` below it; 0: none). ``valid`` (bool, the
+    peak had more than ``gap_shift_min_mol_m2`` of background taken off and lies fewer than ``min_gap_cells_shifted``
+    cells from an unobserved cell (``gap_cells`` below it; 0: none). ``valid`` (bool, the
     map's shape) marks the cells the overpass observed, for ``gap_cells`` (default: where ``rel`` is finite);
     ``background_shift`` (the map's shape, mol m-2) what detection took off each cell's background before the model
     ran (:mod:`.background`), read at the peak for ``background_shift_mol_m2`` (default: 0, nothing taken off)."""
@@ -113,7 +115,8 @@ def find_hotspots(
         inner = edge_distance(pi, pj, rel.shape) >= int(edge_cells)
         order = order[inner[order]]
     if min_gap_cells_shifted > 0 and background_shift is not None:
-        beside = (np.asarray(background_shift)[pi, pj] > 0) & (gap[pi, pj] < int(min_gap_cells_shifted))
+        shifted = np.asarray(background_shift)[pi, pj] > float(gap_shift_min_mol_m2)
+        beside = shifted & (gap[pi, pj] < int(min_gap_cells_shifted))
         order = order[~beside[order]]
     remap = np.zeros(n + 1, dtype=np.int32)
     remap[order + 1] = 1 + np.arange(len(order), dtype=np.int32)

@@ -28,6 +28,7 @@ from ..errors import ConfigError, InputFileError
 from ..peaks import settings as peak_settings
 from . import grid as gridmod
 from .composite import POSITIONS, RECURRENCE_POSITIONS, RULES
+from .field import NUMBERS, Number
 from .outputs import ESTIMATE_NOTE
 from .resample import RESAMPLE
 from .tiles import TILINGS, resolve_tiling
@@ -37,37 +38,18 @@ log = logging.getLogger(__name__)
 
 def settings(cfg: DictConfig) -> dict[str, Any]:
     """The checked ``detect.*`` settings (one-line ConfigError naming the key on a bad value)."""
-    num = (int, float)
     d = "detect."
     s = {
         "model_uri": require(cfg, d + "model_uri", lambda v: isinstance(v, str) and v, "must be a model URI"),
         "tiling": require(cfg, d + "tiling", lambda v: v in TILINGS, "must be " + ", ".join(TILINGS)),
         "resample": require(cfg, d + "resample", lambda v: v in RESAMPLE, "must be " + " or ".join(RESAMPLE)),
+        "num_threads": require_int(cfg, d + "num_threads", 1),
         "context": {
             "core": require_int(cfg, d + "context.core", 8),
             "margin": require_int(cfg, d + "context.margin", 0),
         },
-        "stride": require_int(cfg, d + "stride", 1),
-        "batch_size": require_int(cfg, d + "batch_size", 1),
-        "num_threads": require_int(cfg, d + "num_threads", 1),
-        "window_floor": require(cfg, d + "window_floor", lambda v: 0 < v <= 1, "must be in (0, 1]"),
-        "threshold": require(cfg, d + "threshold", lambda v: isinstance(v, num) and 0 < v <= 1, "must be in (0, 1]"),
-        "min_cells": require_int(cfg, d + "min_cells", 1),
-        "edge_cells": require_int(cfg, d + "edge_cells", 0),
-        "min_gap_cells_shifted": require_int(cfg, d + "min_gap_cells_shifted", 0),
-        "coverage_min": require(cfg, d + "coverage_min", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+        **{k: _number(cfg, d + k, spec) for k, spec in NUMBERS.items()},
         "mask_invalid": require_bool(cfg, d + "mask_invalid"),
-        "background_max_mol_m2": float(
-            require(cfg, d + "background_max_mol_m2", lambda v: is_number(v) and 0 <= v < 1, "must be >= 0 (0 = off)")
-        ),
-        "background_sigma_km": float(
-            require(cfg, d + "background_sigma_km", lambda v: is_number(v) and 0 < v <= 1000, "must be in (0, 1000]")
-        ),
-        "background_mask_z": float(
-            require(
-                cfg, d + "background_mask_z", lambda v: is_number(v) and 0 <= v <= 10, "must be in [0, 10] (0: off)"
-            )
-        ),
         "max_resolution_ratio": require(cfg, d + "max_resolution_ratio", lambda v: v >= 1, "must be >= 1"),
         "device": require(cfg, d + "device", lambda v: v in ("cpu", "cuda", "auto"), "must be cpu, cuda or auto"),
         "overlay_inventory": require_bool(cfg, d + "overlay_inventory"),
@@ -81,9 +63,12 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(
             "detect.composite.recurrence.downwind.alpha", "needs recurrence.level (the maps' maxima it tests)"
         )
-    if s["stride"] > 64:
-        raise ConfigError("detect.stride", f"must be <= the tile size 64 or cells are skipped (got {s['stride']})")
     return s
+
+
+def _number(cfg: DictConfig, key: str, spec: Number) -> int | float:
+    """A numeric setting of :data:`no2hotspots.detect.field.NUMBERS`, typed (one-line ConfigError naming the key)."""
+    return spec.value(require(cfg, key, lambda v: spec.value(v) is not None, spec.problem))
 
 
 def composite_settings(cfg: DictConfig) -> dict:
@@ -245,19 +230,8 @@ def detect_collection(
             # the unit's code and all it imports (peaks, labelstats, model.inputs, ...), and the network's own code
             # (the weights are in "model")
             "code": units.code_digest("no2hotspots.detect.overpass", "no2hotspots.model"),
-            **{
-                k: s[k]
-                for k in (
-                    "stride",
-                    "window_floor",
-                    "threshold",
-                    "min_cells",
-                    "edge_cells",
-                    "min_gap_cells_shifted",
-                    "coverage_min",
-                    "mask_invalid",
-                )
-            },
+            **{k: s[k] for k, spec in NUMBERS.items() if spec.keys_units},
+            "mask_invalid": s["mask_invalid"],
             **({"tiling": "context", "context": s["context"]} if s["tiling"] == "context" else {}),
             **({"resample": s["resample"]} if s["resample"] != "none" else {}),
             **(

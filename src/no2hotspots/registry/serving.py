@@ -17,10 +17,11 @@ Params (all optional; defaults = the ``detect`` stage's, :data:`PARAM_DEFAULTS`)
 | ``blend`` | ``context``, with ``context_core`` and ``context_margin``: ``detect.context.*``; ``auto``: context for
 a fully convolutional model, blend otherwise; the output's ``params`` name the one used), ``resample`` (``none`` |
 ``model_pixel``: ``detect.resample``), ``stride``, ``window_floor``, ``coverage_min``, ``min_cells``, ``edge_cells``,
-``min_gap_cells_shifted``, ``prominence`` and ``min_separation_px`` (``detect.peaks.*``: when one region holds
-several peaks), ``mask_invalid``, ``batch_size``, ``resolution_deg``, ``max_resolution_ratio``,
+``min_gap_cells_shifted``, ``gap_shift_min_mol_m2``, ``prominence`` and ``min_separation_px`` (``detect.peaks.*``:
+when one region holds several peaks), ``mask_invalid``, ``batch_size``, ``resolution_deg``, ``max_resolution_ratio``,
 ``background_max_mol_m2``, ``background_sigma_km`` and ``background_mask_z`` (the regional background above the
-training range taken off first: :mod:`no2hotspots.detect.background`).
+training range taken off first: :mod:`no2hotspots.detect.background`). The detect settings among them are checked
+and typed by the stage's own table (:data:`no2hotspots.detect.field.NUMBERS`).
 
 Output (a JSON object): ``cells`` (column lists in input row order: ``overpass``, ``lat``, ``lon``,
 ``relative_emission`` (null where masked), ``hotspot`` (the cell's hotspot number within its overpass, 0 =
@@ -39,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..detect.field import NUMBERS
 from ..detect.resample import RESAMPLE
 from ..detect.tiles import TILINGS, resolve_tiling
 from ..errors import UserError
@@ -56,6 +58,7 @@ PARAM_DEFAULTS: dict[str, Any] = {
     "min_cells": 1,
     "edge_cells": 0,
     "min_gap_cells_shifted": 2,
+    "gap_shift_min_mol_m2": 3.0e-5,
     "prominence": 0.2,
     "min_separation_px": 2,
     "mask_invalid": True,
@@ -105,22 +108,16 @@ def settings(params: dict | None) -> dict[str, Any]:
         if k not in PARAM_DEFAULTS:
             raise ServingInputError(f"params: unknown param {k!r} (known: {', '.join(PARAM_DEFAULTS)})")
         s[k] = v.item() if isinstance(v, np.generic) else v
+    for k, spec in NUMBERS.items():  # the detect stage's numeric settings, checked and typed as there
+        v = spec.value(s[k], whole_floats=True)
+        if v is None:
+            raise ServingInputError(f"params.{k}: {spec.problem} (got {s[k]!r})")
+        s[k] = v
     checks = {
-        "threshold": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
-        "stride": (lambda v: v == int(v) and 1 <= v <= 64, "must be an integer in 1..64 (the tile size)"),
-        "window_floor": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
-        "coverage_min": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
-        "min_cells": (lambda v: v == int(v) and v >= 1, "must be an integer >= 1"),
-        "edge_cells": (lambda v: v == int(v) and 0 <= v <= 1024, "must be an integer in 0..1024"),
-        "min_gap_cells_shifted": (lambda v: v == int(v) and 0 <= v <= 1024, "must be an integer in 0..1024"),
         "prominence": (lambda v: v > 0, "must be > 0 (>= 1: never split a region into several hotspots)"),
         "min_separation_px": (lambda v: v == int(v) and v >= 1, "must be an integer >= 1"),
-        "batch_size": (lambda v: v == int(v) and 1 <= v <= 4096, "must be an integer in 1..4096"),
         "resolution_deg": (lambda v: 0 <= v <= 10, "must be in [0, 10] degrees (0 = inferred from lat/lon)"),
         "max_resolution_ratio": (lambda v: v >= 1, "must be >= 1"),
-        "background_max_mol_m2": (lambda v: 0 <= v < 1, "must be >= 0 mol m-2 (0 = off)"),
-        "background_sigma_km": (lambda v: 0 < v <= 1000, "must be in (0, 1000] km"),
-        "background_mask_z": (lambda v: 0 <= v <= 10, "must be in [0, 10] (0 = the plain mean)"),
     }
     for k, (ok, problem) in checks.items():
         v = s[k]
@@ -137,10 +134,8 @@ def settings(params: dict | None) -> dict[str, Any]:
         raise ServingInputError(f"params.resample: must be {' or '.join(RESAMPLE)} (got {s['resample']!r})")
     if not isinstance(s["mask_invalid"], bool):
         raise ServingInputError(f"params.mask_invalid: must be true or false (got {s['mask_invalid']!r})")
-    for k in ("stride", "min_cells", "edge_cells", "min_gap_cells_shifted", "batch_size", "min_separation_px"):
-        s[k] = int(s[k])
-    floats = ("threshold", "window_floor", "coverage_min", "resolution_deg", "max_resolution_ratio", "prominence")
-    for k in (*floats, "background_max_mol_m2", "background_sigma_km", "background_mask_z"):
+    s["min_separation_px"] = int(s["min_separation_px"])
+    for k in ("resolution_deg", "max_resolution_ratio", "prominence"):
         s[k] = float(s[k])
     return s
 
