@@ -13,6 +13,7 @@ from no2hotspots.inventory import load_points, points_in_bbox
 from no2hotspots.osse.geometry import across_track_edges_km, granule_grid, region_outline
 from no2hotspots.osse.run import run
 from no2hotspots.osse.transport import release_puffs, render_puffs
+from no2hotspots.osse.truth import truth_field_name
 from no2hotspots.osse.weather import DayWind
 
 from .helpers import digest, osse_cfg
@@ -106,6 +107,11 @@ def test_truth_files_list_the_region_sources(osse_run):
     assert sorted(p.name for p in (truth / "winds").glob("*.nc")) == [f"{d}.nc" for d in sorted(set(gran.date))]
     winds = pd.read_csv(truth / "winds.csv")
     assert winds.date.nunique() == 3 and winds.speed_m_s.gt(0).all()
+    for row in gran.itertuples():  # the truth field's time is its plume snapshot's: the region centre's scan time
+        with xr.open_dataset(truth / "fields" / truth_field_name(row.file)) as f:
+            t = np.datetime64(f.attrs["overpass_time_utc"])
+        assert t == np.datetime64(row.date) + np.timedelta64(int(round(row.overpass_utc_h * 3600)), "s")
+        assert np.datetime64(row.time_coverage_start) <= t <= np.datetime64(row.time_coverage_end)
 
 
 def test_clouds_lower_qa_and_observations_vary_by_day(osse_run):

@@ -202,6 +202,11 @@ def scan_times(setup: RunSetup, day, t_ov: float, grid: GranuleGrid):
     return dt_ms, t_start, t_end, orbit, granule_name(t_start, t_end, orbit, processed)
 
 
+def snapshot_time(day, t_ov: float) -> np.datetime64:
+    """The UTC time [s] of the plume snapshot a granule shows: ``t_ov`` seconds after the day's 00 UTC."""
+    return np.datetime64(day, "s") + np.timedelta64(int(round(t_ov)), "s")
+
+
 def simulate_granule(setup, task: DayTask, weather: DayWeather, q, k: int, t_ov: float, lon_n: float, grid) -> dict:
     """Render, observe and write granule ``k`` of the day and its truth fields; return its granules.csv row."""
     o = setup.o
@@ -239,7 +244,8 @@ def simulate_granule(setup, task: DayTask, weather: DayWeather, q, k: int, t_ov:
         cloud=cloud,
         lat=lat,
         lon=lon,
-        attrs={"granule": name, "lifetime_h": weather.lifetime_h, "overpass_time_utc": str(t_start)},
+        # the plume is the puffs' snapshot at t_ov (the region centre's scan time), not at the granule's first scanline
+        attrs={"granule": name, "lifetime_h": weather.lifetime_h, "overpass_time_utc": str(snapshot_time(day, t_ov))},
     )
     row = {"file": name, "date": str(day), "orbit": orbit, "time_coverage_start": str(t_start)}
     row["time_coverage_end"] = str(t_end)
