@@ -114,6 +114,23 @@ def test_china_years_change_names_a_real_big_plant(data_dir):
     assert list(off.id) == ["CoCO2_02495"] and off.nox_t_per_yr.iloc[0] > 20_000 and off.iso3.iloc[0] == "CHN"
 
 
+def test_europe_year_is_china_year_elsewhere_with_its_own_seed_and_no_change(data_dir):
+    """The validation country year: china_year's physics and period, a box disjoint from china_year's (the test) and
+    the demo's, seed 7 (not the global 42 that the demo and china_year take), no injected change."""
+    china = compose(["osse=china_year"]).osse
+    cfg = compose([f"paths.data={data_dir}", "osse=europe_year"])
+    europe = cfg.osse
+    assert europe.region.name == "europe" and europe.seed == 7 and china.seed == 42 and list(europe.changes) == []
+    for group in ("dates", "swath", "sources", "transport", "wind", "clouds", "background", "noise", "truth"):
+        assert europe[group] == china[group], group
+    (w, s_, e, n), (cw, cs, ce, cn) = europe.region.bbox, china.region.bbox
+    m = europe.region.margin_deg + china.region.margin_deg
+    assert e + m < cw or w - m > ce or n + m < cs or s_ - m > cn  # disjoint, margins included
+    check_config(cfg)
+    src = select_sources(cfg)
+    assert len(src) > 500 and (src.nox_t_per_yr >= 100).all() and src.change_date.isna().all()
+
+
 BAD = [
     (["osse.dates.days=0"], "osse.dates.days"),
     (["osse.units_dir=${paths.outputs}/osse/cache"], "osse.units_dir"),
