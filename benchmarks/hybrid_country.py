@@ -22,6 +22,9 @@ from pathlib import Path
 
 from no2hotspots.headline import f1  # the headline's F1: site precision with nearest-source recall
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from year import chain_overrides  # noqa: E402  (the chain year.py ran)
+
 REPO = Path(__file__).resolve().parents[1]
 BINS = ("gt5000", "4000_5000", "2000_4000", "lt2000")
 DEFAULT_VARIANTS = [
@@ -34,19 +37,12 @@ DEFAULT_VARIANTS = [
 
 
 def chain(root: Path, preset: str, model: str, data: str, workers: int) -> list[str]:
-    """The overrides ``year.py`` ran the chain with (its folders, the preset's whole period, the model)."""
-    return [
-        f"paths.data={data}",
-        f"paths.outputs={root / 'outputs'}",
-        f"paths.plots={root / 'plots'}",
-        f"paths.mlruns={root / 'mlruns'}",
-        f"osse={preset}",
-        "osse.dates.end=null",
-        *[f"{s}.collection=osse" for s in ("ingest", "detect", "baseline", "hybrid", "evaluate")],
-        f"detect.model_uri={model}",
-        "evaluate.log_to=none",
-        *(["parallel.n_workers=1"] if workers == 1 else ["parallel.scheduler=local", f"parallel.n_workers={workers}"]),
-    ]
+    """The overrides ``year.py`` ran the chain with (its folders, the preset's whole period, the model), less
+    ``paths.metrics``, which each variant sets."""
+    from no2hotspots.config import compose
+
+    days = int(compose([f"paths.data={data}", f"osse={preset}"]).osse.dates.days)
+    return [o for o in chain_overrides(preset, days, root, model, data, workers) if not o.startswith("paths.metrics=")]
 
 
 def figures(metrics: dict, table: str) -> dict:
