@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..detect.field import NUMBERS
+from ..detect.field import NUMBERS, Number
 from ..detect.resample import RESAMPLE
 from ..detect.tiles import TILINGS, resolve_tiling
 from ..errors import UserError
@@ -69,6 +69,18 @@ PARAM_DEFAULTS: dict[str, Any] = {
     "background_sigma_km": 50.0,
     "background_mask_z": 0.0,
 }
+_CELLS = "must be an integer in 0..1024"
+#: every numeric param: the detect stage's table (:data:`no2hotspots.detect.field.NUMBERS`) and the served model's
+#: flattened ``detect.peaks.*`` / ``detect.context.*`` and grid keys, in the same form
+SERVED_NUMBERS: dict[str, Number] = {
+    **NUMBERS,
+    "prominence": Number(float, lambda v: v > 0, "must be > 0 (>= 1: never split a region into several hotspots)"),
+    "min_separation_px": Number(int, lambda v: v >= 1, "must be an integer >= 1"),
+    "resolution_deg": Number(float, lambda v: 0 <= v <= 10, "must be in [0, 10] degrees (0 = inferred from lat/lon)"),
+    "max_resolution_ratio": Number(float, lambda v: v >= 1, "must be >= 1"),
+    "context_core": Number(int, lambda v: 0 <= v <= 1024, _CELLS),
+    "context_margin": Number(int, lambda v: 0 <= v <= 1024, _CELLS),
+}
 REQUIRED_COLUMNS = ("lat", "lon", "no2")
 OPTIONAL_COLUMNS = ("coverage", "overpass")
 HOTSPOT_FIELDS = (
@@ -95,12 +107,6 @@ class ServingInputError(UserError):
     """A request the served model cannot use; one line naming the column or param."""
 
 
-def _finite_number(v: Any) -> bool:
-    """A finite int or float param (``True`` is not a number here): config.is_number's test, kept here so that the
-    served model does not import the config layer (omegaconf)."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def settings(params: dict | None) -> dict[str, Any]:
     """The request params merged over :data:`PARAM_DEFAULTS`, checked (one-line :class:`ServingInputError`)."""
     s = dict(PARAM_DEFAULTS)
@@ -108,35 +114,17 @@ def settings(params: dict | None) -> dict[str, Any]:
         if k not in PARAM_DEFAULTS:
             raise ServingInputError(f"params: unknown param {k!r} (known: {', '.join(PARAM_DEFAULTS)})")
         s[k] = v.item() if isinstance(v, np.generic) else v
-    for k, spec in NUMBERS.items():  # the detect stage's numeric settings, checked and typed as there
+    for k, spec in SERVED_NUMBERS.items():  # the detect stage's numeric settings, checked and typed as there
         v = spec.value(s[k], whole_floats=True)
         if v is None:
             raise ServingInputError(f"params.{k}: {spec.problem} (got {s[k]!r})")
         s[k] = v
-    checks = {
-        "prominence": (lambda v: v > 0, "must be > 0 (>= 1: never split a region into several hotspots)"),
-        "min_separation_px": (lambda v: v == int(v) and v >= 1, "must be an integer >= 1"),
-        "resolution_deg": (lambda v: 0 <= v <= 10, "must be in [0, 10] degrees (0 = inferred from lat/lon)"),
-        "max_resolution_ratio": (lambda v: v >= 1, "must be >= 1"),
-    }
-    for k, (ok, problem) in checks.items():
-        v = s[k]
-        if not _finite_number(v) or not ok(v):
-            raise ServingInputError(f"params.{k}: {problem} (got {v!r})")
-    for k in ("context_core", "context_margin"):
-        v = s[k]
-        if not _finite_number(v) or v != int(v) or not 0 <= v <= 1024:
-            raise ServingInputError(f"params.{k}: must be an integer in 0..1024 (got {v!r})")
-        s[k] = int(v)
     if s["tiling"] not in TILINGS:
         raise ServingInputError(f"params.tiling: must be {', '.join(TILINGS)} (got {s['tiling']!r})")
     if s["resample"] not in RESAMPLE:
         raise ServingInputError(f"params.resample: must be {' or '.join(RESAMPLE)} (got {s['resample']!r})")
     if not isinstance(s["mask_invalid"], bool):
         raise ServingInputError(f"params.mask_invalid: must be true or false (got {s['mask_invalid']!r})")
-    s["min_separation_px"] = int(s["min_separation_px"])
-    for k in ("resolution_deg", "max_resolution_ratio", "prominence"):
-        s[k] = float(s[k])
     return s
 
 
