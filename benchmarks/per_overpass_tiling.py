@@ -87,11 +87,12 @@ def main(argv=None) -> int:
             edge = edge_distance(hi, hj, (len(la), len(lo)))
             gap_cells = m["gap_cells"].to_numpy() if gaps != [1] else np.ones(len(m), int)
             shift = m["background_shift_mol_m2"].to_numpy(float) if args.gap_shifted else None
+            # with --gap-shifted, hotspots with shift <= T pass every gap rule
+            gap = {s: gap_cells if shift is None else np.where(shift > s, gap_cells, max(gaps)) for s in shifts}
             for th in THRESHOLDS:
                 for e in edges:
-                    for g, s in rules:  # with --gap-shifted, hotspots with shift <= T pass every gap rule
-                        gap = gap_cells if shift is None else np.where(shift > s, gap_cells, max(gaps))
-                        h = m[(m["peak_rel_emission"] >= th).to_numpy() & (edge >= e) & (gap >= g)]
+                    for g, s in rules:
+                        h = m[(m["peak_rel_emission"] >= th).to_numpy() & (edge >= e) & (gap[s] >= g)]
                         h_lat, h_lon = h["peak_lat"].to_numpy(float), h["peak_lon"].to_numpy(float)
                         tally[t, th, e, g, s].add(s_lat, s_lon, h_lat, h_lon, sources)
     result = {"root": str(root), "overpasses": len(keys), "strong_t_nox_per_yr": args.strong, "rows": []}
