@@ -816,6 +816,8 @@ def main() -> None:
         "runs": [],
     }
     roots = []
+    if args.tmp:
+        Path(args.tmp).mkdir(parents=True, exist_ok=True)  # mkdtemp wants its parent to exist
     try:
         for n, d in zip(sizes, days):
             if roots and not args.keep:  # only the last size's outputs are needed later (scaling, kill)
