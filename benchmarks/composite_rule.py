@@ -46,10 +46,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from no2hotspots.headline import f1  # the headline's F1: site precision with nearest-source recall
+from no2hotspots.headline import BINS, f1  # the headline's bins and F1: site precision with nearest-source recall
 
 REPO = Path(__file__).resolve().parents[1]
-BINS = ("gt5000", "4000_5000", "2000_4000", "lt2000")
 
 
 def _recurrence(alpha: str, level: str, *extra: str, position: str = "cell") -> list[str]:

@@ -20,13 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-from no2hotspots.headline import f1  # the headline's F1: site precision with nearest-source recall
+from no2hotspots.headline import BINS, f1  # the headline's bins and F1: site precision with nearest-source recall
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from year import chain_overrides  # noqa: E402  (the chain year.py ran)
 
 REPO = Path(__file__).resolve().parents[1]
-BINS = ("gt5000", "4000_5000", "2000_4000", "lt2000")
 DEFAULT_VARIANTS = [
     ["k2", "hybrid.k_sigma=2.0"],
     ["k2.5", "hybrid.k_sigma=2.5"],
