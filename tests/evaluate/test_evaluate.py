@@ -108,6 +108,8 @@ def test_per_source_rules(case, tmp_path):
     row = nn.loc["5.5_11"]  # S2 and S3, 7.8 km apart
     assert (row.n_observed, row.rate_cell, row.rate_strict, row.rate_distance, row.rate_nearest) == (2, 0.5, 0, 1, 0.5)
     assert nn.loc["33_55", "n_observed"] == 1 and nn.loc["33_55", "rate_nearest"] == 1.0  # S1 (S4 unobserved)
+    by_obs = pd.read_csv(_out(tmp_path, "model", "recall_by_obs.csv")).set_index("bin").loc["all"]
+    assert (by_obs.n_total, by_obs.n_observed, by_obs.n_unobserved) == (4, 3, 1)  # S4's cell has no valid overpass
     assert m["model/recall_nn_5.5_11km"] == 0.5  # evaluate.source_rule = nearest
     assert m["model/source_recall_strict"] == pytest.approx(1 / 3)
 

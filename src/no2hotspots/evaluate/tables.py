@@ -182,7 +182,7 @@ def _recall_curves(table: Table, scene: Scene, src: pd.DataFrame, md: int) -> di
         "recall_by_obs": rules_by_bins(
             src["obs_count"],
             s.recall_obs_bins,
-            np.ones(len(src), bool),
+            src["observed"],  # a cell below evaluate's min_observations is unobserved here too, as in every table
             {r: (src[f"n_detections_{r}"] >= md).to_numpy() for r in RULES},
         ),
         "recall_by_neighbour": rules_by_bins(src["nn_km"], s.recall_neighbour_bins_km, src["observed"], found),
