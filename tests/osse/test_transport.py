@@ -182,3 +182,25 @@ def test_coarse_release_draws_the_plume_of_a_fine_release(speed):
     assert mass[30.0] == pytest.approx(100.0 * 4 * 3600.0 * (1 - np.exp(-6.0 / 4.0)), rel=1e-3)
     assert coarse.max() / fine.max() == pytest.approx(1.0, abs=0.04)
     assert np.abs(coarse - fine).max() < 0.05 * fine.max()
+
+
+def test_no2_ramp_takes_the_unconverted_share_off_each_sub_puff_by_its_age():
+    # Meier et al. 2024's NOx/NO2 = m exp(-t/r) + f0 with the far-field share kept: mass x f0 / (m exp(-t/r) + f0)
+    from no2hotspots.osse.transport import no2_ramp_factor
+
+    t = np.arange(-3600.0, 7 * 3600.0 + 1800.0, 900.0)
+    wind = SourceWinds(t, np.full((2, t.size), 5.0), np.full((2, t.size), 250.0))
+    kw = dict(release_hours=6.0, release_interval_min=30.0, substeps=1, sigma0_m=800.0, diffusivity_m2_s=1500.0)
+    args = ([LAT0, LAT0 + 0.3], [LON0, LON0 - 0.2], [100.0, 40.0], wind, 7 * 3600.0)
+    plain = release_puffs(*args, lifetime_h=4.0, **kw)
+    ramp = release_puffs(*args, lifetime_h=4.0, no2_ramp=([6.1, 1.6], 744.0, [1.9, 1.31]), **kw)
+    np.testing.assert_array_equal(ramp.age_s, plain.age_s)
+    m = np.array([6.1, 1.6])[plain.source]
+    f0 = np.array([1.9, 1.31])[plain.source]
+    np.testing.assert_allclose(ramp.mass_mol, plain.mass_mol * no2_ramp_factor(plain.age_s, m, 744.0, f0), rtol=1e-12)
+    young = plain.age_s < 600.0
+    assert np.all(ramp.mass_mol[young] < 0.7 * plain.mass_mol[young])  # at most 0.65 for m 1.6, f0 1.31
+    assert no2_ramp_factor(0.0, 6.1, 744.0, 1.9) == pytest.approx(1.9 / 8.0)
+    assert no2_ramp_factor(6 * 3600.0, 6.1, 744.0, 1.9) == pytest.approx(1.0, abs=1e-9)
+    same = release_puffs(*args, lifetime_h=4.0, no2_ramp=(0.0, 744.0, 1.9), **kw)  # m 0: exactly the plain puffs
+    np.testing.assert_array_equal(same.mass_mol, plain.mass_mol)

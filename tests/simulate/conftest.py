@@ -98,7 +98,19 @@ def one_source():
 
 
 def make_one_source(
-    st, *, row=32.2, col=10.3, q=1.0, u=5.0, wdir=270.0, tau_h=4.0, cls=3, n_src=1, transport=0, diffusivity=2000.0
+    st,
+    *,
+    row=32.2,
+    col=10.3,
+    q=1.0,
+    u=5.0,
+    wdir=270.0,
+    tau_h=4.0,
+    cls=3,
+    n_src=1,
+    transport=0,
+    diffusivity=2000.0,
+    ramp=(0.0, 744.0, 1.9),
 ):
     """SceneParams for a single scene with one point source (explicit parameters, steady wind, no area sources,
     observed at the scene pixel, no clouds)."""
@@ -114,6 +126,7 @@ def make_one_source(
         wind_from_direction=np.array([wdir]),
         stability_class=np.array([cls], np.int8),
         no2_lifetime_h=np.array([tau_h]),
+        no2_ramp=np.array([ramp], float),
         cloud_fraction=np.array([0.0]),
         noise_std=np.array([1e-5]),
         background_mean=np.array([1e-5]),

@@ -133,3 +133,29 @@ def test_overlapping_footprints_take_the_larger_r(settings, world):
             blk = exp[max(r0, 0) : r0 + k, max(c0, 0) : c0 + k]
             np.maximum(blk, np.float32(q), out=blk)
         np.testing.assert_array_equal(out["emission"][i], exp)
+
+
+@pytest.mark.parametrize("cls", [0, 3, 5])
+def test_no2_ramp_scales_the_crosswind_flux_by_the_conversion_at_each_age(one_source, settings, cls):
+    # near-source NO -> NO2 (simulate.no2_ramp): the flux at downwind x is q exp(-x/(u tau)) f0 / (m exp(-x/(u r)) + f0)
+    from dataclasses import replace
+
+    u, tau_h, q, (m, r, f0) = 5.0, 4.0, 1.3, (6.1, 744.0, 1.9)
+    st = replace(settings, no2_ramp_m=(m, m))
+    c = plume_columns(one_source(st, q=q, u=u, tau_h=tau_h, cls=cls, wdir=270.0, ramp=(m, r, f0)), st)[0]
+    for j in (14, 20, 30, 45):
+        x = (j - 10.3) * A
+        flux = c[:, j].sum(dtype=np.float64) * A * u
+        want = q * np.exp(-x / (u * tau_h * 3600)) * f0 / (m * np.exp(-x / (u * r)) + f0)
+        assert flux == pytest.approx(want, rel=0.02)
+    off = plume_columns(one_source(settings, q=q, u=u, tau_h=tau_h, cls=cls, wdir=270.0), settings)[0]
+    assert c[:, 11].sum() < 0.5 * off[:, 11].sum() and c[:, 45].sum() > 0.95 * off[:, 45].sum()
+
+
+def test_no2_ramp_of_m_0_is_the_plume_without_it(one_source, settings):
+    from dataclasses import replace
+
+    st = replace(settings, no2_ramp_m=(0.0, 1.0))  # on, but this scene's m is 0: the conversion is exactly 1
+    for transport in (0, 1):
+        p = one_source(st, row=30.4, col=12.7, wdir=250.0, transport=transport)
+        np.testing.assert_array_equal(plume_columns(p, st), plume_columns(p, settings))

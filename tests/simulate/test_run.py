@@ -147,6 +147,8 @@ def test_splits_disjoint_and_contract(two_runs, population):
         ("simulate.splits.test=0.3", "simulate.splits"),
         ("simulate.clouds.fraction_max=1.5", "simulate.clouds.fraction_max"),
         ("simulate.sources.footprint_px=0", "simulate.sources.footprint_px"),
+        ("simulate.no2_ramp.m=[2.0,1.0]", "simulate.no2_ramp.m"),
+        ("simulate.no2_ramp.f0=[0.0,1.9]", "simulate.no2_ramp.f0"),
     ],
 )
 def test_config_errors_name_the_key(sim_overrides, override, key):

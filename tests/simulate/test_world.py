@@ -300,3 +300,28 @@ def test_new_keys_are_checked(sim_overrides):
         with pytest.raises(ConfigError) as e:
             from_config(cfg)
         assert e.value.key == key and "\n" not in str(e.value)
+
+
+def test_no2_ramp_lowers_the_no2_near_sources_not_the_target_and_is_off_by_default(settings, world):
+    """simulate.no2_ramp (near-source NO -> NO2): drawn per scene only when on, so the default scenes, and the shards
+    written from them, stay byte for byte; on, the NO2 near each source falls, the target does not move, and the
+    shard records each scene's m, r, f0."""
+    from no2hotspots.simulate.dataset import global_attrs, make_dataset
+
+    assert not settings.no2_ramp_on
+    p = sample_scenes(np.random.default_rng(1), 30, settings, world)
+    assert not p.no2_ramp.any()
+    on = dataclasses.replace(settings, no2_ramp_m=(1.6, 6.1))
+    q = sample_scenes(np.random.default_rng(1), 30, on, world)
+    assert np.all((q.no2_ramp[:, 0] >= 1.6) & (q.no2_ramp[:, 0] <= 6.1))
+    assert np.all((q.no2_ramp[:, 1] >= 486.0) & (q.no2_ramp[:, 2] <= 1.9))
+    q_same = dataclasses.replace(q, no2_ramp=q.no2_ramp * [0.0, 1.0, 1.0])  # the same scenes with the ramp's m = 0
+    a = simulate_batch(q_same, on, np.random.default_rng(2))
+    b = simulate_batch(q, on, np.random.default_rng(2))
+    np.testing.assert_array_equal(a["emission"], b["emission"])
+    has = q.n_sources > 0
+    assert np.all(np.nansum(b["no2"][has], axis=(1, 2)) < np.nansum(a["no2"][has], axis=(1, 2)))  # clouds: NaN
+    attrs = global_attrs(settings, 0.0, 48000.0)
+    ds_off = make_dataset(p, simulate_batch(p, settings, np.random.default_rng(2)), np.arange(30), attrs)
+    ds_on = make_dataset(q, b, np.arange(30), attrs)
+    assert "no2_ramp_m" not in ds_off and np.allclose(ds_on["no2_ramp_r"].values, q.no2_ramp[:, 1], rtol=1e-6)

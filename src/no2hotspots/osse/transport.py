@@ -3,7 +3,8 @@ the training simulator's second transport model (:mod:`no2hotspots.simulate.puff
 
 Each source releases a Gaussian puff every ``release_interval_min`` over the ``release_hours`` before overpass.
 Puffs are advected on the sphere by the day's time- and space-varying wind (midpoint/RK2 steps), grow as
-sigma^2 = sigma0^2 + 2 K_h age, and lose NO2 as exp(-age / lifetime). A puff stands for the stretch of plume its
+sigma^2 = sigma0^2 + 2 K_h age, and lose NO2 as exp(-age / lifetime); optionally (``no2_ramp``) young NO2 is also
+scaled by :func:`no2_ramp_factor`, the stack's NO still turning into NO2. A puff stands for the stretch of plume its
 release interval makes in the wind; it is drawn as sub-puffs along that stretch (:func:`_along_path`). The column
 seen by a pixel is the exact pixel-area average of the isotropic Gaussians: in the grid's (along, across) frame
 each puff factorises into an along-track and an across-track erf term.
@@ -47,6 +48,17 @@ class Puffs:
     source: np.ndarray  # index of the emitting source (into the arrays given to release_puffs)
 
 
+def no2_ramp_factor(age_s, m, r_s, f0):
+    """Share of the far-field NO2 present at plume age ``age_s`` [s] while the stack's NO turns into NO2: Meier et al.
+    (2024) fit NOx/NO2 = m exp(-t / r) + f0 along real plumes (ddeq 1.1, ``ddeq.functions.NO2toNOxConversion``);
+    keeping the configured far-field NO2 share, the column is scaled by f0 / (m exp(-t / r) + f0): 1 / (1 + m / f0)
+    at the stack, 1 downwind, exactly 1 at m = 0. Arguments broadcast (NumPy)."""
+    f0 = np.asarray(f0, float)
+    return f0 / (
+        np.asarray(m, float) * np.exp(-np.maximum(np.asarray(age_s, float), 0.0) / np.asarray(r_s, float)) + f0
+    )
+
+
 def _per_source(x, n: int):
     """A scalar stays a float; a per-source array becomes a column (n, 1) that broadcasts over a source's puffs."""
     a = np.asarray(x, float)
@@ -74,6 +86,7 @@ def release_puffs(
     lifetime_h,
     near: GranuleGrid | None = None,
     cutoff_sigma: float = 6.0,
+    no2_ramp=None,
 ) -> Puffs:
     """Release and advect puffs from sources (lat, lon, q) up to ``t_overpass_s`` (seconds since 00 UTC).
 
@@ -83,7 +96,7 @@ def release_puffs(
     :class:`~no2hotspots.osse.weather.SourceWinds` with one wind per source). With ``near`` (a grid), only the
     sources whose puffs can come within ``cutoff_sigma`` puff widths of that grid are advected: the others cannot
     change what :func:`render_puffs` draws on it (see :func:`sources_near`). ``Puffs.source`` always indexes the
-    arrays given here.
+    arrays given here. ``no2_ramp``: None or ``(m, r_s, f0)`` of :func:`no2_ramp_factor`, scalars or per source.
     """
     lat = np.atleast_1d(np.asarray(lat, float))
     lon = np.atleast_1d(np.asarray(lon, float))
@@ -91,6 +104,7 @@ def release_puffs(
     sig0 = _per_source(sigma0_m, lat.size)
     kh = _per_source(diffusivity_m2_s, lat.size)
     tau_h = _per_source(lifetime_h, lat.size)
+    ramp = None if no2_ramp is None else tuple(_per_source(x, lat.size) for x in no2_ramp)
     sel = np.arange(lat.size)
     if near is not None and lat.size:
         sel = sources_near(
@@ -107,6 +121,7 @@ def release_puffs(
         )
         lat, lon, q = lat[sel], lon[sel], q[sel]
         sig0, kh, tau_h = _take(sig0, sel), _take(kh, sel), _take(tau_h, sel)
+        ramp = None if ramp is None else tuple(_take(x, sel) for x in ramp)
         if hasattr(wind, "take"):
             wind = wind.take(sel)
     dt = float(release_interval_min) * 60.0
@@ -135,10 +150,10 @@ def release_puffs(
         plat[:, kmin:] = la + h * v * deg
         plon[:, kmin:] = lo + h * u * deg / np.cos(np.radians(mlat))
     age = np.broadcast_to((t_overpass_s - t_rel)[None, :], (S, K))
-    return _along_path(plat, plon, age, q, sig0, kh, tau_h * 3600.0, dt, sel)
+    return _along_path(plat, plon, age, q, sig0, kh, tau_h * 3600.0, dt, sel, ramp)
 
 
-def _along_path(plat, plon, age, q, sig0, kh, tau_s, dt, sel) -> Puffs:
+def _along_path(plat, plon, age, q, sig0, kh, tau_s, dt, sel, ramp=None) -> Puffs:
     """Spread each puff's emission along the stretch of plume it stands for, as sub-puffs on the path.
 
     Puff k carries the emission of one release interval, which in the wind lies along the path from half-way to
@@ -183,11 +198,14 @@ def _along_path(plat, plon, age, q, sig0, kh, tau_s, dt, sel) -> Puffs:
     age_j = age.ravel()[idx] + f * dt
     var_j = per_puff(sig0**2)[idx] + 2.0 * per_puff(kh)[idx] * age_j
     sigma = np.sqrt(var_j + (seg.ravel()[idx] / n_f[idx]) ** 2 / 12.0)
+    mass = per_puff(q[:, None])[idx] * dt / n_f[idx] * np.exp(-age_j / per_puff(tau_s)[idx])
+    if ramp is not None:
+        mass = mass * no2_ramp_factor(age_j, *(per_puff(x)[idx] for x in ramp))
     return Puffs(
         plat.ravel()[idx] + np.abs(f) * step_lat,
         (plon.ravel()[idx] + np.abs(f) * step_lon + 180.0) % 360.0 - 180.0,
         sigma,
-        per_puff(q[:, None])[idx] * dt / n_f[idx] * np.exp(-age_j / per_puff(tau_s)[idx]),
+        mass,
         age_j,
         src.ravel()[idx],
     )

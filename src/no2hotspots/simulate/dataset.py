@@ -243,4 +243,13 @@ def _extra_vars(p: SceneParams, out: dict) -> dict:
             out["n_static_columns"].astype(np.int8),
             {"long_name": "number of static urban columns (not marked; simulate.background.static)"},
         )
+    if np.any(p.no2_ramp[:, 0] > 0):  # only with simulate.no2_ramp on: default shards as before
+        for i, (name, units, what) in enumerate(
+            (("m", "1", "amplitude m"), ("r", "s", "time scale r"), ("f0", "1", "far-field NOx/NO2 ratio f0"))
+        ):
+            extra[f"no2_ramp_{name}"] = (
+                sc,
+                p.no2_ramp[:, i].astype(f32),
+                {"units": units, "long_name": f"near-source NO -> NO2 conversion, NOx/NO2 = m exp(-t/r) + f0: {what}"},
+            )
     return extra

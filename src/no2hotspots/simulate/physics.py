@@ -68,14 +68,15 @@ def column_point(s_m, t_m, q_mol_s, u, tau_s, stability_class, sigma0_m: float):
     return np.where(s > 0, c, 0.0)
 
 
-def _pixel_column(s, t, amp, inv_ut, c, sig0sq, ha, hb):
+def _pixel_column(s, t, amp, inv_ut, c, sig0sq, ha, hb, ramp=None):
     """Column averaged over a (sub-)pixel whose cross-wind projection is a box(2 ha) * box(2 hb) trapezoid.
 
     ``s``, ``t`` [m] float32 arrays (downwind / cross-wind offset of the (sub-)pixel centre); the others broadcast:
     ``amp`` = Q/u, ``inv_ut`` = 1/(u tau), ``c`` = Briggs coefficient, ``sig0sq`` = sigma0^2, ``ha >= hb > 0`` the
     half-widths. Exact for the cross-wind average (the Gaussian convolved with the trapezoid, written as the second
     difference of Psi(z) = max(z, 0) + Psi(-|z|), which keeps float32 free of cancellation); the along-wind variation
-    is sampled at the centre.
+    is sampled at the centre. ``ramp``: None or ``(m, 1/(u r), f0)`` of the near-source NO -> NO2 conversion
+    (:func:`no2hotspots.osse.transport.no2_ramp_factor` at plume age s / u), sampled at the centre as well.
     """
     f32 = np.float32
     sp = np.maximum(s, f32(0.0))
@@ -89,6 +90,9 @@ def _pixel_column(s, t, amp, inv_ut, c, sig0sq, ha, hb):
     psi = _psi_unit(z)
     dens = dens + sig * ((psi[0] - psi[1]) - (psi[2] - psi[3]))
     val = amp * np.exp(-sp * inv_ut) * dens / (f32(4.0) * ha * hb)
+    if ramp is not None:
+        m, inv_ur, f0 = ramp
+        val = val * (f0 / (m * np.exp(-sp * inv_ur) + f0))
     return np.where(s > 0, val, f32(0.0))
 
 
@@ -127,12 +131,15 @@ def plume_pixels(
     subpixel_radius_px: int,
     truncate_sigma: float,
     chunk: int = 16,
+    no2_ramp=None,
 ) -> np.ndarray:
     """Pixel-averaged plume columns of many sources summed into ``(n_scenes, size_px, size_px)`` float32 [mol m-2].
 
     Per-source 1-D arrays: ``scene_index`` (which scene the source belongs to), ``row``/``col`` (float pixel index),
     ``q_mol_s``, ``wind_speed`` [m s-1], ``wind_from_direction`` [deg], ``tau_s`` [s], ``stability_class`` (0..5);
-    ``sigma0_m`` is one initial width for all or one per source (area sources are wide).
+    ``sigma0_m`` is one initial width for all or one per source (area sources are wide). ``no2_ramp``: None or
+    per-source ``(m, r_s, f0)`` of the near-source NO -> NO2 conversion
+    (:func:`no2hotspots.osse.transport.no2_ramp_factor`).
     """
     f32 = np.float32
     n = size_px
@@ -160,6 +167,10 @@ def plume_pixels(
     sig0sq = (sig0**2).astype(f32)
     R = int(subpixel_radius_px)
     idx = np.arange(n, dtype=np.float64)
+    ramp = None
+    if no2_ramp is not None:
+        rm, rr, rf = (np.broadcast_to(np.asarray(x, dtype=np.float64), (nsrc,)) for x in no2_ramp)
+        ramp = (rm.astype(f32), (1.0 / (u * rr)).astype(f32), rf.astype(f32))
 
     keys_all, vals_all = [], []
     # --- far field: pixel averages at pixel centres, only where the plume can matter ------------------------------
@@ -188,7 +199,17 @@ def plume_pixels(
             flat, gs, kp = flat[far], gs[far], kp[far]
         if flat.size == 0:
             continue
-        v = _pixel_column(s.ravel()[flat], t.ravel()[flat], amp[gs], inv_ut[gs], cc[gs], sig0sq[gs], ha[gs], hb[gs])
+        v = _pixel_column(
+            s.ravel()[flat],
+            t.ravel()[flat],
+            amp[gs],
+            inv_ut[gs],
+            cc[gs],
+            sig0sq[gs],
+            ha[gs],
+            hb[gs],
+            None if ramp is None else tuple(x[gs] for x in ramp),
+        )
         keys_all.append(scene_index[gs] * npix + kp)
         vals_all.append(v)
 
@@ -214,7 +235,15 @@ def plume_pixels(
             t = (dn * exs - de * eys).astype(f32)
             e3 = (slice(None), None, None)
             v = _pixel_column(
-                s, t, amp[sl][e3], inv_ut[sl][e3], cc[sl][e3], sig0sq[sl][e3], ha[sl][e3] / f32(f), hb[sl][e3] / f32(f)
+                s,
+                t,
+                amp[sl][e3],
+                inv_ut[sl][e3],
+                cc[sl][e3],
+                sig0sq[sl][e3],
+                ha[sl][e3] / f32(f),
+                hb[sl][e3] / f32(f),
+                None if ramp is None else tuple(x[sl][e3] for x in ramp),
             ).mean(axis=2, dtype=np.float64)  # (k, P)
             inside = (pr >= 0) & (pr < n) & (pc >= 0) & (pc < n)
             keys = scene_index[sl][:, None] * npix + pr * n + pc

@@ -57,13 +57,26 @@ def scene_grid(st: Settings) -> tuple[GranuleGrid, LocalPlane]:
 
 
 def puff_columns(
-    scene, row, col, q_mol_s, sigma0_m, speed, direction, lifetime_h, diffusivity, *, n_scenes: int, st: Settings
+    scene,
+    row,
+    col,
+    q_mol_s,
+    sigma0_m,
+    speed,
+    direction,
+    lifetime_h,
+    diffusivity,
+    *,
+    n_scenes: int,
+    st: Settings,
+    no2_ramp=None,
 ):
     """Puff-rendered columns (n_scenes, size, size) float32 [mol m-2] of the given sources.
 
     Per-source arrays: ``scene`` (0..n_scenes-1), ``row``/``col`` (float pixel index), ``q_mol_s``, ``sigma0_m``;
     per-scene arrays: ``speed``/``direction`` (n_scenes, T) series on :func:`series_times`, ``lifetime_h``,
-    ``diffusivity`` [m2 s-1]."""
+    ``diffusivity`` [m2 s-1]; ``no2_ramp``: None or (n_scenes, 3) m, r [s], f0 of the near-source NO -> NO2
+    conversion."""
     size = st.size_px
     if np.size(scene) == 0:
         return np.zeros((n_scenes, size, size), np.float32)
@@ -86,6 +99,7 @@ def puff_columns(
         sigma0_m=sigma0_m,
         diffusivity_m2_s=np.asarray(diffusivity)[scene],
         lifetime_h=np.asarray(lifetime_h)[scene],
+        no2_ramp=None if no2_ramp is None else tuple(np.asarray(no2_ramp)[scene].T),
     )
     out = render_puffs(
         puffs, grid, cutoff_sigma=pf.cutoff_sigma, group=np.asarray(scene)[puffs.source], n_groups=n_scenes

@@ -91,6 +91,7 @@ class SceneParams:
     wind_from_direction: np.ndarray  # (n,) degree at overpass
     stability_class: np.ndarray  # (n,) int8 0..5
     no2_lifetime_h: np.ndarray  # (n,) h
+    no2_ramp: np.ndarray  # (n, 3) m, r [s], f0 of the near-source NO -> NO2 conversion (m 0: none)
     cloud_fraction: np.ndarray  # (n,) target fraction
     noise_std: np.ndarray  # (n,) mol m-2
     background_mean: np.ndarray  # (n,) mol m-2
@@ -208,11 +209,15 @@ def _finish(rng, n, st: Settings, pop, rows, cols, nox, site, layout, *, distrac
     edge_src = np.where(edge, np.floor(rng.random(n) * np.maximum(n_src, 1)), -1).astype(np.int8)
     edge_angle = rng.uniform(0.0, 2 * np.pi, n)
     edge_off = rng.uniform(-st.cloud_edge_offset_px, st.cloud_edge_offset_px, n)
+    ramp = np.zeros((n, 3))
+    if st.no2_ramp_on:  # drawn only when on: the scenes without it stay byte for byte what they were
+        ramp = np.stack([rng.uniform(*rg, n) for rg in (st.no2_ramp_m, st.no2_ramp_r_s, st.no2_ramp_f0)], axis=1)
     return SceneParams(
         wind_speed=spd_ov,
         wind_from_direction=dir_ov,
         stability_class=rng.choice(6, size=n, p=w / w.sum()).astype(np.int8),
         no2_lifetime_h=rng.uniform(st.lifetime_h_min, st.lifetime_h_max, n),
+        no2_ramp=ramp,
         cloud_fraction=cf,
         noise_std=rng.uniform(st.noise_std_min, st.noise_std_max, n),
         background_mean=rng.uniform(st.background_mean_min, st.background_mean_max, n),
@@ -299,6 +304,7 @@ def plume_columns(p: SceneParams, st: Settings) -> np.ndarray:
             sigma0_m=sig0,
             subpixel_factor=st.subpixel_factor,
             subpixel_radius_px=radius,
+            no2_ramp=tuple(p.no2_ramp[sc].T) if st.no2_ramp_on else None,
             **common,
         )
 
@@ -326,6 +332,7 @@ def plume_columns(p: SceneParams, st: Settings) -> np.ndarray:
             p.diffusivity,
             n_scenes=p.n,
             st=st,
+            no2_ramp=p.no2_ramp if st.no2_ramp_on else None,
         )
     return out
 

@@ -168,6 +168,15 @@ class Settings:
     swath: SwathSettings
     pairs: PairSettings
     paper_world: PaperWorldSettings
+    # near-source NO -> NO2 conversion, per scene uniform in each range (Meier et al. 2024: NOx/NO2 = m exp(-t/r) + f0;
+    # no2hotspots.osse.transport.no2_ramp_factor); m (0, 0) = off: the configured NO2 share from the stack on
+    no2_ramp_m: tuple = (0.0, 0.0)
+    no2_ramp_r_s: tuple = (486.0, 1638.0)
+    no2_ramp_f0: tuple = (1.31, 1.9)
+
+    @property
+    def no2_ramp_on(self) -> bool:
+        return self.no2_ramp_m[1] > 0
 
 
 @dataclass(frozen=True)
@@ -352,6 +361,9 @@ def from_config(cfg: DictConfig) -> Settings:
         stability_weights=stab,
         lifetime_h_min=float(tmin),
         lifetime_h_max=float(cfg.simulate.lifetime_h.max),
+        no2_ramp_m=_range(cfg, k + "no2_ramp.m", positive=False),
+        no2_ramp_r_s=_range(cfg, k + "no2_ramp.r_s"),
+        no2_ramp_f0=_range(cfg, k + "no2_ramp.f0"),
         sigma0_m=float(r("plume.sigma0_m", pos, "must be > 0 m (the initial plume width keeps the column finite)")),
         truncate_sigma=float(r("plume.truncate_sigma", lambda x: is_number(x) and x >= 2, "must be >= 2")),
         subpixel_factor=r("subpixel.factor", lambda x: _int(x) and x >= 1, "must be an integer >= 1"),
