@@ -117,7 +117,7 @@ def setup(cfg: DictConfig, experiment: str | None = None) -> str:
             relocate_store(db, root)
             exp_id = _get_or_create_experiment(name, root, store_dir=db.parent.resolve())
             if STORE_TAG not in (mlflow.get_experiment(exp_id).tags or {}):  # made before the tag: adopt it
-                mlflow.MlflowClient().set_experiment_tag(exp_id, STORE_TAG, str(db.parent.resolve()))
+                _tag_experiment(exp_id, STORE_TAG, str(db.parent.resolve()))
     elif is_server(uri):
         exp_id = _get_or_create_experiment(name, None)
     else:
@@ -130,9 +130,23 @@ def setup(cfg: DictConfig, experiment: str | None = None) -> str:
         )
         exp_id = _get_or_create_experiment(name, root)
     if (mlflow.get_experiment(exp_id).tags or {}).get(KIND_TAG) != KIND:
-        mlflow.MlflowClient().set_experiment_tag(exp_id, KIND_TAG, KIND)
+        _tag_experiment(exp_id, KIND_TAG, KIND)
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+def _tag_experiment(exp_id: str, key: str, value: str) -> None:
+    """Set an experiment tag; two processes setting the same tag at once (sweep workers on one server) may make the
+    server refuse the second insert (PostgreSQL: a unique violation on the tag's key): then the tag already holds the
+    value, which is all that was asked, and anything else is raised."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.MlflowClient().set_experiment_tag(exp_id, key, value)
+    except MlflowException:
+        if (mlflow.get_experiment(exp_id).tags or {}).get(key) != value:
+            raise
 
 
 def _get_or_create_experiment(name: str, root: Path | None, store_dir: Path | None = None) -> str:

@@ -132,3 +132,25 @@ def test_two_processes_can_open_a_fresh_store_at_once(tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
     runs = mlflow.search_runs(experiment_names=["together"], output_format="list")
     assert sorted(r.data.params["worker"] for r in runs) == ["0", "1"]
+
+
+def test_a_tag_another_process_set_first_is_no_error_a_different_one_is(tmp_path, monkeypatch):
+    # two sweep workers on one server tag the new experiment at once; PostgreSQL refuses the second insert of the tag
+    # (a CI run: "duplicate key value violates unique constraint experiment_tag_pk"). Played here on a real SQLite
+    # store: the other process's insert lands first, then MLflow's refusal reaches this one.
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    exp_id = tracking.setup(_cfg(tmp_path, "race"))
+    real = mlflow.MlflowClient.set_experiment_tag
+
+    def raced(self, experiment_id, key, value, other_value):
+        real(self, experiment_id, key, other_value)  # the other worker's write
+        raise MlflowException("duplicate key value violates unique constraint", error_code="BAD_REQUEST")
+
+    monkeypatch.setattr(mlflow.MlflowClient, "set_experiment_tag", lambda s, e, k, v: raced(s, e, k, v, v))
+    tracking._tag_experiment(exp_id, "no2hotspots.race", "same")  # the tag holds what was asked: fine
+    assert mlflow.get_experiment(exp_id).tags["no2hotspots.race"] == "same"
+    monkeypatch.setattr(mlflow.MlflowClient, "set_experiment_tag", lambda s, e, k, v: raced(s, e, k, v, "other"))
+    with pytest.raises(MlflowException, match="duplicate key"):
+        tracking._tag_experiment(exp_id, "no2hotspots.race2", "mine")
