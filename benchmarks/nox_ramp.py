@@ -5,7 +5,8 @@ The simulator and the OSSE give NO2 a fixed share of the emitted NOx from the st
 so the NOx/NO2 ratio falls from ~3-8 at the stack to its photostationary value downwind. Meier et al. (2024) fitted
 NOx/NO2 = m exp(-t / r) + f0 (t: time since emission) for four plants; ddeq 1.1 ships the fits
 (:class:`ddeq.functions.NO2toNOxConversion`). Keeping the far-field share as configured, the ramp multiplies the NO2
-column at plume age t by h(t) = f0 / (m exp(-t / r) + f0).
+column at plume age t by h(t) = f0 / (m exp(-t / r) + f0)
+(:func:`no2hotspots.osse.transport.no2_ramp_factor`, the simulator's own).
 
 This prints, for a steady Gaussian plume (:func:`no2hotspots.simulate.physics.column_point`, the training world's
 formula: Pasquill-Gifford class D, sigma0 200 m, NO2 lifetime 4 h) from a source at a pixel centre and a wind along
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from ddeq.functions import NO2toNOxConversion
 
+from no2hotspots.osse.transport import no2_ramp_factor
 from no2hotspots.simulate.physics import column_point
 
 PLANTS = ("Matimba", "Belchatow", "Janschwalde", "Lipetsk")
@@ -40,8 +42,7 @@ def pixel_row(u: float, ramp: NO2toNOxConversion | None, *, pixel_m: float, n_pi
     t = np.arange(-half + step_m / 2, half, step_m)
     c = column_point(s[:, None], t[None, :], 1.0, u, 4 * 3600.0, 3, 200.0)
     if ramp is not None:
-        m, r, f0 = ramp.params
-        c = c * (f0 / (m * np.exp(-np.maximum(s, 0.0)[:, None] / u / r) + f0))
+        c = c * no2_ramp_factor(s[:, None] / u, *ramp.params)
     along = c.mean(axis=1)  # average across the pixel's width
     per = int(round(pixel_m / step_m))
     return along[: n_pix * per].reshape(n_pix, per).mean(axis=1)

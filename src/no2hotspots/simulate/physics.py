@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..osse.transport import no2_ramp_factor
+
 #: stability class letters in index order (``stability_class`` 0..5)
 STABILITY_CLASSES = ("A", "B", "C", "D", "E", "F")
 #: Briggs (1973) rural sigma_y coefficients, sigma_y = c x (1 + 1e-4 x)^-1/2, x in m
@@ -75,8 +77,8 @@ def _pixel_column(s, t, amp, inv_ut, c, sig0sq, ha, hb, ramp=None):
     ``amp`` = Q/u, ``inv_ut`` = 1/(u tau), ``c`` = Briggs coefficient, ``sig0sq`` = sigma0^2, ``ha >= hb > 0`` the
     half-widths. Exact for the cross-wind average (the Gaussian convolved with the trapezoid, written as the second
     difference of Psi(z) = max(z, 0) + Psi(-|z|), which keeps float32 free of cancellation); the along-wind variation
-    is sampled at the centre. ``ramp``: None or ``(m, 1/(u r), f0)`` of the near-source NO -> NO2 conversion
-    (:func:`no2hotspots.osse.transport.no2_ramp_factor` at plume age s / u), sampled at the centre as well.
+    is sampled at the centre. ``ramp``: None or ``(m, u r, f0)`` of the near-source NO -> NO2 conversion
+    (:func:`~no2hotspots.osse.transport.no2_ramp_factor` at plume age s / u), sampled at the centre as well.
     """
     f32 = np.float32
     sp = np.maximum(s, f32(0.0))
@@ -91,8 +93,8 @@ def _pixel_column(s, t, amp, inv_ut, c, sig0sq, ha, hb, ramp=None):
     dens = dens + sig * ((psi[0] - psi[1]) - (psi[2] - psi[3]))
     val = amp * np.exp(-sp * inv_ut) * dens / (f32(4.0) * ha * hb)
     if ramp is not None:
-        m, inv_ur, f0 = ramp
-        val = val * (f0 / (m * np.exp(-sp * inv_ur) + f0))
+        m, ur, f0 = ramp
+        val = val * no2_ramp_factor(sp, m, ur, f0)  # exp(-(s / u) / r) = exp(-s / (u r))
     return np.where(s > 0, val, f32(0.0))
 
 
@@ -170,7 +172,7 @@ def plume_pixels(
     ramp = None
     if no2_ramp is not None:
         rm, rr, rf = (np.broadcast_to(np.asarray(x, dtype=np.float64), (nsrc,)) for x in no2_ramp)
-        ramp = (rm.astype(f32), (1.0 / (u * rr)).astype(f32), rf.astype(f32))
+        ramp = (rm.astype(f32), (u * rr).astype(f32), rf.astype(f32))
 
     keys_all, vals_all = [], []
     # --- far field: pixel averages at pixel centres, only where the plume can matter ------------------------------
