@@ -274,6 +274,46 @@ def _local_locks(fn, item, **shared):
             return _UserErrorInUnit(e)
 
 
+@contextlib.contextmanager
+def _ctrl_c_deferred():
+    """While this process waits on Dask, a Ctrl-C only sets a flag; KeyboardInterrupt is raised when the block ends.
+
+    Raised where the signal lands, it can hit distributed's ``with thread_condition:`` (``as_completed``) between
+    the wait and the release: the lock stays held, Dask's event loop blocks on it at the next finished future, and
+    ``client.close()`` times out after 60 s with tracebacks instead of the caller's one line (the CI run of
+    ``6578f6a``: tests/test_parallel_workers.py's Ctrl-C test). Off the main thread, or under a handler other than
+    Python's default one, nothing changes."""
+    import signal
+    import threading
+
+    interrupted: list = []
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield interrupted
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        raise KeyboardInterrupt
+
+
+def _next_batch(done, interrupted: list, poll_s: float = 0.05) -> list:
+    """The futures of ``done`` (an ``as_completed``) finished since the last call, at least one unless a Ctrl-C
+    came (see :func:`_ctrl_c_deferred`); polled, because a flag set by a signal handler wakes no blocking wait."""
+    import time
+
+    while not interrupted:
+        batch = done.next_batch(block=False)
+        if batch:
+            return batch
+        time.sleep(poll_s)
+    return []
+
+
 def _on_dask(fn, items, s: dict, desc: str, shared: dict) -> Iterator:
     from distributed import as_completed
     from tqdm import tqdm
@@ -287,35 +327,39 @@ def _on_dask(fn, items, s: dict, desc: str, shared: dict) -> Iterator:
     try:
         if s["dashboard"]:
             log.info("Dask dashboard: %s", client.dashboard_link)
-        scattered = {k: client.scatter([v], broadcast=True)[0] for k, v in shared.items()}  # [v]: one object
-        futures = client.map(functools.partial(_local_locks, fn), items, pure=False, **scattered)
+        with _ctrl_c_deferred():
+            scattered = {k: client.scatter([v], broadcast=True)[0] for k, v in shared.items()}  # [v]: one object
+            futures = client.map(functools.partial(_local_locks, fn), items, pure=False, **scattered)
         # a result is released as soon as it is here: a future held until the end keeps its result on the worker
         # (measured: each worker grew ~140 MB over the 909 detect units of a china_year-sized collection)
         pending = {f.key: (i, f) for i, f in enumerate(futures)}
         futures = None
         early: dict = {}  # results that came before an earlier unit's, by index
         nxt = 0
+        done = as_completed([f for _, f in pending.values()])
         with tqdm(total=len(items), desc=desc, unit="unit", disable=progress_disabled(), leave=False) as bar:
-            for future in as_completed([f for _, f in pending.values()]):
-                i, _ = pending.pop(future.key)
+            while pending:
                 try:
-                    early[i] = future.result()
-                    if isinstance(early[i], _UserErrorInUnit):
-                        raise early.pop(i).error
+                    with _ctrl_c_deferred() as interrupted:
+                        for future in _next_batch(done, interrupted):
+                            i, _ = pending.pop(future.key)
+                            early[i] = future.result()
+                            if isinstance(early[i], _UserErrorInUnit):
+                                raise early.pop(i).error
+                            bar.update()
+                        future = None
                 except BaseException:
                     client.cancel([f for _, f in pending.values()])
                     raise
-                future = None
-                bar.update()
-                while nxt in early:
+                while nxt in early:  # outside _ctrl_c_deferred: the caller's own work answers Ctrl-C as usual
                     yield early.pop(nxt)
                     nxt += 1
         finished = True
     finally:
         # drop the scattered arguments and the futures before the workers close: data still held on a closing
         # worker is what makes its heartbeat fail with a traceback at shutdown (dask/distributed#7105)
-        scattered = futures = pending = None  # noqa: F841
-        with contextlib.nullcontext() if finished else _quiet_teardown():
+        scattered = futures = pending = done = None  # noqa: F841
+        with _ctrl_c_deferred(), contextlib.nullcontext() if finished else _quiet_teardown():
             if cluster is not None:
                 _quiet_worker_shutdown(client)
             client.close()
