@@ -204,3 +204,19 @@ def test_no2_ramp_takes_the_unconverted_share_off_each_sub_puff_by_its_age():
     assert no2_ramp_factor(6 * 3600.0, 6.1, 744.0, 1.9) == pytest.approx(1.0, abs=1e-9)
     same = release_puffs(*args, lifetime_h=4.0, no2_ramp=(0.0, 744.0, 1.9), **kw)  # m 0: exactly the plain puffs
     np.testing.assert_array_equal(same.mass_mol, plain.mass_mol)
+
+
+@pytest.mark.parametrize("plant", ["Matimba", "Belchatow", "Janschwalde", "Lipetsk"])
+def test_no2_ramp_factor_is_the_far_field_share_over_ddeqs_nox_to_no2_conversion(plant):
+    """Our ramp is f0 over the NOx/NO2 factor of ddeq 1.1's ``NO2toNOxConversion`` (Meier et al. 2024) at every age
+    downwind, with ddeq's own parameters for the four plants; float32 stays float32 (the Gaussian plume's kernel)."""
+    from ddeq.functions import NO2toNOxConversion
+
+    from no2hotspots.osse.transport import no2_ramp_factor
+
+    conversion = NO2toNOxConversion(name=plant)
+    m, r, f0 = conversion.params
+    t = np.concatenate([[0.0, 1.0, 60.0], np.geomspace(120.0, 12 * 3600.0, 40)])
+    nox_over_no2, _ = conversion(t)
+    np.testing.assert_allclose(no2_ramp_factor(t, m, r, f0), f0 / nox_over_no2, rtol=1e-12)
+    assert no2_ramp_factor(t.astype(np.float32), np.float32(m), np.float32(r), np.float32(f0)).dtype == np.float32
