@@ -161,6 +161,25 @@ def _worker_profiler(enabled: bool) -> None:
 
 
 @contextlib.contextmanager
+def _sigint(handler, only_over_default: bool = False):
+    """On the main thread, SIGINT goes to ``handler`` inside the block and the previous handler is restored after;
+    yields whether it was set. Off the main thread signals cannot be set, and with ``only_over_default`` a handler
+    other than Python's default one is left alone: then nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or (
+        only_over_default and signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield False
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield True
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _workers_ignore_sigint():
     """Start the LocalCluster's worker processes with SIGINT ignored (an ignored signal stays ignored in a spawned
     process, and Python and asyncio then install no handler for it). Ctrl-C reaches every process of the terminal's
@@ -169,16 +188,8 @@ def _workers_ignore_sigint():
     cluster starts (~1-2 s a map) is ignored: interrupted there, Dask's exit handler trips over the half-started
     workers with a traceback of its own. Off the main thread signals cannot be set: nothing changes."""
     import signal
-    import threading
 
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    return _sigint(signal.SIG_IGN)
 
 
 def _client(s: dict):
@@ -283,20 +294,9 @@ def _ctrl_c_deferred():
     ``client.close()`` times out after 60 s with tracebacks instead of the caller's one line (the CI run of
     ``6578f6a``: tests/test_parallel_workers.py's Ctrl-C test). Off the main thread, or under a handler other than
     Python's default one, nothing changes."""
-    import signal
-    import threading
-
     interrupted: list = []
-    if threading.current_thread() is not threading.main_thread() or (
-        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
+    with _sigint(lambda *_: interrupted.append(True), only_over_default=True):
         yield interrupted
-        return
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
-    try:
-        yield interrupted
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if interrupted:
         raise KeyboardInterrupt
 
