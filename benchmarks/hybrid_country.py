@@ -8,7 +8,8 @@ precision, sites, the strict Table 2 per bin and the < 2000 t chance floor; the 
 of the same evaluation beside them. Use a VALIDATION year (india_year), never china_year, to choose anything.
 
     .venv/bin/python benchmarks/hybrid_country.py --root /tmp/.../year_india_year_686_xxxx --preset india_year
-        --model outputs/train/model [--data data] [--variant k2 hybrid.k_sigma=2.0 ...] [--out JSON]
+        --model outputs/train/model [--data data] [--variant k2 hybrid.k_sigma=2.0 ...] [--osse-set K=V ...]
+        [--out JSON]
 """
 
 from __future__ import annotations
@@ -35,13 +36,17 @@ DEFAULT_VARIANTS = [
 ]
 
 
-def chain(root: Path, preset: str, model: str, data: str, workers: int) -> list[str]:
-    """The overrides ``year.py`` ran the chain with (its folders, the preset's whole period, the model), less
-    ``paths.metrics``, which each variant sets."""
+def chain(root: Path, preset: str, model: str, data: str, workers: int, osse_set=()) -> list[str]:
+    """The overrides ``year.py`` ran the chain with (its folders, the preset's whole period and ``--osse-set``, the
+    model), less ``paths.metrics``, which each variant sets."""
     from no2hotspots.config import compose
 
     days = int(compose([f"paths.data={data}", f"osse={preset}"]).osse.dates.days)
-    return [o for o in chain_overrides(preset, days, root, model, data, workers) if not o.startswith("paths.metrics=")]
+    return [
+        o
+        for o in chain_overrides(preset, days, root, model, data, workers, osse_set)
+        if not o.startswith("paths.metrics=")
+    ]
 
 
 def figures(metrics: dict, table: str) -> dict:
@@ -85,11 +90,13 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(REPO / "data"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--variant", nargs="+", action="append", help="TAG hybrid.KEY=VALUE ... (repeatable)")
+    ap.add_argument("--osse-set", nargs="*", default=[], metavar="KEY=VALUE", help="the year.py run's --osse-set")
     ap.add_argument("--out", default=None, help="result JSON")
     args = ap.parse_args(argv)
     root = Path(args.root).resolve()
-    base = chain(root, args.preset, str(Path(args.model).resolve()), str(Path(args.data).resolve()), args.workers)
-    result = {"root": str(root), "preset": args.preset, "model": args.model, "variants": {}}
+    model, data = str(Path(args.model).resolve()), str(Path(args.data).resolve())
+    base = chain(root, args.preset, model, data, args.workers, args.osse_set)
+    result = {"root": str(root), "preset": args.preset, "osse_set": args.osse_set, "model": args.model, "variants": {}}
     for tag, *overrides in args.variant or DEFAULT_VARIANTS:
         v = run_variant(root, base, tag, overrides)
         result["variants"][tag] = v

@@ -226,8 +226,11 @@ def parallel_overrides(workers: int) -> list[str]:
     return ["parallel.scheduler=local", f"parallel.n_workers={workers}"]
 
 
-def chain_overrides(preset: str, days: int, root: Path, model: str, data: str, workers: int) -> list[str]:
-    """Overrides of every stage of the chain: this run's folders, the preset cut to ``days``, the model."""
+def chain_overrides(
+    preset: str, days: int, root: Path, model: str, data: str, workers: int, osse_set: tuple | list = ()
+) -> list[str]:
+    """Overrides of every stage of the chain: this run's folders, the preset cut to ``days`` and changed by
+    ``osse_set`` (``osse.*`` overrides), the model."""
     return [
         f"paths.data={data}",
         f"paths.outputs={root / 'outputs'}",
@@ -237,6 +240,7 @@ def chain_overrides(preset: str, days: int, root: Path, model: str, data: str, w
         f"osse={preset}",
         f"osse.dates.days={days}",
         "osse.dates.end=null",
+        *osse_set,
         "ingest.collection=osse",
         "detect.collection=osse",
         f"detect.model_uri={model}",
@@ -313,7 +317,7 @@ def map_span(mtimes: list[int], workers: int) -> tuple[float | None, float | Non
 
 
 def end_to_end(args, n_wanted: int, days: int, root: Path) -> dict:
-    ovr = chain_overrides(args.preset, days, root, args.model, args.data, args.workers)
+    ovr = chain_overrides(args.preset, days, root, args.model, args.data, args.workers, args.osse_set)
     stages = {}
     chain = (*STAGES[:-1], *CLASSICAL, STAGES[-1]) if args.classical else STAGES
     for st in chain:
@@ -575,7 +579,7 @@ def scaling(args, days: int, root: Path) -> dict:
     the stage's 1 -> 2 workers) and ``speedup_span_cluster`` (1-worker cluster over 2 workers: the cluster's own
     scaling, the same worker set-up on both sides); ``1_worker`` / ``1_worker_cluster`` / ``2_workers`` are the maps
     of the repeat with the median ``speedup_span`` (the extrapolation uses its unit times)."""
-    base = chain_overrides(args.preset, days, root, args.model, args.data, 1)[:-1]
+    base = chain_overrides(args.preset, days, root, args.model, args.data, 1, args.osse_set)[:-1]
     out = {"units_per_map": args.scaling_units, "repeats": args.scaling_repeats, "load_before": load()}
     for stage in args.scaling_stages:
         n = min(args.scaling_units, args.scaling_units_osse) if stage == "osse" else args.scaling_units
@@ -713,7 +717,7 @@ def checksums(folder: Path) -> dict[str, str]:
 
 
 def kill_check(args, stage: str, days: int, root: Path) -> dict:
-    ovr = chain_overrides(args.preset, days, root, args.model, args.data, args.workers)
+    ovr = chain_overrides(args.preset, days, root, args.model, args.data, args.workers, args.osse_set)
     units_dir, out = unit_dirs(root)[stage], out_dirs(root)[stage]
     reference = checksums(out)
     n_units = len(markers(units_dir))
@@ -794,6 +798,13 @@ def main() -> None:
         action="store_true",
         help="also run the baseline and hybrid stages before evaluate (scored beside the model; the demo year's chain)",
     )
+    ap.add_argument(
+        "--osse-set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="osse overrides for the preset (e.g. osse.transport.no2_ramp.m=4.0)",
+    )
     ap.add_argument("--out", default=None, help="result JSON (default benchmarks/results/year_<preset>.json)")
     args = ap.parse_args()
     if args.scaling_child:
@@ -807,6 +818,7 @@ def main() -> None:
     per_day, days = days_for(args.preset, args.data, sizes)
     result = {
         "preset": args.preset,
+        "osse_set": list(args.osse_set),
         "model": args.model,
         "workers_end_to_end": args.workers,
         "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
