@@ -25,13 +25,13 @@ import pandas as pd
 
 from no2hotspots.config import compose
 from no2hotspots.contracts import grid as grid_contract
-from no2hotspots.detect.composite import peak_cells
 from no2hotspots.detect.downwind import downwind_of_partner, partners
 from no2hotspots.evaluate.geo import PointIndex
 from no2hotspots.winds import open_winds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline_one_overpass import MATCH_KM, Tally  # noqa: E402
+from per_overpass_tiling import observed_strong  # noqa: E402  (the strong sources an overpass observed)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,13 +69,7 @@ def main(argv=None) -> int:
     tally = {r: Tally() for r in args.radius_km}
     dropped = {r: [0, 0] for r in args.radius_km}  # hotspots dropped, of them with a source within MATCH_KM
     for key in grid_contract.overpass_index(grid)["key"]:
-        with grid_contract.open_overpass(grid_contract.overpass_path(folder, key)) as ds:
-            no2, la, lo = ds["no2"].values, ds["lat"].values, ds["lon"].values
-        i, j = peak_cells(strong["lat"], strong["lon"], la, lo, res)
-        inside = (i >= 0) & (i < len(la)) & (j >= 0) & (j < len(lo))
-        seen = np.zeros(len(strong), bool)
-        seen[inside] = np.isfinite(no2[i[inside], j[inside]])
-        s_lat, s_lon = strong["lat"].to_numpy()[seen], strong["lon"].to_numpy()[seen]
+        s_lat, s_lon, _, _ = observed_strong(folder, key, strong, res)
         m = by_overpass.get(key, table.iloc[:0])
         near = sources.any_within(m["peak_lat"].to_numpy(float), m["peak_lon"].to_numpy(float), MATCH_KM)
         for r in args.radius_km:

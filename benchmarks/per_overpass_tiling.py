@@ -42,6 +42,18 @@ REPO = Path(__file__).resolve().parents[1]
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4)
 
 
+def observed_strong(folder: Path, key: str, strong: pd.DataFrame, res: float):
+    """(lat, lon) of the ``strong`` sources whose cell overpass ``key`` of the ingest ``folder`` observed (a finite
+    NO2 there), and that overpass grid's lat and lon axes."""
+    with grid_contract.open_overpass(grid_contract.overpass_path(folder, key)) as ds:
+        no2, la, lo = ds["no2"].values, ds["lat"].values, ds["lon"].values
+    i, j = peak_cells(strong["lat"], strong["lon"], la, lo, res)
+    inside = (i >= 0) & (i < len(la)) & (j >= 0) & (j < len(lo))
+    seen = np.zeros(len(strong), bool)
+    seen[inside] = np.isfinite(no2[i[inside], j[inside]])
+    return strong["lat"].to_numpy()[seen], strong["lon"].to_numpy()[seen], la, lo
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", required=True, help="a folder kept by grid_invariance.py --keep")
@@ -72,13 +84,7 @@ def main(argv=None) -> int:
     tally = {(t, th, e, g, s): Tally() for t in args.tags for th in THRESHOLDS for e in edges for g, s in rules}
     keys = list(grid_contract.overpass_index(grid)["key"])
     for key in keys:
-        with grid_contract.open_overpass(grid_contract.overpass_path(folder, key)) as ds:
-            no2, la, lo = ds["no2"].values, ds["lat"].values, ds["lon"].values
-        i, j = peak_cells(strong["lat"], strong["lon"], la, lo, res)
-        inside = (i >= 0) & (i < len(la)) & (j >= 0) & (j < len(lo))
-        seen = np.zeros(len(strong), bool)
-        seen[inside] = np.isfinite(no2[i[inside], j[inside]])
-        s_lat, s_lon = strong["lat"].to_numpy()[seen], strong["lon"].to_numpy()[seen]
+        s_lat, s_lon, la, lo = observed_strong(folder, key, strong, res)
         for t in args.tags:
             m = tables[t].get(key)
             if m is None:
