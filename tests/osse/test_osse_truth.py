@@ -131,6 +131,53 @@ def test_europe_year_is_china_year_elsewhere_with_its_own_seed_and_no_change(dat
     assert len(src) > 500 and (src.nox_t_per_yr >= 100).all() and src.change_date.isna().all()
 
 
+RAMP_RANGES = [
+    "osse.transport.no2_ramp.m=[1.6,6.1]",
+    "osse.transport.no2_ramp.r_s=645",
+    "osse.transport.no2_ramp.f0=[1.31,1.9]",
+]
+
+
+def test_no2_ramp_ranges_are_drawn_per_source_from_the_runs_seed(data_dir, tmp_path):
+    src = select_sources(osse_cfg(data_dir, tmp_path, RAMP_RANGES))
+    m, r_s, f0 = (src[c].to_numpy() for c in ("no2_ramp_m", "no2_ramp_r_s", "no2_ramp_f0"))
+    assert len(src) >= 5 and np.unique(m).size == len(src) and np.unique(f0).size == len(src)
+    assert (m >= 1.6).all() and (m <= 6.1).all() and (f0 >= 1.31).all() and (f0 <= 1.9).all() and (r_s == 645).all()
+    again = select_sources(osse_cfg(data_dir, tmp_path, RAMP_RANGES))
+    assert np.array_equal(again["no2_ramp_m"], m) and np.array_equal(again["no2_ramp_f0"], f0)
+    other = select_sources(osse_cfg(data_dir, tmp_path, [*RAMP_RANGES, "osse.seed=8"]))
+    assert not np.array_equal(other["no2_ramp_m"], m)
+    setup = prepare(osse_cfg(data_dir, tmp_path, RAMP_RANGES), src)
+    assert all(np.array_equal(a, b) for a, b in zip(setup.src_ramp, (m, r_s, f0)))
+    off = select_sources(osse_cfg(data_dir, tmp_path))  # m 0: no ramp, no columns (the truth file as before)
+    assert "no2_ramp_m" not in off and _setup(osse_cfg(data_dir, tmp_path)).src_ramp is None
+
+
+def test_a_per_source_ramp_is_each_plumes_own_and_a_range_of_one_value_is_that_value(data_dir, tmp_path):
+    def plume(extra):
+        cfg = osse_cfg(data_dir, tmp_path, extra)
+        setup = _setup(cfg)
+        orbits = day_orbits(setup, 0)
+        weather = day_weather(setup, 0, orbits)
+        t_ov, _, grid = orbits[0]
+        return render_plume(setup, weather, setup.src_q, t_ov, grid)
+
+    plain = plume([])
+    scalar = plume(
+        ["osse.transport.no2_ramp.m=4.0", "osse.transport.no2_ramp.r_s=645", "osse.transport.no2_ramp.f0=1.51"]
+    )
+    one = plume(
+        [
+            "osse.transport.no2_ramp.m=[4.0,4.0]",
+            "osse.transport.no2_ramp.r_s=[645,645]",
+            "osse.transport.no2_ramp.f0=[1.51,1.51]",
+        ]
+    )
+    drawn = plume(RAMP_RANGES)
+    assert np.array_equal(scalar, one)
+    assert 0 < scalar.sum() < plain.sum() and 0 < drawn.sum() < plain.sum() and not np.array_equal(drawn, scalar)
+
+
 BAD = [
     (["osse.dates.days=0"], "osse.dates.days"),
     (["osse.units_dir=${paths.outputs}/osse/cache"], "osse.units_dir"),
@@ -143,6 +190,9 @@ BAD = [
     (["osse.transport.release_hours=0"], "osse.transport.release_hours"),
     (["osse.transport.no2_ramp.m=-1"], "osse.transport.no2_ramp.m"),
     (["osse.transport.no2_ramp.r_s=0"], "osse.transport.no2_ramp.r_s"),
+    (["osse.transport.no2_ramp.m=[6.1,1.6]"], "osse.transport.no2_ramp.m"),
+    (["osse.transport.no2_ramp.f0=[0,1.9]"], "osse.transport.no2_ramp.f0"),
+    (["osse.transport.no2_ramp.r_s=[500,600,700]"], "osse.transport.no2_ramp.r_s"),
     (["osse.wind.speed_m_s=[5,2]"], "osse.wind.speed_m_s"),
     (["osse.changes=[5]"], "osse.changes[0]"),
     (["osse.changes=[{source:nowhere,from:'2019-09-02',factor:0}]"], "osse.changes[0].source"),

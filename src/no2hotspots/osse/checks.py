@@ -31,6 +31,17 @@ def _pair(cfg, key: str, positive: bool = True) -> tuple[float, float]:
     return float(v[0]), float(v[1])
 
 
+def ramp_range(value) -> tuple[float, float]:
+    """One ``osse.transport.no2_ramp`` parameter as (low, high): a value is both; a list must be [low, high] with
+    low <= high (ValueError otherwise)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value), float(value)
+    low, high = (float(x) for x in value)
+    if not low <= high:
+        raise ValueError(value)
+    return low, high
+
+
 def _date(value) -> np.datetime64 | None:
     """A YYYY-MM-DD date, or None when ``value`` is not one."""
     try:
@@ -95,9 +106,14 @@ def _check_physics(cfg) -> None:
     require(cfg, "osse.transport.horizontal_diffusivity_m2_s", lambda v: float(v) >= 0, "must be >= 0")
     require_int(cfg, "osse.transport.chunk", 1)
     _pair(cfg, "osse.transport.lifetime_h")
-    require(cfg, "osse.transport.no2_ramp.m", lambda v: float(v) >= 0, "must be >= 0 (0 = off)")
-    require(cfg, "osse.transport.no2_ramp.r_s", lambda v: float(v) > 0, "must be > 0 s")
-    require(cfg, "osse.transport.no2_ramp.f0", lambda v: float(v) > 0, "must be > 0")
+    ramp_limits = (("m", 0.0, ">= 0 (0 = off)"), ("r_s", None, "> 0 s"), ("f0", None, "> 0"))  # None: > 0
+    for name, low, problem in ramp_limits:
+        require(
+            cfg,
+            f"osse.transport.no2_ramp.{name}",
+            lambda v, low=low: all(x >= low if low is not None else x > 0 for x in ramp_range(v)),
+            f"must be a value or [low, high] with low <= high, each {problem}",
+        )
     _pair(cfg, "osse.wind.speed_m_s")
     require(cfg, "osse.wind.speed_min_m_s", lambda v: float(v) >= 0, "must be >= 0")
     require(cfg, "osse.wind.timescale_h", lambda v: float(v) > 0, "must be > 0")

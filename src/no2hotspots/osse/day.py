@@ -59,6 +59,7 @@ class RunSetup:
     src_lon: np.ndarray
     src_q: np.ndarray  # nominal NO2 rate [mol s-1]
     changes: tuple[tuple[int, str, float], ...]  # (source index, first day YYYY-MM-DD, factor)
+    src_ramp: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # per source (m, r_s, f0); None: no ramp
 
     @property
     def lat_c(self) -> float:
@@ -167,12 +168,6 @@ def wind_rows(day: np.datetime64, weather: DayWeather) -> list[dict]:
     return rows
 
 
-def no2_ramp(ramp) -> tuple[float, float, float] | None:
-    """``osse.transport.no2_ramp`` as :func:`~no2hotspots.osse.transport.release_puffs` takes it (None when m is 0)."""
-    m, r_s, f0 = (float(ramp[k]) for k in ("m", "r_s", "f0"))
-    return None if m == 0 else (m, r_s, f0)
-
-
 def render_plume(setup: RunSetup, weather: DayWeather, q: np.ndarray, t_ov: float, grid: GranuleGrid) -> np.ndarray:
     """Noise-free NO2 column [mol m-2] of the sources' puffs on the granule grid."""
     if not q.size:
@@ -191,7 +186,7 @@ def render_plume(setup: RunSetup, weather: DayWeather, q: np.ndarray, t_ov: floa
         diffusivity_m2_s=float(tr.horizontal_diffusivity_m2_s),
         lifetime_h=weather.lifetime_h,
         near=grid,
-        no2_ramp=no2_ramp(tr.no2_ramp),
+        no2_ramp=setup.src_ramp,
     )
     return render_puffs(puffs, grid, chunk=int(tr.chunk))
 

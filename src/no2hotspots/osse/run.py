@@ -9,7 +9,8 @@ and computes no day twice; the outputs are byte-identical whatever the number of
 
     granules/S5P_OSSE_L2__NO2____<start>_<end>_<orbit>_01_020400_<processed>.nc   one per orbit and day
     truth/sources.csv        sources used: id, lat, lon, nox_t_per_yr, co2_t_per_yr, no2_rate_mol_s, ...,
-                             change_date, change_factor (osse.changes; empty where none)
+                             change_date, change_factor (osse.changes; empty where none), and with the
+                             NO -> NO2 ramp on each source's no2_ramp_m, no2_ramp_r_s, no2_ramp_f0
     truth/winds.csv          per day, every 30 min: region-centre wind speed/direction-from (+ lifetime)
     truth/winds/<date>.nc    per day: the puffs' wind field u, v (time, latitude, longitude), see .truth
     truth/granules.csv       per granule: file, overpass time, across-track position, cloud cover, qa counts, ...
@@ -30,7 +31,7 @@ from .. import units
 from ..atomic import atomic_path, write_csv, write_json
 from ..inventory import load_points, points_in_bbox
 from ..inventory.load import check_bbox
-from .checks import check_changes, check_config, date_range
+from .checks import check_changes, check_config, date_range, ramp_range
 from .day import FIELDS, GRANULES, WINDS, DayTask, RunSetup, simulate_day
 from .geometry import EARTH_R_KM, ORBITS_PER_DAY, across_track_edges_km, region_outline
 from .transport import no2_rate_mol_s
@@ -55,6 +56,8 @@ SOURCE_COLUMNS = [
     "change_date",
     "change_factor",
 ]
+#: each source's near-source NO -> NO2 ramp (osse.transport.no2_ramp), in truth/sources.csv when the ramp is on
+RAMP_COLUMNS = ["no2_ramp_m", "no2_ramp_r_s", "no2_ramp_f0"]
 GRANULE_COLUMNS = [
     "file",
     "date",
@@ -96,6 +99,8 @@ def select_sources(cfg) -> pd.DataFrame:
     df["in_region"] = df["lon"].between(lon0, lon1) & df["lat"].between(lat0, lat1)
     df["no2_rate_mol_s"] = no2_rate_mol_s(df["nox_t_per_yr"], float(o.sources.no2_nox_ratio))
     df["no2_nox_ratio"] = float(o.sources.no2_nox_ratio)
+    for name, values in zip(RAMP_COLUMNS, source_ramps(o, len(df)) or ()):
+        df[name] = values
     start, n_days = date_range(o)
     changes = check_changes(o, df, start, n_days)
     df["change_date"] = pd.Series([None] * len(df), dtype=object)
@@ -104,6 +109,17 @@ def select_sources(cfg) -> pd.DataFrame:
         df.loc[i, "change_date"] = since
         df.loc[i, "change_factor"] = factor
     return df
+
+
+def source_ramps(o, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Each of ``n`` sources' (m, r_s, f0) of ``osse.transport.no2_ramp``: a value is every source's; [low, high] is
+    drawn per source, uniform, from the run's own stream ``(seed, 3)`` (m, r_s, f0 in that order); None when m is 0."""
+    ranges = [ramp_range(o.transport.no2_ramp[k]) for k in ("m", "r_s", "f0")]
+    if ranges[0] == (0.0, 0.0):
+        return None
+    rng = np.random.default_rng([int(o.seed), 3])
+    m, r_s, f0 = (rng.uniform(lo, hi, n) if hi > lo else np.full(n, lo) for lo, hi in ranges)
+    return m, r_s, f0
 
 
 def prepare(cfg, src: pd.DataFrame) -> RunSetup:
@@ -147,6 +163,7 @@ def prepare(cfg, src: pd.DataFrame) -> RunSetup:
         src_lon=src["lon"].to_numpy(float),
         src_q=src["no2_rate_mol_s"].to_numpy(float),
         changes=tuple((int(i), str(r.change_date), float(r.change_factor)) for i, r in changed.iterrows()),
+        src_ramp=tuple(src[c].to_numpy(float) for c in RAMP_COLUMNS) if RAMP_COLUMNS[0] in src else None,
     )
 
 
@@ -247,7 +264,7 @@ def publish(cfg, setup: RunSetup, src: pd.DataFrame, units_dir: Path, results: l
         for r in results:
             for f in r["files"]:
                 units.link_into(units_dir / f, tmp / f)
-        write_csv(src[SOURCE_COLUMNS], tmp / "truth" / "sources.csv")
+        write_csv(src[SOURCE_COLUMNS + [c for c in RAMP_COLUMNS if c in src]], tmp / "truth" / "sources.csv")
         write_csv(pd.DataFrame(winds, columns=WIND_COLUMNS), tmp / "truth" / "winds.csv")
         write_csv(pd.DataFrame(granules, columns=GRANULE_COLUMNS), tmp / "truth" / "granules.csv")
         write_json(
