@@ -30,9 +30,23 @@ def grid_axes(lat0=LAT0, lon0=LON0, half_deg=1.0, res=RES):
 
 
 def plume_columns(
-    q_mol_s, speed, direction_from, tau_s, *, lat, lon, src_lat=LAT0, src_lon=LON0, sub=7, stability=3, sigma0=2000.0
+    q_mol_s,
+    speed,
+    direction_from,
+    tau_s,
+    *,
+    lat,
+    lon,
+    src_lat=LAT0,
+    src_lon=LON0,
+    sub=7,
+    stability=3,
+    sigma0=2000.0,
+    ramp=None,
 ):
-    """Cell-averaged plume column [mol m-2] on the grid (lat, lon) for a source at (src_lat, src_lon)."""
+    """Cell-averaged plume column [mol m-2] on the grid (lat, lon) for a source at (src_lat, src_lon); ``ramp``: a
+    :class:`~no2hotspots.quantify.estimate.Ramp` whose share at the plume's age s / U scales it (the near-source
+    NO -> NO2 conversion), as the OSSE renders it."""
     res_lat = float(np.median(np.diff(lat)))
     res_lon = float(np.median(np.diff(lon)))
     off = (np.arange(sub) + 0.5) / sub - 0.5
@@ -44,7 +58,10 @@ def plume_columns(
     ex, ey = -np.sin(phi), -np.cos(phi)
     s = x * ex + y * ey
     t = -x * ey + y * ex
-    return column_point(s, t, q_mol_s, speed, tau_s, stability, sigma0).mean(axis=(2, 3))
+    c = column_point(s, t, q_mol_s, speed, tau_s, stability, sigma0)
+    if ramp is not None:
+        c = c * ramp.share(np.maximum(s, 0.0) / speed)
+    return c.mean(axis=(2, 3))
 
 
 def background(lat, lon, level=2.0e-5):
@@ -56,11 +73,11 @@ def background(lat, lon, level=2.0e-5):
 
 @pytest.fixture
 def synthetic_plume():
-    """``make(q, speed, direction_from, tau_s, noise=0.0, seed=0) -> (lat, lon, no2, precision)``."""
+    """``make(q, speed, direction_from, tau_s, noise=0.0, seed=0, ramp=None) -> (lat, lon, no2, precision)``."""
 
-    def make(q, speed, direction_from, tau_s, noise=0.0, seed=0, half_deg=1.0):
+    def make(q, speed, direction_from, tau_s, noise=0.0, seed=0, half_deg=1.0, ramp=None):
         lat, lon = grid_axes(half_deg=half_deg)
-        c = plume_columns(q, speed, direction_from, tau_s, lat=lat, lon=lon) + background(lat, lon)
+        c = plume_columns(q, speed, direction_from, tau_s, lat=lat, lon=lon, ramp=ramp) + background(lat, lon)
         if noise > 0:
             c = c + np.random.default_rng(seed).normal(0.0, noise, c.shape)
         prec = np.full(c.shape, noise if noise > 0 else 1e-6)

@@ -75,6 +75,7 @@ def case(tmp_path, qhelp):
         "quantify.collections.synth": {
             "winds": {"paths": [str(tmp_path / "winds" / "*.nc")]},
             "inventory": str(tmp_path / "sources.csv"),
+            "chemistry": {"no2_ramp": {"m": 0.0}},  # the plumes above are rendered without the NO -> NO2 conversion
         },
     }
     return tmp_path, overrides
@@ -212,6 +213,13 @@ def test_config_and_input_errors_are_one_line(case, qhelp):
         run(qhelp.quantify_cfg({**ov, "quantify.structure.rel_sigma.csf": -0.1}))
     with pytest.raises(ConfigError, match=r"quantify.structure.bias.ime: must be a number > 0"):
         run(qhelp.quantify_cfg({**ov, "quantify.structure.bias.ime": 0}))
+    # the near-source NO -> NO2 conversion
+    with pytest.raises(ConfigError, match=r"quantify.chemistry.no2_ramp.r_s: must be > 0 where m > 0"):
+        run(qhelp.quantify_cfg({**ov, "quantify.collections.synth.chemistry.no2_ramp": {"m": 4.0, "r_s": 0.0}}))
+    with pytest.raises(ConfigError, match=r"quantify.chemistry.no2_ramp.m: must be >= 0"):
+        run(qhelp.quantify_cfg({**ov, "quantify.collections.synth.chemistry.no2_ramp.m": -1.0}))
+    with pytest.raises(ConfigError, match=r"quantify.chemistry.no2_ramp.tau: unknown key"):
+        run(qhelp.quantify_cfg({**ov, "quantify.chemistry.no2_ramp.tau": 3.0}))
 
 
 @pytest.mark.slow
@@ -587,6 +595,7 @@ def test_other_period_sites_and_their_plumes_are_no_background(tmp_path, qhelp):
         "quantify.collections.synth": {
             "winds": {"paths": [str(tmp_path / "winds" / "*.nc")]},
             "inventory": str(tmp_path / "sources.csv"),
+            "chemistry": {"no2_ramp": {"m": 0.0}},  # plumes rendered without the NO -> NO2 conversion
         },
     }
 
@@ -597,3 +606,25 @@ def test_other_period_sites_and_their_plumes_are_no_background(tmp_path, qhelp):
 
     assert weak_site() == pytest.approx(NOX_TRUE, rel=0.10)
     assert weak_site(**{"quantify.exclude_sites": False}) < 0.6 * NOX_TRUE
+
+
+@pytest.mark.parametrize(
+    "world_m, quantify_m, warned",
+    [(4.0, 0.0, "low"), ([1.6, 6.1], 0.0, "low"), (0.0, 4.0, "high"), (4.0, 4.0, None), (0.0, 0.0, None)],
+)
+def test_an_osse_world_and_the_estimators_disagreeing_on_the_conversion_is_said(
+    case, qhelp, caplog, world_m, quantify_m, warned
+):
+    """An OSSE's truth folder holds its config (config.json): quantify says when that world renders the NO -> NO2
+    conversion and the estimators do not undo it, or the other way round; a plain inventory is never checked."""
+    tmp, ov = case
+    ov["quantify.collections.synth"]["chemistry"] = {"no2_ramp": {"m": quantify_m}}
+    run(qhelp.quantify_cfg(ov))  # no config.json beside the inventory: nothing said
+    assert "NO -> NO2" not in caplog.text
+    (tmp / "config.json").write_text(json.dumps({"osse": {"transport": {"no2_ramp": {"m": world_m}}}}))
+    run(qhelp.quantify_cfg(ov))
+    lines = [r.getMessage() for r in caplog.records if "NO -> NO2" in r.getMessage()]
+    if warned is None:
+        assert lines == []
+    else:
+        assert len(lines) == 1 and f"will read {warned}" in lines[0] and "sources.csv" in lines[0]

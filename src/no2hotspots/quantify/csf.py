@@ -11,17 +11,19 @@ Following the CSF method as described and implemented in ddeq (Kuhlmann et al. 2
    its line density is LD_k = sum_i f_ik A_i (c_i - b_i) / step [mol m-1] (the enhancement mass per unit length),
    f_ik the share of cell i's area inside strip k (5 x 5 sub-samples; whole cells counted by their centre make a
    narrow plume's path length per strip jump by up to +-50 % with the wind angle);
-4. flux F_k = U LD_k exp(s_k / (U tau)): the NO2 that left the source, undoing first-order loss over the travel
-   time s_k / U (tau: NO2 lifetime);
+4. flux F_k = U LD_k exp(s_k / (U tau)) / share(s_k / U): the NO2 that left the source, undoing first-order loss
+   over the travel time s_k / U (tau: NO2 lifetime) and, where on, the near-source NO -> NO2 conversion (share: the
+   NO2 present at that age, :class:`.estimate.Ramp`);
 5. Q = sum_k a_k F_k with a_k the inverse noise variance of F_k (normalised), taken as that of the strip's observed
    nominal area (L x 2 W, times its observed share) tiled by whole cells of the strip's mean precision: the variance
    of LD_k through the sub-sampled shares f_ik grows with how many of a cell's sub-samples a strip happens to get,
    and weighting by it down-weighted the strips that caught more of the plume (a low bias).
 
 Uncertainty: noise through the exact weights on every cell (:func:`scene.functional_sigma`), at least the scatter
-between transects (weighted standard error); wind speed and lifetime by re-evaluating F_k at +-1 sigma; wind
-direction by re-running 2.-5. with the direction +-1 sigma; the source position error d along the wind through the
-decay correction's travel time, Q sinh(d / (U tau)) (d: ``position_sigma_km``, :func:`.overpass.position_sigma_km`).
+between transects (weighted standard error); wind speed, lifetime and the conversion's m and r by re-evaluating F_k
+at +-1 sigma; wind direction by re-running 2.-5. with the direction +-1 sigma; the source position error d along the
+wind through the corrections' travel time, Q sinh(d / (U tau)) without the conversion, F_k re-evaluated at s_k +- d
+with it (d: ``position_sigma_km``, :func:`.overpass.position_sigma_km`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .estimate import Estimate, Lifetime, Wind, sensitivity
+from .estimate import NO_RAMP, Estimate, Lifetime, Ramp, Wind, sensitivity
 from .scene import Plane, Scene, beyond_scene, cell_reach, fit_plane, functional_sigma, noise_model, sub_offsets
 
 METHOD = "csf"
@@ -82,9 +84,11 @@ def _strips(scene: Scene, direction_from: float, cfg: CSFConfig) -> _Strips | st
     return _transects(scene, plane, s, t, edges, direction_from, cfg)
 
 
-def _factors(sbar_m: np.ndarray, u: float, tau: float) -> np.ndarray:
-    """Step 4: flux per unit line density, U exp(s / (U tau)) (U without decay)."""
-    return u * (np.exp(sbar_m / (u * tau)) if np.isfinite(tau) else np.ones_like(sbar_m))
+def _factors(sbar_m: np.ndarray, u: float, tau: float, ramp: Ramp = NO_RAMP) -> np.ndarray:
+    """Step 4: flux per unit line density, U exp(s / (U tau)) / share(s / U) (U without decay; share 1 exactly
+    without the conversion)."""
+    f = u * (np.exp(sbar_m / (u * tau)) if np.isfinite(tau) else np.ones_like(sbar_m))
+    return f / ramp.share(sbar_m / u)
 
 
 def _weights(st: _Strips, f0: np.ndarray) -> np.ndarray:
@@ -94,12 +98,12 @@ def _weights(st: _Strips, f0: np.ndarray) -> np.ndarray:
     return inv / inv.sum()
 
 
-def _rate(scene: Scene, direction_from: float, speed: float, tau: float, cfg: CSFConfig) -> float:
+def _rate(scene: Scene, direction_from: float, speed: float, life: Lifetime, cfg: CSFConfig) -> float:
     """Q alone (mol s-1) for a wind direction: what the direction term re-runs; NaN where no estimate."""
     st = _strips(scene, direction_from, cfg)
     if isinstance(st, str) or len(st.ld) < cfg.min_transects:
         return float("nan")
-    f0 = _factors(st.sbar_km * 1e3, speed, tau)
+    f0 = _factors(st.sbar_km * 1e3, speed, life.tau_s, life.ramp)
     return float(np.sum(_weights(st, f0) * f0 * st.ld))
 
 
@@ -123,8 +127,8 @@ def estimate(
     k = len(st.ld)
     if k < cfg.min_transects:
         return Estimate.failed(METHOD, "too_few_transects", n_transects=k)
-    sbar_m, ld = st.sbar_km * 1e3, st.ld
-    f0 = _factors(sbar_m, wind.speed, life.tau_s)
+    sbar_m, ld, ramp = st.sbar_km * 1e3, st.ld, life.ramp
+    f0 = _factors(sbar_m, wind.speed, life.tau_s, ramp)
     a = _weights(st, f0)
     flux = f0 * ld
     q = float(np.sum(a * flux))
@@ -143,17 +147,31 @@ def estimate(
     sig = {"noise": sig_noise, "transects": sig_transects}
     # the decay correction exp(s / (U tau)) counts the travel time from the scene's centre: a source d further
     # upwind (downwind) makes every transect's travel time d / U longer (shorter), a factor exp(+-d / (U tau))
-    # on Q; half the change over +-1 sigma
-    sig["position"] = abs(q) * float(np.sinh(position_sigma_km * 1e3 / (wind.speed * life.tau_s)))
+    # on Q; half the change over +-1 sigma (with the conversion, whose share changes with the age too, F_k
+    # re-evaluated at s_k +- d)
+    if ramp.on:
+        sig["position"] = sensitivity(
+            lambda d: float(np.sum(a * _factors(sbar_m + d, wind.speed, life.tau_s, ramp) * ld)),
+            0.0,
+            position_sigma_km * 1e3,
+        )
+    else:
+        sig["position"] = abs(q) * float(np.sinh(position_sigma_km * 1e3 / (wind.speed * life.tau_s)))
     if _sens:
         sig["wind_speed"] = sensitivity(
-            lambda u: float(np.sum(a * _factors(sbar_m, u, life.tau_s) * ld)), wind.speed, wind.sigma_speed
+            lambda u: float(np.sum(a * _factors(sbar_m, u, life.tau_s, ramp) * ld)), wind.speed, wind.sigma_speed
         )
         sig["lifetime"] = sensitivity(
-            lambda tau: float(np.sum(a * _factors(sbar_m, wind.speed, max(tau, 600.0)) * ld)), life.tau_s, life.sigma_s
+            lambda tau: float(np.sum(a * _factors(sbar_m, wind.speed, max(tau, 600.0), ramp) * ld)),
+            life.tau_s,
+            life.sigma_s,
         )
+        if ramp.on:
+            sig["no2_ramp"] = ramp.sigma(
+                lambda rp: float(np.sum(a * _factors(sbar_m, wind.speed, life.tau_s, rp) * ld))
+            )
         sig["wind_direction"] = sensitivity(
-            lambda d: _rate(scene, d, wind.speed, life.tau_s, cfg), wind.direction_from, wind.sigma_direction
+            lambda d: _rate(scene, d, wind.speed, life, cfg), wind.direction_from, wind.sigma_direction
         )
     diag = {
         "n_transects": k,

@@ -11,6 +11,7 @@ one estimate):
 - ``wind_speed``     the stated/measured wind-speed spread, propagated by re-evaluating with speed +- sigma;
 - ``wind_direction`` the direction spread, propagated by re-running the estimator with direction +- sigma;
 - ``lifetime``       NO2 lifetime +- sigma (decay correction);
+- ``no2_ramp``       the near-source NO -> NO2 conversion's m and r +- sigma (:class:`Ramp`; only where it is on);
 - ``position``       the source's position error along the wind (:mod:`.position`; cross-sectional flux and integrated
                      mass enhancement);
 - ``structure``      transport not as the methods assume (curved plumes in turning winds, along-wind diffusion
@@ -23,9 +24,11 @@ one estimate):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from ..osse.transport import no2_ramp_factor
 
 COMPONENTS = (
     "noise",
@@ -33,6 +36,7 @@ COMPONENTS = (
     "wind_speed",
     "wind_direction",
     "lifetime",
+    "no2_ramp",
     "position",
     "structure",
     "nox_ratio",
@@ -54,12 +58,71 @@ class Wind:
         return Wind(**d)
 
 
+# Gauss-Legendre nodes on [0, 1] for the ramp's time integrals (its deficit decays as exp(-t / r))
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(96)
+_GL_X, _GL_W = 0.5 * (_GL_X + 1.0), 0.5 * _GL_W
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """The near-source NO -> NO2 conversion the estimators undo. A stack emits mostly NO; Meier et al. (2024, ACP 24,
+    7667) fit NOx/NO2 = m exp(-t / r) + f0 along plumes (ddeq 1.1's ``NO2toNOxConversion``), so at plume age t the
+    NO2 is the far-field share times share(t) = f0 / (m exp(-t / r) + f0) (the function the OSSE and the simulator
+    render with, :func:`no2hotspots.osse.transport.no2_ramp_factor`); the far-field NOx/NO2 stays the chemistry's
+    ``nox_no2_ratio``. m = 0: off (share 1 everywhere, every estimate as without it). ``sigma_m``, ``sigma_r_s``: the
+    1-sigma of m and r (the ``no2_ramp`` budget term)."""
+
+    m: float = 0.0
+    r_s: float = 645.0
+    f0: float = 1.51
+    sigma_m: float = 0.0
+    sigma_r_s: float = 0.0
+
+    @property
+    def on(self) -> bool:
+        return self.m > 0
+
+    def share(self, age_s):
+        return no2_ramp_factor(np.asarray(age_s, float), self.m, self.r_s, self.f0)
+
+    def with_(self, **kw) -> Ramp:
+        return replace(self, **kw)
+
+    def mass_time(self, t_end_s: float, tau_s: float) -> float:
+        """The integral of exp(-t / tau) share(t) over the plume's first ``t_end_s`` [s]: a steady source of Q
+        (far-field NO2) holds Q x this much NO2 there (tau (1 - exp(-T / tau)) without the ramp)."""
+        full = tau_s * -np.expm1(-t_end_s / tau_s) if np.isfinite(tau_s) else t_end_s
+        t_max = min(t_end_s, 40.0 * self.r_s)  # the deficit 1 - share(t) is < 1e-16 after 40 r
+        t = t_max * _GL_X
+        decay = np.exp(-t / tau_s) if np.isfinite(tau_s) else 1.0
+        return float(full - t_max * np.sum(_GL_W * decay * (1.0 - self.share(t))))
+
+    def divergence_share(self, t_end_s: float, tau_s: float) -> float:
+        """What a flux divergence summed over the plume's first ``t_end_s`` sees of Q: the NO2 flux leaving there
+        plus the NO2 lost before, exp(-T / tau) share(T) + mass_time / tau (1 without the ramp)."""
+        if not np.isfinite(tau_s):
+            return float(self.share(t_end_s))
+        return float(np.exp(-t_end_s / tau_s) * self.share(t_end_s) + self.mass_time(t_end_s, tau_s) / tau_s)
+
+    def sigma(self, q_of: Callable[[Ramp], float]) -> float:
+        """The ``no2_ramp`` term: the changes of ``q_of(ramp)`` over m +- sigma_m and r +- sigma_r_s in quadrature."""
+        dm = sensitivity(lambda m: q_of(self.with_(m=max(m, 0.0))), self.m, self.sigma_m)
+        dr = sensitivity(lambda r: q_of(self.with_(r_s=max(r, 60.0))), self.r_s, self.sigma_r_s)
+        return float(np.hypot(dm, dr))
+
+
+#: the conversion off (m = 0): every estimate as without it
+NO_RAMP = Ramp()
+
+
 @dataclass(frozen=True)
 class Lifetime:
-    """NO2 lifetime tau [s] with its 1-sigma; ``tau_s = inf`` disables the decay correction."""
+    """NO2 lifetime tau [s] with its 1-sigma; ``tau_s = inf`` disables the decay correction. ``ramp``: the
+    near-source NO -> NO2 conversion (:class:`Ramp`, off by default), the other change of NO2 along the plume."""
 
     tau_s: float = 4 * 3600.0
     sigma_s: float = 1.5 * 3600.0
+    ramp: Ramp = NO_RAMP
 
     def shifted(self, k: float) -> float:
         t = self.tau_s + k * self.sigma_s

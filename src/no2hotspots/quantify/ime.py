@@ -13,12 +13,13 @@ for the background):
    observed (no gap filling: a gap over the plume would bias it low), or if the disk reaches beyond the scene's
    outer cell edges (``disk_at_scene_edge``: the collection grid ends inside it, and the area beyond, never observed,
    is not in the scene to count as a gap);
-3. Q = M / (tau (1 - exp(-R / (U tau)))).
+3. Q = M / (tau (1 - exp(-R / (U tau)))); with the near-source NO -> NO2 conversion on (:class:`.estimate.Ramp`),
+   whose first minutes hold less NO2, Q = M / integral_0^(R/U) exp(-t / tau) share(t) dt.
 
-Uncertainty: noise through the exact cell weights (incl. the background plane's), wind speed and lifetime by
-re-evaluation at +-1 sigma, wind direction by re-running with the sector moved by +-1 sigma, and the hotspot's
-position error d = ``position_sigma_km`` along the wind (it shifts where the plume leaves the disk): Q d/R (d: see
-:func:`.position.position_sigma_km`).
+Uncertainty: noise through the exact cell weights (incl. the background plane's), wind speed, lifetime and the
+conversion's m and r by re-evaluation at +-1 sigma, wind direction by re-running with the sector moved by +-1
+sigma, and the hotspot's position error d = ``position_sigma_km`` along the wind (it shifts where the plume leaves
+the disk): Q d/R (d: see :func:`.position.position_sigma_km`).
 Cells on the disk's edge count with the fraction of their area inside it.
 """
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .estimate import Estimate, Lifetime, Wind, sensitivity
+from .estimate import NO_RAMP, Estimate, Lifetime, Ramp, Wind, sensitivity
 from .scene import (
     Scene,
     background_ring,
@@ -51,8 +52,11 @@ class IMEConfig:
     min_valid_fraction: float = 0.9
 
 
-def residence_time(radius_m: float, u: float, tau: float) -> float:
-    """tau (1 - exp(-R / (U tau))) [s]; R / U when tau is infinite."""
+def residence_time(radius_m: float, u: float, tau: float, ramp: Ramp = NO_RAMP) -> float:
+    """tau (1 - exp(-R / (U tau))) [s]; R / U when tau is infinite; with the conversion on, the integral of
+    exp(-t / tau) share(t) over the first R / U (:meth:`.estimate.Ramp.mass_time`)."""
+    if ramp.on:
+        return ramp.mass_time(radius_m / u, tau)
     if not np.isfinite(tau):
         return radius_m / u
     return tau * (1.0 - np.exp(-radius_m / (u * tau)))
@@ -112,15 +116,17 @@ def estimate(
     noise = noise_model(scene, plane)
     radius_m = cfg.radius_km * 1e3
 
-    def q_of(u: float, tau: float) -> float:
-        return mass / residence_time(radius_m, u, tau)
+    ramp = life.ramp
+
+    def q_of(u: float, tau: float, rp: Ramp = ramp) -> float:
+        return mass / residence_time(radius_m, u, tau, rp)
 
     def q_at_direction(d: float) -> float:
         md = _mass(scene, d, cfg)
-        return float("nan") if isinstance(md, str) else md[2] / residence_time(radius_m, wind.speed, life.tau_s)
+        return float("nan") if isinstance(md, str) else md[2] / residence_time(radius_m, wind.speed, life.tau_s, ramp)
 
     q = q_of(wind.speed, life.tau_s)
-    g = g_mass / residence_time(radius_m, wind.speed, life.tau_s)
+    g = g_mass / residence_time(radius_m, wind.speed, life.tau_s, ramp)
     sig = {"noise": functional_sigma(scene, g, plane, noise)}
     # the plume leaves the disk after R only if the source sits at its centre: a hotspot offset d along the wind
     # changes the integration length by d (csf has its own term, through the decay correction; divergence has none)
@@ -128,6 +134,8 @@ def estimate(
     if _sens:
         sig["wind_speed"] = sensitivity(lambda u: q_of(max(u, 0.1), life.tau_s), wind.speed, wind.sigma_speed)
         sig["lifetime"] = sensitivity(lambda tau: q_of(wind.speed, max(tau, 600.0)), life.tau_s, life.sigma_s)
+        if ramp.on:
+            sig["no2_ramp"] = ramp.sigma(lambda rp: q_of(wind.speed, life.tau_s, rp))
         sig["wind_direction"] = (
             sensitivity(q_at_direction, wind.direction_from, wind.sigma_direction) if known_dir else 0.0
         )

@@ -20,6 +20,7 @@ evaluation), ``scatter_overpass.png`` / ``scatter_period.png`` (estimates agains
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time as _time
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from ..winds import open_winds
 from ..winds.field import expand_paths
 from . import chemistry, csf, ddeq_ref, divergence, estimate, ime, inputs
 from .co2 import CO2Config, InventoryMatcher
-from .estimate import COMPONENTS
+from .estimate import COMPONENTS, Ramp
 from .evaluation import evaluate_table, scatter_plot
 from .overpass import Context, OverpassTask, estimate_rows, quantify_overpass, quantify_point  # noqa: F401 (API)
 from .period import SITE_SOURCES, PeriodConfig, combine, period_sites, sites_from_hotspots
@@ -178,13 +179,19 @@ def _in_range(q, key: str, default: float, lo: float, hi: float) -> float:
 
 
 def _chemistry(ch) -> chemistry.Chemistry:
-    """``quantify.chemistry``: the NOx/NO2 ratio and the NO2 lifetime, with their 1-sigma."""
+    """``quantify.chemistry``: the NOx/NO2 ratio, the NO2 lifetime and the near-source NO -> NO2 conversion, with
+    their 1-sigma."""
     lt = ch.get("lifetime_h", 4.0)
+    ramp = _dc(Ramp, ch.get("no2_ramp"), "quantify.chemistry.no2_ramp")
+    for k in ("r_s", "f0"):
+        if ramp.on and not getattr(ramp, k) > 0:
+            raise ConfigError(f"quantify.chemistry.no2_ramp.{k}", f"must be > 0 where m > 0 (got {getattr(ramp, k)})")
     chem = chemistry.Chemistry(
         float(ch.get("nox_no2_ratio", 1.32)),
         float(ch.get("nox_no2_ratio_sigma", 0.13)),
         None if lt is None else float(lt),
         float(ch.get("lifetime_sigma_h", 1.5)),
+        ramp,
     )
     if not chem.nox_no2_ratio >= 1.0:
         raise ConfigError(
@@ -289,12 +296,32 @@ def collections(cfg: DictConfig) -> list[str]:
 # the collection: each overpass a unit (quantify/overpass.py)
 
 
+def _warn_ramp_mismatch(s: dict) -> None:
+    """An OSSE's truth folder holds its resolved config (``config.json`` beside ``sources.csv``): say so when its
+    world rendered a NO -> NO2 conversion (``osse.transport.no2_ramp.m`` > 0) and the estimators' is off, or the
+    other way round (a real inventory has no such file and is not checked)."""
+    spec = s["inventory"]
+    conf = Path(spec).parent / "config.json" if isinstance(spec, str) and spec.endswith(".csv") else None
+    if conf is None or not conf.is_file():
+        return
+    try:
+        m = json.loads(conf.read_text())["osse"]["transport"].get("no2_ramp", {}).get("m", 0.0)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return  # not an OSSE's truth folder
+    world = bool(np.max(np.asarray(m, float)) > 0)
+    if world != s["chemistry"].ramp.on:
+        log.warning("%s: the OSSE behind %s renders %s NO -> NO2 conversion but quantify.chemistry.no2_ramp is %s "
+                    "for it: its estimates will read %s", s["key"], spec, "a" if world else "no",
+                    "off" if world else "on", "low" if world else "high")  # fmt: skip
+
+
 def quantify_collection(cfg: DictConfig, name: str, model_uncertainty: Callable | None = None) -> dict:
     t0 = _time.perf_counter()
     q = collection_config(cfg, name)
     s = settings(q, name)
     hot, sites, site_source = hotspots_and_sites(s, name)
     inv = inputs.load_sites(s["inventory"], f"{s['key']}.inventory")
+    _warn_ramp_mismatch(s)
     matcher = InventoryMatcher(inv, s["co2"])
     site_ratio = {int(r.site_id): matcher.ratio(r.lat, r.lon) for r in sites.itertuples()}
     hook = model_uncertainty or estimate.MODEL_UNCERTAINTY  # resolved here: worker processes do not share globals
