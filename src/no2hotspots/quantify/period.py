@@ -28,10 +28,11 @@ retrieval noise does not scale with the estimate, unlike the total or the cross-
     spread    = weighted standard error of the q_k (the scatter of the estimates, incl. real day-to-day changes)
     sigma     = sqrt(max(random, spread)^2 + systematic^2)
 
-with rho_c the error correlation between overpasses assumed per component (``correlation``): the NO2 lifetime and
-NOx/NO2 ratio are the same assumption every day (1), the wind-speed error partly so (0.3: ERA5's speed error at the
-plume height is partly a persistent bias), noise and direction independent (0), the position error of a fixed site
-position common (1), the method-structure error half (0.5: the wind regimes that curve a plume repeat).
+with rho_c the error correlation between overpasses assumed per component (``correlation``): the NO2 lifetime, the
+NO -> NO2 conversion and the NOx/NO2 ratio are the same assumption every day (1), the wind-speed error partly so
+(0.3: ERA5's speed error at the plume height is partly a persistent bias), noise and direction independent (0), the
+position error of a fixed site position common (1), the method-structure error half (0.5: the wind regimes that
+curve a plume repeat).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ DEFAULT_CORRELATION = {
     "wind_speed": 0.3,
     "wind_direction": 0.0,
     "lifetime": 1.0,
+    "no2_ramp": 1.0,
     "position": 1.0,
     "structure": 0.5,
     "nox_ratio": 1.0,
