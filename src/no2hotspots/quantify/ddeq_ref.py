@@ -11,8 +11,12 @@ curve through the detected pixels, forced through the source) -> ``ddeq.curves.c
 polygons along the curve, then a fit of the flux with an exponential decay along the plume).
 
 Its NO2 emission [kg/s] and precision (fit error and wind speed) are returned in mol/s NO2 like our estimators; the
-NOx conversion is then the same (:mod:`.chemistry`). Differences to our CSF: a curved centre line from the
-detections instead of the wind direction, Gaussian fits instead of sums, a fitted decay instead of a given lifetime.
+NOx conversion is then the same (:mod:`.chemistry`). Where the near-source NO -> NO2 conversion is on
+(:class:`.estimate.Ramp`), ddeq undoes it itself: ``estimate_emissions(f_model=ddeq.functions.NO2toNOxConversion)``
+scales each polygon's line density by 1 / share(t) at its time since emission (m / f0, r, 1: the far field stays at
+our NOx/NO2 ratio, applied after), and its precision then carries the conversion's spread (m, r 1-sigma) too.
+Differences to our CSF: a curved centre line from the detections instead of the wind direction, Gaussian fits
+instead of sums, a fitted decay instead of a given lifetime.
 
 Compatibility: ddeq 1.1's ``misc.init_results_dataset`` passes a Dataset to the ``xr.Dataset`` constructor, which the
 pinned xarray (2026.9) refuses; :func:`_compatible_ddeq` swaps in an equivalent function while the chain runs (and
@@ -189,22 +193,33 @@ def _chain(ddeq, ov, time, lat0, lon0, wind: Wind, life: Lifetime, noise_level: 
     )
     res = ddeq.csf.estimate_emissions(
         data, winds, sources, "NO2", crs=crs, dx=cfg.dx_m, method="gauss",
-        decay_time=life.tau_s if np.isfinite(life.tau_s) else None,
+        decay_time=life.tau_s if np.isfinite(life.tau_s) else None, f_model=_conversion(ddeq, life),
     )  # fmt: skip
     return res, n_det
 
 
+def _conversion(ddeq, life: Lifetime):
+    """ddeq's NO2 -> NOx line-density factor m exp(-t / r) + f0 for our conversion, 1 / share(t) = (m / f0)
+    exp(-t / r) + 1 (the far-field NOx/NO2 is applied after, as for our estimators); None where it is off."""
+    rp = life.ramp
+    if not rp.on:
+        return None
+    return ddeq.functions.NO2toNOxConversion([rp.m / rp.f0, rp.r_s, 1.0], [rp.sigma_m / rp.f0, rp.sigma_r_s, 0.0])
+
+
 def _estimate_from(res, n_det: int, wind: Wind) -> Estimate:
-    """ddeq's NO2 emission and precision [kg/s] as an Estimate [mol/s], the precision split into wind and noise."""
-    if "NO2_emissions" not in res:
+    """ddeq's NO2 emission and precision [kg/s] as an Estimate [mol/s], the precision split into wind and noise
+    (``NOx_*`` where ddeq undid the NO -> NO2 conversion: still NO2 at the far-field share, :func:`_conversion`)."""
+    gas = "NOx" if "NOx_emissions" in res else "NO2"
+    if f"{gas}_emissions" not in res:
         return Estimate.failed(METHOD, "ddeq_no_estimate")
-    q = float(np.asarray(res["NO2_emissions"]).ravel()[0]) * KG_S_TO_MOL_S
-    prec = float(np.asarray(res["NO2_emissions_precision"]).ravel()[0]) * KG_S_TO_MOL_S
+    q = float(np.asarray(res[f"{gas}_emissions"]).ravel()[0]) * KG_S_TO_MOL_S
+    prec = float(np.asarray(res[f"{gas}_emissions_precision"]).ravel()[0]) * KG_S_TO_MOL_S
     if not np.isfinite(q):
         return Estimate.failed(METHOD, "ddeq_no_estimate")
     wind_part = abs(q) / wind.speed * wind.sigma_speed
     noise = float(np.sqrt(max(prec**2 - wind_part**2, 0.0))) if np.isfinite(prec) else float("nan")
     diag = {"detected_pixels": n_det}
-    if "NO2_decay_time" in res:
-        diag["decay_time_h"] = float(np.asarray(res["NO2_decay_time"]).ravel()[0]) / 3600.0
+    if f"{gas}_decay_time" in res:
+        diag["decay_time_h"] = float(np.asarray(res[f"{gas}_decay_time"]).ravel()[0]) / 3600.0
     return Estimate(METHOD, q, {"noise": noise, "wind_speed": wind_part}, [], diag)
