@@ -82,14 +82,17 @@ def run_variant(root: Path, base: list[str], tag: str, overrides: list[str]) -> 
     }
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def kept_year(description: str, group: str, argv=None) -> tuple[argparse.Namespace, Path, list[str], dict]:
+    """The command line of a rerun on a year kept by ``year.py --classical --keep`` (its root, preset, model, data,
+    workers and ``--osse-set``; variants ``TAG <group>.KEY=VALUE ...``): the arguments, the root, the chain's
+    overrides and the result's head."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--root", required=True, help="a folder kept by year.py --classical --keep")
     ap.add_argument("--preset", required=True, help="the osse preset it ran (e.g. india_year)")
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", default=str(REPO / "data"))
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--variant", nargs="+", action="append", help="TAG hybrid.KEY=VALUE ... (repeatable)")
+    ap.add_argument("--variant", nargs="+", action="append", help=f"TAG {group}.KEY=VALUE ... (repeatable)")
     ap.add_argument("--osse-set", nargs="*", default=[], metavar="KEY=VALUE", help="the year.py run's --osse-set")
     ap.add_argument("--out", default=None, help="result JSON")
     args = ap.parse_args(argv)
@@ -97,6 +100,11 @@ def main(argv=None) -> int:
     model, data = str(Path(args.model).resolve()), str(Path(args.data).resolve())
     base = chain(root, args.preset, model, data, args.workers, args.osse_set)
     result = {"root": str(root), "preset": args.preset, "osse_set": args.osse_set, "model": args.model, "variants": {}}
+    return args, root, base, result
+
+
+def main(argv=None) -> int:
+    args, root, base, result = kept_year(__doc__.splitlines()[0], "hybrid", argv)
     for tag, *overrides in args.variant or DEFAULT_VARIANTS:
         v = run_variant(root, base, tag, overrides)
         result["variants"][tag] = v

@@ -17,7 +17,6 @@ ran it) to see what undoing it is worth, and on one that does not to see what as
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hybrid_country import chain  # noqa: E402  (the chain year.py ran, less paths.metrics)
+from hybrid_country import kept_year  # noqa: E402  (the chain year.py ran, less paths.metrics)
 
 REPO = Path(__file__).resolve().parents[1]
 _KEY = "quantify.collections.osse.chemistry.no2_ramp"
@@ -65,20 +64,7 @@ def run_variant(root: Path, base: list[str], tag: str, overrides: list[str]) -> 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", required=True, help="a folder kept by year.py --classical --keep")
-    ap.add_argument("--preset", required=True, help="the osse preset it ran (e.g. demo)")
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--data", default=str(REPO / "data"))
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--variant", nargs="+", action="append", help="TAG quantify.KEY=VALUE ... (repeatable)")
-    ap.add_argument("--osse-set", nargs="*", default=[], metavar="KEY=VALUE", help="the year.py run's --osse-set")
-    ap.add_argument("--out", default=None, help="result JSON")
-    args = ap.parse_args(argv)
-    root = Path(args.root).resolve()
-    model, data = str(Path(args.model).resolve()), str(Path(args.data).resolve())
-    base = chain(root, args.preset, model, data, args.workers, args.osse_set)
-    result = {"root": str(root), "preset": args.preset, "osse_set": args.osse_set, "model": args.model, "variants": {}}
+    args, root, base, result = kept_year(__doc__.splitlines()[0], "quantify", argv)
     for tag, *overrides in args.variant or DEFAULT_VARIANTS:
         v = run_variant(root, base, tag, overrides)
         result["variants"][tag] = v
