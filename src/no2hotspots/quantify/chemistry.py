@@ -17,7 +17,8 @@ NO, which turns into NO2 over the first minutes (Meier et al. 2024, ACP 24, 7667
 along the plumes of four power plants, shipped by ddeq 1.1 as ``ddeq.functions.NO2toNOxConversion``). Near the
 source the NO2 is therefore less than the far-field ratio says, and an estimator that takes it for the far-field
 share reads the rate low: a csf transect by the share at its travel time, an IME disk by the NO2 the first minutes
-lack (~20 % at 20 km and 5 m/s with the fits' medians), the flux divergence by what its outflow lacks (~6 %). Each
+lack, the flux divergence by what its outflow lacks (a steady plume at 5 m/s with the fits' medians: csf 14 %, IME
+24 %, divergence 4-8 % low; tests). Each
 estimator undoes it at its own travel times; the far-field NOx/NO2 stays ``nox_no2_ratio``. The default is the
 median of the four fits (m 4.0, r 645 s, f0 1.51) with their spread as 1-sigma (m 1.85, r 535 s); m 0 turns it off.
 

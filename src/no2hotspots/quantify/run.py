@@ -306,9 +306,9 @@ def _warn_ramp_mismatch(s: dict) -> None:
         return
     try:
         m = json.loads(conf.read_text())["osse"]["transport"].get("no2_ramp", {}).get("m", 0.0)
+        world = bool(np.max(np.asarray(m, float)) > 0)
     except (ValueError, KeyError, TypeError, AttributeError):
         return  # not an OSSE's truth folder
-    world = bool(np.max(np.asarray(m, float)) > 0)
     if world != s["chemistry"].ramp.on:
         log.warning("%s: the OSSE behind %s renders %s NO -> NO2 conversion but quantify.chemistry.no2_ramp is %s "
                     "for it: its estimates will read %s", s["key"], spec, "a" if world else "no",
