@@ -214,7 +214,8 @@ class OverpassTask:
 
 
 def quantify_overpass(task: OverpassTask, *, ctx: Context) -> dict:
-    """Estimate rows of one overpass: ``{"hotspots": [...], "sites": [...], "wind_kinds": [...], "reused": bool}``."""
+    """Estimate rows of one overpass: ``{"hotspots": frame, "sites": frame, "wind_kinds": [...], "reused": bool}``,
+    the rows as frames (:func:`rows_frame`)."""
     o = task.overpass
     rows_file = f"{o.key}.rows.pkl"
     if task.units_dir and units.load_done(task.units_dir, o.key, task.unit_hash) is not None:
@@ -233,8 +234,8 @@ def quantify_overpass(task: OverpassTask, *, ctx: Context) -> dict:
     winds = _winds(ctx.s, task.wind_paths)
     ws = winds.at(pts_lat, pts_lon, o.time) if pts_lat else None
     out = {
-        "hotspots": _hotspot_rows(ctx, grid, o.time, h, ws),
-        "sites": _site_rows(ctx, grid, o.time, h, ws, site_idx),
+        "hotspots": rows_frame(_hotspot_rows(ctx, grid, o.time, h, ws)),
+        "sites": rows_frame(_site_rows(ctx, grid, o.time, h, ws, site_idx)),
         "wind_kinds": sorted({f.kind for f in winds.files}),
     }
     if task.units_dir:
@@ -242,6 +243,13 @@ def quantify_overpass(task: OverpassTask, *, ctx: Context) -> dict:
             tmp.write_bytes(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
         units.mark_done(task.units_dir, o.key, task.unit_hash, [rows_file], {"n_hotspots": len(h)})
     return {**out, "reused": False}
+
+
+def rows_frame(rows: list[dict]) -> pd.DataFrame:
+    """One overpass's estimate rows as a frame: what the stage process keeps of each overpass until it writes its
+    tables. As dicts they took 10.6 GB in that process on china_year's 141,624 hotspots and 1,733 sites (~45 keys a
+    row, ~1.5 M rows); a frame holds a float in 8 bytes."""
+    return pd.DataFrame(rows)
 
 
 #: wind fields of the last few sets of wind files, per worker process (overpasses of a day share theirs, and each

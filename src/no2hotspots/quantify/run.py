@@ -336,10 +336,8 @@ def quantify_collection(cfg: DictConfig, name: str, model_uncertainty: Callable 
     results = map_units(quantify_overpass, tasks, cfg, desc=f"quantify {name}", shared={"ctx": ctx})
     if tasks and tasks[0].units_dir:
         units.prune(tasks[0].units_dir, [t.overpass.key for t in tasks])
-    rows_h = [r for res in results for r in res["hotspots"]]
-    rows_s = [r for res in results for r in res["sites"]]
-    est_h = pd.DataFrame(rows_h, columns=None if rows_h else list(EMPTY_COLUMNS))
-    est_s = pd.DataFrame(rows_s, columns=None if rows_s else list(EMPTY_COLUMNS))
+    est_h = estimates_table([res["hotspots"] for res in results])
+    est_s = estimates_table([res["sites"] for res in results])
     if "period_site_id" in est_h:
         est_h["period_site_id"] = est_h["period_site_id"].astype("Int64")
     period = period_table(est_s, sites, site_ratio, s)
@@ -352,6 +350,15 @@ def quantify_collection(cfg: DictConfig, name: str, model_uncertainty: Callable 
     }
     return write_outputs(name, s, est_h, est_s, period, wide, winds_description(s, len(wind_files), kinds),
                          len(ovs), inv is not None, t0, run_info)  # fmt: skip
+
+
+def estimates_table(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The overpasses' estimate frames (:func:`.overpass.rows_frame`) as one table, as a frame of all their rows at once
+    would be: columns in the order they first appear, a column without values in one overpass typed by the others'."""
+    parts = [f for f in frames if len(f)]
+    if not parts:
+        return pd.DataFrame(columns=list(EMPTY_COLUMNS))
+    return pd.concat(parts, ignore_index=True, sort=False).infer_objects()
 
 
 def hotspots_and_sites(s: dict, name: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
