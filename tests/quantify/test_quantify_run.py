@@ -628,3 +628,39 @@ def test_an_osse_world_and_the_estimators_disagreeing_on_the_conversion_is_said(
         assert lines == []
     else:
         assert len(lines) == 1 and f"will read {warned}" in lines[0] and "sources.csv" in lines[0]
+
+
+def test_rows_wait_on_disk_in_a_spool_that_goes_with_the_run(case, qhelp, monkeypatch):
+    """Without a resume cache an overpass's rows go to the run's spool folder (quantify.spool), the same rows it
+    would hand back in memory; the stage removes the folder when it ends."""
+    import tempfile
+
+    from no2hotspots.quantify import estimate, overpass
+    from no2hotspots.quantify import run as qrun
+    from no2hotspots.quantify.co2 import InventoryMatcher
+    from no2hotspots.quantify.spool import read_rows
+
+    tmp, ov = case
+    ov = {**ov, "quantify.units_dir": None}
+    cfg = qhelp.quantify_cfg(ov)
+    s = qrun.settings(qrun.collection_config(cfg, "synth"), "synth")
+    hot, sites, _ = qrun.hotspots_and_sites(s, "synth")
+    inv = inputs.load_sites(s["inventory"], "inventory")
+    matcher = InventoryMatcher(inv, s["co2"])
+    ratio = {int(r.site_id): matcher.ratio(r.lat, r.lon) for r in sites.itertuples()}
+    ctx = overpass.Context(s, sites, ratio, matcher, inv, estimate.MODEL_UNCERTAINTY)
+    ovs = inputs.overpass_list("synth", s["ingest_dir"])
+    winds = [str(p) for p in sorted((tmp / "winds").glob("*.nc"))]
+    (tmp / "spool").mkdir()
+    on_disk = qrun.overpass_tasks(s, "synth", ovs, hot, ctx, winds, str(tmp / "spool"))
+    in_memory = qrun.overpass_tasks(s, "synth", ovs, hot, ctx, winds)
+    for a, b in zip(on_disk, in_memory):
+        got, want = overpass.quantify_overpass(a, ctx=ctx), overpass.quantify_overpass(b, ctx=ctx)
+        assert set(got["files"]) == {"hotspots", "sites"} and got["wind_kinds"] == want["wind_kinds"]
+        for kind, path in got["files"].items():
+            assert path.startswith(str(tmp / "spool")) and got["n_rows"][kind] == len(want[kind])
+            pd.testing.assert_frame_equal(read_rows(path), want[kind])
+    (tmp / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp / "tmp"))
+    out = run(cfg)["synth"]
+    assert out["n_estimates_overpass"] > 0 and list((tmp / "tmp").iterdir()) == []

@@ -2,13 +2,13 @@
 
 Reads the overpass once, samples the winds at its hotspots and at the period sites it covers (opening only the wind
 files around its time), and runs every configured estimator on each of them (:func:`quantify_point`); returns the
-estimate rows of its hotspots and of the period sites. With a unit folder, the rows are kept there with a marker
-holding the unit's hash (inputs, settings and code), and a rerun with the same hash reads them instead.
+estimate rows of its hotspots and of the period sites. With a unit folder, the rows go there (:mod:`.spool`; the
+stage reads them back one overpass at a time) with, for the resume cache, a marker holding the unit's hash (inputs,
+settings and code): a rerun with the same hash reads them instead.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +21,7 @@ from .. import units
 from ..atomic import atomic_path
 from ..evaluate.geo import haversine_km
 from ..winds import open_winds
-from . import chemistry, csf, ddeq_ref, divergence, ime, inputs, structure
+from . import chemistry, csf, ddeq_ref, divergence, ime, inputs, spool, structure
 from .co2 import InventoryMatcher, TruthAt, co2_from_nox
 from .estimate import COMPONENTS, Estimate, Wind
 from .plume import plume_direction
@@ -209,21 +209,21 @@ class OverpassTask:
     overpass: inputs.Overpass
     hotspots: tuple  # the overpass's hotspot rows (dicts: the table's columns, site_id, period_site_id, Index)
     wind_paths: tuple  # the wind files around its time
-    units_dir: str | None = None  # None: nothing kept
-    unit_hash: str = ""
+    units_dir: str | None = None  # where its rows go (the resume cache or the run's spool); None: in the result
+    unit_hash: str = ""  # with units_dir: the unit's hash, kept in a marker for a rerun; "": spooled, no marker
 
 
 def quantify_overpass(task: OverpassTask, *, ctx: Context) -> dict:
-    """Estimate rows of one overpass: ``{"hotspots": frame, "sites": frame, "wind_kinds": [...], "reused": bool}``,
-    the rows as frames (:func:`rows_frame`)."""
+    """Estimate rows of one overpass, the rows as frames (:func:`rows_frame`): without a units folder in the result
+    (``{"hotspots": frame, "sites": frame, "wind_kinds": [...], "reused": False}``), with one in a file per kind
+    there (:mod:`.spool`; ``{"files": {kind: path}, "n_rows": {kind: n}, "wind_kinds": [...], "reused": bool}``)."""
     o = task.overpass
-    rows_file = f"{o.key}.rows.pkl"
-    if task.units_dir and units.load_done(task.units_dir, o.key, task.unit_hash) is not None:
-        try:
-            with open(Path(task.units_dir) / rows_file, "rb") as f:
-                return {**pickle.load(f), "reused": True}
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-            pass  # unreadable: computed again
+    folder = Path(task.units_dir) if task.units_dir else None
+    files = {k: folder / spool.rows_file(o.key, k) for k in spool.KINDS} if folder else {}
+    if folder and task.unit_hash:
+        done = units.load_done(folder, o.key, task.unit_hash)
+        if done is not None and "n_rows" in done and all(f.is_file() for f in files.values()):
+            return {**done, "files": {k: str(f) for k, f in files.items()}, "reused": True}
     grid = OverpassGrid.of(inputs.open_overpass(o))
     h = pd.DataFrame(list(task.hotspots))
     site_idx = _covered_sites(ctx, grid)
@@ -233,22 +233,26 @@ def quantify_overpass(task: OverpassTask, *, ctx: Context) -> dict:
     pts_lon += [float(ctx.sites["lon"].iloc[k]) for k in site_idx]
     winds = _winds(ctx.s, task.wind_paths)
     ws = winds.at(pts_lat, pts_lon, o.time) if pts_lat else None
-    out = {
+    rows = {
         "hotspots": rows_frame(_hotspot_rows(ctx, grid, o.time, h, ws)),
         "sites": rows_frame(_site_rows(ctx, grid, o.time, h, ws, site_idx)),
-        "wind_kinds": sorted({f.kind for f in winds.files}),
     }
-    if task.units_dir:
-        with atomic_path(Path(task.units_dir) / rows_file) as tmp:
-            tmp.write_bytes(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
-        units.mark_done(task.units_dir, o.key, task.unit_hash, [rows_file], {"n_hotspots": len(h)})
-    return {**out, "reused": False}
+    kinds = sorted({f.kind for f in winds.files})
+    if not folder:
+        return {**rows, "wind_kinds": kinds, "reused": False}
+    for k, f in files.items():
+        with atomic_path(f) as tmp:
+            spool.write_rows(tmp, rows[k])
+    result = {"n_rows": {k: len(v) for k, v in rows.items()}, "wind_kinds": kinds}
+    if task.unit_hash:
+        units.mark_done(folder, o.key, task.unit_hash, [f.name for f in files.values()], result)
+    return {**result, "files": {k: str(f) for k, f in files.items()}, "reused": False}
 
 
 def rows_frame(rows: list[dict]) -> pd.DataFrame:
-    """One overpass's estimate rows as a frame: what the stage process keeps of each overpass until it writes its
-    tables. As dicts they took 10.6 GB in that process on china_year's 141,624 hotspots and 1,733 sites (2.6 M rows of
-    ~45 keys); a frame holds a float in 8 bytes."""
+    """One overpass's estimate rows as a frame (as dicts they took 10.6 GB in the stage process on china_year's
+    141,624 hotspots and 1,733 sites, 2.6 M rows of ~45 keys, when it kept every overpass's rows until it wrote its
+    tables; now they wait on disk, :mod:`.spool`)."""
     return pd.DataFrame(rows)
 
 

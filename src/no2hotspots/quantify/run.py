@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 import time as _time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +38,7 @@ from ..config import PLAIN_NAME, bool_value, int_value
 from ..errors import ConfigError, InputFileError
 from ..winds import open_winds
 from ..winds.field import expand_paths
-from . import chemistry, csf, ddeq_ref, divergence, estimate, ime, inputs
+from . import chemistry, csf, ddeq_ref, divergence, estimate, ime, inputs, spool
 from .co2 import CO2Config, InventoryMatcher
 from .estimate import COMPONENTS, Ramp
 from .evaluation import evaluate_table, scatter_plot
@@ -45,6 +46,7 @@ from .overpass import Context, OverpassTask, estimate_rows, quantify_overpass, q
 from .period import SITE_SOURCES, PeriodConfig, combine, period_sites, sites_from_hotspots
 from .plume import PlumeDirectionConfig
 from .position import PositionConfig, site_spread_km
+from .spool import SpooledRows
 from .structure import StructureConfig
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,14 @@ UNIT_CODE = ("no2hotspots.quantify", "no2hotspots.winds", "no2hotspots.evaluate.
 #: header of an estimates table without rows (no hotspot in the collection): still a readable CSV
 EMPTY_COLUMNS = ("hotspot_id", "site_id", "time", "lat", "lon", "method", "nox_t_per_yr", "nox_sigma_t_per_yr",
                  "co2_mt_per_yr", "co2_sigma_mt_per_yr", "inventory_nox_t_per_yr", "quality_flags")  # fmt: skip
+
+#: the columns of the estimate rows the stage reads back into memory (:mod:`.spool`): what the hotspot table, the
+#: period table and the evaluation use; every other column goes from the spool into the CSVs without a stop
+HOTSPOT_COLUMNS = ("hotspot_id", "method", "nox_t_per_yr", "nox_sigma_t_per_yr", "co2_mt_per_yr",
+                   "co2_sigma_mt_per_yr", "quality_flags", "wind_speed_m_s", "wind_from_deg", "wind_source",
+                   "direction_source", "inventory_nox_t_per_yr", "inventory_co2_t_per_yr", "inventory_ids")  # fmt: skip
+SITE_COLUMNS = ("site_id", "method", "detected", "nox_t_per_yr", "inventory_nox_t_per_yr",
+                *(f"nox_sigma_{c}_t_per_yr" for c in SIGMA_COMPONENTS))  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -330,35 +340,26 @@ def quantify_collection(cfg: DictConfig, name: str, model_uncertainty: Callable 
     wind_files = expand_paths((s["winds"] or {}).get("paths"))
     log.info("%s: %d overpass(es), %d hotspot(s), %d period site(s) (%s); %d wind file(s); methods: %s", name,
              len(ovs), len(hot), len(sites), site_source, len(wind_files), s["methods"])  # fmt: skip
-    tasks = overpass_tasks(s, name, ovs, hot, ctx, wind_files)
     from ..parallel import map_units
 
-    results = map_units(quantify_overpass, tasks, cfg, desc=f"quantify {name}", shared={"ctx": ctx})
-    if tasks and tasks[0].units_dir:
-        units.prune(tasks[0].units_dir, [t.overpass.key for t in tasks])
-    est_h = estimates_table([res["hotspots"] for res in results])
-    est_s = estimates_table([res["sites"] for res in results])
-    if "period_site_id" in est_h:
-        est_h["period_site_id"] = est_h["period_site_id"].astype("Int64")
-    period = period_table(est_s, sites, site_ratio, s)
-    wide = hotspot_wide(hot, est_h, s)
-    kinds = sorted(set().union(*(r["wind_kinds"] for r in results))) if results else []
-    run_info = {
-        "period_sites": site_source,
-        "units_computed": sum(not r["reused"] for r in results),
-        "units_reused": sum(bool(r["reused"]) for r in results),
-    }
-    return write_outputs(name, s, est_h, est_s, period, wide, winds_description(s, len(wind_files), kinds),
-                         len(ovs), inv is not None, t0, run_info)  # fmt: skip
-
-
-def estimates_table(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """The overpasses' estimate frames (:func:`.overpass.rows_frame`) as one table, as a frame of all their rows at once
-    would be: columns in the order they first appear, a column without values in one overpass typed by the others'."""
-    parts = [f for f in frames if len(f)]
-    if not parts:
-        return pd.DataFrame(columns=list(EMPTY_COLUMNS))
-    return pd.concat(parts, ignore_index=True, sort=False).infer_objects()
+    with tempfile.TemporaryDirectory(prefix=f"quantify-{name}-") as spool_dir:  # used where nothing is kept
+        tasks = overpass_tasks(s, name, ovs, hot, ctx, wind_files, spool_dir)
+        results = map_units(quantify_overpass, tasks, cfg, desc=f"quantify {name}", shared={"ctx": ctx})
+        if tasks and tasks[0].unit_hash:
+            units.prune(tasks[0].units_dir, [t.overpass.key for t in tasks])
+        rows = {k: SpooledRows(r["files"][k] for r in results if r["n_rows"][k]) for k in spool.KINDS}
+        est_h = rows["hotspots"].narrow(HOTSPOT_COLUMNS)
+        est_s = rows["sites"].narrow(SITE_COLUMNS)
+        period = period_table(est_s, sites, site_ratio, s)
+        wide = hotspot_wide(hot, est_h, s)
+        kinds = sorted(set().union(*(r["wind_kinds"] for r in results))) if results else []
+        run_info = {
+            "period_sites": site_source,
+            "units_computed": sum(not r["reused"] for r in results),
+            "units_reused": sum(bool(r["reused"]) for r in results),
+        }
+        return write_outputs(name, s, rows, est_h, period, wide, winds_description(s, len(wind_files), kinds),
+                             len(ovs), inv is not None, t0, run_info)  # fmt: skip
 
 
 def hotspots_and_sites(s: dict, name: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
@@ -376,12 +377,16 @@ def hotspots_and_sites(s: dict, name: str) -> tuple[pd.DataFrame, pd.DataFrame, 
     return hot.assign(period_site_id=period_of), sites, what
 
 
-def overpass_tasks(s: dict, name: str, ovs: list, hot: pd.DataFrame, ctx: Context, wind_files: list) -> list:
+def overpass_tasks(
+    s: dict, name: str, ovs: list, hot: pd.DataFrame, ctx: Context, wind_files: list, spool_dir: str | None = None
+) -> list:
     """One :class:`.overpass.OverpassTask` per overpass: its hotspots, the wind files around its time and (without
-    a model-uncertainty hook, whose effect cannot be hashed) its unit hash."""
+    a model-uncertainty hook, whose effect cannot be hashed) its unit hash, its rows going to the resume cache
+    (``units_dir``); without one to ``spool_dir`` (None: the rows come back in the results)."""
     units_dir = Path(s["units_dir"]) / name if s["units_dir"] and ctx.model_uncertainty is None else None
     if units_dir:
         units_dir.mkdir(parents=True, exist_ok=True)
+    rows_dir = str(units_dir) if units_dir else spool_dir
     near = _wind_files_near(s, ovs, wind_files)
     fixed = _fixed_digest(s, ctx) if units_dir else ""
     records = hot.to_dict("records")
@@ -393,7 +398,7 @@ def overpass_tasks(s: dict, name: str, ovs: list, hot: pd.DataFrame, ctx: Contex
         if units_dir:
             identity = [fixed, o.key, units.file_identity(o.path), [units.file_identity(p) for p in paths]]
             uh = units.digest([*identity, hashlib.sha256(repr(rows).encode()).hexdigest()])
-        tasks.append(OverpassTask(o, rows, paths, str(units_dir) if units_dir else None, uh))
+        tasks.append(OverpassTask(o, rows, paths, rows_dir, uh))
     return tasks
 
 
@@ -557,7 +562,9 @@ def evaluation_against_truth(s: dict, est_h: pd.DataFrame, period: pd.DataFrame)
     return evaluation
 
 
-def write_outputs(name, s, est_h, est_s, period, wide, wind_desc, n_overpasses, has_truth, t0, run_info=None) -> dict:
+def write_outputs(name, s, rows, est_h, period, wide, wind_desc, n_overpasses, has_truth, t0, run_info=None) -> dict:
+    """The stage's files (``rows``: the spooled estimate rows per kind, ``est_h``: the hotspot rows' columns
+    :data:`HOTSPOT_COLUMNS`) and its summary with the run statistics."""
     evaluation = evaluation_against_truth(s, est_h, period) if has_truth else {}
     ok = lambda d: int(np.isfinite(d["nox_t_per_yr"]).sum()) if not d.empty else 0  # noqa: E731
     counts = {
@@ -594,8 +601,8 @@ def write_outputs(name, s, est_h, est_s, period, wide, wind_desc, n_overpasses, 
     with atomic_group() as out:  # the folder and the metrics file are replaced together (no2hotspots.atomic)
         tmp = out.folder(s["out_dir"])
         wide.to_csv(tmp / "hotspot_rates.csv", index=False)
-        est_h.to_csv(tmp / "estimates_overpass.csv", index=False)
-        est_s.to_csv(tmp / "estimates_site_overpass.csv", index=False)
+        rows["hotspots"].write_csv(tmp / "estimates_overpass.csv", EMPTY_COLUMNS, {"period_site_id": "Int64"})
+        rows["sites"].write_csv(tmp / "estimates_site_overpass.csv", EMPTY_COLUMNS)
         period.to_csv(tmp / "estimates_period.csv", index=False)
         write_json(tmp / "quantify.json", _clean(summary))
         if has_truth and not est_h.empty:
