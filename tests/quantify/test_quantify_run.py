@@ -342,7 +342,7 @@ def test_same_results_as_the_per_point_code(case, qhelp, winds):
     of ~0 from terms of ~1e4 t/yr) to ~1e-9. The reference is 13a0cb4 with reference_13a0cb4.patch (what changed
     the results on purpose since: the CSF transect weights and position term, issue 15; the CSF's transect scatter
     as its own component, out of the noise that weights the period mean; CSF strips and IME disks reaching beyond
-    the grid's edge refused), written by
+    the grid's edge refused; the IME's position term with the residence time of R +- d), written by
     make_reference_13a0cb4.py; the position error is that version's fixed one (``position.from_data: false``), and
     the method-structure term and the other sources' plumes and period sites out of the background (not in that
     version) are off."""
@@ -469,6 +469,7 @@ def test_position_error_from_the_hotspots_and_the_model(case, qhelp):
     """Issue 15: a period site's position error is the RMS offset per axis of its hotspot peaks from it with half a
     cell in quadrature; a per-overpass hotspot's the model's localisation with half a cell; a site of one hotspot
     gets the floor. The CSF and IME carry it (divergence: none), correlated across overpasses (one site position)."""
+    from no2hotspots.quantify.ime import residence_time
     from no2hotspots.quantify.position import PositionConfig, position_sigma_km
     from no2hotspots.quantify.scene import EARTH_RADIUS_M
 
@@ -490,8 +491,15 @@ def test_position_error_from_the_hotspots_and_the_model(case, qhelp):
         pos = src.loc[src["method"] == m, "nox_sigma_position_t_per_yr"]
         assert ((pos == 0) if zero else (pos > 0)).all(), m
     ime_rows = src[src["method"] == "ime"]
+    # the IME's: Q with the residence time of R + d and of R - d, the RMS of the two changes (R 20 km)
+    tau, d_m = float(est["lifetime_h"].iloc[0]) * 3600.0, np.hypot(spread, cell / 2) * 1e3
+    rel = [
+        np.sqrt(np.mean([(residence_time(20e3, u, tau) / residence_time(20e3 + k * d_m, u, tau) - 1) ** 2
+                         for k in (1, -1)]))
+        for u in ime_rows["wind_speed_m_s"]
+    ]  # fmt: skip
     assert ime_rows["nox_sigma_position_t_per_yr"].to_numpy() == pytest.approx(
-        ime_rows["nox_t_per_yr"].abs().to_numpy() * np.hypot(spread, cell / 2) / 20.0, rel=0.01
+        ime_rows["nox_t_per_yr"].abs().to_numpy() * np.array(rel), rel=0.01
     )
     per = pd.read_csv(d / "estimates_period.csv").set_index(["inventory_ids", "method"])
     # correlation 1: the period's position term is the weighted mean of the overpasses', not averaged down

@@ -3,14 +3,19 @@ overpass, unvectorised estimators), with reference_13a0cb4.patch applied, gives 
 test_quantify_run.py (tests/quantify/test_quantify_run.py::test_same_results_as_the_per_point_code compares the
 vectorised code with it). The patch ports what changed the results since on purpose (issue 15: the CSF transect
 weights; then the CSF's transect scatter as its own component, out of the noise that weights the period mean, and
-CSF strips and IME disks reaching beyond the grid's edge refused). Not a test (no test_ prefix); run from the
+CSF strips and IME disks reaching beyond the grid's edge refused; the IME's position term with the residence
+time of R +- d). Not a test (no test_ prefix); run from the
 repository root:
 
-    D=$(mktemp -d) && git archive 13a0cb4 src tests/quantify conf | tar -x -C $D \\
+    R=$PWD D=$(mktemp -d) && git archive 13a0cb4 src tests/quantify conf | tar -x -C $D \\
       && patch -d $D -p1 < tests/quantify/data/reference_13a0cb4.patch \\
       && cp tests/quantify/data/make_reference_13a0cb4.py $D/tests/quantify/ \\
-      && (cd $D && REFERENCE_OUT=$PWD/tests/quantify/data/reference_13a0cb4.json PYTHONPATH=src \\
-          $PWD/.venv/bin/python -m pytest -q -p no:cacheprovider tests/quantify/make_reference_13a0cb4.py)
+      && (cd $D && REFERENCE_OUT=$R/tests/quantify/data/reference_13a0cb4.json PYTHONPATH=src \\
+          $R/.venv/bin/python -m pytest -q -p no:cacheprovider tests/quantify/make_reference_13a0cb4.py)
+
+The patch is ``diff -ru -x __pycache__ -x make_reference_13a0cb4.py -x .pytest_cache A B`` of 13a0cb4's tree (A)
+and its copy with the ports (B). Regenerated on another CPU the values move in their last digits (the test's
+tolerance is 1e-6).
 """
 
 from __future__ import annotations
