@@ -8,7 +8,7 @@ excluded) and a SHA-256 of the rows. The current tree and the baseline revision 
 take turns, A B A B ..., so the ratio holds when the machine's speed drifts; the two trees must give the same rows
 (the digest) for the ratio to mean "same work, faster".
 
-    .venv/bin/python benchmarks/quantify_overpass.py [--workspace .] [--baseline-rev 5a59216] [--collection osse] \
+    .venv/bin/python benchmarks/quantify_overpass.py [--workspace .] [--baseline-rev 241bce7] [--collection osse] \
         [--n 24] [--offset 100] [--repeats 3] [--json benchmarks/results/quantify_overpass.json]
 
 The workspace (default: this checkout) is one where ``make demo`` (or ``dvc repro`` up to evaluate) has run, so its
@@ -31,11 +31,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: the baseline revision: the code before the rows were spooled to disk (the same rows as today's, digest and all).
-#: The first baseline, 3e149c1 (before the shared crop geometry), writes other rows since the CSF's transect scatter
-#: became a component of its own and the NO -> NO2 conversion's term was added: timed against it, the ratio compares
-#: different work, and the script says so ("rows identical: NO").
-BASELINE_REV = "5a59216"
+#: the baseline revision: the last change to the rows (the IME's position term with the residence time of R +- d;
+#: the rows spooled to disk just before), so the same rows as today's, digest and all. Earlier baselines write other
+#: rows: 3e149c1 (before the shared crop geometry) before the CSF's transect scatter became a component of its own
+#: and the NO -> NO2 conversion's term was added; timed against one, the ratio compares different work, and the
+#: script says so ("rows identical: NO").
+BASELINE_REV = "241bce7"
 
 
 def child(args) -> None:
@@ -116,7 +117,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=24, help="overpasses per timing")
     ap.add_argument("--offset", type=int, default=100, help="first overpass (list order)")
     ap.add_argument("--baseline-rev", default=BASELINE_REV,
-                    help=f"git revision whose src/ is the baseline (default {BASELINE_REV}: before the spooled rows; "
+                    help=f"git revision whose src/ is the baseline (default {BASELINE_REV}: last change to the rows; "
                     "3e149c1: before the shared crop geometry, other rows; 'none': no baseline)")  # fmt: skip
     ap.add_argument("--repeats", type=int, default=3, help="timings of each tree (alternating)")
     ap.add_argument("--json", type=Path, default=None)
