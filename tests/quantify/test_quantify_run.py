@@ -672,3 +672,9 @@ def test_rows_wait_on_disk_in_a_spool_that_goes_with_the_run(case, qhelp, monkey
     monkeypatch.setattr(tempfile, "tempdir", str(tmp / "tmp"))
     out = run(cfg)["synth"]
     assert out["n_estimates_overpass"] > 0 and list((tmp / "tmp").iterdir()) == []
+    # with a resume cache the rows stay there; a unit file of the layout before (one pickle per overpass) goes
+    (tmp / "units" / "synth").mkdir(parents=True)
+    (tmp / "units" / "synth" / "2019-09-01T061000.rows.pkl").write_bytes(b"old")
+    run(qhelp.quantify_cfg({**ov, "quantify.units_dir": str(tmp / "units")}))
+    kept = sorted(p.name for p in (tmp / "units" / "synth").iterdir())
+    assert len(kept) == 3 * 3 and not any(n.endswith(".rows.pkl") for n in kept), kept

@@ -347,6 +347,8 @@ def quantify_collection(cfg: DictConfig, name: str, model_uncertainty: Callable 
         results = map_units(quantify_overpass, tasks, cfg, desc=f"quantify {name}", shared={"ctx": ctx})
         if tasks and tasks[0].unit_hash:
             units.prune(tasks[0].units_dir, [t.overpass.key for t in tasks])
+            for old in Path(tasks[0].units_dir).glob("*.rows.pkl"):  # the layout before the spool: no marker lists them
+                old.unlink(missing_ok=True)
         rows = {k: SpooledRows(r["files"][k] for r in results if r["n_rows"][k]) for k in spool.KINDS}
         est_h = rows["hotspots"].narrow(HOTSPOT_COLUMNS)
         est_s = rows["sites"].narrow(SITE_COLUMNS)
