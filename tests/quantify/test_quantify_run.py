@@ -678,3 +678,8 @@ def test_rows_wait_on_disk_in_a_spool_that_goes_with_the_run(case, qhelp, monkey
     run(qhelp.quantify_cfg({**ov, "quantify.units_dir": str(tmp / "units")}))
     kept = sorted(p.name for p in (tmp / "units" / "synth").iterdir())
     assert len(kept) == 3 * 3 and not any(n.endswith(".rows.pkl") for n in kept), kept
+    # a damaged rows file is computed again, the others reused, and the tables are the same
+    tables = _tables(tmp / "out" / "synth")
+    next((tmp / "units" / "synth").glob("*.sites.pkl")).write_bytes(b"damaged")
+    again = run(qhelp.quantify_cfg({**ov, "quantify.units_dir": str(tmp / "units")}))["synth"]
+    assert (again["units_computed"], again["units_reused"]) == (1, 2) and _tables(tmp / "out" / "synth") == tables

@@ -9,6 +9,7 @@ settings and code): a rerun with the same hash reads them instead.
 
 from __future__ import annotations
 
+import pickle
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -222,7 +223,7 @@ def quantify_overpass(task: OverpassTask, *, ctx: Context) -> dict:
     files = {k: folder / spool.rows_file(o.key, k) for k in spool.KINDS} if folder else {}
     if folder and task.unit_hash:
         done = units.load_done(folder, o.key, task.unit_hash)
-        if done is not None and "n_rows" in done and all(f.is_file() for f in files.values()):
+        if done is not None and "n_rows" in done and all(_readable(f) for f in files.values()):
             return {**done, "files": {k: str(f) for k, f in files.items()}, "reused": True}
     grid = OverpassGrid.of(inputs.open_overpass(o))
     h = pd.DataFrame(list(task.hotspots))
@@ -247,6 +248,14 @@ def quantify_overpass(task: OverpassTask, *, ctx: Context) -> dict:
     if task.unit_hash:
         units.mark_done(folder, o.key, task.unit_hash, [f.name for f in files.values()], result)
     return {**result, "files": {k: str(f) for k, f in files.items()}, "reused": False}
+
+
+def _readable(path: Path) -> bool:
+    """Whether a kept rows file reads back (a damaged one is computed again, not met by the stage later)."""
+    try:
+        return isinstance(spool.read_rows(path), pd.DataFrame)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError):
+        return False
 
 
 def rows_frame(rows: list[dict]) -> pd.DataFrame:
