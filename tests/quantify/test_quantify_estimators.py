@@ -303,18 +303,24 @@ def test_csf_transect_weights_do_not_depend_on_how_cells_split_between_strips(sy
     np.testing.assert_allclose(a * w / np.sum(a * w), 1 / len(a), rtol=0.01)
 
 
+def _upwind(qhelp, d_km: float, direction_from: float) -> tuple[float, float]:
+    """The point d_km from the grid's centre towards where the wind comes from (negative: downwind)."""
+    from no2hotspots.quantify.scene import EARTH_RADIUS_M
+
+    phi = np.radians(direction_from)
+    up_x, up_y = np.sin(phi) * d_km * 1e3, np.cos(phi) * d_km * 1e3
+    src_lat = qhelp.LAT0 + np.degrees(up_y / EARTH_RADIUS_M)
+    src_lon = qhelp.LON0 + np.degrees(up_x / EARTH_RADIUS_M / np.cos(np.radians(qhelp.LAT0)))
+    return src_lat, src_lon
+
+
 @pytest.mark.parametrize("d_km", [4.0, 8.0])
 def test_csf_position_term_is_the_travel_time_of_a_source_off_the_point(synthetic_plume, qhelp, d_km):
     """Issue 15: a source d upwind of the point the CSF is made at travels d / U longer than the decay correction
     counts: Q comes out low by exp(-d / (U tau)); the stated position term at position_sigma_km = d is that size
     (Q sinh(d / (U tau))). Without decay there is no such term."""
-    from no2hotspots.quantify.scene import EARTH_RADIUS_M
-
     speed, direction, tau = 3.0, 250.0, 2 * 3600.0
-    phi = np.radians(direction)
-    up_x, up_y = np.sin(phi) * d_km * 1e3, np.cos(phi) * d_km * 1e3  # towards where the wind comes from
-    src_lat = qhelp.LAT0 + np.degrees(up_y / EARTH_RADIUS_M)
-    src_lon = qhelp.LON0 + np.degrees(up_x / EARTH_RADIUS_M / np.cos(np.radians(qhelp.LAT0)))
+    src_lat, src_lon = _upwind(qhelp, d_km, direction)
     lat, lon = qhelp.grid_axes()
     c = qhelp.plume_columns(Q, speed, direction, tau, lat=lat, lon=lon, src_lat=src_lat, src_lon=src_lon)
     c = c + qhelp.background(lat, lon)
@@ -422,13 +428,8 @@ def test_csf_position_term_with_the_conversion_is_the_size_of_the_error(syntheti
     corrections count the travel time from the point) and the stated position term (position_sigma_km = d) is that
     size within 40 % (half the difference of Q at +-d, the form without the conversion, was 1 % against 13 % at
     4 km: Q at +d and at -d lie on the same side of Q)."""
-    from no2hotspots.quantify.scene import EARTH_RADIUS_M
-
     speed, direction, tau = 3.0, 250.0, 2 * 3600.0
-    phi = np.radians(direction)
-    up_x, up_y = np.sin(phi) * d_km * 1e3, np.cos(phi) * d_km * 1e3
-    src_lat = qhelp.LAT0 + np.degrees(up_y / EARTH_RADIUS_M)
-    src_lon = qhelp.LON0 + np.degrees(up_x / EARTH_RADIUS_M / np.cos(np.radians(qhelp.LAT0)))
+    src_lat, src_lon = _upwind(qhelp, d_km, direction)
     lat, lon = qhelp.grid_axes()
     c = qhelp.plume_columns(Q, speed, direction, tau, lat=lat, lon=lon, src_lat=src_lat, src_lon=src_lon, ramp=RAMP)
     sc = scene_of(lat, lon, c + qhelp.background(lat, lon), np.full(c.shape, 1e-6))
@@ -448,16 +449,11 @@ def test_ime_position_term_is_the_size_of_the_error(qhelp, speed, tau_h, d_km, o
     relative errors within 15 % (0.88-0.94 of it over 2-9 m/s, 2-8 h, d 3-6 km, with and without). d/R, the form
     without loss or conversion used before, is ``old`` times it here (0.85-1.82 over the same range without the
     conversion, 0.55-1.58 with it: its NO2-poor first minutes are in the disk wherever the source sits)."""
-    from no2hotspots.quantify.scene import EARTH_RADIUS_M
-
     direction, tau = 250.0, tau_h * 3600.0
-    phi = np.radians(direction)
     lat, lon = qhelp.grid_axes()
     errors, terms = [], []
     for side in (1, -1):  # upwind, downwind
-        up_x, up_y = side * np.sin(phi) * d_km * 1e3, side * np.cos(phi) * d_km * 1e3
-        src_lat = qhelp.LAT0 + np.degrees(up_y / EARTH_RADIUS_M)
-        src_lon = qhelp.LON0 + np.degrees(up_x / EARTH_RADIUS_M / np.cos(np.radians(qhelp.LAT0)))
+        src_lat, src_lon = _upwind(qhelp, side * d_km, direction)
         c = qhelp.plume_columns(Q, speed, direction, tau, lat=lat, lon=lon, src_lat=src_lat, src_lon=src_lon,
                                 ramp=RAMP if on else None)  # fmt: skip
         sc = scene_of(lat, lon, c + qhelp.background(lat, lon), np.full(c.shape, 1e-6))
