@@ -10,6 +10,10 @@ the divergence telescopes to the flux through the disk's edge, so the estimate i
 the NO2 lost inside it. Period estimates (Beirle et al. average the divergence map over many overpasses) are the
 mean of these per-overpass values (:mod:`.period`), which is the same because the estimator is linear in c.
 
+Other known sources (from ``quantify.disk_split_min_km``, 10 km, to 2R away) take their side of the disk
+(:mod:`.neighbours`): the sum runs over the cells nearer to this source than to each of them, which still telescopes
+(their emission stays on their side, a plume that passes through adds nothing).
+
 Cells without data count as background (c' = 0) and are not used; an estimate is refused when less than
 ``min_valid_fraction`` of the disk (+1 cell) is observed. Uncertainty as for the other estimators: exact cell weights
 (the transposed difference stencil) for the noise; re-evaluation for wind speed, direction, lifetime and the
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .estimate import Estimate, Lifetime, Ramp, Wind, sensitivity
+from .neighbours import own_side
 from .scene import EARTH_RADIUS_M, Scene, background_ring, fit_plane, functional_sigma, noise_model
 
 METHOD = "divergence"
@@ -75,10 +80,11 @@ def _plane_and_enhancement(scene: Scene, direction_from: float, cfg: DivergenceC
 
 
 def _disk(scene: Scene, cfg: DivergenceConfig):
-    """(stencils, failure flag or None): the disk must be observed and lie inside the scene."""
-    r = scene.r
-    disk = r <= cfg.radius_km
-    edge = r <= cfg.radius_km + 1.5 * scene.cell_km
+    """(stencils, failure flag or None): this source's part of the disk (:mod:`.neighbours`) must be observed and
+    lie inside the scene."""
+    r, own = scene.r, own_side(scene, cfg.radius_km)
+    disk = (r <= cfg.radius_km) & own
+    edge = (r <= cfg.radius_km + 1.5 * scene.cell_km) & own
     if scene.area[edge & scene.valid].sum() < cfg.min_valid_fraction * scene.area[edge].sum():
         return None, "disk_not_observed"
     if disk[0].any() or disk[-1].any() or disk[:, 0].any() or disk[:, -1].any():

@@ -16,6 +16,10 @@ for the background):
 3. Q = M / (tau (1 - exp(-R / (U tau)))); with the near-source NO -> NO2 conversion on (:class:`.estimate.Ramp`),
    whose first minutes hold less NO2, Q = M / integral_0^(R/U) exp(-t / tau) share(t) dt.
 
+Other known sources (from ``quantify.disk_split_min_km``, 10 km, to 2R away) take their side of the disk
+(:mod:`.neighbours`): the mass is taken over this source's side of the half-way lines, and R above becomes L, where
+the plume's path along the wind leaves that part (also in the position term below).
+
 Uncertainty: noise through the exact cell weights (incl. the background plane's), wind speed, lifetime and the
 conversion's m and r by re-evaluation at +-1 sigma, wind direction by re-running with the sector moved by +-1
 sigma, and the hotspot's position error d = ``position_sigma_km`` along the wind (it shifts where the plume leaves
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .estimate import NO_RAMP, Estimate, Lifetime, Ramp, Wind, sensitivity
+from .neighbours import exit_km, own_fraction
 from .scene import (
     Scene,
     background_ring,
@@ -64,8 +69,9 @@ def residence_time(radius_m: float, u: float, tau: float, ramp: Ramp = NO_RAMP) 
 
 
 def _mass(scene: Scene, direction_from: float, cfg: IMEConfig):
-    """Steps 1-2: (background plane, disk cell weights fa [m2], mass [mol]) or a failure flag (str). An unknown
-    direction (NaN) keeps the whole ring as background."""
+    """Steps 1-2: (background plane, disk cell weights fa [m2], mass [mol], integration length L [km]) or a failure
+    flag (str). An unknown direction (NaN) keeps the whole ring as background, and the whole disk (:mod:`.neighbours`:
+    where the plume leaves this source's part of it is unknown)."""
     known_dir = np.isfinite(direction_from)
     s = scene.rotate(direction_from)[0] if known_dir else None
     r_in = cfg.radius_km + cfg.gap_km
@@ -73,14 +79,15 @@ def _mass(scene: Scene, direction_from: float, cfg: IMEConfig):
     plane = fit_plane(scene, ring)
     if plane is None:
         return "too_few_background_cells"
-    fa, w, observed = scene.cached(("ime_disk", cfg.radius_km, cfg.min_valid_fraction), lambda: _disk(scene, cfg))
+    key = ("ime_disk", cfg.radius_km, cfg.min_valid_fraction, known_dir)
+    fa, w, observed = scene.cached(key, lambda: _disk(scene, cfg, known_dir))
     if not observed:
         return "disk_not_observed"
     beyond = scene.cached_geometry(("ime_beyond", cfg.radius_km), lambda: _disk_beyond_scene(scene, cfg.radius_km))
     if beyond:  # the collection grid ends inside the disk
         return "disk_at_scene_edge"
     mass = float(np.sum(fa[w] * (scene.c[w] - plane.at(scene.x[w], scene.y[w]))))
-    return plane, np.where(w, fa, 0.0), mass
+    return plane, np.where(w, fa, 0.0), mass, exit_km(scene, cfg.radius_km, direction_from)
 
 
 def _disk_beyond_scene(scene: Scene, radius_km: float) -> bool:
@@ -89,9 +96,10 @@ def _disk_beyond_scene(scene: Scene, radius_km: float) -> bool:
     return bool(beyond_scene(scene, radius_km * np.sin(a), radius_km * np.cos(a)).any())
 
 
-def _disk(scene: Scene, cfg: IMEConfig) -> tuple[np.ndarray, np.ndarray, bool]:
-    """The disk's cell areas inside it [m2], its observed cells, and whether enough of it is observed."""
-    frac = disk_fraction(scene, cfg.radius_km)
+def _disk(scene: Scene, cfg: IMEConfig, split: bool) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The cell areas in the disk [m2] (in this source's part of it if ``split``), its observed cells, and whether
+    enough of it is observed."""
+    frac = own_fraction(scene, cfg.radius_km) if split else disk_fraction(scene, cfg.radius_km)
     fa = frac * scene.area
     observed = not fa[scene.valid].sum() < cfg.min_valid_fraction * fa.sum()
     return fa, (frac > 0) & scene.valid, observed
@@ -113,9 +121,9 @@ def estimate(
     m = _mass(scene, wind.direction_from, cfg)
     if isinstance(m, str):
         return Estimate.failed(METHOD, m)
-    plane, g_mass, mass = m
+    plane, g_mass, mass, exit_at_km = m
     noise = noise_model(scene, plane)
-    radius_m = cfg.radius_km * 1e3
+    radius_m = exit_at_km * 1e3  # L: R, or less where the plume meets another source's part of the disk first
 
     ramp = life.ramp
 
@@ -123,8 +131,10 @@ def estimate(
         return mass / residence_time(radius_m, u, tau, rp)
 
     def q_at_direction(d: float) -> float:
-        md = _mass(scene, d, cfg)
-        return float("nan") if isinstance(md, str) else md[2] / residence_time(radius_m, wind.speed, life.tau_s, ramp)
+        md = _mass(scene, d, cfg)  # the exit L moves with the direction where another source shares the disk
+        if isinstance(md, str):
+            return float("nan")
+        return md[2] / residence_time(md[3] * 1e3, wind.speed, life.tau_s, ramp)
 
     q = q_of(wind.speed, life.tau_s)
     g = g_mass / residence_time(radius_m, wind.speed, life.tau_s, ramp)
@@ -148,6 +158,7 @@ def estimate(
     diag = {
         "mass_mol": mass,
         "radius_km": cfg.radius_km,
+        "exit_km": exit_at_km,
         "background_mol_m2": float(plane.coef[0]),
         "noise_chi": noise.chi,
         "noise_k": noise.k,

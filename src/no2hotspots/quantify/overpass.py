@@ -64,6 +64,7 @@ def quantify_point(
     model_uncertainty: Callable | None = None,
     context: dict | None = None,
     position_spread_km: float = float("nan"),
+    sharing: list[tuple[float, float]] = (),
 ) -> tuple[list[Estimate], dict]:
     """Estimates (in t NOx/yr) of every configured method for a source at (lat0, lon0) in one overpass grid
     (an xarray Dataset or an :class:`OverpassGrid`).
@@ -72,12 +73,13 @@ def quantify_point(
     ``model_uncertainty``: the detection model's relative 1-sigma hook (:data:`.estimate.MODEL_UNCERTAINTY`).
     ``position_spread_km``: the data's position error of the point without the half cell (the model's for a hotspot,
     the hotspot spread for a site; NaN = unknown, the floor), :func:`.position.position_sigma_km`.
+    ``sharing``: the sources that take their side of the IME and divergence disks (:func:`sharing_sources`).
     """
     grid = OverpassGrid.of(ov)
     chem: chemistry.Chemistry = s["chemistry"]
     life = chem.lifetime
     scene = local_scene(grid.lat, grid.lon, grid.no2, grid.precision, lat0, lon0, s["scene_half_km"], others,
-                        s["exclude_other_km"])  # fmt: skip
+                        s["exclude_other_km"], sharing)  # fmt: skip
     info = {"direction_source": "none", "plume_from_deg": np.nan, "plume_snr": np.nan, "position_sigma_km": np.nan}
     if scene is None or not scene.valid.any():
         return [Estimate.failed(m, "not_observed") for m in s["methods"]], info
@@ -131,6 +133,15 @@ def quantify_point(
     return out, info
 
 
+def sharing_sources(lat0: float, lon0: float, candidates, min_km: float | None) -> list[tuple[float, float]]:
+    """The known sources that take their side of a point's IME and divergence disks (:mod:`.neighbours`): the
+    ``candidates`` (lat, lon) at least ``min_km`` away (``quantify.disk_split_min_km``; None: none, off)."""
+    if min_km is None or not len(candidates):
+        return []
+    p = np.asarray(candidates, float).reshape(-1, 2)
+    return list(map(tuple, p[haversine_km(p[:, 0], p[:, 1], lat0, lon0) >= min_km]))
+
+
 def estimate_rows(ests: list[Estimate], base: dict, ratio) -> list[dict]:
     rows = []
     for e in ests:
@@ -175,6 +186,7 @@ class Context:
     _site_lon: np.ndarray = field(init=False, repr=False)
     _ratios: dict = field(default_factory=dict, repr=False)
     _far: dict = field(default_factory=dict, repr=False)
+    _inv_pos: dict | None = field(default=None, repr=False)  # inventory id -> (lat, lon), made when first needed
 
     def __post_init__(self):
         self.truth = TruthAt(self.inv)
@@ -184,18 +196,37 @@ class Context:
         self._site_lon = self.sites["lon"].to_numpy(float) if has else np.empty(0)
 
     def other_sites(self, lat: float, lon: float) -> list[tuple[float, float]]:
-        """The period sites farther than ``period.merge_km`` from (lat, lon): known sources, also where this overpass
-        has no hotspot at them, whose surroundings are no background (``exclude_other_km``, ``exclude_plume_efolds``).
-        Points repeat (sites every overpass, hotspots on grid cells): their distances are computed once, and kept as
-        one bit per site."""
+        """The period sites farther than ``period.merge_km`` from (lat, lon) where ``exclude_sites``: known sources,
+        also where this overpass has no hotspot at them, whose surroundings are no background (``exclude_other_km``,
+        ``exclude_plume_efolds``)."""
+        return self.far_sites(lat, lon) if self.s.get("exclude_sites", False) else []
+
+    def far_sites(self, lat: float, lon: float) -> list[tuple[float, float]]:
+        """The period sites farther than ``period.merge_km`` from (lat, lon). Points repeat (sites every overpass,
+        hotspots on grid cells): their distances are computed once, and kept as one bit per site."""
         slat, slon = self._site_lat, self._site_lon
-        if not self.s.get("exclude_sites", False) or not len(slat):
+        if not len(slat):
             return []
         key = (float(lat), float(lon))
         if key not in self._far:
             self._far[key] = np.packbits(haversine_km(slat, slon, lat, lon) > self.s["period"].merge_km)
         far = np.unpackbits(self._far[key], count=len(slat)).astype(bool)
         return list(zip(slat[far], slon[far]))
+
+    def truth_at(self, ids: list[str], lat: float, lon: float, sharing: list, t) -> float:
+        """The inventory NOx of the matched sources ``ids`` at ``t`` that lie nearer to (lat, lon) than to each
+        point of ``sharing`` (each source counted at one point, as the IME and divergence disks are split)."""
+        if sharing and ids and self.inv is not None and len(self.inv):
+            if self._inv_pos is None:
+                self._inv_pos = dict(zip(self.inv["id"].astype(str), zip(self.inv["lat"], self.inv["lon"])))
+            p = np.asarray(sharing, float).reshape(-1, 2)
+            kept = []
+            for i in ids:
+                la, lo = self._inv_pos[i]
+                if haversine_km(la, lo, lat, lon) < haversine_km(p[:, 0], p[:, 1], la, lo).min():
+                    kept.append(i)
+            ids = kept
+        return self.truth(ids, t)
 
     def ratio(self, lat: float, lon: float):
         """The CO2/NOx ratio and inventory match at a hotspot (hotspots repeat grid positions: looked up once)."""
@@ -301,10 +332,13 @@ def _hotspot_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws) -> l
     pos = list(zip(h["peak_lat"], h["peak_lon"])) if len(h) else []
     rows = []
     for i, r in enumerate(h.to_dict("records")):
-        others = [p for j, p in enumerate(pos) if j != i] + ctx.other_sites(r["peak_lat"], r["peak_lon"])
+        lat0, lon0 = r["peak_lat"], r["peak_lon"]
+        near = [p for j, p in enumerate(pos) if j != i]
+        others = near + ctx.other_sites(lat0, lon0)
+        sharing = sharing_sources(lat0, lon0, near + ctx.far_sites(lat0, lon0), s.get("disk_split_min_km"))
         wrow = ws.row(i)
-        ests, info = quantify_point(grid, t, r["peak_lat"], r["peak_lon"], wrow, s, others, ctx.model_uncertainty, r,
-                                    s.get("position", PositionConfig()).model_sigma_km)  # fmt: skip
+        ests, info = quantify_point(grid, t, lat0, lon0, wrow, s, others, ctx.model_uncertainty, r,
+                                    s.get("position", PositionConfig()).model_sigma_km, sharing)  # fmt: skip
         ratio = ctx.ratio(r["peak_lat"], r["peak_lon"])
         base = {
             "hotspot_id": int(r["hotspot_id"]),
@@ -316,7 +350,7 @@ def _hotspot_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws) -> l
             **wrow,
             **info,
             "lifetime_h": s["chemistry"].lifetime_h,
-            "inventory_nox_t_per_yr": ctx.truth(ratio.matched_ids, t),
+            "inventory_nox_t_per_yr": ctx.truth_at(ratio.matched_ids, lat0, lon0, sharing, t),
             "inventory_co2_t_per_yr": ratio.co2_t_per_yr,
             "inventory_ids": " ".join(ratio.matched_ids),
         }
@@ -341,10 +375,23 @@ def _site_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws, site_id
             continue
         far = haversine_km(hlat, hlon, site["lat"], site["lon"]) > s["period"].merge_km
         others = [p for p, f in zip(pos, far) if f] + ctx.other_sites(site["lat"], site["lon"])
+        # a site shares its disks with the other sites only: a one-off hotspot (most are false alarms) takes no part
+        sharing = sharing_sources(site["lat"], site["lon"], ctx.far_sites(site["lat"], site["lon"]),
+                                  s.get("disk_split_min_km"))  # fmt: skip
         wrow = ws.row(len(h) + n)
         spread = float(site["position_spread_km"]) if "position_spread_km" in site else float("nan")
         ests, info = quantify_point(
-            grid, t, site["lat"], site["lon"], wrow, ss, others, ctx.model_uncertainty, {"site_id": sid}, spread
+            grid,
+            t,
+            site["lat"],
+            site["lon"],
+            wrow,
+            ss,
+            others,
+            ctx.model_uncertainty,
+            {"site_id": sid},
+            spread,
+            sharing,
         )
         if all(e.flags == ["not_observed"] or "disk_not_observed" in e.flags for e in ests):
             continue
@@ -357,7 +404,7 @@ def _site_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws, site_id
             "detected": detected,
             **wrow,
             **info,
-            "inventory_nox_t_per_yr": ctx.truth(ratio.matched_ids, t),
+            "inventory_nox_t_per_yr": ctx.truth_at(ratio.matched_ids, site["lat"], site["lon"], sharing, t),
         }
         rows += estimate_rows(ests, base, ratio)
     return rows

@@ -48,6 +48,7 @@ class Scene:
     c: np.ndarray  # mol m-2, NaN where not observed
     sigma: np.ndarray  # mol m-2 (precision; NaN filled with the scene median)
     exclude: np.ndarray = field(default=None)  # cells near other sources: never used as background
+    sharing: np.ndarray = field(default=None)  # (k, 2): km east/north of the sources that share the disk (neighbours)
     #: what the estimators derive from the scene's columns and exclusions (valid cells, observed disks, background
     #: planes), kept because the three methods and their direction re-runs ask for the same things: change no array
     #: of a scene after an estimator (or ``valid``) has used it
@@ -60,6 +61,8 @@ class Scene:
     def __post_init__(self):
         if self.exclude is None:
             self.exclude = np.zeros(self.c.shape, dtype=bool)
+        if self.sharing is None:
+            self.sharing = np.zeros((0, 2))
 
     def cached(self, key, make):
         """``make()`` once per scene and ``key``."""
@@ -138,10 +141,12 @@ def local_scene(
     half_km: float,
     others: list[tuple[float, float]] = (),
     exclude_km: float = 0.0,
+    sharing: list[tuple[float, float]] = (),
 ) -> Scene | None:
     """Crop a (lat, lon) grid to +-``half_km`` around (lat0, lon0); None if the box misses the grid.
 
     ``others``: (lat, lon) of other sources; cells within ``exclude_km`` of them are flagged ``exclude``.
+    ``sharing``: (lat, lon) of the sources that take their side of the IME and divergence disks (:mod:`.neighbours`).
     """
     lat = np.asarray(lat, float)
     lon = np.asarray(lon, float)
@@ -165,7 +170,8 @@ def local_scene(
         k, rr, cc = box_cells(x, y, o[:, 0], o[:, 1], exclude_km, geometry["axes"])
         near = np.hypot(x[rr, cc] - o[k, 0], y[rr, cc] - o[k, 1]) <= exclude_km
         excl[rr[near], cc[near]] = True
-    return Scene(float(lat0), float(lon0), la, lo, x, y, area, c, sig, excl, geometry=geometry)
+    share = within(sharing, lat0, lon0, r_max) if len(sharing) else None
+    return Scene(float(lat0), float(lon0), la, lo, x, y, area, c, sig, excl, share, geometry=geometry)
 
 
 @dataclass(frozen=True)
