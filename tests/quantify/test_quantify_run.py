@@ -199,6 +199,8 @@ def test_config_and_input_errors_are_one_line(case, qhelp):
         run(qhelp.quantify_cfg({**ov, "quantify.methods": ["csf", "magic"]}))
     with pytest.raises(ConfigError, match="quantify.csf.end_km: must be a number"):
         run(qhelp.quantify_cfg({**ov, "quantify.csf.end_km": "far"}))
+    with pytest.raises(ConfigError, match="quantify.disk_split_min_km: must be a number > 0"):
+        run(qhelp.quantify_cfg({**ov, "quantify.disk_split_min_km": 0}))
     with pytest.raises(InputFileError) as e:
         run(qhelp.quantify_cfg({**ov, "quantify.ingest_dir": str(tmp / "nowhere")}))
     assert "\n" not in str(e.value) and "ingest" in str(e.value)
