@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,6 +106,25 @@ def _units_done(units_dir: Path) -> int:
     return len(list(units_dir.glob("*.done.json")))
 
 
+def _killed_after_a_unit(stage: str, params: Path, env: dict, units_dir: Path):
+    """Start the stage, SIGKILL it once a unit has finished; (the process, units done when it died)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "no2hotspots", stage, "--params", str(params)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while _units_done(units_dir) < 1:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "no unit finished"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return proc, _units_done(units_dir)
+
+
 @pytest.mark.parametrize("stage", ["ingest", "detect"])
 def test_sigkill_then_rerun_gives_identical_outputs_and_no_unit_twice(tmp_path, granules, model_dir, stage):
     from no2hotspots.config import params_yaml_text
@@ -130,21 +150,11 @@ def test_sigkill_then_rerun_gives_identical_outputs_and_no_unit_twice(tmp_path, 
         timeout=300,
     )
     units_dir = tmp_path / "cut" / ".units" / stage / "test"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "no2hotspots", stage, "--params", str(tmp_path / "cut.yaml")],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 240
-    while _units_done(units_dir) < 2:
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        assert time.monotonic() < deadline, "no unit finished"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done_before = _units_done(units_dir)
+    for _attempt in range(3):  # on a loaded box the last units can finish before the kill lands: start again
+        shutil.rmtree(units_dir, ignore_errors=True)
+        proc, done_before = _killed_after_a_unit(stage, tmp_path / "cut.yaml", env, units_dir)
+        if done_before < 6:
+            break
     assert proc.returncode == -signal.SIGKILL and done_before < 6, "the run finished before it could be killed"
     rerun = subprocess.run(
         [sys.executable, "-m", "no2hotspots", stage, "--params", str(tmp_path / "cut.yaml")],
