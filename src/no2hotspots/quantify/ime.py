@@ -56,6 +56,7 @@ class IMEConfig:
     ring_km: float = 20.0
     sector_half_angle_deg: float = 45.0
     min_valid_fraction: float = 0.9
+    split_disk: bool = True  # the sources sharing the disk (Scene.sharing) take their side of it (:mod:`.neighbours`)
 
 
 def residence_time(radius_m: float, u: float, tau: float, ramp: Ramp = NO_RAMP) -> float:
@@ -79,15 +80,17 @@ def _mass(scene: Scene, direction_from: float, cfg: IMEConfig):
     plane = fit_plane(scene, ring)
     if plane is None:
         return "too_few_background_cells"
-    key = ("ime_disk", cfg.radius_km, cfg.min_valid_fraction, known_dir)
-    fa, w, observed = scene.cached(key, lambda: _disk(scene, cfg, known_dir))
+    split = known_dir and cfg.split_disk
+    key = ("ime_disk", cfg.radius_km, cfg.min_valid_fraction, split)
+    fa, w, observed = scene.cached(key, lambda: _disk(scene, cfg, split))
     if not observed:
         return "disk_not_observed"
     beyond = scene.cached_geometry(("ime_beyond", cfg.radius_km), lambda: _disk_beyond_scene(scene, cfg.radius_km))
     if beyond:  # the collection grid ends inside the disk
         return "disk_at_scene_edge"
     mass = float(np.sum(fa[w] * (scene.c[w] - plane.at(scene.x[w], scene.y[w]))))
-    return plane, np.where(w, fa, 0.0), mass, exit_km(scene, cfg.radius_km, direction_from)
+    exit_at = exit_km(scene, cfg.radius_km, direction_from) if split else cfg.radius_km
+    return plane, np.where(w, fa, 0.0), mass, exit_at
 
 
 def _disk_beyond_scene(scene: Scene, radius_km: float) -> bool:
