@@ -73,7 +73,7 @@ def quantify_point(
     ``model_uncertainty``: the detection model's relative 1-sigma hook (:data:`.estimate.MODEL_UNCERTAINTY`).
     ``position_spread_km``: the data's position error of the point without the half cell (the model's for a hotspot,
     the hotspot spread for a site; NaN = unknown, the floor), :func:`.position.position_sigma_km`.
-    ``sharing``: the sources that take their side of the IME and divergence disks (:func:`sharing_sources`).
+    ``sharing``: the sources that take their side of the IME (and, opted in, divergence) disk (:func:`sharing_sources`).
     """
     grid = OverpassGrid.of(ov)
     chem: chemistry.Chemistry = s["chemistry"]
@@ -215,7 +215,7 @@ class Context:
 
     def truth_at(self, ids: list[str], lat: float, lon: float, sharing: list, t) -> float:
         """The inventory NOx of the matched sources ``ids`` at ``t`` that lie nearer to (lat, lon) than to each
-        point of ``sharing`` (each source counted at one point, as the IME and divergence disks are split)."""
+        point of ``sharing`` (each source counted at one point, as IME's disk is split: :mod:`.neighbours`)."""
         if sharing and ids and self.inv is not None and len(self.inv):
             if self._inv_pos is None:
                 self._inv_pos = dict(zip(self.inv["id"].astype(str), zip(self.inv["lat"], self.inv["lon"])))
@@ -380,19 +380,8 @@ def _site_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws, site_id
                                   s.get("disk_split_min_km"))  # fmt: skip
         wrow = ws.row(len(h) + n)
         spread = float(site["position_spread_km"]) if "position_spread_km" in site else float("nan")
-        ests, info = quantify_point(
-            grid,
-            t,
-            site["lat"],
-            site["lon"],
-            wrow,
-            ss,
-            others,
-            ctx.model_uncertainty,
-            {"site_id": sid},
-            spread,
-            sharing,
-        )
+        ests, info = quantify_point(grid, t, site["lat"], site["lon"], wrow, ss, others, ctx.model_uncertainty,
+                                    {"site_id": sid}, spread, sharing)  # fmt: skip
         if all(e.flags == ["not_observed"] or "disk_not_observed" in e.flags for e in ests):
             continue
         ratio = ctx.site_ratio[sid]
