@@ -39,6 +39,14 @@ def splitting(scene: Scene, radius_km: float) -> np.ndarray:
     return o[(d > 1e-6) & (d < 2.0 * radius_km)]
 
 
+def _this_side(x, y, o: np.ndarray) -> np.ndarray:
+    """Whether the points (x, y) [km] lie nearer to the source (the origin) than to each source of ``o`` (k, 2)."""
+    out = np.ones(np.shape(x), dtype=bool)
+    for ok in o:
+        out &= x * ok[0] + y * ok[1] < 0.5 * float(ok @ ok)
+    return out
+
+
 def own_fraction(scene: Scene, radius_km: float, sub: int = 5) -> np.ndarray:
     """The share of each cell's area within ``radius_km`` of the source and nearer to it than to any source of
     :func:`splitting`: :func:`.scene.disk_fraction` where none splits the disk."""
@@ -55,21 +63,14 @@ def own_fraction(scene: Scene, radius_km: float, sub: int = 5) -> np.ndarray:
     if cut.size:
         ox, oy = sub_offsets(scene, cut, sub)
         x, y = scene.x.ravel()[cut][None] + ox, scene.y.ravel()[cut][None] + oy
-        inside = np.hypot(x, y) <= radius_km
-        for ok, dk in zip(o, d):
-            inside &= x * ok[0] + y * ok[1] < 0.5 * dk**2
-        out.flat[cut] = inside.mean(axis=0)
+        out.flat[cut] = ((np.hypot(x, y) <= radius_km) & _this_side(x, y, o)).mean(axis=0)
     return out
 
 
 def own_side(scene: Scene, radius_km: float) -> np.ndarray:
     """Cells whose centre is nearer to the source than to any source of :func:`splitting` (whole cells, as the flux
     divergence's difference stencil takes them)."""
-    o = splitting(scene, radius_km)
-    out = np.ones(scene.c.shape, dtype=bool)
-    for ok in o:
-        out &= scene.x * ok[0] + scene.y * ok[1] < 0.5 * float(ok @ ok)
-    return out
+    return _this_side(scene.x, scene.y, splitting(scene, radius_km))
 
 
 def exit_km(scene: Scene, radius_km: float, direction_from_deg: float) -> float:

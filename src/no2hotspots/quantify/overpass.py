@@ -195,15 +195,11 @@ class Context:
         self._site_lat = self.sites["lat"].to_numpy(float) if has else np.empty(0)
         self._site_lon = self.sites["lon"].to_numpy(float) if has else np.empty(0)
 
-    def other_sites(self, lat: float, lon: float) -> list[tuple[float, float]]:
-        """The period sites farther than ``period.merge_km`` from (lat, lon) where ``exclude_sites``: known sources,
-        also where this overpass has no hotspot at them, whose surroundings are no background (``exclude_other_km``,
-        ``exclude_plume_efolds``)."""
-        return self.far_sites(lat, lon) if self.s.get("exclude_sites", False) else []
-
     def far_sites(self, lat: float, lon: float) -> list[tuple[float, float]]:
-        """The period sites farther than ``period.merge_km`` from (lat, lon). Points repeat (sites every overpass,
-        hotspots on grid cells): their distances are computed once, and kept as one bit per site."""
+        """The period sites farther than ``period.merge_km`` from (lat, lon): known sources, also where this overpass
+        has no hotspot at them, whose surroundings are no background where ``exclude_sites`` (``exclude_other_km``,
+        ``exclude_plume_efolds``) and which share the IME disk (:func:`sharing_sources`). Points repeat (sites every
+        overpass, hotspots on grid cells): their distances are computed once, and kept as one bit per site."""
         slat, slon = self._site_lat, self._site_lon
         if not len(slat):
             return []
@@ -333,9 +329,9 @@ def _hotspot_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws) -> l
     rows = []
     for i, r in enumerate(h.to_dict("records")):
         lat0, lon0 = r["peak_lat"], r["peak_lon"]
-        near = [p for j, p in enumerate(pos) if j != i]
-        others = near + ctx.other_sites(lat0, lon0)
-        sharing = sharing_sources(lat0, lon0, near + ctx.far_sites(lat0, lon0), s.get("disk_split_min_km"))
+        near, sites = [p for j, p in enumerate(pos) if j != i], ctx.far_sites(lat0, lon0)
+        others = near + (sites if s.get("exclude_sites", False) else [])
+        sharing = sharing_sources(lat0, lon0, near + sites, s.get("disk_split_min_km"))
         wrow = ws.row(i)
         ests, info = quantify_point(grid, t, lat0, lon0, wrow, s, others, ctx.model_uncertainty, r,
                                     s.get("position", PositionConfig()).model_sigma_km, sharing)  # fmt: skip
@@ -374,10 +370,10 @@ def _site_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws, site_id
         if s["period"].use == "detected" and not detected:
             continue
         far = haversine_km(hlat, hlon, site["lat"], site["lon"]) > s["period"].merge_km
-        others = [p for p, f in zip(pos, far) if f] + ctx.other_sites(site["lat"], site["lon"])
+        sites = ctx.far_sites(site["lat"], site["lon"])
+        others = [p for p, f in zip(pos, far) if f] + (sites if s.get("exclude_sites", False) else [])
         # a site shares its disks with the other sites only: a one-off hotspot (most are false alarms) takes no part
-        sharing = sharing_sources(site["lat"], site["lon"], ctx.far_sites(site["lat"], site["lon"]),
-                                  s.get("disk_split_min_km"))  # fmt: skip
+        sharing = sharing_sources(site["lat"], site["lon"], sites, s.get("disk_split_min_km"))
         wrow = ws.row(len(h) + n)
         spread = float(site["position_spread_km"]) if "position_spread_km" in site else float("nan")
         ests, info = quantify_point(grid, t, site["lat"], site["lon"], wrow, ss, others, ctx.model_uncertainty,
