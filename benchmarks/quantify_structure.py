@@ -7,8 +7,9 @@ this script draws such scenes with the simulator's own settings (``simulate`` gr
 diffusivity, puff width, NO2 lifetime, release hours, pixel size) and independent seeds (not the OSSE evaluation,
 not the training seed), one source per scene at a random sub-pixel position, and runs every estimator at the true
 source position with everything else the estimator is told right: the lifetime of the scene, the wind as quantify
-takes it (the mean wind vector over ``quantify.winds.time_window_h`` before the overpass), no noise, no background,
-no neighbours. What is left is the method structure: estimate / truth.
+takes it (per method, the mean wind vector over the air's travel time to the method's reach before the overpass,
+``quantify.wind_travel``; with it off, over ``quantify.winds.time_window_h``), no noise, no background, no
+neighbours. What is left is the method structure: estimate / truth.
 
 Prints, per method, the median ratio (with a bootstrap 68 % interval), the relative scatter (1.4826 x MAD of ln
 ratio: about the median; RMS of ln ratio: about 1, i.e. with the bias; rel sigma 68 %: half the 16-84 % range of
@@ -39,10 +40,12 @@ from no2hotspots.config import compose  # noqa: E402
 from no2hotspots.osse.weather import SourceWinds  # noqa: E402
 from no2hotspots.quantify import csf, divergence, ime  # noqa: E402
 from no2hotspots.quantify.estimate import Lifetime, Wind  # noqa: E402
+from no2hotspots.quantify.overpass import travel_km  # noqa: E402
 from no2hotspots.quantify.run import collection_config, settings  # noqa: E402
 from no2hotspots.quantify.scene import local_scene  # noqa: E402
 from no2hotspots.simulate.puffs import puff_columns, sample_winds, scene_grid, series_times  # noqa: E402
 from no2hotspots.simulate.settings import from_config  # noqa: E402
+from no2hotspots.winds.field import travel_window_h  # noqa: E402
 
 ESTIMATORS = {"csf": csf, "ime": ime, "divergence": divergence}
 Q_MOL_S = 5.0
@@ -66,15 +69,40 @@ def draw(rng: np.random.Generator, n: int, st):
     }
 
 
-def quantify_wind(st, speed, direction, window_h: float) -> tuple[np.ndarray, np.ndarray]:
-    """The mean wind vector over ``window_h`` before the overpass (what quantify samples from wind files)."""
+def _series_at(sw: SourceWinds, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Speed and direction-from of scene i at time ``t_s[i]`` (as :meth:`SourceWinds.series`, one time per scene)."""
+    t = np.clip(t_s, sw.t_s[0], sw.t_s[-1])
+    i = np.clip(np.searchsorted(sw.t_s, t, side="right") - 1, 0, sw.t_s.size - 2)
+    w = (t - sw.t_s[i]) / (sw.t_s[i + 1] - sw.t_s[i])
+    r = np.arange(t.size)
+    spd = sw.speed[r, i] * (1.0 - w) + sw.speed[r, i + 1] * w
+    rad = sw._dir_rad[r, i] * (1.0 - w) + sw._dir_rad[r, i + 1] * w
+    return spd, np.degrees(rad) % 360.0
+
+
+def quantify_wind(st, speed, direction, window_h) -> tuple[np.ndarray, np.ndarray]:
+    """The mean wind vector over ``window_h`` (hours; one per scene or one for all) before the overpass (what
+    quantify samples from wind files)."""
     t = series_times(st)
     t_ov = st.puffs.release_hours * 3600.0
     sw = SourceWinds(t, speed, direction)
-    sd = [sw.series(float(tk)) for tk in np.linspace(t_ov - window_h * 3600.0, t_ov, 13)]
+    wh = np.broadcast_to(np.asarray(window_h, float), (speed.shape[0],))
+    sd = [_series_at(sw, t_ov + f * wh * 3600.0) for f in np.linspace(-1.0, 0.0, 13)]
     s, d = np.array([x[0] for x in sd]), np.radians(np.array([x[1] for x in sd]))
     u, v = (-s * np.sin(d)).mean(axis=0), (-s * np.cos(d)).mean(axis=0)
     return np.hypot(u, v), np.degrees(np.arctan2(-u, -v)) % 360.0
+
+
+def method_winds(st, p: dict, s: dict) -> dict:
+    """Per method, the (speed, direction) quantify gives it: the mean over ``winds.time_window_h``, or with
+    ``quantify.wind_travel`` the mean over the air's travel time to the method's reach at that speed."""
+    base = quantify_wind(st, p["speed"], p["direction"], float(s["winds"]["time_window_h"]))
+    out = {}
+    for m in ESTIMATORS:
+        km = travel_km(m, s)
+        out[m] = base if km is None else quantify_wind(st, p["speed"], p["direction"],
+                                                       travel_window_h(km, base[0], s["wind_window_h"]))  # fmt: skip
+    return out, base[0]
 
 
 def run(n: int, seed: int, noise: bool = False, overrides: tuple[str, ...] = ()) -> dict:
@@ -99,7 +127,7 @@ def run(n: int, seed: int, noise: bool = False, overrides: tuple[str, ...] = ())
     lon_axis = np.asarray(plane.to_latlon(axis_km, np.zeros(SIZE_PX))[1], float)
     src_lat, src_lon = plane.to_latlon((cols - c0) * a_km, (rows - c0) * a_km)
     noise_rng = np.random.default_rng([seed, 1])
-    speed, direction = quantify_wind(st, p["speed"], p["direction"], float(s["winds"]["time_window_h"]))
+    winds, speed = method_winds(st, p, s)
     out = {m: np.full(n, np.nan) for m in ESTIMATORS}
     for i in range(n):
         if speed[i] < s["min_wind_m_s"]:
@@ -111,9 +139,11 @@ def run(n: int, seed: int, noise: bool = False, overrides: tuple[str, ...] = ())
             raise SystemExit("scene rows run south: flip them")
         sc = local_scene(lat_axis, lon_axis, c, np.full(c.shape, noise_std[i]), float(src_lat[i]), float(src_lon[i]),
                          s["scene_half_km"])  # fmt: skip
-        w = Wind(float(speed[i]), 0.0, float(direction[i]), 0.0)
         life = Lifetime(float(p["lifetime_h"][i]) * 3600.0, 0.0)
         for m, mod in ESTIMATORS.items():
+            if winds[m][0][i] < s["min_wind_m_s"]:
+                continue  # quantify's low_wind
+            w = Wind(float(winds[m][0][i]), 0.0, float(winds[m][1][i]), 0.0)
             e = mod.estimate(sc, w, life, s[m], _sens=False)
             out[m][i] = e.q / q_mol_s[i] if e.ok else np.nan
     x = R_KM * 1e3 / (speed * p["lifetime_h"] * 3600.0)

@@ -126,6 +126,25 @@ def test_stage_recovers_known_rates_with_uncertainties(case, qhelp):
     assert out["n_hotspots"] == 4 and out["chemistry"]["nox_no2_ratio"] == 1.32
 
 
+def test_each_method_takes_the_wind_over_its_air_travel_time(case, qhelp):
+    """Each method's rows carry the window its wind was averaged over: the air's travel time to its reach (csf 30 km,
+    IME 20 km, divergence 40 km) at the speed of the case's steady winds; in a steady wind that changes no estimate
+    against the 1-h mean for all (wind_travel false)."""
+    tmp, ov = case
+    run(qhelp.quantify_cfg(ov))
+    on = pd.read_csv(tmp / "out" / "synth" / "estimates_overpass.csv").sort_values(["hotspot_id", "method"])
+    run(qhelp.quantify_cfg({**ov, "quantify.wind_travel": False}))
+    off = pd.read_csv(tmp / "out" / "synth" / "estimates_overpass.csv").sort_values(["hotspot_id", "method"])
+    reach = {"csf": 30.0, "ime": 20.0, "divergence": 40.0}
+    src = on[on["hotspot_id"] <= 3]
+    speed = src["hotspot_id"].map(lambda i: WINDS[i - 1][0])
+    expect = np.clip(src["method"].map(reach) * 1e3 / (speed * 3600.0), 0.5, 3.0)
+    assert src["wind_window_h"].to_numpy() == pytest.approx(expect.to_numpy())
+    assert src["wind_speed_m_s"].to_numpy() == pytest.approx(speed.to_numpy())
+    assert (off["wind_window_h"] == 1.0).all()
+    assert on["nox_t_per_yr"].to_numpy() == pytest.approx(off["nox_t_per_yr"].to_numpy(), rel=1e-9, nan_ok=True)
+
+
 def test_without_winds_the_fallback_and_plume_direction_are_used(case, qhelp):
     tmp, ov = case
     ov["quantify.collections.synth"]["winds"] = {"paths": None}
@@ -458,6 +477,9 @@ def test_period_sites_are_the_composite_sites(case, qhelp):
         ("quantify.exclude_plume_efolds", -1.0, "must be a number in [0, inf]"),
         ("quantify.exclude_plume_deg", 90, "must be a number in [0, 89]"),
         ("quantify.exclude_sites", "false", "must be true or false"),
+        ("quantify.wind_travel", "yes", "must be true or false"),
+        ("quantify.wind_window_h", [2.0, 1.0], "must satisfy 0 <= shortest <= longest <= 24"),
+        ("quantify.wind_window_h", 3.0, "must be [shortest, longest] in hours"),
     ],
 )
 def test_period_site_and_wind_keys_are_checked(case, qhelp, key, value, message):

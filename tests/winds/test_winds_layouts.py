@@ -168,3 +168,32 @@ def test_a_period_of_daily_files_is_never_held_at_once(tmp_path):
     rev.cache_files = 2
     assert np.allclose([rev.at([40.0], [112.0], t).u[0] for t in reversed(at)], u_big[::-1])
     assert len(rev._cache) <= 2
+
+
+def test_per_point_windows_average_each_point_over_its_own_hours(tmp_path):
+    """u rises by 1 m/s per hour: the mean over w hours before 09:00 is u(09:00) - w/2 for each point's own w; equal
+    windows give exactly the single-window answer; a window longer than the files reach back is cut to them."""
+    times = pd.date_range("2019-09-01T05:00", "2019-09-01T09:00", freq="1h")
+    f = simple_file(tmp_path / "w.nc", times, np.arange(5.0) + 2.0, np.zeros(5))  # 2..6 m/s
+    w = open_winds({"paths": str(f), "time_window_h": 1.0})
+    s = w.at([40.0, 40.0, 41.0], [112.0, 112.0, 113.0], "2019-09-01T09:00", window_h=[0.5, 2.0, 3.0])
+    assert s.u == pytest.approx([6.0 - 0.25, 6.0 - 1.0, 6.0 - 1.5])
+    assert s.window_h == pytest.approx([0.5, 2.0, 3.0])
+    assert s.row(1)["wind_window_h"] == pytest.approx(2.0)
+    # a longer window measures more change: the speed's spread grows with it
+    assert s.sigma_speed[0] < s.sigma_speed[1] < s.sigma_speed[2]
+    one = w.at([40.0, 41.0], [112.0, 113.0], "2019-09-01T09:00")
+    same = w.at([40.0, 41.0], [112.0, 113.0], "2019-09-01T09:00", window_h=[1.0, 1.0])
+    assert np.array_equal(one.u, same.u) and np.array_equal(one.sigma_speed, same.sigma_speed)
+    assert one.window_h == pytest.approx([1.0, 1.0])
+    # the files start at 05:00 (one hourly step of margin, as for the single window): 6 h asked at 09:00 gives 5
+    cut = w.at([40.0, 40.0], [112.0, 112.0], "2019-09-01T09:00", window_h=[6.0, 1.0])
+    assert cut.window_h == pytest.approx([5.0, 1.0]) and cut.source[0] == cut.source[1]
+    assert cut.u[0] == pytest.approx(np.mean(np.interp(np.linspace(-5, 0, 21), [-4, -3, -2, -1, 0], [2, 3, 4, 5, 6])))
+
+
+def test_travel_windows_are_the_air_travel_time_within_the_limits():
+    from no2hotspots.winds.field import travel_window_h
+
+    w = travel_window_h(20.0, np.array([5.0, 2.0, 20.0, np.nan, 0.0]), (0.5, 2.5))
+    assert w == pytest.approx([20e3 / 5 / 3600, 2.5, 0.5, 2.5, 2.5])

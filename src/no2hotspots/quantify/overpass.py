@@ -22,6 +22,7 @@ from .. import units
 from ..atomic import atomic_path
 from ..evaluate.geo import haversine_km
 from ..winds import open_winds
+from ..winds.field import travel_window_h
 from . import chemistry, csf, ddeq_ref, divergence, ime, inputs, spool, structure
 from .co2 import InventoryMatcher, TruthAt, co2_from_nox
 from .estimate import COMPONENTS, Estimate, Wind
@@ -65,6 +66,7 @@ def quantify_point(
     context: dict | None = None,
     position_spread_km: float = float("nan"),
     sharing: list[tuple[float, float]] = (),
+    method_winds: dict | None = None,
 ) -> tuple[list[Estimate], dict]:
     """Estimates (in t NOx/yr) of every configured method for a source at (lat0, lon0) in one overpass grid
     (an xarray Dataset or an :class:`OverpassGrid`).
@@ -74,6 +76,7 @@ def quantify_point(
     ``position_spread_km``: the data's position error of the point without the half cell (the model's for a hotspot,
     the hotspot spread for a site; NaN = unknown, the floor), :func:`.position.position_sigma_km`.
     ``sharing``: the sources that take their side of the IME (and, opted in, divergence) disk (:func:`sharing_sources`).
+    ``method_winds``: per method, its own wind row (:func:`method_wind_samples`); a method without one takes ``wind``.
     """
     grid = OverpassGrid.of(ov)
     chem: chemistry.Chemistry = s["chemistry"]
@@ -109,28 +112,76 @@ def quantify_point(
         scene = scene.excluding(scene.plumes_of(others, d, reach, s["exclude_other_km"], s["exclude_plume_deg"]))
     out = []
     for m in s["methods"]:
-        if not np.isfinite(w.speed):
-            e = Estimate.failed(m, "no_wind_speed")
-        elif w.speed < s["min_wind_m_s"]:
-            e = Estimate.failed(m, "low_wind")
-        elif not w.sigma_speed <= s["max_wind_speed_rel_sigma"] * w.speed:
-            # the wind-speed term evaluates the estimator at speed - 1 sigma: near calm the decay correction
-            # exp(s / (U tau)) explodes (values beyond 1e154 were seen), so such a wind gives no estimate
-            e = Estimate.failed(m, "uncertain_wind_speed")
-        elif m == ddeq_ref.METHOD:
-            plane = fit_plane(scene, background_ring(scene, 40.0, 60.0))
-            nm = noise_model(scene, plane)
-            noise_level = float(np.median(scene.sigma) * nm.chi)
-            e = ddeq_ref.estimate(grid.ds, time, lat0, lon0, w, life, noise_level, s["ddeq"])
-        elif m in POSITION_METHODS:
-            e = ESTIMATORS[m].estimate(scene, w, life, s[m], position_sigma_km=pos_sigma)
-        else:
-            e = ESTIMATORS[m].estimate(scene, w, life, s[m])
+        wm, columns = _method_wind(w, info["direction_source"], (method_winds or {}).get(m))
+        e = _estimate(m, scene, grid, time, lat0, lon0, wm, life, s, pos_sigma)
         if e.ok:
             e = structure.apply(e, s.get("structure", structure.StructureConfig()))
             e.sigma["model"] = abs(e.q) * float(model_uncertainty(context or {}, e)) if model_uncertainty else 0.0
-        out.append(chemistry.to_nox(e, chem))
+        e = chemistry.to_nox(e, chem)
+        e.diag["wind_columns"] = columns
+        out.append(e)
     return out, info
+
+
+def _estimate(m: str, scene, grid: OverpassGrid, time, lat0: float, lon0: float, w: Wind, life, s: dict,
+              pos_sigma: float) -> Estimate:  # fmt: skip
+    """One method's estimate (mol/s NO2) at the point with the wind ``w``, or why there is none."""
+    if not np.isfinite(w.speed):
+        return Estimate.failed(m, "no_wind_speed")
+    if w.speed < s["min_wind_m_s"]:
+        return Estimate.failed(m, "low_wind")
+    if not w.sigma_speed <= s["max_wind_speed_rel_sigma"] * w.speed:
+        # the wind-speed term evaluates the estimator at speed - 1 sigma: near calm the decay correction
+        # exp(s / (U tau)) explodes (values beyond 1e154 were seen), so such a wind gives no estimate
+        return Estimate.failed(m, "uncertain_wind_speed")
+    if m == ddeq_ref.METHOD:
+        plane = fit_plane(scene, background_ring(scene, 40.0, 60.0))
+        nm = noise_model(scene, plane)
+        noise_level = float(np.median(scene.sigma) * nm.chi)
+        return ddeq_ref.estimate(grid.ds, time, lat0, lon0, w, life, noise_level, s["ddeq"])
+    if m in POSITION_METHODS:
+        return ESTIMATORS[m].estimate(scene, w, life, s[m], position_sigma_km=pos_sigma)
+    return ESTIMATORS[m].estimate(scene, w, life, s[m])
+
+
+def _method_wind(w: Wind, direction_source: str, row: dict | None) -> tuple[Wind, dict]:
+    """The wind a method uses and the columns its rows report it in: its own sample ``row`` (the mean over the air's
+    travel time, :func:`method_wind_samples`; its direction too where the direction comes from the wind), else
+    ``w`` (the point's wind row, already in the rows)."""
+    if row is None or not np.isfinite(row["wind_speed_m_s"]):
+        return w, {}
+    d, ds = w.direction_from, w.sigma_direction
+    if direction_source == "wind" and np.isfinite(row["wind_from_deg"]):
+        d, ds = float(row["wind_from_deg"]), float(row["wind_from_sigma_deg"])
+    wm = Wind(float(row["wind_speed_m_s"]), float(row["wind_speed_sigma_m_s"]), d, ds)
+    return wm, {**row, "direction_used_deg": d, "direction_sigma_deg": ds}
+
+
+def travel_km(method: str, s: dict) -> float | None:
+    """How far downwind the air a method measures has travelled (``quantify.wind_travel``; None: off, or ddeq's own
+    chain): csf its last transect's end; IME its disk radius (the mass over the disk is the rate times the air's
+    travel time across it); the divergence twice its radius (the outflow at R left the source R/U ago: a window
+    ending now is centred there). docs/quantify.md, benchmarks/quantify_structure.py."""
+    if not s.get("wind_travel", False):
+        return None
+    if method == "csf":
+        return float(s["csf"].end_km)
+    if method == "ime":
+        return float(s["ime"].radius_km)
+    if method == "divergence":
+        return 2.0 * float(s["divergence"].radius_km)
+    return None
+
+
+def method_wind_samples(winds, lat, lon, time, base, s: dict) -> dict:
+    """Per method with a travel distance (:func:`travel_km`), the winds at the points averaged over the air's travel
+    time to it at the speed of ``base`` (the sample over ``winds.time_window_h``), within ``quantify.wind_window_h``."""
+    out = {}
+    for m in s["methods"]:
+        km = travel_km(m, s)
+        if km is not None:
+            out[m] = winds.at(lat, lon, time, window_h=travel_window_h(km, base.speed, s["wind_window_h"]))
+    return out
 
 
 def sharing_sources(lat0: float, lon0: float, candidates, min_km: float | None) -> list[tuple[float, float]]:
@@ -148,6 +199,7 @@ def estimate_rows(ests: list[Estimate], base: dict, ratio) -> list[dict]:
         co2, co2s = co2_from_nox(e.q, e.sigma, ratio)
         r = {
             **base,
+            **e.diag.get("wind_columns", {}),
             "method": e.method,
             "nox_t_per_yr": e.q,
             "nox_sigma_t_per_yr": e.sigma_total,
@@ -261,9 +313,10 @@ def quantify_overpass(task: OverpassTask, *, ctx: Context) -> dict:
     pts_lon += [float(ctx.sites["lon"].iloc[k]) for k in site_idx]
     winds = _winds(ctx.s, task.wind_paths)
     ws = winds.at(pts_lat, pts_lon, o.time) if pts_lat else None
+    mws = method_wind_samples(winds, pts_lat, pts_lon, o.time, ws, ctx.s) if pts_lat else {}
     rows = {
-        "hotspots": rows_frame(_hotspot_rows(ctx, grid, o.time, h, ws)),
-        "sites": rows_frame(_site_rows(ctx, grid, o.time, h, ws, site_idx)),
+        "hotspots": rows_frame(_hotspot_rows(ctx, grid, o.time, h, ws, mws)),
+        "sites": rows_frame(_site_rows(ctx, grid, o.time, h, ws, site_idx, mws)),
     }
     kinds = sorted({f.kind for f in winds.files})
     if not folder:
@@ -322,8 +375,9 @@ def _covered_sites(ctx: Context, grid: OverpassGrid) -> list[int]:
     return out
 
 
-def _hotspot_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws) -> list[dict]:
-    """Estimate rows of the overpass's hotspots (points 0..len(h)-1 of the wind sample ``ws``)."""
+def _hotspot_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws, mws: dict) -> list[dict]:
+    """Estimate rows of the overpass's hotspots (points 0..len(h)-1 of the wind sample ``ws`` and of the methods'
+    own samples ``mws``)."""
     s = ctx.s
     pos = list(zip(h["peak_lat"], h["peak_lon"])) if len(h) else []
     rows = []
@@ -334,7 +388,8 @@ def _hotspot_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws) -> l
         sharing = sharing_sources(lat0, lon0, near + sites, s.get("disk_split_min_km"))
         wrow = ws.row(i)
         ests, info = quantify_point(grid, t, lat0, lon0, wrow, s, others, ctx.model_uncertainty, r,
-                                    s.get("position", PositionConfig()).model_sigma_km, sharing)  # fmt: skip
+                                    s.get("position", PositionConfig()).model_sigma_km, sharing,
+                                    {m: x.row(i) for m, x in mws.items()})  # fmt: skip
         ratio = ctx.ratio(r["peak_lat"], r["peak_lon"])
         base = {
             "hotspot_id": int(r["hotspot_id"]),
@@ -354,7 +409,7 @@ def _hotspot_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws) -> l
     return rows
 
 
-def _site_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws, site_idx: list[int]) -> list[dict]:
+def _site_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws, site_idx: list[int], mws: dict) -> list[dict]:
     """Estimate rows of the period sites ``site_idx`` in this overpass (points after the hotspots in ``ws``); sites
     not observed are left out, and with ``period.use: detected`` so are sites without a hotspot in this overpass."""
     s = ctx.s
@@ -376,8 +431,9 @@ def _site_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws, site_id
         sharing = sharing_sources(site["lat"], site["lon"], sites, s.get("disk_split_min_km"))
         wrow = ws.row(len(h) + n)
         spread = float(site["position_spread_km"]) if "position_spread_km" in site else float("nan")
+        own = {m: x.row(len(h) + n) for m, x in mws.items()}
         ests, info = quantify_point(grid, t, site["lat"], site["lon"], wrow, ss, others, ctx.model_uncertainty,
-                                    {"site_id": sid}, spread, sharing)  # fmt: skip
+                                    {"site_id": sid}, spread, sharing, own)  # fmt: skip
         if all(e.flags == ["not_observed"] or "disk_not_observed" in e.flags for e in ests):
             continue
         ratio = ctx.site_ratio[sid]

@@ -167,6 +167,8 @@ def settings(q: DictConfig, name: str) -> dict[str, Any]:
         ),
         "preferred_method": str(q.get("preferred_method", "csf")),
         "winds": q.get("winds"),
+        "wind_travel": bool_value("quantify.wind_travel", q.get("wind_travel", False)),
+        "wind_window_h": _window_limits(q.get("wind_window_h", [0.5, 3.0])),
         "inventory": q.get("inventory"),
         "ingest_dir": str(q.get("ingest_dir")),
         "detect_dir": str(q.get("detect_dir")),
@@ -175,6 +177,17 @@ def settings(q: DictConfig, name: str) -> dict[str, Any]:
         "metrics_path": Path(str(q.get("metrics_dir"))) / f"quantify_{name}.json",
         "key": key,
     }
+
+
+def _window_limits(v) -> tuple[float, float]:
+    """``quantify.wind_window_h``: [shortest, longest] averaging window of the methods' travel-time winds [h]."""
+    try:
+        lo, hi = (float(x) for x in v)
+    except (TypeError, ValueError):
+        raise ConfigError("quantify.wind_window_h", f"must be [shortest, longest] in hours (got {v!r})") from None
+    if not 0.0 <= lo <= hi <= 24.0:
+        raise ConfigError("quantify.wind_window_h", f"must satisfy 0 <= shortest <= longest <= 24 (got {v!r})")
+    return lo, hi
 
 
 def _positive(q, key: str, default: float) -> float:
@@ -413,7 +426,10 @@ def _wind_files_near(s: dict, ovs: list, files: list) -> list[np.ndarray]:
     the nearest, so that the overpass gets the same 'time not covered' fallback as with every file."""
     if not files:
         return [np.zeros(0, int) for _ in ovs]
-    window = np.timedelta64(int((float((s["winds"] or {}).get("time_window_h", 1.0)) + 3.0) * 3600), "s")
+    longest = float((s["winds"] or {}).get("time_window_h", 1.0))
+    if s.get("wind_travel", False):
+        longest = max(longest, s["wind_window_h"][1])
+    window = np.timedelta64(int((longest + 3.0) * 3600), "s")
     spans = inputs.wind_file_spans(files)
     nat = np.datetime64("NaT", "ns")
     t0 = np.array([sp[0] if sp else nat for sp in spans], dtype="datetime64[ns]")
@@ -518,7 +534,9 @@ def hotspot_wide(hot: pd.DataFrame, est_h: pd.DataFrame, s: dict) -> pd.DataFram
     out["period_site_id"] = out["period_site_id"].astype("Int64").where(out["period_site_id"] > 0)
     if est_h.empty:
         return out
-    first = est_h.drop_duplicates("hotspot_id").set_index("hotspot_id")
+    # the point's columns from the preferred method's row (its wind: each method has its own, wind_travel)
+    pref = est_h[est_h["method"] == s["preferred_method"]]
+    first = pd.concat([pref, est_h]).drop_duplicates("hotspot_id").set_index("hotspot_id")
     for col in (
         "wind_speed_m_s",
         "wind_from_deg",

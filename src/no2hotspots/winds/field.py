@@ -67,6 +67,7 @@ class WindSample:
     sigma_direction: np.ndarray
     source: np.ndarray  # str per point: the file(s) and level, or "fallback: <why>"
     level: str = ""
+    window_h: np.ndarray | None = None  # hours averaged over before the time, per point (NaN: fallback)
 
     def __len__(self) -> int:
         return int(self.speed.size)
@@ -80,6 +81,7 @@ class WindSample:
             "wind_from_deg": float(self.direction_from[i]),
             "wind_from_sigma_deg": float(self.sigma_direction[i]),
             "wind_source": str(self.source[i]),
+            "wind_window_h": float(self.window_h[i]) if self.window_h is not None else float("nan"),
         }
 
 
@@ -92,6 +94,36 @@ def uv_from_direction(speed, direction_from_deg) -> tuple[np.ndarray, np.ndarray
     phi = np.radians(np.asarray(direction_from_deg, float))
     s = np.asarray(speed, float)
     return -s * np.sin(phi), -s * np.cos(phi)
+
+
+def travel_window_h(travel_km: float, speed_m_s, limits_h: tuple[float, float]) -> np.ndarray:
+    """The time [h] the air takes to travel ``travel_km`` at ``speed_m_s`` (per point), within ``limits_h``; points
+    without a speed get the upper limit. Averaging the wind over it gives the wind that carried the air now that far
+    downwind (quantify's per-method winds, ``quantify.wind_travel``)."""
+    lo, hi = limits_h
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = float(travel_km) * 1e3 / (np.asarray(speed_m_s, float) * 3600.0)
+    return np.clip(np.where(np.isfinite(w) & (w > 0), w, hi), lo, hi)
+
+
+def _offsets(window_h: float) -> np.ndarray:
+    """Sample offsets before the time: every 15 min or closer over the window (the time itself alone for 0)."""
+    n_s = max(int(round(window_h / 0.25)) + 1, 2) if window_h > 0 else 1
+    return (np.linspace(-window_h, 0.0, n_s) * 3600.0 * 1e9).astype("timedelta64[ns]")
+
+
+def _window_means_per_point(x: np.ndarray, series: tuple, t, t0, wins: np.ndarray):
+    """Per point i, the mean of u and v over its own window ``wins[i]`` before ``t`` and their variances (the files'
+    variance plus that over the window), from the series ``(su, sv, svu, svv)`` (T, N) at seconds ``x`` after t0."""
+    su, sv, svu, svv = series
+    out = np.full((4, wins.size), np.nan)
+    for i, w in enumerate(wins):
+        xs = (t + _offsets(float(w)) - t0) / np.timedelta64(1, "s")
+        us, vs = np.interp(xs, x, su[:, i]), np.interp(xs, x, sv[:, i])
+        out[0, i], out[1, i] = us.mean(), vs.mean()
+        out[2, i] = np.interp(xs, x, svu[:, i]).mean() + us.var()
+        out[3, i] = np.interp(xs, x, svv[:, i]).mean() + vs.var()
+    return out[0], out[1], out[2], out[3]
 
 
 def _frac_index(axis: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -214,16 +246,18 @@ class WindField:
         inside = np.logical_and.reduce(ins)
         return t[keep], cat(us), cat(vs), cat(vus), cat(vvs), inside, "; ".join(dict.fromkeys(desc))
 
-    def at(self, lat, lon, time) -> WindSample:
-        """Winds at points (lat, lon arrays) at one time (datetime64 / ISO string), averaged over the time window."""
+    def at(self, lat, lon, time, window_h=None) -> WindSample:
+        """Winds at points (lat, lon arrays) at one time (datetime64 / ISO string), averaged over the time window:
+        ``time_window_h``, or ``window_h`` hours (one for all points, or one per point: :func:`travel_window_h`)."""
         lat = np.atleast_1d(np.asarray(lat, float))
         lon = ((np.atleast_1d(np.asarray(lon, float)) + 180.0) % 360.0) - 180.0
         t = np.datetime64(np.datetime64(time, "ns"))
         n = lat.size
-        w = max(float(self.time_window_h), 0.0)
-        n_s = max(int(round(w / 0.25)) + 1, 2) if w > 0 else 1
-        offs = (np.linspace(-w, 0.0, n_s) * 3600.0 * 1e9).astype("timedelta64[ns]")
-        ts = t + offs
+        wins = np.broadcast_to(np.maximum(np.asarray(self.time_window_h if window_h is None else window_h, float), 0.0),
+                               (n,))  # fmt: skip
+        per_point = n > 0 and bool(np.any(wins != wins[0]))
+        w = float(wins.max()) if n else max(float(self.time_window_h), 0.0)
+        ts = t + _offsets(w)
         u = np.full(n, np.nan)
         v = np.full(n, np.nan)
         var_u = np.zeros(n)
@@ -234,17 +268,23 @@ class WindField:
         if series is not None:
             tt, su, sv, svu, svv, inside, desc = series
             step = np.max(np.diff(tt)) if tt.size > 1 else HOUR
+            if per_point:  # windows longer than the files reach back are shortened to what they cover
+                wins = np.minimum(wins, max((t - (tt[0] - step)) / HOUR, 0.0))
+                ts = t - np.timedelta64(int(wins.min() * 3600e9), "ns")
             covered = (ts.min() >= tt[0] - step) and (t <= tt[-1] + step)  # constant up to one step beyond
             if covered:
                 x = (tt - tt[0]) / np.timedelta64(1, "s")
-                xs = (ts - tt[0]) / np.timedelta64(1, "s")
-                us = np.stack([np.interp(xs, x, su[:, i]) for i in range(n)], axis=1)  # (S, N)
-                vs = np.stack([np.interp(xs, x, sv[:, i]) for i in range(n)], axis=1)
-                vus = np.stack([np.interp(xs, x, svu[:, i]) for i in range(n)], axis=1)
-                vvs = np.stack([np.interp(xs, x, svv[:, i]) for i in range(n)], axis=1)
-                u, v = us.mean(axis=0), vs.mean(axis=0)
-                var_u = vus.mean(axis=0) + us.var(axis=0)
-                var_v = vvs.mean(axis=0) + vs.var(axis=0)
+                if per_point:
+                    u, v, var_u, var_v = _window_means_per_point(x, (su, sv, svu, svv), t, tt[0], wins)
+                else:
+                    xs = (ts - tt[0]) / np.timedelta64(1, "s")
+                    us = np.stack([np.interp(xs, x, su[:, i]) for i in range(n)], axis=1)  # (S, N)
+                    vs = np.stack([np.interp(xs, x, sv[:, i]) for i in range(n)], axis=1)
+                    vus = np.stack([np.interp(xs, x, svu[:, i]) for i in range(n)], axis=1)
+                    vvs = np.stack([np.interp(xs, x, svv[:, i]) for i in range(n)], axis=1)
+                    u, v = us.mean(axis=0), vs.mean(axis=0)
+                    var_u = vus.mean(axis=0) + us.var(axis=0)
+                    var_v = vvs.mean(axis=0) + vs.var(axis=0)
                 ok = inside & np.isfinite(u) & np.isfinite(v)
                 source = np.where(ok, desc, "fallback: outside the wind files' domain").astype(object)
             else:
@@ -255,7 +295,9 @@ class WindField:
         elif self.files:
             self._missing(t, f"no wind file covers {str(t)[:19]}")
             source[:] = "fallback: time not covered by the wind files"
-        return self._combine(u, v, var_u, var_v, ok, source)
+        sample = self._combine(u, v, var_u, var_v, ok, source)
+        sample.window_h = np.where(ok, wins, np.nan)
+        return sample
 
     def _missing(self, t, msg: str) -> None:
         if self.on_missing == "error":
