@@ -237,3 +237,24 @@ def test_the_period_row_counts_the_overpasses_with_an_unknown_component():
     per = period_table(est, sites, {1: ratio}, {"period": PeriodConfig()})
     assert per["nox_sigma_lower_bound"].tolist() == [True] and per["n_overpasses_unknown_sigma"].tolist() == [3]
     assert per["nox_sigma_wind_direction_t_per_yr"].tolist() == [0.0]
+
+
+def test_a_fixed_offset_seen_along_each_wind_is_correlated_as_the_cosine_between_winds():
+    """along_wind_variance: one fixed offset projected on each overpass's wind. Winds from one side: the errors add
+    (fully correlated); from opposite sides: they cancel; at right angles: they add in quadrature; an overpass without
+    a direction adds in full; combine uses it for the position term by default (correlation.position)."""
+    from no2hotspots.quantify.period import ALONG_WIND, along_wind_variance
+
+    w = np.array([3.0, 4.0])
+    assert along_wind_variance(w, np.array([90.0, 90.0])) == pytest.approx(49.0)
+    assert along_wind_variance(w, np.array([90.0, 270.0])) == pytest.approx(1.0)
+    assert along_wind_variance(w, np.array([0.0, 90.0])) == pytest.approx(25.0)
+    assert along_wind_variance(w, np.array([0.0, np.nan])) == pytest.approx(49.0)
+    assert along_wind_variance(w, None) == pytest.approx(49.0)
+    assert DEFAULT_CORRELATION["position"] == ALONG_WIND
+    q = np.array([100.0, 100.0])
+    comps = {"noise": np.array([10.0, 10.0]), "position": np.array([20.0, 20.0])}
+    same = combine(q, comps, DEFAULT_CORRELATION, np.array([10.0, 10.0]))
+    opposite = combine(q, comps, DEFAULT_CORRELATION, np.array([10.0, 190.0]))
+    assert same["parts"]["position"] == pytest.approx(20.0) and opposite["parts"]["position"] == pytest.approx(0.0)
+    assert combine(q, comps, DEFAULT_CORRELATION)["parts"]["position"] == pytest.approx(20.0)  # no directions given

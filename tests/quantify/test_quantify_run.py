@@ -366,12 +366,14 @@ def test_same_results_as_the_per_point_code(case, qhelp, winds):
     the grid's edge refused; the IME's position term with the residence time of R +- d), written by
     make_reference_13a0cb4.py; the position error is that version's fixed one (``position.from_data: false``), and
     the method-structure term and the other sources' plumes and period sites out of the background (not in that
-    version) are off."""
+    version) are off, and the period's position term is fully correlated between overpasses (as then; now along each
+    overpass's wind)."""
     from pathlib import Path
 
     tmp, ov = case
     ov = {**ov, "quantify.position.from_data": False, "quantify.structure": {"rel_sigma": {}, "bias": {}},
-          "quantify.exclude_sites": False, "quantify.exclude_plume_efolds": 0.0}  # fmt: skip
+          "quantify.exclude_sites": False, "quantify.exclude_plume_efolds": 0.0,
+          "quantify.period.correlation": {"position": 1.0}}  # fmt: skip
     if not winds:
         ov["quantify.collections.synth"]["winds"] = {"paths": None}
     out = run(qhelp.quantify_cfg(ov))["synth"]
@@ -478,6 +480,9 @@ def test_period_sites_are_the_composite_sites(case, qhelp):
         ("quantify.exclude_plume_deg", 90, "must be a number in [0, 89]"),
         ("quantify.exclude_sites", "false", "must be true or false"),
         ("quantify.wind_travel", "yes", "must be true or false"),
+        ("quantify.period.correlation.position", "sideways", "must be in 0..1 or along_wind"),
+        ("quantify.period.correlation.noise", "along_wind", "must be in 0..1 (got 'along_wind')"),
+        ("quantify.period.correlation.lifetime", 1.5, "must be in 0..1"),
         ("quantify.wind_window_h", [2.0, 1.0], "must satisfy 0 <= shortest <= longest <= 24"),
         ("quantify.wind_window_h", 3.0, "must be [shortest, longest] in hours"),
     ],
@@ -492,8 +497,10 @@ def test_period_site_and_wind_keys_are_checked(case, qhelp, key, value, message)
 def test_position_error_from_the_hotspots_and_the_model(case, qhelp):
     """Issue 15: a period site's position error is the RMS offset per axis of its hotspot peaks from it with half a
     cell in quadrature; a per-overpass hotspot's the model's localisation with half a cell; a site of one hotspot
-    gets the floor. The CSF and IME carry it (divergence: none), correlated across overpasses (one site position)."""
+    gets the floor. The CSF and IME carry it (divergence: none), correlated across overpasses as one site offset seen
+    along each overpass's wind."""
     from no2hotspots.quantify.ime import residence_time
+    from no2hotspots.quantify.period import noise_weights
     from no2hotspots.quantify.position import PositionConfig, position_sigma_km
     from no2hotspots.quantify.scene import EARTH_RADIUS_M
 
@@ -526,8 +533,14 @@ def test_position_error_from_the_hotspots_and_the_model(case, qhelp):
         ime_rows["nox_t_per_yr"].abs().to_numpy() * np.array(rel), rel=0.01
     )
     per = pd.read_csv(d / "estimates_period.csv").set_index(["inventory_ids", "method"])
-    # correlation 1: the period's position term is the weighted mean of the overpasses', not averaged down
-    assert per.loc[("P1", "ime"), "nox_sigma_position_t_per_yr"] > 0.9 * ime_rows["nox_sigma_position_t_per_yr"].min()
+    # one fixed site offset, seen along each overpass's wind (from 250, 45 and 135 degrees here): the period's position
+    # term is |sum a_k sigma_k u_k| (u_k the unit wind vectors), below the weighted mean of the overpasses' terms
+    a = noise_weights(ime_rows["nox_sigma_noise_t_per_yr"].to_numpy(float))
+    w = a * ime_rows["nox_sigma_position_t_per_yr"].to_numpy(float)
+    th = np.radians(ime_rows["direction_used_deg"].to_numpy(float))
+    expected = np.hypot(np.sum(w * np.sin(th)), np.sum(w * np.cos(th)))
+    assert per.loc[("P1", "ime"), "nox_sigma_position_t_per_yr"] == pytest.approx(expected, rel=1e-6)
+    assert 0.2 * w.sum() < expected < 0.9 * w.sum()
     assert position_sigma_km(PositionConfig(from_data=False), 9.0, 5.0) == 2.5
     assert position_sigma_km(PositionConfig(), float("nan"), 5.0) == 2.5
     assert position_sigma_km(PositionConfig(floor_km=1.0), 0.0, 5.0) == 2.5

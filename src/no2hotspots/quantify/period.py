@@ -31,8 +31,10 @@ retrieval noise does not scale with the estimate, unlike the total or the cross-
 with rho_c the error correlation between overpasses assumed per component (``correlation``): the NO2 lifetime, the
 NO -> NO2 conversion and the NOx/NO2 ratio are the same assumption every day (1), the wind-speed error partly so
 (0.3: ERA5's speed error at the plume height is partly a persistent bias), noise and direction independent (0), the
-position error of a fixed site position common (1), the method-structure error half (0.5: the wind regimes that
-curve a plume repeat).
+method-structure error half (0.5: the wind regimes that curve a plume repeat). The position error is one fixed offset
+of the site from its source, seen along each overpass's wind (``along_wind``): its part is |sum_k a_k sigma_k u_k|
+with u_k the overpass's unit wind vector (:func:`along_wind_variance`): fully correlated where the wind always
+blows from one side, averaging out like noise where it blows from all sides (a number, e.g. 1, as for the others).
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ import pandas as pd
 
 from ..evaluate.geo import PointIndex, haversine_km, unit_vectors
 
+#: ``correlation.position: along_wind``: the position error is one fixed offset of the site from its source, which
+#: each overpass sees along its own wind: correlated between overpasses as the cosine of the angle between their wind
+#: directions (:func:`along_wind_variance`), not fully (1) as for a number assumed the same every day
+ALONG_WIND = "along_wind"
+
 DEFAULT_CORRELATION = {
     "noise": 0.0,
     "transects": 0.0,
@@ -51,7 +58,7 @@ DEFAULT_CORRELATION = {
     "wind_direction": 0.0,
     "lifetime": 1.0,
     "no2_ramp": 1.0,
-    "position": 1.0,
+    "position": ALONG_WIND,
     "structure": 0.5,
     "nox_ratio": 1.0,
     "model": 0.0,
@@ -155,9 +162,10 @@ def impute_unknown(s: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, int]:
     return np.where(unknown, rel.max() * np.abs(q), s), 0
 
 
-def combine(q: np.ndarray, comps: dict[str, np.ndarray], correlation: dict[str, float]) -> dict:
+def combine(q: np.ndarray, comps: dict[str, np.ndarray], correlation: dict, direction_deg=None) -> dict:
     """Combine overpass estimates of one method (arrays over overpasses); returns value and uncertainty parts.
-    ``n_unknown_left``: component values that neither the estimate nor the others could give (counted as 0)."""
+    ``n_unknown_left``: component values that neither the estimate nor the others could give (counted as 0).
+    ``direction_deg``: each overpass's wind (or plume) direction, for the components correlated ``along_wind``."""
     q = np.asarray(q, float)
     ok = np.isfinite(q)
     n = int(ok.sum())
@@ -179,9 +187,13 @@ def combine(q: np.ndarray, comps: dict[str, np.ndarray], correlation: dict[str, 
     for c, s in comps.items():
         s, n_left = impute_unknown(np.asarray(s, float)[ok], qq)
         left += n_left
-        rho = float(correlation.get(c, 0.0))
-        r2 = (1 - rho) * float(np.sum(a**2 * s**2))
-        y2 = rho * float(np.sum(a * s)) ** 2
+        rho = correlation.get(c, 0.0)
+        if rho == ALONG_WIND:
+            d = None if direction_deg is None else np.asarray(direction_deg, float)[ok]
+            r2, y2 = 0.0, along_wind_variance(a * s, d)
+        else:
+            r2 = (1 - float(rho)) * float(np.sum(a**2 * s**2))
+            y2 = float(rho) * float(np.sum(a * s)) ** 2
         rand2 += r2
         sys2 += y2
         parts[c] = float(np.sqrt(r2 + y2))
@@ -192,3 +204,19 @@ def combine(q: np.ndarray, comps: dict[str, np.ndarray], correlation: dict[str, 
     out.update(value=val, sigma=total, random=rnd, systematic=float(np.sqrt(sys2)), spread=spread, parts=parts)
     out["n_unknown_left"] = left
     return out
+
+
+def along_wind_variance(w: np.ndarray, direction_deg: np.ndarray | None) -> float:
+    """The variance of sum_k w_k e_k where e_k = (offset . u_k) / sigma_d is one fixed source offset (isotropic, per
+    axis sigma_d) seen along overpass k's unit wind vector u_k, and w_k the weighted 1-sigma of that error in overpass
+    k: |sum_k w_k u_k|^2 (all winds alike: (sum w_k)^2, fully correlated; winds from all sides: about sum w_k^2, as if
+    independent). Overpasses without a direction (NaN; ``direction_deg`` None: all) count as if their wind were the
+    others': their w_k add in full."""
+    w = np.asarray(w, float)
+    if direction_deg is None:
+        return float(np.sum(w)) ** 2
+    d = np.asarray(direction_deg, float)
+    known = np.isfinite(d)
+    th = np.radians(d[known])
+    vec = float(np.hypot(np.sum(w[known] * np.sin(th)), np.sum(w[known] * np.cos(th))))
+    return (vec + float(np.sum(w[~known]))) ** 2

@@ -43,7 +43,7 @@ from .co2 import CO2Config, InventoryMatcher
 from .estimate import COMPONENTS, Ramp
 from .evaluation import evaluate_table, scatter_plot
 from .overpass import Context, OverpassTask, estimate_rows, quantify_overpass, quantify_point  # noqa: F401 (API)
-from .period import SITE_SOURCES, PeriodConfig, combine, period_sites, sites_from_hotspots
+from .period import ALONG_WIND, SITE_SOURCES, PeriodConfig, combine, period_sites, sites_from_hotspots
 from .plume import PlumeDirectionConfig
 from .position import PositionConfig, site_spread_km
 from .spool import SpooledRows
@@ -69,7 +69,7 @@ EMPTY_COLUMNS = ("hotspot_id", "site_id", "time", "lat", "lon", "method", "nox_t
 HOTSPOT_COLUMNS = ("hotspot_id", "method", "nox_t_per_yr", "nox_sigma_t_per_yr", "co2_mt_per_yr",
                    "co2_sigma_mt_per_yr", "quality_flags", "wind_speed_m_s", "wind_from_deg", "wind_source",
                    "direction_source", "inventory_nox_t_per_yr", "inventory_co2_t_per_yr", "inventory_ids")  # fmt: skip
-SITE_COLUMNS = ("site_id", "method", "detected", "nox_t_per_yr", "inventory_nox_t_per_yr",
+SITE_COLUMNS = ("site_id", "method", "detected", "nox_t_per_yr", "inventory_nox_t_per_yr", "direction_used_deg",
                 *(f"nox_sigma_{c}_t_per_yr" for c in SIGMA_COMPONENTS))  # fmt: skip
 
 
@@ -270,10 +270,14 @@ def _period_config(pc) -> PeriodConfig:
     if use not in ("observed", "detected"):
         raise ConfigError("quantify.period.use", f"must be observed or detected (got {use!r})")
     corr = dict(PeriodConfig().correlation)
-    corr.update({k: float(v) for k, v in (pc.get("correlation") or {}).items()})
-    for k, v in corr.items():
-        if not 0 <= v <= 1:
-            raise ConfigError(f"quantify.period.correlation.{k}", f"must be in 0..1 (got {v})")
+    for k, v in (pc.get("correlation") or {}).items():
+        if k == "position" and v == ALONG_WIND:
+            corr[k] = v
+        elif isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+            also = f" or {ALONG_WIND}" if k == "position" else ""
+            raise ConfigError(f"quantify.period.correlation.{k}", f"must be in 0..1{also} (got {v!r})")
+        else:
+            corr[k] = float(v)
     min_overpasses = int_value("quantify.period.min_overpasses", pc.get("min_overpasses", 1), 1)
     sites = pc.get("sites", "composite")
     if sites not in SITE_SOURCES:
@@ -478,7 +482,8 @@ def period_table(est_s: pd.DataFrame, sites: pd.DataFrame, site_ratio: dict, s: 
     corr = s["period"].correlation
     for (sid, m), g in est_s.groupby(["site_id", "method"], sort=True):
         comps = {c: g[f"nox_sigma_{c}_t_per_yr"].to_numpy(float) for c in SIGMA_COMPONENTS}
-        res = combine(g["nox_t_per_yr"].to_numpy(float), comps, corr)
+        dirs = g["direction_used_deg"].to_numpy(float) if "direction_used_deg" in g else None
+        res = combine(g["nox_t_per_yr"].to_numpy(float), comps, corr, dirs)
         ratio = site_ratio[int(sid)]
         used = np.isfinite(g["nox_t_per_yr"].to_numpy(float))
         # used estimates with a component that could not be computed (flagged per overpass; combine takes the
