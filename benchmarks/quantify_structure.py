@@ -93,9 +93,10 @@ def quantify_wind(st, speed, direction, window_h) -> tuple[np.ndarray, np.ndarra
     return np.hypot(u, v), np.degrees(np.arctan2(-u, -v)) % 360.0
 
 
-def method_winds(st, p: dict, s: dict) -> dict:
+def method_winds(st, p: dict, s: dict) -> tuple[dict, np.ndarray]:
     """Per method, the (speed, direction) quantify gives it: the mean over ``winds.time_window_h``, or with
-    ``quantify.wind_travel`` the mean over the air's travel time to the method's reach at that speed."""
+    ``quantify.wind_travel`` the mean over the air's travel time to the method's reach at that speed; and the speed
+    over ``winds.time_window_h`` (the scenes' gate against ``min_wind_m_s``)."""
     base = quantify_wind(st, p["speed"], p["direction"], float(s["winds"]["time_window_h"]))
     out = {}
     for m in ESTIMATORS:

@@ -11,7 +11,8 @@ there are data, and ``floor_km`` is both its floor and the fallback:
   root-mean-square offset from the site per axis; hotspot rows carry ``period_site_id``), in quadrature; a site with
   fewer than ``min_hotspots`` hotspots gets ``floor_km``.
 
-The error of a site is the same in every overpass (a fixed site position): ``period.correlation.position`` 1.
+The offset of a site from its source is the same in every overpass (a fixed site position), and each overpass sees
+it along its own wind: ``period.correlation.position: along_wind`` (:func:`.period.along_wind_variance`).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ blows *from* [degree], and their 1-sigma uncertainties:
 error of the wind product and of taking one wind for a plume); ``var_along``/``var_cross`` are the variances of the
 wind vector along/across its mean direction measured in the data: over the layer's heights (the unknown effective
 plume height, :mod:`.profile`) and over the ``time_window_h`` before the overpass (the wind that carried the
-observed plume, sampled every 15 min).
+observed plume, sampled every 15 min), or over a window per point (``at(..., window_h=...)``: quantify gives each
+method the air's travel time to its reach, :func:`travel_window_h`; a window reaching back before the files is cut
+to them). ``WindSample.window_h`` says which.
 
 Space: bilinear on the file's regular grid; points beyond half a grid step outside it, and times not covered by any
 file, get the **fallback** (``quantify.winds.fallback``): a default speed with a large uncertainty and an unknown
