@@ -21,7 +21,7 @@ def test_puff_scenes_are_estimated_at_the_source_with_the_quantify_wind(benchmar
     assert s["p16_p84"][0] < s["median_ratio"] < s["p16_p84"][1] and s["rel_sigma_68"] > 0
 
 
-def test_travel_time_winds_halve_the_structure_error_of_turning_winds(benchmark_script):
+def test_travel_time_winds_shrink_the_structure_error_of_turning_winds(benchmark_script):
     """The same puff scenes with each method's wind averaged over the air's travel time to its reach (quantify's
     default, ``quantify.wind_travel``) and with the 1-h mean for all: the half-width of the 16-84 % range of ln
     estimate/truth shrinks for every method (n 2000: csf 0.055 -> 0.037, ime 0.034 -> 0.014, divergence 0.071 ->
