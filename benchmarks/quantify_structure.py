@@ -69,17 +69,6 @@ def draw(rng: np.random.Generator, n: int, st):
     }
 
 
-def _series_at(sw: SourceWinds, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Speed and direction-from of scene i at time ``t_s[i]`` (as :meth:`SourceWinds.series`, one time per scene)."""
-    t = np.clip(t_s, sw.t_s[0], sw.t_s[-1])
-    i = np.clip(np.searchsorted(sw.t_s, t, side="right") - 1, 0, sw.t_s.size - 2)
-    w = (t - sw.t_s[i]) / (sw.t_s[i + 1] - sw.t_s[i])
-    r = np.arange(t.size)
-    spd = sw.speed[r, i] * (1.0 - w) + sw.speed[r, i + 1] * w
-    rad = sw._dir_rad[r, i] * (1.0 - w) + sw._dir_rad[r, i + 1] * w
-    return spd, np.degrees(rad) % 360.0
-
-
 def quantify_wind(st, speed, direction, window_h) -> tuple[np.ndarray, np.ndarray]:
     """The mean wind vector over ``window_h`` (hours; one per scene or one for all) before the overpass (what
     quantify samples from wind files)."""
@@ -87,7 +76,7 @@ def quantify_wind(st, speed, direction, window_h) -> tuple[np.ndarray, np.ndarra
     t_ov = st.puffs.release_hours * 3600.0
     sw = SourceWinds(t, speed, direction)
     wh = np.broadcast_to(np.asarray(window_h, float), (speed.shape[0],))
-    sd = [_series_at(sw, t_ov + f * wh * 3600.0) for f in np.linspace(-1.0, 0.0, 13)]
+    sd = [sw.series(t_ov + f * wh * 3600.0) for f in np.linspace(-1.0, 0.0, 13)]
     s, d = np.array([x[0] for x in sd]), np.radians(np.array([x[1] for x in sd]))
     u, v = (-s * np.sin(d)).mean(axis=0), (-s * np.cos(d)).mean(axis=0)
     return np.hypot(u, v), np.degrees(np.arctan2(-u, -v)) % 360.0

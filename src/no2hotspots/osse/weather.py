@@ -170,23 +170,27 @@ class SourceWinds:
     def take(self, rows) -> SourceWinds:
         return SourceWinds(self.t_s, self.speed[rows], self.direction_from[rows])
 
-    def _weights(self, t_s: float):
-        t = float(np.clip(t_s, self.t_s[0], self.t_s[-1]))
-        i = int(np.clip(np.searchsorted(self.t_s, t, side="right") - 1, 0, self.t_s.size - 2))
+    def _at(self, t_s) -> tuple[np.ndarray, np.ndarray]:
+        """Speed and unwrapped direction-from [rad] of every source at ``t_s``: one time for all sources, or one per
+        source (an array of shape (S,)), shape (S,)."""
+        if np.ndim(t_s) == 0:
+            t = float(np.clip(t_s, self.t_s[0], self.t_s[-1]))
+            rows, i = slice(None), int(np.clip(np.searchsorted(self.t_s, t, side="right") - 1, 0, self.t_s.size - 2))
+        else:
+            t = np.clip(np.asarray(t_s, float), self.t_s[0], self.t_s[-1])
+            rows, i = np.arange(t.size), np.clip(np.searchsorted(self.t_s, t, side="right") - 1, 0, self.t_s.size - 2)
         w = (t - self.t_s[i]) / (self.t_s[i + 1] - self.t_s[i])
-        return i, w
+        spd = self.speed[rows, i] * (1.0 - w) + self.speed[rows, i + 1] * w
+        rad = self._dir_rad[rows, i] * (1.0 - w) + self._dir_rad[rows, i + 1] * w
+        return spd, rad
 
-    def series(self, t_s: float) -> tuple[np.ndarray, np.ndarray]:
-        """Speed and direction-from of every source at time ``t_s``, shape (S,)."""
-        i, w = self._weights(t_s)
-        spd = self.speed[:, i] * (1.0 - w) + self.speed[:, i + 1] * w
-        rad = self._dir_rad[:, i] * (1.0 - w) + self._dir_rad[:, i + 1] * w
+    def series(self, t_s) -> tuple[np.ndarray, np.ndarray]:
+        """Speed and direction-from of every source at time ``t_s`` (or source k at ``t_s[k]``), shape (S,)."""
+        spd, rad = self._at(t_s)
         return spd, np.degrees(rad) % 360.0
 
     def uv(self, lat, lon, t_s: float) -> tuple[np.ndarray, np.ndarray]:
-        i, w = self._weights(t_s)
-        spd = self.speed[:, i] * (1.0 - w) + self.speed[:, i + 1] * w
-        rad = self._dir_rad[:, i] * (1.0 - w) + self._dir_rad[:, i + 1] * w
+        spd, rad = self._at(t_s)
         extra = (1,) * (np.ndim(lat) - 1)
         u = (-spd * np.sin(rad)).reshape(-1, *extra) + np.zeros(np.shape(lat))
         v = (-spd * np.cos(rad)).reshape(-1, *extra) + np.zeros(np.shape(lat))
