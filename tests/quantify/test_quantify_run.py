@@ -345,6 +345,25 @@ def test_folder_and_metrics_are_replaced_together(case, qhelp):
     assert digests() == before
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("quantify.wind_window_h", [3.0, 0.5]), ("quantify.wind_travel", "on"),
+     ("quantify.period.correlation.position", "across_wind")],
+)  # fmt: skip
+def test_a_bad_wind_or_correlation_key_leaves_the_last_good_run(case, qhelp, key, value):
+    """The travel-time winds' and the along-wind position term's keys are checked before anything is written: one
+    line naming the key, and every file of the last good run as it was (SHA-256)."""
+    import hashlib
+
+    tmp, ov = case
+    run(qhelp.quantify_cfg(ov))
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError) as e:
+        run(qhelp.quantify_cfg({**ov, key: value}))
+    assert str(e.value).startswith(f"config {key}: ") and "\n" not in str(e.value)
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp.rglob("*") if p.is_file()} == before
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # overpasses as units, period sites
 
