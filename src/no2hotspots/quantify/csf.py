@@ -49,14 +49,20 @@ class CSFConfig:
     upwind_km: float = 15.0
     min_valid_fraction: float = 0.8
     min_transects: int = 2
+    inflow_km: tuple[float, ...] = ()  # (): off; (a, b): the plume entering from upwind, s in [-b, -a], is taken off
+
+
+def _upwind_km(cfg: CSFConfig) -> float:
+    """How far upwind the cone reaches: past the inflow strip where it is on (its cells are no background)."""
+    return max(cfg.core_half_width_km, cfg.inflow_km[1]) if cfg.inflow_km else cfg.core_half_width_km
 
 
 def _geometry(scene: Scene, direction_from: float, cfg: CSFConfig):
     s, t = scene.rotate(direction_from)
     step = float(cfg.step_km or scene.cell_km)
     W = cfg.core_half_width_km + np.maximum(s, 0.0) * np.tan(np.radians(cfg.widen_deg))
-    cone = (s >= -cfg.core_half_width_km) & (np.abs(t) <= W)
-    box = (s >= -cfg.upwind_km) & (s <= cfg.end_km + step) & (np.abs(t) <= W + cfg.band_km)
+    cone = (s >= -_upwind_km(cfg)) & (np.abs(t) <= W)
+    box = (s >= -max(cfg.upwind_km, _upwind_km(cfg))) & (s <= cfg.end_km + step) & (np.abs(t) <= W + cfg.band_km)
     edges = np.arange(cfg.start_km, cfg.end_km + 1e-6, step)
     return s, t, step, cone, box & ~cone, edges
 
@@ -73,6 +79,7 @@ class _Strips:
     ld: np.ndarray  # (k,) line density [mol m-1]
     var_ld: np.ndarray  # (k,) its noise variance from the precision
     var_w: np.ndarray  # (k,) the noise variance the weights use: one the partition into strips cannot change
+    inflow: _Strips | None = None  # the upwind strip s in [-b, -a] (csf.inflow_km), where on and observed
 
 
 def _strips(scene: Scene, direction_from: float, cfg: CSFConfig) -> _Strips | str:
@@ -81,7 +88,42 @@ def _strips(scene: Scene, direction_from: float, cfg: CSFConfig) -> _Strips | st
     plane = fit_plane(scene, bgmask)
     if plane is None:
         return "too_few_background_cells"
-    return _transects(scene, plane, s, t, edges, direction_from, cfg)
+    st = _transects(scene, plane, s, t, edges, direction_from, cfg)
+    if cfg.inflow_km:
+        a, b = cfg.inflow_km
+        up = _transects(scene, plane, s, t, np.array([-b, -a]), direction_from, cfg)
+        st.inflow = up if len(up.ld) else None
+    return st
+
+
+def _passing(st: _Strips, u: float, tau: float) -> np.ndarray:
+    """The line density the plume entering from upwind adds to each transect (zero without an inflow strip): that
+    of the inflow strip, decayed over the travel time from it. It is the same NO2 flux at any distance once decay
+    is undone, so the transects' fluxes minus it are this source's (Beirle et al.'s divergence cancels it too)."""
+    if st.inflow is None:
+        return np.zeros_like(st.ld)
+    return st.inflow.ld[0] * _passing_decay((st.sbar_km - st.inflow.sbar_km[0]) * 1e3, u, tau)
+
+
+def _q(st: _Strips, a: np.ndarray, u: float, tau: float, ramp: Ramp) -> float:
+    """Q (mol s-1) with the transects' weights ``a`` held, at wind speed ``u`` and lifetime ``tau``."""
+    return float(np.sum(a * _factors(st.sbar_km * 1e3, u, tau, ramp) * (st.ld - _passing(st, u, tau))))
+
+
+def _cell_weights(scene: Scene, st: _Strips, af0: np.ndarray, u: float, tau: float) -> np.ndarray:
+    """dQ/dc of every scene cell (the noise functional): sum_k a_k f0_k w_ik / L_k, minus, with the inflow strip,
+    its line density's weights times sum_k a_k f0_k exp(-ds_k / (U tau))."""
+    g = np.zeros(scene.c.shape)
+    g.flat[st.cells] = np.sum((af0 / st.length_m)[:, None] * st.weights, axis=0)
+    if st.inflow is not None:
+        carried = float(np.sum(af0 * _passing_decay((st.sbar_km - st.inflow.sbar_km[0]) * 1e3, u, tau)))
+        g.flat[st.inflow.cells] -= carried * st.inflow.weights[0] / st.inflow.length_m[0]
+    return g
+
+
+def _passing_decay(ds_m, u: float, tau: float):
+    """exp(-ds / (U tau)): what is left of NO2 after ``ds_m`` metres downwind (1 without decay)."""
+    return np.exp(-np.asarray(ds_m, float) / (u * tau)) if np.isfinite(tau) else np.ones(np.shape(ds_m))
 
 
 def _factors(sbar_m: np.ndarray, u: float, tau: float, ramp: Ramp = NO_RAMP) -> np.ndarray:
@@ -104,7 +146,7 @@ def _rate(scene: Scene, direction_from: float, speed: float, life: Lifetime, cfg
     if isinstance(st, str) or len(st.ld) < cfg.min_transects:
         return float("nan")
     f0 = _factors(st.sbar_km * 1e3, speed, life.tau_s, life.ramp)
-    return float(np.sum(_weights(st, f0) * f0 * st.ld))
+    return float(np.sum(_weights(st, f0) * f0 * (st.ld - _passing(st, speed, life.tau_s))))
 
 
 def estimate(
@@ -127,16 +169,15 @@ def estimate(
     k = len(st.ld)
     if k < cfg.min_transects:
         return Estimate.failed(METHOD, "too_few_transects", n_transects=k)
-    sbar_m, ld, ramp = st.sbar_km * 1e3, st.ld, life.ramp
+    sbar_m, ramp = st.sbar_km * 1e3, life.ramp
+    ld = st.ld - _passing(st, wind.speed, life.tau_s)
     f0 = _factors(sbar_m, wind.speed, life.tau_s, ramp)
     a = _weights(st, f0)
     flux = f0 * ld
     q = float(np.sum(a * flux))
 
     noise = noise_model(scene, st.plane)
-    g = np.zeros(scene.c.shape)
-    g.flat[st.cells] = np.sum((a * f0 / st.length_m)[:, None] * st.weights, axis=0)
-    sig_noise = functional_sigma(scene, g, st.plane, noise)
+    sig_noise = functional_sigma(scene, _cell_weights(scene, st, a * f0, wind.speed, life.tau_s), st.plane, noise)
     sig_transects = 0.0
     if k >= 3:  # the scatter between transects, where it exceeds the noise: its own component, since it grows with
         # the emission (plume structure) and the noise, which weights the period mean, must not (period.combine)
@@ -158,13 +199,9 @@ def estimate(
     else:
         sig["position"] = abs(q) * float(np.sinh(position_sigma_km * 1e3 / (wind.speed * life.tau_s)))
     if _sens:
-        sig["wind_speed"] = sensitivity(
-            lambda u: float(np.sum(a * _factors(sbar_m, u, life.tau_s, ramp) * ld)), wind.speed, wind.sigma_speed
-        )
+        sig["wind_speed"] = sensitivity(lambda u: _q(st, a, u, life.tau_s, ramp), wind.speed, wind.sigma_speed)
         sig["lifetime"] = sensitivity(
-            lambda tau: float(np.sum(a * _factors(sbar_m, wind.speed, max(tau, 600.0), ramp) * ld)),
-            life.tau_s,
-            life.sigma_s,
+            lambda tau: _q(st, a, wind.speed, max(tau, 600.0), ramp), life.tau_s, life.sigma_s
         )
         if ramp.on:
             sig["no2_ramp"] = ramp.sigma(
@@ -181,13 +218,21 @@ def estimate(
         "noise_chi": noise.chi,
         "noise_k": noise.k,
     }
-    return Estimate(METHOD, q, sig, [], diag)
+    flags = []
+    if st.inflow is not None:  # the flux entering from upwind at the source, decay undone
+        s_in = float(st.inflow.sbar_km[0]) * 1e3
+        diag["inflow_mol_s"] = float(wind.speed * st.inflow.ld[0] * _passing_decay(-s_in, wind.speed, life.tau_s))
+    elif cfg.inflow_km:
+        flags.append("no_inflow_strip")  # not observed well enough: nothing taken off
+    return Estimate(METHOD, q, sig, flags, diag)
 
 
 def _strip_cells(scene: Scene, edges: np.ndarray, cfg: CSFConfig) -> np.ndarray:
-    """Flat indices of the cells a strip can touch: the cone up to the last edge, widened by a cell's reach."""
-    far = float(edges[-1])
-    reach = np.hypot(far, cfg.core_half_width_km + max(far, 0.0) * abs(np.tan(np.radians(cfg.widen_deg))))
+    """Flat indices of the cells a strip can touch: the cone up to the farthest edge (upwind too, for the inflow
+    strip), widened by a cell's reach."""
+    far = max(abs(float(edges[0])), abs(float(edges[-1])))
+    wide = max(float(edges[-1]), 0.0) * abs(np.tan(np.radians(cfg.widen_deg)))
+    reach = np.hypot(far, cfg.core_half_width_km + wide)
     return scene.cached_geometry(("strip_cells", reach), lambda: np.flatnonzero(scene.r <= reach + cell_reach(scene)))
 
 

@@ -109,6 +109,14 @@ def _dc(cls, c, key: str):
     return cls(**out)
 
 
+def _csf_config(c) -> csf.CSFConfig:
+    cfg = _dc(csf.CSFConfig, c, "quantify.csf")
+    band = cfg.inflow_km
+    if band and not (len(band) == 2 and 0 < band[0] < band[1]):
+        raise ConfigError("quantify.csf.inflow_km", f"must be [] or [near, far] km, 0 < near < far (got {band!r})")
+    return cfg
+
+
 def collection_config(cfg: DictConfig, name: str) -> DictConfig:
     """``quantify`` with ``quantify.collections.<name>`` merged on top (without the collections block)."""
     base = OmegaConf.to_container(cfg.quantify, resolve=True)
@@ -148,7 +156,7 @@ def settings(q: DictConfig, name: str) -> dict[str, Any]:
         if q.get("disk_split_min_km", 10.0) is None
         else _positive(q, "disk_split_min_km", 10.0),
         "chemistry": chem,
-        "csf": _dc(csf.CSFConfig, q.get("csf"), "quantify.csf"),
+        "csf": _csf_config(q.get("csf")),
         "ime": _dc(ime.IMEConfig, q.get("ime"), "quantify.ime"),
         "divergence": _dc(divergence.DivergenceConfig, q.get("divergence"), "quantify.divergence"),
         "position": _dc(PositionConfig, q.get("position"), "quantify.position"),
