@@ -7,7 +7,9 @@ each decayed over its travel time to the site (exp(-d / (U tau)), U the row's wi
 divided by the site's truth: the share of NOx passing through the site's plume region from upwind. Rows are binned
 by that share (and by wind speed below / from ``--fast-m-s``, and by truth class); per bin the median ratio
 estimate / truth of the rows with an estimate > 0 (n: their count; ``sites``: the distinct sites among them), so
-the same sites are compared with the wind from a clear and from a crowded direction. In a uniform wind the flux
+the same sites are compared with the wind from a clear and from a crowded direction. The rows with a clear upwind
+(share < 0.1) are also binned by the truth NOx inside IME's background ring (``--ring-km``, 25-45 km) over the
+site's: a neighbour's NO2 there raises the background IME takes off. In a uniform wind the flux
 divergence cancels a plume that only passes through (the same inflow and outflow); the CSF's transects and the IME's
 disk count it (``quantify.csf.inflow_km`` takes it off the CSF).
 
@@ -27,8 +29,8 @@ import pandas as pd
 EDGES = (0.0, 0.1, 0.3, 1.0, np.inf)
 
 
-def upwind_share(rows: pd.DataFrame, src: pd.DataFrame, *, band_km, reach_km, same_km, lifetime_h) -> np.ndarray:
-    """Per row, the decayed NOx of the truth sources upwind of the site over the site's truth (local plane)."""
+def _offsets(rows: pd.DataFrame, src: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, sources) km east and north of each row's site to each source, on a local plane."""
     lat0 = np.radians(float(rows["lat"].mean()))
     r_km = 6371.0088
 
@@ -37,10 +39,15 @@ def upwind_share(rows: pd.DataFrame, src: pd.DataFrame, *, band_km, reach_km, sa
 
     sx, sy = xy(src["lat"], src["lon"])
     px, py = xy(rows["lat"], rows["lon"])
+    return sx[None, :] - px[:, None], sy[None, :] - py[:, None]
+
+
+def upwind_share(rows: pd.DataFrame, src: pd.DataFrame, *, band_km, reach_km, same_km, lifetime_h) -> np.ndarray:
+    """Per row, the decayed NOx of the truth sources upwind of the site over the site's truth."""
+    dx, dy = _offsets(rows, src)
     direction = rows["direction_used_deg"].fillna(rows["wind_from_deg"]).to_numpy(float)
     phi = np.radians(direction)
     ex, ey = -np.sin(phi), -np.cos(phi)  # the way the wind blows
-    dx, dy = sx[None, :] - px[:, None], sy[None, :] - py[:, None]
     s = dx * ex[:, None] + dy * ey[:, None]  # downwind of the site (km)
     t = -dx * ey[:, None] + dy * ex[:, None]
     up = (np.hypot(dx, dy) > same_km) & (s < 0) & (s > -reach_km) & (np.abs(t) <= band_km)
@@ -49,8 +56,17 @@ def upwind_share(rows: pd.DataFrame, src: pd.DataFrame, *, band_km, reach_km, sa
     return decayed.sum(axis=1) / rows["inventory_nox_t_per_yr"].to_numpy(float)
 
 
-def table(rows: pd.DataFrame, by: str | None) -> dict:
-    """{method: {group: {share bin: {n, sites, median_ratio}}}}."""
+def ring_share(rows: pd.DataFrame, src: pd.DataFrame, inner_km: float, outer_km: float) -> np.ndarray:
+    """Per row, the NOx of the truth sources inside IME's background ring around the site over the site's truth."""
+    r = np.hypot(*_offsets(rows, src))
+    inside = (r > inner_km) & (r < outer_km)
+    return np.where(inside, src["nox_t_per_yr"].to_numpy(float)[None, :], 0).sum(axis=1) / rows[
+        "inventory_nox_t_per_yr"
+    ].to_numpy(float)
+
+
+def table(rows: pd.DataFrame, by: str | None, col: str = "share") -> dict:
+    """{method: {group: {bin of ``col``: {n, sites, median_ratio}}}}."""
     out = {}
     for m, g in rows.groupby("method"):
         groups = {"all": g} if by is None else dict(iter(g.groupby(by)))
@@ -58,7 +74,7 @@ def table(rows: pd.DataFrame, by: str | None) -> dict:
         for name, gg in groups.items():
             cells = {}
             for lo, hi in zip(EDGES[:-1], EDGES[1:]):
-                x = gg[(gg["share"] >= lo) & (gg["share"] < hi)]
+                x = gg[(gg[col] >= lo) & (gg[col] < hi)]
                 x = x[x["ratio"] > 0]
                 cells[f"{lo:g}-{hi:g}"] = {
                     "n": len(x),
@@ -79,6 +95,7 @@ def main(argv=None) -> int:
     ap.add_argument("--same-km", type=float, default=3.0, help="sources nearer than this are the site's own")
     ap.add_argument("--lifetime-h", type=float, default=4.0, help="NO2 lifetime for the decay to the site")
     ap.add_argument("--fast-m-s", type=float, default=7.0)
+    ap.add_argument("--ring-km", type=float, nargs=2, default=(25.0, 45.0), help="IME's background ring (gap, ring)")
     ap.add_argument("--json", help="also write the tables here")
     ap.add_argument("--run", default="", help="what run the estimates are of (kept in the JSON)")
     args = ap.parse_args(argv)
@@ -93,10 +110,17 @@ def main(argv=None) -> int:
     rows["truth_class"] = np.where(
         rows["inventory_nox_t_per_yr"] >= 10000, ">=10 kt", f"{args.min_truth / 1e3:g}-10 kt"
     )
-    result = {"all": table(rows, None), "by_speed": table(rows, "speed"), "by_truth": table(rows, "truth_class")}
+    rows["ring"] = ring_share(rows, pd.read_csv(args.sources), *args.ring_km)
+    result = {"all": table(rows, None), "by_speed": table(rows, "speed"), "by_truth": table(rows, "truth_class"),
+              "clean_upwind_by_ring": table(rows[rows["share"] < EDGES[1]], None, "ring")}  # fmt: skip
     for part, t in result.items():
         bins = " | ".join(f"{lo:g}-{hi:g}" for lo, hi in zip(EDGES[:-1], EDGES[1:]))
-        print(f"-- {part}: median estimate/truth (n) by the upwind NOx share {bins}")
+        what = (
+            "rows with the upwind share < 0.1, by the ring's NOx share"
+            if part.startswith("clean")
+            else "by the upwind NOx share"
+        )
+        print(f"-- {part}: median estimate/truth (n) {what} {bins}")
         for m, groups in t.items():
             for name, cells in groups.items():
                 vals = " | ".join(
