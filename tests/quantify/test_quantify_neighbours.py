@@ -10,7 +10,7 @@ import pytest
 from no2hotspots.quantify import divergence, ime
 from no2hotspots.quantify.estimate import Lifetime, Wind
 from no2hotspots.quantify.neighbours import exit_km, own_fraction, own_side
-from no2hotspots.quantify.overpass import sharing_sources
+from no2hotspots.quantify.overpass import sharing_sources, upwind_sources
 from no2hotspots.quantify.scene import EARTH_RADIUS_M, disk_fraction, local_scene
 
 Q = 5.24  # mol/s NO2, ~10 kt NOx/yr
@@ -125,3 +125,24 @@ def test_the_truth_counts_each_inventory_source_at_the_nearest_point():
     assert ctx.truth_at(ids, 40.0, 112.0, [_offset(12.0, 0.0)], t) == pytest.approx(3500.0)
     assert ctx.truth_at(ids, 40.0, 112.0, [_offset(12.0, 0.0), _offset(6.0, 9.0)], t) == pytest.approx(3000.0)
     assert np.isnan(ctx.truth_at(["B"], 40.0, 112.0, [_offset(12.0, 0.0)], t))  # none left: no truth
+
+
+def test_upwind_sources_counts_known_sources_whose_plume_passes_through():
+    """Known sources upwind of a point within csf's cone half-width of the wind's axis and one e-folding length
+    U tau: 30 km upwind on the axis counts; downwind, 20 km across, nearer than period.merge_km, or beyond U tau
+    at a slow wind does not; no direction: NaN."""
+    from no2hotspots.quantify import chemistry, csf
+    from no2hotspots.quantify.period import PeriodConfig
+
+    s = {"chemistry": chemistry.Chemistry(lifetime_h=4.0), "scene_half_km": 80.0, "csf": csf.CSFConfig(),
+         "period": PeriodConfig()}  # fmt: skip
+    west = {"wind_speed_m_s": 5.0}  # U tau = 72 km
+    info = {"direction_used_deg": 270.0}  # from the west: upwind is west
+    up, down, side, near = _offset(-30, 0), _offset(30, 0), _offset(-30, 20), _offset(-8, 0)
+    assert upwind_sources(40.0, 112.0, [up], info, west, s) == 1
+    assert upwind_sources(40.0, 112.0, [up, _offset(-60, 5)], info, west, s) == 2
+    assert upwind_sources(40.0, 112.0, [down, side, near], info, west, s) == 0
+    assert upwind_sources(40.0, 112.0, [up], {"direction_used_deg": 90.0}, west, s) == 0
+    assert upwind_sources(40.0, 112.0, [up], info, {"wind_speed_m_s": 2.0}, s) == 0  # U tau = 28.8 km
+    assert upwind_sources(40.0, 112.0, [], info, west, s) == 0
+    assert np.isnan(upwind_sources(40.0, 112.0, [up], {"direction_used_deg": np.nan}, west, s))

@@ -123,6 +123,10 @@ def test_stage_recovers_known_rates_with_uncertainties(case, qhelp):
         assert ev["overpass"][m]["n"] == 3
         assert ev["overpass"][m]["median_abs_log_ratio"] < np.log(1.15)
         assert ev["period"][m]["coverage_68"] == 1.0
+        # the subsets by a known source upwind (upwind_sources) split the overpass rows between them
+        parts = ("overpass_clear_upwind_only", "overpass_known_source_upwind_only")
+        assert sum(ev[k].get(m, {}).get("n", 0) for k in parts) == ev["overpass"][m]["n"]
+    assert wide["upwind_sources"].notna().all() and (wide["upwind_sources"] >= 0).all()
     assert out["n_hotspots"] == 4 and out["chemistry"]["nox_no2_ratio"] == 1.32
 
 

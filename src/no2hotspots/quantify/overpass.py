@@ -28,7 +28,7 @@ from .co2 import InventoryMatcher, TruthAt, co2_from_nox
 from .estimate import COMPONENTS, Estimate, Wind
 from .plume import plume_direction
 from .position import PositionConfig, position_sigma_km
-from .scene import EARTH_RADIUS_M, background_ring, fit_plane, local_scene, noise_model
+from .scene import EARTH_RADIUS_M, background_ring, fit_plane, local_scene, local_xy, noise_model
 
 ESTIMATORS = {"csf": csf, "ime": ime, "divergence": divergence}
 #: the estimators that assume the source at the point (a position term; :mod:`.position`)
@@ -191,6 +191,29 @@ def sharing_sources(lat0: float, lon0: float, candidates, min_km: float | None) 
         return []
     p = np.asarray(candidates, float).reshape(-1, 2)
     return list(map(tuple, p[haversine_km(p[:, 0], p[:, 1], lat0, lon0) >= min_km]))
+
+
+def upwind_sources(lat0: float, lon0: float, candidates, info: dict, wind: dict, s: dict) -> float:
+    """How many known sources (``candidates``, (lat, lon), those beyond ``period.merge_km``: other sources) lie
+    upwind of the point, within ``csf.core_half_width_km`` of the wind's axis through it and one NO2 e-folding
+    length U tau upwind (the scene's half-width without decay): their plumes pass through this point's cone and disk
+    and read as its own (``benchmarks/quantify_passthrough.py``). NaN without a direction or speed."""
+    d = info.get("direction_used_deg", np.nan)
+    u = float(wind.get("wind_speed_m_s", np.nan))
+    if not (np.isfinite(d) and np.isfinite(u)):
+        return float("nan")
+    if not len(candidates):
+        return 0.0
+    p = np.asarray(candidates, float).reshape(-1, 2)
+    tau_h = s["chemistry"].lifetime_h
+    reach = u * 3.6 * tau_h if tau_h is not None and np.isfinite(tau_h) else s["scene_half_km"]
+    x, y = local_xy(p[:, 0], p[:, 1], lat0, lon0)
+    phi = np.radians(d)
+    along = x * -np.sin(phi) + y * -np.cos(phi)  # downwind of the point
+    across = x * np.cos(phi) - y * np.sin(phi)
+    far = haversine_km(p[:, 0], p[:, 1], lat0, lon0) > s["period"].merge_km
+    band = np.abs(across) <= s["csf"].core_half_width_km
+    return float(np.count_nonzero(far & (along < 0) & (along > -reach) & band))
 
 
 def estimate_rows(ests: list[Estimate], base: dict, ratio) -> list[dict]:
@@ -401,6 +424,7 @@ def _hotspot_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws, mws:
             **wrow,
             **info,
             "lifetime_h": s["chemistry"].lifetime_h,
+            "upwind_sources": upwind_sources(lat0, lon0, near + sites, info, wrow, s),
             "inventory_nox_t_per_yr": ctx.truth_at(ratio.matched_ids, lat0, lon0, sharing, t),
             "inventory_co2_t_per_yr": ratio.co2_t_per_yr,
             "inventory_ids": " ".join(ratio.matched_ids),
@@ -445,6 +469,7 @@ def _site_rows(ctx: Context, grid: OverpassGrid, t, h: pd.DataFrame, ws, site_id
             "detected": detected,
             **wrow,
             **info,
+            "upwind_sources": upwind_sources(site["lat"], site["lon"], sites + pos, info, wrow, s),
             "inventory_nox_t_per_yr": ctx.truth_at(ratio.matched_ids, site["lat"], site["lon"], sharing, t),
         }
         rows += estimate_rows(ests, base, ratio)
