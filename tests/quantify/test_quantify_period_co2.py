@@ -223,6 +223,7 @@ def test_the_period_row_counts_the_overpasses_with_an_unknown_component():
             "nox_t_per_yr": [10.0, 12.0, np.nan, 11.0],
             "inventory_nox_t_per_yr": np.nan,
             "detected": True,
+            "upwind_sources": [0.0, 2.0, 1.0, np.nan],  # the third has no estimate, the fourth no direction
             **{f"nox_sigma_{c}_t_per_yr": np.ones(n) for c in SIGMA_COMPONENTS},
         }
     )
@@ -232,6 +233,7 @@ def test_the_period_row_counts_the_overpasses_with_an_unknown_component():
     ratio = Ratio(1000.0, 0.3, "fuel default: coal", [], float("nan"), float("nan"))
     per = period_table(est, sites, {1: ratio}, {"period": PeriodConfig()})
     assert per["n_overpasses"].tolist() == [3] and per["n_overpasses_unknown_sigma"].tolist() == [1]
+    assert per["n_overpasses_upwind_sources"].tolist() == [1]
     assert per["nox_sigma_lower_bound"].tolist() == [False]  # the others give the component: filled in
     est["nox_sigma_wind_direction_t_per_yr"] = np.nan  # no estimate gives it: 0, and the row says so
     per = period_table(est, sites, {1: ratio}, {"period": PeriodConfig()})

@@ -109,6 +109,7 @@ def test_stage_recovers_known_rates_with_uncertainties(case, qhelp):
     site = per[per["inventory_ids"] == "P1"]
     assert set(site["method"]) == {"csf", "ime", "divergence"}
     assert (site["n_overpasses"] == 3).all()
+    assert site["n_overpasses_upwind_sources"].between(0, 3).all()
     for r in site.itertuples():
         assert r.nox_t_per_yr == pytest.approx(NOX_TRUE, rel=0.10)
         # the same lifetime and NOx/NO2 assumptions every day: not averaged down

@@ -71,7 +71,7 @@ HOTSPOT_COLUMNS = ("hotspot_id", "method", "nox_t_per_yr", "nox_sigma_t_per_yr",
                    "direction_source", "upwind_sources", "inventory_nox_t_per_yr", "inventory_co2_t_per_yr",
                    "inventory_ids")  # fmt: skip
 SITE_COLUMNS = ("site_id", "method", "detected", "nox_t_per_yr", "inventory_nox_t_per_yr", "direction_used_deg",
-                *(f"nox_sigma_{c}_t_per_yr" for c in SIGMA_COMPONENTS))  # fmt: skip
+                "upwind_sources", *(f"nox_sigma_{c}_t_per_yr" for c in SIGMA_COMPONENTS))  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -492,6 +492,8 @@ def period_table(est_s: pd.DataFrame, sites: pd.DataFrame, site_ratio: dict, s: 
     for (sid, m), g in est_s.groupby(["site_id", "method"], sort=True):
         comps = {c: g[f"nox_sigma_{c}_t_per_yr"].to_numpy(float) for c in SIGMA_COMPONENTS}
         dirs = g["direction_used_deg"].to_numpy(float) if "direction_used_deg" in g else None
+        # used overpass estimates with a known source upwind (their plumes read as this site's own)
+        upwind = g["upwind_sources"].to_numpy(float) if "upwind_sources" in g else np.full(len(g), np.nan)
         res = combine(g["nox_t_per_yr"].to_numpy(float), comps, corr, dirs)
         ratio = site_ratio[int(sid)]
         used = np.isfinite(g["nox_t_per_yr"].to_numpy(float))
@@ -522,6 +524,7 @@ def period_table(est_s: pd.DataFrame, sites: pd.DataFrame, site_ratio: dict, s: 
                 "n_overpasses": res["n_overpasses"],
                 "n_detected_overpasses": int(g.loc[np.isfinite(g["nox_t_per_yr"]), "detected"].sum()),
                 "n_overpasses_unknown_sigma": int((used & unknown).sum()),
+                "n_overpasses_upwind_sources": int((used & (upwind > 0)).sum()),
                 "nox_sigma_lower_bound": bool(res["n_unknown_left"] > 0),
                 "nox_t_per_yr": val,
                 "nox_sigma_t_per_yr": sig,
