@@ -129,8 +129,8 @@ def test_the_truth_counts_each_inventory_source_at_the_nearest_point():
 
 def test_upwind_sources_counts_known_sources_whose_plume_passes_through():
     """Known sources upwind of a point within csf's cone half-width of the wind's axis and one e-folding length
-    U tau: 30 km upwind on the axis counts; downwind, 20 km across, nearer than period.merge_km, or beyond U tau
-    at a slow wind does not; no direction: NaN."""
+    U tau: 30 km upwind on the axis counts (once with a second point 2 km from it); downwind, 20 km across, nearer
+    than period.merge_km, or beyond U tau at a slow wind does not; no direction: NaN."""
     from no2hotspots.quantify import chemistry, csf
     from no2hotspots.quantify.period import PeriodConfig
 
@@ -141,6 +141,7 @@ def test_upwind_sources_counts_known_sources_whose_plume_passes_through():
     up, down, side, near = _offset(-30, 0), _offset(30, 0), _offset(-30, 20), _offset(-8, 0)
     assert upwind_sources(40.0, 112.0, [up], info, west, s) == 1
     assert upwind_sources(40.0, 112.0, [up, _offset(-60, 5)], info, west, s) == 2
+    assert upwind_sources(40.0, 112.0, [up, _offset(-32, 1)], info, west, s) == 1  # a hotspot at a site: once
     assert upwind_sources(40.0, 112.0, [down, side, near], info, west, s) == 0
     assert upwind_sources(40.0, 112.0, [up], {"direction_used_deg": 90.0}, west, s) == 0
     assert upwind_sources(40.0, 112.0, [up], info, {"wind_speed_m_s": 2.0}, s) == 0  # U tau = 28.8 km

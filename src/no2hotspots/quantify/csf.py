@@ -99,7 +99,7 @@ def _strips(scene: Scene, direction_from: float, cfg: CSFConfig) -> _Strips | st
 def _passing(st: _Strips, u: float, tau: float) -> np.ndarray:
     """The line density the plume entering from upwind adds to each transect (zero without an inflow strip): that
     of the inflow strip, decayed over the travel time from it. It is the same NO2 flux at any distance once decay
-    is undone, so the transects' fluxes minus it are this source's (Beirle et al.'s divergence cancels it too)."""
+    is undone, so the transects' fluxes minus it are this source's (in a uniform wind the divergence cancels it)."""
     if st.inflow is None:
         return np.zeros_like(st.ld)
     return st.inflow.ld[0] * _passing_decay((st.sbar_km - st.inflow.sbar_km[0]) * 1e3, u, tau)

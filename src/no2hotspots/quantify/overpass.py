@@ -194,10 +194,11 @@ def sharing_sources(lat0: float, lon0: float, candidates, min_km: float | None) 
 
 
 def upwind_sources(lat0: float, lon0: float, candidates, info: dict, wind: dict, s: dict) -> float:
-    """How many known sources (``candidates``, (lat, lon), those beyond ``period.merge_km``: other sources) lie
-    upwind of the point, within ``csf.core_half_width_km`` of the wind's axis through it and one NO2 e-folding
-    length U tau upwind (the scene's half-width without decay): their plumes pass through this point's cone and disk
-    and read as its own (``benchmarks/quantify_passthrough.py``). NaN without a direction or speed."""
+    """How many known sources (``candidates``, (lat, lon), those beyond ``period.merge_km``: other sources; points
+    within ``merge_km`` of each other, e.g. a hotspot at a period site, count once) lie upwind of the point, within
+    ``csf.core_half_width_km`` of the wind's axis through it and one NO2 e-folding length U tau upwind (the scene's
+    half-width without decay): their plumes pass through this point's cone and disk and read as its own
+    (``benchmarks/quantify_passthrough.py``). NaN without a direction or speed."""
     d = info.get("direction_used_deg", np.nan)
     u = float(wind.get("wind_speed_m_s", np.nan))
     if not (np.isfinite(d) and np.isfinite(u)):
@@ -211,9 +212,14 @@ def upwind_sources(lat0: float, lon0: float, candidates, info: dict, wind: dict,
     phi = np.radians(d)
     along = x * -np.sin(phi) + y * -np.cos(phi)  # downwind of the point
     across = x * np.cos(phi) - y * np.sin(phi)
-    far = haversine_km(p[:, 0], p[:, 1], lat0, lon0) > s["period"].merge_km
-    band = np.abs(across) <= s["csf"].core_half_width_km
-    return float(np.count_nonzero(far & (along < 0) & (along > -reach) & band))
+    merge = s["period"].merge_km
+    far = haversine_km(p[:, 0], p[:, 1], lat0, lon0) > merge
+    up = p[far & (along < 0) & (along > -reach) & (np.abs(across) <= s["csf"].core_half_width_km)]
+    counted: list = []  # a hotspot of this overpass at a period site is one source: points within merge_km, once
+    for q in up:
+        if not counted or haversine_km(np.array(counted)[:, 0], np.array(counted)[:, 1], q[0], q[1]).min() > merge:
+            counted.append(q)
+    return float(len(counted))
 
 
 def estimate_rows(ests: list[Estimate], base: dict, ratio) -> list[dict]:
