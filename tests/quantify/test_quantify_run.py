@@ -604,6 +604,12 @@ def test_structure_term_divides_by_the_bias_and_adds_its_sigma(case, qhelp):
     assert per.loc[(1, "csf"), "nox_sigma_structure_t_per_yr"] == pytest.approx(res["parts"]["structure"], rel=1e-9)
     sig = comps["structure"]
     assert np.sqrt(np.sum(sig**2)) / 3 < res["parts"]["structure"] < np.mean(sig)
+    # with a slope the bias is 0.8 exp(-beta x) at each estimate's residence time x = 20 km / (U tau), U its own wind
+    run(qhelp.quantify_cfg({**ov, "quantify.structure": {"bias": {"csf": 0.8}, "bias_slope": {"csf": 0.2}}}))
+    c = pd.read_csv(d / "estimates_site_overpass.csv").set_index(key).sort_index()
+    x = 20e3 / (c["wind_speed_m_s"][ok] * 4.0 * 3600.0)  # the configured lifetime, 4 h
+    assert (x > 0.05).all()
+    np.testing.assert_allclose(c["nox_t_per_yr"][ok], a["nox_t_per_yr"][ok] / (0.8 * np.exp(-0.2 * x)), rtol=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -611,6 +617,7 @@ def test_structure_term_divides_by_the_bias_and_adds_its_sigma(case, qhelp):
     [
         ({"rel_sigma": {"csff": 0.1}}, "quantify.structure.rel_sigma.csff: unknown method"),
         ({"bias": {"csf": 0}}, "quantify.structure.bias.csf: must be a number > 0"),
+        ({"bias_slope": {"csf": -0.1}}, "quantify.structure.bias_slope.csf: must be a number >= 0"),
         ({"rel_sigma": {"ime": -0.1}}, "quantify.structure.rel_sigma.ime: must be a number >= 0"),
         ({"scale": 1}, "quantify.structure.scale: unknown key"),
     ],

@@ -36,3 +36,17 @@ def test_travel_time_winds_shrink_the_structure_error_of_turning_winds(benchmark
         assert s_on["n"] >= 130 and s_off["n"] >= 130, m
         assert s_on["rel_sigma_68"] < k * s_off["rel_sigma_68"], (m, s_on["rel_sigma_68"], s_off["rel_sigma_68"])
         assert 0.9 < s_on["median_ratio"] < 1.05, m
+
+
+def test_residence_fit_recovers_a_known_slope_and_the_puffs_have_one(benchmark_script):
+    """The median fit of ln ratio = ln b0 - beta x recovers b0 and beta from data with outliers; on the puff scenes
+    csf's bias falls with the residence time over the lifetime (quantify.structure.bias_slope; n 2000: 0.128)."""
+    mod = benchmark_script("quantify_structure")
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.0, 0.8, 400)
+    lr = np.log(0.99) - 0.12 * x + rng.laplace(0.0, 0.01, x.size)
+    lr[:20] += 0.5  # outliers a least-squares fit would follow
+    fit = mod.residence_fit(np.exp(lr), x)
+    assert abs(fit["b0"] - 0.99) < 0.005 and abs(fit["beta"] - 0.12) < 0.015
+    res = mod.run(150, seed=5)
+    assert mod.residence_fit(res["ratio"]["csf"], res["residence_over_tau"])["beta"] > 0.03

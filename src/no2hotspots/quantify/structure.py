@@ -4,8 +4,10 @@ Every estimator takes a straight plume along the wind at the overpass, steady in
 no along-wind diffusion. Real plumes (and the OSSE's puffs) curve in a turning, time-varying wind into the
 background band or ring, and along-wind diffusion against decay moves mass to where the decay correction treats it
 wrongly. None of the other budget terms holds this, so each method gets a relative 1-sigma ``rel_sigma`` and, where
-the calibration establishes one, a bias ``bias`` (the median estimate/truth; estimates and their other terms are
-divided by it).
+the calibration establishes one, a bias (the median estimate/truth; estimates and their other terms are divided by
+it). The bias falls with the air's residence time over the NO2 lifetime, x = 20 km / (U tau) (the plume's air at a
+distance s is older than s / U when its path curves), so it is ``bias`` exp(-``bias_slope`` x), a median fit
+(``bias_slope`` 0: one number per method).
 
 Both come from the training simulator's own puff scenes in a turning, time-varying wind (not from the OSSE
 evaluation): ``benchmarks/quantify_structure.py`` (its numbers are in conf/quantify/default.yaml and
@@ -16,20 +18,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .estimate import Estimate
+
+#: the distance of the residence time x = RESIDENCE_KM / (U tau) the bias slope is taken against (IME's radius)
+RESIDENCE_KM = 20.0
 
 
 @dataclass(frozen=True)
 class StructureConfig:
     rel_sigma: dict = field(default_factory=dict)  # method -> relative 1-sigma (methods not listed: none)
     bias: dict = field(default_factory=dict)  # method -> median estimate / truth (methods not listed: none)
+    bias_slope: dict = field(default_factory=dict)  # method -> beta: the bias is bias exp(-beta x) (not listed: 0)
 
 
-def apply(e: Estimate, cfg: StructureConfig) -> Estimate:
-    """The estimate divided by its method's bias (every budget term too) with the ``structure`` term added."""
+def bias_at(cfg: StructureConfig, method: str, speed: float, tau_s: float) -> float:
+    """The method's bias at the residence time over the lifetime x = RESIDENCE_KM / (U tau) (no decay: x = 0); a
+    method without a bias has none, whatever its slope."""
+    if method not in cfg.bias:
+        return 1.0
+    b = float(cfg.bias[method])
+    beta = float(cfg.bias_slope.get(method, 0.0))
+    if beta == 0.0:
+        return b
+    x = RESIDENCE_KM * 1e3 / (speed * tau_s) if np.isfinite(tau_s) and speed > 0 else 0.0
+    return b * float(np.exp(-beta * x))
+
+
+def apply(e: Estimate, cfg: StructureConfig, speed: float = np.nan, tau_s: float = np.inf) -> Estimate:
+    """The estimate divided by its method's bias (every budget term too; with a slope, the bias at the estimate's
+    wind ``speed`` and lifetime ``tau_s``) with the ``structure`` term added."""
     if not e.ok:
         return e
-    b = float(cfg.bias.get(e.method, 1.0))
+    b = bias_at(cfg, e.method, speed, tau_s)
     if b != 1.0:
         e.q /= b
         e.sigma = {k: v / b for k, v in e.sigma.items()}
