@@ -26,30 +26,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from no2hotspots.quantify.scene import local_xy, wind_frame
+
 EDGES = (0.0, 0.1, 0.3, 1.0, np.inf)
 
 
 def _offsets(rows: pd.DataFrame, src: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, sources) km east and north of each row's site to each source, on a local plane."""
-    lat0 = np.radians(float(rows["lat"].mean()))
-    r_km = 6371.0088
-
-    def xy(lat, lon):
-        return np.radians(np.asarray(lon, float)) * r_km * np.cos(lat0), np.radians(np.asarray(lat, float)) * r_km
-
-    sx, sy = xy(src["lat"], src["lon"])
-    px, py = xy(rows["lat"], rows["lon"])
-    return sx[None, :] - px[:, None], sy[None, :] - py[:, None]
+    """(rows, sources) km east and north of each row's site to each source, as quantify takes offsets."""
+    lat, lon = (src[c].to_numpy(float)[None, :] for c in ("lat", "lon"))
+    return local_xy(lat, lon, rows["lat"].to_numpy(float)[:, None], rows["lon"].to_numpy(float)[:, None])
 
 
 def upwind_share(rows: pd.DataFrame, src: pd.DataFrame, *, band_km, reach_km, same_km, lifetime_h) -> np.ndarray:
     """Per row, the decayed NOx of the truth sources upwind of the site over the site's truth."""
     dx, dy = _offsets(rows, src)
     direction = rows["direction_used_deg"].fillna(rows["wind_from_deg"]).to_numpy(float)
-    phi = np.radians(direction)
-    ex, ey = -np.sin(phi), -np.cos(phi)  # the way the wind blows
-    s = dx * ex[:, None] + dy * ey[:, None]  # downwind of the site (km)
-    t = -dx * ey[:, None] + dy * ex[:, None]
+    s, t = wind_frame(dx, dy, direction[:, None])  # s: downwind of the site (km)
     up = (np.hypot(dx, dy) > same_km) & (s < 0) & (s > -reach_km) & (np.abs(t) <= band_km)
     u = rows["wind_speed_m_s"].to_numpy(float)[:, None]
     decayed = np.where(up, src["nox_t_per_yr"].to_numpy(float)[None, :] * np.exp(s * 1e3 / (u * lifetime_h * 3600)), 0)

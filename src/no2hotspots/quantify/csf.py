@@ -145,8 +145,7 @@ def _rate(scene: Scene, direction_from: float, speed: float, life: Lifetime, cfg
     st = _strips(scene, direction_from, cfg)
     if isinstance(st, str) or len(st.ld) < cfg.min_transects:
         return float("nan")
-    f0 = _factors(st.sbar_km * 1e3, speed, life.tau_s, life.ramp)
-    return float(np.sum(_weights(st, f0) * f0 * (st.ld - _passing(st, speed, life.tau_s))))
+    return _q(st, _weights(st, _factors(st.sbar_km * 1e3, speed, life.tau_s, life.ramp)), speed, life.tau_s, life.ramp)
 
 
 def estimate(

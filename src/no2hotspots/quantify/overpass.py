@@ -28,7 +28,7 @@ from .co2 import InventoryMatcher, TruthAt, co2_from_nox
 from .estimate import COMPONENTS, Estimate, Wind
 from .plume import plume_direction
 from .position import PositionConfig, position_sigma_km
-from .scene import EARTH_RADIUS_M, background_ring, fit_plane, local_scene, local_xy, noise_model
+from .scene import EARTH_RADIUS_M, background_ring, fit_plane, local_scene, local_xy, noise_model, wind_frame
 
 ESTIMATORS = {"csf": csf, "ime": ime, "divergence": divergence}
 #: the estimators that assume the source at the point (a position term; :mod:`.position`)
@@ -208,10 +208,7 @@ def upwind_sources(lat0: float, lon0: float, candidates, info: dict, wind: dict,
     p = np.asarray(candidates, float).reshape(-1, 2)
     tau_h = s["chemistry"].lifetime_h
     reach = u * 3.6 * tau_h if tau_h is not None and np.isfinite(tau_h) else s["scene_half_km"]
-    x, y = local_xy(p[:, 0], p[:, 1], lat0, lon0)
-    phi = np.radians(d)
-    along = x * -np.sin(phi) + y * -np.cos(phi)  # downwind of the point
-    across = x * np.cos(phi) - y * np.sin(phi)
+    along, across = wind_frame(*local_xy(p[:, 0], p[:, 1], lat0, lon0), d)  # along: downwind of the point
     merge = s["period"].merge_km
     far = haversine_km(p[:, 0], p[:, 1], lat0, lon0) > merge
     up = p[far & (along < 0) & (along > -reach) & (np.abs(across) <= s["csf"].core_half_width_km)]

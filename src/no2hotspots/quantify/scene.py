@@ -93,11 +93,7 @@ class Scene:
 
     def rotate(self, direction_from_deg: float) -> tuple[np.ndarray, np.ndarray]:
         """(s, t) km: s downwind of the source, t across the wind (positive to the left looking downwind)."""
-        phi = np.radians(direction_from_deg)
-        ex, ey = -np.sin(phi), -np.cos(phi)  # unit vector the wind blows towards
-        s = self.x * ex + self.y * ey
-        t = -self.x * ey + self.y * ex
-        return s, t
+        return wind_frame(self.x, self.y, direction_from_deg)
 
     def excluding(self, mask: np.ndarray) -> Scene:
         """The same scene with the cells of ``mask`` also kept out of the background (a new scene: nothing derived
@@ -251,6 +247,14 @@ def _crop(lat: np.ndarray, lon: np.ndarray, lat0: float, lon0: float, half_km: f
     while len(_CROPS) > _CROPS_MAX:
         _CROPS.popitem(last=False)
     return out
+
+
+def wind_frame(x, y, direction_from_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (x, y) km east/north in the wind's frame: s downwind, t across (positive to the left looking
+    downwind), for a wind blowing from ``direction_from_deg``."""
+    phi = np.radians(direction_from_deg)
+    ex, ey = -np.sin(phi), -np.cos(phi)  # unit vector the wind blows towards
+    return x * ex + y * ey, -x * ey + y * ex
 
 
 def local_xy(lat: float, lon: float, lat0: float, lon0: float) -> tuple[float, float]:
