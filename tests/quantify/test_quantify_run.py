@@ -353,11 +353,13 @@ def test_folder_and_metrics_are_replaced_together(case, qhelp):
 @pytest.mark.parametrize(
     ("key", "value"),
     [("quantify.wind_window_h", [3.0, 0.5]), ("quantify.wind_travel", "on"),
-     ("quantify.period.correlation.position", "across_wind"), ("quantify.csf.inflow_km", [16.0, 6.0])],
+     ("quantify.period.correlation.position", "across_wind"), ("quantify.csf.inflow_km", [16.0, 6.0]),
+     ("quantify.structure.bias_slope.csf", -0.1)],
 )  # fmt: skip
 def test_a_bad_wind_or_correlation_key_leaves_the_last_good_run(case, qhelp, key, value):
-    """The travel-time winds', the along-wind position term's and the csf inflow strip's keys are checked before
-    anything is written: one line naming the key, and every file of the last good run as it was (SHA-256)."""
+    """The travel-time winds', the along-wind position term's, the csf inflow strip's and the structure bias slope's
+    keys are checked before anything is written: one line naming the key, and every file of the last good run as it
+    was (SHA-256)."""
     import hashlib
 
     tmp, ov = case
