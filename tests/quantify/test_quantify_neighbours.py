@@ -147,3 +147,20 @@ def test_upwind_sources_counts_known_sources_whose_plume_passes_through():
     assert upwind_sources(40.0, 112.0, [up], info, {"wind_speed_m_s": 2.0}, s) == 0  # U tau = 28.8 km
     assert upwind_sources(40.0, 112.0, [], info, west, s) == 0
     assert np.isnan(upwind_sources(40.0, 112.0, [up], {"direction_used_deg": np.nan}, west, s))
+
+
+def test_upwind_sources_counts_a_chain_the_same_in_any_order():
+    """A chain of known sources 8 km apart upwind (merge_km 10): counted nearest first, the one 8 km beyond the
+    first is the same source and the next, 16 km beyond it, another: 2 in each of the six orders (counted in
+    input order, the middle one first gave 1)."""
+    import itertools
+
+    from no2hotspots.quantify import chemistry, csf
+    from no2hotspots.quantify.period import PeriodConfig
+
+    s = {"chemistry": chemistry.Chemistry(lifetime_h=4.0), "scene_half_km": 80.0, "csf": csf.CSFConfig(),
+         "period": PeriodConfig()}  # fmt: skip
+    chain = [_offset(-20, 0), _offset(-28, 0), _offset(-36, 0)]
+    counts = {upwind_sources(40.0, 112.0, list(o), {"direction_used_deg": 270.0}, {"wind_speed_m_s": 5.0}, s)
+              for o in itertools.permutations(chain)}  # fmt: skip
+    assert counts == {2.0}

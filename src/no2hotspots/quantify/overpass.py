@@ -194,11 +194,12 @@ def sharing_sources(lat0: float, lon0: float, candidates, min_km: float | None) 
 
 
 def upwind_sources(lat0: float, lon0: float, candidates, info: dict, wind: dict, s: dict) -> float:
-    """How many known sources (``candidates``, (lat, lon), those beyond ``period.merge_km``: other sources; points
-    within ``merge_km`` of each other, e.g. a hotspot at a period site, count once) lie upwind of the point, within
-    ``csf.core_half_width_km`` of the wind's axis through it and one NO2 e-folding length U tau upwind (the scene's
-    half-width without decay): their plumes pass through this point's cone and disk and read as its own
-    (``benchmarks/quantify_passthrough.py``). NaN without a direction or speed."""
+    """How many known sources (``candidates``, (lat, lon), those beyond ``period.merge_km``: other sources) lie
+    upwind of the point, within ``csf.core_half_width_km`` of the wind's axis through it and one NO2 e-folding length
+    U tau upwind (the scene's half-width without decay): their plumes pass through this point's cone and disk and
+    read as its own (``benchmarks/quantify_passthrough.py``). Counted nearest upwind first, a point within
+    ``merge_km`` of one already counted is the same source (e.g. a hotspot at a period site), whatever the order of
+    ``candidates``. NaN without a direction or speed."""
     d = info.get("direction_used_deg", np.nan)
     u = float(wind.get("wind_speed_m_s", np.nan))
     if not (np.isfinite(d) and np.isfinite(u)):
@@ -211,7 +212,9 @@ def upwind_sources(lat0: float, lon0: float, candidates, info: dict, wind: dict,
     along, across = wind_frame(*local_xy(p[:, 0], p[:, 1], lat0, lon0), d)  # along: downwind of the point
     merge = s["period"].merge_km
     far = haversine_km(p[:, 0], p[:, 1], lat0, lon0) > merge
-    up = p[far & (along < 0) & (along > -reach) & (np.abs(across) <= s["csf"].core_half_width_km)]
+    sel = far & (along < 0) & (along > -reach) & (np.abs(across) <= s["csf"].core_half_width_km)
+    # nearest first (ties by latitude, then longitude): the count does not depend on the order of ``candidates``
+    up = p[sel][np.lexsort((p[sel, 1], p[sel, 0], -along[sel]))]
     counted: list = []  # a hotspot of this overpass at a period site is one source: points within merge_km, once
     for q in up:
         if not counted or haversine_km(np.array(counted)[:, 0], np.array(counted)[:, 1], q[0], q[1]).min() > merge:
