@@ -6,7 +6,7 @@ so the NOx/NO2 ratio falls from ~3-8 at the stack to its photostationary value d
 NOx/NO2 = m exp(-t / r) + f0 (t: time since emission) for four plants; ddeq 1.1 ships the fits
 (:class:`ddeq.functions.NO2toNOxConversion`). Keeping the far-field share as configured, the ramp multiplies the NO2
 column at plume age t by h(t) = f0 / (m exp(-t / r) + f0)
-(:func:`no2hotspots.osse.transport.no2_ramp_factor`, the simulator's own).
+(:func:`no2hotspots.nox.no2_ramp_factor`, the simulator's own).
 
 This prints, for a steady Gaussian plume (:func:`no2hotspots.simulate.physics.column_point`, the training world's
 formula: Pasquill-Gifford class D, sigma0 200 m, NO2 lifetime 4 h) from a source at a pixel centre and a wind along
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from ddeq.functions import NO2toNOxConversion
 
-from no2hotspots.osse.transport import no2_ramp_factor
+from no2hotspots.nox import no2_ramp_factor
 from no2hotspots.simulate.physics import column_point
 
 PLANTS = ("Matimba", "Belchatow", "Janschwalde", "Lipetsk")

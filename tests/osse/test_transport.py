@@ -186,7 +186,7 @@ def test_coarse_release_draws_the_plume_of_a_fine_release(speed):
 
 def test_no2_ramp_takes_the_unconverted_share_off_each_sub_puff_by_its_age():
     # Meier et al. 2024's NOx/NO2 = m exp(-t/r) + f0 with the far-field share kept: mass x f0 / (m exp(-t/r) + f0)
-    from no2hotspots.osse.transport import no2_ramp_factor
+    from no2hotspots.nox import no2_ramp_factor
 
     t = np.arange(-3600.0, 7 * 3600.0 + 1800.0, 900.0)
     wind = SourceWinds(t, np.full((2, t.size), 5.0), np.full((2, t.size), 250.0))
@@ -212,7 +212,7 @@ def test_no2_ramp_factor_is_the_far_field_share_over_ddeqs_nox_to_no2_conversion
     downwind, with ddeq's own parameters for the four plants; float32 stays float32 (the Gaussian plume's kernel)."""
     from ddeq.functions import NO2toNOxConversion
 
-    from no2hotspots.osse.transport import no2_ramp_factor
+    from no2hotspots.nox import no2_ramp_factor
 
     conversion = NO2toNOxConversion(name=plant)
     m, r, f0 = conversion.params

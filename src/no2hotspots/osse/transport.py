@@ -4,10 +4,10 @@ the training simulator's second transport model (:mod:`no2hotspots.simulate.puff
 Each source releases a Gaussian puff every ``release_interval_min`` over the ``release_hours`` before overpass.
 Puffs are advected on the sphere by the day's time- and space-varying wind (midpoint/RK2 steps), grow as
 sigma^2 = sigma0^2 + 2 K_h age, and lose NO2 as exp(-age / lifetime); optionally (``no2_ramp``) young NO2 is also
-scaled by :func:`no2_ramp_factor`, the stack's NO still turning into NO2. A puff stands for the stretch of plume its
-release interval makes in the wind; it is drawn as sub-puffs along that stretch (:func:`_along_path`). The column
-seen by a pixel is the exact pixel-area average of the isotropic Gaussians: in the grid's (along, across) frame
-each puff factorises into an along-track and an across-track erf term.
+scaled by :func:`no2hotspots.nox.no2_ramp_factor`, the stack's NO still turning into NO2. A puff stands for the
+stretch of plume its release interval makes in the wind; it is drawn as sub-puffs along that stretch
+(:func:`_along_path`). The column seen by a pixel is the exact pixel-area average of the isotropic Gaussians: in the
+grid's (along, across) frame each puff factorises into an along-track and an across-track erf term.
 
 Rendering follows the puffs: a puff is evaluated only over the pixels within ``cutoff_sigma`` of its centre (its
 window), never over the whole granule, so the cost grows with the puffs' footprints, not with puffs x pixels:
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import erf
 
+from ..nox import no2_ramp_factor
 from .geometry import EARTH_R_KM, GranuleGrid
 from .weather import DayWind
 
@@ -46,15 +47,6 @@ class Puffs:
     mass_mol: np.ndarray
     age_s: np.ndarray
     source: np.ndarray  # index of the emitting source (into the arrays given to release_puffs)
-
-
-def no2_ramp_factor(age_s, m, r_s, f0):
-    """Share of the far-field NO2 present at plume age ``age_s`` [s] while the stack's NO turns into NO2: Meier et al.
-    (2024) fit NOx/NO2 = m exp(-t / r) + f0 along real plumes (ddeq 1.1, ``ddeq.functions.NO2toNOxConversion``);
-    keeping the configured far-field NO2 share, the column is scaled by f0 / (m exp(-t / r) + f0): 1 / (1 + m / f0)
-    at the stack, 1 downwind, exactly 1 at m = 0. Arguments broadcast (NumPy) and keep their float type (the
-    Gaussian plume's float32 kernel passes the along-wind distance as ``age_s`` and u x r as ``r_s``)."""
-    return f0 / (m * np.exp(-np.maximum(age_s, 0.0) / r_s) + f0)
 
 
 def _per_source(x, n: int):
@@ -94,7 +86,8 @@ def release_puffs(
     :class:`~no2hotspots.osse.weather.SourceWinds` with one wind per source). With ``near`` (a grid), only the
     sources whose puffs can come within ``cutoff_sigma`` puff widths of that grid are advected: the others cannot
     change what :func:`render_puffs` draws on it (see :func:`sources_near`). ``Puffs.source`` always indexes the
-    arrays given here. ``no2_ramp``: None or ``(m, r_s, f0)`` of :func:`no2_ramp_factor`, scalars or per source.
+    arrays given here. ``no2_ramp``: None or ``(m, r_s, f0)`` of :func:`no2hotspots.nox.no2_ramp_factor`, scalars
+    or per source.
     """
     lat = np.atleast_1d(np.asarray(lat, float))
     lon = np.atleast_1d(np.asarray(lon, float))

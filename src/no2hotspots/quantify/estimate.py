@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..osse.transport import no2_ramp_factor
+from ..nox import no2_ramp_factor
 
 COMPONENTS = (
     "noise",
@@ -68,7 +68,7 @@ class Ramp:
     """The near-source NO -> NO2 conversion the estimators undo. A stack emits mostly NO; Meier et al. (2024, ACP 24,
     7667) fit NOx/NO2 = m exp(-t / r) + f0 along plumes (ddeq 1.1's ``NO2toNOxConversion``), so at plume age t the
     NO2 is the far-field share times share(t) = f0 / (m exp(-t / r) + f0) (the function the OSSE and the simulator
-    render with, :func:`no2hotspots.osse.transport.no2_ramp_factor`); the far-field NOx/NO2 stays the chemistry's
+    render with, :func:`no2hotspots.nox.no2_ramp_factor`); the far-field NOx/NO2 stays the chemistry's
     ``nox_no2_ratio``. m = 0: off (share 1 everywhere, every estimate as without it). ``sigma_m``, ``sigma_r_s``: the
     1-sigma of m and r (the ``no2_ramp`` budget term)."""
 

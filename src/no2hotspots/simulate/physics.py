@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..osse.transport import no2_ramp_factor
+from ..nox import no2_ramp_factor
 
 #: stability class letters in index order (``stability_class`` 0..5)
 STABILITY_CLASSES = ("A", "B", "C", "D", "E", "F")
@@ -78,7 +78,7 @@ def _pixel_column(s, t, amp, inv_ut, c, sig0sq, ha, hb, ramp=None):
     half-widths. Exact for the cross-wind average (the Gaussian convolved with the trapezoid, written as the second
     difference of Psi(z) = max(z, 0) + Psi(-|z|), which keeps float32 free of cancellation); the along-wind variation
     is sampled at the centre. ``ramp``: None or ``(m, u r, f0)`` of the near-source NO -> NO2 conversion
-    (:func:`~no2hotspots.osse.transport.no2_ramp_factor` at plume age s / u), sampled at the centre as well.
+    (:func:`~no2hotspots.nox.no2_ramp_factor` at plume age s / u), sampled at the centre as well.
     """
     f32 = np.float32
     sp = np.maximum(s, f32(0.0))
@@ -141,7 +141,7 @@ def plume_pixels(
     ``q_mol_s``, ``wind_speed`` [m s-1], ``wind_from_direction`` [deg], ``tau_s`` [s], ``stability_class`` (0..5);
     ``sigma0_m`` is one initial width for all or one per source (area sources are wide). ``no2_ramp``: None or
     per-source ``(m, r_s, f0)`` of the near-source NO -> NO2 conversion
-    (:func:`no2hotspots.osse.transport.no2_ramp_factor`).
+    (:func:`no2hotspots.nox.no2_ramp_factor`).
     """
     f32 = np.float32
     n = size_px

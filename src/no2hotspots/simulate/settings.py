@@ -169,7 +169,7 @@ class Settings:
     pairs: PairSettings
     paper_world: PaperWorldSettings
     # near-source NO -> NO2 conversion, per scene uniform in each range (Meier et al. 2024: NOx/NO2 = m exp(-t/r) + f0;
-    # no2hotspots.osse.transport.no2_ramp_factor); m (0, 0) = off: the configured NO2 share from the stack on
+    # no2hotspots.nox.no2_ramp_factor); m (0, 0) = off: the configured NO2 share from the stack on
     no2_ramp_m: tuple = (0.0, 0.0)
     no2_ramp_r_s: tuple = (486.0, 1638.0)
     no2_ramp_f0: tuple = (1.31, 1.9)
