@@ -69,17 +69,22 @@ def draw(rng: np.random.Generator, n: int, st):
     }
 
 
-def quantify_wind(st, speed, direction, window_h) -> tuple[np.ndarray, np.ndarray]:
+def quantify_wind(st, speed, direction, window_h) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The mean wind vector over ``window_h`` (hours; one per scene or one for all) before the overpass (what
-    quantify samples from wind files)."""
+    quantify samples from wind files), and the wind's turning over it as quantify measures it: atan(sqrt(var_cross)
+    / speed) [degree], var_cross the variance of the wind vector across its mean direction
+    (:meth:`no2hotspots.winds.field.WindField._combine`'s data part of the direction sigma)."""
     t = series_times(st)
     t_ov = st.puffs.release_hours * 3600.0
     sw = SourceWinds(t, speed, direction)
     wh = np.broadcast_to(np.asarray(window_h, float), (speed.shape[0],))
     sd = [sw.series(t_ov + f * wh * 3600.0) for f in np.linspace(-1.0, 0.0, 13)]
     s, d = np.array([x[0] for x in sd]), np.radians(np.array([x[1] for x in sd]))
-    u, v = (-s * np.sin(d)).mean(axis=0), (-s * np.cos(d)).mean(axis=0)
-    return np.hypot(u, v), np.degrees(np.arctan2(-u, -v)) % 360.0
+    us, vs = -s * np.sin(d), -s * np.cos(d)
+    u, v = us.mean(axis=0), vs.mean(axis=0)
+    spd = np.hypot(u, v)
+    var_cross = (v / spd) ** 2 * us.var(axis=0) + (u / spd) ** 2 * vs.var(axis=0)
+    return spd, np.degrees(np.arctan2(-u, -v)) % 360.0, np.degrees(np.arctan(np.sqrt(var_cross) / spd))
 
 
 def method_winds(st, p: dict, s: dict) -> tuple[dict, np.ndarray]:
@@ -119,6 +124,7 @@ def run(n: int, seed: int, noise: bool = False, overrides: tuple[str, ...] = ())
     noise_rng = np.random.default_rng([seed, 1])
     winds, speed = method_winds(st, p, s)
     out = {m: np.full(n, np.nan) for m in ESTIMATORS}
+    turning = {m: winds[m][2] for m in ESTIMATORS}
     for i in range(n):
         if speed[i] < s["min_wind_m_s"]:
             continue
@@ -137,7 +143,7 @@ def run(n: int, seed: int, noise: bool = False, overrides: tuple[str, ...] = ())
             e = mod.estimate(sc, w, life, s[m], _sens=False)
             out[m][i] = e.q / q_mol_s[i] if e.ok else np.nan
     x = R_KM * 1e3 / (speed * p["lifetime_h"] * 3600.0)
-    return {"ratio": out, "residence_over_tau": x, "speed": speed}
+    return {"ratio": out, "residence_over_tau": x, "speed": speed, "turning_deg": turning}
 
 
 def stats(r: np.ndarray, rng: np.random.Generator) -> dict:
@@ -158,21 +164,42 @@ def stats(r: np.ndarray, rng: np.random.Generator) -> dict:
     }
 
 
-def residence_fit(r: np.ndarray, x: np.ndarray, iters: int = 50) -> dict:
-    """Median (least absolute deviation) fit ln ratio = ln b0 - beta x (x = R / (U tau)) by iteratively reweighted
-    least squares: the bias as a function of the residence time over the lifetime, where one number per method
-    leaves a trend (report only; quantify applies one bias per method)."""
-    ok = np.isfinite(r) & (r > 0) & np.isfinite(x)
-    y, xx = np.log(r[ok]), x[ok]
-    A = np.column_stack([np.ones(xx.size), -xx])
-    w = np.ones(xx.size)
+def _lad(y: np.ndarray, A: np.ndarray, iters: int = 50) -> np.ndarray:
+    """Least absolute deviation coefficients of y ~ A by iteratively reweighted least squares."""
+    w = np.ones(y.size)
     for _ in range(iters):
         coef, *_ = np.linalg.lstsq(A * w[:, None], y * w, rcond=None)
         w = 1.0 / np.sqrt(np.maximum(np.abs(y - A @ coef), 1e-6))
+    return coef
+
+
+def residence_fit(r: np.ndarray, x: np.ndarray, iters: int = 50) -> dict:
+    """Median (least absolute deviation) fit ln ratio = ln b0 - beta x (x = R / (U tau)) by iteratively reweighted
+    least squares: the bias as a function of the residence time over the lifetime, where one number per method
+    leaves a trend (quantify.structure's bias and bias_slope without bias_turning)."""
+    ok = np.isfinite(r) & (r > 0) & np.isfinite(x)
+    y, xx = np.log(r[ok]), x[ok]
+    A = np.column_stack([np.ones(xx.size), -xx])
+    coef = _lad(y, A, iters)
     res = y - A @ coef
     return {"b0": float(np.exp(coef[0])), "beta": float(coef[1]), "n": int(xx.size),
             "median_abs_residual": float(np.median(np.abs(res))),
             "median_abs_log_ratio_about_one_bias": float(np.median(np.abs(y - np.median(y))))}  # fmt: skip
+
+
+def turning_fit(r: np.ndarray, x: np.ndarray, theta_deg: np.ndarray, iters: int = 50) -> dict:
+    """Joint median fit ln ratio = ln b0 - beta x - gamma theta^2 (theta the wind's measured turning over the
+    method's travel window, radians): a curved plume in a turning wind leaves the straight cone and its background
+    band takes part of it (quantify.structure's bias, bias_slope and bias_turning); the residuals' half 16-84 %
+    range is the scatter left about the fit."""
+    ok = np.isfinite(r) & (r > 0) & np.isfinite(x) & np.isfinite(theta_deg)
+    y, xx, th = np.log(r[ok]), x[ok], np.radians(theta_deg[ok])
+    A = np.column_stack([np.ones(xx.size), -xx, -(th**2)])
+    coef = _lad(y, A, iters)
+    res = y - A @ coef
+    return {"b0": float(np.exp(coef[0])), "beta": float(coef[1]), "gamma": float(coef[2]), "n": int(xx.size),
+            "median_abs_residual": float(np.median(np.abs(res))),
+            "rel_sigma_68_about_fit": float((np.percentile(res, 84) - np.percentile(res, 16)) / 2)}  # fmt: skip
 
 
 def main() -> None:
@@ -189,6 +216,8 @@ def main() -> None:
     report = {"n_scenes": a.n, "seed": a.seed, "noise": a.noise, "overrides": a.set, "methods": {}}
     bins_x = [0.0, 0.1, 0.2, 0.4, np.inf]
     bins_u = [2.0, 4.0, 6.0, 8.0, np.inf]
+    bins_th = [0.0, 5.0, 10.0, 15.0, 20.0, 26.0, 90.0]
+    rng_th = np.random.default_rng(1)  # its own bootstrap draws: the figures above stay as they were
     for m, r in res["ratio"].items():
         rep = {"all": stats(r, rng), "by_residence_over_tau": {}, "by_speed_m_s": {}}
         for lo, hi in zip(bins_x[:-1], bins_x[1:]):
@@ -196,6 +225,10 @@ def main() -> None:
         for lo, hi in zip(bins_u[:-1], bins_u[1:]):
             rep["by_speed_m_s"][f"{lo:g}-{hi:g}"] = stats(r[(spd >= lo) & (spd < hi)], rng)
         rep["residence_fit"] = residence_fit(r, x)
+        th = res["turning_deg"][m]
+        rep["by_turning_deg"] = {f"{lo:g}-{hi:g}": stats(r[(th >= lo) & (th < hi)], rng_th)
+                                 for lo, hi in zip(bins_th[:-1], bins_th[1:])}  # fmt: skip
+        rep["turning_fit"] = turning_fit(r, x, th)
         report["methods"][m] = rep
     print(f"puff scenes of the training simulator: n={a.n}, seed={a.seed}, refused below min wind: "
           f"{int((spd < 2.0).sum())}")  # fmt: skip
@@ -210,7 +243,13 @@ def main() -> None:
             f"  bias against x = R/(U tau): {fit['b0']:.3f} exp(-{fit['beta']:.3f} x); median |residual| "
             f"{fit['median_abs_residual']:.4f} (about one bias: {fit['median_abs_log_ratio_about_one_bias']:.4f})"
         )
-        for key in ("by_residence_over_tau", "by_speed_m_s"):
+        tf = rep["turning_fit"]
+        print(
+            f"  bias against x and the wind's turning theta: {tf['b0']:.3f} exp(-{tf['beta']:.3f} x - "
+            f"{tf['gamma']:.3f} theta^2); median |residual| {tf['median_abs_residual']:.4f}, rel sigma 68 % about it "
+            f"{tf['rel_sigma_68_about_fit']:.3f}"
+        )
+        for key in ("by_residence_over_tau", "by_speed_m_s", "by_turning_deg"):
             for b, v in rep[key].items():
                 if v["n"] < 5:
                     print(f"  {key} {b}: n={v['n']}")

@@ -354,10 +354,10 @@ def test_folder_and_metrics_are_replaced_together(case, qhelp):
     ("key", "value"),
     [("quantify.wind_window_h", [3.0, 0.5]), ("quantify.wind_travel", "on"),
      ("quantify.period.correlation.position", "across_wind"), ("quantify.csf.inflow_km", [16.0, 6.0]),
-     ("quantify.structure.bias_slope.csf", -0.1)],
+     ("quantify.structure.bias_slope.csf", -0.1), ("quantify.structure.bias_turning.divergence", -1.0)],
 )  # fmt: skip
 def test_a_bad_wind_or_correlation_key_leaves_the_last_good_run(case, qhelp, key, value):
-    """The travel-time winds', the along-wind position term's, the csf inflow strip's and the structure bias slope's
+    """The travel-time winds', the along-wind position term's, the csf inflow strip's and the structure bias slopes'
     keys are checked before anything is written: one line naming the key, and every file of the last good run as it
     was (SHA-256)."""
     import hashlib
@@ -612,6 +612,26 @@ def test_structure_term_divides_by_the_bias_and_adds_its_sigma(case, qhelp):
     x = 20e3 / (c["wind_speed_m_s"][ok] * 4.0 * 3600.0)  # the configured lifetime, 4 h
     assert (x > 0.05).all()
     np.testing.assert_allclose(c["nox_t_per_yr"][ok], a["nox_t_per_yr"][ok] / (0.8 * np.exp(-0.2 * x)), rtol=1e-9)
+    # and with the wind's turning theta (its own wind's measured direction spread, in radians): exp(-gamma theta^2);
+    # the case's winds are steady (theta 0), so they turn by +-25 deg over 6 h here
+    for t0, (speed, d0) in zip(TIMES, WINDS):
+        hours = pd.date_range(f"{t0[:10]}T00:00", f"{t0[:10]}T23:00", freq="1h")
+        phi = np.radians(d0 + 25.0 * np.sin(2 * np.pi * np.arange(24) / 6.0))
+        qhelp.write_simple_winds(tmp / "turning" / f"winds_{t0[:10]}.nc", hours, -speed * np.sin(phi),
+                                 -speed * np.cos(phi))  # fmt: skip
+    coll = ov["quantify.collections.synth"]
+    ov = {**ov, "quantify.collections.synth": {**coll, "winds": {"paths": [str(tmp / "turning" / "*.nc")]}}}
+    slope = {"bias": {"csf": 0.8}, "bias_slope": {"csf": 0.2}}
+    run(qhelp.quantify_cfg({**ov, "quantify.structure": slope}))
+    c = pd.read_csv(d / "estimates_site_overpass.csv").set_index(key).sort_index()
+    run(qhelp.quantify_cfg({**ov, "quantify.structure": {**slope, "bias_turning": {"csf": 3.0}}}))
+    t = pd.read_csv(d / "estimates_site_overpass.csv").set_index(key).sort_index()
+    cm = c.index.get_level_values("method") == "csf"
+    ok = cm & np.isfinite(c["nox_t_per_yr"].to_numpy())
+    th = np.radians(t["wind_from_spread_deg"][ok])
+    assert ok.sum() >= 3 and (th > 0.02).all() and t.index.equals(c.index)
+    np.testing.assert_allclose(t["nox_t_per_yr"][ok], c["nox_t_per_yr"][ok] * np.exp(3.0 * th**2), rtol=1e-9)
+    np.testing.assert_allclose(t["nox_t_per_yr"][~cm], c["nox_t_per_yr"][~cm], rtol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -620,6 +640,7 @@ def test_structure_term_divides_by_the_bias_and_adds_its_sigma(case, qhelp):
         ({"rel_sigma": {"csff": 0.1}}, "quantify.structure.rel_sigma.csff: unknown method"),
         ({"bias": {"csf": 0}}, "quantify.structure.bias.csf: must be a number > 0"),
         ({"bias_slope": {"csf": -0.1}}, "quantify.structure.bias_slope.csf: must be a number >= 0"),
+        ({"bias_turning": {"ime": "x"}}, "quantify.structure.bias_turning.ime: must be a number >= 0"),
         ({"rel_sigma": {"ime": -0.1}}, "quantify.structure.rel_sigma.ime: must be a number >= 0"),
         ({"scale": 1}, "quantify.structure.scale: unknown key"),
     ],

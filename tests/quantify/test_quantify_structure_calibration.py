@@ -40,7 +40,8 @@ def test_travel_time_winds_shrink_the_structure_error_of_turning_winds(benchmark
 
 def test_residence_fit_recovers_a_known_slope_and_the_puffs_have_one(benchmark_script):
     """The median fit of ln ratio = ln b0 - beta x recovers b0 and beta from data with outliers; on the puff scenes
-    csf's bias falls with the residence time over the lifetime (quantify.structure.bias_slope; n 2000: 0.128)."""
+    csf's bias falls with the residence time over the lifetime (quantify.structure.bias_slope; n 2000: 0.128), and
+    with the wind's turning in the joint fit (turning_fit; n 2000: gamma 0.576)."""
     mod = benchmark_script("quantify_structure")
     rng = np.random.default_rng(3)
     x = rng.uniform(0.0, 0.8, 400)
@@ -50,3 +51,11 @@ def test_residence_fit_recovers_a_known_slope_and_the_puffs_have_one(benchmark_s
     assert abs(fit["b0"] - 0.99) < 0.005 and abs(fit["beta"] - 0.12) < 0.015
     res = mod.run(150, seed=5)
     assert mod.residence_fit(res["ratio"]["csf"], res["residence_over_tau"])["beta"] > 0.03
+    # the joint fit with the wind's turning theta recovers gamma; on the puffs csf reads lower the more it turned
+    th = rng.uniform(0.0, 35.0, x.size)
+    lr2 = lr - 0.6 * np.radians(th) ** 2
+    tf = mod.turning_fit(np.exp(lr2), x, th)
+    assert abs(tf["b0"] - 0.99) < 0.005 and abs(tf["beta"] - 0.12) < 0.02 and abs(tf["gamma"] - 0.6) < 0.05
+    turning = res["turning_deg"]["csf"]
+    assert np.isfinite(turning).all() and (turning >= 0).all() and np.percentile(turning, 90) > 5.0
+    assert mod.turning_fit(res["ratio"]["csf"], res["residence_over_tau"], turning)["gamma"] > 0.1

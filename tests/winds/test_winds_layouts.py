@@ -197,3 +197,27 @@ def test_travel_windows_are_the_air_travel_time_within_the_limits():
 
     w = travel_window_h(20.0, np.array([5.0, 2.0, 20.0, np.nan, 0.0]), (0.5, 2.5))
     assert w == pytest.approx([20e3 / 5 / 3600, 2.5, 0.5, 2.5, 2.5])
+
+
+def test_the_direction_spread_is_the_measured_turning_of_the_wind(tmp_path):
+    """A wind of 5 m/s turning from the west (270 deg) to the south-west (225 deg) over the hour before 07:00: the
+    1-h mean measures the spread across its mean direction, wind_from_spread_deg = atan(sqrt(var_cross) / speed) over
+    the window's samples, the data part of wind_from_sigma_deg (the stated 15 deg added in quadrature); a steady wind
+    has none, the fallback NaN."""
+    times = pd.date_range("2019-09-01T06:00", "2019-09-01T07:00", freq="1h")
+    u0, v0 = 5.0, 0.0  # blowing east: from 270 deg
+    u1, v1 = 5.0 * np.cos(np.radians(45.0)), 5.0 * np.sin(np.radians(45.0))  # blowing north-east: from 225 deg
+    f = simple_file(tmp_path / "w.nc", times, [u0, u1], [v0, v1])
+    s = open_winds({"paths": str(f), "time_window_h": 1.0}).at([40.0], [112.0], "2019-09-01T07:00")
+    row = s.row(0)
+    x = np.linspace(0.0, 1.0, 5)  # the window's samples every 15 min, linear in time between the hourly fields
+    us, vs = u0 + (u1 - u0) * x, v0 + (v1 - v0) * x
+    eu, ev = us.mean() / np.hypot(us.mean(), vs.mean()), vs.mean() / np.hypot(us.mean(), vs.mean())
+    expect = np.degrees(np.arctan(np.sqrt(ev**2 * us.var() + eu**2 * vs.var()) / np.hypot(us.mean(), vs.mean())))
+    assert row["wind_from_spread_deg"] == pytest.approx(expect, rel=1e-6)
+    assert 5.0 < row["wind_from_spread_deg"] < 20.0
+    assert row["wind_from_sigma_deg"] == pytest.approx(np.hypot(15.0, expect), rel=1e-9)
+    steady = simple_file(tmp_path / "s.nc", times, [u0, u0], [v0, v0])
+    assert open_winds({"paths": str(steady)}).at([40.0], [112.0], "2019-09-01T07:00").row(0)[
+        "wind_from_spread_deg"] == pytest.approx(0.0, abs=1e-9)  # fmt: skip
+    assert np.isnan(open_winds({"paths": None}).at([40.0], [112.0], "2019-09-01T07:00").row(0)["wind_from_spread_deg"])

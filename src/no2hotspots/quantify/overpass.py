@@ -115,7 +115,8 @@ def quantify_point(
         wm, columns = _method_wind(w, info["direction_source"], (method_winds or {}).get(m))
         e = _estimate(m, scene, grid, time, lat0, lon0, wm, life, s, pos_sigma)
         if e.ok:
-            e = structure.apply(e, s.get("structure", structure.StructureConfig()), wm.speed, life.tau_s)
+            turning = (columns or wind).get("wind_from_spread_deg", np.nan)  # the wind the method took its speed from
+            e = structure.apply(e, s.get("structure", structure.StructureConfig()), wm.speed, life.tau_s, turning)
             e.sigma["model"] = abs(e.q) * float(model_uncertainty(context or {}, e)) if model_uncertainty else 0.0
         e = chemistry.to_nox(e, chem)
         e.diag["wind_columns"] = columns

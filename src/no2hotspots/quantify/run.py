@@ -240,11 +240,12 @@ def _chemistry(ch) -> chemistry.Chemistry:
 def _structure_config(sc) -> StructureConfig:
     """``quantify.structure``: per method the relative 1-sigma and the bias of the method-structure term."""
     sc = OmegaConf.to_container(sc, resolve=True) if OmegaConf.is_config(sc) else dict(sc)
-    unknown = sorted(set(sc) - {"rel_sigma", "bias", "bias_slope"})
+    keys = ("rel_sigma", "bias", "bias_slope", "bias_turning")
+    unknown = sorted(set(sc) - set(keys))
     if unknown:
-        raise ConfigError(f"quantify.structure.{unknown[0]}", "unknown key (known: rel_sigma, bias, bias_slope)")
+        raise ConfigError(f"quantify.structure.{unknown[0]}", f"unknown key (known: {', '.join(keys)})")
     out = {}
-    for key, low in (("rel_sigma", 0.0), ("bias", None), ("bias_slope", 0.0)):
+    for key, low in (("rel_sigma", 0.0), ("bias", None), ("bias_slope", 0.0), ("bias_turning", 0.0)):
         d = sc.get(key) or {}
         if not isinstance(d, dict):
             raise ConfigError(f"quantify.structure.{key}", f"must map methods to numbers (got {d!r})")
@@ -259,7 +260,7 @@ def _structure_config(sc) -> StructureConfig:
                 raise ConfigError(k, f"must be a number {'>= 0' if low == 0.0 else '> 0'} (got {v!r})")
             vals[m] = float(v)
         out[key] = vals
-    return StructureConfig(out["rel_sigma"], out["bias"], out["bias_slope"])
+    return StructureConfig(out["rel_sigma"], out["bias"], out["bias_slope"], out["bias_turning"])
 
 
 def _co2_config(co2c) -> CO2Config:

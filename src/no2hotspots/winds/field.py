@@ -70,6 +70,9 @@ class WindSample:
     source: np.ndarray  # str per point: the file(s) and level, or "fallback: <why>"
     level: str = ""
     window_h: np.ndarray | None = None  # hours averaged over before the time, per point (NaN: fallback)
+    # the measured part of sigma_direction: atan(sqrt(var_cross) / speed) [degree], the wind's spread across its mean
+    # direction over the layer and the window (the turning the plume saw; NaN: fallback)
+    spread_direction: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.speed.size)
@@ -84,6 +87,7 @@ class WindSample:
             "wind_from_sigma_deg": float(self.sigma_direction[i]),
             "wind_source": str(self.source[i]),
             "wind_window_h": float(self.window_h[i]) if self.window_h is not None else float("nan"),
+            "wind_from_spread_deg": float(self.spread_direction[i]) if self.spread_direction is not None else np.nan,
         }
 
 
@@ -326,7 +330,9 @@ class WindField:
         sig_dir = np.where(fb, np.nan, sig_dir)
         u = np.where(fb, np.nan, u)
         v = np.where(fb, np.nan, v)
-        return WindSample(u, v, speed, direction, sig_speed, sig_dir, source, self.spec.describe())
+        spread = np.where(fb, np.nan, sig_dir_data)
+        return WindSample(u, v, speed, direction, sig_speed, sig_dir, source, self.spec.describe(),
+                          spread_direction=spread)  # fmt: skip
 
 
 def _cfg_get(c, key, default=None):
