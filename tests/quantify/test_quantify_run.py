@@ -774,3 +774,22 @@ def test_rows_wait_on_disk_in_a_spool_that_goes_with_the_run(case, qhelp, monkey
     next((tmp / "units" / "synth").glob("*.sites.pkl")).write_bytes(b"damaged")
     again = run(qhelp.quantify_cfg({**ov, "quantify.units_dir": str(tmp / "units")}))["synth"]
     assert (again["units_computed"], again["units_reused"]) == (1, 2) and _tables(tmp / "out" / "synth") == tables
+
+
+def test_a_wind_file_rewritten_in_place_is_read_again(case, qhelp):
+    """Each worker process keeps the wind fields it opened (a worker of an existing Dask cluster outlives the run):
+    a wind file rewritten in place (an OSSE rerun writes the same names) is read again by the next run in the same
+    process, not served from that memo."""
+    tmp, ov = case
+    run(qhelp.quantify_cfg(ov))
+    d = tmp / "out" / "synth" / "estimates_site_overpass.csv"
+    before = pd.read_csv(d)
+    assert set(np.round(before["wind_from_deg"], 6)) == {250.0, 45.0, 135.0}
+    for t0, (speed, d0) in zip(TIMES, WINDS):
+        hours = pd.date_range(f"{t0[:10]}T00:00", f"{t0[:10]}T23:00", freq="1h")
+        phi = np.radians(np.full(24, d0 + 10.0))
+        qhelp.write_simple_winds(tmp / "winds" / f"winds_{t0[:10]}.nc", hours, -speed * np.sin(phi),
+                                 -speed * np.cos(phi))  # fmt: skip
+    run(qhelp.quantify_cfg(ov))
+    after = pd.read_csv(d)
+    assert set(np.round(after["wind_from_deg"], 6)) == {260.0, 55.0, 145.0}

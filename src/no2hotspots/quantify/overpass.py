@@ -376,12 +376,14 @@ def rows_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 #: wind fields of the last few sets of wind files, per worker process (overpasses of a day share theirs, and each
-#: field keeps the files it has reduced)
+#: field keeps the files it has reduced); keyed by the files' identities too: a worker of an existing cluster
+#: (``parallel.scheduler: address``) outlives the run, and a file rewritten in place (an OSSE rerun) is read again
 _WINDS: OrderedDict = OrderedDict()
 
 
 def _winds(s: dict, paths: tuple):
-    key = (paths, repr(s["winds"]))
+    ids = tuple((i["size"], i["mtime_ns"]) for i in map(units.file_identity, paths))
+    key = (paths, ids, repr(s["winds"]))
     if key not in _WINDS:
         _WINDS[key] = open_winds(s["winds"], paths=list(paths), key=f"{s['key']}.winds")
         while len(_WINDS) > 4:
