@@ -86,9 +86,8 @@ def release_puffs(
     :class:`~no2hotspots.osse.weather.SourceWinds` with one wind per source). With ``near`` (a grid), only the
     sources whose puffs can come within ``cutoff_sigma`` puff widths of that grid are advected: the others cannot
     change what :func:`render_puffs` draws on it (see :func:`sources_near`). ``Puffs.source`` always indexes the
-    arrays given here. ``no2_ramp``: None or ``(m, r_s, f0)`` of :func:`no2hotspots.nox.no2_ramp_factor`, scalars
-    or per source.
-    """
+    arrays given here. ``no2_ramp``: None or ``(m, r_s, f0)`` of :func:`~no2hotspots.nox.no2_ramp_factor` (each
+    a scalar or per source)."""
     lat = np.atleast_1d(np.asarray(lat, float))
     lon = np.atleast_1d(np.asarray(lon, float))
     q = np.atleast_1d(np.asarray(q_mol_s, float))
