@@ -128,6 +128,7 @@ def test_stage_recovers_known_rates_with_uncertainties(case, qhelp):
         parts = ("overpass_clear_upwind_only", "overpass_known_source_upwind_only")
         assert sum(ev[k].get(m, {}).get("n", 0) for k in parts) == ev["overpass"][m]["n"]
     assert wide["upwind_sources"].notna().all() and (wide["upwind_sources"] >= 0).all()
+    assert (wide["wind_from_spread_deg"] < 1e-6).all()  # steady winds: no turning (up to rounding)
     assert out["n_hotspots"] == 4 and out["chemistry"]["nox_no2_ratio"] == 1.32
 
 
@@ -632,6 +633,13 @@ def test_structure_term_divides_by_the_bias_and_adds_its_sigma(case, qhelp):
     assert ok.sum() >= 3 and (th > 0.02).all() and t.index.equals(c.index)
     np.testing.assert_allclose(t["nox_t_per_yr"][ok], c["nox_t_per_yr"][ok] * np.exp(3.0 * th**2), rtol=1e-9)
     np.testing.assert_allclose(t["nox_t_per_yr"][~cm], c["nox_t_per_yr"][~cm], rtol=1e-12)
+    # the hotspot table carries the preferred method's (csf's) turning
+    h = pd.read_csv(d / "estimates_overpass.csv")
+    turn = h[h["method"] == "csf"].set_index("hotspot_id")["wind_from_spread_deg"]
+    wide = pd.read_csv(d / "hotspot_rates.csv").set_index("hotspot_id")
+    assert (turn > 1.0).all() and not np.allclose(turn, h[h["method"] == "ime"].set_index("hotspot_id")[
+        "wind_from_spread_deg"].loc[turn.index])  # fmt: skip
+    np.testing.assert_allclose(wide["wind_from_spread_deg"], turn.loc[wide.index], rtol=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -67,9 +67,9 @@ EMPTY_COLUMNS = ("hotspot_id", "site_id", "time", "lat", "lon", "method", "nox_t
 #: the columns of the estimate rows the stage reads back into memory (:mod:`.spool`): what the hotspot table, the
 #: period table and the evaluation use; every other column goes from the spool into the CSVs without a stop
 HOTSPOT_COLUMNS = ("hotspot_id", "method", "nox_t_per_yr", "nox_sigma_t_per_yr", "co2_mt_per_yr",
-                   "co2_sigma_mt_per_yr", "quality_flags", "wind_speed_m_s", "wind_from_deg", "wind_source",
-                   "direction_source", "upwind_sources", "inventory_nox_t_per_yr", "inventory_co2_t_per_yr",
-                   "inventory_ids")  # fmt: skip
+                   "co2_sigma_mt_per_yr", "quality_flags", "wind_speed_m_s", "wind_from_deg", "wind_from_spread_deg",
+                   "wind_source", "direction_source", "upwind_sources", "inventory_nox_t_per_yr",
+                   "inventory_co2_t_per_yr", "inventory_ids")  # fmt: skip
 SITE_COLUMNS = ("site_id", "method", "detected", "nox_t_per_yr", "inventory_nox_t_per_yr", "direction_used_deg",
                 "upwind_sources", *(f"nox_sigma_{c}_t_per_yr" for c in SIGMA_COMPONENTS))  # fmt: skip
 
@@ -558,6 +558,7 @@ def hotspot_wide(hot: pd.DataFrame, est_h: pd.DataFrame, s: dict) -> pd.DataFram
     for col in (
         "wind_speed_m_s",
         "wind_from_deg",
+        "wind_from_spread_deg",
         "wind_source",
         "direction_source",
         "upwind_sources",
