@@ -73,7 +73,8 @@ def quantify_wind(st, speed, direction, window_h) -> tuple[np.ndarray, np.ndarra
     """The mean wind vector over ``window_h`` (hours; one per scene or one for all) before the overpass (what
     quantify samples from wind files), and the wind's turning over it as quantify measures it: atan(sqrt(var_cross)
     / speed) [degree], var_cross the variance of the wind vector across its mean direction
-    (:meth:`no2hotspots.winds.field.WindField._combine`'s data part of the direction sigma)."""
+    (:meth:`no2hotspots.winds.field.WindField._combine`'s data part of the direction sigma), here over the 13
+    samples of the window (quantify's: one every 15 min)."""
     t = series_times(st)
     t_ov = st.puffs.release_hours * 3600.0
     sw = SourceWinds(t, speed, direction)
