@@ -102,7 +102,12 @@ def _passing(st: _Strips, u: float, tau: float) -> np.ndarray:
     is undone, so the transects' fluxes minus it are this source's (in a uniform wind the divergence cancels it)."""
     if st.inflow is None:
         return np.zeros_like(st.ld)
-    return st.inflow.ld[0] * _passing_decay((st.sbar_km - st.inflow.sbar_km[0]) * 1e3, u, tau)
+    return st.inflow.ld[0] * _carried(st, u, tau)
+
+
+def _carried(st: _Strips, u: float, tau: float) -> np.ndarray:
+    """What is left at each transect of the NO2 that passed the inflow strip (:func:`_passing_decay`)."""
+    return _passing_decay((st.sbar_km - st.inflow.sbar_km[0]) * 1e3, u, tau)
 
 
 def _q(st: _Strips, a: np.ndarray, u: float, tau: float, ramp: Ramp) -> float:
@@ -116,7 +121,7 @@ def _cell_weights(scene: Scene, st: _Strips, af0: np.ndarray, u: float, tau: flo
     g = np.zeros(scene.c.shape)
     g.flat[st.cells] = np.sum((af0 / st.length_m)[:, None] * st.weights, axis=0)
     if st.inflow is not None:
-        carried = float(np.sum(af0 * _passing_decay((st.sbar_km - st.inflow.sbar_km[0]) * 1e3, u, tau)))
+        carried = float(np.sum(af0 * _carried(st, u, tau)))
         g.flat[st.inflow.cells] -= carried * st.inflow.weights[0] / st.inflow.length_m[0]
     return g
 

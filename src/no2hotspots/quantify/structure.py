@@ -47,9 +47,7 @@ def bias_at(cfg: StructureConfig, method: str, speed: float, tau_s: float, turni
     gamma = float(cfg.bias_turning.get(method, 0.0))
     x = RESIDENCE_KM * 1e3 / (speed * tau_s) if beta and np.isfinite(tau_s) and speed > 0 else 0.0
     th = np.radians(turning_deg) if gamma and np.isfinite(turning_deg) else 0.0
-    if x == 0.0 and th == 0.0:
-        return b
-    return b * float(np.exp(-beta * x - gamma * th**2))
+    return b * float(np.exp(-beta * x - gamma * th**2))  # exactly b where both are 0
 
 
 def apply(e: Estimate, cfg: StructureConfig, speed: float = np.nan, tau_s: float = np.inf,
