@@ -45,7 +45,7 @@ from no2hotspots.quantify.run import collection_config, settings  # noqa: E402
 from no2hotspots.quantify.scene import local_scene  # noqa: E402
 from no2hotspots.simulate.puffs import puff_columns, sample_winds, scene_grid, series_times  # noqa: E402
 from no2hotspots.simulate.settings import from_config  # noqa: E402
-from no2hotspots.winds.field import travel_window_h  # noqa: E402
+from no2hotspots.winds.field import direction_spread_deg, travel_window_h  # noqa: E402
 
 ESTIMATORS = {"csf": csf, "ime": ime, "divergence": divergence}
 Q_MOL_S = 5.0
@@ -73,8 +73,8 @@ def quantify_wind(st, speed, direction, window_h) -> tuple[np.ndarray, np.ndarra
     """The mean wind vector over ``window_h`` (hours; one per scene or one for all) before the overpass (what
     quantify samples from wind files), and the wind's turning over it as quantify measures it: atan(sqrt(var_cross)
     / speed) [degree], var_cross the variance of the wind vector across its mean direction
-    (:meth:`no2hotspots.winds.field.WindField._combine`'s data part of the direction sigma), here over the 13
-    samples of the window (quantify's: one every 15 min)."""
+    (:func:`no2hotspots.winds.field.direction_spread_deg`, the data part of quantify's direction sigma), here over
+    the 13 samples of the window (quantify's: one every 15 min)."""
     t = series_times(st)
     t_ov = st.puffs.release_hours * 3600.0
     sw = SourceWinds(t, speed, direction)
@@ -83,9 +83,8 @@ def quantify_wind(st, speed, direction, window_h) -> tuple[np.ndarray, np.ndarra
     s, d = np.array([x[0] for x in sd]), np.radians(np.array([x[1] for x in sd]))
     us, vs = -s * np.sin(d), -s * np.cos(d)
     u, v = us.mean(axis=0), vs.mean(axis=0)
-    spd = np.hypot(u, v)
-    var_cross = (v / spd) ** 2 * us.var(axis=0) + (u / spd) ** 2 * vs.var(axis=0)
-    return spd, np.degrees(np.arctan2(-u, -v)) % 360.0, np.degrees(np.arctan(np.sqrt(var_cross) / spd))
+    turning = direction_spread_deg(u, v, us.var(axis=0), vs.var(axis=0))
+    return np.hypot(u, v), np.degrees(np.arctan2(-u, -v)) % 360.0, turning
 
 
 def method_winds(st, p: dict, s: dict) -> tuple[dict, np.ndarray]:

@@ -91,6 +91,16 @@ class WindSample:
         }
 
 
+def direction_spread_deg(u, v, var_u, var_v) -> np.ndarray:
+    """The wind's measured spread across its mean direction (u, v) [degree]: atan(sqrt(var_cross) / speed), var_cross
+    the variance of the wind vector across it from the component variances (the data part of the direction sigma)."""
+    speed = np.hypot(u, v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        eu, ev = u / speed, v / speed
+        var_cross = ev**2 * var_u + eu**2 * var_v
+        return np.degrees(np.arctan(np.sqrt(var_cross) / speed))
+
+
 def direction_from_uv(u, v) -> np.ndarray:
     """Meteorological direction the wind blows from [degree, 0 = from north, 90 = from east]."""
     return np.degrees(np.arctan2(-np.asarray(u, float), -np.asarray(v, float))) % 360.0
@@ -318,8 +328,7 @@ class WindField:
         with np.errstate(invalid="ignore", divide="ignore"):
             eu, ev = u / speed, v / speed
             var_along = eu**2 * var_u + ev**2 * var_v
-            var_cross = ev**2 * var_u + eu**2 * var_v
-            sig_dir_data = np.degrees(np.arctan(np.sqrt(var_cross) / speed))
+        sig_dir_data = direction_spread_deg(u, v, var_u, var_v)
         sig_speed = np.sqrt(unc.speed_abs_m_s**2 + (unc.speed_rel * speed) ** 2 + var_along)
         sig_dir = np.minimum(np.sqrt(unc.direction_deg**2 + np.nan_to_num(sig_dir_data, nan=90.0) ** 2), 90.0)
         direction = direction_from_uv(u, v)
